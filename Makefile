@@ -1,12 +1,16 @@
 # Quickstart targets. Each one creates .venv on first use, (re)installs when
 # pyproject.toml changes, then runs. Needs only Python >= 3.11 and make.
-PYTHON ?= python3
+# The first Python >= 3.11 on PATH (override: make PYTHON=/path/to/python3.12 test).
+PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3 python; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && echo $$p && break; done)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .PHONY: serve test lint bench clean
 
 $(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "wirelab needs Python >= 3.11 on PATH" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 

@@ -1,0 +1,251 @@
+"""Throughput of ``GET /v1/stream`` with zero waits, against the framework ceiling.
+
+A wirelab server streams 256 files of exactly 1 MiB with no waits
+(``count=256&min_size=max_size=1048576&min_interval=max_interval=0``), read by curl to
+/dev/null, once with ``content=random`` and once with ``content=ramp``. In the same run and
+interleaved with it, for reference:
+
+* the ceiling: FastAPI on uvicorn (httptools + uvloop, the settings wirelab uses) streaming
+  one constant 1 MiB buffer 256 times with a StreamingResponse (``_apps.py``); the same
+  256 MiB in 64 KiB sends (wirelab's data frame size) is shown too, for information;
+* nginx serving a 256 MiB static file with sendfile, when ``nginx`` is on PATH (and the
+  same file with sendfile off and 1 MiB output buffers: on some virtual machines sendfile
+  over loopback is the slower of the two).
+
+Each round reads every target once, in a rotated order; medians over the rounds are
+reported (1 MB = 10^6 bytes), then random/ceiling and ramp/ceiling against the targets
+(random >= 50 %, ramp >= 80 %).
+
+Run: ``.venv/bin/python benchmarks/throughput.py [--rounds 5] [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _util import (
+    BENCH_DIR,
+    HOST,
+    MB,
+    MIB,
+    CurlError,
+    Server,
+    curl,
+    fmt_table,
+    free_port,
+    have_curl,
+    install_cleanup,
+    log,
+    median,
+    python_argv,
+    tree_stats,
+    wirelab_command,
+    wirelab_server,
+)
+
+FILES = 256
+FILE_SIZE = MIB
+TOTAL = FILES * FILE_SIZE
+TARGETS = {"random": 0.50, "ramp": 0.80}
+
+# the uvicorn settings of `wirelab serve` (see wirelab/server/_serve.py), so that the
+# ceiling differs from wirelab only in what the app does
+UVICORN_ARGS = ["--http", "httptools", "--loop", "uvloop", "--lifespan", "on",
+                "--log-level", "warning", "--no-access-log", "--no-server-header"]  # fmt: skip
+
+
+@dataclass
+class Target:
+    key: str
+    label: str
+    server: Server
+    path: str
+    min_size: int  # the body is at least this long (framing adds a little for wirelab)
+    mbps: list[float] = field(default_factory=list)
+    cpu_per_gb: list[float] = field(default_factory=list)
+
+
+def wirelab_path(content: str, seed: int) -> str:
+    return (
+        f"/v1/stream?count={FILES}&min_size={FILE_SIZE}&max_size={FILE_SIZE}"
+        f"&min_interval=0&max_interval=0&seed={seed}&dtype=int16&content={content}"
+    )
+
+
+def ceiling_server(port: int, log_dir: Path) -> Server:
+    argv = python_argv("-m", "uvicorn", "_apps:fastapi_app", "--host", HOST, "--port",
+                       str(port), *UVICORN_ARGS)  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(BENCH_DIR))
+    return Server("ceiling", argv, port, env=env, cwd=BENCH_DIR, log_path=log_dir / "ceiling.log")
+
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen {host}:{port};
+        root {tmp}/www;
+        location /sendfile/ {{ alias {tmp}/www/; sendfile on; }}
+        location /buffered/ {{ alias {tmp}/www/; sendfile off; output_buffers 2 1m; }}
+    }}
+}}
+"""
+
+
+def nginx_server(port: int, tmp: Path) -> Server | None:
+    exe = shutil.which("nginx")
+    if exe is None:
+        return None
+    www = tmp / "www"
+    www.mkdir()
+    with open(www / "blob", "wb") as fh:
+        block = (bytes(range(256)) * 4096)[:MIB]
+        for _ in range(FILES):
+            fh.write(block)
+    # nginx workers may run as an unprivileged user: let them read the files
+    for path in (tmp, www):
+        path.chmod(0o755)
+    (www / "blob").chmod(0o644)
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, host=HOST, port=port))
+    argv = [exe, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
+    return Server("nginx", argv, port, cwd=tmp, log_path=tmp / "nginx.out")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--seed", type=int, default=1, help="stream seed (default 1)")
+    parser.add_argument("--no-nginx", action="store_true", help="skip the nginx reference")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--wirelab-cmd", metavar="CMD",
+        help="command that starts the server instead of `wirelab serve` "
+        "(--host, --port, --log-level and --data-dir are appended)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if not have_curl():
+        log("curl is not installed")
+        return 2
+    install_cleanup()
+    notes: list[str] = []
+
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wirelab-bench-")))
+        wl = stack.enter_context(
+            wirelab_server(free_port(), tmp, wirelab_command(args.wirelab_cmd))
+        )
+        ceil = stack.enter_context(ceiling_server(free_port(), tmp))
+        targets = [
+            Target("random", "wirelab content=random", wl, wirelab_path("random", args.seed),
+                   TOTAL),
+            Target("ramp", "wirelab content=ramp", wl, wirelab_path("ramp", args.seed), TOTAL),
+            Target("ceiling", "ceiling: FastAPI StreamingResponse, 256 x 1 MiB", ceil,
+                   f"/?size={MIB}&count={FILES}", TOTAL),
+            Target("ceiling-64k", "same framework, 4096 x 64 KiB sends", ceil,
+                   f"/?size={64 * 1024}&count={TOTAL // (64 * 1024)}", TOTAL),
+        ]  # fmt: skip
+        if args.no_nginx:
+            notes.append("nginx reference skipped (--no-nginx)")
+        else:
+            ngx_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nginx-")))
+            ngx = nginx_server(free_port(), ngx_dir)
+            if ngx is None:
+                notes.append("nginx reference skipped: nginx is not on PATH")
+            else:
+                stack.enter_context(ngx)
+                targets.append(
+                    Target("nginx", "nginx static file, sendfile on", ngx, "/sendfile/blob", TOTAL)
+                )
+                targets.append(
+                    Target("nginx-buffered", "nginx static file, sendfile off, 1 MiB buffers",
+                           ngx, "/buffered/blob", TOTAL)
+                )  # fmt: skip
+
+        def read(t: Target) -> tuple[float, float]:
+            url = f"http://{HOST}:{t.server.port}{t.path}"
+            before = tree_stats(t.server.pid)
+            res = curl(url, timeout=120)
+            spent = tree_stats(t.server.pid).cpu - before.cpu
+            if res.size < t.min_size:
+                raise CurlError(f"{t.key}: read {res.size} bytes, expected >= {t.min_size}")
+            return res.mb_per_s, spent / (res.size / 1e9)
+
+        for t in targets:  # warm-up: imports, caches, first-use allocations
+            read(t)
+        for rnd in range(args.rounds):
+            shift = rnd % len(targets)
+            for t in targets[shift:] + targets[:shift]:
+                mbps, cpu = read(t)
+                t.mbps.append(mbps)
+                t.cpu_per_gb.append(cpu)
+            log(f"round {rnd + 1}/{args.rounds}: "
+                + ", ".join(f"{t.key} {t.mbps[-1]:.0f}" for t in targets))  # fmt: skip
+
+    med = {t.key: median(t.mbps) for t in targets}
+    checks = []
+    for key, goal in TARGETS.items():
+        ratio = med[key] / med["ceiling"]
+        checks.append({"content": key, "ratio": round(ratio, 3), "target": goal,
+                       "pass": ratio >= goal})  # fmt: skip
+    results = [
+        {
+            "key": t.key,
+            "label": t.label,
+            "median_mb_s": round(med[t.key], 1),
+            "min_mb_s": round(min(t.mbps), 1),
+            "max_mb_s": round(max(t.mbps), 1),
+            "server_cpu_s_per_gb": round(median(t.cpu_per_gb), 3),
+            "runs_mb_s": [round(v, 1) for v in t.mbps],
+        }
+        for t in targets
+    ]
+    if args.json:
+        print(json.dumps({"rounds": args.rounds, "bytes": TOTAL, "cpus": os.cpu_count(),
+                          "results": results, "checks": checks, "notes": notes},
+                         indent=2))  # fmt: skip
+        return 0 if all(c["pass"] for c in checks) else 1
+
+    print(f"{FILES} files x 1 MiB ({TOTAL / MB:.0f} MB of file data) read by curl to "
+          f"/dev/null, {args.rounds} interleaved rounds, {os.cpu_count()} CPUs; "
+          "MB/s = 10^6 bytes/s")  # fmt: skip
+    rows = [
+        [str(r["label"]), f"{r['median_mb_s']:.0f}", f"{r['min_mb_s']:.0f} - {r['max_mb_s']:.0f}",
+         f"{r['server_cpu_s_per_gb']:.2f}"]
+        for r in results
+    ]  # fmt: skip
+    print(fmt_table(["target", "median MB/s", "min - max", "server CPU s/GB"], rows))
+    for c in checks:
+        verdict = "PASS" if c["pass"] else "FAIL"
+        print(f"{c['content']}/ceiling = {float(str(c['ratio'])):.0%} "
+              f"(target >= {float(str(c['target'])):.0%}): {verdict}")  # fmt: skip
+    for note in notes:
+        print(note)
+    return 0 if all(c["pass"] for c in checks) else 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
+    sys.exit(130)

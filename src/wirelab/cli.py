@@ -1,0 +1,227 @@
+"""The ``wirelab`` command. It only assembles: parsing, then a call into the library.
+
+Every option also reads a ``WIRELAB_*`` environment variable (shown in ``--help``). Errors
+end the command with exit status 1 and one readable line on stderr; usage errors with 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import _cli_stream
+from ._exceptions import WirelabError
+from ._version import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MIB = 1024 * 1024
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one readable line to stderr and exit with ``code``."""
+    click.echo(f"wirelab: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn wirelab and OS errors into one readable line and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except WirelabError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="wirelab")
+def main() -> None:
+    """wirelab: servers, clients and test doubles for programs that move files and streams."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", envvar="WIRELAB_HOST", show_envvar=True,
+              help="Address to bind. The default accepts local connections only.")
+@click.option("--port", default=8080, type=click.IntRange(0, 65535), envvar="WIRELAB_PORT",
+              show_envvar=True, help="TCP port (0 picks a free one).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="WIRELAB_DATA_DIR", show_envvar=True,
+              help="Folder for server data.  [default: $XDG_DATA_HOME/wirelab]")
+@click.option("--log-level", default="info", envvar="WIRELAB_LOG_LEVEL", show_envvar=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"],
+                                case_sensitive=False))
+@click.option("--stream-max-count", default=100_000, type=click.IntRange(0),
+              envvar="WIRELAB_STREAM_MAX_COUNT", show_envvar=True,
+              help="Most files one stream may ask for.")
+@click.option("--stream-max-file-size", default=16 * _MIB, type=click.IntRange(0),
+              envvar="WIRELAB_STREAM_MAX_FILE_SIZE", show_envvar=True,
+              help="Largest max_size a stream may ask for, bytes.")
+@click.option("--stream-max-total-bytes", default=4096 * _MIB, type=click.IntRange(0),
+              envvar="WIRELAB_STREAM_MAX_TOTAL_BYTES", show_envvar=True,
+              help="Largest count * max_size of one stream, bytes.")
+@click.option("--stream-max-duration", default=3600.0, type=click.FloatRange(0),
+              envvar="WIRELAB_STREAM_MAX_DURATION", show_envvar=True,
+              help="Largest count * max_interval / speed of one stream, seconds.")
+@click.option("--worker-threads", default=2, type=click.IntRange(1, 64),
+              envvar="WIRELAB_WORKER_THREADS", show_envvar=True,
+              help="Threads that generate and hash large files (shared by all streams).")
+@handle_errors
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    log_level: str,
+    stream_max_count: int,
+    stream_max_file_size: int,
+    stream_max_total_bytes: int,
+    stream_max_duration: float,
+    worker_threads: int,
+) -> None:
+    """Run the wirelab server until SIGINT or SIGTERM."""
+    try:
+        from .server import ServerConfig, default_data_dir
+        from .server._serve import run
+    except ImportError as exc:  # the server extra is not installed
+        fail(f"the server needs extra packages: pip install 'wirelab[server]' ({exc})")
+        return
+    from .stream import StreamLimits
+
+    config = ServerConfig(
+        host=host,
+        port=port,
+        data_dir=data_dir or default_data_dir(),
+        log_level=log_level.lower(),
+        stream_limits=StreamLimits(
+            max_count=stream_max_count,
+            max_file_size=stream_max_file_size,
+            max_total_bytes=stream_max_total_bytes,
+            max_duration=stream_max_duration,
+        ),
+        worker_threads=worker_threads,
+    )
+    run(config)
+
+
+# --- stream (client side) -------------------------------------------------------------
+# The `wirelab stream` command is defined below this line.
+
+_STREAM_OPTIONS = (
+    "count",
+    "min_size",
+    "max_size",
+    "min_interval",
+    "max_interval",
+    "seed",
+    "dtype",
+    "byteorder",
+    "content",
+    "speed",
+)
+
+
+def _stream_option(name: str, type_: click.ParamType[Any], help_: str) -> Callable[[F], F]:
+    """A stream parameter: not sent unless given (the server's default applies)."""
+    return click.option(
+        f"--{name.replace('_', '-')}",
+        name,
+        type=type_,
+        default=None,
+        envvar=f"WIRELAB_STREAM_{name.upper()}",
+        show_envvar=True,
+        help=help_ + "  [default: the server's]",
+    )
+
+
+@main.command("stream")
+@click.option(
+    "--url",
+    default=_cli_stream.DEFAULT_URL,
+    envvar="WIRELAB_URL",
+    show_envvar=True,
+    help="Base URL of the wirelab server.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to save the files and manifest.json in (created if missing).",
+)
+@click.option(
+    "--verify",
+    "verify_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Check a folder saved earlier against its manifest.json instead of streaming.",
+)
+@_stream_option("count", click.IntRange(0), "Number of files.")
+@_stream_option("min_size", click.IntRange(0), "Smallest file, bytes.")
+@_stream_option("max_size", click.IntRange(0), "Largest file, bytes.")
+@_stream_option("min_interval", click.FloatRange(0), "Shortest wait before a file, seconds.")
+@_stream_option("max_interval", click.FloatRange(0), "Longest wait before a file, seconds.")
+@_stream_option("seed", click.IntRange(0, 2**63 - 1), "Reproduce a stream exactly.")
+@_stream_option("dtype", click.Choice(["int16", "int8", "int32", "float32"]), "Sample type.")
+@_stream_option("byteorder", click.Choice(["little", "big"]), "Sample byte order.")
+@_stream_option("content", click.Choice(["random", "sine", "ramp"]), "Sample values.")
+@_stream_option("speed", click.FloatRange(0, min_open=True), "Divides every wait.")
+@click.option(
+    "--timeout",
+    default=30.0,
+    type=click.FloatRange(0, min_open=True),
+    envvar="WIRELAB_TIMEOUT",
+    show_envvar=True,
+    help="Give up after this many seconds without data.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace the download already in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+@click.pass_context
+@handle_errors
+def stream(
+    ctx: click.Context,
+    /,
+    url: str,
+    out: Path | None,
+    verify_dir: Path | None,
+    timeout: float,
+    overwrite: bool,
+    as_json: bool,
+    **params: Any,
+) -> None:
+    """Save a stream's files into --out DIR, verified; or check DIR with --verify DIR.
+
+    Each file is written as it arrives and renamed into place once its SHA-256 matched;
+    DIR/manifest.json then lists the files (complete: false if the stream failed).
+    Exit status: 0 on success, 1 on any failure, 2 on bad usage.
+    """
+    if verify_dir is not None:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ("out", "overwrite", *_STREAM_OPTIONS)
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(f"--verify cannot be combined with {', '.join(given)}")
+        _cli_stream.run_verify(verify_dir, as_json=as_json)
+        return
+    if out is None:
+        raise click.UsageError("give --out DIR to save a stream, or --verify DIR to check one")
+    options = {name: value for name, value in params.items() if value is not None}
+    _cli_stream.run_download(
+        url=url,
+        options=options,  # type: ignore[arg-type]  # click checked each value's type
+        out=out,
+        overwrite=overwrite,
+        timeout=timeout,
+        as_json=as_json,
+    )

@@ -1,0 +1,125 @@
+"""Check a download folder against its ``manifest.json`` (see :mod:`._download`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from .._exceptions import IntegrityError, UsageError
+from ._download import MANIFEST_NAME, is_safe_name
+
+__all__ = ["Problem", "VerifyReport", "verify_download"]
+
+ProblemKind = Literal["missing", "corrupt", "extra", "invalid", "incomplete"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a download: ``kind``, the file ``name`` and a ``detail``."""
+
+    kind: ProblemKind
+    name: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.name}: {self.detail}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The result of :func:`verify_download`; ``ok`` when there is no problem at all."""
+
+    out: Path
+    listed: int
+    good: int
+    complete: bool
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _load_manifest(out: Path) -> dict[str, Any]:
+    path = out / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no {MANIFEST_NAME} in {out}: not a download folder") from None
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise IntegrityError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        raise IntegrityError(f"{path} is not a download manifest (no 'files' list)")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:  # hashed in blocks: files may be larger than memory
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _check_file(out: Path, entry: Any) -> Problem | None:
+    """The problem with one manifest entry, or ``None`` if the file is intact."""
+    if not isinstance(entry, dict):
+        return Problem("invalid", "?", "manifest entry is not an object")
+    name, size, digest = entry.get("name"), entry.get("size"), entry.get("sha256")
+    if not is_safe_name(name):
+        return Problem("invalid", repr(name), "not an acceptable file name")
+    if not isinstance(size, int) or not isinstance(digest, str):
+        return Problem("invalid", str(name), "manifest entry lacks size or sha256")
+    path = out / str(name)
+    if not path.is_file():
+        return Problem("missing", str(name), "listed in the manifest, not in the folder")
+    actual = path.stat().st_size
+    if actual != size:
+        return Problem("corrupt", str(name), f"{actual} bytes, manifest says {size}")
+    if _sha256(path) != digest:
+        return Problem("corrupt", str(name), "SHA-256 does not match the manifest")
+    return None
+
+
+def verify_download(out: Path) -> VerifyReport:
+    """Check every file listed in ``out/manifest.json``: present, right size, right SHA-256
+    (hashed in blocks, so any file size works). Also reports files not in the manifest
+    (``extra``, e.g. a leftover ``.part``) and a download that did not complete.
+
+    Raises :class:`~wirelab.UsageError` when ``out`` has no manifest and
+    :class:`~wirelab.IntegrityError` when the manifest is unreadable; ``OSError`` from
+    reading files propagates.
+    """
+    manifest = _load_manifest(out)
+    entries: list[Any] = manifest["files"]
+    checks = [_check_file(out, entry) for entry in entries]
+    problems = [p for p in checks if p is not None]
+    listed = {e.get("name") for e in entries if isinstance(e, dict)} | {MANIFEST_NAME}
+    problems += [
+        Problem("extra", p.name, "in the folder, not in the manifest")
+        for p in sorted(out.iterdir())
+        if p.name not in listed
+    ]
+    complete = manifest.get("complete") is True
+    count = manifest.get("count")
+    if not complete:
+        problems.append(
+            Problem(
+                "incomplete",
+                MANIFEST_NAME,
+                f"the stream stopped after {len(entries)} of {count} files",
+            )
+        )
+    elif count != len(entries):
+        problems.append(
+            Problem("invalid", MANIFEST_NAME, f"lists {len(entries)} files, count is {count}")
+        )
+    return VerifyReport(
+        out=out,
+        listed=len(entries),
+        good=checks.count(None),
+        complete=complete,
+        problems=tuple(problems),
+    )

@@ -1,0 +1,241 @@
+"""StreamEncoder: formats a stream and enforces its grammar on the sender's side.
+
+The encoder is a pure formatting helper: it returns bytes and never writes them, and it does
+not hash (the sender hashes, possibly in another thread, and passes the digest to
+:meth:`StreamEncoder.file_end`). A call that raises :class:`UsageError` leaves the encoder as
+it was.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+from .._exceptions import ProtocolError, UsageError
+from ._frames import HEADER, MAX_DATA_PAYLOAD, PREAMBLE, FrameType, encode_json_frame
+from ._schema import (
+    STREAM_VERSION,
+    parse_file_end,
+    parse_file_header,
+    parse_stream_abort,
+    parse_stream_header,
+)
+
+__all__ = ["StreamEncoder"]
+
+# Grammar positions.
+_INIT: Final = 0
+_BETWEEN_FILES: Final = 1
+_IN_FILE: Final = 2
+_DONE: Final = 3
+
+_PHASE_NAMES: Final = {
+    _INIT: "before start()",
+    _BETWEEN_FILES: "between files",
+    _IN_FILE: "inside a file",
+    _DONE: "after the stream ended",
+}
+
+# The X frame must fit the JSON limit even when a sender passes a huge exception text:
+# 4096 characters are at most 16 KiB of UTF-8.
+_MAX_ABORT_MESSAGE_CHARS: Final = 4096
+
+_pack_header: Final = HEADER.pack
+_DATA: Final = int(FrameType.DATA)
+
+
+def _as_int(value: object) -> object:
+    """Turn integer-like values (numpy integers) into ``int``; leave the rest to validation."""
+    if isinstance(value, bool | int):
+        return value
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return value
+
+
+def _as_float(value: object) -> object:
+    """Turn real numbers (numpy floats) into ``float``; leave the rest to validation."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    return float(value)
+
+
+_T = TypeVar("_T")
+
+
+def _validate(parse: Callable[[Mapping[str, Any]], _T], obj: Mapping[str, Any]) -> _T:
+    # The decoder's own rules, reported as the caller's mistake.
+    try:
+        return parse(obj)
+    except ProtocolError as exc:
+        raise UsageError(str(exc)) from None
+
+
+class StreamEncoder:
+    """Formats the frames of one stream, in order, and refuses calls that break the grammar.
+
+    Call :meth:`start`, then for each of the ``count`` files :meth:`file_start`, any number of
+    :meth:`data` / :meth:`data_header` calls, :meth:`file_end`; finally :meth:`end`. At any
+    point after :meth:`start`, :meth:`abort` ends the stream early. Every method returns the
+    bytes to send; the encoder keeps only counters.
+    """
+
+    __slots__ = ("_count", "_file_index", "_file_sent", "_file_size", "_files", "_phase", "_total")
+
+    def __init__(self) -> None:
+        self._phase = _INIT
+        self._count = 0
+        self._files = 0  # files completed
+        self._total = 0  # data bytes of the completed files
+        self._file_index = -1
+        self._file_size = 0
+        self._file_sent = 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether :meth:`end` or :meth:`abort` was called."""
+        return self._phase == _DONE
+
+    @property
+    def files_completed(self) -> int:
+        """The number of files closed with :meth:`file_end`."""
+        return self._files
+
+    @property
+    def total_bytes(self) -> int:
+        """The data bytes of the completed files (the ``bytes`` that :meth:`end` reports)."""
+        return self._total
+
+    def _require(self, call: str, *phases: int) -> None:
+        if self._phase not in phases:
+            where = _PHASE_NAMES[self._phase]
+            if self._phase == _IN_FILE:
+                where = f"inside file {self._file_index} (call file_end() first)"
+            raise UsageError(f"{call} called {where}")
+
+    def start(self, *, seed: int, count: int, params: Mapping[str, Any]) -> bytes:
+        """Return the preamble and the ``S`` frame (``version``, ``seed``, ``count``, ``params``).
+
+        ``seed`` and ``count`` are non-negative integers; ``params`` must be JSON-serialisable.
+        """
+        self._require("start()", _INIT)
+        obj = {
+            "version": STREAM_VERSION,
+            "seed": _as_int(seed),
+            "count": _as_int(count),
+            "params": dict(params),
+        }
+        header = _validate(parse_stream_header, obj)
+        frame = encode_json_frame(FrameType.STREAM, obj)
+        self._count = header.count
+        self._phase = _BETWEEN_FILES
+        return PREAMBLE + frame
+
+    def file_start(
+        self, *, index: int, name: str, size: int, dtype: str, byteorder: str, offset: float
+    ) -> bytes:
+        """Return the ``F`` frame of file *index*, which must be the previous index + 1.
+
+        Raises :class:`UsageError` for a wrong index, more files than ``count``, or members the
+        format forbids (an unsafe name, an unknown dtype, a size that is not a multiple of the
+        sample width, a negative or non-finite offset...).
+        """
+        self._require("file_start()", _BETWEEN_FILES)
+        if isinstance(index, bool) or _as_int(index) != self._files:
+            raise UsageError(f"file_start(): index {index!r}, expected {self._files}")
+        if self._files >= self._count:
+            raise UsageError(f"file_start(): the stream announced only {self._count} files")
+        obj = {
+            "index": self._files,
+            "name": name,
+            "size": _as_int(size),
+            "dtype": dtype,
+            "byteorder": byteorder,
+            "offset": _as_float(offset),
+        }
+        started = _validate(parse_file_header, obj)
+        frame = encode_json_frame(FrameType.FILE, obj)
+        self._file_index = started.index
+        self._file_size = started.size
+        self._file_sent = 0
+        self._phase = _IN_FILE
+        return frame
+
+    def data_header(self, length: int) -> bytes:
+        """Return the 5-byte header of a ``D`` frame of *length* bytes; the caller sends them.
+
+        The bytes count toward the current file at once. Raises :class:`UsageError` outside a
+        file, for *length* outside 0..:data:`MAX_DATA_PAYLOAD`, or if the file would exceed its
+        declared size. Constant time: called for every chunk on the sender's hot path.
+        """
+        if self._phase != _IN_FILE:
+            self._require("data_header()", _IN_FILE)
+        if not 0 <= length <= MAX_DATA_PAYLOAD:
+            raise UsageError(f"D frame length must be in 0..{MAX_DATA_PAYLOAD}, got {length}")
+        sent = self._file_sent + length
+        if sent > self._file_size:
+            raise UsageError(
+                f"file {self._file_index}: {sent} data bytes exceed its size of {self._file_size}"
+            )
+        try:
+            header = _pack_header(_DATA, length)
+        except struct.error:
+            raise UsageError(f"D frame length must be an integer, got {length!r}") from None
+        self._file_sent = sent
+        return header
+
+    def data(self, chunk: bytes | bytearray | memoryview) -> bytes:
+        """Return a whole ``D`` frame carrying *chunk* (header + a copy of the bytes)."""
+        view = memoryview(chunk)
+        return self.data_header(view.nbytes) + view
+
+    def file_end(self, sha256_hex: str) -> bytes:
+        """Return the ``E`` frame of the current file, carrying its lowercase hex SHA-256.
+
+        Raises :class:`UsageError` if the data bytes sent differ from the declared size, or if
+        *sha256_hex* is not 64 lowercase hex digits. The digest itself is not checked.
+        """
+        self._require("file_end()", _IN_FILE)
+        if self._file_sent != self._file_size:
+            raise UsageError(
+                f"file_end(): file {self._file_index} got {self._file_sent} of "
+                f"{self._file_size} bytes"
+            )
+        obj = {"index": self._file_index, "sha256": sha256_hex}
+        _validate(parse_file_end, obj)
+        frame = encode_json_frame(FrameType.END_FILE, obj)
+        self._files += 1
+        self._total += self._file_size
+        self._phase = _BETWEEN_FILES
+        return frame
+
+    def end(self) -> bytes:
+        """Return the ``Z`` frame with the encoder's own file and byte counts.
+
+        Raises :class:`UsageError` inside a file or before all ``count`` files were sent.
+        """
+        self._require("end()", _BETWEEN_FILES)
+        if self._files != self._count:
+            raise UsageError(f"end() after {self._files} of {self._count} files")
+        frame = encode_json_frame(FrameType.END, {"count": self._files, "bytes": self._total})
+        self._phase = _DONE
+        return frame
+
+    def abort(self, error: str, message: str) -> bytes:
+        """Return the ``X`` frame that ends the stream early, between files or inside one.
+
+        *error* is a short machine-readable code, *message* a human-readable text; a message
+        longer than 4096 characters is cut (ending with "…") to keep the frame within limits.
+        """
+        self._require("abort()", _BETWEEN_FILES, _IN_FILE)
+        if isinstance(message, str) and len(message) > _MAX_ABORT_MESSAGE_CHARS:
+            message = message[: _MAX_ABORT_MESSAGE_CHARS - 1] + "…"
+        obj = {"error": error, "message": message}
+        _validate(parse_stream_abort, obj)
+        frame = encode_json_frame(FrameType.ABORT, obj)
+        self._phase = _DONE
+        return frame

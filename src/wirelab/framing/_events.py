@@ -1,0 +1,99 @@
+"""The events a :class:`~wirelab.framing.StreamDecoder` produces, one class per frame meaning.
+
+Events are immutable values: frozen dataclasses with slots, compared by value. A decoder
+emits them in stream order::
+
+    StreamStarted (FileStarted FileData* FileEnded)* (StreamEnded | [partial] StreamAborted)
+    partial = FileStarted FileData*
+
+A partial file (started, never ended) can only precede :class:`StreamAborted`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeAlias
+
+__all__ = [
+    "Event",
+    "FileData",
+    "FileEnded",
+    "FileStarted",
+    "StreamAborted",
+    "StreamEnded",
+    "StreamStarted",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamStarted:
+    """The stream header (``S`` frame).
+
+    ``params`` echoes the server's effective request parameters as decoded from JSON; it is
+    excluded from hashing (a dict is not hashable) but not from equality.
+    """
+
+    version: int
+    seed: int
+    count: int
+    params: dict[str, Any] = dataclasses.field(hash=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileStarted:
+    """A file begins (``F`` frame); its bytes follow as :class:`FileData` events."""
+
+    index: int
+    name: str
+    size: int
+    dtype: str
+    byteorder: str
+    offset: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class FileData:
+    """The next bytes of file ``index``, never empty.
+
+    Chunk boundaries follow whatever the decoder was fed and carry no meaning; concatenate
+    the chunks of one file to get the file.
+    """
+
+    index: int
+    data: bytes
+
+    def __repr__(self) -> str:
+        # A chunk can be a megabyte; its repr would drown a test failure or a log line.
+        return f"FileData(index={self.index}, data=<{len(self.data)} bytes>)"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileEnded:
+    """File ``index`` is complete: its size matched and, if the decoder verifies, its digest.
+
+    ``sha256`` is the lowercase hex digest the sender declared (equal to the computed one
+    when the decoder verifies).
+    """
+
+    index: int
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """The stream ended normally (``Z`` frame); both figures were checked."""
+
+    count: int
+    total_bytes: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamAborted:
+    """The sender gave up (``X`` frame). A file started but not ended is incomplete."""
+
+    error: str
+    message: str
+
+
+Event: TypeAlias = StreamStarted | FileStarted | FileData | FileEnded | StreamEnded | StreamAborted
+"""Any decoder event; a union, so that ``match`` statements can be checked for exhaustiveness."""

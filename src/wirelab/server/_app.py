@@ -1,0 +1,74 @@
+"""ASGI application assembly: the server only assembles; each capability brings its routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from .._version import __version__
+from ..stream import StreamRuntime
+from ..stream._routes import build_router as build_stream_router
+from ._config import ServerConfig
+
+__all__ = ["create_app"]
+
+_DESCRIPTION = """\
+wirelab serves synthetic file streams for testing stream consumers (and, as it grows,
+store-and-forward relays and media jobs). The stream wire format is specified in
+`docs/protocol/stream.md`.
+"""
+
+
+def create_app(config: ServerConfig | None = None) -> FastAPI:
+    """Build the wirelab ASGI app. ``app.state.stream_runtime`` exposes live counters."""
+    config = config or ServerConfig()
+    runtime = StreamRuntime()
+    started = time.monotonic()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        app.state.loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(
+            max_workers=config.worker_threads, thread_name_prefix="wirelab-gen"
+        ) as executor:
+            runtime.executor = executor
+            try:
+                yield
+            finally:
+                runtime.shutdown()
+                runtime.executor = None
+
+    app = FastAPI(
+        title="wirelab",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.stream_runtime = runtime
+
+    @app.get("/", response_class=PlainTextResponse, tags=["service"])
+    async def root() -> str:
+        """A one-line connectivity check naming the service and its version."""
+        return f"wirelab {__version__}: stream server is up. API docs: /docs\n"
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: 200 while the server accepts requests."""
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - started, 3),
+            "streams_active": len(runtime.active),
+        }
+
+    app.include_router(build_stream_router(runtime, config.stream_limits))
+    return app

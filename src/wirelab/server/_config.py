@@ -1,0 +1,37 @@
+"""Server configuration: one frozen object built by the CLI from flags and WIRELAB_* vars."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..stream import StreamLimits
+
+__all__ = ["LOG_LEVELS", "ServerConfig", "default_data_dir"]
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/wirelab``, else ``~/.local/share/wirelab``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wirelab"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``wirelab serve`` needs. Defaults are the embedded single-machine setup.
+
+    ``host`` defaults to loopback: exposing the server is an explicit choice.
+    ``worker_threads`` sizes the pool that generates and hashes large files off the event
+    loop (it is shared by all streams; there is never a thread per stream).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = field(default_factory=default_data_dir)
+    log_level: str = "info"
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
+    worker_threads: int = 2
+    graceful_timeout: float = 5.0

@@ -1,0 +1,264 @@
+"""StreamEncoder: byte output and every misuse it must refuse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from wirelab import UsageError
+from wirelab.framing import (
+    MAX_DATA_PAYLOAD,
+    PREAMBLE,
+    StreamDecoder,
+    StreamEncoder,
+    encode_frame_header,
+)
+
+SHA_EMPTY = hashlib.sha256(b"").hexdigest()
+
+
+def file_kwargs(index: Any = 0, size: Any = 4, **changes: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "index": index,
+        "name": f"{index:06d}.int16",
+        "size": size,
+        "dtype": "int16",
+        "byteorder": "little",
+        "offset": 0.5,
+    }
+    kwargs.update(changes)
+    return kwargs
+
+
+def started(count: int = 2) -> StreamEncoder:
+    encoder = StreamEncoder()
+    encoder.start(seed=7, count=count, params={"speed": 1.0})
+    return encoder
+
+
+def in_file(size: int = 4, count: int = 2) -> StreamEncoder:
+    encoder = started(count)
+    encoder.file_start(**file_kwargs(size=size))
+    return encoder
+
+
+def payload(frame: bytes) -> Any:
+    return json.loads(frame[5:])
+
+
+def test_start_writes_preamble_and_ordered_s_frame() -> None:
+    out = StreamEncoder().start(seed=7, count=2, params={"b": 1, "a": 2})
+    assert out.startswith(PREAMBLE + b"S")
+    assert out[8 + 5 :] == b'{"version":1,"seed":7,"count":2,"params":{"b":1,"a":2}}'
+    assert int.from_bytes(out[9:13], "big") == len(out) - 13
+
+
+def test_frames_and_member_order() -> None:
+    encoder = started(1)
+    f_frame = encoder.file_start(**file_kwargs(size=4))
+    assert f_frame[:1] == b"F"
+    assert list(payload(f_frame)) == ["index", "name", "size", "dtype", "byteorder", "offset"]
+    assert encoder.data(b"ab") == b"D\x00\x00\x00\x02ab"
+    assert encoder.data_header(2) == encode_frame_header(0x44, 2)
+    digest = hashlib.sha256(b"abcd").hexdigest()
+    e_frame = encoder.file_end(digest)
+    assert e_frame[:1] == b"E"
+    assert payload(e_frame) == {"index": 0, "sha256": digest}
+    z_frame = encoder.end()
+    assert z_frame == b"Z\x00\x00\x00\x15" + b'{"count":1,"bytes":4}'
+    assert (encoder.finished, encoder.files_completed, encoder.total_bytes) == (True, 1, 4)
+
+
+def test_data_accepts_buffers_and_empty_chunks() -> None:
+    encoder = in_file(size=4)
+    assert encoder.data(bytearray(b"a")) == b"D\x00\x00\x00\x01a"
+    assert encoder.data(memoryview(b"bcd")) == b"D\x00\x00\x00\x03bcd"
+    assert encoder.data(b"") == b"D\x00\x00\x00\x00"
+
+
+def test_numpy_scalars_are_accepted() -> None:
+    encoder = StreamEncoder()
+    encoder.start(seed=np.uint64(3), count=np.int64(1), params={})  # type: ignore[arg-type]
+    frame = encoder.file_start(
+        **file_kwargs(index=np.int32(0), size=np.int64(2), offset=np.float32(0.5), name="n")
+    )
+    assert frame == started(1).file_start(**file_kwargs(size=2, name="n", offset=0.5))
+
+
+def test_abort_between_files_inside_a_file_and_long_message() -> None:
+    assert payload(started().abort("shutdown", "bye")) == {"error": "shutdown", "message": "bye"}
+    encoder = in_file()
+    encoder.data(b"ab")
+    long = encoder.abort("internal", "x" * 100_000)
+    message = payload(long)["message"]
+    assert len(message) == 4096
+    assert message.endswith("…")
+    assert encoder.finished
+
+
+def test_zero_files() -> None:
+    encoder = started(0)
+    assert payload(encoder.end()) == {"count": 0, "bytes": 0}
+
+
+def test_output_decodes() -> None:
+    encoder = StreamEncoder()
+    body = encoder.start(seed=1, count=2, params={})
+    body += encoder.file_start(**file_kwargs(0, size=2)) + encoder.data(b"hi")
+    body += encoder.file_end(hashlib.sha256(b"hi").hexdigest())
+    body += encoder.file_start(**file_kwargs(1, size=0)) + encoder.file_end(SHA_EMPTY)
+    body += encoder.end()
+    decoder = StreamDecoder()
+    assert len(decoder.feed(body)) == 7
+    decoder.close()
+
+
+# -- misuse: (setup, action, message fragment) -------------------------------------------------
+
+Misuse = tuple[Callable[[], StreamEncoder], Callable[[StreamEncoder], object], str]
+
+MISUSE: dict[str, Misuse] = {
+    "file_start before start": (
+        StreamEncoder,
+        lambda e: e.file_start(**file_kwargs()),
+        "file_start() called before start()",
+    ),
+    "data before start": (StreamEncoder, lambda e: e.data(b"x"), "called before start()"),
+    "abort before start": (StreamEncoder, lambda e: e.abort("a", "b"), "before start()"),
+    "end before start": (StreamEncoder, lambda e: e.end(), "end() called before start()"),
+    "start twice": (started, lambda e: e.start(seed=1, count=1, params={}), "start() called"),
+    "data between files": (started, lambda e: e.data(b"x"), "data_header() called between"),
+    "data_header between files": (started, lambda e: e.data_header(0), "between files"),
+    "file_end between files": (started, lambda e: e.file_end(SHA_EMPTY), "between files"),
+    "file_start inside a file": (
+        in_file,
+        lambda e: e.file_start(**file_kwargs(1)),
+        "inside file 0 (call file_end() first)",
+    ),
+    "end inside a file": (in_file, lambda e: e.end(), "end() called inside file 0"),
+    "first index not 0": (started, lambda e: e.file_start(**file_kwargs(1)), "index 1, expected 0"),
+    "bool index": (started, lambda e: e.file_start(**file_kwargs(False)), "expected 0"),
+    "too many files": (
+        lambda: started(0),
+        lambda e: e.file_start(**file_kwargs()),
+        "announced only 0 files",
+    ),
+    "end with too few files": (started, lambda e: e.end(), "end() after 0 of 2 files"),
+    "chunk over the limit": (
+        lambda: in_file(size=2 * MAX_DATA_PAYLOAD),
+        lambda e: e.data(bytes(MAX_DATA_PAYLOAD + 1)),
+        "must be in 0..1048576",
+    ),
+    "negative length": (in_file, lambda e: e.data_header(-1), "must be in 0..1048576"),
+    "float length": (in_file, lambda e: e.data_header(1.0), "must be an integer"),  # type: ignore[arg-type]
+    "data over the size": (
+        in_file,
+        lambda e: e.data(b"12345"),
+        "5 data bytes exceed its size of 4",
+    ),
+    "file_end short": (in_file, lambda e: e.file_end(SHA_EMPTY), "file 0 got 0 of 4 bytes"),
+    "uppercase digest": (
+        lambda: in_file(size=0),
+        lambda e: e.file_end(SHA_EMPTY.upper()),
+        "64 lowercase hex digits",
+    ),
+    "short digest": (lambda: in_file(size=0), lambda e: e.file_end("abc"), "64 lowercase hex"),
+    "negative seed": (
+        StreamEncoder,
+        lambda e: e.start(seed=-1, count=1, params={}),
+        "'seed' must be a non-negative integer",
+    ),
+    "bool count": (
+        StreamEncoder,
+        lambda e: e.start(seed=1, count=True, params={}),
+        "'count' must be a non-negative integer",
+    ),
+    "unserialisable params": (
+        StreamEncoder,
+        lambda e: e.start(seed=1, count=1, params={"x": {1, 2}}),
+        "not valid JSON",
+    ),
+    "unsafe name": (
+        started,
+        lambda e: e.file_start(**file_kwargs(name="../etc")),
+        "'name' must be a plain file name",
+    ),
+    "unknown dtype": (
+        started,
+        lambda e: e.file_start(**file_kwargs(dtype="int64")),
+        "'dtype' must be one of",
+    ),
+    "bad byteorder": (
+        started,
+        lambda e: e.file_start(**file_kwargs(byteorder="native")),
+        "'byteorder' must be one of",
+    ),
+    "size not a multiple of the width": (
+        started,
+        lambda e: e.file_start(**file_kwargs(size=3)),
+        "'size' must be a multiple of 2",
+    ),
+    "nan offset": (
+        started,
+        lambda e: e.file_start(**file_kwargs(offset=float("nan"))),
+        "'offset' must be a non-negative number",
+    ),
+    "negative offset": (
+        started,
+        lambda e: e.file_start(**file_kwargs(offset=-0.5)),
+        "'offset' must be a non-negative number",
+    ),
+    "abort with a non-string": (started, lambda e: e.abort("x", 5), "'message' must be a string"),  # type: ignore[arg-type]
+}
+
+
+def _finished() -> StreamEncoder:
+    encoder = started(0)
+    encoder.end()
+    return encoder
+
+
+def _aborted() -> StreamEncoder:
+    encoder = in_file()
+    encoder.abort("shutdown", "bye")
+    return encoder
+
+
+for _setup in (_finished, _aborted):
+    for _name, _call in {
+        "start": lambda e: e.start(seed=1, count=1, params={}),
+        "file_start": lambda e: e.file_start(**file_kwargs()),
+        "data_header": lambda e: e.data_header(0),
+        "file_end": lambda e: e.file_end(SHA_EMPTY),
+        "end": lambda e: e.end(),
+        "abort": lambda e: e.abort("a", "b"),
+    }.items():
+        MISUSE[f"{_name} after {_setup.__name__[1:]}"] = (_setup, _call, "after the stream ended")
+
+
+@pytest.mark.parametrize(("setup", "action", "fragment"), MISUSE.values(), ids=list(MISUSE))
+def test_misuse_raises_usage_error_and_changes_nothing(
+    setup: Callable[[], StreamEncoder], action: Callable[[StreamEncoder], object], fragment: str
+) -> None:
+    encoder = setup()
+    before = (encoder.finished, encoder.files_completed, encoder.total_bytes)
+    with pytest.raises(UsageError) as info:
+        action(encoder)
+    assert fragment in str(info.value)
+    assert (encoder.finished, encoder.files_completed, encoder.total_bytes) == before
+
+
+def test_failed_calls_leave_the_encoder_usable() -> None:
+    encoder = in_file(size=4, count=1)
+    with pytest.raises(UsageError):
+        encoder.data(b"12345")
+    encoder.data(b"1234")  # the refused chunk was not counted
+    with pytest.raises(UsageError):
+        encoder.file_end("nope")
+    encoder.file_end(hashlib.sha256(b"1234").hexdigest())
+    encoder.end()
