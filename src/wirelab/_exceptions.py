@@ -46,7 +46,7 @@ class TransportError(WirelabError):
     """The conversation with the peer failed below the protocol level."""
 
 
-class TimeoutError(TransportError):  # noqa: A001 - deliberate, mirrors httpx.TimeoutException
+class TimeoutError(TransportError):
     """No progress was made within the allowed time."""
 
 

@@ -54,31 +54,75 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", envvar="WIRELAB_HOST", show_envvar=True,
-              help="Address to bind. The default accepts local connections only.")
-@click.option("--port", default=8080, type=click.IntRange(0, 65535), envvar="WIRELAB_PORT",
-              show_envvar=True, help="TCP port (0 picks a free one).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              envvar="WIRELAB_DATA_DIR", show_envvar=True,
-              help="Folder for server data.  [default: $XDG_DATA_HOME/wirelab]")
-@click.option("--log-level", default="info", envvar="WIRELAB_LOG_LEVEL", show_envvar=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"],
-                                case_sensitive=False))
-@click.option("--stream-max-count", default=100_000, type=click.IntRange(0),
-              envvar="WIRELAB_STREAM_MAX_COUNT", show_envvar=True,
-              help="Most files one stream may ask for.")
-@click.option("--stream-max-file-size", default=16 * _MIB, type=click.IntRange(0),
-              envvar="WIRELAB_STREAM_MAX_FILE_SIZE", show_envvar=True,
-              help="Largest max_size a stream may ask for, bytes.")
-@click.option("--stream-max-total-bytes", default=4096 * _MIB, type=click.IntRange(0),
-              envvar="WIRELAB_STREAM_MAX_TOTAL_BYTES", show_envvar=True,
-              help="Largest count * max_size of one stream, bytes.")
-@click.option("--stream-max-duration", default=3600.0, type=click.FloatRange(0),
-              envvar="WIRELAB_STREAM_MAX_DURATION", show_envvar=True,
-              help="Largest count * max_interval / speed of one stream, seconds.")
-@click.option("--worker-threads", default=2, type=click.IntRange(1, 64),
-              envvar="WIRELAB_WORKER_THREADS", show_envvar=True,
-              help="Threads that generate and hash large files (shared by all streams).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    envvar="WIRELAB_HOST",
+    show_envvar=True,
+    help="Address to bind. The default accepts local connections only.",
+)
+@click.option(
+    "--port",
+    default=8080,
+    type=click.IntRange(0, 65535),
+    envvar="WIRELAB_PORT",
+    show_envvar=True,
+    help="TCP port (0 picks a free one).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="WIRELAB_DATA_DIR",
+    show_envvar=True,
+    help="Folder for server data.  [default: $XDG_DATA_HOME/wirelab]",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    envvar="WIRELAB_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
+)
+@click.option(
+    "--stream-max-count",
+    default=100_000,
+    type=click.IntRange(0),
+    envvar="WIRELAB_STREAM_MAX_COUNT",
+    show_envvar=True,
+    help="Most files one stream may ask for.",
+)
+@click.option(
+    "--stream-max-file-size",
+    default=16 * _MIB,
+    type=click.IntRange(0),
+    envvar="WIRELAB_STREAM_MAX_FILE_SIZE",
+    show_envvar=True,
+    help="Largest max_size a stream may ask for, bytes.",
+)
+@click.option(
+    "--stream-max-total-bytes",
+    default=4096 * _MIB,
+    type=click.IntRange(0),
+    envvar="WIRELAB_STREAM_MAX_TOTAL_BYTES",
+    show_envvar=True,
+    help="Largest count * max_size of one stream, bytes.",
+)
+@click.option(
+    "--stream-max-duration",
+    default=3600.0,
+    type=click.FloatRange(0),
+    envvar="WIRELAB_STREAM_MAX_DURATION",
+    show_envvar=True,
+    help="Largest count * max_interval / speed of one stream, seconds.",
+)
+@click.option(
+    "--worker-threads",
+    default=2,
+    type=click.IntRange(1, 64),
+    envvar="WIRELAB_WORKER_THREADS",
+    show_envvar=True,
+    help="Threads that generate and hash large files (shared by all streams).",
+)
 @handle_errors
 def serve(
     host: str,

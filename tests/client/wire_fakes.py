@@ -3,7 +3,9 @@ them in chosen pieces, and a one-shot raw TCP server that misbehaves on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import socket
 import struct
 import threading
@@ -188,12 +190,13 @@ def raw_server(
         yield RawServer(f"http://127.0.0.1:{port}", release)
     finally:
         release.set()
-        listener.close()
+        if thread.is_alive():  # the client never connected: unblock accept()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                pass
         thread.join(10)
+        listener.close()
     assert not errors, errors
 
 
 def json_body(obj: Any) -> bytes:
-    import json
-
     return json.dumps(obj).encode()

@@ -183,6 +183,11 @@ MISUSE: dict[str, Misuse] = {
         lambda e: e.start(seed=1, count=1, params={"x": {1, 2}}),
         "not valid JSON",
     ),
+    "params not a mapping": (
+        StreamEncoder,
+        lambda e: e.start(seed=1, count=1, params=[("a", 1)]),  # type: ignore[arg-type]
+        "'params' must be an object",
+    ),
     "unsafe name": (
         started,
         lambda e: e.file_start(**file_kwargs(name="../etc")),

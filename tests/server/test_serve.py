@@ -29,7 +29,8 @@ def serve(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[str], s
     proc = subprocess.Popen(
         [sys.executable, "-m", "wirelab", "serve"],
         env={**os.environ, "WIRELAB_PORT": "0", "WIRELAB_DATA_DIR": str(tmp_path / "d"), **env},
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
 
@@ -63,9 +64,18 @@ def test_signal_ends_streams_and_exits_cleanly(tmp_path: Path, sig: signal.Signa
         assert url.startswith("http://127.0.0.1:")  # loopback by default
         decoder = StreamDecoder()
         names = []
-        with httpx.stream("GET", url + "/v1/stream", timeout=30,
-                          params={"count": 10_000, "min_size": 2, "max_size": 64,
-                                  "min_interval": 0.01, "max_interval": 0.01}) as r:
+        with httpx.stream(
+            "GET",
+            url + "/v1/stream",
+            timeout=30,
+            params={
+                "count": 10_000,
+                "min_size": 2,
+                "max_size": 64,
+                "min_interval": 0.01,
+                "max_interval": 0.01,
+            },
+        ) as r:
             for block in r.iter_raw():
                 events = decoder.feed(block)
                 names += [type(e).__name__ for e in events]
@@ -86,6 +96,10 @@ def test_options_come_from_environment(tmp_path: Path) -> None:
 
 
 def test_bad_option_is_a_usage_error() -> None:
-    r = subprocess.run([sys.executable, "-m", "wirelab", "serve", "--port", "70000"],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "wirelab", "serve", "--port", "70000"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "70000" in r.stderr

@@ -74,15 +74,17 @@ class TestParams:
             (StreamParams(count=11), "count", "<= 10 (server limit)"),
             (StreamParams(count=1, max_size=4096), "max_size", "<= 2048 (server limit)"),
             (StreamParams(count=10, max_size=2048), "count", "exceeds the server limit of 10000"),
-            (StreamParams(count=10, min_size=0, max_size=2, max_interval=2.0), "max_interval",
-             "20 s exceeds the server limit of 10 s"),
+            (
+                StreamParams(count=10, min_size=0, max_size=2, max_interval=2.0),
+                "max_interval",
+                "20 s exceeds the server limit of 10 s",
+            ),
         ],
     )
-    def test_limits_refuse_never_cap(
-        self, params: StreamParams, param: str, fragment: str
-    ) -> None:
-        limits = StreamLimits(max_count=10, max_file_size=2048, max_total_bytes=10_000,
-                              max_duration=10.0)
+    def test_limits_refuse_never_cap(self, params: StreamParams, param: str, fragment: str) -> None:
+        limits = StreamLimits(
+            max_count=10, max_file_size=2048, max_total_bytes=10_000, max_duration=10.0
+        )
         assert fragment in problems(params, limits)[param]
 
     def test_speed_counts_toward_duration(self) -> None:
@@ -99,7 +101,9 @@ class TestPlan:
         assert [f.size for f in a] != [f.size for f in c]
 
     @given(
-        lo=st.integers(0, 2000), span=st.integers(0, 2000), seed=st.integers(0, 2**63 - 1),
+        lo=st.integers(0, 2000),
+        span=st.integers(0, 2000),
+        seed=st.integers(0, 2**63 - 1),
         dtype=st.sampled_from(["int8", "int16", "int32", "float32"]),
     )
     @settings(max_examples=60)
@@ -108,8 +112,15 @@ class TestPlan:
     ) -> None:
         p = StreamParams(count=40, dtype=dtype, min_interval=0.25, max_interval=0.75)  # type: ignore[arg-type]
         w = p.sample_width
-        p = StreamParams(count=40, dtype=p.dtype, min_size=lo * w, max_size=(lo + span) * w,
-                         min_interval=0.25, max_interval=0.75, speed=2.0)
+        p = StreamParams(
+            count=40,
+            dtype=p.dtype,
+            min_size=lo * w,
+            max_size=(lo + span) * w,
+            min_interval=0.25,
+            max_interval=0.75,
+            speed=2.0,
+        )
         offset = 0.0
         for i, f in enumerate(iter_plan(p, seed)):
             assert f.index == i
@@ -169,8 +180,12 @@ class TestContent:
 
     @pytest.mark.parametrize(
         ("dtype", "code", "wrap_at"),
-        [("int8", "i1", 256), ("int16", "i2", 65536), ("int32", "i4", None),
-         ("float32", "f4", None)],
+        [
+            ("int8", "i1", 256),
+            ("int16", "i2", 65536),
+            ("int32", "i4", None),
+            ("float32", "f4", None),
+        ],
     )
     @pytest.mark.parametrize("byteorder", ["little", "big"])
     def test_ramp_counts_and_wraps(
@@ -179,8 +194,7 @@ class TestContent:
         p = StreamParams(dtype=dtype, byteorder=byteorder, content="ramp")  # type: ignore[arg-type]
         n = 70_000
         prefix = "<" if byteorder == "little" else ">"
-        values = np.frombuffer(file_bytes(ContentSource(p, 0), n * p.sample_width),
-                               prefix + code)
+        values = np.frombuffer(file_bytes(ContentSource(p, 0), n * p.sample_width), prefix + code)
         expected = np.arange(n, dtype=np.int64)
         if wrap_at is not None:
             half = wrap_at // 2

@@ -12,7 +12,7 @@ import numbers
 import operator
 import struct
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, SupportsIndex, TypeVar
 
 from .._exceptions import ProtocolError, UsageError
 from ._frames import HEADER, MAX_DATA_PAYLOAD, PREAMBLE, FrameType, encode_json_frame
@@ -49,12 +49,9 @@ _DATA: Final = int(FrameType.DATA)
 
 def _as_int(value: object) -> object:
     """Turn integer-like values (numpy integers) into ``int``; leave the rest to validation."""
-    if isinstance(value, bool | int):
+    if isinstance(value, bool | int) or not isinstance(value, SupportsIndex):
         return value
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        return value
+    return operator.index(value)
 
 
 def _as_float(value: object) -> object:
@@ -127,7 +124,8 @@ class StreamEncoder:
             "version": STREAM_VERSION,
             "seed": _as_int(seed),
             "count": _as_int(count),
-            "params": dict(params),
+            # A copy: json.dumps takes only dicts, and the caller may change its mapping.
+            "params": dict(params) if isinstance(params, Mapping) else params,
         }
         header = _validate(parse_stream_header, obj)
         frame = encode_json_frame(FrameType.STREAM, obj)

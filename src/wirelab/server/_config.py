@@ -34,4 +34,4 @@ class ServerConfig:
     log_level: str = "info"
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
     worker_threads: int = 2
-    graceful_timeout: float = 5.0
+    graceful_timeout: int = 5

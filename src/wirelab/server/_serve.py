@@ -67,7 +67,7 @@ def build_server(config: ServerConfig) -> Server:
         loop=_fastest([("uvloop", "uvloop"), ("asyncio", "asyncio")]),
         http=_fastest([("httptools", "httptools"), ("h11", "h11")]),
         lifespan="on",
-        timeout_graceful_shutdown=config.graceful_timeout,
+        timeout_graceful_shutdown=int(config.graceful_timeout),
         server_header=False,
     )
     server = Server(uv_config, app.state.stream_runtime)

@@ -75,11 +75,7 @@ def _window(content: str, dtype: str, byteorder: str) -> tuple[bytes, int] | Non
     else:
         return None
     samples = CHUNK_SIZE // width + period
-    values = (
-        _sine_values(samples, dtype)
-        if content == "sine"
-        else _ramp_values(0, samples, dtype)
-    )
+    values = _sine_values(samples, dtype) if content == "sine" else _ramp_values(0, samples, dtype)
     return values.astype(_np_dtype(dtype, byteorder)).tobytes(), period
 
 
@@ -154,7 +150,7 @@ class ContentSource:
             else:
                 # Raw bits are uniform over every bit pattern, hence over every int value
                 # in either byte order; little-endian bytes per the spec.
-                yield memoryview(raw.astype("<u8", copy=False).view(np.uint8))[:n]
+                yield raw.astype("<u8", copy=False).data.cast("B")[:n]
 
     def _random_floats(self, raw: npt.NDArray[np.uint64], n: int) -> bytes:
         words = raw.view("<u4")[: n // 4]

@@ -129,9 +129,7 @@ def _produce_batch(
 class _FramedStream:
     """One ``/v1/stream`` response: pacing, framing and hashing of its files."""
 
-    def __init__(
-        self, runtime: StreamRuntime, params: StreamParams, seed: int, send: Send
-    ) -> None:
+    def __init__(self, runtime: StreamRuntime, params: StreamParams, seed: int, send: Send) -> None:
         self.runtime = runtime
         self.params = params
         self.seed = seed
@@ -175,7 +173,7 @@ class _FramedStream:
         chunks = self.content.file_chunks(spec.size)
         if spec.size <= CHUNK_SIZE:
             # Small file: F, D, E in one message (one HTTP chunk, one write).
-            parts = [header]
+            parts: list[Chunk] = [header]
             for chunk in chunks:
                 if hasher is not None:
                     hasher.update(chunk)
@@ -268,4 +266,3 @@ async def run_raw_stream(
     await _run_until_disconnect(
         runtime, receive, _raw_files(runtime, params, seed, size_unit, send)
     )
-

@@ -134,9 +134,7 @@ class StreamParams:
         if self.count > limits.max_count:
             p.append(ParamProblem("count", f"must be <= {limits.max_count} (server limit)"))
         if self.max_size > limits.max_file_size:
-            p.append(
-                ParamProblem("max_size", f"must be <= {limits.max_file_size} (server limit)")
-            )
+            p.append(ParamProblem("max_size", f"must be <= {limits.max_file_size} (server limit)"))
         worst_bytes = self.count * self.max_size
         if worst_bytes > limits.max_total_bytes:
             p.append(

@@ -46,7 +46,9 @@ def file_name(index: int, dtype: str) -> str:
     return f"{index:06d}.{dtype}"
 
 
-def iter_plan(params: StreamParams, seed: int, *, size_unit: int | None = None) -> Iterator[FileSpec]:
+def iter_plan(
+    params: StreamParams, seed: int, *, size_unit: int | None = None
+) -> Iterator[FileSpec]:
     """Yield the ``params.count`` planned files in order, lazily (memory is O(1)).
 
     Sizes are whole multiples of ``size_unit`` (default: the sample width) between

@@ -11,8 +11,8 @@ locally defined endpoints at run time.)
 
 import asyncio
 import hashlib
-from dataclasses import replace
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -32,8 +32,18 @@ _CLASSIC_UNIT = 1024  # classic files are whole KiB
 _CLASSIC_SLOW_FACTOR = 10.0  # classic SLOW waits are 10x longer: 10 ms .. 10 s
 
 _STREAM_PARAMS = frozenset(
-    ("count", "min_size", "max_size", "min_interval", "max_interval", "seed", "dtype",
-     "byteorder", "content", "speed")
+    (
+        "count",
+        "min_size",
+        "max_size",
+        "min_interval",
+        "max_interval",
+        "seed",
+        "dtype",
+        "byteorder",
+        "content",
+        "speed",
+    )
 )
 
 _CLASSIC_PARAMS = frozenset(("n", "seed", "speed"))
@@ -59,8 +69,12 @@ def _reject(request: Request, problems: list[tuple[str, str]]) -> RequestValidat
     values such as ``inf``), or null when the parameter was not sent."""
     return RequestValidationError(
         [
-            {"type": "value_error", "loc": ("query", name), "msg": msg,
-             "input": request.query_params.get(name)}
+            {
+                "type": "value_error",
+                "loc": ("query", name),
+                "msg": msg,
+                "input": request.query_params.get(name),
+            }
             for name, msg in problems
         ]
     )
@@ -113,37 +127,48 @@ def _manifest(params: StreamParams, seed: int) -> dict[str, Any]:
             digest = h.hexdigest()
         total += spec.size
         files.append(
-            {"index": spec.index, "name": spec.name, "size": spec.size,
-             "offset": round(spec.offset, 6), "sha256": digest}
+            {
+                "index": spec.index,
+                "name": spec.name,
+                "size": spec.size,
+                "offset": round(spec.offset, 6),
+                "sha256": digest,
+            }
         )
     return {
-        "version": 1, "seed": seed, "count": params.count, "total_bytes": total,
-        "dtype": params.dtype, "byteorder": params.byteorder,
-        "params": params.as_dict(), "files": files,
+        "version": 1,
+        "seed": seed,
+        "count": params.count,
+        "total_bytes": total,
+        "dtype": params.dtype,
+        "byteorder": params.byteorder,
+        "params": params.as_dict(),
+        "files": files,
     }
 
 
-_STREAM_DOC = {
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The files, framed as specified in docs/protocol/stream.md.",
         "content": {STREAM_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
         "headers": {
-            "Wirelab-Seed": {"description": "The seed used (reproduce with ?seed=)",
-                             "schema": {"type": "integer"}},
+            "Wirelab-Seed": {
+                "description": "The seed used (reproduce with ?seed=)",
+                "schema": {"type": "integer"},
+            },
         },
     },
     422: {"description": "A parameter is invalid or exceeds a server limit."},
 }
-_CLASSIC_DOC = {
+_CLASSIC_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Big-endian int16 files, each exactly one HTTP chunk, nothing else.",
-        "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                             "format": "binary"}}},
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     },
 }
 
 
-def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:  # noqa: C901
+def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
     """The Stream service's routes, bound to one runtime and one set of limits."""
     router = APIRouter(tags=["stream"])
     defaults = StreamParams()
@@ -167,9 +192,16 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:  # 
         speed: Annotated[float, Query(description="Divides every wait.")] = defaults.speed,
     ) -> StreamParams:
         return StreamParams(
-            count=count, min_size=min_size, max_size=max_size, min_interval=min_interval,
-            max_interval=max_interval, seed=seed, dtype=dtype, byteorder=byteorder,
-            content=content, speed=speed,
+            count=count,
+            min_size=min_size,
+            max_size=max_size,
+            min_interval=min_interval,
+            max_interval=max_interval,
+            seed=seed,
+            dtype=dtype,
+            byteorder=byteorder,
+            content=content,
+            speed=speed,
         )
 
     @router.get("/v1/stream", response_class=Response, responses=_STREAM_DOC)
@@ -209,23 +241,34 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:  # 
             speed: Annotated[float, Query(gt=0)] = 1.0,
         ) -> Response:
             params = StreamParams(
-                count=n, min_size=_CLASSIC_UNIT, max_size=1024 * _CLASSIC_UNIT,
-                min_interval=0.001 * factor, max_interval=1.0 * factor, dtype="int16",
-                byteorder="big", content="random", speed=speed, seed=seed,
+                count=n,
+                min_size=_CLASSIC_UNIT,
+                max_size=1024 * _CLASSIC_UNIT,
+                min_interval=0.001 * factor,
+                max_interval=1.0 * factor,
+                dtype="int16",
+                byteorder="big",
+                content="random",
+                speed=speed,
+                seed=seed,
             )
             if n < 1:
                 raise RequestValidationError(
-                    [{"type": "value_error", "loc": ("path", "n"), "msg": "must be >= 1",
-                      "input": n}]
+                    [
+                        {
+                            "type": "value_error",
+                            "loc": ("path", "n"),
+                            "msg": "must be >= 1",
+                            "input": n,
+                        }
+                    ]
                 )
             _check(request, params, limits, _CLASSIC_PARAMS, {"count": "n"})
             chosen = seed if seed is not None else new_seed()
             headers = _stream_headers(chosen, n, "application/octet-stream")
 
             async def run(receive: Receive, send: Send) -> None:
-                await run_raw_stream(
-                    runtime, params, chosen, _CLASSIC_UNIT, headers, receive, send
-                )
+                await run_raw_stream(runtime, params, chosen, _CLASSIC_UNIT, headers, receive, send)
 
             return _ASGIResponse(run)
 
@@ -234,9 +277,20 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:  # 
     for path, slow in (("/stream", False), ("/streamSLOW", True)):
         handler = classic(slow)
         summary = "Classic stream" + (" (slow: waits 10 ms .. 10 s)" if slow else "")
-        router.add_api_route(path, handler, methods=["GET"], summary=summary,
-                             response_class=Response, responses=_CLASSIC_DOC)
-        router.add_api_route(path + "/{n}", handler, methods=["GET"], summary=summary,
-                             response_class=Response, responses=_CLASSIC_DOC)
+        router.add_api_route(
+            path,
+            handler,
+            methods=["GET"],
+            summary=summary,
+            response_class=Response,
+            responses=_CLASSIC_DOC,
+        )
+        router.add_api_route(
+            path + "/{n}",
+            handler,
+            methods=["GET"],
+            summary=summary,
+            response_class=Response,
+            responses=_CLASSIC_DOC,
+        )
     return router
-
