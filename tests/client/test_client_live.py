@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -28,7 +28,8 @@ def expected_ramp(dtype: str, n: int) -> np.ndarray[Any, Any]:
     if dtype == "float32":
         return (i % 2**24).astype(np.float32)
     bits = np.dtype(dtype).itemsize * 8
-    return (i % 2**bits).astype(f"uint{bits}").view(dtype)
+    wrapped: np.ndarray[Any, Any] = (i % 2**bits).astype(f"uint{bits}").view(dtype)
+    return wrapped
 
 
 def free_port() -> int:
@@ -87,7 +88,7 @@ class TestSyncClient:
         for f in files:
             array = f.array()
             assert array.dtype.byteorder in ("<" if byteorder == "little" else ">", "|")
-            assert not array.flags.writeable and array.base is f.data  # zero-copy view
+            assert not array.flags.writeable and cast(object, array.base) is f.data  # no copy
             np.testing.assert_array_equal(array, expected_ramp(dtype, len(array)))
 
     def test_invalid_parameter_is_an_http_status_error(self, server: LiveServer) -> None:
