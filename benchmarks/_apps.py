@@ -11,6 +11,10 @@ The apps are loaded by the servers under test by import string, e.g.
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import json
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -56,10 +60,24 @@ async def _chunks(chunk: bytes, count: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def _gc_tuning() -> None:
+    """BENCH_GC_TUNING=wirelab: the GC settings `wirelab serve` applies at start-up;
+    ``freeze:T0,T1,T2``: gc.freeze() and those thresholds; unset: CPython's defaults."""
+    tuning = os.environ.get("BENCH_GC_TUNING", "")
+    if tuning == "wirelab":
+        tuning = "freeze:50000,50,100"
+    if tuning.startswith("freeze:"):
+        t0, t1, t2 = (int(x) for x in tuning.removeprefix("freeze:").split(","))
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(t0, t1, t2)
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            _gc_tuning()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
@@ -138,3 +156,50 @@ async def _fastapi_raw_endpoint(
     size: int = DEFAULT_SIZE, count: int = DEFAULT_COUNT
 ) -> RawStreamResponse:
     return RawStreamResponse(*params({"size": str(size), "count": str(count)}))
+
+
+# --- paced small files in wirelab's frame format: the floor for benchmarks/concurrency.py
+
+
+def _frame(ftype: bytes, payload: bytes) -> bytes:
+    return ftype + len(payload).to_bytes(4, "big") + payload
+
+
+_PREAMBLE = b"\x89WLS\r\n\x1a\n"
+_E_FRAME = _frame(b"E", json.dumps({"index": 0, "sha256": "0" * 64}).encode())
+
+
+async def paced_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """What a stream server cannot avoid doing: one write per paced file, nothing else.
+
+    Answers ``GET /v1/stream?count=C&min_interval=T&max_size=S`` (other parameters are
+    ignored) with valid-looking frames: an S frame, then every ``T`` seconds one message
+    holding F (with ``offset``), D (``S`` constant bytes) and E (a dummy digest), then Z.
+    No validation, no generation, no hashing, no middleware: the same client measured
+    against this app shows the lateness and CPU that uvicorn and the kernel alone cost.
+    """
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    count = int(query.get("count", "10"))
+    interval = float(query.get("min_interval", "0.5"))
+    data = _frame(b"D", buffer(min(max(int(query.get("max_size", "4096")), 0), MAX_SIZE)))
+    loop = asyncio.get_running_loop()
+    await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+    t0 = loop.time()
+    header = json.dumps({"version": 1, "count": count}).encode()
+    await send({"type": "http.response.body", "body": _PREAMBLE + _frame(b"S", header),
+                "more_body": True})  # fmt: skip
+    for index in range(count):
+        offset = (index + 1) * interval
+        delay = t0 + offset - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        meta = json.dumps({"index": index, "offset": offset}).encode()
+        body = b"".join((_frame(b"F", meta), data, _E_FRAME))
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+    end = _frame(b"Z", json.dumps({"count": count}).encode())
+    await send({"type": "http.response.body", "body": end, "more_body": False})

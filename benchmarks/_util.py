@@ -243,6 +243,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def install_cleanup() -> None:
     """Stop servers at interpreter exit and on SIGTERM/SIGHUP (Ctrl-C unwinds normally)."""
     atexit.register(stop_all)
+    # Ctrl-C raises KeyboardInterrupt even when the script was started with SIGINT ignored
+    # (as a background job of a non-interactive shell), so that servers are stopped.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGHUP, _on_sigterm)
 
@@ -265,11 +268,17 @@ def venv_script(name: str) -> str | None:
 
 # generous limits so that the server's safety caps do not cut the benchmark streams
 WIRELAB_ENV = {
-    "WIRELAB_STREAM_MAX_COUNT": str(100_000),
-    "WIRELAB_STREAM_MAX_FILE_SIZE": str(64 * MIB),
-    "WIRELAB_STREAM_MAX_TOTAL_BYTES": str(64 * 1024 * MIB),
-    "WIRELAB_STREAM_MAX_DURATION": str(3600),
+    "WIRELAB_STREAM_LIMIT_COUNT": str(100_000),
+    "WIRELAB_STREAM_LIMIT_FILE_SIZE": str(64 * MIB),
+    "WIRELAB_STREAM_LIMIT_TOTAL_BYTES": str(64 * 1024 * MIB),
+    "WIRELAB_STREAM_LIMIT_DURATION": str(3600),
 }
+
+
+# the uvicorn settings of `wirelab serve` (see wirelab/server/_serve.py), so that the
+# ceiling differs from wirelab only in what the app does
+UVICORN_ARGS = ["--http", "httptools", "--loop", "uvloop", "--lifespan", "on",
+                "--log-level", "warning", "--no-access-log", "--no-server-header"]  # fmt: skip
 
 
 def wirelab_command(override: str | None) -> list[str]:
@@ -464,6 +473,12 @@ def fmt_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+def loadavg() -> float:
+    """The 1-minute load average: other work on the machine skews every figure."""
+    with open("/proc/loadavg") as fh:
+        return float(fh.read().split()[0])
 
 
 def log(msg: str) -> None:

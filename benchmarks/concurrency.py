@@ -31,6 +31,7 @@ import math
 import multiprocessing as mp
 import os
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -43,13 +44,18 @@ from typing import Any, cast
 
 import numpy as np
 from _util import (
+    BENCH_DIR,
     HOST,
     MB,
+    UVICORN_ARGS,
     ProcStats,
+    Server,
     fmt_table,
     free_port,
     install_cleanup,
+    loadavg,
     log,
+    python_argv,
     tree_stats,
     wirelab_command,
     wirelab_server,
@@ -72,6 +78,7 @@ class Recorder:
 
     lateness: array[float] = field(default_factory=lambda: array("d"))
     scheduled: array[float] = field(default_factory=lambda: array("d"))  # start + offset
+    stream: array[int] = field(default_factory=lambda: array("l"))  # the file's stream
     errors: Counter[str] = field(default_factory=Counter)
     files: int = 0
     complete: int = 0
@@ -82,8 +89,11 @@ class Recorder:
 class StreamClient(asyncio.Protocol):
     """One ``GET /v1/stream``: HTTP/1.1 response head, chunked body, frames."""
 
-    def __init__(self, request: bytes, rec: Recorder, done: asyncio.Future[None]) -> None:
+    def __init__(
+        self, request: bytes, rec: Recorder, done: asyncio.Future[None], stream_id: int
+    ) -> None:
         self.request = request
+        self.stream_id = stream_id
         self.rec = rec
         self.done = done
         self.transport: asyncio.Transport | None = None
@@ -244,6 +254,7 @@ class StreamClient(asyncio.Protocol):
                 sched = self.start + self.offset
                 self.rec.lateness.append(now - sched)
                 self.rec.scheduled.append(sched)
+                self.rec.stream.append(self.stream_id)
                 self.rec.files += 1
             elif ftype == 0x5A:  # Z
                 self.ended = True
@@ -299,7 +310,7 @@ async def _run_stream(
         f"GET {path} HTTP/1.1\r\nHost: {HOST}:{job.port}\r\nConnection: close\r\n\r\n"
     ).encode()
     done: asyncio.Future[None] = loop.create_future()
-    proto = StreamClient(request, rec, done)
+    proto = StreamClient(request, rec, done, seed)
     try:
         await loop.create_connection(lambda: proto, HOST, job.port)
     except OSError as exc:
@@ -343,6 +354,7 @@ async def _worker_async(job: WorkerJob, t_go: float) -> tuple[Recorder, list[flo
 
 def worker_main(conn: Connection) -> None:
     """A client worker process: receive the job, say ready, wait for "go", run, report."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us on Ctrl-C
     job: WorkerJob = conn.recv()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if len(job.starts) + 64 > hard:
@@ -369,6 +381,7 @@ def worker_main(conn: Connection) -> None:
         {
             "lateness": rec.lateness,
             "scheduled": rec.scheduled,
+            "stream": rec.stream,
             "errors": dict(rec.errors),
             "files": rec.files,
             "complete": rec.complete,
@@ -463,19 +476,31 @@ def run_one(
     run_dir = tmp / f"n{n}"
     run_dir.mkdir()
     extra_env: dict[str, str] = {}
+    pythonpath = [os.environ.get("PYTHONPATH", "")]
+    if args.server == "reference":
+        pythonpath.insert(0, str(BENCH_DIR))
     gc_log = run_dir / "gc.log"
     if args.gc_trace:
         hook_dir = run_dir / "gc-hook"
         hook_dir.mkdir()
         (hook_dir / "sitecustomize.py").write_text(GC_HOOK)
-        extra_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(hook_dir), os.environ.get("PYTHONPATH", "")) if p
-        )
+        pythonpath.insert(0, str(hook_dir))
         extra_env["WIRELAB_BENCH_GC_LOG"] = str(gc_log)
+    extra_env["PYTHONPATH"] = os.pathsep.join(p for p in pythonpath if p)
+    if args.server == "reference" and args.reference_gc != "default":
+        extra_env["BENCH_GC_TUNING"] = args.reference_gc
 
-    log(f"--- {n} streams x {count} files, ramp {ramp:.1f} s, {workers} client process(es)")
+    procs_note = f"{workers} client process(es)"
+    log(f"--- {server_label(args)}: {n} streams x {count} files, ramp {ramp:.1f} s, {procs_note}")
     port = free_port()
-    with wirelab_server(port, run_dir, command, extra_env) as server:
+    if args.server == "reference":
+        argv = python_argv("-m", "uvicorn", "_apps:paced_app", "--host", HOST, "--port",
+                           str(port), *UVICORN_ARGS)  # fmt: skip
+        srv = Server("reference", argv, port, env=dict(os.environ, **extra_env), cwd=BENCH_DIR,
+                     log_path=run_dir / "reference.log")  # fmt: skip
+    else:
+        srv = wirelab_server(port, run_dir, command, extra_env)
+    with srv as server:
         base = tree_stats(server.pid)
         ctx = mp.get_context("spawn")
         conns: list[Connection] = []
@@ -537,6 +562,14 @@ def run_one(
     sched = np.concatenate([np.frombuffer(r["scheduled"], dtype=np.float64) for r in results])
     connected = np.concatenate([np.frombuffer(r["connected"], dtype=np.float64) for r in results])
     ttfb = np.concatenate([np.frombuffer(r["ttfb"], dtype=np.float64) for r in results])
+    sid = np.concatenate([np.frombuffer(r["stream"], dtype=np.int_) for r in results])
+    # Lateness = a constant per-stream part (the stream's least late file: how far the
+    # server's schedule origin lags the response head) + jitter on top of it.
+    stream_min = np.full(n, np.inf)
+    if lat.size:
+        np.minimum.at(stream_min, sid, lat)
+    jitter = lat - stream_min[sid] if lat.size else lat
+    stream_min = stream_min[np.isfinite(stream_min)]
     lag = np.array([x for r in results for x in r["lag"]], dtype=np.float64)
     errors: Counter[str] = Counter()
     for r in results:
@@ -577,6 +610,7 @@ def run_one(
 
     gen2 = [g for g in gc_events if g.generation == 2]
     return {
+        "server": server_label(args),
         "streams": n,
         "files_per_stream": count,
         "interval_s": args.interval,
@@ -595,6 +629,16 @@ def run_one(
             "p99": _round_ms(_pct(lat, 99)),
             "max": _round_ms(float(lat.max()) if lat.size else None),
         },
+        "stream_offset_ms": {  # per stream: its least late file
+            "p50": _round_ms(_pct(stream_min, 50)),
+            "p99": _round_ms(_pct(stream_min, 99)),
+            "max": _round_ms(float(stream_min.max()) if stream_min.size else None),
+        },
+        "jitter_ms": {  # per file: lateness minus its stream's offset
+            "p50": _round_ms(_pct(jitter, 50)),
+            "p99": _round_ms(_pct(jitter, 99)),
+            "max": _round_ms(float(jitter.max()) if jitter.size else None),
+        },
         "lateness_steady_ms": {
             "n": int(steady.size),
             "p50": _round_ms(_pct(steady, 50)),
@@ -605,6 +649,10 @@ def run_one(
         "server_rss_peak_mb": round(final.rss_peak / MB, 1),
         "server_cpu_s": round(server_cpu, 2),
         "server_cpu_pct": round(server_cpu / wall * 100, 1) if wall > 0 else None,
+        "server_cpu_sys_share": round((final.cpu_sys - start_cpu.cpu_sys) / server_cpu, 2)
+        if server_cpu > 0
+        else None,
+        "server_cpu_us_per_file": round(server_cpu / received * 1e6, 1) if received else None,
         "wall_s": round(wall, 2),
         "client_cpu_pct": [round(r["cpu"] / r["wall"] * 100, 1) for r in results],
         "client_loop_lag_ms": {"p99": _round_ms(_pct(lag, 99)),
@@ -614,10 +662,26 @@ def run_one(
             "gen2_count": len(gen2),
             "gen2_max_ms": round(max((g.seconds for g in gen2), default=0.0) * 1000, 2),
             "max_pause_ms": round(max((g.seconds for g in gc_events), default=0.0) * 1000, 2),
+            "max_pause_ms_by_gen": [
+                round(max((g.seconds for g in gc_events if g.generation == gen), default=0.0)
+                      * 1000, 2)
+                for gen in range(3)
+            ],
+            "pauses_over_10ms": sum(1 for g in gc_events if g.seconds > 0.010),
+            "longest": [  # (seconds into the run, pause ms, generation)
+                [round(g.start - t_go, 2), round(g.seconds * 1000, 1), g.generation]
+                for g in sorted(gc_events, key=lambda g: -g.seconds)[:10]
+            ],
             "summary": gc_summary,
         },
         "timeline": timeline,
     }  # fmt: skip
+
+
+def server_label(args: argparse.Namespace) -> str:
+    if args.server == "reference":
+        return f"reference (paced_app, {args.reference_gc} GC settings)"
+    return "wirelab"
 
 
 def _round_ms(value: float | None) -> float | None:
@@ -655,7 +719,8 @@ def print_report(runs: list[dict[str, Any]], timeline: bool) -> None:
             f"{_fmt(st['p50'])} / {_fmt(st['p99'])} / {_fmt(st['max'])}",
             f"{_fmt(la['p50'])} / {_fmt(la['p99'])} / {_fmt(la['max'])}",
             f"{r['server_rss_baseline_mb']:.0f} -> {r['server_rss_peak_mb']:.0f}",
-            f"{r['server_cpu_s']:.1f} s ({r['server_cpu_pct']:.0f}%)",
+            f"{r['server_cpu_s']:.1f} s ({r['server_cpu_pct']:.0f}%, "
+            f"{r['server_cpu_us_per_file']:.0f} us/file)",
             " + ".join(f"{c:.0f}%" for c in r["client_cpu_pct"])
             + f", lag p99 {_fmt(r['client_loop_lag_ms']['p99'])} ms",
         ])  # fmt: skip
@@ -672,12 +737,19 @@ def print_report(runs: list[dict[str, Any]], timeline: bool) -> None:
             print(f"{r['streams']:,} streams, errors: {r['errors']}")
         gc = r["gc"]
         if gc["traced"]:
-            print(f"{r['streams']:,} streams, server GC: {gc['gen2_count']} full collections, "
-                  f"longest full {gc['gen2_max_ms']} ms, longest of any {gc['max_pause_ms']} ms "
-                  f"({gc['summary']})")  # fmt: skip
+            g0, g1, g2 = gc["max_pause_ms_by_gen"]
+            print(f"{r['streams']:,} streams, server GC during the run: {gc['gen2_count']} full "
+                  f"collections; longest pause by generation 0/1/2: {g0}/{g1}/{g2} ms; "
+                  f"{gc['pauses_over_10ms']} pauses > 10 ms ({gc['summary']})")  # fmt: skip
         print(
             f"{r['streams']:,} streams: all connected {r['time_to_all_connected_s']} s "
             f"after the first; response head p99 {r['ttfb_p99_ms']} ms after connect"
+        )
+        so, ji = r["stream_offset_ms"], r["jitter_ms"]
+        print(
+            f"{r['streams']:,} streams: lateness = per-stream constant offset (p50/p99/max "
+            f"{_fmt(so['p50'])}/{_fmt(so['p99'])}/{_fmt(so['max'])} ms) + per-file jitter "
+            f"(p50/p99/max {_fmt(ji['p50'])}/{_fmt(ji['p99'])}/{_fmt(ji['max'])} ms)"
         )
     if timeline:
         for r in runs:
@@ -747,23 +819,35 @@ def main() -> int:
     parser.add_argument("--timeline", action="store_true", help="print per-second figures")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument(
+        "--server", choices=["wirelab", "reference"], default="wirelab",
+        help="wirelab (default), or the floor: uvicorn with the same settings serving "
+        "_apps.paced_app, one write per file and nothing else",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reference-gc", default="default", metavar="SETTINGS",
+        help="GC settings of the reference server: default (CPython's), wirelab "
+        "(gc.freeze() after start-up, thresholds 50000/50/100) or freeze:T0,T1,T2",
+    )  # fmt: skip
+    parser.add_argument(
         "--wirelab-cmd",
         metavar="CMD",
         help="command that starts the server instead of `wirelab serve`",
     )
     args = parser.parse_args()
     install_cleanup()
-    command = wirelab_command(args.wirelab_cmd)
+    load = loadavg()
+    command = wirelab_command(args.wirelab_cmd) if args.server == "wirelab" else []
     runs = []
     with tempfile.TemporaryDirectory(prefix="wirelab-bench-") as tmp:
         for n in args.streams:
             runs.append(run_one(n, args, command, Path(tmp)))
     if args.json:
         status, detail = verdict(runs)
-        print(json.dumps({"cpus": os.cpu_count(), "runs": runs,
+        print(json.dumps({"cpus": os.cpu_count(), "loadavg_at_start": load, "runs": runs,
                           "target": {"status": status, "detail": detail}}, indent=2))  # fmt: skip
     else:
         print_report(runs, args.timeline)
+        print(f"load average at start: {load:.2f} (other work on the machine skews the figures)")
     return 0 if verdict(runs)[0] != "FAIL" else 1
 
 

@@ -31,6 +31,7 @@ from _util import (
     free_port,
     have_curl,
     install_cleanup,
+    loadavg,
     log,
     median,
     python_argv,
@@ -148,6 +149,7 @@ def main() -> int:
         log("curl is not installed")
         return 2
     install_cleanup()
+    load = loadavg()
 
     selected: list[Stack] = []
     skipped: list[str] = []
@@ -204,8 +206,9 @@ def main() -> int:
                 "runs_mb_s": [round(v, 1) for v in smp.mbps],
             })  # fmt: skip
     if args.json:
-        print(json.dumps({"rounds": args.rounds, "cpus": os.cpu_count(), "results": results,
-                          "skipped": skipped}, indent=2))  # fmt: skip
+        print(json.dumps({"rounds": args.rounds, "cpus": os.cpu_count(),
+                          "loadavg_at_start": load, "results": results, "skipped": skipped},
+                         indent=2))  # fmt: skip
         return 0
     for wl in workloads:
         print(f"\n{wl.count} x {wl.size // 1024} KiB constant buffer ({wl.total / MB:.0f} MB) "
@@ -224,10 +227,13 @@ def main() -> int:
         ]
         print(fmt_table(["server, app", "median MB/s", "min - max", "vs raw uvicorn",
                          "server CPU s/GB"], rows))  # fmt: skip
+    print(f"\nload average at start: {load:.2f} (other work on the machine skews the figures)")
     for note in skipped:
         print(f"skipped: {note}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
+    sys.exit(130)

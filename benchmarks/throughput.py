@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from _util import (
     HOST,
     MB,
     MIB,
+    UVICORN_ARGS,
     CurlError,
     Server,
     curl,
@@ -43,6 +45,7 @@ from _util import (
     free_port,
     have_curl,
     install_cleanup,
+    loadavg,
     log,
     median,
     python_argv,
@@ -55,11 +58,6 @@ FILES = 256
 FILE_SIZE = MIB
 TOTAL = FILES * FILE_SIZE
 TARGETS = {"random": 0.50, "ramp": 0.80}
-
-# the uvicorn settings of `wirelab serve` (see wirelab/server/_serve.py), so that the
-# ceiling differs from wirelab only in what the app does
-UVICORN_ARGS = ["--http", "httptools", "--loop", "uvloop", "--lifespan", "on",
-                "--log-level", "warning", "--no-access-log", "--no-server-header"]  # fmt: skip
 
 
 @dataclass
@@ -133,6 +131,28 @@ def nginx_server(port: int, tmp: Path) -> Server | None:
     return Server("nginx", argv, port, cwd=tmp, log_path=tmp / "nginx.out")
 
 
+def component_speeds() -> dict[str, float]:
+    """MB/s of the per-byte work of content=random, on one core, in this process."""
+    import hashlib
+
+    import numpy as np
+
+    speeds: dict[str, float] = {}
+    block = bytes(MIB)
+    hasher = hashlib.sha256()
+    t0 = time.perf_counter()
+    for _ in range(FILES):
+        hasher.update(block)
+    speeds["sha256"] = TOTAL / (time.perf_counter() - t0) / MB
+    bits = np.random.SFC64(np.random.SeedSequence([1, 1]))
+    t0 = time.perf_counter()
+    for _ in range(TOTAL // (64 * 1024)):
+        bits.random_raw(8192)
+    speeds["sfc64"] = TOTAL / (time.perf_counter() - t0) / MB
+    speeds["sha256+sfc64"] = 1 / (1 / speeds["sha256"] + 1 / speeds["sfc64"])
+    return speeds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
@@ -150,6 +170,7 @@ def main() -> int:
         return 2
     install_cleanup()
     notes: list[str] = []
+    load = loadavg()
 
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wirelab-bench-")))
@@ -204,6 +225,7 @@ def main() -> int:
                 + ", ".join(f"{t.key} {t.mbps[-1]:.0f}" for t in targets))  # fmt: skip
 
     med = {t.key: median(t.mbps) for t in targets}
+    speeds = component_speeds()
     checks = []
     for key, goal in TARGETS.items():
         ratio = med[key] / med["ceiling"]
@@ -223,8 +245,9 @@ def main() -> int:
     ]
     if args.json:
         print(json.dumps({"rounds": args.rounds, "bytes": TOTAL, "cpus": os.cpu_count(),
-                          "results": results, "checks": checks, "notes": notes},
-                         indent=2))  # fmt: skip
+                          "loadavg_at_start": load, "results": results, "checks": checks,
+                          "one_core_mb_s": {k: round(v) for k, v in speeds.items()},
+                          "notes": notes}, indent=2))  # fmt: skip
         return 0 if all(c["pass"] for c in checks) else 1
 
     print(f"{FILES} files x 1 MiB ({TOTAL / MB:.0f} MB of file data) read by curl to "
@@ -240,6 +263,13 @@ def main() -> int:
         verdict = "PASS" if c["pass"] else "FAIL"
         print(f"{c['content']}/ceiling = {float(str(c['ratio'])):.0%} "
               f"(target >= {float(str(c['target'])):.0%}): {verdict}")  # fmt: skip
+    print(
+        f"one core, in-process: SHA-256 {speeds['sha256']:.0f} MB/s, SFC64 raw bits "
+        f"{speeds['sfc64']:.0f} MB/s, both in turn {speeds['sha256+sfc64']:.0f} MB/s "
+        f"(= {speeds['sha256+sfc64'] / med['ceiling']:.0%} of the ceiling before any "
+        "socket or framing work)"
+    )
+    print(f"load average at start: {load:.2f} (other work on the machine skews the figures)")
     for note in notes:
         print(note)
     return 0 if all(c["pass"] for c in checks) else 1

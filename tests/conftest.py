@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,13 +13,19 @@ from wirelab.testing._live import LiveServer, live_server
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+def server_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., LiveServer]]:
     """Start servers with custom settings: ``server_factory(stream_limits=...)``.
-    Every server started is stopped at teardown."""
+
+    Every server started is stopped at teardown. Each gets its own data folder, outside
+    the test's ``tmp_path`` so that a test's own files are never mixed with the server's.
+    """
     with ExitStack() as stack:
 
         def make(**settings: Any) -> LiveServer:
-            config = ServerConfig(data_dir=tmp_path / "data", **settings)
+            data_dir = tmp_path_factory.mktemp("server-data")
+            config = ServerConfig(data_dir=data_dir, **settings)
             return stack.enter_context(live_server(config))
 
         yield make

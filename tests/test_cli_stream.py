@@ -28,6 +28,12 @@ from wirelab.testing._live import LiveServer
 FAST = ["--min-interval", "0", "--max-interval", "0", "--min-size", "100", "--max-size", "5000"]
 
 
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """The download folder (``tmp_path`` itself also holds the server's data folder)."""
+    return tmp_path / "dl"
+
+
 def run(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, ["stream", *args], env=env)
 
@@ -70,7 +76,7 @@ def fake_server(body: bytes) -> Iterator[str]:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -81,8 +87,8 @@ def fake_server(body: bytes) -> Iterator[str]:
 
 
 class TestDownload:
-    def test_saves_verified_files_and_manifest(self, server: LiveServer, tmp_path: Path) -> None:
-        out = tmp_path / "new" / "dl"
+    def test_saves_verified_files_and_manifest(self, server: LiveServer, out: Path) -> None:
+        out = out / "new"
         result = run("--url", server.url, "--count", "4", "--seed", "11", *FAST, "--out", str(out))
         assert result.exit_code == 0, result.stderr
         assert result.stdout.startswith("saved 4 files") and "seed 11" in result.stdout
@@ -104,66 +110,62 @@ class TestDownload:
             ["manifest.json", *(f["name"] for f in expected["files"])]
         )
 
-    def test_verify_passes_then_names_a_corrupt_file(
-        self, server: LiveServer, tmp_path: Path
-    ) -> None:
-        assert (
-            run("--url", server.url, "--count", "3", *FAST, "--out", str(tmp_path)).exit_code == 0
-        )
-        result = run("--verify", str(tmp_path))
+    def test_verify_passes_then_names_a_corrupt_file(self, server: LiveServer, out: Path) -> None:
+        assert run("--url", server.url, "--count", "3", *FAST, "--out", str(out)).exit_code == 0
+        result = run("--verify", str(out))
         assert result.exit_code == 0 and "all 3 files intact" in result.stdout
-        victim = tmp_path / "000001.int16"
+        victim = out / "000001.int16"
         data = bytearray(victim.read_bytes())
         data[len(data) // 2] ^= 1
         victim.write_bytes(data)
-        result = run("--verify", str(tmp_path))
+        result = run("--verify", str(out))
         assert result.exit_code == 1
         assert result.stdout == "corrupt: 000001.int16: SHA-256 does not match the manifest\n"
         assert "1 problem(s); 2 of 3 listed files intact" in one_error_line(result)
-        report = json.loads(run("--verify", str(tmp_path), "--json").stdout)
+        report = json.loads(run("--verify", str(out), "--json").stdout)
         assert report["ok"] is False and report["problems"][0]["name"] == "000001.int16"
 
-    def test_json_summary(self, server: LiveServer, tmp_path: Path) -> None:
-        result = run("--url", server.url, "--count", "3", *FAST, "--out", str(tmp_path), "--json")
+    def test_json_summary(self, server: LiveServer, out: Path) -> None:
+        result = run("--url", server.url, "--count", "3", *FAST, "--out", str(out), "--json")
         assert result.exit_code == 0, result.stderr
         summary = json.loads(result.stdout)
-        manifest = json.loads((tmp_path / "manifest.json").read_text())
+        manifest = json.loads((out / "manifest.json").read_text())
         assert summary["ok"] is True and summary["files"] == 3
         assert summary["bytes"] == manifest["total_bytes"] and summary["seed"] == manifest["seed"]
-        assert summary["out"] == str(tmp_path) and summary["elapsed_s"] >= 0
+        assert summary["out"] == str(out) and summary["elapsed_s"] >= 0
         assert summary["mb_per_s"] >= 0 and result.stderr == ""
 
     def test_refuses_an_existing_download_unless_overwrite(
-        self, server: LiveServer, tmp_path: Path
+        self, server: LiveServer, out: Path
     ) -> None:
-        args = ["--url", server.url, *FAST, "--out", str(tmp_path)]
+        args = ["--url", server.url, *FAST, "--out", str(out)]
         assert run(*args, "--count", "4").exit_code == 0
         result = run(*args, "--count", "2")
         assert result.exit_code == 1 and "--overwrite" in one_error_line(result)
         assert run(*args, "--count", "2", "--overwrite").exit_code == 0
-        assert sorted(p.name for p in tmp_path.iterdir()) == [
+        assert sorted(p.name for p in out.iterdir()) == [
             "000000.int16",
             "000001.int16",
             "manifest.json",
         ]
 
-    def test_environment_variables(self, server: LiveServer, tmp_path: Path) -> None:
+    def test_environment_variables(self, server: LiveServer, out: Path) -> None:
         env = {"WIRELAB_URL": server.url, "WIRELAB_STREAM_COUNT": "2",
                "WIRELAB_STREAM_MIN_INTERVAL": "0", "WIRELAB_STREAM_MAX_INTERVAL": "0",
                "WIRELAB_STREAM_DTYPE": "int8"}  # fmt: skip
-        result = run("--out", str(tmp_path), "--max-size", "1000", env=env)
+        result = run("--out", str(out), "--min-size", "10", "--max-size", "1000", env=env)
         assert result.exit_code == 0, result.stderr
-        manifest = json.loads((tmp_path / "manifest.json").read_text())
+        manifest = json.loads((out / "manifest.json").read_text())
         assert [f["name"] for f in manifest["files"]] == ["000000.int8", "000001.int8"]
 
 
 class TestFailures:
-    def test_http_error_is_one_line(self, server: LiveServer, tmp_path: Path) -> None:
-        result = run("--url", server.url, "--count", "1000000", "--out", str(tmp_path / "d"))
+    def test_http_error_is_one_line(self, server: LiveServer, out: Path) -> None:
+        result = run("--url", server.url, "--count", "1000000", "--out", str(out))
         assert result.exit_code == 1 and result.stdout == ""
         assert one_error_line(result).startswith("wirelab: error: HTTP 422 from /v1/stream: count")
-        assert not (tmp_path / "d" / "manifest.json").exists()
-        result = run("--url", server.url, "--count", "1000000", "--out", str(tmp_path), "--json")
+        assert not (out / "manifest.json").exists()
+        result = run("--url", server.url, "--count", "1000000", "--out", str(out), "--json")
         summary = json.loads(result.stdout)
         assert summary["ok"] is False and summary["error"].startswith("HTTP 422")
 
@@ -182,6 +184,7 @@ class TestFailures:
             ["--speed", "0"],
             ["--seed", "x"],
             ["--timeout", "0"],
+            ["--url", "127.0.0.1:8080"],
         ],
     )
     def test_bad_option_values_are_usage_errors(self, tmp_path: Path, args: list[str]) -> None:
@@ -218,7 +221,7 @@ class TestFailures:
 
     def test_server_names_are_not_trusted(self, tmp_path: Path) -> None:
         files = [b"\x00\x00" * 5] * 4
-        names = ["manifest.json", "..", "000002.int16.part", "000009.int16"]
+        names = ["manifest.json", "x.int16", "000002.int16.part", "000009.int16"]
         out = tmp_path / "dl"
         with fake_server(make_body(files, names)) as url:
             result = run("--url", url, "--out", str(out))
@@ -230,13 +233,13 @@ class TestFailures:
 
 
 class TestConsoleScript:
-    def test_real_command_against_a_live_server(self, server: LiveServer, tmp_path: Path) -> None:
+    def test_real_command_against_a_live_server(self, server: LiveServer, out: Path) -> None:
         script = Path(sys.executable).with_name("wirelab")
         command = str(script) if script.exists() else shutil.which("wirelab")
         assert command is not None, "the wirelab console script is not installed"
         args = [command, "stream", "--url", server.url, "--count", "3", "--speed", "1000"]
         done = subprocess.run(
-            [*args, "--max-size", "4096", "--out", str(tmp_path), "--json"],
+            [*args, "--max-size", "4096", "--out", str(out), "--json"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -246,7 +249,7 @@ class TestConsoleScript:
         summary = json.loads(done.stdout)
         assert summary["ok"] is True and summary["files"] == 3 and done.stderr == ""
         check = subprocess.run(
-            [command, "stream", "--verify", str(tmp_path)],
+            [command, "stream", "--verify", str(out)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -254,7 +257,7 @@ class TestConsoleScript:
         )
         assert check.returncode == 0 and "all 3 files intact" in check.stdout
         bad = subprocess.run(
-            [command, "stream", "--url", server.url, "--count", "-5", "--out", str(tmp_path)],
+            [command, "stream", "--url", server.url, "--count", "-5", "--out", str(out)],
             capture_output=True,
             text=True,
             timeout=60,

@@ -13,15 +13,18 @@ import json
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import click
 
 from ._exceptions import IntegrityError, TruncatedError, WirelabError
 
 if TYPE_CHECKING:  # importing the client costs httpx and numpy: only when the command runs
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
     from .client._download import DownloadWriter
-    from .client._stream import StreamOptions
+    from .client._options import StreamOptions
 
 __all__ = ["DEFAULT_URL", "StreamProgress", "describe_error", "run_download", "run_verify"]
 
@@ -54,21 +57,17 @@ class StreamProgress:
     a terminal. Use as a context manager; the methods are no-ops when disabled.
     """
 
-    def __init__(self, *, enabled: bool, console: Any = None) -> None:
+    def __init__(self, *, enabled: bool, console: Console | None = None) -> None:
         from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._console = console or Console(stderr=True)
         self.enabled = enabled and self._console.is_terminal
-        self._progress: Any = None
-        self._task: Any = None
+        self._progress: Progress | None = None
         self._bytes = 0
         self._t0 = time.perf_counter()
         self._shown_at = 0.0
-
-    def __enter__(self) -> Self:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
             self._progress = Progress(
                 TextColumn("[bold]stream"),
                 BarColumn(),
@@ -76,7 +75,15 @@ class StreamProgress:
                 TextColumn("files  {task.fields[bytes]}  {task.fields[rate]}"),
                 console=self._console,
             )
-            self._task = self._progress.add_task("stream", total=None, bytes="", rate="")
+        self._task: TaskID = (
+            self._progress.add_task("stream", total=None, bytes="", rate="")
+            if self._progress is not None
+            else cast("TaskID", -1)
+        )
+
+    def __enter__(self) -> Self:
+        if self._progress is not None:
+            self._t0 = time.perf_counter()
             self._progress.start()
         return self
 

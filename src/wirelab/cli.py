@@ -84,34 +84,34 @@ def main() -> None:
     type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
 )
 @click.option(
-    "--stream-max-count",
+    "--stream-limit-count",
     default=100_000,
     type=click.IntRange(0),
-    envvar="WIRELAB_STREAM_MAX_COUNT",
+    envvar="WIRELAB_STREAM_LIMIT_COUNT",
     show_envvar=True,
     help="Most files one stream may ask for.",
 )
 @click.option(
-    "--stream-max-file-size",
+    "--stream-limit-file-size",
     default=16 * _MIB,
     type=click.IntRange(0),
-    envvar="WIRELAB_STREAM_MAX_FILE_SIZE",
+    envvar="WIRELAB_STREAM_LIMIT_FILE_SIZE",
     show_envvar=True,
     help="Largest max_size a stream may ask for, bytes.",
 )
 @click.option(
-    "--stream-max-total-bytes",
+    "--stream-limit-total-bytes",
     default=4096 * _MIB,
     type=click.IntRange(0),
-    envvar="WIRELAB_STREAM_MAX_TOTAL_BYTES",
+    envvar="WIRELAB_STREAM_LIMIT_TOTAL_BYTES",
     show_envvar=True,
     help="Largest count * max_size of one stream, bytes.",
 )
 @click.option(
-    "--stream-max-duration",
+    "--stream-limit-duration",
     default=3600.0,
     type=click.FloatRange(0),
-    envvar="WIRELAB_STREAM_MAX_DURATION",
+    envvar="WIRELAB_STREAM_LIMIT_DURATION",
     show_envvar=True,
     help="Largest count * max_interval / speed of one stream, seconds.",
 )
@@ -129,10 +129,10 @@ def serve(
     port: int,
     data_dir: Path | None,
     log_level: str,
-    stream_max_count: int,
-    stream_max_file_size: int,
-    stream_max_total_bytes: int,
-    stream_max_duration: float,
+    stream_limit_count: int,
+    stream_limit_file_size: int,
+    stream_limit_total_bytes: int,
+    stream_limit_duration: float,
     worker_threads: int,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM."""
@@ -150,10 +150,10 @@ def serve(
         data_dir=data_dir or default_data_dir(),
         log_level=log_level.lower(),
         stream_limits=StreamLimits(
-            max_count=stream_max_count,
-            max_file_size=stream_max_file_size,
-            max_total_bytes=stream_max_total_bytes,
-            max_duration=stream_max_duration,
+            max_count=stream_limit_count,
+            max_file_size=stream_limit_file_size,
+            max_total_bytes=stream_limit_total_bytes,
+            max_duration=stream_limit_duration,
         ),
         worker_threads=worker_threads,
     )
@@ -190,10 +190,17 @@ def _stream_option(name: str, type_: click.ParamType[Any], help_: str) -> Callab
     )
 
 
+def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.lower().startswith(("http://", "https://")):
+        raise click.BadParameter("must start with http:// or https://")
+    return value
+
+
 @main.command("stream")
 @click.option(
     "--url",
     default=_cli_stream.DEFAULT_URL,
+    callback=_http_url,
     envvar="WIRELAB_URL",
     show_envvar=True,
     help="Base URL of the wirelab server.",

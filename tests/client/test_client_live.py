@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import threading
 from typing import Any, cast
 
 import numpy as np
 import pytest
 
-from wirelab import HTTPStatusError, NetworkError, UsageError
+from wirelab import HTTPStatusError, NetworkError, TruncatedError, UsageError
 from wirelab.client import AsyncClient, Client, StreamedFile
 from wirelab.framing import FileData, FileEnded, FileStarted, StreamEnded, StreamStarted
-from wirelab.testing._live import LiveServer
+from wirelab.testing._live import LiveServer, live_server
 
 FAST: dict[str, Any] = {"min_interval": 0, "max_interval": 0}
 SMALL: dict[str, Any] = {**FAST, "min_size": 100, "max_size": 5000}
@@ -135,6 +136,25 @@ class TestSyncClient:
             with pytest.raises(UsageError, match="closed"):
                 next(reader)
             assert client.health()["status"] == "ok"  # the client is still usable
+
+    def test_server_shutdown_mid_stream_is_truncated(self) -> None:
+        running = live_server()
+        server = running.__enter__()
+        stopper = threading.Thread(target=running.__exit__, args=(None, None, None))
+        try:
+            # The first file is due in 60 s: the stream is surely waiting at shutdown.
+            with (
+                Client(server.url) as client,
+                client.stream(count=2, min_interval=60, max_interval=60) as reader,
+            ):
+                stopper.start()  # the server ends open streams with an X frame
+                with pytest.raises(TruncatedError, match="server aborted the stream: shutdown"):
+                    list(reader)
+        finally:
+            if stopper.ident is None:  # failed before the shutdown began
+                running.__exit__(None, None, None)
+            else:
+                stopper.join(30)
 
     def test_closed_client_is_a_usage_error(self, server: LiveServer) -> None:
         client = Client(server.url)

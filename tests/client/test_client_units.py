@@ -14,9 +14,15 @@ from wirelab import IntegrityError, UsageError
 from wirelab.client import DEFAULT_URL, StreamedFile
 from wirelab.client._download import DownloadWriter, safe_name
 from wirelab.client._errors import describe_detail
-from wirelab.client._stream import stream_query
+from wirelab.client._options import stream_query
 from wirelab.client._verify import verify_download
-from wirelab.framing import FileData, FileEnded, FileStarted, StreamEnded, StreamStarted
+from wirelab.framing import (
+    FileData,
+    FileEnded,
+    FileStarted,
+    StreamEnded,
+    StreamStarted,
+)
 
 
 def streamed(data: bytes, dtype: str = "int16", byteorder: str = "little") -> StreamedFile:

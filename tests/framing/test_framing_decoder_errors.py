@@ -17,6 +17,7 @@ from wirelab import IntegrityError, ProtocolError, TruncatedError, UsageError
 from wirelab.framing import (
     MAX_DATA_PAYLOAD,
     PREAMBLE,
+    FileEnded,
     FrameType,
     StreamDecoder,
     encode_frame,
@@ -357,6 +358,7 @@ def test_poisoned_after_an_error(case: str) -> None:
     bad = INTEGRITY_CASES[case]
     with pytest.raises(IntegrityError) as info:
         decoder.feed(b"".join([*bad.before, bad.bad]))
+        decoder.close()
     original = str(info.value)
     for call in (lambda: decoder.feed(b""), lambda: decoder.feed(b"x"), decoder.close):
         with pytest.raises(ProtocolError) as again:
@@ -378,11 +380,15 @@ def test_poisoned_after_truncation() -> None:
     assert str(info.value) == "at byte 8: stream ended before the stream header"
 
 
-def test_files_completed_survives_an_error_in_the_same_feed() -> None:
-    # File 0 is complete but its FileEnded event is lost with the exception.
+def test_events_before_an_error_are_delivered_first() -> None:
+    # File 0 is complete: its FileEnded comes back, then the next call raises the error.
     decoder = StreamDecoder()
     bad = INTEGRITY_CASES["Z count vs files"]
-    with pytest.raises(IntegrityError):
-        decoder.feed(b"".join([*bad.before, bad.bad]))
+    events = decoder.feed(b"".join([*bad.before, bad.bad]))
+    assert FileEnded in {type(e) for e in events}
     assert decoder.files_completed == 1
+    with pytest.raises(IntegrityError, match="count"):
+        decoder.feed(b"")
     assert not decoder.finished
+    with pytest.raises(ProtocolError, match="decoder already failed"):
+        decoder.close()

@@ -88,7 +88,7 @@ def test_signal_ends_streams_and_exits_cleanly(tmp_path: Path, sig: signal.Signa
 
 
 def test_options_come_from_environment(tmp_path: Path) -> None:
-    with serve(tmp_path, WIRELAB_STREAM_MAX_COUNT="2", WIRELAB_LOG_LEVEL="info") as (proc, url):
+    with serve(tmp_path, WIRELAB_STREAM_LIMIT_COUNT="2", WIRELAB_LOG_LEVEL="info") as (proc, url):
         r = httpx.get(url + "/v1/stream", params={"count": 3, "min_size": 2, "max_size": 2})
         assert r.status_code == 422 and "<= 2 (server limit)" in r.text
         proc.send_signal(signal.SIGTERM)

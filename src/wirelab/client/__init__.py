@@ -14,8 +14,8 @@ write data as it arrives without holding files in memory. Errors are the
 
 from ._async import AsyncClient, AsyncEventStream, AsyncStreamReader
 from ._files import StreamedFile
+from ._options import StreamOptions
 from ._request import DEFAULT_URL
-from ._stream import StreamOptions
 from ._sync import Client, EventStream, StreamReader
 
 __all__ = [

@@ -78,7 +78,7 @@ def translate(exc: Exception, *, in_body: bool = False) -> WirelabError:
     if isinstance(exc, httpx.ConnectError):
         return NetworkError(f"cannot connect to {url or 'the server'}: {reason}")
     if isinstance(exc, httpx.TimeoutException):
-        return TimeoutError(f"timed out: {reason}{where}")
+        return TimeoutError(f"no progress within the timeout ({type(exc).__name__}){where}")
     if isinstance(exc, httpx.RemoteProtocolError):
         if in_body:
             return TruncatedError(f"the response body ended early: {reason}{where}")

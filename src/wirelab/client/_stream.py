@@ -1,5 +1,5 @@
-"""Sans-IO core shared by the sync and async clients: request parameters, the verified
-event queue of one response, and the assembly of events into files.
+"""Sans-IO core shared by the sync and async clients: the verified event queue of one
+response, and the assembly of events into files.
 
 Nothing here does I/O. The clients read the body in whatever blocks the network gives,
 pass them to :meth:`StreamSession.receive`, and pull events with
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Any, Final, TypedDict
+from typing import Any, Final
 
-from .._exceptions import IntegrityError, TruncatedError, UsageError, WirelabError
+from .._exceptions import IntegrityError, TruncatedError, WirelabError
 from ..framing import (
     Event,
     FileData,
@@ -30,71 +30,11 @@ __all__ = [
     "FileAssembler",
     "ReaderState",
     "StreamInfo",
-    "StreamOptions",
     "StreamSession",
-    "stream_query",
 ]
 
 STREAM_MEDIA_TYPE: Final = "application/vnd.wirelab.stream"
 """The media type of ``/v1/stream`` bodies (parameters such as ``version=1`` aside)."""
-
-
-class StreamOptions(TypedDict, total=False):
-    """The query parameters of ``/v1/stream`` and ``/v1/stream/manifest``.
-
-    All are optional; a parameter left out, or given as ``None``, is not sent and the
-    server uses its default. The server validates the values (HTTP 422 otherwise):
-
-    - ``count``: number of files; ``min_size``/``max_size``: file size bounds, bytes.
-    - ``min_interval``/``max_interval``: wait before each file, seconds (divided by ``speed``).
-    - ``seed``: reproduce a stream exactly (0 .. 2**63-1); without it the server picks one.
-    - ``dtype``: ``int16``, ``int8``, ``int32`` or ``float32``; ``byteorder``: ``little``
-      or ``big``; ``content``: ``random``, ``sine`` or ``ramp``.
-    """
-
-    count: int | None
-    min_size: int | None
-    max_size: int | None
-    min_interval: float | None
-    max_interval: float | None
-    seed: int | None
-    dtype: str | None
-    byteorder: str | None
-    content: str | None
-    speed: float | None
-
-
-_OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
-    "count": (int,),
-    "min_size": (int,),
-    "max_size": (int,),
-    "min_interval": (int, float),
-    "max_interval": (int, float),
-    "seed": (int,),
-    "dtype": (str,),
-    "byteorder": (str,),
-    "content": (str,),
-    "speed": (int, float),
-}
-
-
-def stream_query(options: StreamOptions) -> dict[str, str]:
-    """The query string parameters for ``options``, leaving out ``None`` values.
-
-    Raises :class:`~wirelab.UsageError` for an unknown option or a value of the wrong
-    type (``bool`` is refused where a number is expected). Ranges are the server's job.
-    """
-    query: dict[str, str] = {}
-    for name, value in options.items():
-        types = _OPTION_TYPES.get(name)
-        if types is None:
-            raise UsageError(f"unknown stream option {name!r}")
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise UsageError(f"{name} must be {' or '.join(t.__name__ for t in types)}")
-        query[name] = str(value)
-    return query
 
 
 def _header_int(headers: Any, name: str) -> int | None:
@@ -112,8 +52,9 @@ class StreamSession:
     received, and that the ``Wirelab-Seed``/``Wirelab-Count`` response headers (if given)
     agree with the stream header. An ``X`` frame becomes :class:`~wirelab.TruncatedError`.
 
-    Errors are delivered in order: events that precede a problem in the same block are
-    returned by :meth:`next_event` first, then the error is raised.
+    Errors are delivered in order: every event that precedes a problem, even in the same
+    block, is returned by :meth:`next_event` first, then the error is raised (the decoder
+    itself returns the events before an error and raises it on the next call).
     """
 
     def __init__(self, headers: Any = None) -> None:
@@ -138,22 +79,27 @@ class StreamSession:
         return self.count is not None
 
     def receive(self, data: bytes) -> None:
-        """Decode the next block of the body. Raises the decoder's errors directly."""
+        """Decode the next block of the body; errors are queued behind the good events."""
         if self._failed:
             return
-        for event in self._decoder.feed(data):
-            try:
+        try:
+            for event in self._decoder.feed(data):
                 self._check(event)
-            except WirelabError as exc:
-                self._queue.append(exc)
-                self._failed = True
-                return
-            self._queue.append(event)
+                self._queue.append(event)
+        except WirelabError as exc:
+            self._queue.append(exc)
+            self._failed = True
 
     def end_of_input(self) -> None:
-        """The body ended. Raises :class:`~wirelab.TruncatedError` unless the stream did."""
-        if not self._failed:
+        """The body ended: queue :class:`~wirelab.TruncatedError` unless the stream did."""
+        if self._failed:
+            return
+        try:
             self._decoder.close()
+        except WirelabError as exc:
+            self._queue.append(exc)
+            self._failed = True
+        else:
             self.completed = self.total_bytes is not None
 
     def next_event(self) -> Event | None:

@@ -12,6 +12,7 @@ from .._exceptions import ProtocolError, UsageError
 from ..framing import Event
 from ._errors import status_error, translating
 from ._files import StreamedFile
+from ._options import StreamOptions, stream_query
 from ._request import (
     DEFAULT_URL,
     HEALTH_PATH,
@@ -24,14 +25,7 @@ from ._request import (
     client_options,
     decode_json,
 )
-from ._stream import (
-    FileAssembler,
-    ReaderState,
-    StreamInfo,
-    StreamOptions,
-    StreamSession,
-    stream_query,
-)
+from ._stream import FileAssembler, ReaderState, StreamInfo, StreamSession
 
 __all__ = ["Client", "EventStream", "StreamReader"]
 
@@ -88,6 +82,8 @@ class EventStream(StreamInfo):
             self._chunks = response.iter_bytes()
             self._session = StreamSession(response.headers)
             while not self._session.started:  # the header is the first frame
+                # next_event() raises an error queued before the header; an event there
+                # (or the end of the body without an error) would be a decoder bug.
                 if self._session.next_event() is not None or self._eof:
                     raise ProtocolError("the stream did not start with a stream header")
                 self._pump()

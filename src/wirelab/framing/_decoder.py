@@ -55,7 +55,9 @@ class StreamDecoder:
     of the input. Every violation raises a :class:`ProtocolError` (or its subclasses
     :class:`IntegrityError` and :class:`TruncatedError`) with a one-line message that starts
     with ``at byte N:``, N being the stream offset of the frame (or byte) at fault. After an
-    error the decoder is poisoned: every later call raises :class:`ProtocolError`.
+    error the decoder is poisoned: every later call raises :class:`ProtocolError`. Events
+    that precede an error in the same :meth:`feed` are returned first; the error follows on
+    the next call.
 
     With ``verify=False`` the SHA-256 of each file is neither computed nor compared (the
     declared digest must still be well-formed); every other check still applies.
@@ -63,6 +65,7 @@ class StreamDecoder:
 
     __slots__ = (
         "_closed",
+        "_deferred",
         "_failure",
         "_frame_left",
         "_frame_length",
@@ -101,6 +104,7 @@ class StreamDecoder:
         self._frame_length = 0
         self._frame_left = 0  # payload bytes still to come
         self._failure: str | None = None
+        self._deferred: ProtocolError | None = None
         self._closed = False
 
     @property
@@ -127,10 +131,14 @@ class StreamDecoder:
 
         The body may be split anywhere, including into single or empty pieces. A ``D``
         payload is returned as soon as any of it arrives, as one :class:`FileData` per
-        contiguous piece (never empty). If *data* contains an error, the exception is raised
-        and the events decoded from *data* before it are not returned (see
-        :attr:`files_completed`). Raises :class:`UsageError` after :meth:`close`.
+        contiguous piece (never empty).
+
+        Errors never hide good data: if *data* contains an error after some events, those
+        events are returned and the error is raised by the next :meth:`feed` or
+        :meth:`close` call; if nothing precedes it, it is raised at once. Raises
+        :class:`UsageError` after :meth:`close`.
         """
+        self._raise_deferred()
         self._check_usable("feed()")
         view = memoryview(data).cast("B")
         events: list[Event] = []
@@ -138,14 +146,23 @@ class StreamDecoder:
             self._consume(view, events)
         except ProtocolError as exc:
             self._failure = str(exc)
+            if events:
+                self._deferred = exc
+                return events
             raise
         return events
+
+    def _raise_deferred(self) -> None:
+        if self._deferred is not None:
+            exc, self._deferred = self._deferred, None
+            raise exc
 
     def close(self) -> None:
         """Signal the end of the input; raise :class:`TruncatedError` unless Z or X came.
 
         Closing a decoder that was closed successfully is a no-op.
         """
+        self._raise_deferred()
         if self._closed:
             return
         self._check_usable("close()")

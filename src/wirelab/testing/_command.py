@@ -1,0 +1,272 @@
+"""The thread-backed command servers; the script language is described in ``_script``."""
+
+from __future__ import annotations
+
+import functools
+import selectors
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Self, TypeVar
+
+from .._exceptions import TimeoutError, UsageError
+from ._script import (
+    CHUNK,
+    DISCONNECTS,
+    RECEIVE,
+    Command,
+    RealSocket,
+    ScriptServerBase,
+    describe,
+    format_transcript,
+)
+from ._transcript import Transcript
+
+__all__ = ["RECEIVE", "Command", "CommandServer", "OneShotServer"]
+
+_T = TypeVar("_T")
+
+
+class _Stopped(Exception):
+    """Raised inside the server thread when stop() interrupts a wait."""
+
+
+class CommandServer(ScriptServerBase):
+    """A TCP server in a background thread that runs a script for each connection.
+
+    Connections are served one at a time, in the order they arrive; each gets the whole
+    script, then is closed (later connections wait in the listen backlog meanwhile). With
+    ``max_connections`` the server stops by itself after that many connections.
+
+    ``stop()`` is prompt (a wake-up socket interrupts any wait: accept, receive, or a send
+    stuck on a client that does not read), closes the listening socket and joins the
+    thread. Any number of servers may run at once, each on its own port.
+
+    ``verbose=True`` logs each command and its bytes at INFO to the ``wirelab.testing``
+    logger. Callables run in the server thread with the socket in blocking mode; they
+    must not block forever, since ``stop()`` cannot interrupt them.
+    """
+
+    join_timeout: float = 5.0
+    """How long stop() waits for the thread (only a blocked callable takes this long)."""
+
+    def __init__(
+        self,
+        commands: Sequence[Command] | str | bytes,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+        *,
+        max_connections: int | None = None,
+    ) -> None:
+        super().__init__(commands, host, port, verbose, max_connections=max_connections)
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_lock = threading.Lock()
+        self._wake: tuple[socket.socket, socket.socket] | None = None
+        self._listener: socket.socket | None = None
+        self._selector: selectors.BaseSelector | None = None
+
+    def start(self) -> Self:
+        """Bind, listen and start serving; the port is bound when this returns."""
+        if self._thread is not None:
+            raise UsageError(f"{self!r}: start() called twice")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = RealSocket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self._requested_port))
+            listener.listen(128)
+            listener.setblocking(False)
+            self._port = listener.getsockname()[1]
+            self._wake = socket.socketpair()
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self._wake[0], selectors.EVENT_READ)
+        except BaseException:
+            listener.close()
+            self._close_wake_and_selector()
+            raise
+        self._listener = listener
+        self._thread = threading.Thread(
+            target=self._run, name=f"wirelab-command-server-{self._port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Interrupt whatever the server is doing, close it, join the thread, then
+        re-raise a server error if there was one. Safe to call more than once."""
+        thread = self._thread
+        if thread is None:
+            return
+        if thread is threading.current_thread():
+            raise UsageError(f"{self!r}: stop() called from the server thread")
+        self._stopping.set()
+        with self._wake_lock:
+            if self._wake is not None:
+                self._wake[1].send(b"x")
+        self._join(thread, self.join_timeout, "stop()")
+        self.check()
+
+    def wait(self, timeout: float | None = 5.0) -> None:
+        """Wait until the server has served ``max_connections`` connections and stopped;
+        raise :class:`~wirelab.TimeoutError` if it has not within ``timeout`` seconds.
+        Then re-raise a server error, like check()."""
+        if self.max_connections is None:
+            raise UsageError(f"{self!r}: wait() needs max_connections; use stop()")
+        if self._thread is None:
+            raise UsageError(f"{self!r}: wait() before start()")
+        self._join(self._thread, timeout, "wait()")
+        self.check()
+
+    def _join(self, thread: threading.Thread, timeout: float | None, what: str) -> None:
+        thread.join(timeout)
+        if thread.is_alive():
+            last = self.transcripts[-1] if self.transcripts else None
+            detail = "\n" + format_transcript(last) if last is not None else ""
+            raise TimeoutError(f"{self!r}: {what} timed out after {timeout} s{detail}")
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- the server thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        assert self._listener is not None
+        listener = self._listener
+        number = 0
+        try:
+            while self.max_connections is None or number < self.max_connections:
+                conn, peer = self._io(listener, selectors.EVENT_READ, listener.accept)
+                number += 1
+                with conn:
+                    self._serve(conn, number, peer)
+                if self._stopping.is_set():
+                    break
+        except _Stopped:
+            pass
+        except BaseException as exc:
+            self._fail(exc, None, f"accepting connection #{number + 1}")
+        finally:
+            listener.close()
+            self._close_wake_and_selector()
+
+    def _close_wake_and_selector(self) -> None:
+        with self._wake_lock:
+            if self._selector is not None:
+                self._selector.close()
+            for sock in self._wake or ():
+                sock.close()
+            self._wake = self._selector = None
+
+    def _serve(self, conn: socket.socket, number: int, peer: object) -> None:
+        conn.setblocking(False)
+        transcript = self._new_transcript(number, peer)
+        where = f"connection #{number}"
+        eof = False
+        try:
+            for index, step in enumerate(self.commands, 1):
+                where = f"connection #{number} command #{index} ({describe(step)})"
+                if step is RECEIVE or isinstance(step, int):
+                    if eof:
+                        transcript.add("event", note=f"{where}: skipped, client sent EOF")
+                        continue
+                    want = None if step is RECEIVE else step
+                    eof = self._receive(conn, want, transcript, where)
+                elif isinstance(step, bytes):
+                    self._send(conn, step, transcript, where)
+                else:
+                    self._log("%s", where)
+                    conn.setblocking(True)
+                    step(conn)
+                    conn.setblocking(False)
+            transcript.add("event", note="script complete")
+        except _Stopped:
+            transcript.add("event", note=f"{where}: interrupted by stop()")
+        except DISCONNECTS as exc:
+            self._disconnected(transcript, where, exc)
+            return
+        except BaseException as exc:
+            self._fail(exc, transcript, where)
+            raise _Stopped from None  # an error stops the server: do not serve on
+        finally:
+            self._finish(conn, transcript)
+
+    def _io(self, sock: socket.socket, event: int, op: Callable[[], _T]) -> _T:
+        """Run a non-blocking ``op``, waiting for ``event`` on ``sock`` while it would
+        block; raise _Stopped as soon as stop() is called."""
+        assert self._selector is not None
+        while True:
+            if self._stopping.is_set():
+                raise _Stopped
+            try:
+                return op()
+            except (BlockingIOError, InterruptedError):
+                pass
+            self._selector.register(sock, event)
+            try:
+                self._selector.select()
+            finally:
+                self._selector.unregister(sock)
+
+    def _receive(
+        self, conn: socket.socket, want: int | None, transcript: Transcript, where: str
+    ) -> bool:
+        """One recv (``want`` None) or exactly ``want`` bytes; True when EOF was seen."""
+        limit = CHUNK if want is None else want
+        got = bytearray()
+        try:
+            while len(got) < limit:
+                recv = functools.partial(conn.recv, min(CHUNK, limit - len(got)))
+                data = self._io(conn, selectors.EVENT_READ, recv)
+                if not data:
+                    transcript.add("event", note=f"{where}: EOF after {len(got)} bytes")
+                    self._log("%s: EOF after %d bytes", where, len(got))
+                    return True
+                got += data
+                if want is None:
+                    break
+        finally:
+            self._record(transcript, "recv", bytes(got), where)
+        return False
+
+    def _send(self, conn: socket.socket, data: bytes, transcript: Transcript, where: str) -> None:
+        view = memoryview(data)
+        sent = 0
+        try:
+            while sent < len(view):
+                chunk = view[sent : sent + CHUNK]
+                sent += self._io(conn, selectors.EVENT_WRITE, functools.partial(conn.send, chunk))
+        finally:
+            self._record(transcript, "send", data[:sent], where)
+
+    def _finish(self, conn: socket.socket, transcript: Transcript) -> None:
+        """Half-close, keep what already arrived, close. Reading first matters: closing a
+        socket with unread data sends a reset, which can destroy the answer in flight."""
+        try:
+            conn.setblocking(False)
+            conn.shutdown(socket.SHUT_WR)
+            while data := conn.recv(CHUNK):
+                transcript.add("recv", data, "(not read by the script)")
+        except OSError:  # would block, or the client is gone: nothing more to keep
+            pass
+        transcript.add("event", note="closed by the server")
+
+
+class OneShotServer(CommandServer):
+    """A :class:`CommandServer` that serves one connection, then stops by itself.
+
+    ``wait(timeout)`` blocks until that connection is done and re-raises server errors.
+    """
+
+    def __init__(
+        self,
+        commands: Sequence[Command] | str | bytes,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(commands, host, port, verbose, max_connections=1)

@@ -1,0 +1,234 @@
+"""The asyncio-native command server: same scripts and contracts as :class:`CommandServer`,
+running as a task in the test's own event loop instead of a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+from collections.abc import Sequence
+
+from .._exceptions import TimeoutError, UsageError
+from ._script import (
+    CHUNK,
+    DISCONNECTS,
+    RECEIVE,
+    Command,
+    RealSocket,
+    ScriptServerBase,
+    describe,
+    format_transcript,
+)
+from ._transcript import Transcript
+
+__all__ = ["AsyncioCommandServer"]
+
+
+class AsyncioCommandServer(ScriptServerBase):
+    """A :class:`CommandServer` as an asyncio task: ``async with``, ``await stop()``.
+
+    Scripts, the sequential serving of connections, ``received``, ``transcripts``,
+    ``verbose`` and error reporting work as for :class:`CommandServer`. Callables get the
+    connection socket in non-blocking mode (use ``loop.sock_*`` on it); if they return an
+    awaitable it is awaited.
+
+    What the receive commands read is also fed to an :class:`asyncio.StreamReader`, one
+    per connection, fed EOF when that connection closes, so a test can write
+    ``await server.reader.readexactly(n)``. ``reader`` is the reader of the latest
+    accepted connection, or, before the first one, the reader that the first connection
+    will use; ``readers`` lists them all.
+    """
+
+    def __init__(
+        self,
+        commands: Sequence[Command] | str | bytes,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+        *,
+        max_connections: int | None = None,
+    ) -> None:
+        super().__init__(commands, host, port, verbose, max_connections=max_connections)
+        self.readers: list[asyncio.StreamReader] = []
+        """One reader per connection (the first exists from start() on)."""
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def reader(self) -> asyncio.StreamReader:
+        """The reader of the latest accepted connection (or of the coming first one)."""
+        if not self.readers:
+            raise UsageError(f"{self!r}: the reader exists after start()")
+        return self.readers[-1]
+
+    async def start(self) -> AsyncioCommandServer:
+        """Bind, listen and start the serving task; the port is bound when this returns."""
+        if self._task is not None:
+            raise UsageError(f"{self!r}: start() called twice")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = RealSocket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self._requested_port))
+            listener.listen(128)
+            listener.setblocking(False)
+        except BaseException:
+            listener.close()
+            raise
+        self._port = listener.getsockname()[1]
+        self.readers.append(asyncio.StreamReader())
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(listener), name=f"wirelab-command-server-{self._port}"
+        )
+        return self
+
+    async def stop(self) -> None:
+        """Cancel the serving task, wait for it (the listener and connection are closed),
+        then re-raise a server error if there was one. Safe to call more than once."""
+        task = self._task
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        self.check()
+
+    # Same signature as CommandServer.wait(); a missing connection must fail the test
+    # with a transcript rather than hang it, so the timeout has a default.
+    async def wait(self, timeout: float | None = 5.0) -> None:  # noqa: ASYNC109
+        """Wait until ``max_connections`` connections were served and the server stopped;
+        raise :class:`~wirelab.TimeoutError` if not within ``timeout`` seconds. Then
+        re-raise a server error, like check()."""
+        if self.max_connections is None:
+            raise UsageError(f"{self!r}: wait() needs max_connections; use stop()")
+        if self._task is None:
+            raise UsageError(f"{self!r}: wait() before start()")
+        done, _ = await asyncio.wait([self._task], timeout=timeout)
+        if not done:
+            last = self.transcripts[-1] if self.transcripts else None
+            detail = "\n" + format_transcript(last) if last is not None else ""
+            raise TimeoutError(f"{self!r}: wait() timed out after {timeout} s{detail}")
+        self.check()
+
+    async def __aenter__(self) -> AsyncioCommandServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- the serving task -------------------------------------------------------------
+
+    async def _run(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        number = 0
+        try:
+            while self.max_connections is None or number < self.max_connections:
+                conn, peer = await loop.sock_accept(listener)
+                number += 1
+                if number > len(self.readers):
+                    self.readers.append(asyncio.StreamReader())
+                with conn:
+                    if not await self._serve(conn, number, peer, self.readers[number - 1]):
+                        break
+        except asyncio.CancelledError:
+            pass  # stop(): the task ends normally, nothing to report
+        except BaseException as exc:
+            self._fail(exc, None, f"accepting connection #{number + 1}")
+        finally:
+            listener.close()
+
+    async def _serve(
+        self, conn: socket.socket, number: int, peer: object, reader: asyncio.StreamReader
+    ) -> bool:
+        """Run the script on one connection; False when the server must stop serving."""
+        conn.setblocking(False)
+        transcript = self._new_transcript(number, peer)
+        where = f"connection #{number}"
+        eof = False
+        try:
+            for index, step in enumerate(self.commands, 1):
+                where = f"connection #{number} command #{index} ({describe(step)})"
+                if step is RECEIVE or isinstance(step, int):
+                    if eof:
+                        transcript.add("event", note=f"{where}: skipped, client sent EOF")
+                        continue
+                    want = None if step is RECEIVE else step
+                    eof = await self._receive(conn, want, transcript, reader, where)
+                elif isinstance(step, bytes):
+                    await self._send(conn, step, transcript, where)
+                else:
+                    self._log("%s", where)
+                    result = step(conn)
+                    if inspect.isawaitable(result):
+                        await result
+            transcript.add("event", note="script complete")
+        except asyncio.CancelledError:
+            transcript.add("event", note=f"{where}: interrupted by stop()")
+            return False
+        except DISCONNECTS as exc:
+            self._disconnected(transcript, where, exc)
+        except BaseException as exc:
+            self._fail(exc, transcript, where)
+            return False  # an error stops the server: do not serve on
+        finally:
+            self._finish(conn, transcript, reader)
+        return True
+
+    async def _receive(
+        self,
+        conn: socket.socket,
+        want: int | None,
+        transcript: Transcript,
+        reader: asyncio.StreamReader,
+        where: str,
+    ) -> bool:
+        """One recv (``want`` None) or exactly ``want`` bytes; True when EOF was seen."""
+        loop = asyncio.get_running_loop()
+        limit = CHUNK if want is None else want
+        got = bytearray()
+        try:
+            while len(got) < limit:
+                data = await loop.sock_recv(conn, min(CHUNK, limit - len(got)))
+                if not data:
+                    transcript.add("event", note=f"{where}: EOF after {len(got)} bytes")
+                    self._log("%s: EOF after %d bytes", where, len(got))
+                    return True
+                got += data
+                reader.feed_data(data)
+                if want is None:
+                    break
+        finally:
+            self._record(transcript, "recv", bytes(got), where)
+        return False
+
+    async def _send(
+        self, conn: socket.socket, data: bytes, transcript: Transcript, where: str
+    ) -> None:
+        # Chunk by chunk, so that an interrupted or failed send leaves a transcript that
+        # says how far it got (to within one chunk).
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        sent = 0
+        try:
+            while sent < len(view):
+                chunk = view[sent : sent + CHUNK]
+                await loop.sock_sendall(conn, chunk)
+                sent += len(chunk)
+        finally:
+            self._record(transcript, "send", data[:sent], where)
+            if sent < len(data):
+                note = f"{where}: interrupted; up to {min(CHUNK, len(data) - sent)} more bytes"
+                transcript.add("event", note=note + " may have gone out")
+
+    def _finish(
+        self, conn: socket.socket, transcript: Transcript, reader: asyncio.StreamReader
+    ) -> None:
+        """Half-close, keep what already arrived, close (see CommandServer._finish)."""
+        try:
+            conn.shutdown(socket.SHUT_WR)
+            while data := conn.recv(CHUNK):
+                transcript.add("recv", data, "(not read by the script)")
+                reader.feed_data(data)
+        except OSError:  # would block, or the client is gone: nothing more to keep
+            pass
+        transcript.add("event", note="closed by the server")
+        reader.feed_eof()

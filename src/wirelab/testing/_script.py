@@ -1,0 +1,231 @@
+"""Scripts for the fake TCP servers (the classic "command list" test server, fixed).
+
+A script is a list of commands, run in order for each connection:
+
+``RECEIVE``
+    One ``recv``: whatever has arrived (at least one byte), up to 64 KiB.
+an ``int`` N
+    Read exactly N more bytes. Reads are capped at what is still missing, so bytes beyond
+    the N stay in the kernel for the next command. ``0`` does nothing.
+``bytes`` / ``str``
+    Send all of it (a ``str`` is encoded as UTF-8). Partial sends are retried until every
+    byte is out, however large the payload.
+a callable ``fn(sock)``
+    Called with the connection socket, for anything else (half-close, reset, delay). What
+    it raises is a server error (see below).
+
+A ``str`` or ``bytes`` given instead of a list is shorthand for ``[RECEIVE, data]``.
+
+Edge cases, fixed once here so that tests need not care:
+
+* The client closing its sending side is not an error: receive commands after the EOF
+  return nothing (noted in the transcript) while send commands still run, because a client
+  may half-close and then wait for its answer. A client that goes away completely (reset,
+  broken pipe) ends the script for that connection; the server moves on to the next one.
+* After the script the server half-closes (the client sees EOF), reads what the client
+  already sent without waiting (so the close does not turn into a reset that would destroy
+  the answer), and closes. The same happens when :meth:`~CommandServer.stop` interrupts a
+  script, so ``received`` has every byte that had arrived when ``stop()`` was called.
+* Anything else raised in the server (by a callable, or an unexpected ``OSError``) stops
+  the server and is re-raised, once, by the next ``check()``, ``wait()``, ``stop()`` or
+  ``__exit__``: the original exception, with a note naming the connection and command and
+  a hexdump transcript of the connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from typing import Final, Literal, TypeAlias
+
+from .._exceptions import UsageError
+from ._transcript import Transcript, hexdump
+
+__all__ = ["RECEIVE", "Command", "ScriptServerBase", "Step"]
+
+log = logging.getLogger("wirelab.testing")
+
+# Captured at import so that servers keep real sockets even when started inside
+# ``install_fault_socket()``, which swaps ``socket.socket`` for a factory.
+RealSocket: Final = socket.socket
+
+CHUNK: Final = 65536
+"""Largest single ``recv``/``send``; also what one ``RECEIVE`` asks for."""
+
+
+class _Receive(enum.Enum):
+    RECEIVE = "RECEIVE"
+
+    def __repr__(self) -> str:
+        return "RECEIVE"
+
+
+RECEIVE: Final = _Receive.RECEIVE
+"""Command: one ``recv`` of whatever has arrived (up to 64 KiB)."""
+
+Command: TypeAlias = (
+    Literal[_Receive.RECEIVE]
+    | int
+    | bytes
+    | bytearray
+    | memoryview
+    | str
+    | Callable[[socket.socket], object]
+)
+"""One step of a script; see the module documentation."""
+
+Step: TypeAlias = Literal[_Receive.RECEIVE] | int | bytes | Callable[[socket.socket], object]
+"""A command after normalisation (text encoded, buffers copied to ``bytes``)."""
+
+DISCONNECTS: Final = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+def normalize_commands(commands: Sequence[Command] | str | bytes) -> tuple[Step, ...]:
+    """Validate a script; raise :class:`~wirelab.UsageError` naming the bad command."""
+    if isinstance(commands, str | bytes | bytearray | memoryview):
+        commands = [RECEIVE, commands]
+    steps: list[Step] = []
+    for index, command in enumerate(commands, 1):
+        if command is RECEIVE or callable(command):
+            steps.append(command)
+        elif isinstance(command, bool):  # an int subclass, but surely a mistake
+            raise UsageError(f"command #{index}: {command!r} is not a command")
+        elif isinstance(command, int):
+            if command < 0:
+                raise UsageError(f"command #{index}: byte count must be >= 0, got {command}")
+            steps.append(command)
+        elif isinstance(command, str):
+            steps.append(command.encode())
+        elif isinstance(command, bytes | bytearray | memoryview):
+            steps.append(bytes(command))
+        else:
+            raise UsageError(
+                f"command #{index}: expected RECEIVE, an int, bytes, str or a callable, "
+                f"got {type(command).__name__}"
+            )
+    return tuple(steps)
+
+
+def describe(step: Step) -> str:
+    """Short human name of a step, for logs and error notes."""
+    if step is RECEIVE:
+        return "RECEIVE"
+    if isinstance(step, int):
+        return f"read {step} bytes"
+    if isinstance(step, bytes):
+        return f"send {len(step)} bytes"
+    return f"call {getattr(step, '__qualname__', None) or repr(step)}"
+
+
+def preview(data: bytes, limit: int = 80) -> str:
+    """``repr`` of at most ``limit`` bytes, for one-line log messages."""
+    return repr(data[:limit]) + ("..." if len(data) > limit else "")
+
+
+def format_transcript(transcript: Transcript, *, records: int = 12, limit: int = 256) -> str:
+    """The last ``records`` records of a transcript, each hexdump cut at ``limit`` bytes.
+
+    ``str(transcript)`` shows everything, which for a multi-megabyte connection would bury
+    the interesting end of it.
+    """
+    shown = transcript.records[-records:]
+    skipped = len(transcript.records) - len(shown)
+    out = [f"transcript of {transcript.name} ({len(transcript.records)} records):"]
+    if skipped:
+        out.append(f"  ... {skipped} earlier records not shown")
+    for r in shown:
+        if r.direction == "event":
+            out.append(f"  +{r.offset:.3f}s  {r.note}")
+            continue
+        arrow = "<- client sent" if r.direction == "recv" else "-> server sent"
+        out.append(f"  +{r.offset:.3f}s  {arrow} {len(r.data)} bytes {r.note}".rstrip())
+        out.extend("    " + line for line in hexdump(r.data, limit=limit).splitlines())
+    return "\n".join(out)
+
+
+class ScriptServerBase:
+    """Bookkeeping shared by the thread and asyncio servers: script, transcripts, errors."""
+
+    def __init__(
+        self,
+        commands: Sequence[Command] | str | bytes,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+        *,
+        max_connections: int | None = None,
+    ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise UsageError(f"max_connections must be >= 1 or None, got {max_connections}")
+        self.commands: tuple[Step, ...] = normalize_commands(commands)
+        self.host = host
+        self.verbose = verbose
+        self.max_connections = max_connections
+        self.transcripts: list[Transcript] = []
+        """One transcript per accepted connection, in order."""
+        self._requested_port = port
+        self._port: int | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when 0 was asked for); available after start()."""
+        if self._port is None:
+            raise UsageError(f"{type(self).__name__}: the port is known after start()")
+        return self._port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    @property
+    def received(self) -> bytes:
+        """Every byte that arrived, over all connections, in order."""
+        return b"".join(t.received for t in list(self.transcripts))
+
+    def __repr__(self) -> str:
+        where = f"{self.host}:{self._port}" if self._port is not None else "not started"
+        return f"<{type(self).__name__} {where}, {len(self.commands)} commands>"
+
+    def check(self) -> None:
+        """Re-raise an error from the server, if there was one (each error is raised once)."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    # -- helpers for the serving code -------------------------------------------------
+
+    def _log(self, message: str, *args: object) -> None:
+        if self.verbose:
+            log.info("%r " + message, self, *args)
+
+    def _new_transcript(self, number: int, peer: object) -> Transcript:
+        transcript = Transcript(name=f"connection #{number} from {peer}")
+        transcript.add("event", note=f"accepted by {self!r}")
+        self.transcripts.append(transcript)
+        self._log("connection #%d from %s", number, peer)
+        return transcript
+
+    def _record(
+        self, transcript: Transcript, direction: Literal["recv", "send"], data: bytes, where: str
+    ) -> None:
+        if data:
+            transcript.add(direction, data, f"({where})")
+        verb = "received" if direction == "recv" else "sent"
+        self._log("%s: %s %d bytes %s", where, verb, len(data), preview(data))
+
+    def _disconnected(self, transcript: Transcript, where: str, exc: BaseException) -> None:
+        transcript.add("event", note=f"{where}: client went away ({exc!r}); script ended")
+        self._log("%s: client went away (%r)", where, exc)
+
+    def _fail(self, exc: BaseException, transcript: Transcript | None, where: str) -> None:
+        """Keep the first error, annotated for the report, to be re-raised by check()."""
+        note = f"raised on the server side of {self!r} ({where}), re-raised in the test"
+        if transcript is not None:
+            note += "\n" + format_transcript(transcript)
+        exc.add_note(note)
+        self._log("failed %s: %r", where, exc)
+        if self._error is None:
+            self._error = exc

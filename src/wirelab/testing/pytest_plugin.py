@@ -1,0 +1,1 @@
+"""pytest plugin for wirelab (entry point ``pytest11``): a thin layer over wirelab.testing."""
