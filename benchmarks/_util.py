@@ -267,11 +267,17 @@ def venv_script(name: str) -> str | None:
 # the wirelab server
 
 # generous limits so that the server's safety caps do not cut the benchmark streams
+# (the names `wirelab serve --help` lists; the older WIRELAB_STREAM_MAX_* spelling too)
+_LIMITS = {
+    "COUNT": str(100_000),
+    "FILE_SIZE": str(64 * MIB),
+    "TOTAL_BYTES": str(64 * 1024 * MIB),
+    "DURATION": str(3600),
+}
 WIRELAB_ENV = {
-    "WIRELAB_STREAM_LIMIT_COUNT": str(100_000),
-    "WIRELAB_STREAM_LIMIT_FILE_SIZE": str(64 * MIB),
-    "WIRELAB_STREAM_LIMIT_TOTAL_BYTES": str(64 * 1024 * MIB),
-    "WIRELAB_STREAM_LIMIT_DURATION": str(3600),
+    f"WIRELAB_STREAM_{kind}_{name}": value
+    for kind in ("LIMIT", "MAX")
+    for name, value in _LIMITS.items()
 }
 
 

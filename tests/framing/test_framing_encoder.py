@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wirelab import UsageError
 from wirelab.framing import (
@@ -267,3 +269,41 @@ def test_failed_calls_leave_the_encoder_usable() -> None:
         encoder.file_end("nope")
     encoder.file_end(hashlib.sha256(b"1234").hexdigest())
     encoder.end()
+
+
+@given(
+    files=st.lists(
+        st.tuples(
+            st.text(
+                alphabet=st.characters(blacklist_characters="/\\\x00", blacklist_categories=("Cs",)),
+                min_size=1,
+                max_size=12,
+            ).filter(lambda n: n not in (".", "..")),
+            st.integers(0, 40).map(lambda n: n * 4),
+            st.sampled_from(["int8", "int16", "int32", "float32"]),
+            st.sampled_from(["little", "big"]),
+            st.floats(0, 1e9, allow_nan=False, allow_infinity=False),
+        ),
+        max_size=4,
+    )
+)
+def test_unvalidated_encoder_emits_the_same_bytes(
+    files: list[tuple[str, int, str, str, float]],
+) -> None:
+    """validate=False is a fast path only: every frame is byte-identical."""
+    fast, checked = StreamEncoder(validate=False), StreamEncoder()
+    outputs: list[tuple[bytes, bytes]] = []
+    outputs.append(
+        (fast.start(seed=1, count=len(files), params={}),
+         checked.start(seed=1, count=len(files), params={}))
+    )  # fmt: skip
+    for index, (name, size, dtype, byteorder, offset) in enumerate(files):
+        args = {"index": index, "name": name, "size": size, "dtype": dtype,
+                "byteorder": byteorder, "offset": offset}  # fmt: skip
+        outputs.append((fast.file_start(**args), checked.file_start(**args)))  # type: ignore[arg-type]
+        outputs.append((fast.data(bytes(size)), checked.data(bytes(size))))
+        digest = hashlib.sha256(bytes(size)).hexdigest()
+        outputs.append((fast.file_end(digest), checked.file_end(digest)))
+    outputs.append((fast.end(), checked.end()))
+    for got, expected in outputs:
+        assert got == expected

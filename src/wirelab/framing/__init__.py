@@ -3,9 +3,13 @@
 Nothing here does I/O. :class:`StreamEncoder` turns calls into bytes for a sender to write;
 :class:`StreamDecoder` turns received bytes, split anywhere, into :data:`Event` objects. The
 format is specified in ``docs/protocol/stream.md``.
+
+Two generic codecs, in the same sans-IO style, frame other protocols: :class:`LengthPrefixCodec`
+(``length | payload``) and :class:`DelimiterCodec` (``payload | delimiter``, e.g. lines).
 """
 
 from ._decoder import StreamDecoder
+from ._delimiter import DEFAULT_MAX_LINE, DelimiterCodec, DelimiterDecoder
 from ._encoder import StreamEncoder
 from ._events import (
     Event,
@@ -25,16 +29,23 @@ from ._frames import (
     encode_frame_header,
     encode_json_frame,
 )
+from ._length_prefix import DEFAULT_MAX_FRAME, LengthPrefixCodec, LengthPrefixDecoder
 
 __all__ = [
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_LINE",
     "MAX_DATA_PAYLOAD",
     "MAX_JSON_PAYLOAD",
     "PREAMBLE",
+    "DelimiterCodec",
+    "DelimiterDecoder",
     "Event",
     "FileData",
     "FileEnded",
     "FileStarted",
     "FrameType",
+    "LengthPrefixCodec",
+    "LengthPrefixDecoder",
     "StreamAborted",
     "StreamDecoder",
     "StreamEncoder",

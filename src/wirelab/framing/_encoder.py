@@ -8,6 +8,7 @@ it was.
 
 from __future__ import annotations
 
+import json
 import numbers
 import operator
 import struct
@@ -45,6 +46,27 @@ _MAX_ABORT_MESSAGE_CHARS: Final = 4096
 
 _pack_header: Final = HEADER.pack
 _DATA: Final = int(FrameType.DATA)
+_FILE: Final = int(FrameType.FILE)
+_END_FILE: Final = int(FrameType.END_FILE)
+
+
+def _json_str(value: str) -> str:
+    """``json.dumps(value, ensure_ascii=False)``, short-cut for plain printable ASCII."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _fast_file_header(
+    index: int, name: str, size: int, dtype: str, byteorder: str, offset: float
+) -> bytes:
+    """The ``F`` frame, byte-identical to ``encode_json_frame`` for valid members."""
+    payload = (
+        f'{{"index":{index},"name":{_json_str(name)},"size":{int(size)},'
+        f'"dtype":{_json_str(dtype)},"byteorder":{_json_str(byteorder)},'
+        f'"offset":{float(offset)!r}}}'
+    ).encode()
+    return _pack_header(_FILE, len(payload)) + payload
 
 
 def _as_int(value: object) -> object:
@@ -81,9 +103,23 @@ class StreamEncoder:
     bytes to send; the encoder keeps only counters.
     """
 
-    __slots__ = ("_count", "_file_index", "_file_sent", "_file_size", "_files", "_phase", "_total")
+    __slots__ = (
+        "_count",
+        "_file_index",
+        "_file_sent",
+        "_file_size",
+        "_files",
+        "_phase",
+        "_total",
+        "_validate",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, validate: bool = True) -> None:
+        """``validate=False`` is for trusted senders on a hot path (the wirelab server): the
+        grammar, indexes and sizes are still enforced, but ``F`` and ``E`` members are not
+        checked against the schema and are formatted without ``json.dumps`` (same bytes).
+        """
+        self._validate = validate
         self._phase = _INIT
         self._count = 0
         self._files = 0  # files completed
@@ -147,6 +183,13 @@ class StreamEncoder:
             raise UsageError(f"file_start(): index {index!r}, expected {self._files}")
         if self._files >= self._count:
             raise UsageError(f"file_start(): the stream announced only {self._count} files")
+        if not self._validate:
+            frame = _fast_file_header(self._files, name, size, dtype, byteorder, offset)
+            self._file_index = self._files
+            self._file_size = size
+            self._file_sent = 0
+            self._phase = _IN_FILE
+            return frame
         obj = {
             "index": self._files,
             "name": name,
@@ -203,9 +246,13 @@ class StreamEncoder:
                 f"file_end(): file {self._file_index} got {self._file_sent} of "
                 f"{self._file_size} bytes"
             )
-        obj = {"index": self._file_index, "sha256": sha256_hex}
-        _validate(parse_file_end, obj)
-        frame = encode_json_frame(FrameType.END_FILE, obj)
+        if self._validate:
+            obj = {"index": self._file_index, "sha256": sha256_hex}
+            _validate(parse_file_end, obj)
+            frame = encode_json_frame(FrameType.END_FILE, obj)
+        else:
+            payload = b'{"index":%d,"sha256":"%s"}' % (self._file_index, sha256_hex.encode())
+            frame = _pack_header(_END_FILE, len(payload)) + payload
         self._files += 1
         self._total += self._file_size
         self._phase = _BETWEEN_FILES

@@ -93,6 +93,23 @@ class LengthPrefixCodec:
             )
         return len(payload).to_bytes(self.width, self.byteorder) + payload
 
+    def next_frame(self, buffer: bytes | bytearray | memoryview) -> tuple[bytes, int] | None:
+        """Cut one frame from the start of ``buffer`` (stateless).
+
+        Returns ``(payload, used)``, ``used`` being the frame's size on the wire, or None if
+        ``buffer`` holds only part of a frame. Raises :class:`ProtocolError` as soon as the
+        length prefix exceeds ``max_frame``.
+        """
+        width = self.width
+        if len(buffer) < width:
+            return None
+        length = int.from_bytes(buffer[:width], self.byteorder)
+        if length > self._max_frame:
+            raise ProtocolError(f"frame length {length} exceeds max_frame of {self._max_frame}")
+        if len(buffer) < width + length:
+            return None
+        return bytes(buffer[width : width + length]), width + length
+
     def decoder(self) -> LengthPrefixDecoder:
         """Return a new decoder for one byte stream in this format."""
         return LengthPrefixDecoder(self)
@@ -142,24 +159,18 @@ class LengthPrefixDecoder:
     def next_frame(self) -> bytes | None:
         """Return the next complete payload, or None if more bytes are needed."""
         self._check_usable("next_frame()")
-        width = self._codec.width
-        available = len(self._buffer) - self._pos
-        if available < width:
+        view = memoryview(self._buffer)[self._pos :]  # no copy of what is buffered
+        try:
+            found = self._codec.next_frame(view)
+        except ProtocolError as exc:
+            self._fail(ProtocolError(f"at byte {self._offset}: {exc}"))
+        finally:
+            view.release()  # so that the buffer can be compacted
+        if found is None:
             return None
-        start = self._pos
-        length = int.from_bytes(self._buffer[start : start + width], self._codec.byteorder)
-        if length > self._codec.max_frame:
-            self._fail(
-                ProtocolError(
-                    f"at byte {self._offset}: frame length {length} exceeds "
-                    f"max_frame of {self._codec.max_frame}"
-                )
-            )
-        if available < width + length:
-            return None
-        payload = bytes(self._buffer[start + width : start + width + length])
-        self._pos += width + length
-        self._offset += width + length
+        payload, used = found
+        self._pos += used
+        self._offset += used
         if self._pos > 65536 and self._pos * 2 > len(self._buffer):
             del self._buffer[: self._pos]
             self._pos = 0
@@ -187,8 +198,9 @@ class LengthPrefixDecoder:
                     self._buffer[self._pos : self._pos + width], self._codec.byteorder
                 )
                 detail = f"{left - width} of {length} payload bytes"
-            self._fail(TruncatedError(f"at byte {self._offset}: stream ended inside a frame "
-                                      f"({detail})"))
+            self._fail(
+                TruncatedError(f"at byte {self._offset}: stream ended inside a frame ({detail})")
+            )
 
     def _check_usable(self, call: str) -> None:
         if self._failure is not None:

@@ -11,9 +11,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
 from .._version import __version__
 from ..stream import StreamRuntime
+from ..stream._routes import RAW_SEND_KEY
 from ..stream._routes import build_router as build_stream_router
 from ._config import ServerConfig
 
@@ -24,6 +26,20 @@ wirelab serves synthetic file streams for testing stream consumers (and, as it g
 store-and-forward relays and media jobs). The stream wire format is specified in
 `docs/protocol/stream.md`.
 """
+
+
+class _App(FastAPI):
+    """FastAPI, plus the server's own ``send`` stored in the scope for streaming routes.
+
+    Every middleware layer wraps ``send``; a paced stream sends one message per file, so
+    the stream routes send their body messages through the unwrapped callable (the head
+    still goes through the wrappers, so they all see the response start).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND_KEY] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(config: ServerConfig | None = None) -> FastAPI:
@@ -46,7 +62,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 runtime.shutdown()
                 runtime.executor = None
 
-    app = FastAPI(
+    app = _App(
         title="wirelab",
         version=__version__,
         description=_DESCRIPTION,

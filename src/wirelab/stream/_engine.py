@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..framing import StreamEncoder
+from ..framing import FrameType, StreamEncoder, encode_frame_header
 from ._content import CHUNK_SIZE, Chunk, ContentSource
 from ._params import StreamParams
 from ._plan import FileSpec, iter_plan
 
-__all__ = ["BATCH_CHUNKS", "StreamRuntime", "run_framed_stream", "run_raw_stream"]
+__all__ = ["MESSAGE_SIZE", "StreamRuntime", "run_framed_stream", "run_raw_stream"]
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
@@ -32,8 +34,8 @@ Receive = Callable[[], Awaitable[Message]]
 
 log = logging.getLogger("wirelab.stream")
 
-#: Chunks produced per hand-off to the thread pool (4 x 64 KiB = 256 KiB).
-BATCH_CHUNKS = 4
+#: Bytes of ``D`` frames per ASGI message (one HTTP chunk, one write) for large files.
+MESSAGE_SIZE = 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -46,6 +48,7 @@ class StreamRuntime:
     """
 
     executor: Executor | None = None
+    body_cache: _BodyCache = field(default_factory=lambda: _BodyCache())
     active: set[asyncio.Task[Any]] = field(default_factory=set)
     shutting_down: bool = False
     streams_started: int = 0
@@ -108,22 +111,61 @@ def _body(data: Chunk, more: bool = True) -> Message:
     return {"type": "http.response.body", "body": data, "more_body": more}
 
 
-def _produce_batch(
-    chunks: Iterator[Chunk], encoder: StreamEncoder, hasher: Any | None
-) -> list[bytes]:
-    """Generate up to ``BATCH_CHUNKS`` chunks as framed ``D`` bodies, hashing as it goes.
+def _frame_chunks(
+    chunks: Iterator[Chunk], encoder: StreamEncoder, hasher: Any | None, limit: int
+) -> bytes:
+    """Frame (and hash) chunks as ``D`` frames until about ``limit`` bytes: one message.
 
-    Runs in a worker thread: numpy generation and ``hashlib`` release the GIL for large
-    buffers, so this overlaps with the loop thread writing the previous batch.
+    Returns ``b""`` when the file has no more chunks. Runs in a worker thread for random
+    content: numpy generation and ``hashlib`` release the GIL for large buffers, so this
+    overlaps with the loop thread writing the previous message.
     """
-    out: list[bytes] = []
+    parts: list[Chunk] = []
+    size = 0
     for chunk in chunks:
         if hasher is not None:
             hasher.update(chunk)
-        out.append(b"".join((encoder.data_header(len(chunk)), chunk)))
-        if len(out) == BATCH_CHUNKS:
+        parts += (encoder.data_header(len(chunk)), chunk)
+        size += len(chunk)
+        if size >= limit:
             break
-    return out
+    return b"".join(parts)
+
+
+def _frame_plain(chunks: Iterator[Chunk]) -> bytes:
+    """``D`` frames for all chunks, without an encoder (for the shared body cache)."""
+    parts: list[Chunk] = []
+    for chunk in chunks:
+        parts += (encode_frame_header(FrameType.DATA, len(chunk)), chunk)
+    return b"".join(parts)
+
+
+class _BodyCache:
+    """Framed bodies (``D`` frames) of periodic files, shared by all streams of a server.
+
+    ``sine`` and ``ramp`` files depend only on (content, dtype, byteorder, size), so their
+    framed bytes are built once and then sent as one message, like a static file. Bounded
+    by ``max_bytes`` in total (least recently used entries are dropped first).
+    """
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024, max_entry: int = MESSAGE_SIZE) -> None:
+        self.max_bytes = max_bytes
+        self.max_entry = max_entry
+        self._entries: OrderedDict[tuple[str, str, str, int], bytes] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str, str, int], build: Callable[[], bytes]) -> bytes:
+        body = self._entries.get(key)
+        if body is not None:
+            self._entries.move_to_end(key)
+            return body
+        body = build()
+        self._entries[key] = body
+        self._bytes += len(body)
+        while self._bytes > self.max_bytes and len(self._entries) > 1:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped)
+        return body
 
 
 class _FramedStream:
@@ -134,16 +176,19 @@ class _FramedStream:
         self.params = params
         self.seed = seed
         self.send = send
-        self.encoder = StreamEncoder()
+        # The server's own frames are valid by construction: skip schema checks (the
+        # grammar and sizes are still enforced), it is most of the per-file CPU cost.
+        self.encoder = StreamEncoder(validate=False)
         self.content = ContentSource(params, seed)
 
-    async def run(self) -> None:
+    async def run(self, t0: float) -> None:
+        """Send the stream; ``t0`` (loop time) is when the request was accepted: the
+        schedule counts from there, so time spent sending the head is not added to it."""
         loop = asyncio.get_running_loop()
         start = self.encoder.start(
             seed=self.seed, count=self.params.count, params=self.params.as_dict()
         )
         await self.send(_body(start))
-        t0 = loop.time()
         try:
             for spec in iter_plan(self.params, self.seed):
                 await _sleep_until(loop, t0 + spec.offset)
@@ -169,50 +214,66 @@ class _FramedStream:
             offset=round(spec.offset, 6),
         )
         digest = self.content.known_digest(spec.size)
-        hasher = None if digest is not None else hashlib.sha256()
-        chunks = self.content.file_chunks(spec.size)
         if spec.size <= CHUNK_SIZE:
             # Small file: F, D, E in one message (one HTTP chunk, one write).
-            parts: list[Chunk] = [header]
-            for chunk in chunks:
-                if hasher is not None:
-                    hasher.update(chunk)
-                parts += (self.encoder.data_header(len(chunk)), chunk)
-            tail = b"".join(parts)
+            hasher = None if digest is not None else hashlib.sha256()
+            body = _frame_chunks(
+                self.content.file_chunks(spec.size), self.encoder, hasher, CHUNK_SIZE
+            )
+            if hasher is not None:
+                digest = hasher.hexdigest()
+            assert digest is not None
+            await self.send(_body(b"".join((header, body, self.encoder.file_end(digest)))))
         else:
-            # Large file: one message per 64 KiB chunk, so every copy (ours, the server's,
-            # the kernel's) works on cache-resident data; never a whole-file buffer.
             await self.send(_body(header))
-            if hasher is not None and self.runtime.executor is not None:
-                await self._send_offloaded(chunks, hasher)
-            else:
-                for chunk in chunks:
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    await self.send(_body(b"".join((self.encoder.data_header(len(chunk)), chunk))))
-            tail = b""
-        if hasher is not None:
-            digest = hasher.hexdigest()
-        assert digest is not None
-        await self.send(_body(tail + self.encoder.file_end(digest)))
+            digest = await self._send_large(spec.size, digest)
+            await self.send(_body(self.encoder.file_end(digest)))
         self.runtime.files_sent += 1
         self.runtime.bytes_sent += spec.size
 
-    async def _send_offloaded(self, chunks: Iterator[Chunk], hasher: Any | None) -> None:
+    async def _send_large(self, size: int, digest: str | None) -> str:
+        """Send the ``D`` frames of a file larger than one chunk; return its digest.
+
+        Messages of about :data:`MESSAGE_SIZE` bytes: large writes are what makes loopback
+        fast (see docs/design.md), while generation still works in 64 KiB chunks.
+        """
+        chunks = self.content.file_chunks(size)
+        if digest is not None:  # periodic content
+            cache = self.runtime.body_cache
+            if size <= cache.max_entry:
+                key = (self.params.content, self.params.dtype, self.params.byteorder, size)
+                # Count the bytes toward the file as if framed now (the cached frames are
+                # the very frames this encoder would produce).
+                body = cache.get(key, lambda: _frame_plain(chunks))
+                # Count the cached frames toward the file, as if framed here.
+                for start in range(0, size, CHUNK_SIZE):
+                    self.encoder.data_header(min(CHUNK_SIZE, size - start))
+                await self.send(_body(body))
+            else:
+                while body := _frame_chunks(chunks, self.encoder, None, MESSAGE_SIZE):
+                    await self.send(_body(body))
+            return digest
+        hasher = hashlib.sha256()
+        if self.runtime.executor is None:
+            while body := _frame_chunks(chunks, self.encoder, hasher, MESSAGE_SIZE):
+                await self.send(_body(body))
+        else:
+            await self._send_offloaded(chunks, hasher)
+        return hasher.hexdigest()
+
+    async def _send_offloaded(self, chunks: Iterator[Chunk], hasher: Any) -> None:
         loop = asyncio.get_running_loop()
         executor = self.runtime.executor
-        pending = loop.run_in_executor(executor, _produce_batch, chunks, self.encoder, hasher)
+        job = functools.partial(_frame_chunks, chunks, self.encoder, hasher, MESSAGE_SIZE)
+        pending = loop.run_in_executor(executor, job)
         try:
-            while batch := await pending:
-                # Start the next batch before writing this one: the two overlap.
-                pending = loop.run_in_executor(
-                    executor, _produce_batch, chunks, self.encoder, hasher
-                )
-                for body in batch:
-                    await self.send(_body(body))
+            while body := await pending:
+                # Start the next message before writing this one: the two overlap.
+                pending = loop.run_in_executor(executor, job)
+                await self.send(_body(body))
         finally:
-            # On cancellation, let the worker finish its batch before anyone touches the
-            # shared generator/encoder again (a half-run batch is simply dropped).
+            # On cancellation, let the worker finish its message before anyone touches the
+            # shared generator/encoder again (the half-made message is simply dropped).
             if not pending.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(pending)
@@ -225,19 +286,30 @@ async def run_framed_stream(
     headers: list[tuple[bytes, bytes]],
     receive: Receive,
     send: Send,
+    raw_send: Send | None = None,
 ) -> None:
-    """Serve one ``/v1/stream`` response (params already validated)."""
-    stream = _FramedStream(runtime, params, seed, send)
+    """Serve one ``/v1/stream`` response (params already validated).
+
+    ``raw_send`` is the server's own send, without the framework's per-message wrappers:
+    the head goes through ``send`` (so the framework knows the response started), the body
+    messages through ``raw_send`` (a paced stream sends thousands of them per second).
+    """
+    t0 = asyncio.get_running_loop().time()
+    stream = _FramedStream(runtime, params, seed, raw_send or send)
     await send(_start(headers))
-    await _run_until_disconnect(runtime, receive, stream.run())
+    await _run_until_disconnect(runtime, receive, stream.run(t0))
 
 
 async def _raw_files(
-    runtime: StreamRuntime, params: StreamParams, seed: int, size_unit: int, send: Send
+    runtime: StreamRuntime,
+    params: StreamParams,
+    seed: int,
+    size_unit: int,
+    send: Send,
+    t0: float,
 ) -> None:
     loop = asyncio.get_running_loop()
     content = ContentSource(params, seed)
-    t0 = loop.time()
     for spec in iter_plan(params, seed, size_unit=size_unit):
         await _sleep_until(loop, t0 + spec.offset)
         # One ASGI body message per file: the server writes it as exactly one HTTP chunk.
@@ -256,13 +328,14 @@ async def run_raw_stream(
     headers: list[tuple[bytes, bytes]],
     receive: Receive,
     send: Send,
+    raw_send: Send | None = None,
 ) -> None:
     """Serve one classic (unframed) response: each file is exactly one HTTP chunk.
 
     This is the one place a whole file is held in memory (at most one per stream, 1 MiB
     for the classic endpoints), because the classic contract is one chunk per file.
     """
+    t0 = asyncio.get_running_loop().time()
     await send(_start(headers))
-    await _run_until_disconnect(
-        runtime, receive, _raw_files(runtime, params, seed, size_unit, send)
-    )
+    body = _raw_files(runtime, params, seed, size_unit, raw_send or send, t0)
+    await _run_until_disconnect(runtime, receive, body)

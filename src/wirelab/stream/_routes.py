@@ -25,7 +25,10 @@ from ._engine import StreamRuntime, run_framed_stream, run_raw_stream
 from ._params import MAX_SEED, Byteorder, Content, Dtype, InvalidParams, StreamLimits, StreamParams
 from ._plan import iter_plan, new_seed
 
-__all__ = ["STREAM_MEDIA_TYPE", "build_router"]
+__all__ = ["RAW_SEND_KEY", "STREAM_MEDIA_TYPE", "build_router"]
+
+#: Scope key under which the app stores the server's own ``send`` callable.
+RAW_SEND_KEY = "wirelab.raw_send"
 
 STREAM_MEDIA_TYPE = "application/vnd.wirelab.stream; version=1"
 _CLASSIC_UNIT = 1024  # classic files are whole KiB
@@ -56,12 +59,14 @@ class _ASGIResponse(Response):
     each classic file map onto exactly the ASGI messages we choose.
     """
 
-    def __init__(self, run: Callable[[Receive, Send], Awaitable[None]]) -> None:
+    def __init__(self, run: Callable[[Receive, Send, Send], Awaitable[None]]) -> None:
         super().__init__()
         self._run = run
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._run(receive, send)
+        # The server's unwrapped send, if the app stored it (see wirelab.server._app).
+        raw_send = scope.get(RAW_SEND_KEY, send)
+        await self._run(receive, send, raw_send)
 
 
 def _reject(request: Request, problems: list[tuple[str, str]]) -> RequestValidationError:
@@ -216,8 +221,8 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
         params = replace(params, seed=seed)  # the S frame echoes the seed actually used
         headers = _stream_headers(seed, params.count, STREAM_MEDIA_TYPE)
 
-        async def run(receive: Receive, send: Send) -> None:
-            await run_framed_stream(runtime, params, seed, headers, receive, send)
+        async def run(receive: Receive, send: Send, raw_send: Send) -> None:
+            await run_framed_stream(runtime, params, seed, headers, receive, send, raw_send)
 
         return _ASGIResponse(run)
 
@@ -267,7 +272,7 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
             chosen = seed if seed is not None else new_seed()
             headers = _stream_headers(chosen, n, "application/octet-stream")
 
-            async def run(receive: Receive, send: Send) -> None:
+            async def run(receive: Receive, send: Send, raw_send: Send) -> None:
                 await run_raw_stream(runtime, params, chosen, _CLASSIC_UNIT, headers, receive, send)
 
             return _ASGIResponse(run)

@@ -140,7 +140,10 @@ class CommandServer(ScriptServerBase):
         number = 0
         try:
             while self.max_connections is None or number < self.max_connections:
-                conn, peer = self._io(listener, selectors.EVENT_READ, listener.accept)
+                try:
+                    conn, peer = self._io(listener, selectors.EVENT_READ, listener.accept)
+                except ConnectionAbortedError:  # reset while in the backlog (BSD, Windows)
+                    continue
                 number += 1
                 with conn:
                     self._serve(conn, number, peer)
@@ -149,9 +152,9 @@ class CommandServer(ScriptServerBase):
         except _Stopped:
             pass
         except BaseException as exc:
-            self._fail(exc, None, f"accepting connection #{number + 1}")
+            self._fail(exc, None, f"accept() of connection #{number + 1}")
         finally:
-            listener.close()
+            self._close_listener(listener, number)
             self._close_wake_and_selector()
 
     def _close_wake_and_selector(self) -> None:
@@ -182,18 +185,20 @@ class CommandServer(ScriptServerBase):
                     self._log("%s", where)
                     conn.setblocking(True)
                     step(conn)
+                    if conn.fileno() == -1:
+                        transcript.add("event", note=f"{where}: closed the connection")
+                        return
                     conn.setblocking(False)
             transcript.add("event", note="script complete")
         except _Stopped:
             transcript.add("event", note=f"{where}: interrupted by stop()")
         except DISCONNECTS as exc:
             self._disconnected(transcript, where, exc)
-            return
         except BaseException as exc:
             self._fail(exc, transcript, where)
             raise _Stopped from None  # an error stops the server: do not serve on
         finally:
-            self._finish(conn, transcript)
+            self._finish(conn, transcript, number)
 
     def _io(self, sock: socket.socket, event: int, op: Callable[[], _T]) -> _T:
         """Run a non-blocking ``op``, waiting for ``event`` on ``sock`` while it would
@@ -242,18 +247,6 @@ class CommandServer(ScriptServerBase):
                 sent += self._io(conn, selectors.EVENT_WRITE, functools.partial(conn.send, chunk))
         finally:
             self._record(transcript, "send", data[:sent], where)
-
-    def _finish(self, conn: socket.socket, transcript: Transcript) -> None:
-        """Half-close, keep what already arrived, close. Reading first matters: closing a
-        socket with unread data sends a reset, which can destroy the answer in flight."""
-        try:
-            conn.setblocking(False)
-            conn.shutdown(socket.SHUT_WR)
-            while data := conn.recv(CHUNK):
-                transcript.add("recv", data, "(not read by the script)")
-        except OSError:  # would block, or the client is gone: nothing more to keep
-            pass
-        transcript.add("event", note="closed by the server")
 
 
 class OneShotServer(CommandServer):

@@ -122,26 +122,33 @@ class AsyncioCommandServer(ScriptServerBase):
         number = 0
         try:
             while self.max_connections is None or number < self.max_connections:
-                conn, peer = await loop.sock_accept(listener)
+                try:
+                    conn, peer = await loop.sock_accept(listener)
+                except ConnectionAbortedError:  # reset while in the backlog (BSD, Windows)
+                    continue
                 number += 1
-                if number > len(self.readers):
-                    self.readers.append(asyncio.StreamReader())
                 with conn:
-                    if not await self._serve(conn, number, peer, self.readers[number - 1]):
+                    if not await self._serve(conn, number, peer):
                         break
         except asyncio.CancelledError:
-            pass  # stop(): the task ends normally, nothing to report
+            # stop() cancelled us: ending is all that is asked, so the task finishes
+            # normally instead of re-raising (stop() does not need to tell the two apart).
+            pass
         except BaseException as exc:
-            self._fail(exc, None, f"accepting connection #{number + 1}")
+            self._fail(exc, None, f"accept() of connection #{number + 1}")
         finally:
-            listener.close()
+            self._close_listener(listener, number)
 
-    async def _serve(
-        self, conn: socket.socket, number: int, peer: object, reader: asyncio.StreamReader
-    ) -> bool:
+    def _reader_for(self, number: int) -> asyncio.StreamReader:
+        while len(self.readers) < number:
+            self.readers.append(asyncio.StreamReader())
+        return self.readers[number - 1]
+
+    async def _serve(self, conn: socket.socket, number: int, peer: object) -> bool:
         """Run the script on one connection; False when the server must stop serving."""
         conn.setblocking(False)
         transcript = self._new_transcript(number, peer)
+        reader = self._reader_for(number)
         where = f"connection #{number}"
         eof = False
         try:
@@ -160,6 +167,9 @@ class AsyncioCommandServer(ScriptServerBase):
                     result = step(conn)
                     if inspect.isawaitable(result):
                         await result
+                    if conn.fileno() == -1:
+                        transcript.add("event", note=f"{where}: closed the connection")
+                        return True
             transcript.add("event", note="script complete")
         except asyncio.CancelledError:
             transcript.add("event", note=f"{where}: interrupted by stop()")
@@ -170,7 +180,7 @@ class AsyncioCommandServer(ScriptServerBase):
             self._fail(exc, transcript, where)
             return False  # an error stops the server: do not serve on
         finally:
-            self._finish(conn, transcript, reader)
+            self._finish(conn, transcript, number)
         return True
 
     async def _receive(
@@ -218,17 +228,3 @@ class AsyncioCommandServer(ScriptServerBase):
             if sent < len(data):
                 note = f"{where}: interrupted; up to {min(CHUNK, len(data) - sent)} more bytes"
                 transcript.add("event", note=note + " may have gone out")
-
-    def _finish(
-        self, conn: socket.socket, transcript: Transcript, reader: asyncio.StreamReader
-    ) -> None:
-        """Half-close, keep what already arrived, close (see CommandServer._finish)."""
-        try:
-            conn.shutdown(socket.SHUT_WR)
-            while data := conn.recv(CHUNK):
-                transcript.add("recv", data, "(not read by the script)")
-                reader.feed_data(data)
-        except OSError:  # would block, or the client is gone: nothing more to keep
-            pass
-        transcript.add("event", note="closed by the server")
-        reader.feed_eof()

@@ -12,7 +12,8 @@ an ``int`` N
     byte is out, however large the payload.
 a callable ``fn(sock)``
     Called with the connection socket, for anything else (half-close, reset, delay). What
-    it raises is a server error (see below).
+    it raises is a server error (see below). If it closes the socket (say after setting
+    ``SO_LINGER`` to zero, for a reset), the script ends there.
 
 A ``str`` or ``bytes`` given instead of a list is shorthand for ``[RECEIVE, data]``.
 
@@ -22,10 +23,14 @@ Edge cases, fixed once here so that tests need not care:
   return nothing (noted in the transcript) while send commands still run, because a client
   may half-close and then wait for its answer. A client that goes away completely (reset,
   broken pipe) ends the script for that connection; the server moves on to the next one.
+* An ``int`` command that meets EOF ends with what arrived (the shortfall is noted).
 * After the script the server half-closes (the client sees EOF), reads what the client
   already sent without waiting (so the close does not turn into a reset that would destroy
-  the answer), and closes. The same happens when :meth:`~CommandServer.stop` interrupts a
-  script, so ``received`` has every byte that had arrived when ``stop()`` was called.
+  the answer; up to 16 MiB are kept), and closes. The same happens when
+  :meth:`~CommandServer.stop` interrupts a script, so ``received`` has every byte that had
+  arrived when ``stop()`` was called. Connections still waiting in the listen backlog
+  when the server stops are accepted and closed the same way (closing the listener
+  would reset them), with a transcript marked "not served".
 * Anything else raised in the server (by a callable, or an unexpected ``OSError``) stops
   the server and is re-raised, once, by the next ``check()``, ``wait()``, ``stop()`` or
   ``__exit__``: the original exception, with a note naming the connection and command and
@@ -34,14 +39,18 @@ Edge cases, fixed once here so that tests need not care:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import socket
 from collections.abc import Callable, Sequence
-from typing import Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 from .._exceptions import UsageError
 from ._transcript import Transcript, hexdump
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["RECEIVE", "Command", "ScriptServerBase", "Step"]
 
@@ -53,6 +62,9 @@ RealSocket: Final = socket.socket
 
 CHUNK: Final = 65536
 """Largest single ``recv``/``send``; also what one ``RECEIVE`` asks for."""
+
+DRAIN_LIMIT: Final = 16 * 1024 * 1024
+"""At most this much unread data is kept when a connection is closed."""
 
 
 class _Receive(enum.Enum):
@@ -124,7 +136,7 @@ def preview(data: bytes, limit: int = 80) -> str:
     return repr(data[:limit]) + ("..." if len(data) > limit else "")
 
 
-def format_transcript(transcript: Transcript, *, records: int = 12, limit: int = 256) -> str:
+def format_transcript(transcript: Transcript, *, records: int = 8, limit: int = 128) -> str:
     """The last ``records`` records of a transcript, each hexdump cut at ``limit`` bytes.
 
     ``str(transcript)`` shows everything, which for a multi-megabyte connection would bury
@@ -222,10 +234,49 @@ class ScriptServerBase:
 
     def _fail(self, exc: BaseException, transcript: Transcript | None, where: str) -> None:
         """Keep the first error, annotated for the report, to be re-raised by check()."""
-        note = f"raised on the server side of {self!r} ({where}), re-raised in the test"
+        note = f"raised on the server side of {self!r}, in {where}; re-raised in the test"
         if transcript is not None:
             note += "\n" + format_transcript(transcript)
         exc.add_note(note)
         self._log("failed %s: %r", where, exc)
         if self._error is None:
             self._error = exc
+
+    def _reader_for(self, number: int) -> asyncio.StreamReader | None:
+        """The stream reader fed by connection ``number`` (the asyncio server has them)."""
+        return None
+
+    def _finish(self, conn: socket.socket, transcript: Transcript, number: int) -> None:
+        """Half-close, keep what already arrived, close. Reading first matters: closing a
+        socket with unread data sends a reset, which can destroy the answer in flight."""
+        reader = self._reader_for(number)
+        with contextlib.suppress(OSError):  # a callable may have shut it down already
+            conn.shutdown(socket.SHUT_WR)
+        kept = 0
+        try:
+            conn.setblocking(False)
+            # Bounded, because a client that keeps sending would otherwise keep us here.
+            while kept < DRAIN_LIMIT and (data := conn.recv(CHUNK)):
+                transcript.add("recv", data, "(not read by the script)")
+                kept += len(data)
+                if reader is not None:
+                    reader.feed_data(data)
+        except OSError:  # would block, or the client is gone: nothing more to keep
+            pass
+        transcript.add("event", note="closed by the server")
+        if reader is not None:
+            reader.feed_eof()
+
+    def _close_listener(self, listener: socket.socket, number: int) -> None:
+        """Close the listening socket. Connections already waiting in its backlog (the
+        kernel completes handshakes before accept()) would be reset by the close, so they
+        are accepted and closed cleanly first, with a transcript saying so."""
+        with contextlib.suppress(OSError), listener:
+            listener.setblocking(False)
+            while True:
+                conn, peer = listener.accept()  # until BlockingIOError: backlog empty
+                number += 1
+                with conn:
+                    transcript = self._new_transcript(number, peer)
+                    transcript.add("event", note="not served: the server was stopping")
+                    self._finish(conn, transcript, number)

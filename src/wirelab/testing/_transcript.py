@@ -12,7 +12,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Direction", "Record", "Transcript", "first_mismatch", "hexdump"]
+__all__ = [
+    "Direction",
+    "Record",
+    "Transcript",
+    "describe_mismatch",
+    "first_mismatch",
+    "hexdump",
+]
 
 Direction = Literal["recv", "send", "event"]
 
@@ -39,6 +46,53 @@ def first_mismatch(expected: bytes, actual: bytes) -> int | None:
     if len(expected) != len(actual):
         return min(len(expected), len(actual))
     return None
+
+
+def describe_mismatch(
+    expected: bytes, actual: bytes, *, base: int = 0, context: int = 32, partial: bool = False
+) -> str:
+    """Explain how ``actual`` differs from ``expected``: the offset of the first differing
+    byte, both values' ``repr`` and hexdumps of the rows around that offset.
+
+    ``base`` is the stream offset of both values' first byte (also shown when non-zero);
+    ``partial=True`` says that ``actual`` may still grow (the rest had not arrived).
+    Returns ``"no mismatch"`` if the two are equal.
+    """
+    off = first_mismatch(expected, actual)
+    if off is None:
+        return "no mismatch"
+    where = f"offset {off}" + (f" (stream offset {base + off})" if base else "")
+    if off >= len(actual):
+        head = f"the actual bytes end at {where}"
+    elif off >= len(expected):
+        head = f"the actual bytes go on past the expected ones at {where}"
+    else:
+        head = (
+            f"first mismatching byte at {where}: "
+            f"expected 0x{expected[off]:02x}, got 0x{actual[off]:02x}"
+        )
+    so_far = " so far" if partial else ""
+    start = max(0, off - context) // 16 * 16
+    stop = off + context
+    lines = [
+        head,
+        f"  expected ({len(expected)} bytes): {_clip(expected, off)}",
+        f"  actual   ({len(actual)} bytes{so_far}): {_clip(actual, off)}",
+        "  expected:",
+        *("    " + line for line in hexdump(expected[start:stop], start=start).splitlines()),
+        "  actual:",
+        *("    " + line for line in hexdump(actual[start:stop], start=start).splitlines()),
+    ]
+    return "\n".join(lines)
+
+
+def _clip(data: bytes, around: int, width: int = 60) -> str:
+    """``repr`` of at most ``width`` bytes of ``data``, centred near ``around``."""
+    if len(data) <= width:
+        return repr(data)
+    lo = max(0, min(around - width // 3, len(data) - width))
+    text = repr(data[lo : lo + width])
+    return ("..." if lo else "") + text + ("..." if lo + width < len(data) else "")
 
 
 @dataclass(frozen=True, slots=True)
