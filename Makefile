@@ -33,5 +33,14 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+# Benchmarks need curl (and optionally nginx); method and results: benchmarks/README.md.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/concurrency.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

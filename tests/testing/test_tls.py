@@ -102,11 +102,31 @@ def test_tls_half_close() -> None:
 
 
 def test_tls_reset() -> None:
+    """The RST arrives, but CPython 3.11's ssl module (gh-115627, fixed in later versions)
+    reports the ECONNRESET as SSLEOFError, or as b"" with the default suppress_ragged_eofs."""
     with ScriptedServer([RecvUntil(b"\n"), Reset()], tls=True) as server:
-        with tls_connect(server) as client:
+        raw = socket.create_connection(server.address, timeout=5)
+        context = server.client_ssl_context()
+        with context.wrap_socket(
+            raw, server_hostname="localhost", suppress_ragged_eofs=False
+        ) as client:
             client.sendall(b"x\n")
-            with pytest.raises(ConnectionResetError):
+            with pytest.raises((ConnectionResetError, ssl.SSLEOFError)):
                 client.recv(100)
+
+
+@pytest.mark.asyncio
+async def test_async_client_sees_tls_reset_as_connection_reset() -> None:
+    async with AsyncScriptedServer([RecvUntil(b"\n"), Reset()], tls=True) as server:
+        reader, writer = await asyncio.open_connection(
+            server.host, server.port, ssl=server.client_ssl_context(), server_hostname="localhost"
+        )
+        writer.write(b"x\n")
+        with pytest.raises(ConnectionResetError):
+            await reader.read()
+        writer.close()
+        with pytest.raises(ConnectionResetError):
+            await writer.wait_closed()
 
 
 @pytest.mark.parametrize("bad", list(BadCert))
@@ -183,8 +203,6 @@ async def test_async_tls_conversation() -> None:
 async def test_async_bad_certificate() -> None:
     async with AsyncScriptedServer([Send(b"x")], tls=BadCert.EXPIRED) as server:
         with pytest.raises(ssl.SSLCertVerificationError) as info:
-            await asyncio.open_connection(
-                server.host, server.port, ssl=server.client_ssl_context()
-            )
+            await asyncio.open_connection(server.host, server.port, ssl=server.client_ssl_context())
         assert info.value.verify_code == 10
         await server.join()
