@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -43,19 +43,6 @@ def median(values: Sequence[float]) -> float:
     if len(ordered) % 2:
         return ordered[mid]
     return (ordered[mid - 1] + ordered[mid]) / 2
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) with linear interpolation, like numpy's default."""
-    if not values:
-        return math.nan
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile out of range: {q}")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 # ---------------------------------------------------------------------------------------
@@ -267,17 +254,12 @@ def venv_script(name: str) -> str | None:
 # the wirelab server
 
 # generous limits so that the server's safety caps do not cut the benchmark streams
-# (the names `wirelab serve --help` lists; the older WIRELAB_STREAM_MAX_* spelling too)
-_LIMITS = {
-    "COUNT": str(100_000),
-    "FILE_SIZE": str(64 * MIB),
-    "TOTAL_BYTES": str(64 * 1024 * MIB),
-    "DURATION": str(3600),
-}
+# (the names `wirelab serve --help` lists)
 WIRELAB_ENV = {
-    f"WIRELAB_STREAM_{kind}_{name}": value
-    for kind in ("LIMIT", "MAX")
-    for name, value in _LIMITS.items()
+    "WIRELAB_STREAM_LIMIT_COUNT": str(100_000),
+    "WIRELAB_STREAM_LIMIT_FILE_SIZE": str(64 * MIB),
+    "WIRELAB_STREAM_LIMIT_TOTAL_BYTES": str(64 * 1024 * MIB),
+    "WIRELAB_STREAM_LIMIT_DURATION": str(3600),
 }
 
 
@@ -358,12 +340,6 @@ def _cpu_times(pid: int) -> tuple[float, float]:
     """(utime, stime) of ``pid`` in seconds (fields 14 and 15 of /proc/PID/stat)."""
     fields = _stat_fields(pid)  # fields[0] is field 3 (state)
     return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` in seconds."""
-    user, system = _cpu_times(pid)
-    return user + system
 
 
 def proc_stats(pid: int) -> ProcStats:
@@ -490,12 +466,3 @@ def loadavg() -> float:
 def log(msg: str) -> None:
     """Progress messages go to stderr so that --json output stays clean."""
     print(msg, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def timed(label: str) -> Iterator[None]:
-    t0 = time.monotonic()
-    try:
-        yield
-    finally:
-        log(f"{label}: {time.monotonic() - t0:.1f} s")

@@ -15,12 +15,12 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 
 import pytest
 
-from wirelab import NetworkError, ProtocolError, UsageError
+from wirelab import NetworkError, UsageError
 from wirelab.framing import DelimiterCodec, LengthPrefixCodec
 from wirelab.testing._expect import (
     DEFAULT_TIMEOUT,
@@ -266,7 +266,7 @@ def test_predicate_that_raises(srv: ExpectServer) -> None:
         (lambda s: s.expect_bytes("text"), "expected bytes, not str"),
         (lambda s: s.expect_bytes(predicate=3, size=1), "predicate must be callable"),
         (lambda s: s.expect_bytes(regex=b"a", size=-1), "size must be an int >= 0"),
-        (lambda s: s.expect_frame(regex=b"a", size=1), "takes no size"),
+        (lambda s: s.expect_frame(regex=b"a", size=1), "unexpected keyword argument 'size'"),
         (lambda s: s.expect_bytes(b"a", timeout=0), "timeout must be a number"),
         (lambda s: s.expect_connect(timeout=float("nan")), "timeout must be a number"),
         (lambda s: s.expect_disconnect(timeout=True), "timeout must be a number"),
@@ -310,7 +310,10 @@ def test_mismatch_details_have_hexdumps_offsets_and_transcript(srv: ExpectServer
     assert f"tcpserver on 127.0.0.1:{srv.service_port}: step 3, expect_bytes(b'Bonjour')" in details
     assert "expected (7 bytes):\n  00000000  42 6f 6e 6a 6f 75 72" in details
     assert "actual read (7 bytes, at stream offset 2):\n  00000000  42 6f 6e 47 6f 75 72" in details
-    assert "first mismatching byte: offset 3 of the read (stream offset 5): expected 0x6a, got 0x47"
+    assert (
+        "first mismatching byte: offset 3 of the read (stream offset 5): expected 0x6a, got 0x47"
+        in details
+    )
     assert "transcript of connection #1 from 127.0.0.1:" in details
     assert "<- client sent 9 bytes" in details
     assert "step 3 FAILED" in details
@@ -322,7 +325,10 @@ def test_eof_before_the_expected_bytes(srv: ExpectServer) -> None:
     with connect(srv) as sock:
         sock.sendall(b"Hel")
     exc = failure_of(srv)
-    assert str(exc) == "Expected to read b'Hello' but only read b'Hel' before the connection was closed."
+    assert (
+        str(exc)
+        == "Expected to read b'Hello' but only read b'Hel' before the connection was closed."
+    )
 
 
 def test_connection_reset_while_expecting_bytes(srv: ExpectServer) -> None:
@@ -440,6 +446,8 @@ class _BrokenCodec:
         return payload
 
     def next_frame(self, buffer: bytes) -> tuple[bytes, int] | None:
+        if not buffer:
+            return None
         raise ValueError(f"cannot parse {buffer!r}")
 
 
@@ -452,7 +460,6 @@ def test_a_third_party_codec_error_becomes_a_protocol_error(srv: ExpectServer) -
     assert str(exc) == (
         "Expected to get frame b'x' but got an invalid frame: ValueError: cannot parse b'?'"
     )
-    assert issubclass(ProtocolError, Exception)
 
 
 # -- several connections -----------------------------------------------------------------
@@ -484,7 +491,7 @@ def test_concurrent_connections_through_handles(srv: ExpectServer) -> None:
     second.expect_disconnect()
     assert srv.connections == (first, second)
     assert (first.number, second.number) == (1, 2)
-    assert first.transcript is None  # not claimed yet: the client has not connected
+    assert srv.connections[0].transcript is None  # not claimed: the client has not connected
     with connect(srv) as one, connect(srv) as two:
         one.sendall(b"A")
         two.sendall(b"B")
@@ -506,12 +513,15 @@ def test_a_second_connection_while_waiting_for_disconnect(srv: ExpectServer) -> 
 
 def test_missing_expect_connect(srv: ExpectServer) -> None:
     srv.expect_bytes(b"Hello, world")
-    assert str(failure_of(srv)) == "Missing `expect_connect()` before `expect_bytes(b'Hello, world')`"
-    for call, label in [
+    assert (
+        str(failure_of(srv)) == "Missing `expect_connect()` before `expect_bytes(b'Hello, world')`"
+    )
+    calls: list[tuple[Callable[[ExpectServer], None], str]] = [
         (lambda s: s.send_bytes(b"x"), "send_bytes(b'x')"),
         (lambda s: s.send_frame(b"x"), "send_frame(b'x')"),
         (lambda s: s.disconnect(), "disconnect()"),
-    ]:
+    ]
+    for call, label in calls:
         with closing(ExpectServer().start()) as server:
             call(server)
             assert str(failure_of(server)) == f"Missing `expect_connect()` before `{label}`"
@@ -615,9 +625,9 @@ def test_a_failure_is_raised_once_and_stops_the_script(srv: ExpectServer) -> Non
     srv.send_bytes(b"not sent")
     with connect(srv) as sock:
         sock.sendall(b"Adios")
-        assert not srv.join_already_failed
+        failed_before = srv.join_already_failed
         assert str(failure_of(srv)) == "Expected to read b'Hello' but actually read b'Adios'"
-        assert srv.join_already_failed
+        assert (failed_before, srv.join_already_failed) == (False, True)
         srv.expect_bytes(b"dropped too")
         srv.join_sync()  # pytest-tcpclient: later joins return quietly
     srv.stop_sync()  # and the end-of-test checks are skipped
@@ -665,17 +675,19 @@ def test_context_manager_reports_the_body_error_only() -> None:
 
 
 def test_context_manager_runs_the_checks_on_a_clean_exit() -> None:
-    with pytest.raises(ExpectationFailed, match=re.escape(CONNECT_TIMEOUT)):  # noqa: PT012
-        with ExpectServer(timeout=SHORT) as server:
-            server.expect_connect()
+    with (
+        pytest.raises(ExpectationFailed, match=re.escape(CONNECT_TIMEOUT)),
+        ExpectServer(timeout=SHORT) as server,
+    ):
+        server.expect_connect()
 
 
 @pytest.mark.asyncio
 async def test_async_context_manager_checks_and_own_errors() -> None:
-    with pytest.raises(ExpectationFailed, match=re.escape(CONNECT_TIMEOUT)):  # noqa: PT012
+    with pytest.raises(ExpectationFailed, match=re.escape(CONNECT_TIMEOUT)):
         async with ExpectServer(timeout=SHORT) as server:
             server.expect_connect()
-    with pytest.raises(ZeroDivisionError):  # noqa: PT012
+    with pytest.raises(ZeroDivisionError):
         async with ExpectServer(timeout=SHORT) as server:
             server.expect_connect()
             1 / 0  # noqa: B018
@@ -698,7 +710,7 @@ def test_lifecycle_misuse() -> None:
 
 
 def test_port_in_use(srv: ExpectServer) -> None:
-    with pytest.raises(NetworkError, match="cannot listen on 127.0.0.1"):
+    with pytest.raises(NetworkError, match=r"cannot listen on 127\.0\.0\.1"):
         ExpectServer(port=srv.service_port).start()
 
 

@@ -103,7 +103,12 @@ def test_reset_on_a_unix_socket() -> None:
     with ScriptedServer([Reset()], unix=True) as server, connect(server) as client:
         assert client.recv(100) == b""
     arrived = threading.Event()
-    script = [Expect(b"a"), Send(b"ok"), Expect(predicate=lambda _: arrived.wait(5), size=0), Reset()]
+    script = [
+        Expect(b"a"),
+        Send(b"ok"),
+        Expect(predicate=lambda _: arrived.wait(5), size=0),
+        Reset(),
+    ]
     with ScriptedServer(script, unix=True) as server, connect(server) as client:
         client.sendall(b"a")
         assert client.recv(2) == b"ok"

@@ -31,7 +31,9 @@ from wirelab.testing._scripted import (
 pytestmark = pytest.mark.asyncio
 
 
-async def open_client(server: AsyncScriptedServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_client(
+    server: AsyncScriptedServer,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     if server.path is not None:
         return await asyncio.open_unix_connection(server.path)
     return await asyncio.open_connection(server.host, server.port)
@@ -139,7 +141,9 @@ async def test_concurrent_connections() -> None:
 
 async def test_frames() -> None:
     codec = LengthPrefixCodec(1)
-    async with AsyncScriptedServer([ExpectFrame(b"hi", codec=codec), SendFrame(b"yo", codec=codec)]) as server:
+    async with AsyncScriptedServer(
+        [ExpectFrame(b"hi", codec=codec), SendFrame(b"yo", codec=codec)]
+    ) as server:
         reader, writer = await open_client(server)
         writer.write(b"\x02hi")
         assert await reader.read() == b"\x02yo"

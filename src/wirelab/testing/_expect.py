@@ -178,26 +178,20 @@ class ExpectServer(ScriptMethods):
         loop = asyncio.get_running_loop()
         core = Core(loop, name=self.name, timeout=self.timeout, codec=self.codec)
         loop.set_exception_handler(core.on_loop_error)
-        server = await loop.create_server(core.protocol_factory, self.host, self._port)
-        address = server.sockets[0].getsockname()
-        core.address = f"{address[0]}:{address[1]}"
-        self._core, self._loop = core, loop
-        threading.current_thread().name = f"wirelab-{self.name}-{address[1]}"
-        self._ready.set_result(address[1])
-        runner = asyncio.create_task(core.run())
         try:
-            await core.stop_requested.wait()
+            port = core.listen(self.host, self._port)
+            self._core, self._loop = core, loop
+            threading.current_thread().name = f"wirelab-{self.name}-{port}"
+            self._ready.set_result(port)
+            runner = asyncio.create_task(core.run())
+            try:
+                await core.stop_requested.wait()
+            finally:
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+                core.drain()
         finally:
-            core.closing = True
-            server.close()
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
-            core.drain()
-            for conn in core.conns:
-                if conn.transport is not None and not conn.lost:
-                    conn.transport.abort()
-            await asyncio.gather(*(conn.gone for conn in core.conns))
-            await server.wait_closed()
+            await core.shutdown()
             self._final_failure = core.failure
 
     def close(self) -> None:

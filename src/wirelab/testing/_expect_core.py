@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import select
 import socket
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
@@ -67,6 +69,10 @@ class Conn(asyncio.Protocol):
         self.overlapped: tuple[Conn, ...] = ()  # connections still open when this one came
         self.transcript = Transcript("connection")
         self.gone: asyncio.Future[None] = core.loop.create_future()
+
+    @staticmethod
+    def factory(core: Core) -> Callable[[], Conn]:
+        return lambda: Conn(core)
 
     @property
     def is_open(self) -> bool:
@@ -175,6 +181,9 @@ class Core:
         self.address = "?"
         self.timeout = timeout
         self.codec = codec
+        self.listener: socket.socket | None = None
+        self.attaching = 0  # accepted sockets whose transport is not made yet
+        self.tasks: set[asyncio.Task[None]] = set()
         self.conns: list[Conn] = []
         self.slots: list[Conn] = []  # slots[i]: the connection claimed by expect_connect #i+1
         self.queue: asyncio.Queue[Step | Barrier] = asyncio.Queue()
@@ -185,8 +194,71 @@ class Core:
 
     # -- connections -------------------------------------------------------------------
 
-    def protocol_factory(self) -> Conn:
-        return Conn(self)
+    def listen(self, host: str, port: int) -> int:
+        """Bind and listen (OSError if impossible); return the port. Accepting is ours, not
+        ``loop.create_server``'s, so that :meth:`settle` can know of every connection the
+        kernel completed: in the backlog, being attached, or attached."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family, backlog=128)
+        listener.setblocking(False)
+        self.listener = listener
+        address = listener.getsockname()
+        self.address = f"{address[0]}:{address[1]}"
+        self.loop.add_reader(listener.fileno(), self._accept)
+        return int(address[1])
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        while not self.closing:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors
+                if self.failure is None:
+                    self.failure = Failure(f"Internal error in {self.name}: accept(): {exc!r}")
+                return
+            self.attaching += 1
+            task = self.loop.create_task(self._attach(sock))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _attach(self, sock: socket.socket) -> None:
+        try:
+            sock.setblocking(False)
+            await self.loop.connect_accepted_socket(Conn.factory(self), sock)
+        except OSError:  # the client is already gone: nothing to observe
+            sock.close()
+        finally:
+            self.attaching -= 1
+            self.notify()
+
+    def _backlog_ready(self) -> bool:
+        if self.listener is None or self.closing:
+            return False
+        readable, _, _ = select.select([self.listener], [], [], 0)
+        return bool(readable)
+
+    async def settle(self, deadline: float) -> None:
+        """Wait (until ``deadline`` at most) until every connection that the kernel has
+        completed - every client ``connect()`` that returned - is in ``conns``."""
+        while self.attaching or self._backlog_ready():
+            if not await self.wait_change(deadline):
+                return
+
+    async def shutdown(self) -> None:
+        """Stop accepting, abort every connection and wait until each socket is closed."""
+        self.closing = True
+        if self.listener is not None:
+            self.loop.remove_reader(self.listener.fileno())
+            self.listener.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for conn in self.conns:
+            if conn.transport is not None and not conn.lost:
+                conn.transport.abort()
+        await asyncio.gather(*(conn.gone for conn in self.conns))
 
     def connected(self, conn: Conn) -> None:
         if self.closing:

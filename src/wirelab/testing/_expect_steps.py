@@ -259,14 +259,13 @@ class ExpectDisconnect(Step):
         self.timeout = timeout
 
     async def run(self, core: Core) -> None:
+        deadline = core.deadline(self.timeout)
         if self.slot is None:
-            core.fail(
-                self,
-                NOT_CONNECTED
-                if not core.conns
-                else "Missing `expect_connect()` before `expect_disconnect()`",
-            )
-        await await_disconnect(core, self, core.slots[self.slot], core.deadline(self.timeout))
+            await core.settle(deadline)  # a client whose connect() returned is "connected"
+            if not core.conns:
+                core.fail(self, NOT_CONNECTED)
+            core.fail(self, "Missing `expect_connect()` before `expect_disconnect()`")
+        await await_disconnect(core, self, core.slots[self.slot], deadline)
 
 
 class FinalChecks(Step):
@@ -278,6 +277,7 @@ class FinalChecks(Step):
     async def run(self, core: Core) -> None:
         for conn in core.slots:
             await await_disconnect(core, self, conn, core.deadline(None))
+        await core.settle(core.deadline(None))
         extra = next((c for c in core.conns if not c.claimed), None)
         if extra is not None:
             core.fail(
