@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wirelab import ProtocolError, TruncatedError, UsageError
-from wirelab.framing import DEFAULT_MAX_LINE, DelimiterCodec, DelimiterDecoder
+from wirelab.framing import DelimiterCodec, DelimiterDecoder
+from wirelab.framing._delimiter import DEFAULT_MAX_LINE
 
 
 def test_default_is_newline() -> None:
@@ -33,7 +34,9 @@ def test_crlf_split_between_cr_and_lf() -> None:
     payloads=st.lists(st.binary(max_size=40), max_size=8),
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=10),
 )
-def test_round_trip_split_anywhere(delimiter: bytes, payloads: list[bytes], cuts: list[int]) -> None:
+def test_round_trip_split_anywhere(
+    delimiter: bytes, payloads: list[bytes], cuts: list[int]
+) -> None:
     codec = DelimiterCodec(delimiter)
     encodable = []
     for payload in payloads:
@@ -46,7 +49,7 @@ def test_round_trip_split_anywhere(delimiter: bytes, payloads: list[bytes], cuts
     decoder = codec.decoder()
     out: list[bytes] = []
     start = 0
-    for cut in sorted({min(c, len(stream)) for c in cuts}) + [len(stream)]:
+    for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
         out += decoder.feed(stream[start:cut])
         start = cut
     decoder.close()
@@ -58,7 +61,9 @@ def test_round_trip_split_anywhere(delimiter: bytes, payloads: list[bytes], cuts
     ("delimiter", "payload"),
     [(b"\n", b"a\nb"), (b"\r\n", b"x\r\n"), (b"aba", b"ab")],
 )
-def test_encode_refuses_payloads_that_would_not_round_trip(delimiter: bytes, payload: bytes) -> None:
+def test_encode_refuses_payloads_that_would_not_round_trip(
+    delimiter: bytes, payload: bytes
+) -> None:
     with pytest.raises(UsageError, match="contains the delimiter"):
         DelimiterCodec(delimiter).encode(payload)
 

@@ -275,7 +275,7 @@ def test_failed_calls_leave_the_encoder_usable() -> None:
     files=st.lists(
         st.tuples(
             st.text(
-                alphabet=st.characters(blacklist_characters="/\\\x00", blacklist_categories=("Cs",)),
+                alphabet=st.characters(blacklist_characters="/\\\x00", blacklist_categories=["Cs"]),
                 min_size=1,
                 max_size=12,
             ).filter(lambda n: n not in (".", "..")),

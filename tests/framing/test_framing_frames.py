@@ -50,8 +50,15 @@ def test_public_names() -> None:
             "FileEnded",
             "StreamEnded",
             "StreamAborted",
+            "LengthPrefixCodec",
+            "LengthPrefixDecoder",
+            "DelimiterCodec",
+            "DelimiterDecoder",
+            "FrameCodec",
         ]
     )
+    for name in wirelab.framing.__all__:
+        assert getattr(wirelab.framing, name) is not None
 
 
 def test_constants() -> None:

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wirelab import ProtocolError, TruncatedError, UsageError
-from wirelab.framing import DEFAULT_MAX_FRAME, LengthPrefixCodec, LengthPrefixDecoder
+from wirelab.framing import LengthPrefixCodec, LengthPrefixDecoder
+from wirelab.framing._length_prefix import DEFAULT_MAX_FRAME
 
 WIDTHS: list[Literal[1, 2, 4, 8]] = [1, 2, 4, 8]
 
@@ -58,7 +59,7 @@ def test_round_trip_split_anywhere(
     decoder = codec.decoder()
     out: list[bytes] = []
     start = 0
-    for cut in sorted({min(c, len(stream)) for c in cuts}) + [len(stream)]:
+    for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
         out += decoder.feed(stream[start:cut])
         start = cut
     decoder.close()

@@ -603,6 +603,20 @@ def test_bytes_sent_after_the_client_left_are_a_reset(srv: ExpectServer) -> None
     assert str(failure_of(srv)) == RESET  # ...then the client's kernel refuses our bytes
 
 
+def test_a_write_error_that_asyncio_reports_late_is_still_a_reset(srv: ExpectServer) -> None:
+    srv.expect_connect()
+    srv.expect_disconnect()
+    connect(srv).close()
+    srv.join_sync()
+    # Run back to back: the first send makes the client's kernel reset the connection, the
+    # second one fails on that (consuming the socket's error), and asyncio delivers the
+    # error to the protocol only on its next loop iteration.
+    srv.send_bytes(b"one")
+    srv.send_bytes(b"two")
+    srv.expect_disconnect()
+    assert str(failure_of(srv)) == RESET
+
+
 def test_half_closed_client_still_gets_its_answer(srv: ExpectServer) -> None:
     srv.expect_connect()
     srv.expect_bytes(b"request")
@@ -614,6 +628,37 @@ def test_half_closed_client_still_gets_its_answer(srv: ExpectServer) -> None:
         assert recv_exactly(sock, 6) == b"answer"
         srv.join_sync()
     srv.stop_sync()
+
+
+# -- internal errors ---------------------------------------------------------------------
+
+
+def test_an_unexpected_error_in_a_step_fails_the_script(
+    srv: ExpectServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_write(self: object, data: bytes, note: str) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("wirelab.testing._expect_core.Conn.write", broken_write)
+    srv.expect_connect()
+    srv.send_bytes(b"x")
+    with connect(srv):
+        exc = failure_of(srv)
+    assert str(exc) == "Internal error in tcpserver while running send_bytes(b'x'): " + repr(
+        RuntimeError("boom")
+    )
+    assert "Traceback" in exc.details
+
+
+def test_an_error_in_the_server_loop_fails_the_script(srv: ExpectServer) -> None:
+    def explode() -> None:
+        raise RuntimeError("in the loop")
+
+    assert srv._loop is not None
+    srv._loop.call_soon_threadsafe(explode)  # before join's barrier: the same FIFO
+    exc = failure_of(srv)
+    assert re.fullmatch(r"Internal error in tcpserver: Exception in callback .*explode.*", str(exc))
+    assert "RuntimeError: in the loop" in exc.details
 
 
 # -- join, stop, lifecycle ---------------------------------------------------------------
@@ -712,6 +757,44 @@ def test_lifecycle_misuse() -> None:
 def test_port_in_use(srv: ExpectServer) -> None:
     with pytest.raises(NetworkError, match=r"cannot listen on 127\.0\.0\.1"):
         ExpectServer(port=srv.service_port).start()
+
+
+@pytest.mark.asyncio
+async def test_port_in_use_async(srv: ExpectServer) -> None:
+    with pytest.raises(NetworkError, match=r"cannot listen on 127\.0\.0\.1"):
+        await ExpectServerFactory()(port=srv.service_port)
+
+
+def test_close_releases_a_waiting_join() -> None:
+    server = ExpectServer(timeout=30).start()
+    server.expect_connect()  # would wait 30 s
+    joined: list[str] = []
+
+    def join() -> None:
+        server.join_sync()  # close() drops the pending steps: nothing to report
+        joined.append("returned")
+
+    thread = threading.Thread(target=join)
+    thread.start()
+    server.close()
+    thread.join(10)
+    assert joined == ["returned"]
+
+
+def test_a_reported_failure_stays_reported_after_close() -> None:
+    server = ExpectServer(timeout=SHORT).start()
+    server.expect_connect()
+    failure_of(server)
+    server.close()
+    server.join_sync()  # already reported: quiet, also once closed
+
+
+def test_names_and_reprs(srv: ExpectServer) -> None:
+    assert srv.port == srv.service_port == srv.address[1]
+    assert repr(srv) == f"<ExpectServer tcpserver 127.0.0.1:{srv.port}>"
+    handle = srv.expect_connect()
+    assert repr(handle) == f"<ExpectedConnection #1 of {srv!r}>"
+    assert repr(ExpectServer()) == "<ExpectServer tcpserver not listening>"
 
 
 @pytest.mark.parametrize(

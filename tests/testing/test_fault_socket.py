@@ -14,12 +14,14 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
 from wirelab import UsageError
 from wirelab.testing._command import RECEIVE, CommandServer, OneShotServer
-from wirelab.testing._fault_socket import FaultSocket, install_fault_socket
+from wirelab.testing._fault_install import install_fault_socket
+from wirelab.testing._fault_socket import FaultSocket
 
 REAL_SOCKET = socket.socket
 REAL_SOCKETPAIR = socket.socketpair
@@ -75,6 +77,24 @@ def test_records_traffic_and_counts_calls() -> None:
         assert (sock.send_calls, sock.sendall_calls, sock.connect_calls) == (1, 1, 1)
         server.wait()
     assert server.received == b"hello"
+
+
+def test_sendmsg_and_sendfile_are_seen(tmp_path: Path) -> None:
+    if not hasattr(socket.socket, "sendmsg"):
+        pytest.skip("no sendmsg() on this platform")
+    file = tmp_path / "body"
+    file.write_bytes(b"file body")
+    with OneShotServer([100]) as server:
+        with connected(server) as sock, file.open("rb") as f:
+            sock.break_on(b"secret", BrokenPipeError)
+            assert sock.sendmsg([b"msg ", b"parts "]) == 10
+            assert sock.sendfile(f) == 9  # through send(), not os.sendfile()
+            with pytest.raises(BrokenPipeError):
+                sock.sendmsg([b"sec", b"ret"])
+            assert sock.sent == b"msg parts file body"
+            assert sock.send_calls >= 3
+        server.wait()
+    assert server.received == b"msg parts file body"
 
 
 def test_is_a_real_socket_for_select_and_selectors() -> None:

@@ -29,13 +29,12 @@ from wirelab.testing._scripted import (
 
 
 def connect(server: ScriptedServer, timeout: float = 5.0) -> socket.socket:
-    address = server.address
-    if isinstance(address, str):
+    if server.path is not None:
         sock = socket.socket(socket.AF_UNIX)
         sock.settimeout(timeout)
-        sock.connect(address)
+        sock.connect(server.path)
         return sock
-    return socket.create_connection(address, timeout=timeout)
+    return socket.create_connection(server.address, timeout=timeout)
 
 
 def test_catalogue_names_every_fault_once() -> None:
@@ -65,7 +64,8 @@ def test_reset_gives_econnreset_on_recv_not_eof() -> None:
 
 
 def test_reset_gives_econnreset_on_send() -> None:
-    with ScriptedServer([Reset()]) as server, connect(server) as client:
+    with ScriptedServer([Expect(b"go"), Reset()]) as server, connect(server) as client:
+        client.sendall(b"go")
         server.join()  # the RST has been sent (and, on loopback, delivered)
         with pytest.raises(ConnectionResetError) as info:
             client.send(b"x")
@@ -96,6 +96,14 @@ def test_close_discards_unread_input_so_no_rst_is_sent() -> None:
         assert client.recv(100) == b""  # EOF, not ConnectionResetError
         server.join()
     assert "discarded 20 unread raw bytes" in str(server.transcripts[0])
+
+
+def test_reset_right_after_accept_may_fail_the_connect() -> None:
+    """The RST can beat the completion of a connect() with a timeout (non-blocking inside)."""
+    with ScriptedServer([Reset()]) as server:
+        with pytest.raises(ConnectionResetError), connect(server) as client:
+            client.recv(100)
+        server.join()
 
 
 def test_reset_on_a_unix_socket() -> None:
@@ -143,9 +151,9 @@ def test_stall_gives_a_client_read_timeout() -> None:
 
 
 def test_sleep_gives_a_late_answer() -> None:
-    with ScriptedServer([Sleep(0.3), Send(b"late")]) as server:
-        with connect(server, timeout=0.05) as client, pytest.raises(TimeoutError):
-            client.recv(100)
+    server = ScriptedServer([Sleep(60), Send(b"late")])
+    with server, connect(server, timeout=0.05) as client, pytest.raises(TimeoutError):
+        client.recv(100)
 
 
 def test_stop_reading_blocks_the_clients_sends() -> None:
@@ -174,13 +182,13 @@ def test_stop_reading_blocks_the_clients_sends() -> None:
 
 def test_drip_gives_slow_small_reads() -> None:
     data = b"0123456789" * 2
-    with ScriptedServer([Drip(data, bytes_per_second=400, chunk=2)]) as server:
-        with connect(server) as client:
-            start = time.monotonic()
-            reads = []
-            while chunk := client.recv(100):
-                reads.append(chunk)
-            elapsed = time.monotonic() - start
+    server = ScriptedServer([Drip(data, bytes_per_second=400, chunk=2)])
+    with server, connect(server) as client:
+        start = time.monotonic()
+        reads = []
+        while chunk := client.recv(100):
+            reads.append(chunk)
+        elapsed = time.monotonic() - start
     assert b"".join(reads) == data
     assert elapsed >= (len(data) - 2) / 400 * 0.9  # 9 gaps of 5 ms
     assert len(reads) > 2

@@ -9,6 +9,7 @@ asyncio are in test_plugin_fixtures.py, with the reason.
 
 from __future__ import annotations
 
+import re
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -23,6 +24,9 @@ asyncio_mode = strict
 asyncio_default_fixture_loop_scope = function
 filterwarnings = error
 """
+
+# Plugins that the inner sessions do not need (they only cost start-up time).
+INNER_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:anyio")
 
 HELPERS = '''
 import asyncio
@@ -575,18 +579,26 @@ def outcomes(reprec: pytest.HookRecorder) -> dict[str, tuple[str, str]]:
     return result
 
 
-@pytest.mark.parametrize("name", list(SCENARIOS))
-def test_scenario_passes_or_fails_as_with_pytest_tcpclient(
-    pytester: pytest.Pytester, name: str
-) -> None:
-    body, outcome, message = SCENARIOS[name]
-    body = textwrap.dedent(body).replace("async def test_", "@pytest.mark.asyncio\nasync def test_")
+def test_scenarios_pass_or_fail_as_with_pytest_tcpclient(pytester: pytest.Pytester) -> None:
+    """All scenarios in one inner session (a session costs more than most scenarios)."""
+    module = [HELPERS]
+    expected: dict[str, tuple[str, str]] = {}
+    for name, (body, outcome, message) in SCENARIOS.items():
+        code = textwrap.dedent(body).replace(
+            "async def test_", f"@pytest.mark.asyncio\nasync def test_{name}__"
+        )
+        module.append(code)
+        for test in re.findall(r"async def (test_\w+)\(", code):
+            if outcome == "passed":
+                expected[test] = ("passed", "")
+            else:
+                expected[test] = (
+                    outcome,
+                    message if "Exception:" in message else f"Failed: {message}",
+                )
     pytester.makeini(INI)
-    pytester.makepyfile(test_scenario=HELPERS + body)
-    results = outcomes(pytester.inline_run("-p", "no:cacheprovider"))
-    expected = message if message.startswith("Exception:") else f"Failed: {message}"
-    for test, got in results.items():
-        assert got == ((outcome, expected) if outcome == "failed" else ("passed", "")), test
+    pytester.makepyfile(test_scenarios="\n\n".join(module))
+    assert outcomes(pytester.inline_run(*INNER_ARGS)) == expected
 
 
 def test_failure_is_printed_as_pytest_tcpclient_prints_it(pytester: pytest.Pytester) -> None:
@@ -615,7 +627,7 @@ def test_failure_is_printed_as_pytest_tcpclient_prints_it(pytester: pytest.Pytes
             """
         )
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest(*INNER_ARGS)
     result.assert_outcomes(failed=1)
     lines = result.stdout.get_lines_after(">       await tcpserver.join()")
     assert lines[0] == "E       Failed: Timed out waiting for b'Hello, world!'"

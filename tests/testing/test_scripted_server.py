@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from wirelab import NetworkError, ProtocolError, TimeoutError, TruncatedError, UsageError
-from wirelab.framing import DelimiterCodec, LengthPrefixCodec, StreamEncoder
+from wirelab.framing import DelimiterCodec, Event, LengthPrefixCodec, StreamEncoder
 from wirelab.testing._scripted import (
     Close,
     Expect,
@@ -42,13 +43,12 @@ except OSError:
 
 
 def connect(server: ScriptedServer, timeout: float = 5.0) -> socket.socket:
-    address = server.address
-    if isinstance(address, str):
+    if server.path is not None:
         sock = socket.socket(socket.AF_UNIX)
         sock.settimeout(timeout)
-        sock.connect(address)
+        sock.connect(server.path)
         return sock
-    return socket.create_connection(address, timeout=timeout)
+    return socket.create_connection(server.address, timeout=timeout)
 
 
 def recv_all(sock: socket.socket) -> bytes:
@@ -106,7 +106,8 @@ def test_unix_socket_in_a_temporary_directory(no_leaks: None) -> None:
     with ScriptedServer([Expect(b"hi"), Send(b"there")], unix=True) as server:
         path = server.path
         assert path is not None and os.path.exists(path)
-        assert server.address == path
+        with pytest.raises(UsageError, match="Unix socket"):
+            _ = server.address
         with pytest.raises(UsageError, match="Unix socket"):
             _ = server.port
         with pytest.raises(UsageError, match="Unix socket"):
@@ -312,26 +313,28 @@ def test_each_error_is_raised_once(no_leaks: None) -> None:
 
 
 def test_errors_are_raised_on_exit(no_leaks: None) -> None:
-    with pytest.raises(ScriptError, match="first mismatching byte at offset 0"):  # noqa: PT012
-        with ScriptedServer([Expect(b"a"), Send(b"reply")]) as server, connect(server) as client:
-            client.sendall(b"b")
-            assert recv_all(client) == b""  # the server closed after the failure
+    server = ScriptedServer([Expect(b"a"), Send(b"reply")])
+    match = "first mismatching byte at offset 0"
+    with pytest.raises(ScriptError, match=match), server, connect(server) as client:
+        client.sendall(b"b")
+        assert recv_all(client) == b""  # the server closed after the failure
 
 
 def test_an_error_in_the_block_gets_the_server_error_as_a_note(no_leaks: None) -> None:
-    with pytest.raises(KeyError) as info:  # noqa: PT012
-        with ScriptedServer([Expect(b"a")]) as server, connect(server) as client:
-            client.sendall(b"b")
-            recv_all(client)
-            raise KeyError("test failed first")
+    server = ScriptedServer([Expect(b"a")])
+    with pytest.raises(KeyError) as info, server, connect(server) as client:
+        client.sendall(b"b")
+        recv_all(client)
+        raise KeyError("test failed first")
     assert any("also failed: ScriptError" in note for note in info.value.__notes__)
 
 
 def test_stop_interrupts_without_error(no_leaks: None) -> None:
-    script = [Send(b"go"), Expect(b"abc"), Send(b"x")]
-    with ScriptedServer(script) as server, connect(server) as client:
+    server = ScriptedServer([Send(b"go"), Expect(b"abc"), Send(b"x")]).start()
+    with connect(server) as client:  # closed after the stop: its EOF would be an error
         assert client.recv(2) == b"go"
         client.sendall(b"ab")
+        server.stop()
     assert "server stopped during step 2" in str(server.transcripts[0])
 
 
@@ -341,10 +344,12 @@ def test_join_timeout_names_what_is_missing(no_leaks: None) -> None:
             assert recv_all(client) == b"1"
         with pytest.raises(TimeoutError, match="1 of 2 expected connections accepted"):
             server.join(0.05)
-    with ScriptedServer([Expect(b"x")]) as server, connect(server):
+    server = ScriptedServer([Expect(b"x")]).start()
+    with connect(server):
         with pytest.raises(TimeoutError, match="1 still running") as info:
             server.join(0.05)
-        assert "transcript of connection #1" in str(info.value)
+        server.stop()
+    assert "transcript of connection #1" in str(info.value)
 
 
 # -- several connections -----------------------------------------------------------------
@@ -368,11 +373,8 @@ def test_retry_scenario_reset_then_success(no_leaks: None) -> None:
 def test_then_error_reports_the_unexpected_connection(no_leaks: None) -> None:
     with ScriptedServer(scripts=[[Send(b"only")]]) as server:
         for _ in range(2):
-            with connect(server) as client:
-                try:
-                    recv_all(client)
-                except ConnectionResetError:
-                    pass
+            with contextlib.suppress(ConnectionResetError), connect(server) as client:
+                recv_all(client)
         with pytest.raises(ScriptError, match="unexpected connection #2"):
             server.join()
 
@@ -387,9 +389,11 @@ def test_then_repeat_last(no_leaks: None) -> None:
 
 
 def test_then_refuse_and_one_shot(no_leaks: None) -> None:
-    for kwargs in ({"scripts": [[Send(b"a")]], "then": "refuse"}, {"one_shot": True}):
-        script = None if "scripts" in kwargs else [Send(b"a")]
-        with ScriptedServer(script, **kwargs) as server:  # type: ignore[arg-type]
+    refusing = ScriptedServer(scripts=[[Send(b"a")]], then="refuse")
+    one_shot = ScriptedServer([Send(b"a")], one_shot=True)
+    assert one_shot.then == "refuse"
+    for server in (refusing, one_shot):
+        with server:
             with connect(server) as client:
                 assert recv_all(client) == b"a"
             server.join()
@@ -402,11 +406,12 @@ def test_then_reset_or_close(then: str, outcome: object, no_leaks: None) -> None
     with ScriptedServer(scripts=[[Send(b"a")]], then=then) as server:  # type: ignore[arg-type]
         with connect(server) as client:
             assert recv_all(client) == b"a"
-        with connect(server) as client:
-            try:
+        # An RST right after accept may even beat the client's connect() to completion.
+        try:
+            with connect(server) as client:
                 result: object = recv_all(client)
-            except ConnectionResetError:
-                result = "reset"
+        except ConnectionResetError:
+            result = "reset"
         assert result == outcome
         server.join()
 
@@ -450,9 +455,9 @@ def test_oversize_frame_fails_the_connection(no_leaks: None) -> None:
 def test_expect_stream_decodes_up_to_the_final_frame(no_leaks: None) -> None:
     encoder = StreamEncoder()
     body = encoder.start(seed=7, count=0, params={}) + encoder.end()
-    seen = []
+    seen: list[Event] = []
 
-    def check(events: list[object]) -> bool:
+    def check(events: list[Event]) -> bool:
         seen.extend(events)
         return True
 

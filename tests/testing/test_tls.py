@@ -30,13 +30,12 @@ def tls_connect(
     server: ScriptedServer, *, hostname: str = "localhost", context: ssl.SSLContext | None = None
 ) -> ssl.SSLSocket:
     context = context or server.client_ssl_context()
-    address = server.address
-    if isinstance(address, str):
+    if server.path is not None:
         raw = socket.socket(socket.AF_UNIX)
         raw.settimeout(5)
-        raw.connect(address)
+        raw.connect(server.path)
     else:
-        raw = socket.create_connection(address, timeout=5)
+        raw = socket.create_connection(server.address, timeout=5)
     try:
         return context.wrap_socket(raw, server_hostname=hostname)
     except BaseException:
@@ -75,9 +74,9 @@ def test_tls_start_is_fast_after_the_first() -> None:
 
 
 def test_tls_over_a_unix_socket() -> None:
-    with ScriptedServer([Send(b"unix")], tls=True, unix=True) as server:
-        with tls_connect(server) as client:
-            assert read_to_eof(client) == b"unix"
+    server = ScriptedServer([Send(b"unix")], tls=True, unix=True)
+    with server, tls_connect(server) as client:
+        assert read_to_eof(client) == b"unix"
 
 
 def test_tls_segments_arrive_as_separate_records() -> None:

@@ -8,8 +8,9 @@ Two generic codecs, in the same sans-IO style, frame other protocols: :class:`Le
 (``length | payload``) and :class:`DelimiterCodec` (``payload | delimiter``, e.g. lines).
 """
 
+from ._codec import FrameCodec
 from ._decoder import StreamDecoder
-from ._delimiter import DEFAULT_MAX_LINE, DelimiterCodec, DelimiterDecoder
+from ._delimiter import DelimiterCodec, DelimiterDecoder
 from ._encoder import StreamEncoder
 from ._events import (
     Event,
@@ -29,11 +30,9 @@ from ._frames import (
     encode_frame_header,
     encode_json_frame,
 )
-from ._length_prefix import DEFAULT_MAX_FRAME, LengthPrefixCodec, LengthPrefixDecoder
+from ._length_prefix import LengthPrefixCodec, LengthPrefixDecoder
 
 __all__ = [
-    "DEFAULT_MAX_FRAME",
-    "DEFAULT_MAX_LINE",
     "MAX_DATA_PAYLOAD",
     "MAX_JSON_PAYLOAD",
     "PREAMBLE",
@@ -43,6 +42,7 @@ __all__ = [
     "FileData",
     "FileEnded",
     "FileStarted",
+    "FrameCodec",
     "FrameType",
     "LengthPrefixCodec",
     "LengthPrefixDecoder",

@@ -1,4 +1,4 @@
-"""The thread-backed command servers; the script language is described in ``_script``."""
+"""The thread-backed command servers; the script language is described in ``_command_script``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Self, TypeVar
 
 from .._exceptions import TimeoutError, UsageError
-from ._script import (
+from ._command_script import (
     CHUNK,
     DISCONNECTS,
     RECEIVE,

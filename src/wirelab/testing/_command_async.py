@@ -9,7 +9,7 @@ import socket
 from collections.abc import Sequence
 
 from .._exceptions import TimeoutError, UsageError
-from ._script import (
+from ._command_script import (
     CHUNK,
     DISCONNECTS,
     RECEIVE,

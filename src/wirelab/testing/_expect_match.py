@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 from .._exceptions import ProtocolError, UsageError
-from ..framing import LengthPrefixCodec
+from ..framing import FrameCodec, LengthPrefixCodec
 from ._transcript import first_mismatch, hexdump
 
 __all__ = [
@@ -27,24 +27,6 @@ __all__ = [
     "plural",
     "split_frame",
 ]
-
-
-@runtime_checkable
-class FrameCodec(Protocol):
-    """How frames are written and cut out of the received bytes (the ``codec=`` hook).
-
-    ``encode(payload)`` returns the bytes to send for one frame.
-
-    ``next_frame(buffer)`` looks at the bytes received and not yet consumed, starting at a
-    frame boundary. It returns ``(payload, used)`` when a whole frame is there (``used`` is
-    its size on the wire, header and delimiter included), ``None`` when more bytes are
-    needed, and raises :class:`~wirelab.ProtocolError` when the bytes can never be a valid
-    frame (the expectation then fails with that message).
-    """
-
-    def encode(self, payload: bytes) -> bytes: ...
-
-    def next_frame(self, buffer: bytes) -> tuple[bytes, int] | None: ...
 
 
 DEFAULT_CODEC: FrameCodec = LengthPrefixCodec(4, "big", max_frame=0xFFFFFFFF)
@@ -159,12 +141,14 @@ class Matcher:
             return first_mismatch(self.expected, data[: len(self.expected)])
         return None
 
-    def explain(self, actual: bytes, *, start: int, what: str) -> tuple[str, int | None]:
+    def explain(self, actual: bytes, *, start: int, framed: bool) -> tuple[str, int | None]:
         """Hexdumps of expected and actual bytes and the first mismatch, for ``details``.
 
-        ``start`` is the stream offset of ``actual[0]``; ``what`` names it (``read``,
-        ``frame payload``). Returns the text and the mismatch offset within ``actual``.
+        ``start`` is the stream offset of ``actual[0]`` for a raw read, and of the frame's
+        first byte for a frame (where the payload sits in it is the codec's business).
+        Returns the text and the mismatch offset within ``actual``.
         """
+        what = "frame payload" if framed else "read"
         lines = []
         if self.kind in ("exact", "prefix"):
             assert self.expected is not None
@@ -172,8 +156,9 @@ class Matcher:
             lines.append(f"{noun} ({plural(len(self.expected), 'byte')}):")
             lines.extend("  " + line for line in hexdump(self.expected).splitlines())
         else:
-            lines.append(f"expected: {self.describe(framed=what != 'read')}")
-        lines.append(f"actual {what} ({plural(len(actual), 'byte')}, at stream offset {start}):")
+            lines.append(f"expected: {self.describe(framed=framed)}")
+        where = f"frame at stream offset {start}" if framed else f"at stream offset {start}"
+        lines.append(f"actual {what} ({plural(len(actual), 'byte')}, {where}):")
         lines.extend("  " + line for line in (hexdump(actual) or "(nothing)").splitlines())
         offset = self.mismatch(actual)
         if offset is not None:
@@ -182,9 +167,10 @@ class Matcher:
                 f"0x{self.expected[offset]:02x}" if offset < len(self.expected) else "end of data"
             )
             got = f"0x{actual[offset]:02x}" if offset < len(actual) else "end of data"
+            position = "" if framed else f" (stream offset {start + offset})"
             lines.append(
-                f"first mismatching byte: offset {offset} of the {what} "
-                f"(stream offset {start + offset}): expected {want}, got {got}"
+                f"first mismatching byte: offset {offset} of the {what}{position}: "
+                f"expected {want}, got {got}"
             )
         return "\n".join(lines), offset
 
@@ -201,9 +187,9 @@ def make_matcher(
     """Validate the arguments of ``expect_bytes``/``expect_frame`` and build the matcher.
 
     Exactly one of ``expected``, ``prefix``, ``regex`` and ``predicate`` must be given.
-    ``size`` is only for raw bytes (a frame's size is the frame's): required with a
-    predicate, optional with a prefix (at least the prefix's length) or a regex (the
-    ``size`` bytes must then match as a whole). Wrong arguments raise
+    ``size`` is only for raw bytes (``expect_frame`` has none: a frame's size is the
+    frame's): required with a predicate, optional with a prefix (at least the prefix's
+    length) or a regex (the ``size`` bytes must then match as a whole). Wrong arguments raise
     :class:`~wirelab.UsageError` at once, in the test, not later in the server.
     """
     given = [
@@ -222,8 +208,6 @@ def make_matcher(
             f"(got {', '.join(given) or 'none'})"
         )
     if size is not None:
-        if framed:
-            raise UsageError("size= is for expect_bytes(); a frame's size is set by the codec")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise UsageError(f"size must be an int >= 0, not {size!r}")
         if expected is not None:

@@ -54,7 +54,7 @@ async def await_disconnect(core: Core, step: Step, conn: Conn, deadline: float) 
                     conn,
                     f"unread bytes at stream offset {conn.consumed}:\n{hexdump(data)}",
                 )
-            if conn.was_reset():
+            if await conn.was_reset():
                 core.fail(step, RESET, conn, _reset_hint(conn))
             return
         if timed_out:
@@ -123,7 +123,7 @@ class ExpectData(Step):
             if self.attempt(core, conn):
                 return
             if not conn.is_open:
-                self.closed(core, conn)
+                await self.closed(core, conn)
             if timed_out:
                 frame = "frame " if self.codec is not None else ""
                 core.fail(
@@ -147,7 +147,6 @@ class ExpectData(Step):
                 return False
             data, used = frame
             conn.consume(used)
-            what = "frame payload"
         else:
             size = self.matcher.extent()
             if size is None:
@@ -157,13 +156,12 @@ class ExpectData(Step):
             elif len(conn.buffer) < size:
                 return False
             data = conn.consume(size)
-            what = "read"
         try:
             ok = self.matcher.accepts(data)
         except Exception as exc:
             core.fail(self, f"The predicate of {self.label} raised {exc!r}", conn)
         if not ok:
-            text, offset = self.matcher.explain(data, start=start, what=what)
+            text, offset = self.matcher.explain(data, start=start, framed=self.codec is not None)
             if self.codec is not None:
                 message = f"Expected to get frame {self.desc} but actually got frame {data!r}"
             else:
@@ -172,14 +170,14 @@ class ExpectData(Step):
         conn.transcript.add("event", note=f"step {self.index}: {self.label} matched")
         return True
 
-    def closed(self, core: Core, conn: Conn) -> NoReturn:
+    async def closed(self, core: Core, conn: Conn) -> NoReturn:
         if conn.closed_by_server:
             core.fail(
                 self,
                 f"Cannot {self.label}: the server closed the connection with `disconnect()`.",
                 conn,
             )
-        if conn.was_reset():
+        if await conn.was_reset():
             core.fail(self, RESET, conn, _reset_hint(conn))
         partial = bytes(conn.buffer)
         if self.codec is None:
@@ -233,7 +231,7 @@ class Send(Step):
                 f"Cannot {self.label}: the server closed the connection with `disconnect()`.",
                 conn,
             )
-        if conn.lost:
+        if conn.lost or (conn.transport is not None and conn.transport.is_closing()):
             conn.transcript.add(
                 "event", note=f"step {self.index}: {self.label} not sent, the connection is gone"
             )
@@ -273,6 +271,7 @@ class FinalChecks(Step):
     connection, and no connection left that no ``expect_connect()`` claimed."""
 
     label = "expect_disconnect() (implicit, at the end of the test)"
+    waits = True
 
     async def run(self, core: Core) -> None:
         for conn in core.slots:

@@ -39,8 +39,9 @@ FAULTS: Final[tuple[Fault, ...]] = (
     Fault(
         "connection reset",
         "Reset()",
-        "recv()/send() raise ConnectionResetError (ECONNRESET), not EOF; on Unix sockets "
-        "only if the script left client input unread, EOF otherwise",
+        "recv()/send() raise ConnectionResetError (ECONNRESET), not EOF (as the first step, "
+        "possibly connect() already); on Unix sockets only if the script left client input "
+        "unread, EOF otherwise; CPython 3.11's blocking ssl sockets report SSLEOFError",
     ),
     Fault(
         "EOF",

@@ -272,14 +272,20 @@ class Conn:
         self.note("server shut down its sending side (FIN)")
 
     def close(self) -> OpGen:
-        """Close gracefully: FIN first, then discard unread input so close() sends no RST."""
+        """Close gracefully: FIN first, then discard unread input so close() sends no RST.
+
+        A client that already reset the connection is no error here: it is closed anyway.
+        """
         if self.finished:
             return
-        yield from self.shutdown_write()
-        if not self.reading_stopped and not self.eof:
-            unread = yield DrainOp()
-            if unread:
-                self.note(f"discarded {len(unread)} unread raw bytes before closing")
+        try:
+            yield from self.shutdown_write()
+            if not self.reading_stopped and not self.eof:
+                unread = yield DrainOp()
+                if unread:
+                    self.note(f"discarded {len(unread)} unread raw bytes before closing")
+        except ClientGone as exc:
+            self.note(f"client already gone at close: {exc}")
         self.finished = True
         self.note("server closed the connection")
 
@@ -345,10 +351,8 @@ def run_connection(
     try:
         try:
             if conn.tls:
-                deadline = (
-                    None if handshake_timeout is None else time.monotonic() + (handshake_timeout)
-                )
-                yield from conn.handshake(deadline)
+                timeout = handshake_timeout
+                yield from conn.handshake(None if timeout is None else time.monotonic() + timeout)
         except (ssl.SSLError, ClientGone, ClientEOF) as exc:
             conn.note(f"TLS handshake failed: {exc}")
             if bad_tls:

@@ -140,7 +140,11 @@ class AsyncScriptedServer(ServerCore):
             backlog=backlog,
         )
         self._acceptor: asyncio.Task[None] | None = None
+        self._listener: socket.socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Accepted connections whose task has not cleaned up yet: a task cancelled before
+        # it ever ran does not run its finally clause, so stop() cleans up for it.
+        self._pending: dict[int, tuple[socket.socket, OpGen]] = {}
         self._changed = asyncio.Event()
         self._stopped = False
 
@@ -148,7 +152,7 @@ class AsyncScriptedServer(ServerCore):
         """Bind, listen and start accepting; the address is known when this returns."""
         if self._acceptor is not None:
             raise UsageError(f"{self!r}: start() called twice")
-        listener = self._open_listener()
+        listener = self._listener = self._open_listener()
         self._acceptor = asyncio.get_running_loop().create_task(
             self._accept_loop(listener), name=f"wirelab-scripted-server {self._where()}"
         )
@@ -160,13 +164,17 @@ class AsyncScriptedServer(ServerCore):
             while True:
                 sock, peer = await loop.sock_accept(listener)
                 number, _, runner = self._begin(peer)
+                self._pending[number] = (sock, runner)
+                last = not self._accept_more()
+                if last:
+                    listener.close()  # refuse from now on, before the script can finish
                 task = loop.create_task(
                     self._serve(sock, number, runner),
                     name=f"wirelab-scripted-server {self._where()} #{number}",
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-                if not self._accept_more():
+                if last:
                     return
         except asyncio.CancelledError:
             pass
@@ -184,6 +192,7 @@ class AsyncScriptedServer(ServerCore):
         except Exception as exc:  # pragma: no cover - a bug in the executor
             self._record_error(exc)
         finally:
+            self._pending.pop(number, None)
             runner.close()
             io.close()
             self._end(number)
@@ -204,6 +213,13 @@ class AsyncScriptedServer(ServerCore):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()  # the acceptor may have been cancelled before it ran
+        for number, (sock, runner) in list(self._pending.items()):
+            runner.close()
+            sock.close()
+            self._end(number)
+        self._pending.clear()
         self._remove_unix_path()
 
     async def stop(self) -> None:

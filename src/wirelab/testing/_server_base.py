@@ -112,33 +112,34 @@ class ServerCore:
         host, port = self._address
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    @property
-    def address(self) -> tuple[str, int] | str:
-        """``(host, port)`` to connect to, or the socket path of a Unix server."""
+    def _bound(self) -> tuple[str, int] | str:
         if self._address is None:
             raise UsageError(f"{self!r}: the address is known once the server has started")
         return self._address
 
     @property
-    def host(self) -> str:
-        """The listening IP address (``127.0.0.1`` by default)."""
-        address = self.address
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` to connect to; a :class:`~wirelab.UsageError` for a Unix socket
+        server (use :attr:`path`)."""
+        address = self._bound()
         if isinstance(address, str):
             raise UsageError(f"{self!r} listens on a Unix socket: use .path")
-        return address[0]
+        return address
+
+    @property
+    def host(self) -> str:
+        """The listening IP address (``127.0.0.1`` by default)."""
+        return self.address[0]
 
     @property
     def port(self) -> int:
         """The listening port (the real one when 0 was asked for)."""
-        address = self.address
-        if isinstance(address, str):
-            raise UsageError(f"{self!r} listens on a Unix socket: use .path")
-        return address[1]
+        return self.address[1]
 
     @property
     def path(self) -> str | None:
         """The Unix socket path, or ``None`` for a TCP server."""
-        address = self.address
+        address = self._bound()
         return address if isinstance(address, str) else None
 
     @property

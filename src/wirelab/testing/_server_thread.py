@@ -208,7 +208,8 @@ class ScriptedServer(ServerCore):
     unless ``allow_disconnect=True``. Stopping the server interrupts running scripts
     without error: call :meth:`join` to require that they finish.
 
-    Start and stop take about a millisecond; any number of servers may run at once.
+    Start and stop take well under a millisecond (a TLS server's first start, which makes
+    the throwaway CA, about 60 ms); any number of servers may run at once.
     """
 
     join_timeout: float = 5.0
@@ -284,6 +285,10 @@ class ScriptedServer(ServerCore):
                 except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                     continue
                 number, _, runner = self._begin(peer)
+                last = not self._accept_more()
+                if last:  # refuse from now on, before the script can finish
+                    selector.unregister(listener)
+                    listener.close()
                 thread = threading.Thread(
                     target=self._serve,
                     args=(sock, number, runner, wake),
@@ -294,7 +299,7 @@ class ScriptedServer(ServerCore):
                     self._threads = {t for t in self._threads if t.is_alive()}
                     self._threads.add(thread)
                 thread.start()
-                if not self._accept_more():
+                if last:
                     return
         except BaseException as exc:  # pragma: no cover - a bug or resource exhaustion
             self._record_error(exc)
@@ -318,6 +323,10 @@ class ScriptedServer(ServerCore):
     def _shutdown(self) -> None:
         if self._acceptor is None or self._stopped:
             return
+        with self._lock:
+            ours = threading.current_thread() in (self._acceptor, *self._threads)
+        if ours:
+            raise UsageError(f"{self!r}: stop() called from the server's own thread")
         self._stopped = True
         self._stopping.set()
         assert self._wake is not None

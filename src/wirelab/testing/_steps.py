@@ -16,10 +16,10 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, ClassVar, Final, Protocol, cast
+from typing import Any, ClassVar, Final, cast
 
 from .._exceptions import UsageError
-from ..framing import LengthPrefixCodec
+from ..framing import FrameCodec, LengthPrefixCodec
 from ._runner import Conn, OpGen
 
 __all__ = [
@@ -41,22 +41,6 @@ __all__ = [
 
 DEFAULT_TIMEOUT: Final = 5.0
 """Seconds a receiving step waits for the client by default (for the whole step)."""
-
-
-class FrameCodec(Protocol):
-    """A framing format for :class:`SendFrame` and :class:`ExpectFrame`:
-    :class:`~wirelab.framing.LengthPrefixCodec`, :class:`~wirelab.framing.DelimiterCodec`,
-    or anything with these two methods.
-
-    ``encode(payload)`` returns one frame. ``next_frame(buffer)`` cuts one frame from the
-    start of ``buffer``: ``(payload, used)`` with ``used`` the frame's size on the wire,
-    ``None`` if more bytes are needed; it raises :class:`~wirelab.ProtocolError` for bytes
-    that can never be a valid frame.
-    """
-
-    def encode(self, payload: bytes) -> bytes: ...
-
-    def next_frame(self, buffer: bytes) -> tuple[bytes, int] | None: ...
 
 
 def short_repr(data: bytes, limit: int = 40) -> str:
@@ -117,6 +101,8 @@ class Step:
                 continue
             value = getattr(self, f.name)
             if f.default is not dataclasses.MISSING and value == f.default:
+                continue
+            if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
                 continue
             if isinstance(value, bytes):
                 text = short_repr(value)
@@ -293,9 +279,13 @@ class Reset(Step):
     """Abort the connection with RST (``SO_LINGER`` on, timeout 0, then close); must be last.
 
     Client observes: ``ConnectionResetError`` (``ECONNRESET``) from its next ``recv`` or
-    ``send``; bytes sent before the reset but not yet read by the client may be lost. Unix
-    sockets have no RST: there the client sees ``ECONNRESET`` only if the script left some
-    of its input unread, and EOF otherwise.
+    ``send``; bytes sent before the reset but not yet read by the client may be lost. As
+    the first step, the RST may even arrive before a client's ``connect()`` with a timeout
+    has returned, which then raises it. Unix sockets have no RST: there the client sees
+    ``ECONNRESET`` only if the script left some of its input unread, and EOF otherwise.
+    Under TLS, CPython 3.11's ``ssl`` module reports the reset as ``ssl.SSLEOFError``, or
+    as EOF with the default ``suppress_ragged_eofs=True`` (asyncio reports
+    ``ConnectionResetError``).
     """
 
     ends = True
@@ -327,7 +317,8 @@ class StopReading(Step):
     step, so that the window stays small. When the script ends, the connection is held open
     (unread) until the server stops. Client observes: its ``send``/``sendall`` blocks once
     the buffers on both sides are full (a send timeout, or ``BlockingIOError`` on a
-    non-blocking socket), typically after some hundreds of KiB on loopback.
+    non-blocking socket), after about 3 MB on Linux loopback (mostly the client's own
+    send buffer, which the kernel grows up to 4 MB).
     """
 
     def run(self, conn: Conn) -> OpGen:

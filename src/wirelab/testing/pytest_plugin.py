@@ -170,5 +170,10 @@ def tcpserver_factory(request: pytest.FixtureRequest) -> Iterator[ExpectServerFa
 
 @pytest.fixture
 def tcpserver(tcpserver_factory: ExpectServerFactory) -> ExpectServer:
-    """A scripted TCP server on 127.0.0.1, listening on ``tcpserver.service_port``."""
+    """A scripted TCP server on 127.0.0.1, listening on ``tcpserver.service_port``.
+
+    Queue ``expect_connect()``, ``expect_bytes()``, ``send_bytes()``, ``expect_frame()``,
+    ``send_frame()``, ``disconnect()``, ``expect_disconnect()``; run the client; then
+    ``await tcpserver.join()`` (async test) or ``tcpserver.join_sync()`` (sync test) to
+    fail with a diagnostic. If the test passes, the end-of-test checks run at teardown."""
     return tcpserver_factory.start()
