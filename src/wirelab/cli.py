@@ -117,11 +117,12 @@ def main() -> None:
 )
 @click.option(
     "--worker-threads",
-    default=2,
-    type=click.IntRange(1, 64),
+    default=0,
+    type=click.IntRange(0, 64),
     envvar="WIRELAB_WORKER_THREADS",
     show_envvar=True,
-    help="Threads that generate and hash large files (shared by all streams).",
+    help="Threads that generate and hash large random files, shared by all streams "
+    "(0: on the event loop, the faster choice on 2 cores; see docs/design.md).",
 )
 @handle_errors
 def serve(

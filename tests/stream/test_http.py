@@ -112,14 +112,26 @@ class TestStream:
         )
         assert [len(f["data"]) for f in exact] == [8192] * 3
 
-    def test_large_files_cross_the_thread_offload_path(self, server: LiveServer) -> None:
+    @pytest.mark.parametrize("threads", [0, 2])
+    @pytest.mark.parametrize("content", ["random", "sine"])
+    def test_large_files_on_the_loop_and_in_worker_threads(
+        self, server_factory: Any, threads: int, content: str
+    ) -> None:
+        # Several 1 MiB messages per file, with and without the worker pool; for sine
+        # files above the shared-body cache's entry limit.
+        live = server_factory(worker_threads=threads)
         size = 3 * 1024 * 1024 + 6
-        r = get(server, "/v1/stream", count=2, min_size=size, max_size=size, seed=4, **FAST)
-        files = decode(r.content, block=1000)
-        manifest = get(
-            server, "/v1/stream/manifest", count=2, min_size=size, max_size=size, seed=4, **FAST
-        ).json()
+        q = {"count": 2, "min_size": size, "max_size": size, "seed": 4, "content": content}
+        files = decode(get(live, "/v1/stream", **q, **FAST).content, block=1000)
+        manifest = get(live, "/v1/stream/manifest", **q, **FAST).json()
         assert [f["sha256"] for f in files] == [m["sha256"] for m in manifest["files"]]
+        assert [len(f["data"]) for f in files] == [size, size]
+
+    def test_periodic_files_share_one_cached_body(self, server: LiveServer) -> None:
+        q = {"count": 3, "min_size": 300_000, "max_size": 300_000, "content": "ramp"}
+        files = decode(get(server, "/v1/stream", **q, **FAST).content)
+        assert files[0]["data"] == files[1]["data"] == files[2]["data"]
+        assert len(server.stream_runtime.body_cache._entries) == 1
 
     def test_seed_reproduces_byte_identical_body(self, server: LiveServer) -> None:
         q = {"count": 6, "seed": 42, "speed": 1000}

@@ -52,10 +52,12 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         app.state.loop = asyncio.get_running_loop()
+        # 0 worker threads: streams generate and hash on the loop thread, and the manifest
+        # uses the loop's default executor.
         with ThreadPoolExecutor(
-            max_workers=config.worker_threads, thread_name_prefix="wirelab-gen"
+            max_workers=max(1, config.worker_threads), thread_name_prefix="wirelab-gen"
         ) as executor:
-            runtime.executor = executor
+            runtime.executor = executor if config.worker_threads else None
             try:
                 yield
             finally:

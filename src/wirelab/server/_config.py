@@ -25,7 +25,8 @@ class ServerConfig:
 
     ``host`` defaults to loopback: exposing the server is an explicit choice.
     ``worker_threads`` sizes the pool that generates and hashes large files off the event
-    loop (it is shared by all streams; there is never a thread per stream).
+    loop (it is shared by all streams; there is never a thread per stream); 0 keeps that
+    work on the loop thread.
     """
 
     host: str = "127.0.0.1"
@@ -33,5 +34,5 @@ class ServerConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     log_level: str = "info"
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
-    worker_threads: int = 2
+    worker_threads: int = 0
     graceful_timeout: int = 5

@@ -14,6 +14,7 @@ import uvicorn
 from ..stream import StreamRuntime
 from ._app import create_app
 from ._config import ServerConfig
+from ._malloc import tune_malloc
 
 __all__ = ["GC_THRESHOLDS", "Server", "build_server", "run"]
 
@@ -74,6 +75,7 @@ def run(config: ServerConfig) -> None:
     logging.getLogger("wirelab").setLevel(config.log_level.upper())
     server = build_server(config)
     tune_gc()
+    tune_malloc()
     server.run()
 
 

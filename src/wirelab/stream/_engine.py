@@ -111,16 +111,25 @@ def _body(data: Chunk, more: bool = True) -> Message:
     return {"type": "http.response.body", "body": data, "more_body": more}
 
 
-def _frame_chunks(
-    chunks: Iterator[Chunk], encoder: StreamEncoder, hasher: Any | None, limit: int
-) -> bytes:
-    """Frame (and hash) chunks as ``D`` frames until about ``limit`` bytes: one message.
+def _hexdigest(hasher: Any | None) -> str:
+    assert hasher is not None
+    return str(hasher.hexdigest())
 
-    Returns ``b""`` when the file has no more chunks. Runs in a worker thread for random
-    content: numpy generation and ``hashlib`` release the GIL for large buffers, so this
-    overlaps with the loop thread writing the previous message.
+
+def _frame_chunks(
+    chunks: Iterator[Chunk],
+    encoder: StreamEncoder,
+    hasher: Any | None,
+    limit: int,
+    first: bytes | None = None,
+) -> bytes:
+    """Frame (and hash) chunks as ``D`` frames until about ``limit`` bytes: one message,
+    which starts with ``first`` when given.
+
+    Returns ``b""`` when the file has no more chunks (and no ``first``). May run in a worker
+    thread: numpy generation and ``hashlib`` release the GIL for large buffers.
     """
-    parts: list[Chunk] = []
+    parts: list[Chunk] = [first] if first else []
     size = 0
     for chunk in chunks:
         if hasher is not None:
@@ -214,52 +223,47 @@ class _FramedStream:
             offset=round(spec.offset, 6),
         )
         digest = self.content.known_digest(spec.size)
-        if spec.size <= CHUNK_SIZE:
+        chunks = self.content.file_chunks(spec.size)
+        if digest is not None and spec.size <= self.runtime.body_cache.max_entry:
+            # Periodic content: the framed body is shared; F, D..., E go out as one message.
+            body = self._cached_body(spec.size, chunks)
+            await self.send(_body(b"".join((header, body, self.encoder.file_end(digest)))))
+        elif spec.size <= CHUNK_SIZE:
             # Small file: F, D, E in one message (one HTTP chunk, one write).
             hasher = None if digest is not None else hashlib.sha256()
-            body = _frame_chunks(
-                self.content.file_chunks(spec.size), self.encoder, hasher, CHUNK_SIZE
-            )
-            if hasher is not None:
-                digest = hasher.hexdigest()
-            assert digest is not None
-            await self.send(_body(b"".join((header, body, self.encoder.file_end(digest)))))
+            body = _frame_chunks(chunks, self.encoder, hasher, CHUNK_SIZE, header)
+            digest = digest or _hexdigest(hasher)
+            await self.send(_body(b"".join((body, self.encoder.file_end(digest)))))
         else:
-            await self.send(_body(header))
-            digest = await self._send_large(spec.size, digest)
+            digest = await self._send_large(header, chunks, digest)
             await self.send(_body(self.encoder.file_end(digest)))
         self.runtime.files_sent += 1
         self.runtime.bytes_sent += spec.size
 
-    async def _send_large(self, size: int, digest: str | None) -> str:
-        """Send the ``D`` frames of a file larger than one chunk; return its digest.
+    def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
+        key = (self.params.content, self.params.dtype, self.params.byteorder, size)
+        body = self.runtime.body_cache.get(key, lambda: _frame_plain(chunks))
+        # Count the cached frames toward the file, as if they were framed here.
+        for start in range(0, size, CHUNK_SIZE):
+            self.encoder.data_header(min(CHUNK_SIZE, size - start))
+        return body
+
+    async def _send_large(self, header: bytes, chunks: Iterator[Chunk], digest: str | None) -> str:
+        """Send ``F`` and the ``D`` frames of a file larger than one chunk; return its digest.
 
         Messages of about :data:`MESSAGE_SIZE` bytes: large writes are what makes loopback
         fast (see docs/design.md), while generation still works in 64 KiB chunks.
         """
-        chunks = self.content.file_chunks(size)
-        if digest is not None:  # periodic content
-            cache = self.runtime.body_cache
-            if size <= cache.max_entry:
-                key = (self.params.content, self.params.dtype, self.params.byteorder, size)
-                # Count the bytes toward the file as if framed now (the cached frames are
-                # the very frames this encoder would produce).
-                body = cache.get(key, lambda: _frame_plain(chunks))
-                # Count the cached frames toward the file, as if framed here.
-                for start in range(0, size, CHUNK_SIZE):
-                    self.encoder.data_header(min(CHUNK_SIZE, size - start))
-                await self.send(_body(body))
-            else:
-                while body := _frame_chunks(chunks, self.encoder, None, MESSAGE_SIZE):
-                    await self.send(_body(body))
-            return digest
-        hasher = hashlib.sha256()
-        if self.runtime.executor is None:
-            while body := _frame_chunks(chunks, self.encoder, hasher, MESSAGE_SIZE):
-                await self.send(_body(body))
-        else:
+        hasher = None if digest is not None else hashlib.sha256()
+        if hasher is not None and self.runtime.executor is not None:
+            await self.send(_body(header))
             await self._send_offloaded(chunks, hasher)
-        return hasher.hexdigest()
+        else:
+            first: bytes | None = header
+            while body := _frame_chunks(chunks, self.encoder, hasher, MESSAGE_SIZE, first):
+                first = None
+                await self.send(_body(body))
+        return digest or _hexdigest(hasher)
 
     async def _send_offloaded(self, chunks: Iterator[Chunk], hasher: Any) -> None:
         loop = asyncio.get_running_loop()
