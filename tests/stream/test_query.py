@@ -1,0 +1,72 @@
+"""Unit tests of the stream query parser (pure; no HTTP)."""
+
+from __future__ import annotations
+
+import pytest
+
+from wirelab.stream import StreamLimits
+from wirelab.stream._query import QueryError, openapi_parameters, parse_stream_query
+
+LIMITS = StreamLimits()
+
+
+def errors(pairs: list[tuple[str, str]], **options: object) -> dict[str, dict[str, object]]:
+    with pytest.raises(QueryError) as info:
+        parse_stream_query(pairs, LIMITS, **options)  # type: ignore[arg-type]
+    return {str(e["loc"][-1]): e for e in info.value.errors}
+
+
+def test_values_are_converted_and_defaults_kept() -> None:
+    p = parse_stream_query([("count", "3"), ("speed", "2.5"), ("dtype", "int8")], LIMITS)
+    assert (p.count, p.speed, p.dtype, p.max_size) == (3, 2.5, "int8", 1048576)
+
+
+def test_the_last_of_repeated_parameters_wins() -> None:
+    assert parse_stream_query([("count", "x"), ("count", "4")], LIMITS).count == 4
+    assert "count" in errors([("count", "4"), ("count", "x")])
+
+
+@pytest.mark.parametrize(
+    ("pairs", "name", "kind", "fragment"),
+    [
+        ([("count", "1.5")], "count", "int_parsing", "valid integer"),
+        ([("speed", "fast")], "speed", "float_parsing", "valid number"),
+        ([("dtype", "int64")], "dtype", "literal_error", "'int16', 'int8', 'int32' or"),
+        ([("bogus", "1")], "bogus", "extra_forbidden", "unknown parameter"),
+        ([("seed", "-1")], "seed", "value_error", "between 0 and"),
+        ([("min_size", "3")], "min_size", "value_error", "multiple of the sample width"),
+        ([("count", "100001")], "count", "value_error", "server limit"),
+    ],
+)
+def test_problems_keep_fastapis_shape(
+    pairs: list[tuple[str, str]], name: str, kind: str, fragment: str
+) -> None:
+    e = errors(pairs)[name]
+    assert e["type"] == kind and e["loc"] == ["query", name]
+    assert fragment in str(e["msg"])
+
+
+def test_type_errors_are_all_reported_before_rules() -> None:
+    assert set(errors([("count", "x"), ("speed", "y"), ("nope", "1")])) == {
+        "count", "speed", "nope"
+    }  # fmt: skip
+
+
+def test_non_finite_rule_input_is_json_safe() -> None:
+    assert errors([("max_interval", "inf")])["max_interval"]["input"] == "inf"
+
+
+def test_classic_options_fix_and_rename() -> None:
+    fixed = {"count": 200_000}
+    found = errors([], fixed=fixed, rename={"count": "n"})
+    assert "n" in found and "count" not in found
+    assert "count" in errors([("count", "3")], allowed=frozenset({"seed"}))
+
+
+def test_openapi_parameters_describe_every_parameter() -> None:
+    params = {p["name"]: p for p in openapi_parameters()}
+    assert set(params) == {"count", "min_size", "max_size", "min_interval", "max_interval",
+                           "seed", "dtype", "byteorder", "content", "speed"}  # fmt: skip
+    assert params["dtype"]["schema"]["enum"] == ["int16", "int8", "int32", "float32"]
+    assert params["count"]["schema"] == {"type": "integer", "default": 100}
+    assert all(p["in"] == "query" for p in params.values())
