@@ -65,7 +65,9 @@ def _gc_tuning() -> None:
     ``freeze:T0,T1,T2``: gc.freeze() and those thresholds; unset: CPython's defaults."""
     tuning = os.environ.get("BENCH_GC_TUNING", "")
     if tuning == "wirelab":
-        tuning = "freeze:50000,50,100"
+        from wirelab.server._serve import GC_THRESHOLDS
+
+        tuning = "freeze:" + ",".join(map(str, GC_THRESHOLDS))
     if tuning.startswith("freeze:"):
         t0, t1, t2 = (int(x) for x in tuning.removeprefix("freeze:").split(","))
         gc.collect()

@@ -232,7 +232,7 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference-gc", default="default", metavar="SETTINGS",
         help="GC settings of the reference server: default (CPython's), wirelab "
-        "(gc.freeze() after start-up, thresholds 50000/50/100) or freeze:T0,T1,T2",
+        "(gc.freeze() after start-up and its thresholds) or freeze:T0,T1,T2",
     )  # fmt: skip
     parser.add_argument(
         "--wirelab-cmd",
