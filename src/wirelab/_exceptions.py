@@ -15,6 +15,10 @@ organised by what went wrong, not by which module noticed it (as in httpx)::
 
 Low-level exceptions (``OSError``, ``httpx.*``) are translated at one boundary, the client,
 with ``raise ... from exc`` so that the original cause stays visible in tracebacks.
+
+The test doubles of :mod:`wirelab.testing` report a failed expectation with
+``wirelab.testing.ScriptError`` and ``wirelab.testing.ExpectationFailed``: both are a
+:class:`WirelabError` and an ``AssertionError``, so test runners show them as failures.
 """
 
 from __future__ import annotations

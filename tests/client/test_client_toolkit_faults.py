@@ -258,6 +258,28 @@ class Outcome:
         assert [f.data for f in self.files] == list(body.files)
 
 
+def causes(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and everything behind it: causes, contexts and exception group members."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo += [item.__cause__, item.__context__]
+        if isinstance(item, BaseExceptionGroup):
+            todo += item.exceptions
+    return seen
+
+
+def caused_by(exc: BaseException | None, kind: type[BaseException]) -> BaseException:
+    """The first exception of type ``kind`` behind ``exc`` (asserting there is one)."""
+    found = [c for c in causes(exc) if isinstance(c, kind)]
+    assert found, f"no {kind.__name__} behind {exc!r}: {causes(exc)!r}"
+    return found[0]
+
+
 @dataclass
 class Run:
     """How to run one client against one scripted server (see :func:`fetch`)."""
@@ -422,24 +444,32 @@ def test_clean_stream(kind: Kind, body: Body, framing: Framing) -> None:
 # -- connection refused ----------------------------------------------------------------------------
 
 
+def open_refused(kind: Kind, url: str) -> NetworkError:
+    """Open a stream on ``url`` (which refuses) and return the error."""
+    if kind == "sync":
+        with Client(url, timeout=GENEROUS) as client, pytest.raises(NetworkError) as info:
+            client.stream().open()
+        return info.value
+
+    async def main() -> None:
+        async with AsyncClient(url, timeout=GENEROUS) as client:
+            await client.stream().open()
+
+    with pytest.raises(NetworkError) as info:
+        asyncio.run(main())
+    return info.value
+
+
 @covers("connection refused")
 def test_refused_address_is_a_network_error(kind: Kind) -> None:
     with refused_address() as (host, port):
         url = f"http://{host}:{port}"
-        if kind == "sync":
-            with Client(url, timeout=GENEROUS) as client, pytest.raises(NetworkError) as info:
-                client.stream().open()
-        else:
-
-            async def main() -> None:
-                async with AsyncClient(url, timeout=GENEROUS) as client:
-                    await client.stream().open()
-
-            with pytest.raises(NetworkError) as info:
-                asyncio.run(main())
-    assert str(info.value).startswith(f"cannot connect to {url}/v1/stream: ")
-    assert "Connection refused" in str(info.value)
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
+        error = open_refused(kind, url)
+    assert type(error) is NetworkError
+    assert str(error).startswith(f"cannot connect to {url}/v1/stream: ")
+    caused_by(error, ConnectionRefusedError)
+    if kind == "sync":
+        assert str(error).endswith("[Errno 111] Connection refused")
 
 
 @covers("connection refused")
@@ -448,7 +478,8 @@ def test_refused_after_the_last_script(kind: Kind, body: Body) -> None:
     script = answered(http_response(body.data).wire)
     first, second = fetch(Run(kind, streams=2, join=False), script, one_shot=True)
     first.ok(body)
-    second.raised(NetworkError, r"^cannot connect to .*Connection refused")
+    second.raised(NetworkError, r"^cannot connect to ")
+    caused_by(second.error, ConnectionRefusedError)
 
 
 # -- connection reset --------------------------------------------------------------------------
@@ -476,7 +507,8 @@ def test_reset_mid_file_after_the_client_has_the_first_files(kind: Kind, body: B
 
     outcome = fetch_one(Run(kind, threaded=True, on_file=on_file), script)
     assert outcome.indexes == [0, 1]
-    outcome.raised(NetworkError, r"^network error: .*Connection reset by peer")
+    outcome.raised(NetworkError, r"^network error: ")
+    caused_by(outcome.error, ConnectionResetError)
     assert outcome.elapsed < GENEROUS / 2  # the reset ended the stream, not the timeout
 
 
@@ -490,7 +522,8 @@ def test_reset_mid_frame(kind: Kind, body: Body, framing: Framing) -> None:
     script = [REQUEST, Send(http_response(body.data, framing).upto(cut)), Reset()]
     outcome = fetch_one(Run(kind), script)
     assert outcome.indexes == [0, 1]
-    outcome.raised(NetworkError, "Connection reset by peer")
+    outcome.raised(NetworkError, "^network error: ")
+    caused_by(outcome.error, ConnectionResetError)
 
 
 @covers("connection reset")
@@ -499,7 +532,8 @@ def test_reset_mid_file_events(kind: Kind, body: Body) -> None:
     cut = body.data_starts[2] + 1500
     script = [REQUEST, Send(http_response(body.data).upto(cut)), Reset()]
     outcome = fetch_one(Run(kind, events=True), script)
-    outcome.raised(NetworkError, "Connection reset by peer")
+    outcome.raised(NetworkError, "^network error: ")
+    caused_by(outcome.error, ConnectionResetError)
     ended = [e.index for e in outcome.events if isinstance(e, FileEnded)]
     assert ended == [0, 1]
     partial = b"".join(e.data for e in outcome.events if isinstance(e, FileData) and e.index == 2)
@@ -509,7 +543,8 @@ def test_reset_mid_file_events(kind: Kind, body: Body) -> None:
 @covers("connection reset")
 def test_reset_instead_of_an_answer(kind: Kind) -> None:
     outcome = fetch_one(Run(kind), [REQUEST, Reset()])
-    outcome.raised(NetworkError, "Connection reset by peer")
+    outcome.raised(NetworkError, "^network error: ")
+    caused_by(outcome.error, ConnectionResetError)
     assert outcome.files == []
 
 
@@ -517,14 +552,15 @@ def test_reset_instead_of_an_answer(kind: Kind) -> None:
 def test_reset_at_once(kind: Kind) -> None:
     """RST as soon as the connection is accepted: during connect or the request."""
     outcome = fetch_one(Run(kind), [Reset()])
-    outcome.raised(NetworkError, "")
+    outcome.raised(NetworkError, "")  # "cannot connect", or the request or answer failed
+    caused_by(outcome.error, ConnectionError)
     assert outcome.files == []
 
 
 # -- EOF ---------------------------------------------------------------------------------------
 
 
-CUTS: Final = {
+CUTS: Final[dict[str, Callable[[Body], int]]] = {
     "after the head": lambda b: 0,
     "in the preamble": lambda b: 4,
     "in a frame header": lambda b: b.file_ends[1] + 2,
@@ -568,17 +604,23 @@ def test_close_after_the_whole_stream(kind: Kind, body: Body, framing: Framing) 
 
 
 @covers("EOF")
-def test_close_instead_of_an_answer(kind: Kind) -> None:
-    outcome = fetch_one(Run(kind), [REQUEST, Close()])
+@pytest.mark.parametrize("read_request", [True, False])
+def test_close_instead_of_an_answer(kind: Kind, read_request: bool) -> None:
+    script = [REQUEST, Close()] if read_request else [Close()]
+    outcome = fetch_one(Run(kind), script)
     outcome.raised(NetworkError, "^connection closed by the server: Server disconnected")
 
 
 @covers("EOF")
-def test_close_in_the_response_head(kind: Kind, body: Body) -> None:
+@pytest.mark.parametrize("sent", [1, 30, -2])
+def test_close_in_the_response_head(kind: Kind, body: Body, sent: int) -> None:
+    """Part of the head, then FIN: to httpx (h11) that is no response at all."""
     head = http_response(body.data).head
-    outcome = fetch_one(Run(kind), [REQUEST, Send(head[:30]), Close()])
-    assert isinstance(outcome.error, WirelabError), outcome
-    outcome.raised(type(outcome.error), "")  # recorded in the table of the report
+    outcome = fetch_one(Run(kind), [REQUEST, Send(head[:sent]), Close()])
+    outcome.raised(
+        NetworkError,
+        r"^connection closed by the server: Server disconnected without sending a response",
+    )
 
 
 def test_complete_http_message_with_an_incomplete_stream(kind: Kind, body: Body) -> None:
@@ -645,7 +687,8 @@ def test_pause_between_files_within_the_timeout(kind: Kind, body: Body) -> None:
     """The timeout bounds each read, so a pause shorter than it is fine."""
     response = http_response(body.data, "length")
     cut = body.file_ends[1]
-    script = [REQUEST, Send(response.upto(cut)), Sleep(0.05), Send(response.wire[len(response.upto(cut)) :])]
+    first = response.upto(cut)
+    script = [REQUEST, Send(first), Sleep(0.05), Send(response.wire[len(first) :])]
     fetch_one(Run(kind, timeout=GENEROUS), script).ok(body)
 
 
@@ -662,20 +705,21 @@ def test_drip_reassembles(kind: Kind, body: Body, framing: Framing) -> None:
 
 
 @covers("slow reads")
-def test_drip_longer_than_the_timeout(kind: Kind) -> None:
-    """A per-read timeout, not a deadline: a stream that takes three times the timeout in
-    total, with gaps of ~10 ms, arrives."""
+def test_drip_longer_than_the_timeout() -> None:
+    """A per-read timeout, not a deadline: a stream that takes twice the timeout in total,
+    with gaps of ~10 ms, arrives. (Blocking client only: both clients take their timeouts
+    from the same httpx setting, and this test costs twice its timeout.)"""
     small = make_body(SMALL_SIZES)
     wire = http_response(small.data).wire
-    timeout = 0.3
-    rate = len(wire) / (3 * timeout)
+    timeout = 0.4
+    rate = len(wire) / (2 * timeout)
     script = [REQUEST, Drip(wire, bytes_per_second=rate, chunk=max(1, int(rate / 100)))]
-    outcome = fetch_one(Run(kind, timeout=timeout), script)
+    outcome = fetch_one(Run("sync", timeout=timeout), script)
     outcome.ok(small)
     assert outcome.elapsed > timeout
 
 
-def random_sizes(total: int, seed: int, largest: int = 7) -> list[int]:
+def random_sizes(total: int, seed: int, largest: int = 12) -> list[int]:
     rng = random.Random(seed)
     sizes: list[int] = []
     while sum(sizes) < total:
@@ -684,12 +728,10 @@ def random_sizes(total: int, seed: int, largest: int = 7) -> list[int]:
 
 
 @covers("fragmented reads")
-@pytest.mark.parametrize("framing", FRAMINGS)
-@pytest.mark.parametrize("seed", [1, 2])
-def test_tiny_random_segments_reassemble(
-    kind: Kind, framing: Framing, seed: int
-) -> None:
-    """Head and body in segments of 1-7 bytes: every boundary lands somewhere new."""
+@pytest.mark.parametrize(("framing", "seed"), [("length", 1), ("chunked", 2), ("close", 3)])
+def test_tiny_random_segments_reassemble(kind: Kind, framing: Framing, seed: int) -> None:
+    """Head and body in segments of 1-12 bytes, 0.2 ms apart: the client's reads split
+    the status line, the headers, the HTTP chunks and the frames anywhere."""
     small = make_body(SMALL_SIZES)
     wire = http_response(small.data, framing).wire
     sizes = random_sizes(len(wire), seed)
@@ -702,7 +744,8 @@ def test_one_byte_segments_through_a_corrupt_file(kind: Kind) -> None:
     """Errors are found as reliably in fragments: a flipped byte, one byte per segment."""
     small = make_body(SMALL_SIZES)
     wire = http_response(small.flipped(2, 100)).wire
-    outcome = fetch_one(Run(kind), [REQUEST, SendSegments(wire, 1, gap=0)])
+    # The client hangs up at the error while segments are still coming: no server error.
+    outcome = fetch_one(Run(kind), [REQUEST, SendSegments(wire, 1, gap=0)], allow_disconnect=True)
     assert outcome.indexes == [0, 1]
     outcome.raised(IntegrityError, "^at byte \\d+: file 2: sha256 mismatch")
 
@@ -753,31 +796,64 @@ def test_bad_certificate_is_refused(kind: Kind, body: Body, bad: BadCert) -> Non
         NetworkError, rf"^cannot connect to https://localhost:\d+/v1/stream: .*{REASONS[bad]}"
     )
     assert "CERTIFICATE_VERIFY_FAILED" in str(error)
-    cause: BaseException | None = error
-    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
-        cause = cause.__cause__
-    assert isinstance(cause, ssl.SSLCertVerificationError), error
+    cause = caused_by(error, ssl.SSLCertVerificationError)
+    assert isinstance(cause, ssl.SSLCertVerificationError)
     assert cause.verify_code == bad.verify_code
 
 
 @covers("bad certificate")
 def test_default_client_refuses_the_throwaway_ca(body: Body) -> None:
     """Without the CA the good certificate is refused too (verification is on by default)."""
-    server = ScriptedServer(answered(http_response(body.data).wire), tls=True)
-    with pytest.raises(ScriptError, match="TLS handshake failed"), server:
-        with Client(f"https://localhost:{server.port}", timeout=GENEROUS) as client:
-            with pytest.raises(NetworkError, match="unable to get local issuer certificate"):
-                client.stream().open()
+    with ScriptedServer(answered(http_response(body.data).wire), tls=True) as server:
+        with (
+            Client(f"https://localhost:{server.port}", timeout=GENEROUS) as client,
+            pytest.raises(NetworkError, match="unable to get local issuer certificate"),
+        ):
+            client.stream().open()
+        with pytest.raises(ScriptError, match="TLS handshake failed"):  # the server's view
+            server.join(JOIN)
 
 
 @covers("connection reset")
-def test_reset_mid_body_over_tls(kind: Kind, body: Body) -> None:
+def test_reset_over_tls_after_the_client_has_the_first_files(kind: Kind, body: Body) -> None:
+    """Under TLS the two clients classify the same reset differently: the blocking one
+    (``ssl`` turns the reset into a ragged EOF, ``suppress_ragged_eofs``) reports the body
+    as truncated, the asyncio one (anyio) reports the reset."""
+    delivered = threading.Event()
+    cut = body.data_starts[2] + 1500
+    script = [
+        REQUEST,
+        Send(http_response(body.data).upto(cut)),
+        Expect(predicate=lambda _: delivered.wait(JOIN), size=0),
+        Reset(),
+    ]
+
+    def on_file(index: int) -> None:
+        if index == 1:
+            delivered.set()
+
+    outcome = fetch_one(Run(kind, tls=True, threaded=True, on_file=on_file), script)
+    assert outcome.indexes == [0, 1]
+    if kind == "sync":
+        outcome.raised(TruncatedError, "^the response body ended early: .*incomplete chunked")
+    else:
+        outcome.raised(NetworkError, "^network error: ")
+        caused_by(outcome.error, ConnectionResetError)
+
+
+@covers("connection reset")
+def test_reset_over_tls_at_once(kind: Kind, body: Body) -> None:
+    """Sent at once, then RST, under TLS: what the server sent just before the reset may be
+    lost (seen with a bare ``ssl`` socket client too: the RST overtakes the unread records),
+    so only the error is certain. Observed: blocking client, TruncatedError after files 0
+    and 1, or NetworkError "Server disconnected without sending a response" with nothing;
+    asyncio client, NetworkError with nothing."""
     cut = body.data_starts[2] + 1500
     script = [REQUEST, Send(http_response(body.data).upto(cut)), Reset()]
     outcome = fetch_one(Run(kind, tls=True), script)
-    assert outcome.indexes == [0, 1]
-    assert outcome.error is not None
-    outcome.raised(type(outcome.error), "")
+    assert outcome.indexes in ([], [0], [0, 1])
+    assert isinstance(outcome.error, NetworkError | TruncatedError), outcome
+    assert outcome.elapsed < GENEROUS / 2
 
 
 @covers("EOF")
@@ -787,3 +863,24 @@ def test_close_mid_body_over_tls(kind: Kind, body: Body) -> None:
     outcome = fetch_one(Run(kind, tls=True), script)
     assert outcome.indexes == [0, 1]
     outcome.raised(TruncatedError, "incomplete chunked read")
+
+
+# -- known weaknesses of the clients (strict xfail: they fail the suite once fixed) --------------
+
+
+@pytest.mark.xfail(
+    reason="AsyncClient: anyio hides the OS error, the message says 'All connection attempts "
+    "failed' / 'ReadError' where the blocking client says 'Connection refused' / "
+    "'Connection reset by peer'",
+    strict=True,
+)
+@pytest.mark.parametrize("fault", ["refused", "reset"])
+def test_async_messages_name_the_os_error(body: Body, fault: str) -> None:
+    if fault == "refused":
+        with refused_address() as (host, port):
+            message = str(open_refused("async", f"http://{host}:{port}"))
+        assert "Connection refused" in message
+    else:
+        script = [REQUEST, Send(http_response(body.data).upto(body.file_ends[1] + 40)), Reset()]
+        outcome = fetch_one(Run("async"), script)
+        assert "Connection reset by peer" in str(outcome.error)

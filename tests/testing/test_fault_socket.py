@@ -441,3 +441,39 @@ def test_accepted_sockets_stay_real_and_servers_started_inside_work() -> None:
             with conn:
                 assert type(conn) is REAL_SOCKET
         assert len(sockets) == 3  # two clients and the create_server listener
+
+
+def test_trigger_split_right_at_the_start_of_the_connection() -> None:
+    # Fewer bytes sent before the trigger than its length: the tail must not go negative.
+    with OneShotServer([100]) as server:
+        with connected(server) as sock:
+            sock.break_on(b"abcdef", BrokenPipeError)
+            sock.sendall(b"abc")
+            with pytest.raises(BrokenPipeError):
+                sock.sendall(b"def")
+            assert sock.sent == b"abc"
+        server.wait()
+
+
+def test_servers_imported_first_inside_the_block_keep_real_sockets() -> None:
+    # A fresh interpreter, so the server modules are imported only inside the block.
+    code = """
+import socket
+from wirelab.testing._fault_install import install_fault_socket
+with install_fault_socket() as sockets:
+    from wirelab.testing import ScriptedServer, Send, Close, ExpectServer
+    with ScriptedServer(script=[Send(b"hi"), Close()]) as server:
+        with socket.create_connection(server.address, timeout=5) as client:
+            assert client.recv(2) == b"hi"
+        server.join(5)
+    server2 = ExpectServer()
+    server2.close()
+    assert len(sockets) == 1, sockets  # only the client
+print("ok")
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

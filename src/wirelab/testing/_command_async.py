@@ -14,11 +14,11 @@ from ._command_script import (
     DISCONNECTS,
     RECEIVE,
     Command,
-    RealSocket,
     ScriptServerBase,
     describe,
     format_transcript,
 )
+from ._realsock import RealSocket
 from ._transcript import Transcript
 
 __all__ = ["AsyncioCommandServer"]

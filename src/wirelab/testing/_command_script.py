@@ -56,9 +56,6 @@ __all__ = ["RECEIVE", "Command", "ScriptServerBase", "Step"]
 
 log = logging.getLogger("wirelab.testing")
 
-# Captured at import so that servers keep real sockets even when started inside
-# ``install_fault_socket()``, which swaps ``socket.socket`` for a factory.
-RealSocket: Final = socket.socket
 
 CHUNK: Final = 65536
 """Largest single ``recv``/``send``; also what one ``RECEIVE`` asks for."""

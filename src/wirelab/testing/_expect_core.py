@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 from ._expect_match import FrameCodec
+from ._realsock import create_server
 from ._transcript import Transcript
 
 __all__ = ["Barrier", "Conn", "Core", "Failure", "Step", "StepFailed"]
@@ -207,7 +208,7 @@ class Core:
         ``loop.create_server``'s, so that :meth:`settle` can know of every connection the
         kernel completed: in the backlog, being attached, or attached."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.create_server((host, port), family=family, backlog=128)
+        listener = create_server((host, port), family=family, backlog=128)
         listener.setblocking(False)
         self.listener = listener
         address = listener.getsockname()

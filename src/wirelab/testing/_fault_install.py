@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ._fault_socket import FaultSocket
+from ._realsock import RealSocket, real_socketpair
 
 __all__ = ["install_fault_socket"]
 
 # The socket class and socketpair as they were when this module was imported: real
 # sockets are made with them while the factory is installed.
-_RealSocket: Final[type[socket.socket]] = socket.socket
-_real_socketpair: Final = socket.socketpair
+_RealSocket: Final[type[socket.socket]] = RealSocket
+_real_socketpair: Final = real_socketpair
 
 
 @dataclass

@@ -236,7 +236,7 @@ class FaultSocket(socket.socket):
             for trigger in self._triggers:
                 # The tail of what was sent, one byte short of the pattern, cannot hold a
                 # whole (older) match, so a match here always ends in the new data.
-                tail = bytes(self._sent[len(self._sent) - len(trigger.pattern) + 1 :])
+                tail = bytes(self._sent[max(0, len(self._sent) - len(trigger.pattern) + 1) :])
                 if trigger.pattern in tail + data:
                     if trigger.once:
                         self._triggers.remove(trigger)

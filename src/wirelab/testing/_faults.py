@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
-from ._server_base import RealSocket
+from ._realsock import RealSocket
 
 __all__ = ["FAULTS", "Fault", "refused_address"]
 

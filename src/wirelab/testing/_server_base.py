@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, TypeAlias
 
 from .._exceptions import UsageError
+from ._realsock import RealSocket
 from ._runner import Conn, OpGen, ScriptError, run_connection
 from ._steps import DEFAULT_TIMEOUT, Close, Reset, Step, StopReading, validate_script
 from ._tls import SERVER_HOSTNAME, BadCert, TLSSetup, tls_setup
@@ -32,9 +33,6 @@ _THENS: Final = ("repeat-last", "refuse", "reset", "close", "error")
 SMALL_RCVBUF: Final = 4096
 """``SO_RCVBUF`` of a listening socket whose scripts contain :class:`StopReading`."""
 
-# Captured at import: servers keep real sockets even inside install_fault_socket().
-RealSocket: Final = socket.socket
-real_socketpair: Final = socket.socketpair
 
 Script: TypeAlias = Sequence[Step]
 

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from .._exceptions import TimeoutError as TransportTimeout
 from .._exceptions import UsageError
+from ._realsock import real_socketpair
 from ._runner import (
     CHUNK,
     DISCONNECT_ERRNOS,
@@ -31,7 +32,7 @@ from ._runner import (
     SleepOp,
     WaitStopOp,
 )
-from ._server_base import Script, ServerCore, Then, real_socketpair
+from ._server_base import Script, ServerCore, Then
 from ._steps import DEFAULT_TIMEOUT
 from ._tls import BadCert
 
