@@ -4,7 +4,8 @@ Every fault in :data:`wirelab.testing.FAULTS` that an HTTP client reading ``/v1/
 meet is scripted here with :class:`~wirelab.testing.ScriptedServer` (blocking
 :class:`~wirelab.client.Client`) and :class:`~wirelab.testing.AsyncScriptedServer`
 (:class:`~wirelab.client.AsyncClient`); no hand-made socket server. Each scripted server
-receives the request head, then answers with a real HTTP/1.1 response whose body comes from
+receives the request head, then answers with a real HTTP/1.1 response (Content-Length,
+chunked, or ended by the connection) whose body comes from
 :class:`~wirelab.framing.StreamEncoder`, broken on purpose.
 
 A test names the faults it covers with :func:`covers`; a fault that no test covers must be
@@ -12,9 +13,31 @@ listed in :data:`NOT_APPLICABLE` with the reason, otherwise
 ``test_every_fault_is_tested_or_not_applicable`` fails. So a fault added to the toolkit
 without a client test fails the suite.
 
+What the clients report (both alike unless said; files complete before the fault are always
+delivered first):
+
+=====================  =========================================================================
+fault                  error
+=====================  =========================================================================
+connection refused     NetworkError "cannot connect to URL: ..." (async: the OS error only in
+                       the cause chain)
+connection reset       NetworkError "network error: ..." (before or after the head); under TLS
+                       the blocking client reports TruncatedError (a ragged EOF)
+EOF                    TruncatedError: by httpx when Content-Length or chunking says more was
+                       due, by the decoder ("at byte N: ...") otherwise; NetworkError "Server
+                       disconnected" before a complete response head
+half-close             TruncatedError; the client then closes its side too
+read timeout           TimeoutError "no progress within the timeout (ReadTimeout)"
+late answer            TimeoutError when later than the timeout, else nothing
+slow / fragmented      nothing: every file arrives, verified
+bad certificate        NetworkError "cannot connect ...: [SSL: CERTIFICATE_VERIFY_FAILED] ..."
+                       with the ``ssl.SSLCertVerificationError`` and its code in the chain
+send blocks            not applicable (see :data:`NOT_APPLICABLE`)
+=====================  =========================================================================
+
 Timing: the only waits are the faults themselves (a short client timeout against a stall or
-a late answer, a drip, segment gaps). Nothing waits to synchronise; the one test that needs
-an ordering (files delivered, *then* the reset) uses a barrier the client releases.
+a late answer, a drip, segment gaps). Nothing sleeps to synchronise: the tests that need an
+order (files delivered, *then* the reset) use a barrier that the client releases.
 """
 
 from __future__ import annotations
@@ -30,7 +53,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
-import httpx
 import numpy as np
 import pytest
 
@@ -136,9 +158,13 @@ class Body:
         """Indexes of the files whose ``E`` frame lies wholly before body offset ``cut``."""
         return [i for i, end in enumerate(self.file_ends) if end <= cut]
 
+    def at(self, index: int, byte: int) -> int:
+        """The body offset of data byte ``byte`` of file ``index`` (past the D headers)."""
+        return self.data_starts[index] + byte + 5 * (byte // D_FRAME)
+
     def flipped(self, index: int, byte: int = 0) -> bytes:
         """The body with data byte ``byte`` of file ``index`` inverted."""
-        pos = self.data_starts[index] + byte
+        pos = self.at(index, byte)
         return self.data[:pos] + bytes([self.data[pos] ^ 0xFF]) + self.data[pos + 1 :]
 
 
@@ -235,6 +261,8 @@ class Outcome:
     files: list[StreamedFile] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     error: WirelabError | None = None
+    completed: bool = False
+    """The reader's ``completed``: the whole stream arrived and was verified."""
     elapsed: float = 0.0
 
     @property
@@ -254,6 +282,7 @@ class Outcome:
     def ok(self, body: Body) -> None:
         """Assert every file arrived, verified and intact, and the stream completed."""
         assert self.error is None, f"{self.error!r} after files {self.indexes}"
+        assert self.completed
         assert self.indexes == list(range(len(body.files)))
         assert [f.data for f in self.files] == list(body.files)
 
@@ -327,17 +356,18 @@ def _sync_read(run: Run, server: ScriptedServer, last: bool) -> Outcome:
     url, verify = _target(run, server)
     out = Outcome()
     start = time.perf_counter()
-    transport = None if verify is None else httpx.HTTPTransport(verify=verify)
-    with Client(url, timeout=run.timeout, transport=transport) as client:
+    with Client(url, timeout=run.timeout, verify=True if verify is None else verify) as client:
         try:
             if run.events:
                 with client.stream_events() as events:
                     for event in events:
                         _record(out, run, event)
+                out.completed = events.completed
             else:
                 with client.stream() as files:
                     for file in files:
                         _record(out, run, file)
+                out.completed = files.completed
         except WirelabError as exc:
             out.error = exc
         out.elapsed = time.perf_counter() - start
@@ -350,17 +380,20 @@ async def _async_read(run: Run, server: ServerAny, last: bool) -> Outcome:
     url, verify = _target(run, server)
     out = Outcome()
     start = time.perf_counter()
-    transport = None if verify is None else httpx.AsyncHTTPTransport(verify=verify)
-    async with AsyncClient(url, timeout=run.timeout, transport=transport) as client:
+    async with AsyncClient(
+        url, timeout=run.timeout, verify=True if verify is None else verify
+    ) as client:
         try:
             if run.events:
                 async with client.stream_events() as events:
                     async for event in events:
                         _record(out, run, event)
+                out.completed = events.completed
             else:
                 async with client.stream() as files:
                     async for file in files:
                         _record(out, run, file)
+                out.completed = files.completed
         except WirelabError as exc:
             out.error = exc
         out.elapsed = time.perf_counter() - start
@@ -468,8 +501,8 @@ def test_refused_address_is_a_network_error(kind: Kind) -> None:
     assert type(error) is NetworkError
     assert str(error).startswith(f"cannot connect to {url}/v1/stream: ")
     caused_by(error, ConnectionRefusedError)
-    if kind == "sync":
-        assert str(error).endswith("[Errno 111] Connection refused")
+    if kind == "sync":  # async: see test_async_messages_name_the_os_error
+        assert str(error).endswith("Connection refused")
 
 
 @covers("connection refused")
@@ -493,7 +526,7 @@ def test_reset_mid_file_after_the_client_has_the_first_files(kind: Kind, body: B
     The barrier is a blocking predicate, so the thread-backed server serves both clients.
     """
     delivered = threading.Event()
-    cut = body.data_starts[2] + 1500
+    cut = body.at(2, 1500)
     script = [
         REQUEST,
         Send(http_response(body.data).upto(cut)),
@@ -518,7 +551,7 @@ def test_reset_mid_frame(kind: Kind, body: Body, framing: Framing) -> None:
     """Sent at once, then RST. What the client had received stays readable before the
     reset is reported (Linux; the RST purges only the sender's queue), so the complete
     files still arrive."""
-    cut = body.data_starts[2] + 1500
+    cut = body.at(2, 1500)
     script = [REQUEST, Send(http_response(body.data, framing).upto(cut)), Reset()]
     outcome = fetch_one(Run(kind), script)
     assert outcome.indexes == [0, 1]
@@ -529,7 +562,7 @@ def test_reset_mid_frame(kind: Kind, body: Body, framing: Framing) -> None:
 @covers("connection reset")
 def test_reset_mid_file_events(kind: Kind, body: Body) -> None:
     """``stream_events()``: the data of the interrupted file arrives, its end never does."""
-    cut = body.data_starts[2] + 1500
+    cut = body.at(2, 1500)
     script = [REQUEST, Send(http_response(body.data).upto(cut)), Reset()]
     outcome = fetch_one(Run(kind, events=True), script)
     outcome.raised(NetworkError, "^network error: ")
@@ -537,7 +570,7 @@ def test_reset_mid_file_events(kind: Kind, body: Body) -> None:
     ended = [e.index for e in outcome.events if isinstance(e, FileEnded)]
     assert ended == [0, 1]
     partial = b"".join(e.data for e in outcome.events if isinstance(e, FileData) and e.index == 2)
-    assert body.files[2].startswith(partial) and len(partial) == 1495
+    assert body.files[2].startswith(partial) and len(partial) == 1500
 
 
 @covers("connection reset")
@@ -564,7 +597,7 @@ CUTS: Final[dict[str, Callable[[Body], int]]] = {
     "after the head": lambda b: 0,
     "in the preamble": lambda b: 4,
     "in a frame header": lambda b: b.file_ends[1] + 2,
-    "in a data payload": lambda b: b.data_starts[2] + 1500,
+    "in a data payload": lambda b: b.at(2, 1500),
     "between files": lambda b: b.file_ends[1],
     "before the last byte": lambda b: len(b.data) - 1,
 }
@@ -640,7 +673,7 @@ def test_complete_http_message_with_an_incomplete_stream(kind: Kind, body: Body)
 def test_half_close_mid_body(kind: Kind, body: Body, framing: Framing) -> None:
     """FIN mid-body while the server keeps reading: TruncatedError, and the client then
     closes its side too (``ExpectEOF``), rather than keeping a broken connection."""
-    cut = body.data_starts[2] + 1500
+    cut = body.at(2, 1500)
     script = [
         REQUEST,
         Send(http_response(body.data, framing).upto(cut)),
@@ -662,7 +695,7 @@ def test_stall_is_a_timeout(kind: Kind, body: Body, where: str) -> None:
     sent = {
         "before the head": b"",
         "after the head": response.head,
-        "mid-file": response.upto(body.data_starts[2] + 1500),
+        "mid-file": response.upto(body.at(2, 1500)),
     }[where]
     script = [REQUEST, Send(sent), Stall()] if sent else [REQUEST, Stall()]
     outcome = fetch_one(Run(kind, timeout=SHORT, join=False), script)
@@ -820,7 +853,7 @@ def test_reset_over_tls_after_the_client_has_the_first_files(kind: Kind, body: B
     (``ssl`` turns the reset into a ragged EOF, ``suppress_ragged_eofs``) reports the body
     as truncated, the asyncio one (anyio) reports the reset."""
     delivered = threading.Event()
-    cut = body.data_starts[2] + 1500
+    cut = body.at(2, 1500)
     script = [
         REQUEST,
         Send(http_response(body.data).upto(cut)),
@@ -848,7 +881,7 @@ def test_reset_over_tls_at_once(kind: Kind, body: Body) -> None:
     so only the error is certain. Observed: blocking client, TruncatedError after files 0
     and 1, or NetworkError "Server disconnected without sending a response" with nothing;
     asyncio client, NetworkError with nothing."""
-    cut = body.data_starts[2] + 1500
+    cut = body.at(2, 1500)
     script = [REQUEST, Send(http_response(body.data).upto(cut)), Reset()]
     outcome = fetch_one(Run(kind, tls=True), script)
     assert outcome.indexes in ([], [0], [0, 1])
@@ -858,22 +891,16 @@ def test_reset_over_tls_at_once(kind: Kind, body: Body) -> None:
 
 @covers("EOF")
 def test_close_mid_body_over_tls(kind: Kind, body: Body) -> None:
-    cut = body.data_starts[2] + 1500
+    cut = body.at(2, 1500)
     script = [REQUEST, Send(http_response(body.data).upto(cut)), Close()]
     outcome = fetch_one(Run(kind, tls=True), script)
     assert outcome.indexes == [0, 1]
     outcome.raised(TruncatedError, "incomplete chunked read")
 
 
-# -- known weaknesses of the clients (strict xfail: they fail the suite once fixed) --------------
+# -- both clients name the OS error ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="AsyncClient: anyio hides the OS error, the message says 'All connection attempts "
-    "failed' / 'ReadError' where the blocking client says 'Connection refused' / "
-    "'Connection reset by peer'",
-    strict=True,
-)
 @pytest.mark.parametrize("fault", ["refused", "reset"])
 def test_async_messages_name_the_os_error(body: Body, fault: str) -> None:
     if fault == "refused":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self, Unpack
@@ -209,10 +210,11 @@ class AsyncClient:
         timeout: Timeout = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         with translating():
             self._http = httpx.AsyncClient(
-                transport=transport, **client_options(base_url, timeout, headers)
+                transport=transport, verify=verify, **client_options(base_url, timeout, headers)
             )
 
     @property

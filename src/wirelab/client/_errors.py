@@ -25,6 +25,8 @@ the server's JSON problem body (:func:`status_error`).
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -64,6 +66,32 @@ def _url(exc: Exception) -> str:
     return "" if request is None else str(request.url.copy_with(query=None))
 
 
+def _os_reason(exc: BaseException) -> str | None:
+    """The text of the first OS error in ``exc``'s cause chain, if any.
+
+    The async transport wraps OS errors (a refused connection reads "All connection
+    attempts failed", a reset "ReadError"); the OS error underneath says what happened.
+    """
+    seen: set[int] = set()
+    found: OSError | None = None
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current is not exc:
+            if current.errno is not None:  # the kernel's (or TLS's) own error: most precise
+                return _describe_os_error(current)
+            found = found or current
+        current = current.__cause__ or current.__context__
+    return None if found is None else str(found)
+
+
+def _describe_os_error(error: OSError) -> str:
+    if isinstance(error, ssl.SSLError) or error.errno is None:
+        return str(error)
+    # asyncio words some errors its own way ("Connect call failed ..."): name the errno.
+    return f"[Errno {error.errno}] {os.strerror(error.errno)}"
+
+
 def translate(exc: Exception, *, in_body: bool = False) -> WirelabError:
     """Return the wirelab error for a low-level ``exc`` (the caller raises it ``from exc``).
 
@@ -72,7 +100,7 @@ def translate(exc: Exception, *, in_body: bool = False) -> WirelabError:
     """
     if isinstance(exc, OSError):
         return NetworkError(_one_line(f"network error: {exc.strerror or exc}"))
-    reason = _one_line(str(exc) or type(exc).__name__)
+    reason = _one_line(_os_reason(exc) or str(exc) or type(exc).__name__)
     url = _url(exc)
     where = f" ({url})" if url else ""
     if isinstance(exc, httpx.ConnectError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, Unpack
@@ -213,7 +214,10 @@ class Client:
     connect and each read, not a whole stream: a paced stream may take as long as its
     intervals say, but a silence longer than ``timeout`` raises
     :class:`~wirelab.TimeoutError`. ``transport`` replaces the network (an
-    ``httpx.MockTransport`` in tests). ``headers`` are sent with every request.
+    ``httpx.MockTransport`` in tests). ``headers`` are sent with every request. ``verify``
+    is for ``https`` URLs: ``True`` checks the server's certificate against the system's
+    CAs, a path to a CA bundle or an ``ssl.SSLContext`` against those, ``False`` not at all.
+    A certificate that fails the check raises :class:`~wirelab.NetworkError` naming it.
 
     Every method raises only :class:`~wirelab.WirelabError` subclasses for network,
     protocol and HTTP failures.
@@ -226,10 +230,11 @@ class Client:
         timeout: Timeout = 30.0,
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         with translating():
             self._http = httpx.Client(
-                transport=transport, **client_options(base_url, timeout, headers)
+                transport=transport, verify=verify, **client_options(base_url, timeout, headers)
             )
 
     @property
