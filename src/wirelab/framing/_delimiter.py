@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Final, NoReturn
 
-from .._exceptions import ProtocolError, TruncatedError, UsageError
+from .._exceptions import ProtocolError, UsageError
+from ._frame_decoder import FrameDecoderBase
 
 __all__ = ["DEFAULT_MAX_LINE", "DelimiterCodec", "DelimiterDecoder"]
 
@@ -90,7 +91,7 @@ class DelimiterCodec:
         return DelimiterDecoder(self)
 
 
-class DelimiterDecoder:
+class DelimiterDecoder(FrameDecoderBase[DelimiterCodec]):
     """Splits one byte stream at a :class:`DelimiterCodec`'s delimiter.
 
     Same contract as :class:`~wirelab.framing.LengthPrefixDecoder`: :meth:`feed` (or
@@ -100,36 +101,11 @@ class DelimiterDecoder:
     after an error every call raises :class:`ProtocolError`.
     """
 
-    __slots__ = ("_buffer", "_closed", "_codec", "_failure", "_offset", "_pos", "_scan")
+    __slots__ = ("_scan",)
 
     def __init__(self, codec: DelimiterCodec | None = None) -> None:
-        self._codec = codec if codec is not None else DelimiterCodec()
-        self._buffer = bytearray()
-        self._pos = 0  # start of the current frame in _buffer
+        super().__init__(codec if codec is not None else DelimiterCodec())
         self._scan = 0  # where the search for the delimiter resumes
-        self._offset = 0  # stream offset of _buffer[_pos]
-        self._failure: str | None = None
-        self._closed = False
-
-    @property
-    def codec(self) -> DelimiterCodec:
-        """The format this decoder reads."""
-        return self._codec
-
-    @property
-    def buffered(self) -> bytes:
-        """Bytes received but not yet returned as part of a frame (a partial frame)."""
-        return bytes(self._buffer[self._pos :])
-
-    @property
-    def bytes_consumed(self) -> int:
-        """Stream bytes that belong to frames already returned (delimiters included)."""
-        return self._offset
-
-    def append(self, data: bytes | bytearray | memoryview) -> None:
-        """Add received bytes without decoding them (see :meth:`next_frame`)."""
-        self._check_usable("append()")
-        self._buffer += data
 
     def next_frame(self) -> bytes | None:
         """Return the next complete payload, or None if more bytes are needed."""
@@ -146,36 +122,12 @@ class DelimiterDecoder:
         if end - self._pos > limit:
             self._oversize()
         payload = bytes(self._buffer[self._pos : end])
-        consumed = end + len(delimiter) - self._pos
-        self._pos += consumed
-        self._offset += consumed
+        self._consume(end + len(delimiter) - self._pos)
         self._scan = self._pos
-        if self._pos > 65536 and self._pos * 2 > len(self._buffer):
-            del self._buffer[: self._pos]
-            self._scan -= self._pos
-            self._pos = 0
         return payload
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        """Add received bytes and return the payloads of every frame they complete."""
-        self.append(data)
-        frames = []
-        while (frame := self.next_frame()) is not None:
-            frames.append(frame)
-        return frames
-
-    def close(self) -> None:
-        """Signal the end of the stream; :class:`TruncatedError` if a frame is incomplete."""
-        self._check_usable("close()")
-        self._closed = True
-        left = len(self._buffer) - self._pos
-        if left:
-            self._fail(
-                TruncatedError(
-                    f"at byte {self._offset}: stream ended inside a frame ({left} bytes "
-                    f"without the delimiter {self._codec.delimiter!r})"
-                )
-            )
+    def _truncation_detail(self, left: int) -> str:
+        return f"{left} bytes without the delimiter {self._codec.delimiter!r}"
 
     def _oversize(self) -> NoReturn:
         self._fail(
@@ -184,13 +136,3 @@ class DelimiterDecoder:
                 f"bytes without the delimiter {self._codec.delimiter!r}"
             )
         )
-
-    def _check_usable(self, call: str) -> None:
-        if self._failure is not None:
-            raise ProtocolError(f"decoder already failed: {self._failure}")
-        if self._closed:
-            raise UsageError(f"{call} called after close()")
-
-    def _fail(self, exc: ProtocolError) -> NoReturn:
-        self._failure = str(exc)
-        raise exc

@@ -8,9 +8,10 @@ reader of one byte stream. Nothing here does I/O.
 
 from __future__ import annotations
 
-from typing import Final, Literal, NoReturn
+from typing import Final, Literal
 
-from .._exceptions import ProtocolError, TruncatedError, UsageError
+from .._exceptions import ProtocolError, UsageError
+from ._frame_decoder import FrameDecoderBase
 
 __all__ = ["DEFAULT_MAX_FRAME", "LengthPrefixCodec", "LengthPrefixDecoder"]
 
@@ -115,7 +116,7 @@ class LengthPrefixCodec:
         return LengthPrefixDecoder(self)
 
 
-class LengthPrefixDecoder:
+class LengthPrefixDecoder(FrameDecoderBase[LengthPrefixCodec]):
     """Splits one byte stream into the payloads of :class:`LengthPrefixCodec` frames.
 
     Feed bytes split anywhere with :meth:`feed` (or :meth:`append` plus :meth:`next_frame`
@@ -126,35 +127,10 @@ class LengthPrefixDecoder:
     frame at fault. After an error every call raises :class:`ProtocolError`.
     """
 
-    __slots__ = ("_buffer", "_closed", "_codec", "_failure", "_offset", "_pos")
+    __slots__ = ()
 
     def __init__(self, codec: LengthPrefixCodec | None = None) -> None:
-        self._codec = codec if codec is not None else LengthPrefixCodec()
-        self._buffer = bytearray()
-        self._pos = 0  # start of the unconsumed bytes in _buffer
-        self._offset = 0  # stream offset of _buffer[_pos]
-        self._failure: str | None = None
-        self._closed = False
-
-    @property
-    def codec(self) -> LengthPrefixCodec:
-        """The format this decoder reads."""
-        return self._codec
-
-    @property
-    def buffered(self) -> bytes:
-        """Bytes received but not yet returned as part of a frame (a partial frame)."""
-        return bytes(self._buffer[self._pos :])
-
-    @property
-    def bytes_consumed(self) -> int:
-        """Stream bytes that belong to frames already returned."""
-        return self._offset
-
-    def append(self, data: bytes | bytearray | memoryview) -> None:
-        """Add received bytes without decoding them (see :meth:`next_frame`)."""
-        self._check_usable("append()")
-        self._buffer += data
+        super().__init__(codec if codec is not None else LengthPrefixCodec())
 
     def next_frame(self) -> bytes | None:
         """Return the next complete payload, or None if more bytes are needed."""
@@ -169,45 +145,12 @@ class LengthPrefixDecoder:
         if found is None:
             return None
         payload, used = found
-        self._pos += used
-        self._offset += used
-        if self._pos > 65536 and self._pos * 2 > len(self._buffer):
-            del self._buffer[: self._pos]
-            self._pos = 0
+        self._consume(used)
         return payload
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        """Add received bytes and return the payloads of every frame they complete."""
-        self.append(data)
-        frames = []
-        while (frame := self.next_frame()) is not None:
-            frames.append(frame)
-        return frames
-
-    def close(self) -> None:
-        """Signal the end of the stream; :class:`TruncatedError` if a frame is incomplete."""
-        self._check_usable("close()")
-        self._closed = True
-        left = len(self._buffer) - self._pos
-        if left:
-            width = self._codec.width
-            if left < width:
-                detail = f"{left} of {width} length bytes"
-            else:
-                length = int.from_bytes(
-                    self._buffer[self._pos : self._pos + width], self._codec.byteorder
-                )
-                detail = f"{left - width} of {length} payload bytes"
-            self._fail(
-                TruncatedError(f"at byte {self._offset}: stream ended inside a frame ({detail})")
-            )
-
-    def _check_usable(self, call: str) -> None:
-        if self._failure is not None:
-            raise ProtocolError(f"decoder already failed: {self._failure}")
-        if self._closed:
-            raise UsageError(f"{call} called after close()")
-
-    def _fail(self, exc: ProtocolError) -> NoReturn:
-        self._failure = str(exc)
-        raise exc
+    def _truncation_detail(self, left: int) -> str:
+        width = self._codec.width
+        if left < width:
+            return f"{left} of {width} length bytes"
+        length = int.from_bytes(self._buffer[self._pos : self._pos + width], self._codec.byteorder)
+        return f"{left - width} of {length} payload bytes"

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Self, TypeVar
 
-from .._exceptions import TimeoutError, UsageError
+from .._exceptions import UsageError
 from ._command_script import (
     CHUNK,
     DISCONNECTS,
@@ -17,9 +17,7 @@ from ._command_script import (
     Command,
     ScriptServerBase,
     describe,
-    format_transcript,
 )
-from ._realsock import RealSocket
 from ._transcript import Transcript
 
 __all__ = ["RECEIVE", "Command", "CommandServer", "OneShotServer"]
@@ -50,16 +48,7 @@ class CommandServer(ScriptServerBase):
     join_timeout: float = 5.0
     """How long stop() waits for the thread (only a blocked callable takes this long)."""
 
-    def __init__(
-        self,
-        commands: Sequence[Command] | str | bytes,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        verbose: bool = False,
-        *,
-        max_connections: int | None = None,
-    ) -> None:
-        super().__init__(commands, host, port, verbose, max_connections=max_connections)
+    def _init_serving(self) -> None:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake_lock = threading.Lock()
@@ -71,14 +60,8 @@ class CommandServer(ScriptServerBase):
         """Bind, listen and start serving; the port is bound when this returns."""
         if self._thread is not None:
             raise UsageError(f"{self!r}: start() called twice")
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = RealSocket(family, socket.SOCK_STREAM)
+        listener = self._listen()
         try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self._requested_port))
-            listener.listen(128)
-            listener.setblocking(False)
-            self._port = listener.getsockname()[1]
             self._wake = socket.socketpair()
             self._selector = selectors.DefaultSelector()
             self._selector.register(self._wake[0], selectors.EVENT_READ)
@@ -112,19 +95,13 @@ class CommandServer(ScriptServerBase):
         """Wait until the server has served ``max_connections`` connections and stopped;
         raise :class:`~wirelab.TimeoutError` if it has not within ``timeout`` seconds.
         Then re-raise a server error, like check()."""
-        if self.max_connections is None:
-            raise UsageError(f"{self!r}: wait() needs max_connections; use stop()")
-        if self._thread is None:
-            raise UsageError(f"{self!r}: wait() before start()")
-        self._join(self._thread, timeout, "wait()")
+        self._join(self._waitable(self._thread), timeout, "wait()")
         self.check()
 
     def _join(self, thread: threading.Thread, timeout: float | None, what: str) -> None:
         thread.join(timeout)
         if thread.is_alive():
-            last = self.transcripts[-1] if self.transcripts else None
-            detail = "\n" + format_transcript(last) if last is not None else ""
-            raise TimeoutError(f"{self!r}: {what} timed out after {timeout} s{detail}")
+            raise self._timed_out(what, timeout)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -228,8 +205,7 @@ class CommandServer(ScriptServerBase):
                 recv = functools.partial(conn.recv, min(CHUNK, limit - len(got)))
                 data = self._io(conn, selectors.EVENT_READ, recv)
                 if not data:
-                    transcript.add("event", note=f"{where}: EOF after {len(got)} bytes")
-                    self._log("%s: EOF after %d bytes", where, len(got))
+                    self._eof(transcript, where, len(got))
                     return True
                 got += data
                 if want is None:

@@ -6,19 +6,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
-from collections.abc import Sequence
 
-from .._exceptions import TimeoutError, UsageError
+from .._exceptions import UsageError
 from ._command_script import (
     CHUNK,
     DISCONNECTS,
     RECEIVE,
-    Command,
     ScriptServerBase,
     describe,
-    format_transcript,
 )
-from ._realsock import RealSocket
 from ._transcript import Transcript
 
 __all__ = ["AsyncioCommandServer"]
@@ -39,16 +35,7 @@ class AsyncioCommandServer(ScriptServerBase):
     will use; ``readers`` lists them all.
     """
 
-    def __init__(
-        self,
-        commands: Sequence[Command] | str | bytes,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        verbose: bool = False,
-        *,
-        max_connections: int | None = None,
-    ) -> None:
-        super().__init__(commands, host, port, verbose, max_connections=max_connections)
+    def _init_serving(self) -> None:
         self.readers: list[asyncio.StreamReader] = []
         """One reader per connection (the first exists from start() on)."""
         self._task: asyncio.Task[None] | None = None
@@ -64,17 +51,7 @@ class AsyncioCommandServer(ScriptServerBase):
         """Bind, listen and start the serving task; the port is bound when this returns."""
         if self._task is not None:
             raise UsageError(f"{self!r}: start() called twice")
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = RealSocket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self._requested_port))
-            listener.listen(128)
-            listener.setblocking(False)
-        except BaseException:
-            listener.close()
-            raise
-        self._port = listener.getsockname()[1]
+        listener = self._listen()
         self.readers.append(asyncio.StreamReader())
         self._task = asyncio.get_running_loop().create_task(
             self._run(listener), name=f"wirelab-command-server-{self._port}"
@@ -98,15 +75,9 @@ class AsyncioCommandServer(ScriptServerBase):
         """Wait until ``max_connections`` connections were served and the server stopped;
         raise :class:`~wirelab.TimeoutError` if not within ``timeout`` seconds. Then
         re-raise a server error, like check()."""
-        if self.max_connections is None:
-            raise UsageError(f"{self!r}: wait() needs max_connections; use stop()")
-        if self._task is None:
-            raise UsageError(f"{self!r}: wait() before start()")
-        done, _ = await asyncio.wait([self._task], timeout=timeout)
+        done, _ = await asyncio.wait([self._waitable(self._task)], timeout=timeout)
         if not done:
-            last = self.transcripts[-1] if self.transcripts else None
-            detail = "\n" + format_transcript(last) if last is not None else ""
-            raise TimeoutError(f"{self!r}: wait() timed out after {timeout} s{detail}")
+            raise self._timed_out("wait()", timeout)
         self.check()
 
     async def __aenter__(self) -> AsyncioCommandServer:
@@ -199,8 +170,7 @@ class AsyncioCommandServer(ScriptServerBase):
             while len(got) < limit:
                 data = await loop.sock_recv(conn, min(CHUNK, limit - len(got)))
                 if not data:
-                    transcript.add("event", note=f"{where}: EOF after {len(got)} bytes")
-                    self._log("%s: EOF after %d bytes", where, len(got))
+                    self._eof(transcript, where, len(got))
                     return True
                 got += data
                 reader.feed_data(data)

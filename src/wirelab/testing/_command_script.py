@@ -44,9 +44,10 @@ import enum
 import logging
 import socket
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypeVar
 
-from .._exceptions import UsageError
+from .._exceptions import TimeoutError, UsageError
+from ._realsock import RealSocket
 from ._transcript import Transcript, hexdump
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = ["RECEIVE", "Command", "ScriptServerBase", "Step"]
 
 log = logging.getLogger("wirelab.testing")
+
+_H = TypeVar("_H")
 
 
 CHUNK: Final = 65536
@@ -177,6 +180,10 @@ class ScriptServerBase:
         self._requested_port = port
         self._port: int | None = None
         self._error: BaseException | None = None
+        self._init_serving()
+
+    def _init_serving(self) -> None:
+        """Set up what one kind of server needs to serve (the last step of __init__)."""
 
     @property
     def port(self) -> int:
@@ -204,6 +211,38 @@ class ScriptServerBase:
         if error is not None:
             raise error
 
+    def _waitable(self, handle: _H | None) -> _H:
+        """Check the preconditions of ``wait()`` (``max_connections`` given, server
+        started); return ``handle``, the server's thread or task."""
+        if self.max_connections is None:
+            raise UsageError(f"{self!r}: wait() needs max_connections; use stop()")
+        if handle is None:
+            raise UsageError(f"{self!r}: wait() before start()")
+        return handle
+
+    def _timed_out(self, what: str, timeout: float | None) -> TimeoutError:
+        """The error for ``what`` (``"wait()"``, ``"stop()"``) not finishing in time, with
+        the transcript of the latest connection."""
+        last = self.transcripts[-1] if self.transcripts else None
+        detail = "\n" + format_transcript(last) if last is not None else ""
+        return TimeoutError(f"{self!r}: {what} timed out after {timeout} s{detail}")
+
+    def _listen(self) -> socket.socket:
+        """Bind a non-blocking listening socket to ``host`` and the requested port, and
+        note the port bound; the socket is closed if any of that fails."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = RealSocket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self._requested_port))
+            listener.listen(128)
+            listener.setblocking(False)
+            self._port = listener.getsockname()[1]
+        except BaseException:
+            listener.close()
+            raise
+        return listener
+
     # -- helpers for the serving code -------------------------------------------------
 
     def _log(self, message: str, *args: object) -> None:
@@ -224,6 +263,10 @@ class ScriptServerBase:
             transcript.add(direction, data, f"({where})")
         verb = "received" if direction == "recv" else "sent"
         self._log("%s: %s %d bytes %s", where, verb, len(data), preview(data))
+
+    def _eof(self, transcript: Transcript, where: str, got: int) -> None:
+        transcript.add("event", note=f"{where}: EOF after {got} bytes")
+        self._log("%s: EOF after %d bytes", where, got)
 
     def _disconnected(self, transcript: Transcript, where: str, exc: BaseException) -> None:
         transcript.add("event", note=f"{where}: client went away ({exc!r}); script ended")

@@ -3,53 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import ssl
 import time
-from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from .._exceptions import TimeoutError as TransportTimeout
 from .._exceptions import UsageError
-from ._runner import (
-    DrainOp,
-    NoDelayOp,
-    Op,
-    OpGen,
-    RecvOp,
-    ResetOp,
-    SendOp,
-    ShutdownOp,
-    SleepOp,
-    WaitStopOp,
-)
-from ._server_base import Script, ServerCore, Then
-from ._server_thread import drain, gone, is_inet, reset_socket
-from ._steps import DEFAULT_TIMEOUT
-from ._tls import BadCert
+from ._runner import Op, OpGen, RecvOp, SendOp, SleepOp, WaitStopOp
+from ._server_base import ServerCore
+from ._server_thread import GONE_ON_DISCONNECT, SocketIO
 
 __all__ = ["AsyncScriptedServer"]
 
 
-class _AsyncIO:
+class _AsyncIO(SocketIO):
     """Performs a script's operations on one socket with the loop's ``sock_*`` methods."""
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        sock.setblocking(False)
-        self.sock = sock
+        super().__init__(sock)
         self.loop = loop
-        self.closed = False
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.sock.close()
 
     async def perform(self, op: Op) -> Any:
         sock, loop = self.sock, self.loop
-        try:
+        with GONE_ON_DISCONNECT:
             if isinstance(op, RecvOp):
                 if op.deadline is None:
                     return await loop.sock_recv(sock, op.size)
@@ -62,25 +39,10 @@ class _AsyncIO:
                 await loop.sock_sendall(sock, op.data)
             elif isinstance(op, SleepOp):
                 await asyncio.sleep(max(0.0, op.until - time.monotonic()))
-            elif isinstance(op, NoDelayOp):
-                if is_inet(sock):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            elif isinstance(op, ShutdownOp):
-                sock.shutdown(socket.SHUT_WR)
-            elif isinstance(op, DrainOp):
-                return drain(sock)
-            elif isinstance(op, ResetOp):
-                self.closed = True
-                reset_socket(sock)
             elif isinstance(op, WaitStopOp):
                 await loop.create_future()  # until the server cancels this task
-            else:  # pragma: no cover
-                raise AssertionError(f"unknown operation {op!r}")
-        except OSError as exc:
-            error = gone(exc)
-            if error is exc:
-                raise
-            raise error from exc
+            else:
+                return self.perform_now(op)
         return None
 
 
@@ -109,36 +71,7 @@ class AsyncScriptedServer(ServerCore):
     predicates run in the loop, so they must not block.
     """
 
-    def __init__(
-        self,
-        script: Script | None = None,
-        *,
-        scripts: Sequence[Script] | None = None,
-        then: Then | None = None,
-        one_shot: bool = False,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        unix: bool | str | os.PathLike[str] = False,
-        tls: bool | BadCert | ssl.SSLContext | None = None,
-        rcvbuf: int | None = None,
-        allow_disconnect: bool = False,
-        handshake_timeout: float | None = DEFAULT_TIMEOUT,
-        backlog: int = 128,
-    ) -> None:
-        super().__init__(
-            script,
-            scripts=scripts,
-            then=then,
-            one_shot=one_shot,
-            host=host,
-            port=port,
-            unix=unix,
-            tls=tls,
-            rcvbuf=rcvbuf,
-            allow_disconnect=allow_disconnect,
-            handshake_timeout=handshake_timeout,
-            backlog=backlog,
-        )
+    def _init_executor(self) -> None:
         self._acceptor: asyncio.Task[None] | None = None
         self._listener: socket.socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -236,7 +169,7 @@ class AsyncScriptedServer(ServerCore):
             async with asyncio.timeout(timeout):
                 while True:
                     with self._lock:
-                        if self._join_done() or len(self._errors) > self._reported:
+                        if self._join_done():
                             break
                     self._changed.clear()
                     await self._changed.wait()
@@ -254,10 +187,4 @@ class AsyncScriptedServer(ServerCore):
         tb: TracebackType | None,
     ) -> None:
         await self._shutdown()
-        if exc is None:
-            self.check()
-            return
-        try:
-            self.check()
-        except BaseException as error:
-            exc.add_note(f"{self!r} also failed: {type(error).__name__}: {error}")
+        self._check_on_exit(exc)

@@ -95,6 +95,10 @@ class ServerCore:
         self._reported = 0
         self._accepted = 0
         self._active = 0
+        self._init_executor()
+
+    def _init_executor(self) -> None:
+        """The executor's own state, set up last in ``__init__`` (subclasses override)."""
 
     # -- public, read-only -------------------------------------------------------
 
@@ -330,8 +334,10 @@ class ServerCore:
             self._lock.notify_all()
 
     def _join_done(self) -> bool:
-        """Enough connections accepted, every accepted one finished (call with the lock)."""
-        return self._accepted >= len(self.scripts) and self._active == 0
+        """Enough connections accepted and every accepted one finished, or an error not
+        raised yet: join() can return (call with the lock)."""
+        done = self._accepted >= len(self.scripts) and self._active == 0
+        return done or len(self._errors) > self._reported
 
     def _join_failure(self, timeout: float | None) -> str:
         with self._lock:
@@ -342,3 +348,14 @@ class ServerCore:
             f"{self!r}: join() timed out after {timeout} s: {waiting}, "
             f"{len(active)} still running{detail}"
         )
+
+    def _check_on_exit(self, exc: BaseException | None) -> None:
+        """Leaving the ``with`` block (after stopping): :meth:`check`, or if the block
+        raised ``exc``, add the server's error to it as a note instead."""
+        if exc is None:
+            self.check()
+            return
+        try:
+            self.check()
+        except BaseException as error:
+            exc.add_note(f"{self!r} also failed: {type(error).__name__}: {error}")

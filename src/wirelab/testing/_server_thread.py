@@ -6,13 +6,11 @@ import contextlib
 import os
 import selectors
 import socket
-import ssl
 import struct
 import threading
 import time
-from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from .._exceptions import TimeoutError as TransportTimeout
 from .._exceptions import UsageError
@@ -32,11 +30,9 @@ from ._runner import (
     SleepOp,
     WaitStopOp,
 )
-from ._server_base import Script, ServerCore, Then
-from ._steps import DEFAULT_TIMEOUT
-from ._tls import BadCert
+from ._server_base import ServerCore
 
-__all__ = ["ScriptedServer", "gone", "is_inet"]
+__all__ = ["GONE_ON_DISCONNECT", "ScriptedServer", "SocketIO", "gone", "is_inet"]
 
 _LINGER_RST = struct.pack("ii", 1, 0)
 
@@ -78,23 +74,69 @@ def drain(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-class _SyncIO:
+class _GoneOnDisconnect:
+    """``with GONE_ON_DISCONNECT:`` re-raises a disconnect ``OSError`` as :class:`ClientGone`
+    (see :func:`gone`); any other error passes unchanged."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if isinstance(exc, OSError):
+            error = gone(exc)
+            if error is not exc:
+                raise error from exc
+
+
+GONE_ON_DISCONNECT: Final = _GoneOnDisconnect()
+
+
+class SocketIO:
+    """What both executors do alike on one (non-blocking) socket: close it once, and
+    perform the operations that never wait."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.sock.close()
+
+    def perform_now(self, op: Op) -> bytes | None:
+        """Perform a :class:`NoDelayOp`, :class:`ShutdownOp`, :class:`DrainOp` or
+        :class:`ResetOp` (call it inside ``with GONE_ON_DISCONNECT``)."""
+        sock = self.sock
+        if isinstance(op, NoDelayOp):
+            if is_inet(sock):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        elif isinstance(op, ShutdownOp):
+            sock.shutdown(socket.SHUT_WR)
+        elif isinstance(op, DrainOp):
+            return drain(sock)
+        elif isinstance(op, ResetOp):
+            self.closed = True
+            reset_socket(sock)
+        else:  # pragma: no cover
+            raise AssertionError(f"unknown operation {op!r}")
+        return None
+
+
+class _SyncIO(SocketIO):
     """Performs a script's operations on one socket, interruptible by the server's stop."""
 
     def __init__(self, sock: socket.socket, wake: socket.socket, stopping: threading.Event):
-        sock.setblocking(False)
-        self.sock = sock
+        super().__init__(sock)
         self.stopping = stopping
-        self.closed = False
         self.selector = selectors.DefaultSelector()
         self.selector.register(wake, selectors.EVENT_READ)
         self.selector.register(sock, selectors.EVENT_READ)
 
     def close(self) -> None:
         self.selector.close()
-        if not self.closed:
-            self.closed = True
-            self.sock.close()
+        super().close()
 
     def _wait(self, events: int, deadline: float | None) -> bool:
         """Wait until the socket is ready (True) or the deadline passes (False)."""
@@ -113,7 +155,7 @@ class _SyncIO:
         if self.stopping.is_set():
             raise _Stopped
         sock = self.sock
-        try:
+        with GONE_ON_DISCONNECT:
             if isinstance(op, RecvOp):
                 while True:
                     try:
@@ -132,26 +174,11 @@ class _SyncIO:
             elif isinstance(op, SleepOp):
                 if self.stopping.wait(max(0.0, op.until - time.monotonic())):
                     raise _Stopped
-            elif isinstance(op, NoDelayOp):
-                if is_inet(sock):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            elif isinstance(op, ShutdownOp):
-                sock.shutdown(socket.SHUT_WR)
-            elif isinstance(op, DrainOp):
-                return drain(sock)
-            elif isinstance(op, ResetOp):
-                self.closed = True
-                reset_socket(sock)
             elif isinstance(op, WaitStopOp):
                 self.stopping.wait()
                 raise _Stopped
-            else:  # pragma: no cover
-                raise AssertionError(f"unknown operation {op!r}")
-        except OSError as exc:
-            error = gone(exc)
-            if error is exc:
-                raise
-            raise error from exc
+            else:
+                return self.perform_now(op)
         return None
 
 
@@ -216,36 +243,7 @@ class ScriptedServer(ServerCore):
     join_timeout: float = 5.0
     """How long stop() waits for a thread (only a blocking user predicate takes long)."""
 
-    def __init__(
-        self,
-        script: Script | None = None,
-        *,
-        scripts: Sequence[Script] | None = None,
-        then: Then | None = None,
-        one_shot: bool = False,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        unix: bool | str | os.PathLike[str] = False,
-        tls: bool | BadCert | ssl.SSLContext | None = None,
-        rcvbuf: int | None = None,
-        allow_disconnect: bool = False,
-        handshake_timeout: float | None = DEFAULT_TIMEOUT,
-        backlog: int = 128,
-    ) -> None:
-        super().__init__(
-            script,
-            scripts=scripts,
-            then=then,
-            one_shot=one_shot,
-            host=host,
-            port=port,
-            unix=unix,
-            tls=tls,
-            rcvbuf=rcvbuf,
-            allow_disconnect=allow_disconnect,
-            handshake_timeout=handshake_timeout,
-            backlog=backlog,
-        )
+    def _init_executor(self) -> None:
         self._stopping = threading.Event()
         self._acceptor: threading.Thread | None = None
         self._threads: set[threading.Thread] = set()
@@ -366,9 +364,7 @@ class ScriptedServer(ServerCore):
         if self._acceptor is None:
             raise UsageError(f"{self!r}: join() before start()")
         with self._lock:
-            done = self._lock.wait_for(
-                lambda: self._join_done() or len(self._errors) > self._reported, timeout
-            )
+            done = self._lock.wait_for(self._join_done, timeout)
         if not done:
             raise TransportTimeout(self._join_failure(timeout))
         self.check()
@@ -383,10 +379,4 @@ class ScriptedServer(ServerCore):
         tb: TracebackType | None,
     ) -> None:
         self._shutdown()
-        if exc is None:
-            self.check()
-            return
-        try:
-            self.check()
-        except BaseException as error:
-            exc.add_note(f"{self!r} also failed: {type(error).__name__}: {error}")
+        self._check_on_exit(exc)
