@@ -560,3 +560,20 @@ async def test_async_reader_before_start_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
         _ = server.reader
     await server.stop()  # never started: nothing to do
+
+
+def test_the_tests_own_error_wins_and_the_server_error_becomes_a_note() -> None:
+    def explode(conn: socket.socket) -> None:
+        raise KeyError("server side")
+
+    with (
+        pytest.raises(ValueError, match="test side") as info,
+        OneShotServer([explode]) as server,
+    ):
+        with socket.create_connection(server.address, timeout=5):
+            # Let the server fail first, without asking for its error (that would raise
+            # it here): wait for its thread to end.
+            assert server._thread is not None
+            server._thread.join(5)
+        raise ValueError("test side")
+    assert any("KeyError" in note for note in getattr(info.value, "__notes__", []))

@@ -106,8 +106,16 @@ class CommandServer(ScriptServerBase):
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        """Stop; if the block raised, a server error becomes a note on that exception
+        instead of replacing it (the test's own error is the one to report)."""
+        if exc is None:
+            self.stop()
+            return
+        try:
+            self.stop()
+        except Exception as error:
+            exc.add_note(f"{self!r} also failed: {type(error).__name__}: {error}")
 
     # -- the server thread ------------------------------------------------------------
 

@@ -83,8 +83,15 @@ class AsyncioCommandServer(ScriptServerBase):
     async def __aenter__(self) -> AsyncioCommandServer:
         return await self.start()
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        """Stop; if the block raised, a server error becomes a note on that exception."""
+        if exc is None:
+            await self.stop()
+            return
+        try:
+            await self.stop()
+        except Exception as error:
+            exc.add_note(f"{self!r} also failed: {type(error).__name__}: {error}")
 
     # -- the serving task -------------------------------------------------------------
 
