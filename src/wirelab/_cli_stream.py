@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import time
 from pathlib import Path
 from types import TracebackType
@@ -131,6 +132,7 @@ def run_download(
     overwrite: bool,
     timeout: float,
     as_json: bool,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
     """Save a stream into ``out`` (see :class:`~wirelab.client._download.DownloadWriter`).
 
@@ -148,7 +150,7 @@ def run_download(
         writer.prepare()
         with (
             StreamProgress(enabled=not as_json) as progress,
-            Client(url, timeout=timeout) as client,
+            Client(url, timeout=timeout, verify=verify) as client,
             client.stream_events(**options) as events,
         ):
             for event in events:

@@ -7,6 +7,7 @@ end the command with exit status 1 and one readable line on stderr; usage errors
 from __future__ import annotations
 
 import functools
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,18 @@ from ._version import __version__
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MIB = 1024 * 1024
+
+
+def _tls_verify(cacert: Path | None, insecure: bool) -> ssl.SSLContext | bool:
+    """The client's ``verify`` for --cacert / --insecure (default: the system's CAs)."""
+    if insecure:
+        return False
+    if cacert is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(cacert))
+    except ssl.SSLError as exc:
+        raise click.BadParameter(f"no CA certificate in {cacert}: {exc}") from exc
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -235,6 +248,14 @@ def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     show_envvar=True,
     help="Give up after this many seconds without data.",
 )
+@click.option(
+    "--cacert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="WIRELAB_CACERT",
+    show_envvar=True,
+    help="For https: trust the CA certificates in this PEM file (instead of the system's).",
+)
+@click.option("--insecure", is_flag=True, help="For https: do not check the server's certificate.")
 @click.option("--overwrite", is_flag=True, help="Replace the download already in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @click.pass_context
@@ -246,6 +267,8 @@ def stream(
     out: Path | None,
     verify_dir: Path | None,
     timeout: float,
+    cacert: Path | None,
+    insecure: bool,
     overwrite: bool,
     as_json: bool,
     **params: Any,
@@ -259,7 +282,7 @@ def stream(
     if verify_dir is not None:
         given = [
             f"--{name.replace('_', '-')}"
-            for name in ("out", "overwrite", *_STREAM_OPTIONS)
+            for name in ("out", "overwrite", "cacert", "insecure", *_STREAM_OPTIONS)
             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
         ]
         if given:
@@ -268,6 +291,8 @@ def stream(
         return
     if out is None:
         raise click.UsageError("give --out DIR to save a stream, or --verify DIR to check one")
+    if cacert is not None and insecure:
+        raise click.UsageError("--cacert and --insecure exclude each other")
     options = {name: value for name, value in params.items() if value is not None}
     _cli_stream.run_download(
         url=url,
@@ -276,4 +301,5 @@ def stream(
         overwrite=overwrite,
         timeout=timeout,
         as_json=as_json,
+        verify=_tls_verify(cacert, insecure),
     )

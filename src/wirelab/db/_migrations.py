@@ -1,0 +1,87 @@
+"""The SQLite schema as a versioned list of migrations, and the code that applies them.
+
+The schema version is ``PRAGMA user_version``: migration ``i`` (0-based) takes the
+database from version ``i`` to ``i + 1``. Append new migrations; never edit or reorder
+applied ones. Each migration runs in one ``BEGIN IMMEDIATE`` transaction together with the
+version bump (the header field is transactional in SQLite), so a crash leaves the database
+at either the old or the new version, never in between.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ._api import SchemaVersionError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: users and the hashes of their API tokens
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        token_issued_at TEXT NOT NULL
+    ) STRICT;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The schema version this wirelab writes."""
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """Return the ``user_version`` of the database behind ``conn``."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, migrations: tuple[str, ...] = MIGRATIONS) -> int:
+    """Apply the pending ``migrations`` to ``conn`` and return the resulting version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``) with no open
+    transaction. Re-running is a no-op. The version is re-read inside each write
+    transaction, so two processes migrating at once apply every migration once.
+    Raises :class:`SchemaVersionError` when the database is newer than ``migrations``.
+    A failing migration is rolled back and its ``sqlite3.Error`` propagates.
+    """
+    target = len(migrations)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = schema_version(conn)
+            if version > target:
+                raise SchemaVersionError(
+                    f"database schema version {version} is newer than this wirelab "
+                    f"supports ({target}); upgrade wirelab"
+                )
+            if version == target:
+                conn.execute("COMMIT")
+                return version
+            # executescript() would commit the open transaction first: run statements
+            # one by one instead, so the migration and the version bump commit together.
+            for statement in _statements(migrations[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split ``script`` into complete SQL statements (using SQLite's own tokenizer)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {current.strip()!r}")
+    return statements

@@ -1,0 +1,269 @@
+"""The storage interface of the relay: partial uploads and committed blobs.
+
+A :class:`BlobStore` holds two kinds of objects:
+
+* **Partial uploads**, identified by an *upload id*: append-only byte sequences that grow
+  by :meth:`BlobStore.append` calls at an explicit offset (the tus model). Their *durable
+  offset* is what :meth:`BlobStore.upload_offset` reports: every byte below it has been
+  written to stable storage, and nothing above it is ever reported.
+* **Committed blobs**, identified by a *key*: immutable, fully verified byte sequences
+  that appear atomically through :meth:`BlobStore.commit` and disappear through
+  :meth:`BlobStore.delete`.
+
+Guarantees every implementation gives (checked by the contract tests):
+
+* A blob is never half visible: :meth:`BlobStore.stat` and :meth:`BlobStore.open` either
+  see the complete, verified content or report :class:`BlobNotFoundError`.
+* After a crash of the process at any instant (SIGKILL) and :meth:`BlobStore.recover`,
+  each upload's durable offset is a prefix of what was appended, its bytes are exactly
+  the bytes appended, and the upload can be resumed from that offset. A committed blob
+  is either complete with its digest or absent; an upload whose commit did not finish is
+  still a resumable upload.
+* Upload ids and keys match :data:`NAME_PATTERN`; anything else is refused with
+  :class:`InvalidNameError` before any I/O, so no name can escape the store.
+
+Errors are :class:`wirelab.UsageError` subclasses (the caller asked for something that is
+not possible in the current state) except :class:`DigestMismatchError`, which is a
+:class:`wirelab.IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+
+from .._exceptions import IntegrityError, UsageError
+
+__all__ = [
+    "MAX_READ_CHUNK",
+    "NAME_PATTERN",
+    "BlobExistsError",
+    "BlobInfo",
+    "BlobNotFoundError",
+    "BlobReader",
+    "BlobStore",
+    "DigestMismatchError",
+    "InvalidNameError",
+    "InvalidRangeError",
+    "OffsetMismatchError",
+    "UploadExistsError",
+    "UploadInfo",
+    "UploadNotFoundError",
+    "validate_name",
+]
+
+#: Upload ids and blob keys: 1 to 128 characters of ``A-Z a-z 0-9 _ -``.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+#: The largest chunk a :class:`BlobReader` yields.
+MAX_READ_CHUNK = 1024 * 1024
+
+
+class InvalidNameError(UsageError):
+    """An upload id or key does not match :data:`NAME_PATTERN`."""
+
+
+class UploadNotFoundError(UsageError):
+    """No partial upload has this id (never created, aborted, committed or swept)."""
+
+
+class UploadExistsError(UsageError):
+    """:meth:`BlobStore.create_upload` was called with an id that is already in use."""
+
+
+class BlobNotFoundError(UsageError):
+    """No committed blob has this key."""
+
+
+class BlobExistsError(UsageError):
+    """:meth:`BlobStore.commit` was asked to write a key that already holds a blob."""
+
+
+class InvalidRangeError(UsageError):
+    """The requested byte range is not inside the blob (HTTP 416)."""
+
+
+class OffsetMismatchError(UsageError):
+    """An append was sent at an offset other than the upload's durable offset (tus 409).
+
+    ``expected`` is the durable offset the client must resume from, ``actual`` the
+    offset it sent.
+    """
+
+    def __init__(self, message: str, *, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class DigestMismatchError(IntegrityError):
+    """The uploaded bytes do not have the SHA-256 digest the sender announced.
+
+    The upload is left intact (see :meth:`BlobStore.commit`); ``expected`` and ``actual``
+    are lowercase hex digests.
+    """
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Return *name* if it is a valid upload id or key, else raise :class:`InvalidNameError`."""
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+        raise InvalidNameError(f"invalid {what} {name!r}: must match {NAME_PATTERN.pattern}")
+    return name
+
+
+def normalize_digest(digest: str) -> str:
+    """Return a SHA-256 hex digest in lowercase, or raise :class:`wirelab.UsageError`."""
+    lowered = digest.lower() if isinstance(digest, str) else ""
+    if re.fullmatch(r"[0-9a-f]{64}", lowered) is None:
+        raise UsageError(f"invalid SHA-256 hex digest {digest!r}")
+    return lowered
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """A committed blob: its key, size in bytes and lowercase hex SHA-256 (if known)."""
+
+    key: str
+    size: int
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    """A partial upload: its durable offset and wall-clock times (``time.time()``).
+
+    ``updated_at`` is the time of the last durable progress (creation or append); the
+    expiry sweeper compares it with its deadline.
+    """
+
+    upload_id: str
+    offset: int
+    created_at: float
+    updated_at: float
+
+
+class BlobReader(AsyncIterator[bytes], abc.ABC):
+    """The bytes ``[start, end)`` of a blob, as chunks of at most :data:`MAX_READ_CHUNK`.
+
+    The content is a snapshot taken when the reader was opened: deleting the blob while
+    it is read does not disturb the reader. Close it (``aclose`` or ``async with``) when
+    not reading to the end; exhausting it closes it too.
+    """
+
+    def __init__(self, *, key: str, size: int, start: int, end: int) -> None:
+        self.key = key
+        self.size = size
+        self.start = start
+        self.end = end
+
+    @property
+    def length(self) -> int:
+        """Number of bytes this reader yields in total."""
+        return self.end - self.start
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release the underlying resources; idempotent."""
+
+    async def __aenter__(self) -> BlobReader:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def check_range(key: str, size: int, start: int, end: int | None) -> tuple[int, int]:
+    """Resolve ``end=None`` to *size* and check ``0 <= start <= end <= size``."""
+    stop = size if end is None else end
+    if not (0 <= start <= stop <= size):
+        raise InvalidRangeError(f"range [{start}, {end}) is outside blob {key!r} of {size} bytes")
+    return start, stop
+
+
+class BlobStore(abc.ABC):
+    """Partial uploads and committed blobs; see the module docstring for the guarantees.
+
+    Implementations serialize operations on one upload id within one store instance. One
+    store instance (one process) owns a backing store at a time.
+    """
+
+    @abc.abstractmethod
+    async def recover(self) -> None:
+        """Bring the backing store to a consistent state after a crash; call at startup.
+
+        Removes leftovers of interrupted operations and cuts every upload back to its
+        durable offset. Safe to call on a clean store.
+        """
+
+    @abc.abstractmethod
+    async def create_upload(self, upload_id: str) -> UploadInfo:
+        """Create an empty upload, durably; :class:`UploadExistsError` if the id is taken."""
+
+    @abc.abstractmethod
+    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
+        """Append the bytes of *chunks* at *offset* and return the new durable offset.
+
+        *offset* must equal the durable offset, else :class:`OffsetMismatchError` and
+        nothing is written. The chunks are streamed, never held whole in memory. When
+        *chunks* raises (the client went away), the bytes received so far are made durable
+        and the exception propagates: the client resumes from :meth:`upload_offset`.
+        """
+
+    @abc.abstractmethod
+    async def upload_offset(self, upload_id: str) -> int:
+        """The durable offset of an upload; :class:`UploadNotFoundError` if unknown."""
+
+    @abc.abstractmethod
+    async def commit(self, upload_id: str, key: str, *, expected_sha256: str) -> BlobInfo:
+        """Verify an upload's SHA-256 and turn it atomically into the blob *key*.
+
+        On success the upload no longer exists and the blob is durable. On a digest
+        mismatch :class:`DigestMismatchError` is raised and the upload is left intact and
+        resumable (the caller decides whether to :meth:`abort_upload` it). An existing
+        blob is never overwritten: :class:`BlobExistsError`.
+        """
+
+    @abc.abstractmethod
+    async def abort_upload(self, upload_id: str) -> None:
+        """Remove an upload; :class:`UploadNotFoundError` if unknown."""
+
+    @abc.abstractmethod
+    async def open(self, key: str, start: int = 0, end: int | None = None) -> BlobReader:
+        """Open the bytes ``[start, end)`` of a blob (``end=None``: to the end).
+
+        :class:`BlobNotFoundError` if absent, :class:`InvalidRangeError` unless
+        ``0 <= start <= end <= size``.
+        """
+
+    @abc.abstractmethod
+    async def stat(self, key: str) -> BlobInfo:
+        """Size and digest of a blob; :class:`BlobNotFoundError` if absent."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove a blob durably; deleting an absent key is not an error (idempotent)."""
+
+    @abc.abstractmethod
+    async def list_uploads(self) -> list[UploadInfo]:
+        """All partial uploads, in no particular order."""
+
+    @abc.abstractmethod
+    async def sweep_uploads(self, older_than: float, *, now: float | None = None) -> list[str]:
+        """Remove uploads without progress for more than *older_than* seconds.
+
+        Returns the ids removed. *now* defaults to ``time.time()``. Uploads with an
+        operation in progress are skipped.
+        """

@@ -1,0 +1,91 @@
+"""LocalBlobStore specifics: on-disk layout and recovery of crash leftovers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from wirelab import UsageError
+from wirelab.storage import LocalBlobStore, UploadNotFoundError
+
+
+async def one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+@pytest.mark.asyncio
+async def test_layout_fans_blobs_out_and_keeps_the_digest(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    await store.create_upload("u")
+    await store.append("u", 0, one(b"data"))
+    await store.commit("u", "key", expected_sha256=hashlib.sha256(b"data").hexdigest())
+    fanout = hashlib.sha256(b"key").hexdigest()[:2]
+    assert (tmp_path / "blobs" / fanout / "key").read_bytes() == b"data"
+    assert list((tmp_path / "uploads").iterdir()) == []
+
+
+@pytest.mark.asyncio
+async def test_recover_truncates_a_torn_tail(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    await store.create_upload("u")
+    await store.append("u", 0, one(b"durable"))
+    with (tmp_path / "uploads" / "u.data").open("ab") as f:
+        f.write(b"torn tail never recorded")
+    fresh = LocalBlobStore(tmp_path)
+    await fresh.recover()
+    assert (tmp_path / "uploads" / "u.data").read_bytes() == b"durable"
+    assert await fresh.upload_offset("u") == 7
+
+
+@pytest.mark.asyncio
+async def test_append_and_commit_ignore_a_torn_tail_without_recover(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    await store.create_upload("u")
+    await store.append("u", 0, one(b"abc"))
+    with (tmp_path / "uploads" / "u.data").open("ab") as f:
+        f.write(b"XYZ")
+    fresh = LocalBlobStore(tmp_path)
+    await fresh.commit("u", "k", expected_sha256=hashlib.sha256(b"abc").hexdigest())
+    reader = await fresh.open("k")
+    async with reader:
+        assert b"".join([p async for p in reader]) == b"abc"
+
+
+@pytest.mark.asyncio
+async def test_recover_removes_leftovers(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    uploads = tmp_path / "uploads"
+    (tmp_path / "tmp" / ".tmp-k.sha256-1").write_bytes(b"x")
+    (uploads / ".tmp-u.json-1").write_bytes(b"{")
+    (uploads / "half.data").write_bytes(b"created, record never written")
+    (uploads / "moved.json").write_text('{"offset": 3, "created_at": 0, "updated_at": 0}')
+    await store.recover()
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert list(uploads.iterdir()) == []
+    with pytest.raises(UploadNotFoundError):
+        await store.upload_offset("moved")
+    await store.create_upload("half")
+    assert await store.upload_offset("half") == 0
+
+
+@pytest.mark.asyncio
+async def test_long_append_checkpoints(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path, checkpoint_bytes=1)
+    seen: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"x" * (1024 * 1024)
+            seen.append(await LocalBlobStore(tmp_path).upload_offset("u"))
+
+    await store.create_upload("u")
+    assert await store.append("u", 0, chunks()) == 3 * 1024 * 1024
+    assert seen == [1024 * 1024, 2 * 1024 * 1024, 3 * 1024 * 1024]
+
+
+def test_checkpoint_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        LocalBlobStore(tmp_path, checkpoint_bytes=0)
