@@ -16,6 +16,12 @@ organised by what went wrong, not by which module noticed it (as in httpx)::
 Low-level exceptions (``OSError``, ``httpx.*``) are translated at one boundary, the client,
 with ``raise ... from exc`` so that the original cause stays visible in tracebacks.
 
+Branches defined next to their subsystem, listed here so the tree stays one tree:
+``wirelab.db.DatabaseError`` (a store cannot be opened, migrated or queried) and its
+``SchemaVersionError``; ``wirelab.storage.DigestMismatchError`` (an ``IntegrityError``);
+the name, offset and range errors of :mod:`wirelab.storage` and the authentication errors
+of :mod:`wirelab.auth` (``UsageError`` subclasses; authentication ones answer HTTP 401).
+
 The test doubles of :mod:`wirelab.testing` report a failed expectation with
 ``wirelab.testing.ScriptError`` and ``wirelab.testing.ExpectationFailed``: both are a
 :class:`WirelabError` and an ``AssertionError``, so test runners show them as failures.

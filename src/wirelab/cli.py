@@ -7,6 +7,7 @@ end the command with exit status 1 and one readable line on stderr; usage errors
 from __future__ import annotations
 
 import functools
+import json
 import ssl
 import sys
 from collections.abc import Callable
@@ -303,3 +304,76 @@ def stream(
         as_json=as_json,
         verify=_tls_verify(cacert, insecure),
     )
+
+
+# --- users (server side) ----------------------------------------------------------------
+
+
+def _users_options(func: F) -> F:
+    func = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+    func = click.option(
+        "--database-url",
+        envvar="WIRELAB_DATABASE_URL",
+        show_envvar=True,
+        help="Metadata store.  [default: sqlite:///DATA_DIR/wirelab.db]",
+    )(func)
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="WIRELAB_DATA_DIR",
+        show_envvar=True,
+        help="Server data folder.  [default: $XDG_DATA_HOME/wirelab]",
+    )(func)
+
+
+@main.group()
+def users() -> None:
+    """Manage the users of this server (run it where the server's data lives)."""
+
+
+@users.command("add")
+@click.argument("name")
+@_users_options
+@handle_errors
+def users_add(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
+    """Create user NAME and print its API token (shown only once)."""
+    from . import _cli_users as u
+
+    user, token = u.with_users(u.database_url(database_url, data_dir), lambda r: r.add_user(name))
+    u.show_token(user.name, token, as_json=as_json, verb="Created")
+
+
+@users.command("list")
+@_users_options
+@handle_errors
+def users_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
+    """List the users (never their tokens)."""
+    from . import _cli_users as u
+
+    found = u.with_users(u.database_url(database_url, data_dir), lambda r: r.list_users())
+    u.show_users(found, as_json=as_json)
+
+
+@users.command("remove")
+@click.argument("name")
+@_users_options
+@handle_errors
+def users_remove(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
+    """Remove user NAME; its token stops working at once."""
+    from . import _cli_users as u
+
+    u.with_users(u.database_url(database_url, data_dir), lambda r: r.remove_user(name))
+    click.echo(json.dumps({"removed": name}) if as_json else f"Removed user {name!r}.")
+
+
+@users.command("rotate-token")
+@click.argument("name")
+@_users_options
+@handle_errors
+def users_rotate(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
+    """Give user NAME a new API token (printed once); the old one stops working."""
+    from . import _cli_users as u
+
+    url = u.database_url(database_url, data_dir)
+    token = u.with_users(url, lambda r: r.rotate_token(name))
+    u.show_token(name, token, as_json=as_json, verb="Rotated the token of")

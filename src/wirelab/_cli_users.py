@@ -1,0 +1,68 @@
+"""``wirelab users ...``: server-side user management (helpers of the one CLI module).
+
+Each command opens the metadata store, does one thing, and closes it. The API token is
+printed once, by ``add`` and ``rotate-token``: only its hash is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+T = TypeVar("T")
+
+
+def database_url(url: str | None, data_dir: Path | None) -> str:
+    """The store's URL: ``url`` if given, else SQLite in the data folder (created 0700)."""
+    from .db import sqlite_url
+    from .server import default_data_dir
+
+    if url:
+        return url
+    folder = data_dir or default_data_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return sqlite_url(folder / "wirelab.db")
+
+
+def with_users(url: str, op: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``op(db.users)`` against the store at ``url`` and return its result."""
+    from .db import connect
+
+    async def run() -> T:
+        async with await connect(url) as db:
+            return await op(db.users)
+
+    return asyncio.run(run())
+
+
+def user_doc(user: Any) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "created_at": user.created_at.isoformat(),
+        "token_issued_at": user.token_issued_at.isoformat(),
+    }
+
+
+def show_token(name: str, token: str, *, as_json: bool, verb: str) -> None:
+    if as_json:
+        click.echo(json.dumps({"name": name, "token": token}))
+        return
+    click.echo(f"{verb} user {name!r}. Its API token (shown only this once):")
+    click.echo(token)
+
+
+def show_users(users: list[Any], *, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([user_doc(u) for u in users]))
+        return
+    if not users:
+        click.echo("no users")
+        return
+    width = max(len(u.name) for u in users)
+    for u in users:
+        click.echo(f"{u.name:<{width}}  created {u.created_at:%Y-%m-%d %H:%M:%S} UTC")
