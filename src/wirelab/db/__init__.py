@@ -1,11 +1,12 @@
-"""The metadata store of the wirelab server: users and tokens now, relay queues later.
+"""The metadata store of the wirelab server: users and tokens, relay files.
 
 Open a store with :func:`connect` and a URL; the scheme picks the backend::
 
     async with await connect("sqlite:///var/lib/wirelab/wirelab.db") as db:
         user, token = await db.users.add_user("alice")
 
-Backends implement the :class:`Database` and :class:`UserRepository` protocols, so callers
+Backends implement the :class:`Database`, :class:`UserRepository` and
+:class:`RelayRepository` protocols, so callers
 never see the engine. Today only SQLite exists (``sqlite:///relative/path``,
 ``sqlite:////absolute/path``, ``sqlite:///:memory:``); PostgreSQL will plug in behind the
 ``postgresql://`` scheme.
@@ -16,7 +17,16 @@ from __future__ import annotations
 from os import PathLike, fspath
 
 from .._exceptions import UsageError
-from ._api import Database, DatabaseError, SchemaVersionError, User, UserRepository, split_url
+from ._api import (
+    Database,
+    DatabaseError,
+    RelayFile,
+    RelayRepository,
+    SchemaVersionError,
+    User,
+    UserRepository,
+    split_url,
+)
 from ._migrations import SCHEMA_VERSION
 from ._sqlite import SQLiteDatabase
 
@@ -24,6 +34,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Database",
     "DatabaseError",
+    "RelayFile",
+    "RelayRepository",
     "SchemaVersionError",
     "User",
     "UserRepository",

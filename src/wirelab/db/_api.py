@@ -17,6 +17,8 @@ from .._exceptions import UsageError, WirelabError
 __all__ = [
     "Database",
     "DatabaseError",
+    "RelayFile",
+    "RelayRepository",
     "SchemaVersionError",
     "User",
     "UserRepository",
@@ -93,6 +95,85 @@ class UserRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class RelayFile:
+    """A relay file as stored: metadata of one committed, verified blob.
+
+    Times are ``time.time()`` seconds. ``lease_until`` is when the current lease (if any)
+    ends; ``deliveries`` counts the leases handed out.
+    """
+
+    id: str
+    recipient: str
+    sender: str
+    name: str
+    media_type: str
+    note: str | None
+    size: int
+    sha256: str
+    blob_key: str
+    created_at: float
+    expires_at: float
+    lease_id: str | None = None
+    lease_until: float | None = None
+    deliveries: int = 0
+
+
+class RelayRepository(Protocol):
+    """Relay files and the blob journal. Every method is a coroutine, atomic and durable.
+
+    The *blob journal* names blob keys that may exist in the blob store without a file
+    row: written before an upload starts (``"upload"``) and in the same transaction that
+    deletes a file row (``"delete"``). Whatever a crash interrupts, a blob is either
+    referenced by a file row or named in the journal, so it is never leaked.
+    """
+
+    async def journal_add(self, blob_key: str, reason: str, now: float) -> None:
+        """Record that ``blob_key`` may exist without a file row (before writing it)."""
+        ...
+
+    async def journal_remove(self, blob_key: str) -> None:
+        """Forget ``blob_key`` (its blob is gone, or a file row now references it)."""
+        ...
+
+    async def journal_list(self, reason: str | None = None) -> list[str]:
+        """The journaled keys (optionally only those with ``reason``), oldest first."""
+        ...
+
+    async def insert_file(self, file: RelayFile) -> None:
+        """Make ``file`` visible and drop its blob key from the journal, in one commit."""
+        ...
+
+    async def list_inbox(self, recipient: str, now: float) -> list[RelayFile]:
+        """The unexpired files of ``recipient`` in FIFO (upload commit) order."""
+        ...
+
+    async def get_file(self, recipient: str, file_id: str, now: float) -> RelayFile | None:
+        """File ``file_id`` if it is unexpired and addressed to ``recipient``."""
+        ...
+
+    async def delete_file(self, recipient: str, file_id: str, now: float) -> RelayFile | None:
+        """Delete file ``file_id`` of ``recipient`` and journal its blob key (one commit).
+
+        Returns the deleted file, or ``None`` when there is no such file.
+        """
+        ...
+
+    async def lease_next(
+        self, recipient: str, now: float, lease_id: str, lease_until: float
+    ) -> RelayFile | None:
+        """Lease the oldest unexpired, unleased (or lease-expired) file of ``recipient``."""
+        ...
+
+    async def next_lease_end(self, recipient: str, now: float) -> float | None:
+        """The earliest end of a running lease on an unexpired file of ``recipient``."""
+        ...
+
+    async def delete_expired(self, now: float, limit: int) -> list[str]:
+        """Delete up to ``limit`` expired files, journal their blob keys, return the keys."""
+        ...
+
+
 class Database(Protocol):
     """An open metadata store. Use as ``async with await connect(url) as db: ...``.
 
@@ -103,6 +184,11 @@ class Database(Protocol):
     @property
     def users(self) -> UserRepository:
         """The users and their tokens."""
+        ...
+
+    @property
+    def relay(self) -> RelayRepository:
+        """The relay files and the blob journal."""
         ...
 
     @property

@@ -26,6 +26,33 @@ MIGRATIONS: tuple[str, ...] = (
         token_issued_at TEXT NOT NULL
     ) STRICT;
     """,
+    # 2: relay files (metadata of committed blobs) and the blob journal (see _sqlite_relay)
+    """
+    CREATE TABLE relay_files (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        recipient TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        name TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        note TEXT,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        blob_key TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        lease_id TEXT,
+        lease_until REAL,
+        deliveries INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX relay_files_inbox ON relay_files (recipient, seq);
+    CREATE INDEX relay_files_expiry ON relay_files (expires_at);
+    CREATE TABLE relay_blob_journal (
+        blob_key TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) STRICT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

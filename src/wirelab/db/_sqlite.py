@@ -41,6 +41,7 @@ from ..auth import (
 )
 from ._api import DatabaseError, User
 from ._migrations import migrate
+from ._sqlite_relay import SQLiteRelay
 
 __all__ = ["BUSY_TIMEOUT_MS", "SQLiteDatabase", "SQLiteUsers"]
 
@@ -93,6 +94,7 @@ class SQLiteDatabase:
         self._path = path
         self._version = version
         self._users = SQLiteUsers(self)
+        self._relay = SQLiteRelay(self)
 
     @classmethod
     async def open(cls, path: str) -> SQLiteDatabase:
@@ -122,6 +124,11 @@ class SQLiteDatabase:
     def users(self) -> SQLiteUsers:
         """The users and their tokens."""
         return self._users
+
+    @property
+    def relay(self) -> SQLiteRelay:
+        """The relay files and the blob journal."""
+        return self._relay
 
     @property
     def schema_version(self) -> int:

@@ -14,6 +14,10 @@ from fastapi.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from .._version import __version__
+from ..db import connect, sqlite_url
+from ..relay import RelayRuntime, RelayService
+from ..relay import build_router as build_relay_router
+from ..storage import LocalBlobStore
 from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY
 from ..stream._routes import build_router as build_stream_router
@@ -22,8 +26,8 @@ from ._config import ServerConfig
 __all__ = ["create_app"]
 
 _DESCRIPTION = """\
-wirelab serves synthetic file streams for testing stream consumers (and, as it grows,
-store-and-forward relays and media jobs). The stream wire format is specified in
+wirelab serves synthetic file streams for testing stream consumers and store-and-forward
+file queues between users (the relay, `docs/relay.md`). The stream wire format is specified in
 `docs/protocol/stream.md`.
 """
 
@@ -46,6 +50,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     """Build the wirelab ASGI app. ``app.state.stream_runtime`` exposes live counters."""
     config = config or ServerConfig()
     runtime = StreamRuntime()
+    relay = RelayRuntime()
     started = time.monotonic()
 
     @contextlib.asynccontextmanager
@@ -58,11 +63,23 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             max_workers=max(1, config.worker_threads), thread_name_prefix="wirelab-gen"
         ) as executor:
             runtime.executor = executor if config.worker_threads else None
-            try:
-                yield
-            finally:
-                runtime.shutdown()
-                runtime.executor = None
+            url = config.database_url or sqlite_url(config.data_dir / "wirelab.db")
+            async with await connect(url) as db:
+                service = RelayService(
+                    db, LocalBlobStore(config.data_dir / "relay"), config.relay_limits
+                )
+                await service.recover()
+                relay.service = service
+                sweeper = asyncio.create_task(service.run_sweeper(), name="wirelab-relay-sweep")
+                try:
+                    yield
+                finally:
+                    relay.service = None
+                    sweeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sweeper
+                    runtime.shutdown()
+                    runtime.executor = None
 
     app = _App(
         title="wirelab",
@@ -72,6 +89,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     )
     app.state.config = config
     app.state.stream_runtime = runtime
+    app.state.relay_runtime = relay
 
     @app.get("/", response_class=PlainTextResponse, tags=["service"])
     async def root() -> str:
@@ -89,4 +107,5 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         }
 
     app.include_router(build_stream_router(runtime, config.stream_limits))
+    app.include_router(build_relay_router(relay))
     return app

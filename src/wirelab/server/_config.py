@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..relay import RelayLimits
 from ..stream import StreamLimits
 
 __all__ = ["LOG_LEVELS", "ServerConfig", "default_data_dir"]
@@ -27,6 +28,11 @@ class ServerConfig:
     ``worker_threads`` sizes the pool that generates and hashes large files off the event
     loop (it is shared by all streams; there is never a thread per stream); 0 keeps that
     work on the loop thread.
+
+    The relay keeps its metadata in ``database_url`` (``WIRELAB_DATABASE_URL``; default:
+    SQLite ``wirelab.db`` in ``data_dir``, the store ``wirelab users`` uses) and its blobs
+    in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
+    their ``WIRELAB_RELAY_*`` names).
     """
 
     host: str = "127.0.0.1"
@@ -36,3 +42,5 @@ class ServerConfig:
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
     worker_threads: int = 0
     graceful_timeout: int = 5
+    database_url: str | None = None
+    relay_limits: RelayLimits = field(default_factory=RelayLimits)

@@ -1,0 +1,206 @@
+"""The SQLite :class:`~wirelab.db.RelayRepository`: relay files and the blob journal.
+
+FIFO order is the ``seq`` column (``AUTOINCREMENT``: never reused, increasing in commit
+order). Every method is one statement or one ``BEGIN IMMEDIATE`` transaction in the
+database thread, so a lease cannot be handed out twice and a delete and its journal entry
+commit together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ._api import RelayFile
+
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteDatabase
+
+__all__ = ["SQLiteRelay"]
+
+_COLUMNS = (
+    "id, recipient, sender, name, media_type, note, size, sha256, blob_key, "
+    "created_at, expires_at, lease_id, lease_until, deliveries"
+)
+
+
+def _file(row: tuple[Any, ...]) -> RelayFile:
+    return RelayFile(*row)
+
+
+class SQLiteRelay:
+    """The :class:`~wirelab.db.RelayRepository` of a :class:`SQLiteDatabase`."""
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+
+    async def journal_add(self, blob_key: str, reason: str, now: float) -> None:
+        """See :meth:`wirelab.db.RelayRepository.journal_add`."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at)"
+                " VALUES (?, ?, ?)",
+                (blob_key, reason, now),
+            )
+
+        await self._db.write(insert)
+
+    async def journal_remove(self, blob_key: str) -> None:
+        """See :meth:`wirelab.db.RelayRepository.journal_remove`."""
+
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (blob_key,))
+
+        await self._db.write(delete)
+
+    async def journal_list(self, reason: str | None = None) -> list[str]:
+        """See :meth:`wirelab.db.RelayRepository.journal_list`."""
+
+        def select(conn: sqlite3.Connection) -> list[str]:
+            if reason is None:
+                cursor = conn.execute("SELECT blob_key FROM relay_blob_journal ORDER BY created_at")
+            else:
+                cursor = conn.execute(
+                    "SELECT blob_key FROM relay_blob_journal WHERE reason = ? ORDER BY created_at",
+                    (reason,),
+                )
+            return [str(row[0]) for row in cursor.fetchall()]
+
+        return await self._db.run(select)
+
+    async def insert_file(self, file: RelayFile) -> None:
+        """See :meth:`wirelab.db.RelayRepository.insert_file`."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO relay_files ({_COLUMNS})"  # noqa: S608
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    file.id,
+                    file.recipient,
+                    file.sender,
+                    file.name,
+                    file.media_type,
+                    file.note,
+                    file.size,
+                    file.sha256,
+                    file.blob_key,
+                    file.created_at,
+                    file.expires_at,
+                    file.lease_id,
+                    file.lease_until,
+                    file.deliveries,
+                ),
+            )
+            conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
+
+        await self._db.write(insert)
+
+    async def list_inbox(self, recipient: str, now: float) -> list[RelayFile]:
+        """See :meth:`wirelab.db.RelayRepository.list_inbox`."""
+
+        def select(conn: sqlite3.Connection) -> list[RelayFile]:
+            cursor = conn.execute(
+                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
+                " WHERE recipient = ? AND expires_at > ? ORDER BY seq",
+                (recipient, now),
+            )
+            return [_file(row) for row in cursor.fetchall()]
+
+        return await self._db.run(select)
+
+    async def get_file(self, recipient: str, file_id: str, now: float) -> RelayFile | None:
+        """See :meth:`wirelab.db.RelayRepository.get_file`."""
+
+        def select(conn: sqlite3.Connection) -> RelayFile | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
+                " WHERE id = ? AND recipient = ? AND expires_at > ?",
+                (file_id, recipient, now),
+            ).fetchone()
+            return None if row is None else _file(row)
+
+        return await self._db.run(select)
+
+    async def delete_file(self, recipient: str, file_id: str, now: float) -> RelayFile | None:
+        """See :meth:`wirelab.db.RelayRepository.delete_file`."""
+
+        def delete(conn: sqlite3.Connection) -> RelayFile | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
+                " WHERE id = ? AND recipient = ? AND expires_at > ?",
+                (file_id, recipient, now),
+            ).fetchone()
+            if row is None:
+                return None
+            file = _file(row)
+            conn.execute("DELETE FROM relay_files WHERE id = ?", (file_id,))
+            conn.execute(
+                "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at)"
+                " VALUES (?, 'delete', ?)",
+                (file.blob_key, now),
+            )
+            return file
+
+        return await self._db.write(delete)
+
+    async def lease_next(
+        self, recipient: str, now: float, lease_id: str, lease_until: float
+    ) -> RelayFile | None:
+        """See :meth:`wirelab.db.RelayRepository.lease_next`."""
+
+        def lease(conn: sqlite3.Connection) -> RelayFile | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
+                " WHERE recipient = ? AND expires_at > ?"
+                " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY seq LIMIT 1",
+                (recipient, now, now),
+            ).fetchone()
+            if row is None:
+                return None
+            file = _file(row)
+            conn.execute(
+                "UPDATE relay_files SET lease_id = ?, lease_until = ?,"
+                " deliveries = deliveries + 1 WHERE id = ?",
+                (lease_id, lease_until, file.id),
+            )
+            return replace(
+                file, lease_id=lease_id, lease_until=lease_until, deliveries=file.deliveries + 1
+            )
+
+        return await self._db.write(lease)
+
+    async def next_lease_end(self, recipient: str, now: float) -> float | None:
+        """See :meth:`wirelab.db.RelayRepository.next_lease_end`."""
+
+        def select(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT MIN(lease_until) FROM relay_files"
+                " WHERE recipient = ? AND expires_at > ? AND lease_until > ?",
+                (recipient, now, now),
+            ).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._db.run(select)
+
+    async def delete_expired(self, now: float, limit: int) -> list[str]:
+        """See :meth:`wirelab.db.RelayRepository.delete_expired`."""
+
+        def delete(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id, blob_key FROM relay_files WHERE expires_at <= ?"
+                " ORDER BY expires_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            for file_id, blob_key in rows:
+                conn.execute("DELETE FROM relay_files WHERE id = ?", (file_id,))
+                conn.execute(
+                    "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at)"
+                    " VALUES (?, 'delete', ?)",
+                    (blob_key, now),
+                )
+            return [str(row[1]) for row in rows]
+
+        return await self._db.write(delete)

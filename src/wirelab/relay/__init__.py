@@ -1,0 +1,44 @@
+"""The Relay service: store-and-forward file queues between users.
+
+Senders upload files addressed to a recipient; the recipient lists, downloads (with
+ranges), leases and acknowledges them. HTTP API: ``docs/relay.md``.
+
+- :mod:`wirelab.relay._http`: pure helpers (file names, ``Content-Disposition``, ``Range``);
+- :class:`RelayService`: the logic, over :mod:`wirelab.db` and :mod:`wirelab.storage`;
+- :func:`build_router`: the FastAPI routes under ``/v1/relay``.
+"""
+
+from __future__ import annotations
+
+from ._errors import FileNotFound, FileTooLarge, RecipientNotFound, RelayError
+from ._http import (
+    FALLBACK_NAME,
+    FILENAME_MAX_BYTES,
+    ByteRange,
+    RangeNotSatisfiable,
+    content_disposition,
+    parse_range,
+    sanitize_filename,
+)
+from ._limits import RelayLimits
+from ._routes import RelayRuntime, build_router
+from ._service import RelayService, SendRequest
+
+__all__ = [
+    "FALLBACK_NAME",
+    "FILENAME_MAX_BYTES",
+    "ByteRange",
+    "FileNotFound",
+    "FileTooLarge",
+    "RangeNotSatisfiable",
+    "RecipientNotFound",
+    "RelayError",
+    "RelayLimits",
+    "RelayRuntime",
+    "RelayService",
+    "SendRequest",
+    "build_router",
+    "content_disposition",
+    "parse_range",
+    "sanitize_filename",
+]

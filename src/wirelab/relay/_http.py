@@ -1,0 +1,156 @@
+"""Pure HTTP helpers of the relay: file-name sanitizing, ``Content-Disposition``, ``Range``.
+
+No I/O here; everything is a function of its arguments (unit-tested in isolation).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import quote
+
+__all__ = [
+    "FALLBACK_NAME",
+    "FILENAME_MAX_BYTES",
+    "ByteRange",
+    "RangeNotSatisfiable",
+    "content_disposition",
+    "parse_range",
+    "sanitize_filename",
+]
+
+#: Longest stored file name, in UTF-8 bytes (the common file-system limit).
+FILENAME_MAX_BYTES = 255
+
+#: The name used when nothing usable is left after sanitizing.
+FALLBACK_NAME = "unnamed"
+
+# Bidirectional overrides and isolates can make "evil\u202etxt.exe" read as "evilexe.txt".
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+_WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"COM{i}" for i in range(1, 10)]
+    + [f"LPT{i}" for i in range(1, 10)]
+)
+
+
+def _is_control(char: str) -> bool:
+    if char in _BIDI_CONTROLS:
+        return True
+    return unicodedata.category(char).startswith("C") and char not in "\u200c\u200d"
+
+
+def sanitize_filename(name: str | None) -> str:
+    """Return a safe, non-empty base name for ``name`` (unicode is kept, NFC-normalized).
+
+    Path separators (``/`` and ``\\``) become ``_`` so no directory part survives; control
+    characters (Unicode category ``C*`` except the zero-width joiners used by emoji) and
+    bidirectional overrides are removed; leading and trailing spaces and dots are stripped
+    (so ``.`` and ``..`` cannot remain); Windows device names get a ``_`` prefix; the result
+    is cut to :data:`FILENAME_MAX_BYTES` UTF-8 bytes. Nothing left: :data:`FALLBACK_NAME`.
+    """
+    text = unicodedata.normalize("NFC", name or "")
+    kept: list[str] = []
+    for char in text:
+        if char in "/\\":
+            kept.append("_")
+        elif not _is_control(char):
+            kept.append(char)
+    cleaned = "".join(kept).strip(" .\t")
+    if not cleaned:
+        return FALLBACK_NAME
+    if cleaned.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+        cleaned = "_" + cleaned
+    encoded = cleaned.encode("utf-8")
+    if len(encoded) > FILENAME_MAX_BYTES:
+        cleaned = encoded[:FILENAME_MAX_BYTES].decode("utf-8", errors="ignore").rstrip(" .")
+    return cleaned or FALLBACK_NAME
+
+
+def _ascii_fallback(name: str) -> str:
+    """An ASCII approximation of ``name`` for the plain ``filename=`` parameter."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    ascii_only = "".join(
+        c if 0x20 <= ord(c) < 0x7F and c not in '"\\%' else "_"
+        for c in decomposed
+        if not unicodedata.combining(c)
+    )
+    return ascii_only.strip() or FALLBACK_NAME
+
+
+def content_disposition(name: str, disposition: str = "attachment") -> str:
+    """The ``Content-Disposition`` value for ``name`` (RFC 6266, RFC 8187 ``filename*``).
+
+    ``filename=`` carries a quoted ASCII fallback for old clients; ``filename*=`` carries
+    the exact UTF-8 name, percent-encoded.
+    """
+    return (
+        f'{disposition}; filename="{_ascii_fallback(name)}"; '
+        f"filename*=UTF-8''{quote(name, safe='')}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """The bytes ``[start, end)`` of a representation of ``size`` bytes."""
+
+    start: int
+    end: int
+    size: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    @property
+    def content_range(self) -> str:
+        """The ``Content-Range`` value of a 206 response (inclusive last byte)."""
+        return f"bytes {self.start}-{self.end - 1}/{self.size}"
+
+
+class RangeNotSatisfiable(Exception):
+    """The ``Range`` header is valid but selects no byte of the representation (416)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"range not satisfiable for {size} bytes")
+        self.size = size
+
+    @property
+    def content_range(self) -> str:
+        """The ``Content-Range`` value of the 416 response."""
+        return f"bytes */{self.size}"
+
+
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """Resolve a ``Range`` header against a representation of ``size`` bytes (RFC 9110).
+
+    Returns ``None`` when the whole representation should be sent: no header, a header
+    that is not a single ``bytes`` range (syntax errors and multiple ranges are ignored, as
+    RFC 9110 allows). Raises :class:`RangeNotSatisfiable` when the range starts at or past
+    the end, or is a zero-length suffix (``bytes=-0``), or the representation is empty.
+    ``bytes=A-B`` is clamped to the end; ``bytes=-N`` is the last ``N`` bytes.
+    """
+    if header is None:
+        return None
+    match = _RANGE_RE.fullmatch(header.strip().replace(" ", ""))
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(size)
+        return ByteRange(max(0, size - suffix), size, size)
+    start = int(first)
+    if last and int(last) < start:
+        return None  # invalid: ignore the header
+    if start >= size:
+        raise RangeNotSatisfiable(size)
+    end = size if not last else min(int(last) + 1, size)
+    return ByteRange(start, end, size)

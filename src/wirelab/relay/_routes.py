@@ -1,0 +1,308 @@
+"""HTTP routes of the relay: ``/v1/relay/...`` (tag ``relay``). API: ``docs/relay.md``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ..auth import AuthenticationError, InvalidCredentials, parse_bearer
+from ..db import RelayFile, User
+from ..storage import BlobReader, DigestMismatchError
+from ._errors import RelayError
+from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range
+from ._service import RelayService, SendRequest
+
+__all__ = ["RelayRuntime", "build_router"]
+
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+_MEDIA_TYPE_RE = re.compile(r"[\x21-\x7e]+/[\x21-\x7e]+(\s*;[\x20-\x7e]*)?")
+_NOTE_MAX = 4096
+
+
+class RelayRuntime:
+    """Holds the service once the app's lifespan has opened the db and the blob store."""
+
+    def __init__(self) -> None:
+        self.service: RelayService | None = None
+
+    def require(self) -> RelayService:
+        if self.service is None:
+            raise HTTPException(503, "the relay is not started")
+        return self.service
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def file_json(file: RelayFile) -> dict[str, Any]:
+    """The JSON document of a file, as listed and returned by send and next."""
+    return {
+        "id": file.id,
+        "sender": file.sender,
+        "recipient": file.recipient,
+        "name": file.name,
+        "media_type": file.media_type,
+        "size": file.size,
+        "sha256": file.sha256,
+        "note": file.note,
+        "created_at": _iso(file.created_at),
+        "expires_at": _iso(file.expires_at),
+        "deliveries": file.deliveries,
+        "url": f"/v1/relay/files/{file.id}",
+    }
+
+
+def _invalid(where: str, name: str, msg: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": [where, name], "msg": msg, "input": None}]
+    )
+
+
+def _error(exc: RelayError) -> HTTPException:
+    return HTTPException(exc.status_code, str(exc))
+
+
+def _unauthorized(exc: AuthenticationError) -> HTTPException:
+    return HTTPException(401, str(exc), headers={"WWW-Authenticate": exc.www_authenticate})
+
+
+_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid bearer token (with `WWW-Authenticate`)."},
+}
+_FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_AUTH_RESPONSES,
+    404: {"description": "No such file in your inbox."},
+}
+
+
+async def current_user(
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> User:
+    """The user whose bearer token the request carries; 401 otherwise.
+
+    The app stores the :class:`RelayRuntime` as ``app.state.relay_runtime``.
+    """
+    runtime: RelayRuntime = request.app.state.relay_runtime
+    service = runtime.require()
+    try:
+        token = parse_bearer(authorization)
+    except AuthenticationError as exc:
+        raise _unauthorized(exc) from None
+    user = await service.db.users.get_user_by_token(token)
+    if user is None:
+        raise _unauthorized(InvalidCredentials("unknown or revoked API token"))
+    return user
+
+
+Auth = Annotated[User, Depends(current_user)]
+
+
+def build_router(runtime: RelayRuntime) -> APIRouter:
+    """The relay's routes; the service is looked up in ``runtime`` per request."""
+    router = APIRouter(prefix="/v1/relay", tags=["relay"])
+
+    @router.post(
+        "/files",
+        status_code=201,
+        summary="Send a file to a user",
+        responses={
+            **_AUTH_RESPONSES,
+            404: {"description": "No user with the recipient's name."},
+            413: {"description": "The file is larger than the server's maximum."},
+            422: {"description": "Invalid parameter, or the SHA-256 does not match."},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "The raw file bytes (streamed; Content-Length optional).",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
+    async def send(
+        request: Request,
+        user: Auth,
+        to: Annotated[str, Query(description="Recipient's user name.")],
+        name: Annotated[str, Query(description="File name (sanitized by the server).")],
+        wirelab_sha256: Annotated[str, Header(description="SHA-256 of the body, 64 hex digits.")],
+        note: Annotated[
+            str | None, Query(max_length=_NOTE_MAX, description="Free text for the recipient.")
+        ] = None,
+        ttl: Annotated[
+            float | None, Query(gt=0, description="Seconds until the file expires.")
+        ] = None,
+        content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
+        content_length: Annotated[int | None, Header(include_in_schema=False, ge=0)] = None,
+    ) -> Any:
+        """Upload the request body as a file for user `to`.
+
+        The file becomes visible in the recipient's inbox only once fully received,
+        verified against `Wirelab-Sha256` and flushed to disk.
+        """
+        service = runtime.require()
+        if _SHA256_RE.fullmatch(wirelab_sha256.strip()) is None:
+            raise _invalid("header", "wirelab-sha256", "must be 64 hexadecimal digits")
+        if ttl is not None and ttl > service.limits.max_ttl:
+            raise _invalid("query", "ttl", f"must be at most {service.limits.max_ttl:g} seconds")
+        media_type = (content_type or "").strip() or "application/octet-stream"
+        if len(media_type) > 255 or _MEDIA_TYPE_RE.fullmatch(media_type) is None:
+            raise _invalid("header", "content-type", "not a valid media type")
+        if note is not None:
+            note = "".join(c for c in note if c.isprintable() or c in "\n\t")
+        req = SendRequest(
+            sender=user.name,
+            recipient=to,
+            name=name,
+            media_type=media_type,
+            sha256=wirelab_sha256.strip().lower(),
+            note=note,
+            ttl=ttl,
+            content_length=content_length,
+        )
+        try:
+            file = await service.send(req, request.stream())
+        except RelayError as exc:
+            raise _error(exc) from None
+        except DigestMismatchError as exc:
+            raise HTTPException(
+                422,
+                f"SHA-256 mismatch: the body hashes to {exc.actual}, "
+                f"the Wirelab-Sha256 header says {exc.expected}; nothing was stored",
+            ) from None
+        except ClientDisconnect:
+            return Response(status_code=400)
+        return JSONResponse(
+            file_json(file), status_code=201, headers={"Location": file_json(file)["url"]}
+        )
+
+    @router.get("/inbox", summary="List your inbox", responses=_AUTH_RESPONSES)
+    async def inbox(user: Auth) -> Any:
+        """Your unexpired files, oldest first (the order `next` delivers them in)."""
+        files = await runtime.require().inbox(user.name)
+        return {"files": [file_json(f) for f in files]}
+
+    @router.post(
+        "/inbox/next",
+        summary="Lease the oldest file",
+        responses={
+            **_AUTH_RESPONSES,
+            204: {"description": "No file became available within `wait` seconds."},
+        },
+    )
+    async def next_file(
+        user: Auth,
+        lease: Annotated[
+            float | None, Query(gt=0, description="Lease (visibility timeout), seconds.")
+        ] = None,
+        wait: Annotated[float, Query(ge=0, description="Long-poll up to this long.")] = 0,
+    ) -> Any:
+        """Lease the oldest file that is not leased; it is offered again when the lease
+        ends without an acknowledgement (`DELETE /v1/relay/files/{id}`)."""
+        service = runtime.require()
+        limits = service.limits
+        if lease is None:
+            lease = limits.default_lease
+        if lease > limits.max_lease:
+            raise _invalid("query", "lease", f"must be at most {limits.max_lease:g} seconds")
+        if wait > limits.max_wait:
+            raise _invalid("query", "wait", f"must be at most {limits.max_wait:g} seconds")
+        file = await service.next(user.name, lease, wait)
+        if file is None:
+            return Response(status_code=204)
+        doc = file_json(file)
+        doc["lease"] = {"id": file.lease_id, "expires_at": _iso(file.lease_until or 0.0)}
+        return doc
+
+    def _headers(file: RelayFile) -> dict[str, str]:
+        return {
+            "ETag": f'"{file.sha256}"',
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": content_disposition(file.name),
+            "Content-Type": file.media_type,
+            "Cache-Control": "private, no-store",
+            "Wirelab-Sha256": file.sha256,
+        }
+
+    def _select(request: Request, file: RelayFile) -> ByteRange | None:
+        if_range = request.headers.get("if-range")
+        if if_range is not None and if_range.strip() != f'"{file.sha256}"':
+            return None
+        return parse_range(request.headers.get("range"), file.size)
+
+    async def _lookup(user: User, file_id: str) -> RelayFile:
+        try:
+            return await runtime.require().get(user.name, file_id)
+        except RelayError as exc:
+            raise _error(exc) from None
+
+    def _range_response(file: RelayFile, request: Request) -> tuple[int, int, int, Response]:
+        """(status, start, end) of the answer, or a finished 416 response."""
+        headers = _headers(file)
+        try:
+            selected = _select(request, file)
+        except RangeNotSatisfiable as exc:
+            headers["Content-Range"] = exc.content_range
+            headers["Content-Length"] = "0"
+            return 416, 0, 0, Response(status_code=416, headers=headers)
+        if selected is None:
+            headers["Content-Length"] = str(file.size)
+            return 200, 0, file.size, Response(status_code=200, headers=headers)
+        headers["Content-Range"] = selected.content_range
+        headers["Content-Length"] = str(selected.length)
+        return 206, selected.start, selected.end, Response(status_code=206, headers=headers)
+
+    download_responses: dict[int | str, dict[str, Any]] = {
+        **_FILE_RESPONSES,
+        200: {"description": "The file.", "content": {"application/octet-stream": {}}},
+        206: {"description": "The requested byte range."},
+        416: {"description": "The range is outside the file."},
+    }
+
+    @router.get("/files/{file_id}", summary="Download a file", responses=download_responses)
+    async def download(request: Request, user: Auth, file_id: str) -> Response:
+        """The file's bytes, with `ETag` (its SHA-256) and `Range` support (one range)."""
+        file = await _lookup(user, file_id)
+        status, start, end, head = _range_response(file, request)
+        if status == 416:
+            return head
+        reader = await runtime.require().open(file, start, end)
+        return StreamingResponse(
+            _read(reader), status_code=status, headers=dict(head.headers.items())
+        )
+
+    @router.head("/files/{file_id}", summary="File headers", responses=download_responses)
+    async def head(request: Request, user: Auth, file_id: str) -> Response:
+        """The headers `GET` would answer with, without the body."""
+        file = await _lookup(user, file_id)
+        return _range_response(file, request)[3]
+
+    @router.delete(
+        "/files/{file_id}",
+        status_code=204,
+        summary="Acknowledge (delete) a file",
+        responses=_FILE_RESPONSES,
+    )
+    async def ack(user: Auth, file_id: str) -> Response:
+        """Delete the file from your inbox, after you verified your copy."""
+        try:
+            await runtime.require().ack(user.name, file_id)
+        except RelayError as exc:
+            raise _error(exc) from None
+        return Response(status_code=204)
+
+    return router
+
+
+async def _read(reader: BlobReader) -> AsyncIterator[bytes]:
+    async with reader:
+        async for chunk in reader:
+            yield chunk

@@ -1,0 +1,238 @@
+"""The relay service: sending, inboxes, leases and expiry, over a db and a blob store.
+
+Commit order of a send (the crash analysis is in ``docs/relay.md``):
+
+1. journal the new blob key in the db (durable) -- from now on a crash leaves garbage
+   that the next start-up removes, never a leak;
+2. stream the body into a partial upload of the blob store;
+3. ``commit``: verify the SHA-256 and atomically turn the upload into the blob (fsynced);
+4. insert the file row and drop the journal entry in one db transaction: the file
+   becomes visible, complete and durable at this single instant.
+
+Deleting (acknowledge, expiry) is the reverse: delete the row and journal the key in one
+transaction, then delete the blob, then drop the journal entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from ..db import Database, RelayFile
+from ..storage import BlobReader, BlobStore, UploadNotFoundError
+from ._errors import FileNotFound, FileTooLarge, RecipientNotFound
+from ._http import sanitize_filename
+from ._limits import RelayLimits
+
+__all__ = ["RelayService", "SendRequest"]
+
+_log = logging.getLogger("wirelab.relay")
+
+_SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """What a sender declares about a file (the body comes separately, streamed)."""
+
+    sender: str
+    recipient: str
+    name: str
+    media_type: str
+    sha256: str
+    note: str | None = None
+    ttl: float | None = None
+    content_length: int | None = None
+
+
+def new_id() -> str:
+    """A random URL-safe id (128 bits), also valid as a blob key and upload id."""
+    return secrets.token_urlsafe(16)
+
+
+class RelayService:
+    """One server's relay. ``recover()`` at start-up, then serve; ``sweep()`` periodically.
+
+    Long polls wait on one :class:`asyncio.Event` per waiting request, set when a file for
+    that recipient is committed (in this process) or, by timeout, when the earliest
+    running lease of the recipient ends: no polling of the database.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        limits: RelayLimits,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.limits = limits
+        self._clock = clock
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    async def recover(self) -> None:
+        """Finish what a crash interrupted: every journaled blob key is garbage."""
+        await self.blobs.recover()
+        for key in await self.db.relay.journal_list():
+            await self._discard(key)
+
+    async def _discard(self, key: str) -> None:
+        with contextlib.suppress(UploadNotFoundError):
+            await self.blobs.abort_upload(key)
+        await self.blobs.delete(key)
+        await self.db.relay.journal_remove(key)
+
+    async def send(self, req: SendRequest, body: AsyncIterator[bytes]) -> RelayFile:
+        """Store ``body`` for ``req.recipient`` and return the visible file.
+
+        Raises :class:`RecipientNotFound`, :class:`FileTooLarge` (before any data is stored
+        when ``content_length`` says so, else as soon as the limit is passed) and
+        :class:`~wirelab.storage.DigestMismatchError`; on any failure nothing is kept.
+        """
+        if await self.db.users.get_user(req.recipient) is None:
+            raise RecipientNotFound(f"no user named {req.recipient!r}")
+        limit = self.limits.max_file_size
+        if req.content_length is not None and req.content_length > limit:
+            raise FileTooLarge(
+                f"file of {req.content_length} bytes exceeds the maximum of {limit} bytes"
+            )
+        file_id = new_id()
+        key = file_id
+        await self.db.relay.journal_add(key, "upload", self._clock())
+        try:
+            await self.blobs.create_upload(key)
+            size = await self.blobs.append(key, 0, _limited(body, limit))
+            info = await self.blobs.commit(key, key, expected_sha256=req.sha256)
+            now = self._clock()
+            file = RelayFile(
+                id=file_id,
+                recipient=req.recipient,
+                sender=req.sender,
+                name=sanitize_filename(req.name),
+                media_type=req.media_type,
+                note=req.note,
+                size=size,
+                sha256=info.sha256 or req.sha256,
+                blob_key=key,
+                created_at=now,
+                expires_at=now + (req.ttl if req.ttl is not None else self.limits.default_ttl),
+            )
+            await self.db.relay.insert_file(file)
+        except BaseException:
+            # Best effort now; if this is interrupted too, the journal entry remains and
+            # the next start-up removes the upload or blob.
+            with contextlib.suppress(Exception):
+                await self._discard(key)
+            raise
+        self._notify(req.recipient)
+        return file
+
+    def _notify(self, recipient: str) -> None:
+        for event in self._waiters.get(recipient, ()):
+            event.set()
+
+    async def inbox(self, recipient: str) -> list[RelayFile]:
+        """The recipient's unexpired files, oldest first."""
+        return await self.db.relay.list_inbox(recipient, self._clock())
+
+    async def get(self, recipient: str, file_id: str) -> RelayFile:
+        """File ``file_id`` of ``recipient``; :class:`FileNotFound` otherwise."""
+        file = await self.db.relay.get_file(recipient, file_id, self._clock())
+        if file is None:
+            raise FileNotFound(f"no file {file_id!r} in your inbox")
+        return file
+
+    async def open(self, file: RelayFile, start: int, end: int) -> BlobReader:
+        """A reader of the bytes ``[start, end)`` of ``file``."""
+        return await self.blobs.open(file.blob_key, start, end)
+
+    async def ack(self, recipient: str, file_id: str) -> RelayFile:
+        """Delete file ``file_id`` of ``recipient`` (after it verified the download)."""
+        file = await self.db.relay.delete_file(recipient, file_id, self._clock())
+        if file is None:
+            raise FileNotFound(f"no file {file_id!r} in your inbox")
+        await self._delete_blob(file.blob_key)
+        return file
+
+    async def _delete_blob(self, key: str) -> None:
+        try:
+            await self.blobs.delete(key)
+            await self.db.relay.journal_remove(key)
+        except Exception:  # the journal keeps the key; the sweeper retries
+            _log.exception("cannot delete relay blob %s", key)
+
+    async def next(self, recipient: str, lease: float, wait: float) -> RelayFile | None:
+        """Lease the oldest available file, waiting up to ``wait`` seconds for one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        event = asyncio.Event()
+        waiters = self._waiters.setdefault(recipient, set())
+        waiters.add(event)
+        try:
+            while True:
+                event.clear()
+                now = self._clock()
+                file = await self.db.relay.lease_next(recipient, now, new_id(), now + lease)
+                if file is not None:
+                    return file
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                lease_end = await self.db.relay.next_lease_end(recipient, now)
+                if lease_end is not None:
+                    remaining = min(remaining, max(0.0, lease_end - self._clock()) + 0.001)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop(recipient, None)
+
+    async def sweep(self) -> int:
+        """Remove expired files, blobs whose deletion failed, and stale partial uploads.
+
+        Returns the number of expired files removed.
+        """
+        removed = 0
+        while True:
+            keys = await self.db.relay.delete_expired(self._clock(), _SWEEP_BATCH)
+            for key in keys:
+                await self._delete_blob(key)
+            removed += len(keys)
+            if len(keys) < _SWEEP_BATCH:
+                break
+        for key in await self.db.relay.journal_list("delete"):
+            await self._delete_blob(key)
+        await self.blobs.sweep_uploads(self.limits.upload_expiry, now=self._clock())
+        return removed
+
+    async def run_sweeper(self) -> None:
+        """Call :meth:`sweep` every ``sweep_interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.limits.sweep_interval)
+            try:
+                removed = await self.sweep()
+            except Exception:
+                _log.exception("relay sweep failed")
+            else:
+                if removed:
+                    _log.info("relay sweep removed %d expired files", removed)
+
+
+async def _limited(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """Pass ``body`` through, raising :class:`FileTooLarge` once it exceeds ``limit``."""
+    total = 0
+    async for chunk in body:
+        if not chunk:
+            continue
+        total += len(chunk)
+        if total > limit:
+            raise FileTooLarge(f"file exceeds the maximum of {limit} bytes")
+        yield chunk

@@ -1,0 +1,74 @@
+"""Fixtures of the relay tests: a live server with two users, alice and bob."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from wirelab.db import connect, sqlite_url
+from wirelab.testing._live import LiveServer
+
+
+@dataclass
+class Relay:
+    """A live server and an authenticated client per user."""
+
+    server: LiveServer
+    tokens: dict[str, str]
+    clients: dict[str, httpx.Client]
+
+    @property
+    def alice(self) -> httpx.Client:
+        return self.clients["alice"]
+
+    @property
+    def bob(self) -> httpx.Client:
+        return self.clients["bob"]
+
+
+def add_users(server: LiveServer, *names: str) -> dict[str, str]:
+    """Create users through the db API, in the server's own store; return their tokens."""
+    url = sqlite_url(server.app.state.config.data_dir / "wirelab.db")
+
+    async def run() -> dict[str, str]:
+        async with await connect(url) as db:
+            return {name: (await db.users.add_user(name))[1] for name in names}
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def relay_factory(
+    server_factory: Callable[..., LiveServer],
+) -> Iterator[Callable[..., Relay]]:
+    """``relay_factory(relay_limits=...)``: a server with users alice, bob and carol."""
+    clients: list[httpx.Client] = []
+
+    def make(**settings: Any) -> Relay:
+        server = server_factory(**settings)
+        tokens = add_users(server, "alice", "bob", "carol")
+        made = {
+            name: httpx.Client(
+                base_url=server.url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+            for name, token in tokens.items()
+        }
+        clients.extend(made.values())
+        return Relay(server, tokens, made)
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def relay(relay_factory: Callable[..., Relay]) -> Relay:
+    """A server with default relay limits and users alice, bob and carol."""
+    return relay_factory()

@@ -1,0 +1,138 @@
+"""SIGKILL of a real ``wirelab serve`` process in the middle of an upload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from wirelab.db import connect, sqlite_url
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class _Serve:
+    def __init__(self, data_dir: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wirelab",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("wirelab serve did not start")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def test_sigkill_mid_upload_leaves_no_partial_file(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+
+    async def add() -> dict[str, str]:
+        async with await connect(sqlite_url(data_dir / "wirelab.db")) as db:
+            return {n: (await db.users.add_user(n))[1] for n in ("alice", "bob")}
+
+    tokens = asyncio.run(add())
+    alice = {"Authorization": f"Bearer {tokens['alice']}"}
+    bob = {"Authorization": f"Bearer {tokens['bob']}"}
+    earlier = [os.urandom(100_000), b"second file"]
+
+    server = _Serve(data_dir)
+    try:
+        for i, data in enumerate(earlier):
+            response = httpx.post(
+                server.url + "/v1/relay/files",
+                params={"to": "bob", "name": f"f{i}"},
+                content=data,
+                headers={**alice, "Wirelab-Sha256": hashlib.sha256(data).hexdigest()},
+            )
+            assert response.status_code == 201
+        stop = threading.Event()
+
+        def body() -> Iterator[bytes]:
+            for _ in range(1000):
+                if stop.is_set():
+                    return
+                yield b"z" * 65536
+                time.sleep(0.01)
+
+        def upload() -> None:
+            with contextlib.suppress(httpx.TransportError):
+                httpx.post(
+                    server.url + "/v1/relay/files",
+                    params={"to": "bob", "name": "partial"},
+                    content=body(),
+                    headers={**alice, "Wirelab-Sha256": "0" * 64},
+                    timeout=30,
+                )
+
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        uploads = data_dir / "relay" / "uploads"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            sizes = [p.stat().st_size for p in uploads.glob("*.data")]
+            if sizes and max(sizes) > 256 * 1024:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the upload never reached the server's store")
+        server.kill()
+        stop.set()
+        uploader.join(30)
+    finally:
+        server.kill()
+
+    server = _Serve(data_dir)
+    try:
+        listed = httpx.get(server.url + "/v1/relay/inbox", headers=bob).json()["files"]
+        assert [f["name"] for f in listed] == ["f0", "f1"]
+        for doc, data in zip(listed, earlier, strict=True):
+            got = httpx.get(server.url + doc["url"], headers=bob)
+            assert got.content == data
+            assert doc["sha256"] == hashlib.sha256(data).hexdigest()
+        assert list(uploads.glob("*")) == []  # the partial upload was removed at start-up
+    finally:
+        server.kill()
