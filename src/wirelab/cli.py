@@ -67,6 +67,36 @@ def main() -> None:
     """wirelab: servers, clients and test doubles for programs that move files and streams."""
 
 
+# Relay limits: (field of RelayLimits, click type, help with its default). Defaults are
+# RelayLimits' own (None here), so importing the CLI does not import the server.
+_SECONDS = click.FloatRange(0, min_open=True)
+_RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
+    ("max_file_size", click.IntRange(0), "Largest relay upload, bytes.  [default: 10 GiB]"),
+    ("default_ttl", _SECONDS, "Expiry of a file the sender set none for, s.  [default: 7 days]"),
+    ("max_ttl", _SECONDS, "Longest expiry a sender may set, s.  [default: 30 days]"),
+    ("default_lease", _SECONDS, "Lease of a received file when none is asked, s.  [default: 300]"),
+    ("max_lease", _SECONDS, "Longest lease a recipient may ask, s.  [default: 3600]"),
+    ("max_wait", _SECONDS, "Longest long-poll wait, s.  [default: 60]"),
+    ("sweep_interval", _SECONDS, "Period of the expiry sweep, s.  [default: 60]"),
+    ("upload_expiry", _SECONDS, "Partial uploads idle this long are removed, s.  [default: 1 day]"),
+]  # fmt: skip
+
+
+def _relay_options(func: F) -> F:
+    for name, kind, help_ in reversed(_RELAY_OPTIONS):
+        func = click.option(
+            f"--relay-{name.replace('_', '-')}",
+            f"relay_{name}",
+            type=kind,
+            default=None,
+            show_default=False,
+            envvar=f"WIRELAB_RELAY_{name.upper()}",
+            show_envvar=True,
+            help=help_,
+        )(func)
+    return func
+
+
 @main.command()
 @click.option(
     "--host",
@@ -138,6 +168,13 @@ def main() -> None:
     help="Threads that generate and hash large random files, shared by all streams "
     "(0: on the event loop, the faster choice on 2 cores; see docs/design.md).",
 )
+@click.option(
+    "--database-url",
+    envvar="WIRELAB_DATABASE_URL",
+    show_envvar=True,
+    help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
+)
+@_relay_options
 @handle_errors
 def serve(
     host: str,
@@ -149,6 +186,8 @@ def serve(
     stream_limit_total_bytes: int,
     stream_limit_duration: float,
     worker_threads: int,
+    database_url: str | None,
+    **relay: float | None,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM."""
     try:
@@ -157,7 +196,12 @@ def serve(
     except ImportError as exc:  # the server extra is not installed
         fail(f"the server needs extra packages: pip install 'wirelab[server]' ({exc})")
         return
+    from .relay import RelayLimits
     from .stream import StreamLimits
+
+    relay_limits = RelayLimits(
+        **{name.removeprefix("relay_"): v for name, v in relay.items() if v is not None}  # type: ignore[arg-type]
+    )
 
     config = ServerConfig(
         host=host,
@@ -171,6 +215,8 @@ def serve(
             max_duration=stream_limit_duration,
         ),
         worker_threads=worker_threads,
+        database_url=database_url,
+        relay_limits=relay_limits,
     )
     run(config)
 

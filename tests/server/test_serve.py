@@ -103,3 +103,30 @@ def test_bad_option_is_a_usage_error() -> None:
         timeout=30,
     )
     assert r.returncode == 2 and "70000" in r.stderr
+
+
+def test_relay_options_and_users_share_the_data_dir(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    env = {**os.environ, "WIRELAB_DATA_DIR": str(tmp_path / "d")}
+    added = subprocess.run(
+        [sys.executable, "-m", "wirelab", "users", "add", "erin", "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    token = json.loads(added.stdout)["token"]
+    with serve(tmp_path, WIRELAB_RELAY_MAX_FILE_SIZE="10") as (proc, url):
+
+        def send(data: bytes) -> httpx.Response:
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "Wirelab-Sha256": hashlib.sha256(data).hexdigest(),
+            }
+            params = {"to": "erin", "name": "a.txt"}
+            return httpx.post(url + "/v1/relay/files", params=params, content=data,
+                              headers=headers)  # fmt: skip
+
+        assert send(b"0123456789").status_code == 201  # exactly the limit
+        assert send(b"0123456789!").status_code == 413
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
