@@ -276,6 +276,8 @@ def test_media_type_and_openapi(relay: Relay) -> None:
         "/v1/relay/inbox",
         "/v1/relay/inbox/next",
         "/v1/relay/files/{file_id}",
+        "/v1/relay/uploads",
+        "/v1/relay/uploads/{upload_id}",
     }
     for path in relay_paths:
         for operation in spec["paths"][path].values():

@@ -19,6 +19,7 @@ __all__ = [
     "DatabaseError",
     "RelayFile",
     "RelayRepository",
+    "RelayUpload",
     "SchemaVersionError",
     "User",
     "UserRepository",
@@ -119,6 +120,26 @@ class RelayFile:
     deliveries: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RelayUpload:
+    """A resumable (tus) upload in progress: what the file will be once complete.
+
+    Its id is also the partial upload's id in the blob store, the future blob key and
+    file id. ``length`` is the announced size, ``sha256`` the announced whole-file digest.
+    """
+
+    id: str
+    owner: str
+    recipient: str
+    name: str
+    media_type: str
+    note: str | None
+    length: int
+    sha256: str
+    created_at: float
+    expires_at: float
+
+
 class RelayRepository(Protocol):
     """Relay files and the blob journal. Every method is a coroutine, atomic and durable.
 
@@ -171,6 +192,26 @@ class RelayRepository(Protocol):
 
     async def delete_expired(self, now: float, limit: int) -> list[str]:
         """Delete up to ``limit`` expired files, journal their blob keys, return the keys."""
+        ...
+
+    async def insert_upload(self, upload: RelayUpload) -> None:
+        """Record a resumable upload (its key must already be journaled)."""
+        ...
+
+    async def get_upload(self, upload_id: str) -> RelayUpload | None:
+        """The upload ``upload_id``, expired or not."""
+        ...
+
+    async def list_uploads(self) -> list[RelayUpload]:
+        """All recorded uploads, oldest first."""
+        ...
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """Forget an upload (its journal entry stays until the partial upload is gone)."""
+        ...
+
+    async def finish_upload(self, upload_id: str, file: RelayFile) -> None:
+        """Insert ``file``, delete upload ``upload_id`` and its journal entry, in one commit."""
         ...
 
 

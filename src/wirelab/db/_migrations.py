@@ -53,6 +53,22 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     ) STRICT;
     """,
+    # 3: resumable (tus) relay uploads in progress; the bytes are a partial blob upload
+    """
+    CREATE TABLE relay_uploads (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        name TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        note TEXT,
+        length INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX relay_uploads_expiry ON relay_uploads (expires_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,10 +9,10 @@ commit together.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
+from dataclasses import astuple, replace
 from typing import TYPE_CHECKING, Any
 
-from ._api import RelayFile
+from ._api import RelayFile, RelayUpload
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteDatabase
@@ -25,8 +25,23 @@ _COLUMNS = (
 )
 
 
+_UPLOAD_COLUMNS = (
+    "id, owner, recipient, name, media_type, note, length, sha256, created_at, expires_at"
+)
+
+
 def _file(row: tuple[Any, ...]) -> RelayFile:
     return RelayFile(*row)
+
+
+def _insert_file(conn: sqlite3.Connection, file: RelayFile) -> None:
+    """Insert ``file`` and drop its blob key from the journal (inside the caller's commit)."""
+    conn.execute(
+        f"INSERT INTO relay_files ({_COLUMNS})"  # noqa: S608
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        astuple(file),
+    )
+    conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
 
 
 class SQLiteRelay:
@@ -74,27 +89,7 @@ class SQLiteRelay:
         """See :meth:`wirelab.db.RelayRepository.insert_file`."""
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"INSERT INTO relay_files ({_COLUMNS})"  # noqa: S608
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    file.id,
-                    file.recipient,
-                    file.sender,
-                    file.name,
-                    file.media_type,
-                    file.note,
-                    file.size,
-                    file.sha256,
-                    file.blob_key,
-                    file.created_at,
-                    file.expires_at,
-                    file.lease_id,
-                    file.lease_until,
-                    file.deliveries,
-                ),
-            )
-            conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
+            _insert_file(conn, file)
 
         await self._db.write(insert)
 
@@ -204,3 +199,55 @@ class SQLiteRelay:
             return [str(row[1]) for row in rows]
 
         return await self._db.write(delete)
+
+    async def insert_upload(self, upload: RelayUpload) -> None:
+        """See :meth:`wirelab.db.RelayRepository.insert_upload`."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO relay_uploads ({_UPLOAD_COLUMNS})"  # noqa: S608
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                astuple(upload),
+            )
+
+        await self._db.write(insert)
+
+    async def get_upload(self, upload_id: str) -> RelayUpload | None:
+        """See :meth:`wirelab.db.RelayRepository.get_upload`."""
+
+        def select(conn: sqlite3.Connection) -> RelayUpload | None:
+            row = conn.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM relay_uploads WHERE id = ?",  # noqa: S608
+                (upload_id,),
+            ).fetchone()
+            return None if row is None else RelayUpload(*row)
+
+        return await self._db.run(select)
+
+    async def list_uploads(self) -> list[RelayUpload]:
+        """See :meth:`wirelab.db.RelayRepository.list_uploads`."""
+
+        def select(conn: sqlite3.Connection) -> list[RelayUpload]:
+            cursor = conn.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM relay_uploads ORDER BY created_at"  # noqa: S608
+            )
+            return [RelayUpload(*row) for row in cursor.fetchall()]
+
+        return await self._db.run(select)
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """See :meth:`wirelab.db.RelayRepository.delete_upload`."""
+
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM relay_uploads WHERE id = ?", (upload_id,))
+
+        await self._db.write(delete)
+
+    async def finish_upload(self, upload_id: str, file: RelayFile) -> None:
+        """See :meth:`wirelab.db.RelayRepository.finish_upload`."""
+
+        def finish(conn: sqlite3.Connection) -> None:
+            _insert_file(conn, file)
+            conn.execute("DELETE FROM relay_uploads WHERE id = ?", (upload_id,))
+
+        await self._db.write(finish)

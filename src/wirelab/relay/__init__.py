@@ -5,7 +5,8 @@ ranges), leases and acknowledges them. HTTP API: ``docs/relay.md``.
 
 - :mod:`wirelab.relay._http`: pure helpers (file names, ``Content-Disposition``, ``Range``);
 - :class:`RelayService`: the logic, over :mod:`wirelab.db` and :mod:`wirelab.storage`;
-- :func:`build_router`: the FastAPI routes under ``/v1/relay``.
+- :func:`build_router`: the FastAPI routes under ``/v1/relay`` (with the tus uploads of
+  :mod:`wirelab.relay._tus`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from ._http import (
     sanitize_filename,
 )
 from ._limits import RelayLimits
-from ._routes import RelayRuntime, build_router
+from ._routes import RelayRuntime
 from ._service import RelayService, SendRequest
+from ._tus import build_router
 
 __all__ = [
     "FALLBACK_NAME",

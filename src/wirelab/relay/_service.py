@@ -11,6 +11,9 @@ Commit order of a send (the crash analysis is in ``docs/relay.md``):
 
 Deleting (acknowledge, expiry) is the reverse: delete the row and journal the key in one
 transaction, then delete the blob, then drop the journal entry.
+
+Resumable (tus) uploads follow the same order across several requests; their journal
+entries survive a restart while they have an upload row (:mod:`wirelab.relay._uploads`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,8 +30,9 @@ from ..storage import BlobReader, BlobStore, UploadNotFoundError
 from ._errors import FileNotFound, FileTooLarge, RecipientNotFound
 from ._http import sanitize_filename
 from ._limits import RelayLimits
+from ._uploads import Uploads, new_id
 
-__all__ = ["RelayService", "SendRequest"]
+__all__ = ["RelayService", "SendRequest", "new_id"]
 
 _log = logging.getLogger("wirelab.relay")
 
@@ -48,11 +51,6 @@ class SendRequest:
     note: str | None = None
     ttl: float | None = None
     content_length: int | None = None
-
-
-def new_id() -> str:
-    """A random URL-safe id (128 bits), also valid as a blob key and upload id."""
-    return secrets.token_urlsafe(16)
 
 
 class RelayService:
@@ -74,16 +72,21 @@ class RelayService:
         self.db = db
         self.blobs = blobs
         self.limits = limits
-        self._clock = clock
+        self.clock = clock
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self.uploads = Uploads(self)
 
     async def recover(self) -> None:
-        """Finish what a crash interrupted: every journaled blob key is garbage."""
+        """Finish what a crash interrupted: a journaled blob key is garbage unless it
+        belongs to a resumable upload in progress (those stay resumable)."""
         await self.blobs.recover()
+        keep = await self.uploads.recover()
         for key in await self.db.relay.journal_list():
-            await self._discard(key)
+            if key not in keep:
+                await self.discard(key)
 
-    async def _discard(self, key: str) -> None:
+    async def discard(self, key: str) -> None:
+        """Remove the partial upload and the blob ``key``, then its journal entry."""
         with contextlib.suppress(UploadNotFoundError):
             await self.blobs.abort_upload(key)
         await self.blobs.delete(key)
@@ -105,12 +108,12 @@ class RelayService:
             )
         file_id = new_id()
         key = file_id
-        await self.db.relay.journal_add(key, "upload", self._clock())
+        await self.db.relay.journal_add(key, "upload", self.clock())
         try:
             await self.blobs.create_upload(key)
             size = await self.blobs.append(key, 0, _limited(body, limit))
             info = await self.blobs.commit(key, key, expected_sha256=req.sha256)
-            now = self._clock()
+            now = self.clock()
             file = RelayFile(
                 id=file_id,
                 recipient=req.recipient,
@@ -129,22 +132,23 @@ class RelayService:
             # Best effort now; if this is interrupted too, the journal entry remains and
             # the next start-up removes the upload or blob.
             with contextlib.suppress(Exception):
-                await self._discard(key)
+                await self.discard(key)
             raise
-        self._notify(req.recipient)
+        self.notify(req.recipient)
         return file
 
-    def _notify(self, recipient: str) -> None:
+    def notify(self, recipient: str) -> None:
+        """Wake the long polls of ``recipient``: a file was committed."""
         for event in self._waiters.get(recipient, ()):
             event.set()
 
     async def inbox(self, recipient: str) -> list[RelayFile]:
         """The recipient's unexpired files, oldest first."""
-        return await self.db.relay.list_inbox(recipient, self._clock())
+        return await self.db.relay.list_inbox(recipient, self.clock())
 
     async def get(self, recipient: str, file_id: str) -> RelayFile:
         """File ``file_id`` of ``recipient``; :class:`FileNotFound` otherwise."""
-        file = await self.db.relay.get_file(recipient, file_id, self._clock())
+        file = await self.db.relay.get_file(recipient, file_id, self.clock())
         if file is None:
             raise FileNotFound(f"no file {file_id!r} in your inbox")
         return file
@@ -155,7 +159,7 @@ class RelayService:
 
     async def ack(self, recipient: str, file_id: str) -> RelayFile:
         """Delete file ``file_id`` of ``recipient`` (after it verified the download)."""
-        file = await self.db.relay.delete_file(recipient, file_id, self._clock())
+        file = await self.db.relay.delete_file(recipient, file_id, self.clock())
         if file is None:
             raise FileNotFound(f"no file {file_id!r} in your inbox")
         await self._delete_blob(file.blob_key)
@@ -178,7 +182,7 @@ class RelayService:
         try:
             while True:
                 event.clear()
-                now = self._clock()
+                now = self.clock()
                 file = await self.db.relay.lease_next(recipient, now, new_id(), now + lease)
                 if file is not None:
                     return file
@@ -187,7 +191,7 @@ class RelayService:
                     return None
                 lease_end = await self.db.relay.next_lease_end(recipient, now)
                 if lease_end is not None:
-                    remaining = min(remaining, max(0.0, lease_end - self._clock()) + 0.001)
+                    remaining = min(remaining, max(0.0, lease_end - self.clock()) + 0.001)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), remaining)
         finally:
@@ -202,7 +206,7 @@ class RelayService:
         """
         removed = 0
         while True:
-            keys = await self.db.relay.delete_expired(self._clock(), _SWEEP_BATCH)
+            keys = await self.db.relay.delete_expired(self.clock(), _SWEEP_BATCH)
             for key in keys:
                 await self._delete_blob(key)
             removed += len(keys)
@@ -210,7 +214,8 @@ class RelayService:
                 break
         for key in await self.db.relay.journal_list("delete"):
             await self._delete_blob(key)
-        await self.blobs.sweep_uploads(self.limits.upload_expiry, now=self._clock())
+        await self.uploads.sweep()
+        await self.blobs.sweep_uploads(self.limits.upload_expiry, now=self.clock())
         return removed
 
     async def run_sweeper(self) -> None:
