@@ -27,6 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from wirelab.framing import PREAMBLE
+
 DEFAULT_SIZE = 1024 * 1024
 DEFAULT_COUNT = 256
 MAX_SIZE = 16 * 1024 * 1024
@@ -164,10 +166,10 @@ async def _fastapi_raw_endpoint(
 
 
 def _frame(ftype: bytes, payload: bytes) -> bytes:
+    # not wirelab.framing.encode_frame: the floor does no checks at all
     return ftype + len(payload).to_bytes(4, "big") + payload
 
 
-_PREAMBLE = b"\x89WLS\r\n\x1a\n"
 _E_FRAME = _frame(b"E", json.dumps({"index": 0, "sha256": "0" * 64}).encode())
 
 
@@ -193,7 +195,7 @@ async def paced_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     t0 = loop.time()
     header = json.dumps({"version": 1, "count": count}).encode()
-    await send({"type": "http.response.body", "body": _PREAMBLE + _frame(b"S", header),
+    await send({"type": "http.response.body", "body": PREAMBLE + _frame(b"S", header),
                 "more_body": True})  # fmt: skip
     for index in range(count):
         offset = (index + 1) * interval

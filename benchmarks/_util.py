@@ -279,26 +279,33 @@ def wirelab_command(override: str | None) -> list[str]:
     return [exe, "serve"]
 
 
-def wirelab_args(tmp: Path) -> list[str]:
-    """Server flags for benchmarks: no per-request access log, data in a temp folder."""
-    data = tmp / "data"
-    data.mkdir(exist_ok=True)
-    return ["--log-level", "warning", "--data-dir", str(data)]
-
-
 def wirelab_server(
     port: int, log_dir: Path, command: list[str], extra_env: Mapping[str, str] | None = None
 ) -> Server:
-    """`wirelab serve` on 127.0.0.1:``port`` with the limits raised; ready on /healthz."""
+    """`wirelab serve` on 127.0.0.1:``port`` with the limits raised; ready on /healthz.
+
+    No per-request access log (``--log-level warning``); data in ``log_dir/data``.
+    """
     env = dict(os.environ, **WIRELAB_ENV, **(extra_env or {}))
+    data = log_dir / "data"
+    data.mkdir(exist_ok=True)
+    flags = ["--host", HOST, "--port", str(port), "--log-level", "warning", "--data-dir", str(data)]
     return Server(
         "wirelab",
-        [*command, "--host", HOST, "--port", str(port), *wirelab_args(log_dir)],
+        [*command, *flags],
         port,
         ready_path="/healthz",
         env=env,
         log_path=log_dir / "wirelab.log",
     )
+
+
+def uvicorn_server(name: str, app: str, port: int, log_dir: Path, env: Mapping[str, str]) -> Server:
+    """``uvicorn APP`` (an app of this folder, e.g. ``_apps:paced_app``) with the settings of
+    `wirelab serve` (:data:`UVICORN_ARGS`) on 127.0.0.1:``port``; logs to ``log_dir/NAME.log``.
+    ``env`` must put this folder on PYTHONPATH."""
+    argv = python_argv("-m", "uvicorn", app, "--host", HOST, "--port", str(port), *UVICORN_ARGS)
+    return Server(name, argv, port, env=env, cwd=BENCH_DIR, log_path=log_dir / f"{name}.log")
 
 
 # ---------------------------------------------------------------------------------------

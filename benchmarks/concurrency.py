@@ -49,16 +49,14 @@ from _conc_gc import LOG_ENV, gc_figures, install_hook, read_gc_log
 from _conc_report import Measured, Report, print_report, summarise, verdict
 from _util import (
     BENCH_DIR,
-    HOST,
-    UVICORN_ARGS,
     ProcStats,
     Server,
     free_port,
     install_cleanup,
     loadavg,
     log,
-    python_argv,
     tree_stats,
+    uvicorn_server,
     wirelab_command,
     wirelab_server,
 )
@@ -104,10 +102,8 @@ def _server(
     port = free_port()
     if args.server != "reference":
         return wirelab_server(port, run_dir, command, extra_env)
-    argv = python_argv("-m", "uvicorn", "_apps:paced_app", "--host", HOST, "--port",
-                       str(port), *UVICORN_ARGS)  # fmt: skip
-    return Server("reference", argv, port, env=dict(os.environ, **extra_env), cwd=BENCH_DIR,
-                  log_path=run_dir / "reference.log")  # fmt: skip
+    env = dict(os.environ, **extra_env)  # PYTHONPATH holds this folder for the reference
+    return uvicorn_server("reference", "_apps:paced_app", port, run_dir, env)
 
 
 def _sample(
@@ -148,9 +144,8 @@ def _drive(server: Server, jobs: list[WorkerJob], sample_period: float) -> Measu
     return Measured(loops, results, base, at_go or base, final, samples, t_go, t_end)
 
 
-def run_one(
-    n: int, args: argparse.Namespace, command: list[str], tmp: Path
-) -> dict[str, Any]:  # one N, on a fresh server
+def run_one(n: int, args: argparse.Namespace, command: list[str], tmp: Path) -> dict[str, Any]:
+    """One N, on a fresh server: the run's JSON object."""
     plan = _plan(n, args)
     run_dir = tmp / f"n{n}"
     run_dir.mkdir()

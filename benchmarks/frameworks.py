@@ -7,7 +7,7 @@ servers run at once (idle ones cost nothing) and the reads are interleaved round
 in a rotated order, so that drifts of the machine hit every server alike. Prints the
 median MB/s (1 MB = 10^6 bytes) with min/max and the server CPU seconds spent per GB sent.
 
-Run: ``.venv/bin/python benchmarks/frameworks.py [--rounds 5] [--json]``
+Run: ``.venv/bin/python benchmarks/frameworks.py [--rounds 7] [--json]``
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from _util import (
     BENCH_DIR,
@@ -186,10 +187,10 @@ def main() -> int:
                 smp.sys_share.append(spent.cpu_sys / spent.cpu if spent.cpu > 0 else 0.0)
             log(f"round {rnd + 1}/{args.rounds} done")
 
-    results: list[dict[str, object]] = []
+    results: list[dict[str, Any]] = []
     for wl in workloads:
-        base = median(samples["uvicorn-raw", wl.key].mbps) if "uvicorn-raw" in [
-            s.key for s in selected] else None  # fmt: skip
+        raw = samples.get(("uvicorn-raw", wl.key))
+        base = median(raw.mbps) if raw is not None else None
         for st in selected:
             smp = samples[st.key, wl.key]
             med = median(smp.mbps)
@@ -220,7 +221,7 @@ def main() -> int:
                 f"{r['median_mb_s']:.0f}",
                 f"{r['min_mb_s']:.0f} - {r['max_mb_s']:.0f}",
                 f"{r['vs_uvicorn_raw']:.2f}" if r["vs_uvicorn_raw"] is not None else "-",
-                f"{r['server_cpu_s_per_gb']:.2f} ({float(str(r['server_sys_share'])):.0%} sys)",
+                f"{r['server_cpu_s_per_gb']:.2f} ({r['server_sys_share']:.0%} sys)",
             ]
             for r in results
             if r["workload"] == wl.key

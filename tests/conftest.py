@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -35,3 +38,24 @@ def server_factory(
 def server(server_factory: Callable[..., LiveServer]) -> LiveServer:
     """A server with default settings."""
     return server_factory()
+
+
+def _open_fds() -> set[int] | None:
+    try:
+        return {int(fd) for fd in os.listdir("/proc/self/fd")}
+    except FileNotFoundError:  # not Linux: the ResourceWarning check still applies
+        return None
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    """The test must leave no thread running and no descriptor open (use it with
+    ``@pytest.mark.usefixtures("no_leaks")`` or a module's ``pytestmark``)."""
+    threads = set(threading.enumerate())
+    fds = _open_fds()
+    yield
+    gc.collect()  # an unclosed socket warns now, inside this test
+    assert set(threading.enumerate()) - threads == set()
+    after = _open_fds()
+    if fds is not None and after is not None:
+        assert after - fds == set()

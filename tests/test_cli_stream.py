@@ -207,7 +207,7 @@ class TestFailures:
         with fake_server(body) as url:
             result = run("--url", url, "--out", str(tmp_path))
         assert result.exit_code == 1
-        assert "SHA-256" in one_error_line(result) or "sha256" in result.stderr
+        assert "file 2: sha256 mismatch" in one_error_line(result)
         manifest = json.loads((tmp_path / "manifest.json").read_text())
         assert manifest["complete"] is False and manifest["count"] == 4
         assert [f["name"] for f in manifest["files"]] == ["000000.int16", "000001.int16"]

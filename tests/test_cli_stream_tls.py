@@ -52,12 +52,14 @@ def test_cacert_trusts_the_servers_ca(tmp_path: Path) -> None:
 
 
 def test_without_the_ca_the_certificate_is_refused(tmp_path: Path) -> None:
-    # The server sees the client abort the handshake ("unknown ca") and reports it on exit.
+    # The server sees the client abort the handshake ("unknown ca"); join() waits for the
+    # server to have handled it (leaving the block would stop it first) and raises it.
     with (
         pytest.raises(ScriptError, match="unknown ca"),
         ScriptedServer(script=[RecvUntil(b"\r\n\r\n")], tls=True) as server,
     ):
         code, out = run("--url", f"https://localhost:{server.port}", "--out", str(tmp_path / "o"))
+        server.join(5)
     assert code == 1
     assert "CERTIFICATE_VERIFY_FAILED" in out and len(out.strip().splitlines()) == 1
 

@@ -18,12 +18,8 @@ offsets of transcripts.
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
-import os
 import re
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,26 +138,6 @@ def normalize(text: str) -> str:
     """Replace what changes from run to run: ports, and time offsets in transcripts."""
     text = re.sub(r"127\.0\.0\.1(:|', )\d+", r"127.0.0.1\1<port>", text)
     return re.sub(r"\+\d+\.\d{3}s\b", "+<t>s", text)
-
-
-def _open_fds() -> set[int] | None:
-    try:
-        return {int(fd) for fd in os.listdir("/proc/self/fd")}
-    except FileNotFoundError:  # not Linux: the ResourceWarning check still applies
-        return None
-
-
-@pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """An example must stop its servers and close its sockets."""
-    threads = set(threading.enumerate())
-    fds = _open_fds()
-    yield
-    gc.collect()  # an unclosed socket warns now, inside this test
-    assert set(threading.enumerate()) - threads == set()
-    after = _open_fds()
-    if fds is not None and after is not None:
-        assert after - fds == set()
 
 
 @pytest.mark.parametrize("block", EXAMPLES, ids=[b.id for b in EXAMPLES])

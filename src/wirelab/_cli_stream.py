@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import click
 
-from ._exceptions import IntegrityError, TruncatedError, WirelabError
+from ._exceptions import IntegrityError, TruncatedError
 
 if TYPE_CHECKING:  # importing the client costs httpx and numpy: only when the command runs
     from rich.console import Console
@@ -36,7 +36,7 @@ _REFRESH_S: Final = 0.1  # at most this often, bytes are pushed to the progress 
 
 def describe_error(exc: BaseException) -> str:
     """The one-line message for ``exc``, as ``wirelab: error:`` prints it."""
-    if isinstance(exc, OSError) and not isinstance(exc, WirelabError):
+    if isinstance(exc, OSError):  # no WirelabError is an OSError
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
@@ -168,7 +168,7 @@ def run_download(
         raise
     writer.finish(complete=True)
     elapsed = time.perf_counter() - t0
-    _report_success(writer, out, elapsed, as_json)
+    _report_success(writer, elapsed, as_json)
 
 
 def _record_failure(writer: DownloadWriter, exc: BaseException, as_json: bool) -> None:
@@ -187,7 +187,7 @@ def _record_failure(writer: DownloadWriter, exc: BaseException, as_json: bool) -
         )
 
 
-def _report_success(writer: DownloadWriter, out: Path, elapsed: float, as_json: bool) -> None:
+def _report_success(writer: DownloadWriter, elapsed: float, as_json: bool) -> None:
     rate = writer.bytes_saved / _MB / max(elapsed, 1e-9)
     if as_json:
         _emit_json(
@@ -198,12 +198,12 @@ def _report_success(writer: DownloadWriter, out: Path, elapsed: float, as_json: 
                 "seed": writer.seed,
                 "elapsed_s": round(elapsed, 3),
                 "mb_per_s": round(rate, 3),
-                "out": str(out),
+                "out": str(writer.out),
             }
         )
     else:
         click.echo(
-            f"saved {len(writer.files)} files ({_human(writer.bytes_saved)}) to {out} "
+            f"saved {len(writer.files)} files ({_human(writer.bytes_saved)}) to {writer.out} "
             f"in {elapsed:.2f} s ({rate:.1f} MB/s), seed {writer.seed}"
         )
 

@@ -29,12 +29,12 @@ def database_url(url: str | None, data_dir: Path | None) -> str:
     return sqlite_url(folder / "wirelab.db")
 
 
-def with_users(url: str, op: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``op(db.users)`` against the store at ``url`` and return its result."""
+def with_users(url: str | None, data_dir: Path | None, op: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``op(db.users)`` against the store (see :func:`database_url`); return its result."""
     from .db import connect
 
     async def run() -> T:
-        async with await connect(url) as db:
+        async with await connect(database_url(url, data_dir)) as db:
             return await op(db.users)
 
     return asyncio.run(run())

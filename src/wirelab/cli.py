@@ -50,10 +50,8 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except WirelabError as exc:
-            fail(str(exc))
-        except OSError as exc:
-            fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        except (WirelabError, OSError) as exc:
+            fail(_cli_stream.describe_error(exc))
         except KeyboardInterrupt:
             fail("interrupted", 130)
         return None
@@ -80,6 +78,39 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("sweep_interval", _SECONDS, "Period of the expiry sweep, s.  [default: 60]"),
     ("upload_expiry", _SECONDS, "Partial uploads idle this long are removed, s.  [default: 1 day]"),
 ]  # fmt: skip
+
+
+# Stream limits of the server: (suffix of --stream-limit-*, default, click type, help).
+_STREAM_LIMIT_OPTIONS: list[tuple[str, float, click.ParamType[Any], str]] = [
+    ("count", 100_000, click.IntRange(0), "Most files one stream may ask for."),
+    ("file_size", 16 * _MIB, click.IntRange(0), "Largest max_size a stream may ask for, bytes."),
+    (
+        "total_bytes",
+        4096 * _MIB,
+        click.IntRange(0),
+        "Largest count * max_size of one stream, bytes.",
+    ),
+    (
+        "duration",
+        3600.0,
+        click.FloatRange(0),
+        "Largest count * max_interval / speed of one stream, seconds.",
+    ),
+]
+
+
+def _stream_limit_options(func: F) -> F:
+    for name, default, kind, help_ in reversed(_STREAM_LIMIT_OPTIONS):
+        func = click.option(
+            f"--stream-limit-{name.replace('_', '-')}",
+            f"stream_limit_{name}",
+            default=default,
+            type=kind,
+            envvar=f"WIRELAB_STREAM_LIMIT_{name.upper()}",
+            show_envvar=True,
+            help=help_,
+        )(func)
+    return func
 
 
 def _relay_options(func: F) -> F:
@@ -127,38 +158,7 @@ def _relay_options(func: F) -> F:
     show_envvar=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
 )
-@click.option(
-    "--stream-limit-count",
-    default=100_000,
-    type=click.IntRange(0),
-    envvar="WIRELAB_STREAM_LIMIT_COUNT",
-    show_envvar=True,
-    help="Most files one stream may ask for.",
-)
-@click.option(
-    "--stream-limit-file-size",
-    default=16 * _MIB,
-    type=click.IntRange(0),
-    envvar="WIRELAB_STREAM_LIMIT_FILE_SIZE",
-    show_envvar=True,
-    help="Largest max_size a stream may ask for, bytes.",
-)
-@click.option(
-    "--stream-limit-total-bytes",
-    default=4096 * _MIB,
-    type=click.IntRange(0),
-    envvar="WIRELAB_STREAM_LIMIT_TOTAL_BYTES",
-    show_envvar=True,
-    help="Largest count * max_size of one stream, bytes.",
-)
-@click.option(
-    "--stream-limit-duration",
-    default=3600.0,
-    type=click.FloatRange(0),
-    envvar="WIRELAB_STREAM_LIMIT_DURATION",
-    show_envvar=True,
-    help="Largest count * max_interval / speed of one stream, seconds.",
-)
+@_stream_limit_options
 @click.option(
     "--worker-threads",
     default=0,
@@ -224,31 +224,34 @@ def serve(
 # --- stream (client side) -------------------------------------------------------------
 # The `wirelab stream` command is defined below this line.
 
-_STREAM_OPTIONS = (
-    "count",
-    "min_size",
-    "max_size",
-    "min_interval",
-    "max_interval",
-    "seed",
-    "dtype",
-    "byteorder",
-    "content",
-    "speed",
-)
+# Stream parameters: (name, click type, help). None of them is sent unless given, so the
+# server's default applies.
+_STREAM_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
+    ("count", click.IntRange(0), "Number of files."),
+    ("min_size", click.IntRange(0), "Smallest file, bytes."),
+    ("max_size", click.IntRange(0), "Largest file, bytes."),
+    ("min_interval", click.FloatRange(0), "Shortest wait before a file, seconds."),
+    ("max_interval", click.FloatRange(0), "Longest wait before a file, seconds."),
+    ("seed", click.IntRange(0, 2**63 - 1), "Reproduce a stream exactly."),
+    ("dtype", click.Choice(["int16", "int8", "int32", "float32"]), "Sample type."),
+    ("byteorder", click.Choice(["little", "big"]), "Sample byte order."),
+    ("content", click.Choice(["random", "sine", "ramp"]), "Sample values."),
+    ("speed", click.FloatRange(0, min_open=True), "Divides every wait."),
+]
 
 
-def _stream_option(name: str, type_: click.ParamType[Any], help_: str) -> Callable[[F], F]:
-    """A stream parameter: not sent unless given (the server's default applies)."""
-    return click.option(
-        f"--{name.replace('_', '-')}",
-        name,
-        type=type_,
-        default=None,
-        envvar=f"WIRELAB_STREAM_{name.upper()}",
-        show_envvar=True,
-        help=help_ + "  [default: the server's]",
-    )
+def _stream_options(func: F) -> F:
+    for name, kind, help_ in reversed(_STREAM_OPTIONS):
+        func = click.option(
+            f"--{name.replace('_', '-')}",
+            name,
+            type=kind,
+            default=None,
+            envvar=f"WIRELAB_STREAM_{name.upper()}",
+            show_envvar=True,
+            help=help_ + "  [default: the server's]",
+        )(func)
+    return func
 
 
 def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -277,16 +280,7 @@ def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Check a folder saved earlier against its manifest.json instead of streaming.",
 )
-@_stream_option("count", click.IntRange(0), "Number of files.")
-@_stream_option("min_size", click.IntRange(0), "Smallest file, bytes.")
-@_stream_option("max_size", click.IntRange(0), "Largest file, bytes.")
-@_stream_option("min_interval", click.FloatRange(0), "Shortest wait before a file, seconds.")
-@_stream_option("max_interval", click.FloatRange(0), "Longest wait before a file, seconds.")
-@_stream_option("seed", click.IntRange(0, 2**63 - 1), "Reproduce a stream exactly.")
-@_stream_option("dtype", click.Choice(["int16", "int8", "int32", "float32"]), "Sample type.")
-@_stream_option("byteorder", click.Choice(["little", "big"]), "Sample byte order.")
-@_stream_option("content", click.Choice(["random", "sine", "ramp"]), "Sample values.")
-@_stream_option("speed", click.FloatRange(0, min_open=True), "Divides every wait.")
+@_stream_options
 @click.option(
     "--timeout",
     default=30.0,
@@ -329,7 +323,7 @@ def stream(
     if verify_dir is not None:
         given = [
             f"--{name.replace('_', '-')}"
-            for name in ("out", "overwrite", "cacert", "insecure", *_STREAM_OPTIONS)
+            for name in ("out", "overwrite", "cacert", "insecure", *(o[0] for o in _STREAM_OPTIONS))
             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
         ]
         if given:
@@ -385,7 +379,7 @@ def users_add(name: str, data_dir: Path | None, database_url: str | None, as_jso
     """Create user NAME and print its API token (shown only once)."""
     from . import _cli_users as u
 
-    user, token = u.with_users(u.database_url(database_url, data_dir), lambda r: r.add_user(name))
+    user, token = u.with_users(database_url, data_dir, lambda r: r.add_user(name))
     u.show_token(user.name, token, as_json=as_json, verb="Created")
 
 
@@ -396,7 +390,7 @@ def users_list(data_dir: Path | None, database_url: str | None, as_json: bool) -
     """List the users (never their tokens)."""
     from . import _cli_users as u
 
-    found = u.with_users(u.database_url(database_url, data_dir), lambda r: r.list_users())
+    found = u.with_users(database_url, data_dir, lambda r: r.list_users())
     u.show_users(found, as_json=as_json)
 
 
@@ -408,7 +402,7 @@ def users_remove(name: str, data_dir: Path | None, database_url: str | None, as_
     """Remove user NAME; its token stops working at once."""
     from . import _cli_users as u
 
-    u.with_users(u.database_url(database_url, data_dir), lambda r: r.remove_user(name))
+    u.with_users(database_url, data_dir, lambda r: r.remove_user(name))
     click.echo(json.dumps({"removed": name}) if as_json else f"Removed user {name!r}.")
 
 
@@ -420,6 +414,5 @@ def users_rotate(name: str, data_dir: Path | None, database_url: str | None, as_
     """Give user NAME a new API token (printed once); the old one stops working."""
     from . import _cli_users as u
 
-    url = u.database_url(database_url, data_dir)
-    token = u.with_users(url, lambda r: r.rotate_token(name))
+    token = u.with_users(database_url, data_dir, lambda r: r.rotate_token(name))
     u.show_token(name, token, as_json=as_json, verb="Rotated the token of")

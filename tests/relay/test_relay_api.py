@@ -76,6 +76,14 @@ def test_send_inbox_download_ack(relay: Relay) -> None:
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(data))
     assert head.content == b""
+    for name in ("etag", "accept-ranges", "content-disposition", "content-type"):
+        assert head.headers[name] == full.headers[name], name
+
+    head_part = relay.bob.head(url, headers={"Range": "bytes=100-199"})
+    assert head_part.status_code == 206
+    assert head_part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    assert head_part.headers["content-length"] == "100"
+    assert head_part.content == b""
 
     part = relay.bob.get(url, headers={"Range": "bytes=100-199"})
     assert part.status_code == 206
@@ -94,6 +102,7 @@ def test_send_inbox_download_ack(relay: Relay) -> None:
     outside = relay.bob.get(url, headers={"Range": f"bytes={len(data)}-"})
     assert outside.status_code == 416
     assert outside.headers["content-range"] == f"bytes */{len(data)}"
+    assert outside.content == b""
 
     stale = relay.bob.get(url, headers={"Range": "bytes=0-9", "If-Range": '"0000"'})
     assert stale.status_code == 200

@@ -25,6 +25,7 @@ from wirelab.framing import (
     StreamStarted,
 )
 from wirelab.stream import StreamLimits, StreamParams, iter_plan
+from wirelab.stream._params import MAX_SEED
 from wirelab.testing._live import LiveServer
 
 FAST = {"min_interval": 0, "max_interval": 0}
@@ -87,7 +88,7 @@ class TestStream:
     def test_defaults_headers_and_count(self, server: LiveServer) -> None:
         r = get(server, "/v1/stream", count=5, speed=1000)
         assert r.headers["content-type"] == "application/vnd.wirelab.stream; version=1"
-        assert int(r.headers["wirelab-seed"]) >= 0 and r.headers["wirelab-count"] == "5"
+        assert 0 <= int(r.headers["wirelab-seed"]) <= MAX_SEED and r.headers["wirelab-count"] == "5"
         files = decode(r.content)
         assert [f["meta"].index for f in files] == list(range(5))
         for f in files:
@@ -320,20 +321,21 @@ class TestClassic:
         assert time.monotonic() - t0 >= expected - 0.005
 
     @pytest.mark.parametrize(
-        "path",
+        ("path", "param"),
         [
-            "/stream/0",
-            "/stream/abc",
-            "/stream/-3",
-            "/streamSLOW/100001",
-            "/stream/5?bogus=1",
-            "/stream?n=x",
+            ("/stream/0", "n"),
+            ("/stream/abc", "n"),
+            ("/stream/-3", "n"),
+            ("/streamSLOW/100001", "n"),
+            ("/stream/5?bogus=1", "bogus"),
+            ("/stream?n=x", "n"),
         ],
     )
-    def test_bad_n_gets_clear_4xx(self, server: LiveServer, path: str) -> None:
+    def test_bad_n_gets_clear_4xx(self, server: LiveServer, path: str, param: str) -> None:
         r = httpx.get(server.url + path)
         assert r.status_code == 422
-        assert r.json()["detail"][0]["msg"]
+        problems = r.json()["detail"]
+        assert problems[0]["loc"][-1] == param and all(p["msg"] for p in problems)
 
 
 class TestLifecycle:

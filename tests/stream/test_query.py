@@ -60,6 +60,7 @@ def test_classic_options_fix_and_rename() -> None:
     fixed = {"count": 200_000}
     found = errors([], fixed=fixed, rename={"count": "n"})
     assert "n" in found and "count" not in found
+    assert found["n"]["loc"] == ["path", "n"]
     assert "count" in errors([("count", "3")], allowed=frozenset({"seed"}))
 
 
@@ -70,3 +71,9 @@ def test_openapi_parameters_describe_every_parameter() -> None:
     assert params["dtype"]["schema"]["enum"] == ["int16", "int8", "int32", "float32"]
     assert params["count"]["schema"] == {"type": "integer", "default": 100}
     assert all(p["in"] == "query" for p in params.values())
+
+
+def test_a_bad_seed_does_not_hide_other_rule_problems() -> None:
+    found = errors([("seed", "-1"), ("min_size", "3")])
+    assert set(found) == {"seed", "min_size"}
+    assert "between 0 and" in str(found["seed"]["msg"])

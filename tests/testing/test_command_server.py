@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import struct
-import threading
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -29,23 +26,7 @@ MiB = 1 << 20
 STOP_BOUND = 0.5  # seconds; typically well under 5 ms
 
 
-def _open_fds() -> set[int] | None:
-    try:
-        return {int(fd) for fd in os.listdir("/proc/self/fd")}
-    except FileNotFoundError:  # not Linux: the ResourceWarning check still applies
-        return None
-
-
-@pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    """Every test must leave no thread running and no descriptor open."""
-    threads = set(threading.enumerate())
-    fds = _open_fds()
-    yield
-    assert set(threading.enumerate()) - threads == set()
-    after = _open_fds()
-    if fds is not None and after is not None:
-        assert after - fds == set()
+pytestmark = pytest.mark.usefixtures("no_leaks")  # tests/conftest.py
 
 
 def connect(server: CommandServer | AsyncioCommandServer) -> socket.socket:

@@ -11,22 +11,13 @@ from __future__ import annotations
 
 import re
 import textwrap
-import threading
-from collections.abc import Iterator
 
 import pytest
 
+from .conftest import INI, INNER_ARGS, outcomes
+
 pytest_plugins = ["pytester"]
-
-INI = """
-[pytest]
-asyncio_mode = strict
-asyncio_default_fixture_loop_scope = function
-filterwarnings = error
-"""
-
-# Plugins that the inner sessions do not need (they only cost start-up time).
-INNER_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:anyio")
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")  # see conftest.py
 
 HELPERS = '''
 import asyncio
@@ -554,29 +545,6 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
         "",
     ),
 }
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    yield
-    leaked = [t.name for t in threading.enumerate() if t.name.startswith("wirelab-tcpserver")]
-    assert leaked == []
-
-
-def outcomes(reprec: pytest.HookRecorder) -> dict[str, tuple[str, str]]:
-    """Per test: ``("passed" | "failed" | "error at <phase>" | "skipped", message)``."""
-    result: dict[str, tuple[str, str]] = {}
-    for report in reprec.getreports("pytest_runtest_logreport"):
-        name = report.nodeid.rsplit("::", 1)[-1]
-        if report.failed:
-            crash = getattr(report.longrepr, "reprcrash", None)
-            kind = "failed" if report.when == "call" else f"error at {report.when}"
-            result[name] = (kind, crash.message if crash is not None else str(report.longrepr))
-        elif report.skipped:
-            result[name] = ("skipped", "")
-        elif report.when == "call":
-            result[name] = ("passed", "")
-    return result
 
 
 def test_scenarios_pass_or_fail_as_with_pytest_tcpclient(pytester: pytest.Pytester) -> None:

@@ -11,20 +11,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import threading
-from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["pytester"]
+from .conftest import INI, INNER_ARGS, outcomes
 
-INI = """
-[pytest]
-asyncio_mode = strict
-asyncio_default_fixture_loop_scope = function
-filterwarnings = error
-"""
-INNER_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:anyio")
+pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")  # see conftest.py
 
 HELPERS = """
 import asyncio
@@ -66,35 +59,12 @@ async def close(writer):
 RESET = "Failed: Connection was reset. Did client close writer prematurely?"
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    yield
-    leaked = [t.name for t in threading.enumerate() if t.name.startswith("wirelab-tcpserver")]
-    assert leaked == []
-
-
 def run(
     pytester: pytest.Pytester, body: str, *args: str, ini: str = ""
 ) -> dict[str, tuple[str, str]]:
     pytester.makeini(INI + ini)
     pytester.makepyfile(test_inner=HELPERS + textwrap.dedent(body))
     return outcomes(pytester.inline_run(*INNER_ARGS, *args))
-
-
-def outcomes(reprec: pytest.HookRecorder) -> dict[str, tuple[str, str]]:
-    """Per test: ``("passed" | "failed" | "error at <phase>" | "skipped", message)``."""
-    result: dict[str, tuple[str, str]] = {}
-    for report in reprec.getreports("pytest_runtest_logreport"):
-        name = report.nodeid.rsplit("::", 1)[-1]
-        if report.failed:
-            crash = getattr(report.longrepr, "reprcrash", None)
-            kind = "failed" if report.when == "call" else f"error at {report.when}"
-            result[name] = (kind, crash.message if crash is not None else str(report.longrepr))
-        elif report.skipped:
-            result[name] = ("skipped", "")
-        elif report.when == "call":
-            result[name] = ("passed", "")
-    return result
 
 
 PASS = ("passed", "")

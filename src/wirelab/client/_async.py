@@ -21,6 +21,7 @@ from ._request import (
     MANIFEST_PATH,
     STREAM_HEADERS,
     STREAM_PATH,
+    ClientBase,
     ErrorBody,
     Timeout,
     check_stream_response,
@@ -37,7 +38,29 @@ async def _no_chunks() -> AsyncIterator[bytes]:
     yield  # pragma: no cover - makes this an async generator
 
 
-class AsyncEventStream(StreamInfo):
+class _Opened(StreamInfo):
+    """Base of the readers: ``async with`` opens the stream (:meth:`open`) and closes it."""
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class AsyncEventStream(_Opened):
     """The verified decoder events of one ``/v1/stream`` response, as they arrive.
 
     An async iterator and an async context manager; see :class:`~wirelab.client.EventStream`
@@ -114,18 +137,6 @@ class AsyncEventStream(StreamInfo):
             raise
         return event
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def _pump(self) -> None:
         """Read one block of the body and decode it (at the end: check the stream ended)."""
         with translating(in_body=True):
@@ -153,7 +164,7 @@ class AsyncEventStream(StreamInfo):
         return bytes(body.data)
 
 
-class AsyncStreamReader(StreamInfo):
+class AsyncStreamReader(_Opened):
     """The files of one stream, each complete and verified: an async iterator of
     :class:`StreamedFile` and an async context manager that closes the response.
 
@@ -185,23 +196,13 @@ class AsyncStreamReader(StreamInfo):
                 return file
         raise StopAsyncIteration
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class AsyncClient:
+class AsyncClient(ClientBase):
     """An asyncio client of a wirelab server; see :class:`~wirelab.client.Client` for the
     meaning of the arguments. Use it as ``async with AsyncClient(...) as client:`` or call
     :meth:`aclose`."""
+
+    _http: httpx.AsyncClient
 
     def __init__(
         self,
@@ -216,11 +217,6 @@ class AsyncClient:
             self._http = httpx.AsyncClient(
                 transport=transport, verify=verify, **client_options(base_url, timeout, headers)
             )
-
-    @property
-    def base_url(self) -> str:
-        """The server's base URL."""
-        return str(self._http.base_url)
 
     def stream(self, **options: Unpack[StreamOptions]) -> AsyncStreamReader:
         """The files of a new stream (lazy: the request is sent on ``async with`` or first
@@ -254,10 +250,6 @@ class AsyncClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def _check_open(self) -> None:
-        if self._http.is_closed:
-            raise UsageError("the client is closed")
 
     async def _get_json(self, path: str, query: dict[str, str]) -> dict[str, Any]:
         self._check_open()

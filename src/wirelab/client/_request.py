@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import httpx
 
-from .._exceptions import ProtocolError
+from .._exceptions import ProtocolError, UsageError
 from .._version import __version__
 from ._errors import MAX_ERROR_BODY, status_error
 from ._stream import STREAM_MEDIA_TYPE
@@ -19,6 +19,7 @@ __all__ = [
     "MANIFEST_PATH",
     "STREAM_HEADERS",
     "STREAM_PATH",
+    "ClientBase",
     "ErrorBody",
     "Timeout",
     "check_stream_response",
@@ -52,6 +53,21 @@ def client_options(
         "headers": {"User-Agent": f"wirelab/{__version__}", **(headers or {})},
         "follow_redirects": False,
     }
+
+
+class ClientBase:
+    """What :class:`~wirelab.client.Client` and :class:`~wirelab.client.AsyncClient` share."""
+
+    _http: httpx.Client | httpx.AsyncClient
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL."""
+        return str(self._http.base_url)
+
+    def _check_open(self) -> None:
+        if self._http.is_closed:
+            raise UsageError("the client is closed")
 
 
 class ErrorBody:

@@ -20,6 +20,7 @@ from ._request import (
     MANIFEST_PATH,
     STREAM_HEADERS,
     STREAM_PATH,
+    ClientBase,
     ErrorBody,
     Timeout,
     check_stream_response,
@@ -31,7 +32,29 @@ from ._stream import FileAssembler, ReaderState, StreamInfo, StreamSession
 __all__ = ["Client", "EventStream", "StreamReader"]
 
 
-class EventStream(StreamInfo):
+class _Opened(StreamInfo):
+    """Base of the readers: ``with`` opens the stream (:meth:`open`) and closes it."""
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EventStream(_Opened):
     """The verified decoder events of one ``/v1/stream`` response, as they arrive.
 
     An iterator and a context manager. The request is sent on ``with`` or on the first
@@ -120,18 +143,6 @@ class EventStream(StreamInfo):
             raise
         return event
 
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _pump(self) -> None:
         """Read one block of the body and decode it (at the end: check the stream ended)."""
         with translating(in_body=True):
@@ -159,7 +170,7 @@ class EventStream(StreamInfo):
         return bytes(body.data)
 
 
-class StreamReader(StreamInfo):
+class StreamReader(_Opened):
     """The files of one stream, each complete and verified: an iterator of
     :class:`StreamedFile` and a context manager that closes the response.
 
@@ -193,20 +204,8 @@ class StreamReader(StreamInfo):
                 return file
         raise StopIteration
 
-    def __enter__(self) -> Self:
-        self.open()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Client:
+class Client(ClientBase):
     """A blocking client of a wirelab server.
 
     ``base_url`` may include a path prefix (for a server behind a reverse proxy).
@@ -223,6 +222,8 @@ class Client:
     protocol and HTTP failures.
     """
 
+    _http: httpx.Client
+
     def __init__(
         self,
         base_url: str = DEFAULT_URL,
@@ -236,11 +237,6 @@ class Client:
             self._http = httpx.Client(
                 transport=transport, verify=verify, **client_options(base_url, timeout, headers)
             )
-
-    @property
-    def base_url(self) -> str:
-        """The server's base URL."""
-        return str(self._http.base_url)
 
     def stream(self, **options: Unpack[StreamOptions]) -> StreamReader:
         """The files of a new stream (lazy: the request is sent on ``with`` or first use).
@@ -280,10 +276,6 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _check_open(self) -> None:
-        if self._http.is_closed:
-            raise UsageError("the client is closed")
 
     def _get_json(self, path: str, query: dict[str, str]) -> dict[str, Any]:
         self._check_open()

@@ -224,26 +224,19 @@ class SQLiteUsers:
         """See :meth:`wirelab.db.UserRepository.get_user_by_token`."""
         if not isinstance(token, str) or not is_token_shaped(token):
             return None
-        digest = hash_token(token)
-
-        def select(conn: sqlite3.Connection) -> tuple[str, str, str] | None:
-            cursor = conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE token_hash = ?",  # noqa: S608
-                (digest,),
-            )
-            row: tuple[str, str, str] | None = cursor.fetchone()
-            return row
-
-        row = await self._db.run(select)
-        return None if row is None else _user(row)
+        return await self._select_one("token_hash", hash_token(token))
 
     async def get_user(self, name: str) -> User | None:
         """See :meth:`wirelab.db.UserRepository.get_user`."""
+        return await self._select_one("name", name)
+
+    async def _select_one(self, column: str, value: str) -> User | None:
+        """The user whose (unique) ``column`` equals ``value``; ``column`` is a constant."""
 
         def select(conn: sqlite3.Connection) -> tuple[str, str, str] | None:
             cursor = conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?",  # noqa: S608
-                (name,),
+                f"SELECT {_USER_COLUMNS} FROM users WHERE {column} = ?",  # noqa: S608
+                (value,),
             )
             row: tuple[str, str, str] | None = cursor.fetchone()
             return row

@@ -34,6 +34,26 @@ def _file(row: tuple[Any, ...]) -> RelayFile:
     return RelayFile(*row)
 
 
+def _select_file(
+    conn: sqlite3.Connection, recipient: str, file_id: str, now: float
+) -> RelayFile | None:
+    """File ``file_id`` of ``recipient`` if it has not expired at ``now``."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
+        " WHERE id = ? AND recipient = ? AND expires_at > ?",
+        (file_id, recipient, now),
+    ).fetchone()
+    return None if row is None else _file(row)
+
+
+def _journal(conn: sqlite3.Connection, blob_key: str, reason: str, now: float) -> None:
+    """Record ``blob_key`` in the blob journal (replacing an entry for the same key)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at) VALUES (?, ?, ?)",
+        (blob_key, reason, now),
+    )
+
+
 def _insert_file(conn: sqlite3.Connection, file: RelayFile) -> None:
     """Insert ``file`` and drop its blob key from the journal (inside the caller's commit)."""
     conn.execute(
@@ -54,11 +74,7 @@ class SQLiteRelay:
         """See :meth:`wirelab.db.RelayRepository.journal_add`."""
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at)"
-                " VALUES (?, ?, ?)",
-                (blob_key, reason, now),
-            )
+            _journal(conn, blob_key, reason, now)
 
         await self._db.write(insert)
 
@@ -110,12 +126,7 @@ class SQLiteRelay:
         """See :meth:`wirelab.db.RelayRepository.get_file`."""
 
         def select(conn: sqlite3.Connection) -> RelayFile | None:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
-                " WHERE id = ? AND recipient = ? AND expires_at > ?",
-                (file_id, recipient, now),
-            ).fetchone()
-            return None if row is None else _file(row)
+            return _select_file(conn, recipient, file_id, now)
 
         return await self._db.run(select)
 
@@ -123,20 +134,11 @@ class SQLiteRelay:
         """See :meth:`wirelab.db.RelayRepository.delete_file`."""
 
         def delete(conn: sqlite3.Connection) -> RelayFile | None:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
-                " WHERE id = ? AND recipient = ? AND expires_at > ?",
-                (file_id, recipient, now),
-            ).fetchone()
-            if row is None:
+            file = _select_file(conn, recipient, file_id, now)
+            if file is None:
                 return None
-            file = _file(row)
             conn.execute("DELETE FROM relay_files WHERE id = ?", (file_id,))
-            conn.execute(
-                "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at)"
-                " VALUES (?, 'delete', ?)",
-                (file.blob_key, now),
-            )
+            _journal(conn, file.blob_key, "delete", now)
             return file
 
         return await self._db.write(delete)
@@ -191,11 +193,7 @@ class SQLiteRelay:
             ).fetchall()
             for file_id, blob_key in rows:
                 conn.execute("DELETE FROM relay_files WHERE id = ?", (file_id,))
-                conn.execute(
-                    "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at)"
-                    " VALUES (?, 'delete', ?)",
-                    (blob_key, now),
-                )
+                _journal(conn, blob_key, "delete", now)
             return [str(row[1]) for row in rows]
 
         return await self._db.write(delete)

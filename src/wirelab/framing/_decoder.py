@@ -26,6 +26,7 @@ from ._frames import (
     MAX_JSON_PAYLOAD,
     PREAMBLE,
     FrameType,
+    check_limit,
     frame_name,
     is_ancillary,
 )
@@ -87,15 +88,9 @@ class StreamDecoder:
         max_data_payload: int = MAX_DATA_PAYLOAD,
     ) -> None:
         """Create a decoder; the two payload limits may be changed from the format's."""
-        for name, limit in (
-            ("max_json_payload", max_json_payload),
-            ("max_data_payload", max_data_payload),
-        ):
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise UsageError(f"{name} must be a non-negative integer, got {limit!r}")
+        self._max_json = check_limit("max_json_payload", max_json_payload)
+        self._max_data = check_limit("max_data_payload", max_data_payload)
         self._grammar = StreamGrammar(verify=bool(verify))
-        self._max_json = max_json_payload
-        self._max_data = max_data_payload
         self._state = _PREAMBLE
         self._offset = 0  # bytes consumed so far = stream offset of the next byte
         self._partial = bytearray()  # a partial preamble, frame header or JSON payload

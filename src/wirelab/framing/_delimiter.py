@@ -11,6 +11,7 @@ from typing import Final, NoReturn
 
 from .._exceptions import ProtocolError, UsageError
 from ._frame_decoder import FrameDecoderBase
+from ._frames import check_limit
 
 __all__ = ["DEFAULT_MAX_LINE", "DelimiterCodec", "DelimiterDecoder"]
 
@@ -32,10 +33,8 @@ class DelimiterCodec:
     def __init__(self, delimiter: bytes = b"\n", *, max_frame: int = DEFAULT_MAX_LINE) -> None:
         if not isinstance(delimiter, bytes | bytearray) or not delimiter:
             raise UsageError(f"delimiter must be non-empty bytes, got {delimiter!r}")
-        if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 0:
-            raise UsageError(f"max_frame must be a non-negative integer, got {max_frame!r}")
         self.delimiter: Final = bytes(delimiter)
-        self.max_frame: Final = max_frame
+        self.max_frame: Final = check_limit("max_frame", max_frame)
 
     def __repr__(self) -> str:
         return f"DelimiterCodec({self.delimiter!r}, max_frame={self.max_frame})"

@@ -183,25 +183,21 @@ class StreamEncoder:
             raise UsageError(f"file_start(): index {index!r}, expected {self._files}")
         if self._files >= self._count:
             raise UsageError(f"file_start(): the stream announced only {self._count} files")
-        if not self._validate:
+        if self._validate:
+            obj = {
+                "index": self._files,
+                "name": name,
+                "size": _as_int(size),
+                "dtype": dtype,
+                "byteorder": byteorder,
+                "offset": _as_float(offset),
+            }
+            size = _validate(parse_file_header, obj).size
+            frame = encode_json_frame(FrameType.FILE, obj)
+        else:
             frame = _fast_file_header(self._files, name, size, dtype, byteorder, offset)
-            self._file_index = self._files
-            self._file_size = size
-            self._file_sent = 0
-            self._phase = _IN_FILE
-            return frame
-        obj = {
-            "index": self._files,
-            "name": name,
-            "size": _as_int(size),
-            "dtype": dtype,
-            "byteorder": byteorder,
-            "offset": _as_float(offset),
-        }
-        started = _validate(parse_file_header, obj)
-        frame = encode_json_frame(FrameType.FILE, obj)
-        self._file_index = started.index
-        self._file_size = started.size
+        self._file_index = self._files
+        self._file_size = size
         self._file_sent = 0
         self._phase = _IN_FILE
         return frame

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_JSON_PAYLOAD",
     "PREAMBLE",
     "FrameType",
+    "check_limit",
     "encode_frame",
     "encode_frame_header",
     "encode_json_frame",
@@ -57,6 +58,14 @@ class FrameType(enum.IntEnum):
     END_FILE = 0x45  # 'E'
     END = 0x5A  # 'Z'
     ABORT = 0x58  # 'X'
+
+
+def check_limit(name: str, value: object) -> int:
+    """Return *value* if it is a non-negative ``int`` (not a bool), else raise
+    :class:`UsageError` naming the argument *name* (for payload and frame size limits)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def is_ancillary(frame_type: int) -> bool:

@@ -12,6 +12,7 @@ from typing import Final, Literal
 
 from .._exceptions import ProtocolError, UsageError
 from ._frame_decoder import FrameDecoderBase
+from ._frames import check_limit
 
 __all__ = ["DEFAULT_MAX_FRAME", "LengthPrefixCodec", "LengthPrefixDecoder"]
 
@@ -19,12 +20,6 @@ DEFAULT_MAX_FRAME: Final = 16 * 1024 * 1024
 """Largest frame accepted when no ``max_frame`` is given (capped by the prefix width)."""
 
 _WIDTHS: Final = (1, 2, 4, 8)
-
-
-def _check_limit(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
 
 
 class LengthPrefixCodec:
@@ -54,7 +49,7 @@ class LengthPrefixCodec:
         largest = (1 << (8 * width)) - 1
         if max_frame is None:
             max_frame = min(DEFAULT_MAX_FRAME, largest)
-        elif _check_limit("max_frame", max_frame) > largest:
+        elif check_limit("max_frame", max_frame) > largest:
             raise UsageError(
                 f"max_frame {max_frame} does not fit a {width}-byte length (at most {largest})"
             )

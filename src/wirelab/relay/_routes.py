@@ -21,9 +21,19 @@ from ._service import RelayService, SendRequest
 
 __all__ = ["RelayRuntime", "build_router"]
 
-_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MEDIA_TYPE_RE = re.compile(r"[\x21-\x7e]+/[\x21-\x7e]+(\s*;[\x20-\x7e]*)?")
-_NOTE_MAX = 4096
+NOTE_MAX = 4096
+
+
+def valid_media_type(media_type: str) -> bool:
+    """Whether ``media_type`` is an acceptable ``type/subtype[; params]`` (255 chars max)."""
+    return len(media_type) <= 255 and _MEDIA_TYPE_RE.fullmatch(media_type) is not None
+
+
+def clean_note(note: str) -> str:
+    """``note`` without its non-printable characters (newlines and tabs are kept)."""
+    return "".join(c for c in note if c.isprintable() or c in "\n\t")
 
 
 class RelayRuntime:
@@ -135,7 +145,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         name: Annotated[str, Query(description="File name (sanitized by the server).")],
         wirelab_sha256: Annotated[str, Header(description="SHA-256 of the body, 64 hex digits.")],
         note: Annotated[
-            str | None, Query(max_length=_NOTE_MAX, description="Free text for the recipient.")
+            str | None, Query(max_length=NOTE_MAX, description="Free text for the recipient.")
         ] = None,
         ttl: Annotated[
             float | None, Query(gt=0, description="Seconds until the file expires.")
@@ -149,15 +159,15 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         verified against `Wirelab-Sha256` and flushed to disk.
         """
         service = runtime.require()
-        if _SHA256_RE.fullmatch(wirelab_sha256.strip()) is None:
+        if SHA256_RE.fullmatch(wirelab_sha256.strip()) is None:
             raise _invalid("header", "wirelab-sha256", "must be 64 hexadecimal digits")
         if ttl is not None and ttl > service.limits.max_ttl:
             raise _invalid("query", "ttl", f"must be at most {service.limits.max_ttl:g} seconds")
         media_type = (content_type or "").strip() or "application/octet-stream"
-        if len(media_type) > 255 or _MEDIA_TYPE_RE.fullmatch(media_type) is None:
+        if not valid_media_type(media_type):
             raise _invalid("header", "content-type", "not a valid media type")
         if note is not None:
-            note = "".join(c for c in note if c.isprintable() or c in "\n\t")
+            note = clean_note(note)
         req = SendRequest(
             sender=user.name,
             recipient=to,
@@ -180,9 +190,8 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             ) from None
         except ClientDisconnect:
             return Response(status_code=400)
-        return JSONResponse(
-            file_json(file), status_code=201, headers={"Location": file_json(file)["url"]}
-        )
+        doc = file_json(file)
+        return JSONResponse(doc, status_code=201, headers={"Location": doc["url"]})
 
     @router.get("/inbox", summary="List your inbox", responses=_AUTH_RESPONSES)
     async def inbox(user: Auth) -> Any:
@@ -244,21 +253,23 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         except RelayError as exc:
             raise _error(exc) from None
 
-    def _range_response(file: RelayFile, request: Request) -> tuple[int, int, int, Response]:
-        """(status, start, end) of the answer, or a finished 416 response."""
+    def _range_answer(
+        file: RelayFile, request: Request
+    ) -> tuple[int, ByteRange | None, dict[str, str]]:
+        """Status (200, 206 or 416), selected range (206 only) and headers of the answer."""
         headers = _headers(file)
         try:
             selected = _select(request, file)
         except RangeNotSatisfiable as exc:
             headers["Content-Range"] = exc.content_range
             headers["Content-Length"] = "0"
-            return 416, 0, 0, Response(status_code=416, headers=headers)
+            return 416, None, headers
         if selected is None:
             headers["Content-Length"] = str(file.size)
-            return 200, 0, file.size, Response(status_code=200, headers=headers)
+            return 200, None, headers
         headers["Content-Range"] = selected.content_range
         headers["Content-Length"] = str(selected.length)
-        return 206, selected.start, selected.end, Response(status_code=206, headers=headers)
+        return 206, selected, headers
 
     download_responses: dict[int | str, dict[str, Any]] = {
         **_FILE_RESPONSES,
@@ -271,19 +282,19 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     async def download(request: Request, user: Auth, file_id: str) -> Response:
         """The file's bytes, with `ETag` (its SHA-256) and `Range` support (one range)."""
         file = await _lookup(user, file_id)
-        status, start, end, head = _range_response(file, request)
+        status, selected, headers = _range_answer(file, request)
         if status == 416:
-            return head
+            return Response(status_code=416, headers=headers)
+        start, end = (0, file.size) if selected is None else (selected.start, selected.end)
         reader = await runtime.require().open(file, start, end)
-        return StreamingResponse(
-            _read(reader), status_code=status, headers=dict(head.headers.items())
-        )
+        return StreamingResponse(_read(reader), status_code=status, headers=headers)
 
     @router.head("/files/{file_id}", summary="File headers", responses=download_responses)
     async def head(request: Request, user: Auth, file_id: str) -> Response:
         """The headers `GET` would answer with, without the body."""
         file = await _lookup(user, file_id)
-        return _range_response(file, request)[3]
+        status, _, headers = _range_answer(file, request)
+        return Response(status_code=status, headers=headers)
 
     @router.delete(
         "/files/{file_id}",

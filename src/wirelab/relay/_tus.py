@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import Annotated
@@ -21,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from ..db import RelayUpload, User
 from ..storage import DigestMismatchError, OffsetMismatchError
 from ._errors import RelayError
-from ._routes import RelayRuntime, current_user
+from ._routes import NOTE_MAX, SHA256_RE, RelayRuntime, clean_note, current_user, valid_media_type
 from ._routes import build_router as build_base_router
 from ._uploads import UploadRequest, checksum
 
@@ -32,9 +31,6 @@ TUS_EXTENSIONS = "creation,checksum,expiration,termination"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 #: A PATCH with ``Upload-Checksum`` is held in memory to be verified before it is stored.
 CHECKSUM_MAX_CHUNK = 64 * 1024 * 1024
-_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
-_MEDIA_TYPE_RE = re.compile(r"[\x21-\x7e]+/[\x21-\x7e]+(\s*;[\x20-\x7e]*)?")
-_NOTE_MAX = 4096
 _OFFSET_TYPE = "application/offset+octet-stream"
 
 
@@ -121,15 +117,15 @@ def _required(meta: dict[str, str], key: str) -> str:
 
 def _request(user: User, meta: dict[str, str], length: int) -> UploadRequest:
     sha256 = _required(meta, "sha256")
-    if _SHA256_RE.fullmatch(sha256) is None:
+    if SHA256_RE.fullmatch(sha256) is None:
         raise TusError(400, "Upload-Metadata 'sha256' must be 64 hexadecimal digits")
     media_type = (meta.get("filetype") or meta.get("content_type") or "").strip()
     media_type = media_type or "application/octet-stream"
-    if len(media_type) > 255 or _MEDIA_TYPE_RE.fullmatch(media_type) is None:
+    if not valid_media_type(media_type):
         raise TusError(400, "Upload-Metadata 'filetype' is not a valid media type")
     note = meta.get("note")
     if note is not None:
-        note = "".join(c for c in note if c.isprintable() or c in "\n\t")[:_NOTE_MAX]
+        note = clean_note(note)[:NOTE_MAX]
     return UploadRequest(
         owner=user.name,
         recipient=_required(meta, "to"),
@@ -161,9 +157,9 @@ async def _checked(request: Request, algorithm: str, digest: bytes) -> AsyncIter
         data += chunk
         if len(data) > CHECKSUM_MAX_CHUNK:
             raise TusError(413, f"a checksummed PATCH may carry {CHECKSUM_MAX_CHUNK} bytes")
-    if checksum(algorithm, bytes(data)) != digest:
-        raise TusError(460, "Upload-Checksum mismatch: the chunk was not stored")
     body = bytes(data)
+    if checksum(algorithm, body) != digest:
+        raise TusError(460, "Upload-Checksum mismatch: the chunk was not stored")
 
     async def once() -> AsyncIterator[bytes]:
         yield body

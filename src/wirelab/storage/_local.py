@@ -112,8 +112,7 @@ class LocalBlobStore(BlobStore):
         return UploadInfo(upload_id, int(raw["offset"]), raw["created_at"], raw["updated_at"])
 
     def _write_record(self, info: UploadInfo) -> None:
-        body = {"offset": info.offset, "created_at": info.created_at}
-        body["updated_at"] = info.updated_at
+        body = {"offset": info.offset, "created_at": info.created_at, "updated_at": info.updated_at}
         path = self._record_path(info.upload_id)
         atomic_write(path, json.dumps(body).encode(), tmp_dir=self._uploads)
 

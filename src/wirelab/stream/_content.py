@@ -124,11 +124,6 @@ class ContentSource:
             else None
         )
 
-    @property
-    def periodic(self) -> bool:
-        """True when files depend only on their size (digests can be memoized)."""
-        return self._bits is None
-
     def known_digest(self, size: int) -> str | None:
         """The file's SHA-256 when it can be known without hashing it again, else None."""
         if self._bits is None:

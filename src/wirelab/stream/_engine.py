@@ -1,11 +1,12 @@
 """The asyncio side of the Stream service: pacing, framing and hashing of one response.
 
-Everything here runs on the event loop except :func:`_produce_batch`, which a shared thread
-pool runs for large files so that generating and hashing (both release the GIL) overlap with
-the loop writing the previous batch to the socket. There is never a thread per stream.
+Everything here runs on the event loop except :func:`_frame_chunks` for large files when
+the server has worker threads: a shared pool then runs it so that generating and hashing
+(both release the GIL) overlap with the loop writing the previous message to the socket.
+There is never a thread per stream.
 
-Memory per stream is bounded: at most two batches (``BATCH_CHUNKS`` chunks of
-``CHUNK_SIZE`` bytes each) of one file exist at a time.
+Memory per stream is bounded: at most two messages (about :data:`MESSAGE_SIZE` bytes each,
+built from ``CHUNK_SIZE`` chunks) of one file exist at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import Executor
@@ -32,8 +32,6 @@ Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 Receive = Callable[[], Awaitable[Message]]
 
-log = logging.getLogger("wirelab.stream")
-
 #: Bytes of ``D`` frames per ASGI message (one HTTP chunk, one write) for large files.
 MESSAGE_SIZE = 1024 * 1024
 
@@ -43,19 +41,16 @@ class StreamRuntime:
     """Shared state of the Stream service in one server process.
 
     ``active`` holds the tasks of streams in progress so shutdown can end them with an
-    ``X`` frame; the counters are for ``/healthz`` and for tests that check generation
-    stopped.
+    ``X`` frame (``/healthz`` reports how many); the counters are for tests that check
+    generation stopped.
     """
 
     executor: Executor | None = None
     body_cache: _BodyCache = field(default_factory=lambda: _BodyCache())
     active: set[asyncio.Task[Any]] = field(default_factory=set)
     shutting_down: bool = False
-    streams_started: int = 0
-    streams_finished: int = 0
     streams_disconnected: int = 0
     files_sent: int = 0
-    bytes_sent: int = 0
 
     def shutdown(self) -> None:
         """Ask every stream in progress to end now (each sends an ``X`` frame if it can)."""
@@ -78,7 +73,6 @@ async def _run_until_disconnect(
     producer = asyncio.ensure_future(body)
     watcher = asyncio.ensure_future(_watch_disconnect(receive))
     runtime.active.add(producer)
-    runtime.streams_started += 1
     try:
         await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -93,7 +87,6 @@ async def _run_until_disconnect(
         with contextlib.suppress(asyncio.CancelledError):
             await producer
     if producer.done() and not producer.cancelled():
-        runtime.streams_finished += 1
         producer.result()  # re-raise an unexpected error in the producer
 
 
@@ -238,7 +231,6 @@ class _FramedStream:
             digest = await self._send_large(header, chunks, digest)
             await self.send(_body(self.encoder.file_end(digest)))
         self.runtime.files_sent += 1
-        self.runtime.bytes_sent += spec.size
 
     def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
         key = (self.params.content, self.params.dtype, self.params.byteorder, size)
@@ -320,7 +312,6 @@ async def _raw_files(
         data = b"".join(content.file_chunks(spec.size))
         await send(_body(data))
         runtime.files_sent += 1
-        runtime.bytes_sent += spec.size
     await send(_body(b"", more=False))
 
 

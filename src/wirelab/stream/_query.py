@@ -87,8 +87,9 @@ def parse_stream_query(
 
     ``allowed`` restricts the accepted names (default: all of :data:`PARAMS`); ``fixed``
     sets parameters the endpoint decides (the classic endpoints); ``rename`` maps a
-    StreamParams field to the name the endpoint exposes in errors (classic ``n``). The last
-    of repeated parameters wins, as in FastAPI. Every problem is reported at once.
+    StreamParams field to the path parameter the endpoint exposes in errors (classic
+    ``n``). The last of repeated parameters wins, as in FastAPI. Every problem is reported
+    at once.
     """
     allowed = frozenset(_BY_NAME) if allowed is None else allowed
     values: dict[str, Any] = dict(fixed or {})
@@ -106,10 +107,6 @@ def parse_stream_query(
             values.pop(name, None)
             found[name] = problem
     errors = list(found.values())
-    seed = values.get("seed")
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        errors.append(_error("seed", "value_error", f"must be between 0 and {MAX_SEED}", seed))
-        values.pop("seed")
     params = StreamParams(**{k: v for k, v in values.items() if v is not None})
     if not errors:
         errors = _rule_errors(params, limits, rename or {})
@@ -125,8 +122,10 @@ def _rule_errors(
         params.validate(limits)
     except InvalidParams as exc:
         return [
+            # A renamed field is an endpoint's path parameter (classic ``n``).
             _error(rename.get(p.param, p.param), "value_error", p.message,
-                   _json_safe(getattr(params, p.param)))
+                   _json_safe(getattr(params, p.param)),
+                   "path" if p.param in rename else "query")
             for p in exc.problems
         ]  # fmt: skip
     return []

@@ -117,11 +117,17 @@ _N_PARAM = {
 }  # fmt: skip
 
 
-def _parse(request: Request, limits: StreamLimits, **options: Any) -> StreamParams:
+def _parse(request: Request, limits: StreamLimits, **options: Any) -> tuple[StreamParams, int]:
+    """The validated parameters, set to the seed the response uses (picked if none was
+    sent, so that the ``S`` frame and the manifest echo it), and that seed."""
     try:
-        return parse_stream_query(request.query_params.multi_items(), limits, **options)
+        params = parse_stream_query(request.query_params.multi_items(), limits, **options)
     except QueryError as exc:
         raise RequestValidationError(exc.errors) from None
+    if params.seed is not None:
+        return params, params.seed
+    seed = new_seed()
+    return replace(params, seed=seed), seed
 
 
 def _classic_count(request: Request) -> int:
@@ -149,9 +155,7 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
         The same parameters and seed give a byte-identical body. Without a seed the server
         picks one and reports it in the `Wirelab-Seed` header.
         """
-        params = _parse(request, limits)
-        seed = params.seed if params.seed is not None else new_seed()
-        params = replace(params, seed=seed)  # the S frame echoes the seed actually used
+        params, seed = _parse(request, limits)
         headers = _stream_headers(seed, params.count, STREAM_MEDIA_TYPE)
 
         async def run(receive: Receive, send: Send, raw_send: Send) -> None:
@@ -163,9 +167,7 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
     async def manifest(request: Request) -> Any:
         """The files `/v1/stream` would send for the same parameters, without their data:
         index, name, size, scheduled offset (seconds) and SHA-256."""
-        params = _parse(request, limits)
-        seed = params.seed if params.seed is not None else new_seed()
-        params = replace(params, seed=seed)
+        params, seed = _parse(request, limits)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(runtime.executor, _manifest, params, seed)
 
@@ -179,9 +181,8 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
                 "min_interval": 0.001 * factor, "max_interval": 1.0 * factor,
                 "dtype": "int16", "byteorder": "big", "content": "random",
             }  # fmt: skip
-            params = _parse(request, limits, allowed=_CLASSIC_QUERY, fixed=fixed,
-                            rename={"count": "n"})  # fmt: skip
-            seed = params.seed if params.seed is not None else new_seed()
+            params, seed = _parse(request, limits, allowed=_CLASSIC_QUERY, fixed=fixed,
+                                  rename={"count": "n"})  # fmt: skip
             headers = _stream_headers(seed, count, "application/octet-stream")
 
             async def run(receive: Receive, send: Send, raw_send: Send) -> None:

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypeVar
 
 from .._exceptions import TimeoutError, UsageError
 from ._realsock import RealSocket
-from ._transcript import Transcript, hexdump
+from ._transcript import Transcript
 
 if TYPE_CHECKING:
     import asyncio
@@ -142,19 +142,7 @@ def format_transcript(transcript: Transcript, *, records: int = 8, limit: int = 
     ``str(transcript)`` shows everything, which for a multi-megabyte connection would bury
     the interesting end of it.
     """
-    shown = transcript.records[-records:]
-    skipped = len(transcript.records) - len(shown)
-    out = [f"transcript of {transcript.name} ({len(transcript.records)} records):"]
-    if skipped:
-        out.append(f"  ... {skipped} earlier records not shown")
-    for r in shown:
-        if r.direction == "event":
-            out.append(f"  +{r.offset:.3f}s  {r.note}")
-            continue
-        arrow = "<- client sent" if r.direction == "recv" else "-> server sent"
-        out.append(f"  +{r.offset:.3f}s  {arrow} {len(r.data)} bytes {r.note}".rstrip())
-        out.extend("    " + line for line in hexdump(r.data, limit=limit).splitlines())
-    return "\n".join(out)
+    return transcript.format(last=records, limit=limit)
 
 
 class ScriptServerBase:

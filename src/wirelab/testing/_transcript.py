@@ -129,14 +129,22 @@ class Transcript:
             return b"".join(r.data for r in self.records if r.direction == "send")
 
     def __str__(self) -> str:
+        return self.format()
+
+    def format(self, *, last: int | None = None, limit: int = 4096) -> str:
+        """The report ``str()`` gives; ``last`` keeps only the last records (the rest are
+        counted, not shown) and each hexdump shows at most ``limit`` bytes."""
         with self._lock:
             records = list(self.records)
+        shown = records if last is None else records[len(records) - min(last, len(records)) :]
         out = [f"transcript of {self.name} ({len(records)} records):"]
-        for r in records:
+        if len(shown) < len(records):
+            out.append(f"  ... {len(records) - len(shown)} earlier records not shown")
+        for r in shown:
             if r.direction == "event":
                 out.append(f"  +{r.offset:.3f}s  {r.note}")
                 continue
             arrow = "<- client sent" if r.direction == "recv" else "-> server sent"
             out.append(f"  +{r.offset:.3f}s  {arrow} {len(r.data)} bytes {r.note}".rstrip())
-            out.extend("    " + line for line in hexdump(r.data).splitlines())
+            out.extend("    " + line for line in hexdump(r.data, limit=limit).splitlines())
         return "\n".join(out)

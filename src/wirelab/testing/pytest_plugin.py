@@ -60,7 +60,6 @@ __all__ = ["TIMEOUT_INI", "TIMEOUT_MARKER", "TcpServerFailed"]
 
 TIMEOUT_INI = "wirelab_tcpserver_timeout"
 TIMEOUT_MARKER = "tcpserver_timeout"
-_DEFAULT_TIMEOUT = 1.0  # the engine's DEFAULT_TIMEOUT, without importing the engine
 
 
 class TcpServerFailed(ExpectationFailed, Failed):
@@ -129,7 +128,8 @@ def pytest_runtest_makereport(
     return report
 
 
-def _default_timeout(request: pytest.FixtureRequest) -> float:
+def _default_timeout(request: pytest.FixtureRequest) -> float | None:
+    """The marker's or ini option's timeout; None when neither is set (engine default)."""
     marker = request.node.get_closest_marker(TIMEOUT_MARKER)
     if marker is not None:
         value: object = marker.args[0] if marker.args else marker.kwargs.get("seconds")
@@ -137,7 +137,7 @@ def _default_timeout(request: pytest.FixtureRequest) -> float:
     else:
         value = request.config.getini(TIMEOUT_INI)
         if value == "":
-            return _DEFAULT_TIMEOUT
+            return None
         source = f"the {TIMEOUT_INI} ini option"
     try:
         seconds = float(value)  # type: ignore[arg-type]
@@ -153,10 +153,13 @@ def tcpserver_factory(request: pytest.FixtureRequest) -> Iterator[ExpectServerFa
     """Starts scripted TCP servers: ``await tcpserver_factory()`` (or ``.start()`` in sync
     code) returns a new, listening ``ExpectServer``; all are checked and stopped at
     teardown (see the module docstring)."""
-    from ._expect import ExpectServerFactory
+    from ._expect import DEFAULT_TIMEOUT, ExpectServerFactory
 
     outcome = request.node.stash.setdefault(_OUTCOME, _Outcome())
-    factory = ExpectServerFactory(timeout=_default_timeout(request), failure_type=TcpServerFailed)
+    timeout = _default_timeout(request)
+    factory = ExpectServerFactory(
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout, failure_type=TcpServerFailed
+    )
     yield factory
     if not outcome.call_passed:
         factory.close()
