@@ -44,3 +44,13 @@ bench: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Relay transfer benchmark: 1 GiB through `wirelab send` / `wirelab receive` against
+# piping-server (pinned in benchmarks/piping, installed with npm ci); needs curl, node, npm.
+# Method and results: benchmarks/README.md ("Relay transfer").
+.PHONY: bench-relay
+benchmarks/piping/node_modules/.package-lock.json: benchmarks/piping/package-lock.json
+	cd benchmarks/piping && npm ci --no-audit --no-fund
+
+bench-relay: $(VENV)/.installed-server benchmarks/piping/node_modules/.package-lock.json
+	$(BIN)/python benchmarks/relay_transfer.py

@@ -78,3 +78,23 @@ def test_console_script_with_environment(tmp_path: Path) -> None:
     listed = subprocess.run([*run, "list"], env=env, capture_output=True, text=True,
                             timeout=60, check=True)  # fmt: skip
     assert "dave" in listed.stdout
+
+
+def test_set_quota_and_list(tmp_path: Path) -> None:
+    assert users(tmp_path, "add", "erin")[0] == 0
+    code, out = users(tmp_path, "set-quota", "erin", "--bytes", "1000", "--files", "5", "--json")
+    assert code == 0, out
+    (doc,) = json.loads(out)
+    assert (doc["quota_bytes"], doc["quota_files"]) == (1000, 5)
+    code, out = users(tmp_path, "set-quota", "erin", "--files", "default")
+    assert code == 0 and "quota 1000 bytes, default files" in out
+    (doc,) = json.loads(users(tmp_path, "list", "--json")[1])
+    assert (doc["quota_bytes"], doc["quota_files"]) == (1000, None)
+    assert "erin" in users(tmp_path, "list")[1]
+
+
+def test_set_quota_errors(tmp_path: Path) -> None:
+    assert users(tmp_path, "set-quota", "ghost", "--bytes", "1")[0] == 1
+    assert users(tmp_path, "add", "erin")[0] == 0
+    code, out = users(tmp_path, "set-quota", "erin", "--bytes", "-3")
+    assert code == 2 and "--bytes" in out

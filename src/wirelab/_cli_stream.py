@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import click
 
+from ._cli_common import describe_error
 from ._exceptions import IntegrityError, TruncatedError
 
 if TYPE_CHECKING:  # importing the client costs httpx and numpy: only when the command runs
@@ -32,15 +33,6 @@ __all__ = ["DEFAULT_URL", "StreamProgress", "describe_error", "run_download", "r
 DEFAULT_URL: Final = "http://127.0.0.1:8080"  # equal to wirelab.client.DEFAULT_URL (tested)
 _MB: Final = 1_000_000
 _REFRESH_S: Final = 0.1  # at most this often, bytes are pushed to the progress bar
-
-
-def describe_error(exc: BaseException) -> str:
-    """The one-line message for ``exc``, as ``wirelab: error:`` prints it."""
-    if isinstance(exc, OSError):  # no WirelabError is an OSError
-        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _human(n: float) -> str:

@@ -19,8 +19,13 @@ with ``raise ... from exc`` so that the original cause stays visible in tracebac
 Branches defined next to their subsystem, listed here so the tree stays one tree:
 ``wirelab.db.DatabaseError`` (a store cannot be opened, migrated or queried) and its
 ``SchemaVersionError``; ``wirelab.storage.DigestMismatchError`` (an ``IntegrityError``);
-the name, offset and range errors of :mod:`wirelab.storage` and the authentication errors
-of :mod:`wirelab.auth` (``UsageError`` subclasses; authentication ones answer HTTP 401).
+``wirelab.storage.ChecksumMismatchError`` (an ``IntegrityError``); the name, offset and
+range errors of :mod:`wirelab.storage` and the authentication errors of
+:mod:`wirelab.auth` (``UsageError`` subclasses; authentication ones answer HTTP 401);
+``wirelab.crypto.DecryptionError`` (an ``IntegrityError``: ``WrongKeyError``,
+``CorruptedChunkError``, ``NotEncryptedError``, ``TrailingDataError``, and
+``TruncatedCiphertextError``, also a ``TruncatedError``) and the ``UsageError`` subclasses
+``wirelab.crypto.KeyFileError`` and ``SourceChangedError``.
 
 The test doubles of :mod:`wirelab.testing` report a failed expectation with
 ``wirelab.testing.ScriptError`` and ``wirelab.testing.ExpectationFailed``: both are a

@@ -6,57 +6,20 @@ end the command with exit status 1 and one readable line on stderr; usage errors
 
 from __future__ import annotations
 
-import functools
 import json
-import ssl
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from . import _cli_stream
-from ._exceptions import WirelabError
+from . import _cli_relay, _cli_stream
+from ._cli_common import fail, handle_errors, http_url, tls_verify
 from ._version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MIB = 1024 * 1024
-
-
-def _tls_verify(cacert: Path | None, insecure: bool) -> ssl.SSLContext | bool:
-    """The client's ``verify`` for --cacert / --insecure (default: the system's CAs)."""
-    if insecure:
-        return False
-    if cacert is None:
-        return True
-    try:
-        return ssl.create_default_context(cafile=str(cacert))
-    except ssl.SSLError as exc:
-        raise click.BadParameter(f"no CA certificate in {cacert}: {exc}") from exc
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print one readable line to stderr and exit with ``code``."""
-    click.echo(f"wirelab: error: {message}", err=True)
-    sys.exit(code)
-
-
-def handle_errors(func: F) -> F:
-    """Turn wirelab and OS errors into one readable line and exit status 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (WirelabError, OSError) as exc:
-            fail(_cli_stream.describe_error(exc))
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
-        return None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -77,6 +40,8 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("max_wait", _SECONDS, "Longest long-poll wait, s.  [default: 60]"),
     ("sweep_interval", _SECONDS, "Period of the expiry sweep, s.  [default: 60]"),
     ("upload_expiry", _SECONDS, "Partial uploads idle this long are removed, s.  [default: 1 day]"),
+    ("quota_bytes", click.IntRange(0), "Default inbox quota, bytes.  [default: 50 GiB]"),
+    ("quota_files", click.IntRange(0), "Default inbox quota, number of files.  [default: 10000]"),
 ]  # fmt: skip
 
 
@@ -254,17 +219,11 @@ def _stream_options(func: F) -> F:
     return func
 
 
-def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not value.lower().startswith(("http://", "https://")):
-        raise click.BadParameter("must start with http:// or https://")
-    return value
-
-
 @main.command("stream")
 @click.option(
     "--url",
     default=_cli_stream.DEFAULT_URL,
-    callback=_http_url,
+    callback=http_url,
     envvar="WIRELAB_URL",
     show_envvar=True,
     help="Base URL of the wirelab server.",
@@ -342,7 +301,7 @@ def stream(
         overwrite=overwrite,
         timeout=timeout,
         as_json=as_json,
-        verify=_tls_verify(cacert, insecure),
+        verify=tls_verify(cacert, insecure),
     )
 
 
@@ -416,3 +375,29 @@ def users_rotate(name: str, data_dir: Path | None, database_url: str | None, as_
 
     token = u.with_users(database_url, data_dir, lambda r: r.rotate_token(name))
     u.show_token(name, token, as_json=as_json, verb="Rotated the token of")
+
+
+@users.command("set-quota")
+@click.argument("name")
+@click.option("--bytes", "quota_bytes", metavar="N|default", help="Inbox quota in bytes.")
+@click.option("--files", "quota_files", metavar="N|default", help="Inbox quota in files.")
+@_users_options
+@handle_errors
+def users_set_quota(
+    name: str,
+    quota_bytes: str | None,
+    quota_files: str | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    as_json: bool,
+) -> None:
+    """Set user NAME's inbox quotas; `default` returns to the server's (an option left
+    out is unchanged)."""
+    from . import _cli_users as u
+
+    user = u.set_quota(database_url, data_dir, name, quota_bytes, quota_files)
+    u.show_users([user], as_json=as_json)
+
+
+# --- relay (client side): login, logout, send, inbox, receive ------------------------
+_cli_relay.register(main)

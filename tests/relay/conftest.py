@@ -30,6 +30,10 @@ class Relay:
     def bob(self) -> httpx.Client:
         return self.clients["bob"]
 
+    @property
+    def carol(self) -> httpx.Client:
+        return self.clients["carol"]
+
 
 def add_users(server: LiveServer, *names: str) -> dict[str, str]:
     """Create users through the db API, in the server's own store; return their tokens."""

@@ -19,8 +19,8 @@ from wirelab.db import connect, sqlite_url
 from wirelab.relay import RelayLimits
 from wirelab.relay._tus import parse_metadata
 
+from ._serve_process import ServeProcess as _Serve
 from .conftest import Relay
-from .test_relay_crash import _Serve
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -109,7 +109,10 @@ def test_upload_in_chunks_appears_in_inbox(relay: Relay) -> None:
     )
     assert doc["sha256"] == hashlib.sha256(data).hexdigest() and doc["size"] == len(data)
     assert relay.bob.get(file_url).content == data
-    assert relay.alice.head(url, headers=TUS).status_code == 404  # finished
+    r = relay.alice.head(url, headers=TUS)  # finished: still answerable to its owner
+    assert r.status_code == 200 and r.headers["Wirelab-File-Url"] == file_url
+    assert r.headers["Upload-Offset"] == r.headers["Upload-Length"] == str(len(data))
+    assert relay.bob.head(url, headers=TUS).status_code == 404
 
 
 def test_wrong_offset_version_and_content_type(relay: Relay) -> None:
@@ -174,7 +177,8 @@ def test_creation_errors(relay: Relay) -> None:
         )
 
     r = post("5", "")  # an empty Upload-Metadata is parsed: only the keys are missing
-    assert r.status_code == 400 and "'sha256'" in r.json()["detail"]
+    assert r.status_code == 400 and "'to'" in r.json()["detail"]
+    assert post("5", f"to {_b64('bob')}").status_code == 400  # no filename
     assert post("5", "filename !!!").status_code == 400
     assert post("5", _meta(b"x", to="nobody")).status_code == 404
     assert post("-1", _meta(b"x")).status_code == 400

@@ -64,7 +64,12 @@ async def main(root: Path) -> None:
             offset = 0
         while offset < size(i):
             end = min(size(i), offset + rng.randint(1, 1_000_000))
-            offset = await store.append(upload_id, offset, pieces(i, offset, end, rng))
+            # half of the appends are all-or-nothing (a tus Upload-Checksum)
+            checksum = None
+            if rng.random() < 0.5:
+                checksum = ("sha1", hashlib.sha1(expected(i, offset, end)).digest())
+            chunks = pieces(i, offset, end, rng)
+            offset = await store.append(upload_id, offset, chunks, checksum=checksum)
         digest = hashlib.sha256(expected(i, 0, size(i))).hexdigest()
         await store.commit(upload_id, f"b{i}", expected_sha256=digest)
     print("done", flush=True)

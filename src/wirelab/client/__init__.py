@@ -12,11 +12,38 @@ write data as it arrives without holding files in memory. Errors are the
 :mod:`wirelab` exception tree only.
 """
 
-from ._async import AsyncClient, AsyncEventStream, AsyncStreamReader
-from ._files import StreamedFile
-from ._options import StreamOptions
-from ._request import DEFAULT_URL
-from ._sync import Client, EventStream, StreamReader
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._async import AsyncClient, AsyncEventStream, AsyncStreamReader
+    from ._files import StreamedFile
+    from ._options import StreamOptions
+    from ._relay import RelayClient
+    from ._relay_models import InboxFile, Progress, ReceivedFile, SentFile
+    from ._request import DEFAULT_URL
+    from ._sync import Client, EventStream, StreamReader
+
+# Lazy: a command that only sends files should not pay for numpy and the stream clients.
+_WHERE = {
+    "AsyncClient": "._async",
+    "AsyncEventStream": "._async",
+    "AsyncStreamReader": "._async",
+    "StreamedFile": "._files",
+    "StreamOptions": "._options",
+    "RelayClient": "._relay",
+    "InboxFile": "._relay_models",
+    "Progress": "._relay_models",
+    "ReceivedFile": "._relay_models",
+    "SentFile": "._relay_models",
+    "DEFAULT_URL": "._request",
+    "Client": "._sync",
+    "EventStream": "._sync",
+    "StreamReader": "._sync",
+}
 
 __all__ = [
     "DEFAULT_URL",
@@ -25,7 +52,14 @@ __all__ = [
     "AsyncStreamReader",
     "Client",
     "EventStream",
+    "InboxFile",
+    "Progress",
+    "ReceivedFile",
+    "RelayClient",
+    "SentFile",
     "StreamOptions",
     "StreamReader",
     "StreamedFile",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals(), __all__)

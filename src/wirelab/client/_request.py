@@ -11,7 +11,6 @@ import httpx
 from .._exceptions import ProtocolError, UsageError
 from .._version import __version__
 from ._errors import MAX_ERROR_BODY, status_error
-from ._stream import STREAM_MEDIA_TYPE
 
 __all__ = [
     "DEFAULT_URL",
@@ -28,6 +27,7 @@ __all__ = [
 ]
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
+STREAM_MEDIA_TYPE: Final = "application/vnd.wirelab.stream"
 STREAM_PATH: Final = "/v1/stream"
 MANIFEST_PATH: Final = "/v1/stream/manifest"
 HEALTH_PATH: Final = "/healthz"

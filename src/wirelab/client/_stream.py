@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Any, Final
+from typing import Any
 
 from .._exceptions import IntegrityError, TruncatedError, WirelabError
 from ..framing import (
@@ -24,6 +24,7 @@ from ..framing import (
     StreamStarted,
 )
 from ._files import StreamedFile
+from ._request import STREAM_MEDIA_TYPE
 
 __all__ = [
     "STREAM_MEDIA_TYPE",
@@ -33,7 +34,6 @@ __all__ = [
     "StreamSession",
 ]
 
-STREAM_MEDIA_TYPE: Final = "application/vnd.wirelab.stream"
 """The media type of ``/v1/stream`` bodies (parameters such as ``version=1`` aside)."""
 
 

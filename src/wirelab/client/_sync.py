@@ -9,6 +9,7 @@ from typing import Any, Self, Unpack
 
 import httpx
 
+from .._closing import Closing
 from .._exceptions import ProtocolError, UsageError
 from ..framing import Event
 from ._errors import status_error, translating
@@ -205,7 +206,7 @@ class StreamReader(_Opened):
         raise StopIteration
 
 
-class Client(ClientBase):
+class Client(ClientBase, Closing):
     """A blocking client of a wirelab server.
 
     ``base_url`` may include a path prefix (for a server behind a reverse proxy).
@@ -265,17 +266,6 @@ class Client(ClientBase):
     def close(self) -> None:
         """Close every connection. Safe to call twice."""
         self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _get_json(self, path: str, query: dict[str, str]) -> dict[str, Any]:
         self._check_open()

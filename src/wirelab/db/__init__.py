@@ -18,12 +18,18 @@ from os import PathLike, fspath
 
 from .._exceptions import UsageError
 from ._api import (
+    UNCHANGED,
     Database,
     DatabaseError,
+    QuotaDefaults,
+    QuotaExceeded,
+    RelayBatch,
     RelayFile,
     RelayRepository,
     RelayUpload,
     SchemaVersionError,
+    Unchanged,
+    Usage,
     User,
     UserRepository,
     split_url,
@@ -33,12 +39,18 @@ from ._sqlite import SQLiteDatabase
 
 __all__ = [
     "SCHEMA_VERSION",
+    "UNCHANGED",
     "Database",
     "DatabaseError",
+    "QuotaDefaults",
+    "QuotaExceeded",
+    "RelayBatch",
     "RelayFile",
     "RelayRepository",
     "RelayUpload",
     "SchemaVersionError",
+    "Unchanged",
+    "Usage",
     "User",
     "UserRepository",
     "connect",

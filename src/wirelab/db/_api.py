@@ -15,12 +15,18 @@ from typing import Protocol, Self
 from .._exceptions import UsageError, WirelabError
 
 __all__ = [
+    "UNCHANGED",
     "Database",
     "DatabaseError",
+    "QuotaDefaults",
+    "QuotaExceeded",
+    "RelayBatch",
     "RelayFile",
     "RelayRepository",
     "RelayUpload",
     "SchemaVersionError",
+    "Unchanged",
+    "Usage",
     "User",
     "UserRepository",
     "split_url",
@@ -44,11 +50,66 @@ class User:
 
     ``created_at`` is when the user was added and ``token_issued_at`` when its current
     token was issued (equal until the first rotation); both are timezone-aware UTC.
+    ``quota_bytes`` and ``quota_files`` are the user's own inbox quotas; ``None`` means
+    the server's default.
     """
 
     name: str
     created_at: datetime
     token_issued_at: datetime
+    quota_bytes: int | None = None
+    quota_files: int | None = None
+
+
+class Unchanged:
+    """The type of :data:`UNCHANGED`: "leave this setting as it is"."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+#: Passed to :meth:`UserRepository.set_quota` for a quota that must not change.
+UNCHANGED = Unchanged()
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaDefaults:
+    """The server's quotas, for users without their own (``None`` in the db)."""
+
+    bytes: int
+    files: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A recipient's inbox usage and effective quotas.
+
+    ``used_*`` count the unexpired files of the inbox plus the reservations of uploads in
+    progress addressed to it (journaled blob keys with a reservation).
+    """
+
+    used_bytes: int
+    used_files: int
+    limit_bytes: int
+    limit_files: int
+
+
+class QuotaExceeded(UsageError):
+    """Storing ``requested`` more would put an inbox over its quota.
+
+    ``kind`` is ``"bytes"`` or ``"files"``; ``used`` and ``limit`` are in that unit.
+    """
+
+    def __init__(self, recipient: str, kind: str, used: int, requested: int, limit: int) -> None:
+        super().__init__(
+            f"quota of {recipient!r} exceeded: {used} {kind} used (including uploads in"
+            f" progress) + {requested} requested > limit {limit} {kind}"
+        )
+        self.recipient = recipient
+        self.kind = kind
+        self.used = used
+        self.requested = requested
+        self.limit = limit
 
 
 class UserRepository(Protocol):
@@ -95,13 +156,27 @@ class UserRepository(Protocol):
         """
         ...
 
+    async def set_quota(
+        self,
+        name: str,
+        *,
+        quota_bytes: int | Unchanged | None = UNCHANGED,
+        quota_files: int | Unchanged | None = UNCHANGED,
+    ) -> User:
+        """Set user ``name``'s quotas (``None``: the server default; :data:`UNCHANGED`:
+        keep) and return the updated user. Raises
+        :class:`~wirelab.auth.UserNotFoundError`; a negative quota is a ``ValueError``.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RelayFile:
     """A relay file as stored: metadata of one committed, verified blob.
 
     Times are ``time.time()`` seconds. ``lease_until`` is when the current lease (if any)
-    ends; ``deliveries`` counts the leases handed out.
+    ends; ``deliveries`` counts the leases handed out; ``downloads`` the GETs that sent the
+    file's last byte, up to ``max_downloads`` (``None``: unlimited).
     """
 
     id: str
@@ -118,6 +193,17 @@ class RelayFile:
     lease_id: str | None = None
     lease_until: float | None = None
     deliveries: int = 0
+    downloads: int = 0
+    max_downloads: int | None = None
+    batch_id: str | None = None
+    batch_index: int | None = None
+    batch_count: int | None = None
+    encryption: str | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the download limit is reached (the file can no longer be downloaded)."""
+        return self.max_downloads is not None and self.downloads >= self.max_downloads
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +211,10 @@ class RelayUpload:
     """A resumable (tus) upload in progress: what the file will be once complete.
 
     Its id is also the partial upload's id in the blob store, the future blob key and
-    file id. ``length`` is the announced size, ``sha256`` the announced whole-file digest.
+    file id. ``length`` is the announced size, ``sha256`` the announced whole-file digest
+    (``None``: deferred to the completing ``PATCH``; the digest of the file once
+    complete). ``state`` is ``"receiving"`` or ``"complete"`` (the file was delivered; the
+    row is kept until ``expires_at`` so that its owner can still ask about it).
     """
 
     id: str
@@ -135,9 +224,45 @@ class RelayUpload:
     media_type: str
     note: str | None
     length: int
-    sha256: str
+    sha256: str | None
     created_at: float
     expires_at: float
+    state: str = "receiving"
+    max_downloads: int | None = None
+    batch_id: str | None = None
+    batch_index: int | None = None
+    encryption: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the upload became a file."""
+        return self.state == "complete"
+
+    @property
+    def received(self) -> bool:
+        """Whether all bytes are in and verified: ``"committed"`` (a batch's file waiting
+        for the rest of its batch; the blob exists, its journal entry too) or complete."""
+        return self.state in ("committed", "complete")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayBatch:
+    """Several files delivered together: one upload per file, visible all at once.
+
+    ``expires_at`` is the uploads' expiry until ``delivered_at`` is set, then the files'.
+    ``ttl`` is the files' ttl (``None``: the server's default).
+    """
+
+    id: str
+    owner: str
+    recipient: str
+    note: str | None
+    ttl: float | None
+    max_downloads: int | None
+    count: int
+    created_at: float
+    expires_at: float
+    delivered_at: float | None = None
 
 
 class RelayRepository(Protocol):
@@ -153,6 +278,23 @@ class RelayRepository(Protocol):
         """Record that ``blob_key`` may exist without a file row (before writing it)."""
         ...
 
+    async def reserve(
+        self,
+        keys: list[tuple[str, int]],
+        recipient: str,
+        now: float,
+        quota: QuotaDefaults,
+    ) -> Usage:
+        """Journal each ``(blob_key, size)`` (reason ``"upload"``) with a reservation of
+        ``size`` bytes and one file in ``recipient``'s inbox, if the quota allows it.
+
+        One transaction: the usage is read and the reservations written atomically, so
+        concurrent senders cannot overshoot. Returns the usage before these reservations.
+        Raises :class:`QuotaExceeded` (nothing written); the bytes are checked first.
+        A reservation ends when its journal entry is removed (the file row replaces it).
+        """
+        ...
+
     async def journal_remove(self, blob_key: str) -> None:
         """Forget ``blob_key`` (its blob is gone, or a file row now references it)."""
         ...
@@ -161,8 +303,17 @@ class RelayRepository(Protocol):
         """The journaled keys (optionally only those with ``reason``), oldest first."""
         ...
 
-    async def insert_file(self, file: RelayFile) -> None:
-        """Make ``file`` visible and drop its blob key from the journal, in one commit."""
+    async def insert_file(self, file: RelayFile, quota: QuotaDefaults | None = None) -> None:
+        """Make ``file`` visible and drop its blob key from the journal, in one commit.
+
+        With ``quota``, first check in the same transaction that ``file.size`` more bytes
+        fit in the inbox beside the files and the other reservations (used when the size
+        was not known when the key was reserved): :class:`QuotaExceeded`, nothing changed.
+        """
+        ...
+
+    async def count_download(self, file_id: str) -> None:
+        """Add one to the ``downloads`` of file ``file_id`` (no error if it is gone)."""
         ...
 
     async def list_inbox(self, recipient: str, now: float) -> list[RelayFile]:
@@ -211,7 +362,51 @@ class RelayRepository(Protocol):
         ...
 
     async def finish_upload(self, upload_id: str, file: RelayFile) -> None:
-        """Insert ``file``, delete upload ``upload_id`` and its journal entry, in one commit."""
+        """Insert ``file``, drop its journal entry and mark upload ``upload_id`` complete
+        (with the file's digest), in one commit."""
+        ...
+
+    async def create_batch(self, batch: RelayBatch, uploads: list[RelayUpload]) -> None:
+        """Record ``batch`` and its uploads in one commit (their keys already journaled)."""
+        ...
+
+    async def get_batch(self, batch_id: str) -> RelayBatch | None:
+        """The batch ``batch_id``, expired or not."""
+        ...
+
+    async def batch_uploads(self, batch_id: str) -> list[RelayUpload]:
+        """The uploads of ``batch_id`` in manifest order."""
+        ...
+
+    async def batch_files(self, batch_id: str, now: float) -> list[RelayFile]:
+        """The unexpired, unacknowledged files of ``batch_id`` in manifest order."""
+        ...
+
+    async def commit_batch_upload(
+        self, upload_id: str, sha256: str, now: float, default_ttl: float
+    ) -> list[RelayFile]:
+        """Mark a batch upload whose blob was committed as ``"committed"``; if it was the
+        last one, deliver the batch in the same commit: insert every file row in manifest
+        order, drop their journal entries, mark the uploads complete and the batch
+        delivered. Returns the delivered files, or ``[]`` while some are missing."""
+        ...
+
+    async def delete_batch(self, batch_id: str) -> list[str]:
+        """Delete an undelivered batch and its upload rows in one commit; return the keys
+        (still journaled) whose bytes the caller must discard."""
+        ...
+
+    async def delete_expired_batches(self, now: float) -> list[str]:
+        """Delete expired batches (undelivered ones with their uploads); return the keys
+        to discard, as :meth:`delete_batch`."""
+        ...
+
+    async def set_public_key(self, name: str, algorithm: str, public_key: str, now: float) -> None:
+        """Store (or replace) user ``name``'s public key (``public_key`` as given, base64)."""
+        ...
+
+    async def get_public_key(self, name: str) -> tuple[str, str] | None:
+        """User ``name``'s ``(algorithm, public_key)``, or ``None``."""
         ...
 
 

@@ -69,6 +69,80 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX relay_uploads_expiry ON relay_uploads (expires_at);
     """,
+    # 4: tus uploads with a deferred digest (sha256 NULL until the completing PATCH) and a
+    # state: 'receiving', or 'complete' (kept until expiry so its owner can still ask)
+    """
+    CREATE TABLE relay_uploads_new (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        name TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        note TEXT,
+        length INTEGER NOT NULL,
+        sha256 TEXT,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'receiving'
+    ) STRICT;
+    INSERT INTO relay_uploads_new
+        (id, owner, recipient, name, media_type, note, length, sha256, created_at, expires_at)
+        SELECT id, owner, recipient, name, media_type, note, length, sha256, created_at,
+               expires_at FROM relay_uploads;
+    DROP TABLE relay_uploads;
+    ALTER TABLE relay_uploads_new RENAME TO relay_uploads;
+    CREATE INDEX relay_uploads_expiry ON relay_uploads (expires_at);
+    """,
+    # 5: per-user quotas (NULL: the server's default) and the reservations of uploads in
+    # progress, carried by their blob journal entries (gone with the entry)
+    """
+    ALTER TABLE users ADD COLUMN quota_bytes INTEGER;
+    ALTER TABLE users ADD COLUMN quota_files INTEGER;
+    ALTER TABLE relay_blob_journal ADD COLUMN recipient TEXT;
+    ALTER TABLE relay_blob_journal ADD COLUMN reserved_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE relay_blob_journal ADD COLUMN reserved_files INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX relay_blob_journal_recipient ON relay_blob_journal (recipient);
+    """,
+    # 6: maximum downloads: completed GETs are counted per file
+    """
+    ALTER TABLE relay_files ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE relay_files ADD COLUMN max_downloads INTEGER;
+    ALTER TABLE relay_uploads ADD COLUMN max_downloads INTEGER;
+    """,
+    # 7: batches (several files delivered together) and the opaque encryption descriptor
+    """
+    CREATE TABLE relay_batches (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        note TEXT,
+        ttl REAL,
+        max_downloads INTEGER,
+        count INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        delivered_at REAL
+    ) STRICT;
+    CREATE INDEX relay_batches_expiry ON relay_batches (expires_at);
+    ALTER TABLE relay_uploads ADD COLUMN batch_id TEXT;
+    ALTER TABLE relay_uploads ADD COLUMN batch_index INTEGER;
+    ALTER TABLE relay_uploads ADD COLUMN encryption TEXT;
+    CREATE INDEX relay_uploads_batch ON relay_uploads (batch_id, batch_index);
+    ALTER TABLE relay_files ADD COLUMN batch_id TEXT;
+    ALTER TABLE relay_files ADD COLUMN batch_index INTEGER;
+    ALTER TABLE relay_files ADD COLUMN batch_count INTEGER;
+    ALTER TABLE relay_files ADD COLUMN encryption TEXT;
+    CREATE INDEX relay_files_batch ON relay_files (batch_id, batch_index);
+    """,
+    # 8: users' public keys for end-to-end encryption (one per user, replaced on update)
+    """
+    CREATE TABLE relay_keys (
+        name TEXT PRIMARY KEY,
+        algorithm TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    ) STRICT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

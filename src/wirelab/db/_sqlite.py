@@ -39,9 +39,9 @@ from ..auth import (
     is_token_shaped,
     validate_user_name,
 )
-from ._api import DatabaseError, User
+from ._api import UNCHANGED, DatabaseError, Unchanged, User
 from ._migrations import migrate
-from ._sqlite_relay import SQLiteRelay
+from ._sqlite_batch import SQLiteRelayStore
 
 __all__ = ["BUSY_TIMEOUT_MS", "SQLiteDatabase", "SQLiteUsers"]
 
@@ -50,7 +50,8 @@ BUSY_TIMEOUT_MS = 5000
 
 T = TypeVar("T")
 
-_USER_COLUMNS = "name, created_at, token_issued_at"
+_USER_COLUMNS = "name, created_at, token_issued_at, quota_bytes, quota_files"
+_UserRow = tuple[str, str, str, int | None, int | None]
 
 
 def _open_connection(path: str) -> tuple[sqlite3.Connection, int]:
@@ -74,12 +75,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _user(row: tuple[str, str, str]) -> User:
-    name, created_at, token_issued_at = row
+def _user(row: _UserRow) -> User:
+    name, created_at, token_issued_at, quota_bytes, quota_files = row
     return User(
         name=name,
         created_at=datetime.fromisoformat(created_at),
         token_issued_at=datetime.fromisoformat(token_issued_at),
+        quota_bytes=quota_bytes,
+        quota_files=quota_files,
     )
 
 
@@ -94,7 +97,7 @@ class SQLiteDatabase:
         self._path = path
         self._version = version
         self._users = SQLiteUsers(self)
-        self._relay = SQLiteRelay(self)
+        self._relay = SQLiteRelayStore(self)
 
     @classmethod
     async def open(cls, path: str) -> SQLiteDatabase:
@@ -126,7 +129,7 @@ class SQLiteDatabase:
         return self._users
 
     @property
-    def relay(self) -> SQLiteRelay:
+    def relay(self) -> SQLiteRelayStore:
         """The relay files and the blob journal."""
         return self._relay
 
@@ -218,7 +221,7 @@ class SQLiteUsers:
                 raise UserExistsError(f"user {name!r} already exists") from exc
 
         await self._db.write(insert)
-        return _user((name, now, now)), token
+        return _user((name, now, now, None, None)), token
 
     async def get_user_by_token(self, token: str) -> User | None:
         """See :meth:`wirelab.db.UserRepository.get_user_by_token`."""
@@ -233,12 +236,12 @@ class SQLiteUsers:
     async def _select_one(self, column: str, value: str) -> User | None:
         """The user whose (unique) ``column`` equals ``value``; ``column`` is a constant."""
 
-        def select(conn: sqlite3.Connection) -> tuple[str, str, str] | None:
+        def select(conn: sqlite3.Connection) -> _UserRow | None:
             cursor = conn.execute(
                 f"SELECT {_USER_COLUMNS} FROM users WHERE {column} = ?",  # noqa: S608
                 (value,),
             )
-            row: tuple[str, str, str] | None = cursor.fetchone()
+            row: _UserRow | None = cursor.fetchone()
             return row
 
         row = await self._db.run(select)
@@ -247,11 +250,11 @@ class SQLiteUsers:
     async def list_users(self) -> list[User]:
         """See :meth:`wirelab.db.UserRepository.list_users`."""
 
-        def select(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        def select(conn: sqlite3.Connection) -> list[_UserRow]:
             cursor = conn.execute(
                 f"SELECT {_USER_COLUMNS} FROM users ORDER BY name"  # noqa: S608
             )
-            rows: list[tuple[str, str, str]] = cursor.fetchall()
+            rows: list[_UserRow] = cursor.fetchall()
             return rows
 
         return [_user(row) for row in await self._db.run(select)]
@@ -262,6 +265,8 @@ class SQLiteUsers:
         def delete(conn: sqlite3.Connection) -> None:
             if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise UserNotFoundError(f"no user named {name!r}")
+            # A new user of the same name must not inherit the old one's public key.
+            conn.execute("DELETE FROM relay_keys WHERE name = ?", (name,))
 
         await self._db.write(delete)
 
@@ -280,3 +285,33 @@ class SQLiteUsers:
 
         await self._db.write(update)
         return token
+
+    async def set_quota(
+        self,
+        name: str,
+        *,
+        quota_bytes: int | Unchanged | None = UNCHANGED,
+        quota_files: int | Unchanged | None = UNCHANGED,
+    ) -> User:
+        """See :meth:`wirelab.db.UserRepository.set_quota`."""
+        changes = {
+            column: value
+            for column, value in (("quota_bytes", quota_bytes), ("quota_files", quota_files))
+            if not isinstance(value, Unchanged)
+        }
+        for column, value in changes.items():
+            if value is not None and value < 0:
+                raise ValueError(f"{column} must be >= 0, not {value}")
+
+        def update(conn: sqlite3.Connection) -> _UserRow:
+            for column, value in changes.items():  # column is one of two constants
+                conn.execute(f"UPDATE users SET {column} = ? WHERE name = ?", (value, name))  # noqa: S608
+            row: _UserRow | None = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?",  # noqa: S608
+                (name,),
+            ).fetchone()
+            if row is None:
+                raise UserNotFoundError(f"no user named {name!r}")
+            return row
+
+        return _user(await self._db.write(update))

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import astuple, replace
 from typing import TYPE_CHECKING, Any
 
-from ._api import RelayFile, RelayUpload
+from ._api import QuotaDefaults, QuotaExceeded, RelayFile, RelayUpload, Usage
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteDatabase
@@ -21,13 +21,17 @@ __all__ = ["SQLiteRelay"]
 
 _COLUMNS = (
     "id, recipient, sender, name, media_type, note, size, sha256, blob_key, "
-    "created_at, expires_at, lease_id, lease_until, deliveries"
+    "created_at, expires_at, lease_id, lease_until, deliveries, downloads, max_downloads,"
+    " batch_id, batch_index, batch_count, encryption"
 )
+_FILE_VALUES = ", ".join("?" * len(_COLUMNS.split(",")))
 
 
 _UPLOAD_COLUMNS = (
-    "id, owner, recipient, name, media_type, note, length, sha256, created_at, expires_at"
+    "id, owner, recipient, name, media_type, note, length, sha256, created_at, expires_at,"
+    " state, max_downloads, batch_id, batch_index, encryption"
 )
+_UPLOAD_VALUES = ", ".join("?" * len(_UPLOAD_COLUMNS.split(",")))
 
 
 def _file(row: tuple[Any, ...]) -> RelayFile:
@@ -54,11 +58,46 @@ def _journal(conn: sqlite3.Connection, blob_key: str, reason: str, now: float) -
     )
 
 
+def _usage(
+    conn: sqlite3.Connection, recipient: str, now: float, quota: QuotaDefaults
+) -> Usage | None:
+    """``recipient``'s usage (files + reservations) and quotas; ``None``: no such user."""
+    user = conn.execute(
+        "SELECT quota_bytes, quota_files FROM users WHERE name = ?", (recipient,)
+    ).fetchone()
+    if user is None:
+        return None
+    files = conn.execute(
+        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM relay_files"
+        " WHERE recipient = ? AND expires_at > ?",
+        (recipient, now),
+    ).fetchone()
+    reserved = conn.execute(
+        "SELECT COALESCE(SUM(reserved_bytes), 0), COALESCE(SUM(reserved_files), 0)"
+        " FROM relay_blob_journal WHERE recipient = ?",
+        (recipient,),
+    ).fetchone()
+    return Usage(
+        used_bytes=int(files[0]) + int(reserved[0]),
+        used_files=int(files[1]) + int(reserved[1]),
+        limit_bytes=quota.bytes if user[0] is None else int(user[0]),
+        limit_files=quota.files if user[1] is None else int(user[1]),
+    )
+
+
+def _check(recipient: str, usage: Usage, size: int, files: int) -> None:
+    """Raise :class:`QuotaExceeded` unless ``size`` bytes and ``files`` files fit."""
+    if usage.used_bytes + size > usage.limit_bytes:
+        raise QuotaExceeded(recipient, "bytes", usage.used_bytes, size, usage.limit_bytes)
+    if usage.used_files + files > usage.limit_files:
+        raise QuotaExceeded(recipient, "files", usage.used_files, files, usage.limit_files)
+
+
 def _insert_file(conn: sqlite3.Connection, file: RelayFile) -> None:
     """Insert ``file`` and drop its blob key from the journal (inside the caller's commit)."""
     conn.execute(
         f"INSERT INTO relay_files ({_COLUMNS})"  # noqa: S608
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f" VALUES ({_FILE_VALUES})",
         astuple(file),
     )
     conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
@@ -77,6 +116,30 @@ class SQLiteRelay:
             _journal(conn, blob_key, reason, now)
 
         await self._db.write(insert)
+
+    async def reserve(
+        self,
+        keys: list[tuple[str, int]],
+        recipient: str,
+        now: float,
+        quota: QuotaDefaults,
+    ) -> Usage:
+        """See :meth:`wirelab.db.RelayRepository.reserve`."""
+
+        def insert(conn: sqlite3.Connection) -> Usage:
+            usage = _usage(conn, recipient, now, quota)
+            if usage is None:  # the caller checked the user; it was removed meanwhile
+                usage = Usage(0, 0, 0, 0)
+            _check(recipient, usage, sum(size for _, size in keys), len(keys))
+            conn.executemany(
+                "INSERT OR REPLACE INTO relay_blob_journal"
+                " (blob_key, reason, created_at, recipient, reserved_bytes, reserved_files)"
+                " VALUES (?, 'upload', ?, ?, ?, 1)",
+                [(key, now, recipient, size) for key, size in keys],
+            )
+            return usage
+
+        return await self._db.write(insert)
 
     async def journal_remove(self, blob_key: str) -> None:
         """See :meth:`wirelab.db.RelayRepository.journal_remove`."""
@@ -101,13 +164,32 @@ class SQLiteRelay:
 
         return await self._db.run(select)
 
-    async def insert_file(self, file: RelayFile) -> None:
+    async def insert_file(self, file: RelayFile, quota: QuotaDefaults | None = None) -> None:
         """See :meth:`wirelab.db.RelayRepository.insert_file`."""
 
         def insert(conn: sqlite3.Connection) -> None:
+            if quota is not None:
+                # The file's own reservation (one file, 0 bytes) is replaced by the file.
+                conn.execute(
+                    "UPDATE relay_blob_journal SET reserved_files = 0 WHERE blob_key = ?",
+                    (file.blob_key,),
+                )
+                usage = _usage(conn, file.recipient, file.created_at, quota)
+                if usage is not None:
+                    _check(file.recipient, usage, file.size, 1)
             _insert_file(conn, file)
 
         await self._db.write(insert)
+
+    async def count_download(self, file_id: str) -> None:
+        """See :meth:`wirelab.db.RelayRepository.count_download`."""
+
+        def update(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE relay_files SET downloads = downloads + 1 WHERE id = ?", (file_id,)
+            )
+
+        await self._db.write(update)
 
     async def list_inbox(self, recipient: str, now: float) -> list[RelayFile]:
         """See :meth:`wirelab.db.RelayRepository.list_inbox`."""
@@ -204,7 +286,7 @@ class SQLiteRelay:
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(
                 f"INSERT INTO relay_uploads ({_UPLOAD_COLUMNS})"  # noqa: S608
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f" VALUES ({_UPLOAD_VALUES})",
                 astuple(upload),
             )
 
@@ -246,6 +328,9 @@ class SQLiteRelay:
 
         def finish(conn: sqlite3.Connection) -> None:
             _insert_file(conn, file)
-            conn.execute("DELETE FROM relay_uploads WHERE id = ?", (upload_id,))
+            conn.execute(
+                "UPDATE relay_uploads SET state = 'complete', sha256 = ? WHERE id = ?",
+                (file.sha256, upload_id),
+            )
 
         await self._db.write(finish)

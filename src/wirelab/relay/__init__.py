@@ -6,12 +6,20 @@ ranges), leases and acknowledges them. HTTP API: ``docs/relay.md``.
 - :mod:`wirelab.relay._http`: pure helpers (file names, ``Content-Disposition``, ``Range``);
 - :class:`RelayService`: the logic, over :mod:`wirelab.db` and :mod:`wirelab.storage`;
 - :func:`build_router`: the FastAPI routes under ``/v1/relay`` (with the tus uploads of
-  :mod:`wirelab.relay._tus`).
+  :mod:`wirelab.relay._tus`, the batches of :mod:`wirelab.relay._batch_routes` and the
+  public keys of :mod:`wirelab.relay._key_routes`).
 """
 
 from __future__ import annotations
 
-from ._errors import FileNotFound, FileTooLarge, RecipientNotFound, RelayError
+from ._errors import (
+    DigestConflict,
+    FileNotFound,
+    FileTooLarge,
+    OverQuota,
+    RecipientNotFound,
+    RelayError,
+)
 from ._http import (
     FALLBACK_NAME,
     FILENAME_MAX_BYTES,
@@ -30,8 +38,10 @@ __all__ = [
     "FALLBACK_NAME",
     "FILENAME_MAX_BYTES",
     "ByteRange",
+    "DigestConflict",
     "FileNotFound",
     "FileTooLarge",
+    "OverQuota",
     "RangeNotSatisfiable",
     "RecipientNotFound",
     "RelayError",

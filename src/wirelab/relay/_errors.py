@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from .._exceptions import UsageError
+from ..db import QuotaExceeded
 
-__all__ = ["FileNotFound", "FileTooLarge", "RecipientNotFound", "RelayError"]
+__all__ = [
+    "DigestConflict",
+    "FileNotFound",
+    "FileTooLarge",
+    "OverQuota",
+    "RecipientNotFound",
+    "RelayError",
+]
 
 
 class RelayError(UsageError):
@@ -29,3 +37,19 @@ class FileTooLarge(RelayError):
     """The upload is larger than the server's maximum file size."""
 
     status_code = 413
+
+
+class DigestConflict(RelayError):
+    """The digests a sender announced contradict each other (or the known content)."""
+
+    status_code = 422
+
+
+class OverQuota(RelayError):
+    """The recipient's inbox quota does not allow this upload: 507 for bytes, 429 for
+    the number of files. ``cause`` carries the numbers (used, requested, limit)."""
+
+    def __init__(self, cause: QuotaExceeded) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.status_code = 507 if cause.kind == "bytes" else 429

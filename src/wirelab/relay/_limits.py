@@ -22,6 +22,11 @@ class RelayLimits:
       files and abandoned partial uploads are removed.
     - ``upload_expiry`` (``WIRELAB_RELAY_UPLOAD_EXPIRY``, seconds): partial uploads with no
       progress for this long are removed by the sweeper.
+    - ``quota_bytes`` (``WIRELAB_RELAY_QUOTA_BYTES``, bytes): default quota of an inbox
+      (its files plus the uploads in progress addressed to it); over it: 507.
+    - ``quota_files`` (``WIRELAB_RELAY_QUOTA_FILES``): default number of files of an inbox
+      (same counting); over it: 429. A user's own quotas (``wirelab users set-quota``)
+      replace these defaults.
     """
 
     max_file_size: int = 10 * 1024**3
@@ -32,3 +37,5 @@ class RelayLimits:
     max_wait: float = 60.0
     sweep_interval: float = 60.0
     upload_expiry: float = 24 * 3600.0
+    quota_bytes: int = 50 * 1024**3
+    quota_files: int = 10_000

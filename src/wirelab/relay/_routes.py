@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -29,6 +30,15 @@ NOTE_MAX = 4096
 def valid_media_type(media_type: str) -> bool:
     """Whether ``media_type`` is an acceptable ``type/subtype[; params]`` (255 chars max)."""
     return len(media_type) <= 255 and _MEDIA_TYPE_RE.fullmatch(media_type) is not None
+
+
+ENCRYPTION_MAX = 2048
+
+
+def valid_encryption(value: str) -> bool:
+    """Whether ``value`` is an acceptable opaque encryption descriptor: printable ASCII
+    (space to ``~``), at most :data:`ENCRYPTION_MAX` characters."""
+    return len(value) <= ENCRYPTION_MAX and all(" " <= c <= "~" for c in value)
 
 
 def clean_note(note: str) -> str:
@@ -66,6 +76,12 @@ def file_json(file: RelayFile) -> dict[str, Any]:
         "created_at": _iso(file.created_at),
         "expires_at": _iso(file.expires_at),
         "deliveries": file.deliveries,
+        "downloads": file.downloads,
+        "max_downloads": file.max_downloads,
+        "batch": None
+        if file.batch_id is None
+        else {"id": file.batch_id, "index": file.batch_index, "count": file.batch_count},
+        "encryption": file.encryption,
         "url": f"/v1/relay/files/{file.id}",
     }
 
@@ -128,6 +144,8 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             **_AUTH_RESPONSES,
             404: {"description": "No user with the recipient's name."},
             413: {"description": "The file is larger than the server's maximum."},
+            429: {"description": "The recipient's inbox is at its file-count quota."},
+            507: {"description": "The recipient's inbox is at its byte quota."},
             422: {"description": "Invalid parameter, or the SHA-256 does not match."},
         },
         openapi_extra={
@@ -150,6 +168,12 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         ttl: Annotated[
             float | None, Query(gt=0, description="Seconds until the file expires.")
         ] = None,
+        max_downloads: Annotated[
+            int | None, Query(ge=1, description="Downloads allowed (default: unlimited).")
+        ] = None,
+        encryption: Annotated[
+            str | None, Query(description="Opaque encryption descriptor (printable ASCII).")
+        ] = None,
         content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
         content_length: Annotated[int | None, Header(include_in_schema=False, ge=0)] = None,
     ) -> Any:
@@ -168,6 +192,8 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             raise _invalid("header", "content-type", "not a valid media type")
         if note is not None:
             note = clean_note(note)
+        if encryption is not None and not valid_encryption(encryption):
+            raise _invalid("query", "encryption", "must be printable ASCII, at most 2048 chars")
         req = SendRequest(
             sender=user.name,
             recipient=to,
@@ -177,6 +203,8 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             note=note,
             ttl=ttl,
             content_length=content_length,
+            max_downloads=max_downloads,
+            encryption=encryption,
         )
         try:
             file = await service.send(req, request.stream())
@@ -248,10 +276,14 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         return parse_range(request.headers.get("range"), file.size)
 
     async def _lookup(user: User, file_id: str) -> RelayFile:
+        """The caller's file, downloadable: 404, or 410 once its download limit is reached."""
         try:
-            return await runtime.require().get(user.name, file_id)
+            file = await runtime.require().get(user.name, file_id)
         except RelayError as exc:
             raise _error(exc) from None
+        if file.exhausted:
+            raise HTTPException(410, "download limit reached")
+        return file
 
     def _range_answer(
         file: RelayFile, request: Request
@@ -275,6 +307,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         **_FILE_RESPONSES,
         200: {"description": "The file.", "content": {"application/octet-stream": {}}},
         206: {"description": "The requested byte range."},
+        410: {"description": "The file's download limit is reached."},
         416: {"description": "The range is outside the file."},
     }
 
@@ -286,8 +319,11 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         if status == 416:
             return Response(status_code=416, headers=headers)
         start, end = (0, file.size) if selected is None else (selected.start, selected.end)
-        reader = await runtime.require().open(file, start, end)
-        return StreamingResponse(_read(reader), status_code=status, headers=headers)
+        service = runtime.require()
+        reader = await service.open(file, start, end)
+        # Counted once the last byte was handed to the server (a range reaching the end too).
+        done = functools.partial(service.count_download, file) if end == file.size else None
+        return StreamingResponse(_read(reader, done), status_code=status, headers=headers)
 
     @router.head("/files/{file_id}", summary="File headers", responses=download_responses)
     async def head(request: Request, user: Auth, file_id: str) -> Response:
@@ -313,7 +349,13 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     return router
 
 
-async def _read(reader: BlobReader) -> AsyncIterator[bytes]:
+async def _read(
+    reader: BlobReader, done: Callable[[], Awaitable[None]] | None = None
+) -> AsyncIterator[bytes]:
+    """The reader's chunks; then ``done()``, which runs only when the response's sender
+    asks for more after the last chunk was sent (not when the client went away)."""
     async with reader:
         async for chunk in reader:
             yield chunk
+    if done is not None:
+        await done()

@@ -2,8 +2,8 @@
 
 Commit order of a send (the crash analysis is in ``docs/relay.md``):
 
-1. journal the new blob key in the db (durable) -- from now on a crash leaves garbage
-   that the next start-up removes, never a leak;
+1. journal the new blob key in the db (durable), with its quota reservation -- from now
+   on a crash leaves garbage that the next start-up removes, never a leak;
 2. stream the body into a partial upload of the blob store;
 3. ``commit``: verify the SHA-256 and atomically turn the upload into the blob (fsynced);
 4. insert the file row and drop the journal entry in one db transaction: the file
@@ -25,9 +25,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from ..db import Database, RelayFile
+from ..db import Database, QuotaDefaults, QuotaExceeded, RelayFile, Usage
 from ..storage import BlobReader, BlobStore, UploadNotFoundError
-from ._errors import FileNotFound, FileTooLarge, RecipientNotFound
+from ._batches import Batches
+from ._errors import FileNotFound, FileTooLarge, OverQuota, RecipientNotFound
 from ._http import sanitize_filename
 from ._limits import RelayLimits
 from ._uploads import Uploads, new_id
@@ -51,6 +52,8 @@ class SendRequest:
     note: str | None = None
     ttl: float | None = None
     content_length: int | None = None
+    max_downloads: int | None = None
+    encryption: str | None = None
 
 
 class RelayService:
@@ -75,6 +78,7 @@ class RelayService:
         self.clock = clock
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self.uploads = Uploads(self)
+        self.batches = Batches(self)
 
     async def recover(self) -> None:
         """Finish what a crash interrupted: a journaled blob key is garbage unless it
@@ -92,12 +96,27 @@ class RelayService:
         await self.blobs.delete(key)
         await self.db.relay.journal_remove(key)
 
+    @property
+    def quota(self) -> QuotaDefaults:
+        """The server's default inbox quotas."""
+        return QuotaDefaults(bytes=self.limits.quota_bytes, files=self.limits.quota_files)
+
+    async def reserve(self, keys: list[tuple[str, int]], recipient: str) -> Usage:
+        """Journal ``keys`` with their reservations in ``recipient``'s inbox (one file of
+        ``size`` bytes each); :class:`OverQuota` when they do not fit."""
+        try:
+            return await self.db.relay.reserve(keys, recipient, self.clock(), self.quota)
+        except QuotaExceeded as exc:
+            raise OverQuota(exc) from None
+
     async def send(self, req: SendRequest, body: AsyncIterator[bytes]) -> RelayFile:
         """Store ``body`` for ``req.recipient`` and return the visible file.
 
-        Raises :class:`RecipientNotFound`, :class:`FileTooLarge` (before any data is stored
-        when ``content_length`` says so, else as soon as the limit is passed) and
-        :class:`~wirelab.storage.DigestMismatchError`; on any failure nothing is kept.
+        Raises :class:`RecipientNotFound`, :class:`FileTooLarge` and :class:`OverQuota`
+        (before any data is stored when ``content_length`` says so, else as soon as the
+        limit is passed while streaming) and :class:`~wirelab.storage.DigestMismatchError`;
+        on any failure nothing is kept. Without ``content_length`` the quota is checked
+        again, atomically, when the file row is inserted (concurrent senders).
         """
         if await self.db.users.get_user(req.recipient) is None:
             raise RecipientNotFound(f"no user named {req.recipient!r}")
@@ -108,10 +127,12 @@ class RelayService:
             )
         file_id = new_id()
         key = file_id
-        await self.db.relay.journal_add(key, "upload", self.clock())
+        usage = await self.reserve([(key, req.content_length or 0)], req.recipient)
+        chunked = req.content_length is None
         try:
             await self.blobs.create_upload(key)
-            size = await self.blobs.append(key, 0, _limited(body, limit))
+            quota = (req.recipient, usage) if chunked else None
+            size = await self.blobs.append(key, 0, _limited(body, limit, quota))
             info = await self.blobs.commit(key, key, expected_sha256=req.sha256)
             now = self.clock()
             file = RelayFile(
@@ -126,8 +147,14 @@ class RelayService:
                 blob_key=key,
                 created_at=now,
                 expires_at=now + (req.ttl if req.ttl is not None else self.limits.default_ttl),
+                max_downloads=req.max_downloads,
+                encryption=req.encryption,
             )
-            await self.db.relay.insert_file(file)
+            await self.db.relay.insert_file(file, self.quota if chunked else None)
+        except QuotaExceeded as exc:
+            with contextlib.suppress(Exception):
+                await self.discard(key)
+            raise OverQuota(exc) from None
         except BaseException:
             # Best effort now; if this is interrupted too, the journal entry remains and
             # the next start-up removes the upload or blob.
@@ -156,6 +183,12 @@ class RelayService:
     async def open(self, file: RelayFile, start: int, end: int) -> BlobReader:
         """A reader of the bytes ``[start, end)`` of ``file``."""
         return await self.blobs.open(file.blob_key, start, end)
+
+    async def count_download(self, file: RelayFile) -> None:
+        """Count one download of ``file`` (its last byte was sent): one db write per
+        download, never per chunk. Concurrent downloads that started below the limit all
+        count, so ``downloads`` may end above ``max_downloads``."""
+        await self.db.relay.count_download(file.id)
 
     async def ack(self, recipient: str, file_id: str) -> RelayFile:
         """Delete file ``file_id`` of ``recipient`` (after it verified the download)."""
@@ -214,6 +247,7 @@ class RelayService:
                 break
         for key in await self.db.relay.journal_list("delete"):
             await self._delete_blob(key)
+        await self.batches.sweep()
         await self.uploads.sweep()
         await self.blobs.sweep_uploads(self.limits.upload_expiry, now=self.clock())
         return removed
@@ -231,8 +265,12 @@ class RelayService:
                     _log.info("relay sweep removed %d expired files", removed)
 
 
-async def _limited(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """Pass ``body`` through, raising :class:`FileTooLarge` once it exceeds ``limit``."""
+async def _limited(
+    body: AsyncIterator[bytes], limit: int, quota: tuple[str, Usage] | None
+) -> AsyncIterator[bytes]:
+    """Pass ``body`` through, raising :class:`FileTooLarge` once it exceeds ``limit`` and
+    :class:`OverQuota` once it exceeds the room ``quota`` (recipient, usage) leaves."""
+    room = None if quota is None else quota[1].limit_bytes - quota[1].used_bytes
     total = 0
     async for chunk in body:
         if not chunk:
@@ -240,4 +278,9 @@ async def _limited(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[byte
         total += len(chunk)
         if total > limit:
             raise FileTooLarge(f"file exceeds the maximum of {limit} bytes")
+        if quota is not None and room is not None and total > room:
+            usage = quota[1]
+            raise OverQuota(
+                QuotaExceeded(quota[0], "bytes", usage.used_bytes, total, usage.limit_bytes)
+            )
         yield chunk

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import Annotated
 
@@ -18,11 +17,21 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from ..db import RelayUpload, User
-from ..storage import DigestMismatchError, OffsetMismatchError
+from ..storage import ChecksumMismatchError, DigestMismatchError, OffsetMismatchError
+from ._batch_routes import add_batch_routes
 from ._errors import RelayError
-from ._routes import NOTE_MAX, SHA256_RE, RelayRuntime, clean_note, current_user, valid_media_type
+from ._key_routes import add_key_routes
+from ._routes import (
+    NOTE_MAX,
+    SHA256_RE,
+    RelayRuntime,
+    clean_note,
+    current_user,
+    valid_encryption,
+    valid_media_type,
+)
 from ._routes import build_router as build_base_router
-from ._uploads import UploadRequest, checksum
+from ._uploads import UploadRequest, resolve_digest
 
 __all__ = ["TUS_VERSION", "add_tus_routes", "build_router", "parse_metadata"]
 
@@ -30,7 +39,6 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,checksum,expiration,termination"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 #: A PATCH with ``Upload-Checksum`` is held in memory to be verified before it is stored.
-CHECKSUM_MAX_CHUNK = 64 * 1024 * 1024
 _OFFSET_TYPE = "application/offset+octet-stream"
 
 
@@ -115,10 +123,17 @@ def _required(meta: dict[str, str], key: str) -> str:
     return value
 
 
+def _digest(value: str | None, where: str) -> str | None:
+    """A lowercase SHA-256 hex digest from ``value`` (``None`` if absent); 400 if invalid."""
+    if value is None or not value.strip():
+        return None
+    if SHA256_RE.fullmatch(value.strip()) is None:
+        raise TusError(400, f"{where} must be 64 hexadecimal digits")
+    return value.strip().lower()
+
+
 def _request(user: User, meta: dict[str, str], length: int) -> UploadRequest:
-    sha256 = _required(meta, "sha256")
-    if SHA256_RE.fullmatch(sha256) is None:
-        raise TusError(400, "Upload-Metadata 'sha256' must be 64 hexadecimal digits")
+    sha256 = _digest(meta.get("sha256"), "Upload-Metadata 'sha256'")
     media_type = (meta.get("filetype") or meta.get("content_type") or "").strip()
     media_type = media_type or "application/octet-stream"
     if not valid_media_type(media_type):
@@ -126,14 +141,22 @@ def _request(user: User, meta: dict[str, str], length: int) -> UploadRequest:
     note = meta.get("note")
     if note is not None:
         note = clean_note(note)[:NOTE_MAX]
+    encryption = meta.get("encryption")
+    if encryption is not None and not valid_encryption(encryption):
+        raise TusError(400, "Upload-Metadata 'encryption' must be printable ASCII, <= 2048 chars")
+    max_downloads = meta.get("max_downloads")
+    if max_downloads is not None and not (max_downloads.isdigit() and int(max_downloads) > 0):
+        raise TusError(400, "Upload-Metadata 'max_downloads' must be a positive integer")
     return UploadRequest(
         owner=user.name,
         recipient=_required(meta, "to"),
         name=_required(meta, "filename"),
         media_type=media_type,
-        sha256=sha256.lower(),
+        sha256=sha256,
         length=length,
         note=note or None,
+        max_downloads=None if max_downloads is None else int(max_downloads),
+        encryption=encryption,
     )
 
 
@@ -151,20 +174,27 @@ def _parse_checksum(header: str | None) -> tuple[str, bytes] | None:
         raise TusError(400, "Upload-Checksum digest is not base64") from None
 
 
-async def _checked(request: Request, algorithm: str, digest: bytes) -> AsyncIterator[bytes]:
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > CHECKSUM_MAX_CHUNK:
-            raise TusError(413, f"a checksummed PATCH may carry {CHECKSUM_MAX_CHUNK} bytes")
-    body = bytes(data)
-    if checksum(algorithm, body) != digest:
-        raise TusError(460, "Upload-Checksum mismatch: the chunk was not stored")
+_NO_DIGEST = (
+    "this PATCH completes the upload but no digest is known: send the file's SHA-256 in"
+    " the Wirelab-Sha256 header (the upload has no 'sha256' metadata)"
+)
 
-    async def once() -> AsyncIterator[bytes]:
-        yield body
 
-    return once()
+def _completed(upload: RelayUpload, given: str | None, body_length: int | None) -> Response:
+    """The answer to a PATCH (at offset == length) of an upload whose bytes are all in and
+    verified: 204 when it adds nothing (a retry after a lost answer), else 413 or 422.
+    ``Wirelab-File-Url`` once the file is visible (a batch's: with its whole batch)."""
+    if body_length:
+        raise TusError(413, "the upload is complete: the body goes past Upload-Length")
+    if given is not None and given != upload.sha256:
+        raise TusError(422, f"the upload completed with SHA-256 {upload.sha256}, not {given}")
+    headers = {
+        "Upload-Offset": str(upload.length),
+        "Upload-Expires": _http_date(upload.expires_at),
+    }
+    if upload.complete:
+        headers["Wirelab-File-Url"] = f"/v1/relay/files/{upload.id}"
+    return _answer(204, headers)
 
 
 def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
@@ -199,19 +229,19 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
                 raise TusError(400, str(exc)) from None
             req = _request(user, meta, int(upload_length))
             try:
-                upload = await runtime.require().uploads.create(req)
+                upload, file = await runtime.require().uploads.create(req)
             except RelayError as exc:
                 raise TusError(exc.status_code, str(exc)) from None
         except TusError as exc:
             return _fail(exc)
-        return _answer(
-            201,
-            {
-                "Location": f"/v1/relay/uploads/{upload.id}",
-                "Upload-Expires": _http_date(upload.expires_at),
-                "Upload-Offset": "0",
-            },
-        )
+        headers = {
+            "Location": f"/v1/relay/uploads/{upload.id}",
+            "Upload-Expires": _http_date(upload.expires_at),
+            "Upload-Offset": "0",
+        }
+        if file is not None:  # a length-0 upload is complete at creation
+            headers["Wirelab-File-Url"] = f"/v1/relay/files/{file.id}"
+        return _answer(201, headers)
 
     async def lookup(user: User, upload_id: str) -> tuple[RelayUpload, int]:
         try:
@@ -226,15 +256,15 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
             upload, offset = await lookup(user, upload_id)
         except TusError as exc:
             return _answer(exc.status)
-        return _answer(
-            200,
-            {
-                "Upload-Offset": str(offset),
-                "Upload-Length": str(upload.length),
-                "Upload-Expires": _http_date(upload.expires_at),
-                "Cache-Control": "no-store",
-            },
-        )
+        headers = {
+            "Upload-Offset": str(offset),
+            "Upload-Length": str(upload.length),
+            "Upload-Expires": _http_date(upload.expires_at),
+            "Cache-Control": "no-store",
+        }
+        if upload.complete:
+            headers["Wirelab-File-Url"] = f"/v1/relay/files/{upload.id}"
+        return _answer(200, headers)
 
     @router.patch("/uploads/{upload_id}", summary="tus: append bytes", status_code=204)
     async def patch(
@@ -244,55 +274,91 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
         upload_offset: Annotated[str | None, Header(include_in_schema=False)] = None,
         upload_checksum: Annotated[str | None, Header(include_in_schema=False)] = None,
+        wirelab_sha256: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Response:
-        """Append the body at `Upload-Offset`; the last byte completes the file."""
-        uploads = runtime.require().uploads
+        """Append the body at `Upload-Offset`; the last byte completes the file, verified
+        against the `sha256` metadata or this PATCH's `Wirelab-Sha256`."""
         try:
             if (content_type or "").split(";")[0].strip().lower() != _OFFSET_TYPE:
                 raise TusError(415, f"Content-Type must be {_OFFSET_TYPE}")
             if upload_offset is None or not upload_offset.isdigit():
                 raise TusError(400, "Upload-Offset must be a non-negative integer")
             wanted = _parse_checksum(upload_checksum)
+            given = _digest(wirelab_sha256, "Wirelab-Sha256")
             upload, offset = await lookup(user, upload_id)
             if int(upload_offset) != offset:
                 raise TusError(409, f"Upload-Offset is {offset}", {"Upload-Offset": str(offset)})
             length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and offset + int(length) > upload.length:
-                raise TusError(413, "the body goes past Upload-Length")
-            body = request.stream() if wanted is None else await _checked(request, *wanted)
-            try:
-                offset = await uploads.append(upload, offset, body)
-            except OffsetMismatchError as exc:
-                raise TusError(409, str(exc), {"Upload-Offset": str(exc.expected)}) from None
-            except RelayError as exc:
-                raise TusError(exc.status_code, str(exc)) from None
-            headers = {
-                "Upload-Offset": str(offset),
-                "Upload-Expires": _http_date(upload.expires_at),
-            }
-            if offset == upload.length:
-                try:
-                    file = await uploads.complete(upload)
-                except DigestMismatchError as exc:
-                    raise TusError(
-                        422,
-                        f"SHA-256 mismatch: the upload hashes to {exc.actual}, its 'sha256'"
-                        f" metadata says {exc.expected}; the upload was deleted",
-                    ) from None
-                except RelayError as exc:
-                    raise TusError(exc.status_code, str(exc)) from None
-                headers["Wirelab-File-Url"] = f"/v1/relay/files/{file.id}"
+            body_length = int(length) if length is not None and length.isdigit() else None
+            if upload.received:
+                return _completed(upload, given, body_length)
+            headers = await _append(request, upload, offset, given, body_length, wanted)
         except TusError as exc:
             return _fail(exc)
         except ClientDisconnect:
             return _answer(400)
         return _answer(204, headers)
 
+    async def _append(
+        request: Request,
+        upload: RelayUpload,
+        offset: int,
+        given: str | None,
+        body_length: int | None,
+        wanted: tuple[str, bytes] | None,
+    ) -> dict[str, str]:
+        """Append the body, complete the upload with its last byte; the answer's headers."""
+        uploads = runtime.require().uploads
+        try:
+            digest = resolve_digest(upload.sha256, given)
+        except RelayError as exc:
+            raise TusError(exc.status_code, str(exc)) from None
+        if body_length is not None:
+            if offset + body_length > upload.length:
+                raise TusError(413, "the body goes past Upload-Length")
+            if offset + body_length == upload.length and digest is None:
+                raise TusError(400, _NO_DIGEST)
+        try:
+            # With Upload-Checksum the store streams the body to disk but records it as
+            # durable only once the digest matched (memory stays bounded by its batches).
+            offset = await uploads.append(upload, offset, request.stream(), checksum=wanted)
+        except ChecksumMismatchError:
+            raise TusError(460, "Upload-Checksum mismatch: the chunk was not stored") from None
+        except OffsetMismatchError as exc:
+            raise TusError(409, str(exc), {"Upload-Offset": str(exc.expected)}) from None
+        except RelayError as exc:
+            raise TusError(exc.status_code, str(exc)) from None
+        headers = {"Upload-Offset": str(offset), "Upload-Expires": _http_date(upload.expires_at)}
+        if offset < upload.length:
+            return headers
+        if digest is None:  # chunked body: the bytes are kept, an empty PATCH completes
+            raise TusError(400, _NO_DIGEST, headers)
+        try:
+            file = await uploads.complete(upload, digest)
+        except DigestMismatchError as exc:
+            raise TusError(
+                422,
+                f"SHA-256 mismatch: the upload hashes to {exc.actual}, the announced"
+                f" digest is {exc.expected}; the upload was deleted"
+                + ("" if upload.batch_id is None else " (a batch's upload: reset to offset 0)"),
+            ) from None
+        except RelayError as exc:
+            raise TusError(exc.status_code, str(exc)) from None
+        if file is not None:  # None: a batch's file, visible with the rest of its batch
+            headers["Wirelab-File-Url"] = f"/v1/relay/files/{file.id}"
+        return headers
+
     @router.delete("/uploads/{upload_id}", summary="tus: terminate", status_code=204)
     async def terminate(user: TusUser, upload_id: str) -> Response:
         """Delete the upload and its bytes."""
         try:
             upload, _ = await lookup(user, upload_id)
+            if upload.batch_id is not None and not upload.complete:
+                raise TusError(
+                    409,
+                    f"upload of batch {upload.batch_id!r}: cancel the whole batch with"
+                    f" DELETE /v1/relay/batches/{upload.batch_id}",
+                )
             await runtime.require().uploads.terminate(upload)
         except TusError as exc:
             return _fail(exc)
@@ -300,7 +366,9 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
 
 
 def build_router(runtime: RelayRuntime) -> APIRouter:
-    """All relay routes: the files and inbox routes plus the tus uploads."""
+    """All relay routes: files and inbox, tus uploads, batches and public keys."""
     router = build_base_router(runtime)
     add_tus_routes(router, runtime)
+    add_batch_routes(router, runtime)
+    add_key_routes(router, runtime)
     return router

@@ -2,10 +2,12 @@
 
 An upload is a row in the db (``relay_uploads``: who sends what to whom) plus a partial
 upload of the blob store with the same id, which is also the future blob key and file id.
-Order of a creation: journal the key, create the partial upload, insert the row. Order of
-a completion: blob ``commit`` (digest check, atomic rename), then one db transaction
-inserts the file row and deletes the upload row and the journal entry. The crash analysis
-is in ``docs/relay.md``.
+Order of a creation: journal the key (with the quota reservation of ``length`` bytes),
+create the partial upload, insert the row. Order of a completion: blob ``commit`` (digest
+check, atomic rename), then one db transaction inserts the file row, drops the journal
+entry (and so the reservation) and marks the upload row ``complete``; that row stays until
+the upload's expiry so that its owner can still learn the outcome. The crash analysis is
+in ``docs/relay.md``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,25 @@ from typing import TYPE_CHECKING
 
 from ..db import RelayFile, RelayUpload
 from ..storage import BlobNotFoundError, UploadNotFoundError
-from ._errors import FileTooLarge, RecipientNotFound, RelayError
+from ._errors import DigestConflict, FileTooLarge, RecipientNotFound, RelayError
 from ._http import sanitize_filename
 
 if TYPE_CHECKING:
     from ._service import RelayService
 
-__all__ = ["UploadExpired", "UploadGone", "UploadRequest", "Uploads", "checksum", "new_id"]
+__all__ = [
+    "EMPTY_SHA256",
+    "UploadExpired",
+    "UploadGone",
+    "UploadRequest",
+    "Uploads",
+    "checksum",
+    "new_id",
+    "resolve_digest",
+]
+
+#: The SHA-256 of zero bytes: the digest of every empty upload.
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def new_id() -> str:
@@ -47,15 +61,28 @@ class UploadExpired(RelayError):
 
 @dataclass(frozen=True, slots=True)
 class UploadRequest:
-    """What ``POST /v1/relay/uploads`` declares."""
+    """What ``POST /v1/relay/uploads`` declares (``sha256`` may be deferred: ``None``)."""
 
     owner: str
     recipient: str
     name: str
     media_type: str
-    sha256: str
+    sha256: str | None
     length: int
     note: str | None = None
+    max_downloads: int | None = None
+    encryption: str | None = None
+
+
+def resolve_digest(announced: str | None, given: str | None) -> str | None:
+    """The digest to verify at completion: the ``sha256`` metadata or the completing
+    PATCH's ``Wirelab-Sha256`` (lowercase hex); :class:`DigestConflict` if they differ."""
+    if announced is not None and given is not None and announced != given:
+        raise DigestConflict(
+            f"Wirelab-Sha256 {given} differs from the upload's 'sha256' metadata {announced};"
+            " nothing was stored"
+        )
+    return given if given is not None else announced
 
 
 class Uploads:
@@ -67,14 +94,25 @@ class Uploads:
     def _now(self) -> float:
         return self.service.clock()
 
-    async def create(self, req: UploadRequest) -> RelayUpload:
-        """Record a new, empty upload; :class:`RecipientNotFound`, :class:`FileTooLarge`."""
+    async def create(self, req: UploadRequest) -> tuple[RelayUpload, RelayFile | None]:
+        """Record a new, empty upload and reserve its room in the recipient's quota.
+
+        A length-0 upload is complete at once: the file is returned too (else ``None``).
+        Raises :class:`RecipientNotFound`, :class:`FileTooLarge`,
+        :class:`~wirelab.relay.OverQuota` and, for a length-0 upload whose ``sha256``
+        is not the digest of nothing, :class:`DigestConflict` (nothing is created).
+        """
         service = self.service
         if await service.db.users.get_user(req.recipient) is None:
             raise RecipientNotFound(f"no user named {req.recipient!r}")
         limit = service.limits.max_file_size
         if req.length > limit:
             raise FileTooLarge(f"Upload-Length {req.length} exceeds the maximum of {limit} bytes")
+        if req.length == 0 and req.sha256 not in (None, EMPTY_SHA256):
+            raise DigestConflict(
+                f"SHA-256 mismatch: an empty upload hashes to {EMPTY_SHA256}, its 'sha256'"
+                f" metadata says {req.sha256}; nothing was stored"
+            )
         now = self._now()
         upload = RelayUpload(
             id=new_id(),
@@ -87,8 +125,10 @@ class Uploads:
             sha256=req.sha256,
             created_at=now,
             expires_at=now + service.limits.upload_expiry,
+            max_downloads=req.max_downloads,
+            encryption=req.encryption,
         )
-        await service.db.relay.journal_add(upload.id, "upload", now)
+        await service.reserve([(upload.id, upload.length)], upload.recipient)
         try:
             await service.blobs.create_upload(upload.id)
             await service.db.relay.insert_upload(upload)
@@ -96,14 +136,27 @@ class Uploads:
             with contextlib.suppress(Exception):
                 await service.discard(upload.id)
             raise
-        return upload
+        if upload.length:
+            return upload, None
+        # A crash before this commit leaves a resumable empty upload that a PATCH at
+        # offset 0 (empty body) completes.
+        return upload, await self.complete(upload, EMPTY_SHA256)
 
     async def get(self, owner: str, upload_id: str) -> tuple[RelayUpload, int]:
-        """The upload and its durable offset; :class:`UploadGone`, :class:`UploadExpired`."""
+        """The upload and its durable offset; :class:`UploadGone`, :class:`UploadExpired`.
+
+        A complete upload has offset ``length`` until its expiry, then it is gone (404):
+        its record is kept only for its owner to learn the outcome.
+        """
         upload = await self.service.db.relay.get_upload(upload_id)
         if upload is None or upload.owner != owner:
             raise UploadGone(f"no upload {upload_id!r}")
-        if upload.expires_at <= self._now():
+        expired = upload.expires_at <= self._now()
+        if upload.complete and expired:
+            raise UploadGone(f"no upload {upload_id!r}")
+        if upload.received and not expired:
+            return upload, upload.length
+        if expired:
             raise UploadExpired(f"upload {upload_id!r} expired")
         try:
             offset = await self.service.blobs.upload_offset(upload_id)
@@ -111,34 +164,62 @@ class Uploads:
             raise UploadGone(f"no upload {upload_id!r}") from None
         return upload, offset
 
-    async def append(self, upload: RelayUpload, offset: int, body: AsyncIterator[bytes]) -> int:
+    async def append(
+        self,
+        upload: RelayUpload,
+        offset: int,
+        body: AsyncIterator[bytes],
+        *,
+        checksum: tuple[str, bytes] | None = None,
+    ) -> int:
         """Append ``body`` at ``offset`` (raises ``OffsetMismatchError``); the new offset.
 
         More bytes than the announced length raise :class:`FileTooLarge`; the bytes up to
-        the length are kept.
+        the length are kept. With ``checksum`` (tus ``Upload-Checksum``: algorithm and
+        digest), nothing is kept unless the whole body matches it
+        (``ChecksumMismatchError``).
         """
         return await self.service.blobs.append(
-            upload.id, offset, _capped(body, upload.length - offset)
+            upload.id, offset, _capped(body, upload.length - offset), checksum=checksum
         )
 
-    async def complete(self, upload: RelayUpload) -> RelayFile:
-        """Verify and commit a fully received upload; it becomes a file in the inbox.
+    async def complete(self, upload: RelayUpload, sha256: str) -> RelayFile | None:
+        """Verify a fully received upload against ``sha256`` and commit it; it becomes a
+        file in the inbox, returned. A batch's upload waits for the rest of its batch
+        (``None``) unless it was the last one.
 
-        On a digest mismatch (``DigestMismatchError``) the upload is removed entirely.
+        On a mismatch (``DigestMismatchError``) a single upload is removed entirely; a
+        batch's upload is reset to offset 0 (the batch stays completable).
         """
         service = self.service
         try:
-            info = await service.blobs.commit(upload.id, upload.id, expected_sha256=upload.sha256)
+            info = await service.blobs.commit(upload.id, upload.id, expected_sha256=sha256)
         except UploadNotFoundError:
             raise UploadGone(f"no upload {upload.id!r}") from None
         except BaseException:
             with contextlib.suppress(Exception):
-                await self.terminate(upload)
+                if upload.batch_id is None:
+                    await self.terminate(upload)
+                else:  # the key stays journaled; the row stays 'receiving'
+                    await service.blobs.abort_upload(upload.id)
+                    await service.blobs.create_upload(upload.id)
             raise
-        return await self._finish(upload, info.size, info.sha256 or upload.sha256)
+        return await self._finish(upload, info.size, info.sha256 or sha256)
 
-    async def _finish(self, upload: RelayUpload, size: int, sha256: str) -> RelayFile:
+    async def _finish(self, upload: RelayUpload, size: int, sha256: str) -> RelayFile | None:
         now = self._now()
+        if upload.batch_id is not None:
+            files = await self.service.db.relay.commit_batch_upload(
+                upload.id, sha256, now, self.service.limits.default_ttl
+            )
+            if files:
+                self.service.notify(upload.recipient)
+            elif await self.service.db.relay.get_upload(upload.id) is None:
+                # The batch was cancelled while this file was committed: its blob is
+                # garbage now (the cancel may have discarded the key before the commit).
+                await self.service.db.relay.journal_add(upload.id, "delete", now)
+                await self.service.discard(upload.id)
+            return next((f for f in files if f.id == upload.id), None)
         file = RelayFile(
             id=upload.id,
             recipient=upload.recipient,
@@ -151,15 +232,21 @@ class Uploads:
             blob_key=upload.id,
             created_at=now,
             expires_at=now + self.service.limits.default_ttl,
+            max_downloads=upload.max_downloads,
+            encryption=upload.encryption,
         )
         await self.service.db.relay.finish_upload(upload.id, file)
         self.service.notify(upload.recipient)
         return file
 
     async def terminate(self, upload: RelayUpload) -> None:
-        """Delete the upload row, then its bytes, then its journal entry."""
+        """Delete the upload row, then its bytes, then its journal entry.
+
+        A complete upload only loses its record: its bytes are the file's now.
+        """
         await self.service.db.relay.delete_upload(upload.id)
-        await self.service.discard(upload.id)
+        if not upload.complete:
+            await self.service.discard(upload.id)
 
     async def recover(self) -> set[str]:
         """After a crash: the ids of the uploads to keep (their journal keys stay).
@@ -171,6 +258,11 @@ class Uploads:
         service = self.service
         partial = {info.upload_id for info in await service.blobs.list_uploads()}
         for upload in await service.db.relay.list_uploads():
+            if upload.complete:
+                continue  # a record only; the sweeper removes it at its expiry
+            if upload.received:  # a batch's verified blob: kept while the batch lives
+                keep.add(upload.id)
+                continue
             if upload.expires_at > self._now() and upload.id in partial:
                 keep.add(upload.id)
                 continue
@@ -179,13 +271,20 @@ class Uploads:
             except BlobNotFoundError:
                 await self.terminate(upload)
                 continue
-            await self._finish(upload, blob.size, blob.sha256 or upload.sha256)
+            # The blob commit verified the digest; the store records it beside the blob.
+            await self._finish(upload, blob.size, blob.sha256 or upload.sha256 or "")
+            if upload.batch_id is not None:
+                keep.add(upload.id)  # committed (or delivered: then no longer journaled)
         return keep
 
     async def sweep(self) -> int:
-        """Remove expired uploads; returns how many."""
+        """Remove expired uploads (the records of complete ones too); returns how many."""
         now = self._now()
-        expired = [u for u in await self.service.db.relay.list_uploads() if u.expires_at <= now]
+        expired = [
+            u
+            for u in await self.service.db.relay.list_uploads()
+            if u.expires_at <= now and (u.batch_id is None or u.complete)
+        ]  # the uploads of undelivered batches go with their batch (Batches.sweep)
         for upload in expired:
             await self.terminate(upload)
         return len(expired)

@@ -45,6 +45,7 @@ __all__ = [
     "BlobNotFoundError",
     "BlobReader",
     "BlobStore",
+    "ChecksumMismatchError",
     "DigestMismatchError",
     "InvalidNameError",
     "InvalidRangeError",
@@ -108,6 +109,20 @@ class DigestMismatchError(IntegrityError):
 
     def __init__(self, message: str, *, expected: str, actual: str) -> None:
         super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class ChecksumMismatchError(IntegrityError):
+    """The bytes of one append do not have the checksum the client sent (tus 460).
+
+    Nothing of that append was recorded: the durable offset did not move. ``expected``
+    and ``actual`` are the raw digests.
+    """
+
+    def __init__(self, message: str, *, algorithm: str, expected: bytes, actual: bytes) -> None:
+        super().__init__(message)
+        self.algorithm = algorithm
         self.expected = expected
         self.actual = actual
 
@@ -213,13 +228,27 @@ class BlobStore(abc.ABC):
         """Create an empty upload, durably; :class:`UploadExistsError` if the id is taken."""
 
     @abc.abstractmethod
-    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        checksum: tuple[str, bytes] | None = None,
+    ) -> int:
         """Append the bytes of *chunks* at *offset* and return the new durable offset.
 
         *offset* must equal the durable offset, else :class:`OffsetMismatchError` and
         nothing is written. The chunks are streamed, never held whole in memory. When
         *chunks* raises (the client went away), the bytes received so far are made durable
         and the exception propagates: the client resumes from :meth:`upload_offset`.
+
+        *checksum* (``(algorithm, digest)``: a :func:`hashlib.new` name and the raw digest
+        of this append's bytes, the tus ``Upload-Checksum``) makes the append all or
+        nothing: the bytes are still streamed, but become durable only once their digest
+        matched. On a mismatch :class:`ChecksumMismatchError` is raised; on a mismatch or
+        when *chunks* raises, the durable offset does not move. An unknown algorithm is a
+        :class:`wirelab.UsageError` raised before any I/O.
         """
 
     @abc.abstractmethod

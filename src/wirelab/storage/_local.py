@@ -14,15 +14,26 @@ loss):
 * ``append`` writes the data, fsyncs it, *then* atomically replaces the record with the
   new offset (temp file + fsync + rename + directory fsync). The record therefore never
   counts a byte that is not on disk; bytes beyond it are a torn tail that every append
-  and ``recover()`` truncate away. Long appends checkpoint every ``checkpoint_bytes``.
+  and ``recover()`` truncate away. Long appends checkpoint every ``checkpoint_bytes``
+  (a checkpoint covers the writes completed before it, one batch behind what arrived).
+  The writes run behind the receiving (:mod:`wirelab.storage._pipeline`): one batch is
+  written and hashed in worker threads while the next one arrives. An append with a
+  ``checksum`` has no checkpoint: its record is written only once the checksum matched.
 * An upload exists iff its record exists; ``create_upload`` writes the empty data file
   first, the record last.
-* ``commit`` re-checks the length, verifies the SHA-256 (from the hash kept during the
-  appends of this process, else by re-reading the file in 1 MiB chunks), writes the
+* ``commit`` re-checks the length, verifies the SHA-256, writes the
   digest file, then renames the data file into ``blobs/`` (atomic: the blob is never half
   visible) and fsyncs both directories before removing the record. A crash before the
   rename leaves the upload intact; after it, ``recover()`` drops the stale record.
 * ``delete`` unlinks the blob, then its digest file, then fsyncs the directory.
+
+The SHA-256 that ``commit`` checks comes from a *running hash* when the appends that
+wrote every byte of the upload ran in this store instance, one after the other from
+offset 0: then ``commit`` does not read the file again. The running hash is kept only
+while it covers exactly the bytes below the durable offset: an append whose write or
+fsync failed drops it (it may have consumed bytes that were never made durable), and a
+new instance (a restart) has none. Without it ``commit`` re-reads the file in 1 MiB
+chunks. An append interrupted by its client keeps it, since what arrived is made durable.
 
 One process owns a root at a time; call ``await store.recover()`` at startup.
 """
@@ -37,8 +48,8 @@ import time
 import weakref
 from asyncio import Lock
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from .._exceptions import IntegrityError, UsageError
 from ._base import (
@@ -48,6 +59,7 @@ from ._base import (
     BlobNotFoundError,
     BlobReader,
     BlobStore,
+    ChecksumMismatchError,
     DigestMismatchError,
     OffsetMismatchError,
     UploadExistsError,
@@ -57,16 +69,32 @@ from ._base import (
     normalize_digest,
     validate_name,
 )
-from ._fsutil import LocalReader, atomic_write, fsync_dir, remove_tmp_files, run_io, write_all
+from ._fsutil import LocalReader, atomic_write, fsync_dir, remove_tmp_files, run_io
+from ._pipeline import Hasher, WriteBehind, settle
 
 __all__ = ["LocalBlobStore"]
 
+# Bytes collected before they are handed to a write (one writev call): large enough to
+# make system calls and thread hand-offs rare, small enough to bound memory per append
+# (at most two batches: one being written, one being collected).
 _WRITE_SIZE = 1024 * 1024
 
 
-class _Hasher(Protocol):
-    def update(self, data: bytes | bytearray, /) -> None: ...
-    def hexdigest(self) -> str: ...
+@dataclass
+class _Progress:
+    """The durable state of an append in progress (what the record on disk says)."""
+
+    info: UploadInfo
+
+
+def _checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
+    """A fresh hasher for an append's ``checksum``; UsageError for an unknown algorithm."""
+    if checksum is None:
+        return None
+    try:
+        return hashlib.new(checksum[0])
+    except (ValueError, TypeError):
+        raise UsageError(f"unsupported checksum algorithm {checksum[0]!r}") from None
 
 
 class LocalBlobStore(BlobStore):
@@ -84,7 +112,7 @@ class LocalBlobStore(BlobStore):
         self._checkpoint = checkpoint_bytes
         self._locks: weakref.WeakValueDictionary[str, Lock] = weakref.WeakValueDictionary()
         # upload id -> (offset, hash of bytes [0, offset)) for appends made by this process
-        self._hashes: dict[str, tuple[int, _Hasher]] = {}
+        self._hashes: dict[str, tuple[int, Hasher]] = {}
 
     # -- paths and records -------------------------------------------------------------
 
@@ -140,12 +168,6 @@ class LocalBlobStore(BlobStore):
             os.close(fd)
             raise
         return fd
-
-    @staticmethod
-    def _write(fd: int, data: bytearray, hasher: _Hasher | None) -> None:
-        write_all(fd, data)
-        if hasher is not None:
-            hasher.update(data)
 
     def _make_durable(self, fd: int, info: UploadInfo, offset: int) -> UploadInfo:
         os.fsync(fd)
@@ -277,8 +299,16 @@ class LocalBlobStore(BlobStore):
         validate_name(upload_id, "upload id")
         return (await run_io(self._read_record, upload_id)).offset
 
-    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        checksum: tuple[str, bytes] | None = None,
+    ) -> int:
         validate_name(upload_id, "upload id")
+        check = _checksum_hasher(checksum)
         async with self._lock(upload_id):
             info = await run_io(self._read_record, upload_id)
             if offset != info.offset:
@@ -287,49 +317,112 @@ class LocalBlobStore(BlobStore):
                     expected=info.offset,
                     actual=offset,
                 )
+            # The running hash serves only if it covers exactly [0, durable offset). It
+            # leaves the cache for the append and comes back only if every byte it
+            # consumed was made durable.
             cached = self._hashes.pop(upload_id, None)
             hasher = cached[1] if cached is not None and cached[0] == offset else None
+            hashers = [h for h in (hasher, check) if h is not None]
             fd = await run_io(self._open_at, upload_id, offset)
+            writer = WriteBehind(fd, offset, hashers)
+            progress = _Progress(info)
             try:
-                info = await self._append_chunks(fd, info, chunks, hasher)
+                if check is None:
+                    await self._append_chunks(writer, progress, chunks)
+                else:
+                    assert checksum is not None
+                    await self._append_checked(writer, progress, chunks, check, checksum)
             finally:
-                os.close(fd)
-            if hasher is not None:
-                self._hashes[upload_id] = (info.offset, hasher)
-            return info.offset
+                writer.close_when_idle()
+                durable = progress.info.offset
+                if hasher is not None and not writer.failed and writer.written == durable:
+                    self._hashes[upload_id] = (durable, hasher)
+            return progress.info.offset
 
-    async def _append_chunks(
-        self, fd: int, info: UploadInfo, chunks: AsyncIterator[bytes], hasher: _Hasher | None
-    ) -> UploadInfo:
-        position, buffer = info.offset, bytearray()
-        in_io = False
+    async def _append_checked(
+        self,
+        writer: WriteBehind,
+        progress: _Progress,
+        chunks: AsyncIterator[bytes],
+        check: Hasher,
+        checksum: tuple[str, bytes],
+    ) -> None:
+        """An all-or-nothing append: no checkpoint, and the bytes become durable only
+        once their checksum matched (else they stay a torn tail, cut by the next append,
+        commit or recover)."""
+        batch: list[bytes] = []
+        size = 0
         try:
             async for chunk in chunks:
-                buffer += chunk
-                if len(buffer) >= _WRITE_SIZE:
-                    in_io = True
-                    await run_io(self._write, fd, buffer, hasher)
-                    position, buffer = position + len(buffer), bytearray()
-                    if position - info.offset >= self._checkpoint:
-                        info = await run_io(self._make_durable, fd, info, position)
-                    in_io = False
+                if chunk:
+                    batch.append(chunk if type(chunk) is bytes else bytes(chunk))
+                    size += len(chunk)
+                if size >= _WRITE_SIZE:
+                    await writer.submit(batch)
+                    batch, size = [], 0
+            await writer.submit(batch)
+            await writer.drain()
         except BaseException:
-            if in_io:  # our own I/O failed: the record keeps the last durable offset
-                raise
+            await settle(writer)  # the threads must be done before the fd is closed
+            raise
+        algorithm, expected = checksum
+        actual = check.digest()
+        if actual != expected:
+            raise ChecksumMismatchError(
+                f"the {algorithm} checksum of the appended bytes does not match; "
+                "nothing was recorded",
+                algorithm=algorithm,
+                expected=expected,
+                actual=actual,
+            )
+        if writer.written != progress.info.offset:
+            await self._durable(writer, progress)
+
+    def _durable_sync(self, writer: WriteBehind, info: UploadInfo, offset: int) -> UploadInfo:
+        try:
+            return self._make_durable(writer.fd, info, offset)
+        except BaseException:
+            # After a failed fsync the kernel may have dropped the dirty pages, so a
+            # retry could "succeed" without the data: never record this append's bytes.
+            # (Set here, in the thread: the awaiting task may have been cancelled.)
+            writer.failed = True
+            raise
+
+    async def _durable(self, writer: WriteBehind, progress: _Progress) -> None:
+        """fsync what the completed writes wrote and record it as the durable offset."""
+        progress.info = await run_io(self._durable_sync, writer, progress.info, writer.written)
+
+    async def _append_chunks(
+        self, writer: WriteBehind, progress: _Progress, chunks: AsyncIterator[bytes]
+    ) -> None:
+        batch: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                # the batch is written without a copy: it must not change under us
+                batch.append(chunk if type(chunk) is bytes else bytes(chunk))
+                size += len(chunk)
+                if size >= _WRITE_SIZE:
+                    await writer.submit(batch)  # returns while the batch is written
+                    batch, size = [], 0
+                    if writer.written - progress.info.offset >= self._checkpoint:
+                        await self._durable(writer, progress)
+            await writer.submit(batch)
+            await writer.drain()
+        except BaseException:
+            if not await settle(writer):
+                raise  # our own I/O failed: the record keeps the last durable offset
             # The client went away (or we were cancelled between chunks): make what
             # arrived durable so that the client can resume from there.
-            if buffer:
-                await run_io(self._write, fd, buffer, hasher)
-                position += len(buffer)
-            if position != info.offset:
-                await run_io(self._make_durable, fd, info, position)
+            await writer.submit(batch)
+            await writer.drain()
+            if writer.written != progress.info.offset:
+                await self._durable(writer, progress)
             raise
-        if buffer:
-            await run_io(self._write, fd, buffer, hasher)
-            position += len(buffer)
-        if position != info.offset:
-            info = await run_io(self._make_durable, fd, info, position)
-        return info
+        if writer.written != progress.info.offset:
+            await self._durable(writer, progress)
 
     async def commit(self, upload_id: str, key: str, *, expected_sha256: str) -> BlobInfo:
         validate_name(upload_id, "upload id")

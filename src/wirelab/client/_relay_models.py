@@ -1,0 +1,147 @@
+"""What the relay client returns: files of an inbox, sent files, received files."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from .._exceptions import ProtocolError
+
+__all__ = ["InboxFile", "NoProgress", "Progress", "ReceivedFile", "SentFile", "parse_file"]
+
+_SHA256: Final = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFile:
+    """A file waiting in a relay inbox, as the server describes it.
+
+    ``name`` was sanitized by the server, but the receiving client sanitizes it again
+    before using it as a path (never trust a peer's file name). ``lease_id`` is set for a
+    file taken with ``next``; ``batch`` is ``{"id", "index", "count"}`` for a file sent
+    in a batch; ``encryption`` describes an end-to-end encrypted file (``None`` if plain).
+    """
+
+    id: str
+    sender: str
+    recipient: str
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+    note: str | None
+    created_at: str
+    expires_at: str
+    deliveries: int = 0
+    lease_id: str | None = None
+    lease_expires_at: str | None = None
+    batch: dict[str, Any] | None = None
+    encryption: str | None = None
+    downloads: int | None = None
+    max_downloads: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def _field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = doc.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ProtocolError(f"the server's file description has no valid {name!r}")
+    return value
+
+
+def parse_file(doc: Any) -> InboxFile:
+    """An :class:`InboxFile` from the server's JSON; :class:`~wirelab.ProtocolError` if bad."""
+    if not isinstance(doc, dict):
+        raise ProtocolError("expected a file description (a JSON object) from the server")
+    sha256 = _field(doc, "sha256", str).lower()
+    if not _SHA256.fullmatch(sha256):
+        raise ProtocolError(f"the server sent an invalid sha256 {sha256!r}")
+    size = _field(doc, "size", int)
+    if size < 0:
+        raise ProtocolError(f"the server sent a negative size {size}")
+    lease = doc.get("lease")
+    lease = lease if isinstance(lease, dict) else {}
+    batch = doc.get("batch")
+    return InboxFile(
+        id=_field(doc, "id", str),
+        sender=_field(doc, "sender", str),
+        recipient=_field(doc, "recipient", str),
+        name=_field(doc, "name", str),
+        media_type=str(doc.get("media_type") or "application/octet-stream"),
+        size=size,
+        sha256=sha256,
+        note=doc.get("note") if isinstance(doc.get("note"), str) else None,
+        created_at=str(doc.get("created_at", "")),
+        expires_at=str(doc.get("expires_at", "")),
+        deliveries=int(doc.get("deliveries") or 0),
+        lease_id=lease.get("id") if isinstance(lease.get("id"), str) else None,
+        lease_expires_at=str(lease["expires_at"]) if "expires_at" in lease else None,
+        batch=batch if isinstance(batch, dict) else None,
+        encryption=doc.get("encryption") if isinstance(doc.get("encryption"), str) else None,
+        downloads=doc.get("downloads") if isinstance(doc.get("downloads"), int) else None,
+        max_downloads=(
+            doc.get("max_downloads") if isinstance(doc.get("max_downloads"), int) else None
+        ),
+        raw=doc,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SentFile:
+    """One file delivered by :meth:`RelayClient.send`.
+
+    ``resumed_from`` is the byte offset the server already had when this run started
+    (``0`` for a fresh upload); ``file_url`` is where the recipient downloads it.
+    """
+
+    path: Path
+    name: str
+    size: int
+    sha256: str
+    upload_url: str
+    file_url: str | None
+    resumed_from: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedFile:
+    """One file written by :meth:`RelayClient.download`, verified (size and SHA-256).
+
+    ``resumed_from`` is the size of the partial download this run continued (``0`` when it
+    started from the beginning); ``acknowledged`` says whether the server deleted it.
+    """
+
+    file: InboxFile
+    path: Path
+    resumed_from: int
+    acknowledged: bool = False
+
+
+class Progress(Protocol):
+    """What the relay client reports while it moves bytes (the CLI draws a bar from it).
+
+    ``begin`` starts one phase of one file (``label`` says which: ``"hashing NAME"``,
+    ``"sending NAME"``, ``"receiving NAME"``) with ``done`` of ``total`` bytes already
+    there; ``advance`` adds bytes; ``end`` closes the phase.
+    """
+
+    def begin(self, label: str, total: int, done: int = 0) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class NoProgress:
+    """A :class:`Progress` that reports nothing."""
+
+    def begin(self, label: str, total: int, done: int = 0) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def end(self) -> None:
+        pass

@@ -1,0 +1,221 @@
+"""Downloading a relay file to disk: resumable, verified, atomic, never clobbering.
+
+The bytes go to a partial file beside the destination, ``.<file id>.wirelab-part``. A run
+that finds one continues it with ``Range: bytes=N-`` and ``If-Range: "<sha256>"`` (a
+server that holds different bytes under that id answers the whole file instead). The
+whole file's SHA-256 is checked against the server's before anything is renamed; then the
+partial file is fsynced and moved into place atomically: with ``os.link`` (which fails if
+the name exists: no check-then-write race) unless overwriting, in which case
+``os.replace``. Only then may the caller acknowledge the file on the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+from .._exceptions import (
+    IntegrityError,
+    NetworkError,
+    ProtocolError,
+    TruncatedError,
+    UsageError,
+)
+from .._exceptions import TimeoutError as WirelabTimeout
+from .._filenames import sanitize_filename
+from ._bulk import BLOCK, BulkConnection, read_into
+from ._hashing import HashingBuffers
+from ._relay_models import InboxFile, Progress, ReceivedFile
+
+__all__ = ["PART_SUFFIX", "download_file", "local_path"]
+
+PART_SUFFIX: Final = ".wirelab-part"
+RETRY_DELAYS: Final = (0.5, 1.0, 2.0, 4.0)
+"""Waits before each retry of a broken download within one run."""
+_RETRYABLE: Final = (NetworkError, WirelabTimeout, TruncatedError)
+_FILE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+FILES_PATH: Final = "/v1/relay/files"
+
+
+def local_path(out_dir: Path, file: InboxFile) -> Path:
+    """Where ``file`` is written in ``out_dir``: its name, sanitized again on this side."""
+    return out_dir / sanitize_filename(file.name)
+
+
+def _part_path(out_dir: Path, file: InboxFile) -> Path:
+    if not _FILE_ID.fullmatch(file.id):  # the id becomes part of a path: check it
+        raise ProtocolError(f"the server sent an invalid file id {file.id!r}")
+    return out_dir / f".{file.id}{PART_SUFFIX}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+Hasher = Any  # hashlib's object type is private
+
+
+def _hash_existing(f: BinaryIO, size: int, hasher: Hasher) -> None:
+    f.seek(0)
+    left = size
+    while left > 0:
+        block = f.read(min(left, 1024 * 1024))
+        if not block:
+            raise UsageError("the partial download shrank while it was read")
+        hasher.update(block)
+        left -= len(block)
+
+
+@dataclass(slots=True)
+class _Partial:
+    """The partial file of a download: its open file, size, and the hash of its bytes."""
+
+    f: BinaryIO
+    have: int
+    hasher: Hasher
+    resumed_from: int
+
+    @classmethod
+    def open(cls, f: BinaryIO, size: int) -> _Partial:
+        have = f.seek(0, os.SEEK_END)
+        if have > size:  # not a prefix of this file: start over
+            f.truncate(0)
+            have = 0
+        hasher = hashlib.sha256()
+        _hash_existing(f, have, hasher)
+        return cls(f, have, hasher, have)
+
+    def restart(self) -> None:
+        self.f.truncate(0)
+        self.have, self.hasher, self.resumed_from = 0, hashlib.sha256(), 0
+
+
+def download_file(
+    bulk: BulkConnection,
+    file: InboxFile,
+    out_dir: Path,
+    *,
+    overwrite: bool,
+    progress: Progress,
+    sleep: Callable[[float], None] = time.sleep,
+    decrypt: Callable[[Path, Path], None] | None = None,
+) -> ReceivedFile:
+    """Download ``file`` into ``out_dir``, verified; return where it was written.
+
+    A broken connection is retried (after :data:`RETRY_DELAYS`) from the bytes already
+    received. Raises :class:`~wirelab.UsageError` when the destination exists and not
+    ``overwrite`` (checked before downloading and again, atomically, at the rename), and
+    :class:`~wirelab.IntegrityError` when the bytes do not match the SHA-256 (the partial
+    file is then removed, so the next run starts afresh). When the retries run out, the
+    partial file stays for the next run to resume.
+
+    ``decrypt(ciphertext_path, plaintext_path)``, for an end-to-end encrypted file, runs
+    after the ciphertext was verified; the plaintext is what is moved into place. If it
+    fails (wrong key, tampering), nothing is written and the verified ciphertext stays
+    as the partial file.
+    """
+    dest = local_path(out_dir, file)
+    if not overwrite and os.path.lexists(dest):
+        raise UsageError(f"{dest} exists; use --overwrite to replace it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    part = _part_path(out_dir, file)
+    with open(part, "a+b") as f:
+        partial = _Partial.open(f, file.size)
+        delays = iter(RETRY_DELAYS)
+        while partial.have < file.size:
+            before = partial.have
+            try:
+                _fetch(bulk, file, partial, progress)
+            except _RETRYABLE as exc:
+                if partial.have > before:  # progress: the full set of retries again
+                    delays = iter(RETRY_DELAYS)
+                delay = next(delays, None)
+                if delay is None:
+                    raise type(exc)(f"{exc}; run the same command again to resume") from exc
+                sleep(delay)
+        if partial.hasher.hexdigest() != file.sha256:
+            f.close()
+            part.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{file.name}: the received bytes do not match the SHA-256 "
+                f"{file.sha256[:16]}…; nothing was written, run again to download anew"
+            )
+        f.flush()
+        os.fsync(f.fileno())
+    if decrypt is None:
+        _place(part, dest, overwrite=overwrite)
+    else:
+        plain = part.with_name(part.name.removesuffix(PART_SUFFIX) + ".wirelab-plain")
+        decrypt(part, plain)
+        _place(plain, dest, overwrite=overwrite)
+        part.unlink()
+    return ReceivedFile(file=file, path=dest, resumed_from=partial.resumed_from)
+
+
+def _fetch(bulk: BulkConnection, file: InboxFile, partial: _Partial, progress: Progress) -> None:
+    """GET the bytes after ``partial.have`` into it (all of them if the server ignores the
+    range: then the partial file starts over)."""
+    path = f"{FILES_PATH}/{file.id}"
+    have = partial.have
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers |= {"Range": f"bytes={have}-", "If-Range": f'"{file.sha256}"'}
+    with bulk.get(path, headers) as response:
+        if response.status == 206 and have:
+            expected = f"bytes {have}-{file.size - 1}/{file.size}"
+            if response.getheader("content-range") != expected:
+                raise ProtocolError(f"GET {path}: unexpected Content-Range, want {expected}")
+        elif response.status == 200:
+            partial.restart()
+        else:
+            raise bulk.error_of(response, path)
+        partial.f.seek(partial.have)
+        progress.begin(f"receiving {file.name}", file.size, partial.have)
+        # The hash runs on a second core, a block behind the network and the disk.
+        with HashingBuffers(BLOCK, hasher=partial.hasher) as ring:
+            try:
+                while True:
+                    index, view = ring.take()
+                    n = read_into(response, view, f"GET {path}")
+                    if not n:
+                        break
+                    if partial.have + n > file.size:
+                        raise ProtocolError(f"GET {path}: more bytes than the file's {file.size}")
+                    partial.f.write(view[:n])
+                    ring.hash(index, n)
+                    partial.have += n
+                    progress.advance(n)
+            finally:
+                partial.f.flush()  # keep what arrived: the next attempt resumes from it
+                progress.end()
+    if partial.have != file.size:
+        raise ProtocolError(f"GET {path}: {partial.have} of {file.size} bytes")
+
+
+def _place(part: Path, dest: Path, *, overwrite: bool) -> None:
+    """Move the verified ``part`` to ``dest`` atomically, then make the rename durable."""
+    if overwrite:
+        os.replace(part, dest)
+    else:
+        try:
+            os.link(part, dest)
+        except FileExistsError:
+            raise UsageError(f"{dest} exists; use --overwrite to replace it") from None
+        except OSError:  # no hard links on this file system: check, then rename
+            if os.path.lexists(dest):
+                raise UsageError(f"{dest} exists; use --overwrite to replace it") from None
+            os.replace(part, dest)
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+    _fsync_dir(dest.parent)

@@ -1,0 +1,202 @@
+"""Batches in the SQLite relay store: several uploads delivered in one transaction.
+
+A batch's uploads go ``receiving`` -> ``committed`` (blob verified and in place, journal
+entry and quota reservation kept) -> ``complete``. The commit of the last one delivers
+the whole batch in the same transaction: the file rows are inserted in manifest order (so
+they are adjacent in FIFO order), the journal entries dropped, the batch marked delivered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import astuple
+from typing import Any
+
+from ._api import RelayBatch, RelayFile, RelayUpload
+from ._sqlite_relay import _COLUMNS, _UPLOAD_COLUMNS, SQLiteRelay, _file, _insert_file
+
+__all__ = ["SQLiteRelayStore"]
+
+_BATCH_COLUMNS = (
+    "id, owner, recipient, note, ttl, max_downloads, count, created_at, expires_at, delivered_at"
+)
+
+
+def _batch(row: tuple[Any, ...] | None) -> RelayBatch | None:
+    return None if row is None else RelayBatch(*row)
+
+
+def _uploads(conn: sqlite3.Connection, batch_id: str) -> list[RelayUpload]:
+    cursor = conn.execute(
+        f"SELECT {_UPLOAD_COLUMNS} FROM relay_uploads"  # noqa: S608
+        " WHERE batch_id = ? ORDER BY batch_index",
+        (batch_id,),
+    )
+    return [RelayUpload(*row) for row in cursor.fetchall()]
+
+
+def _deliver(
+    conn: sqlite3.Connection, batch: RelayBatch, now: float, default_ttl: float
+) -> list[RelayFile]:
+    """Insert the files of ``batch`` (all committed) in manifest order; mark delivered."""
+    ttl = default_ttl if batch.ttl is None else batch.ttl
+    files = [
+        RelayFile(
+            id=u.id,
+            recipient=batch.recipient,
+            sender=batch.owner,
+            name=u.name,
+            media_type=u.media_type,
+            note=batch.note,
+            size=u.length,
+            sha256=u.sha256 or "",
+            blob_key=u.id,
+            created_at=now,
+            expires_at=now + ttl,
+            max_downloads=batch.max_downloads,
+            batch_id=batch.id,
+            batch_index=u.batch_index,
+            batch_count=batch.count,
+            encryption=u.encryption,
+        )
+        for u in _uploads(conn, batch.id)
+    ]
+    for file in files:
+        _insert_file(conn, file)
+    conn.execute("UPDATE relay_uploads SET state = 'complete' WHERE batch_id = ?", (batch.id,))
+    conn.execute(
+        "UPDATE relay_batches SET delivered_at = ?, expires_at = ? WHERE id = ?",
+        (now, now + ttl, batch.id),
+    )
+    return files
+
+
+def _drop(conn: sqlite3.Connection, batch_id: str) -> list[str]:
+    """Delete an undelivered batch and its uploads; the keys to discard."""
+    keys = [u.id for u in _uploads(conn, batch_id) if not u.complete]
+    conn.execute("DELETE FROM relay_uploads WHERE batch_id = ?", (batch_id,))
+    conn.execute("DELETE FROM relay_batches WHERE id = ?", (batch_id,))
+    return keys
+
+
+class SQLiteRelayStore(SQLiteRelay):
+    """The relay repository with batches (see :class:`~wirelab.db.RelayRepository`)."""
+
+    async def create_batch(self, batch: RelayBatch, uploads: list[RelayUpload]) -> None:
+        """See :meth:`wirelab.db.RelayRepository.create_batch`."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO relay_batches ({_BATCH_COLUMNS})"  # noqa: S608
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                astuple(batch),
+            )
+            marks = ", ".join("?" * len(_UPLOAD_COLUMNS.split(",")))
+            conn.executemany(
+                f"INSERT INTO relay_uploads ({_UPLOAD_COLUMNS}) VALUES ({marks})",  # noqa: S608
+                [astuple(u) for u in uploads],
+            )
+
+        await self._db.write(insert)
+
+    async def get_batch(self, batch_id: str) -> RelayBatch | None:
+        """See :meth:`wirelab.db.RelayRepository.get_batch`."""
+
+        def select(conn: sqlite3.Connection) -> RelayBatch | None:
+            row = conn.execute(
+                f"SELECT {_BATCH_COLUMNS} FROM relay_batches WHERE id = ?",  # noqa: S608
+                (batch_id,),
+            ).fetchone()
+            return _batch(row)
+
+        return await self._db.run(select)
+
+    async def batch_uploads(self, batch_id: str) -> list[RelayUpload]:
+        """See :meth:`wirelab.db.RelayRepository.batch_uploads`."""
+        return await self._db.run(lambda conn: _uploads(conn, batch_id))
+
+    async def batch_files(self, batch_id: str, now: float) -> list[RelayFile]:
+        """See :meth:`wirelab.db.RelayRepository.batch_files`."""
+
+        def select(conn: sqlite3.Connection) -> list[RelayFile]:
+            cursor = conn.execute(
+                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
+                " WHERE batch_id = ? AND expires_at > ? ORDER BY batch_index",
+                (batch_id, now),
+            )
+            return [_file(row) for row in cursor.fetchall()]
+
+        return await self._db.run(select)
+
+    async def commit_batch_upload(
+        self, upload_id: str, sha256: str, now: float, default_ttl: float
+    ) -> list[RelayFile]:
+        """See :meth:`wirelab.db.RelayRepository.commit_batch_upload`."""
+
+        def commit(conn: sqlite3.Connection) -> list[RelayFile]:
+            conn.execute(
+                "UPDATE relay_uploads SET state = 'committed', sha256 = ?"
+                " WHERE id = ? AND state = 'receiving'",
+                (sha256, upload_id),
+            )
+            row = conn.execute(
+                f"SELECT {_BATCH_COLUMNS} FROM relay_batches WHERE id ="  # noqa: S608
+                " (SELECT batch_id FROM relay_uploads WHERE id = ?) AND delivered_at IS NULL",
+                (upload_id,),
+            ).fetchone()
+            batch = _batch(row)
+            if batch is None:
+                return []
+            waiting = conn.execute(
+                "SELECT COUNT(*) FROM relay_uploads WHERE batch_id = ? AND state = 'receiving'",
+                (batch.id,),
+            ).fetchone()[0]
+            return [] if waiting else _deliver(conn, batch, now, default_ttl)
+
+        return await self._db.write(commit)
+
+    async def delete_batch(self, batch_id: str) -> list[str]:
+        """See :meth:`wirelab.db.RelayRepository.delete_batch`."""
+        return await self._db.write(lambda conn: _drop(conn, batch_id))
+
+    async def delete_expired_batches(self, now: float) -> list[str]:
+        """See :meth:`wirelab.db.RelayRepository.delete_expired_batches`."""
+
+        def delete(conn: sqlite3.Connection) -> list[str]:
+            keys: list[str] = []
+            rows = conn.execute(
+                "SELECT id, delivered_at FROM relay_batches WHERE expires_at <= ?", (now,)
+            ).fetchall()
+            for batch_id, delivered_at in rows:
+                if delivered_at is None:
+                    keys += _drop(conn, batch_id)
+                else:  # its files expire with it (the file sweep removes them)
+                    conn.execute("DELETE FROM relay_batches WHERE id = ?", (batch_id,))
+            return keys
+
+        return await self._db.write(delete)
+
+    async def set_public_key(self, name: str, algorithm: str, public_key: str, now: float) -> None:
+        """See :meth:`wirelab.db.RelayRepository.set_public_key`."""
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO relay_keys (name, algorithm, public_key, updated_at)"
+                " VALUES (?, ?, ?, ?)",
+                (name, algorithm, public_key, now),
+            )
+
+        await self._db.write(upsert)
+
+    async def get_public_key(self, name: str) -> tuple[str, str] | None:
+        """See :meth:`wirelab.db.RelayRepository.get_public_key`."""
+
+        def select(conn: sqlite3.Connection) -> tuple[str, str] | None:
+            row = conn.execute(
+                "SELECT k.algorithm, k.public_key FROM relay_keys k"
+                " JOIN users u ON u.name = k.name WHERE k.name = ?",
+                (name,),
+            ).fetchone()
+            return None if row is None else (str(row[0]), str(row[1]))
+
+        return await self._db.run(select)

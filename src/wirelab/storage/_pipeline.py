@@ -1,0 +1,148 @@
+"""Write-behind for :meth:`LocalBlobStore.append`: disk writes overlap the receiving.
+
+Without it an append alternates between waiting for the next megabyte of the body and
+writing (and hashing) the previous one, so the network, the disk and SHA-256 take turns
+on one core at a time. :class:`WriteBehind` starts the write of a batch in a worker
+thread and returns, so that the caller collects the next batch meanwhile; the SHA-256
+update of the batch runs in a second worker thread at the same time as its write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+__all__ = ["Hasher", "WriteBehind", "settle", "writev_all"]
+
+# POSIX guarantees at least 16; Linux and macOS allow 1024 buffers per writev call.
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
+
+
+class Hasher(Protocol):
+    """The part of :func:`hashlib.sha256` objects that the store uses."""
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def digest(self) -> bytes: ...
+    def hexdigest(self) -> str: ...
+
+
+def writev_all(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) -> None:
+    """Write *buffers* in order at the current position of *fd*, with as few system calls
+    as possible (``writev`` may write less than asked: the rest is written again)."""
+    views = [memoryview(b) for b in buffers if len(b)]
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first : first + _IOV_MAX])
+        while written and written >= len(views[first]):
+            written -= len(views[first])
+            first += 1
+        if written:
+            views[first] = views[first][written:]
+
+
+def _hash_all(hashers: Sequence[Hasher], buffers: Sequence[bytes | bytearray | memoryview]) -> None:
+    for hasher in hashers:
+        for buffer in buffers:
+            hasher.update(buffer)
+
+
+class WriteBehind:
+    """Writes batches of buffers to *fd* in worker threads, one batch at a time.
+
+    :meth:`submit` waits for the batch in flight, then starts the next one and returns at
+    once. Batches are written (and fed to every one of *hashers*) in submission order.
+    :attr:`written` is the position after the last batch whose write *completed*: only
+    bytes below it may be fsynced and recorded as durable.
+
+    A failed write (or hash update) is raised by the next :meth:`submit` or
+    :meth:`drain`; :attr:`failed` is then true for good and the hashers must not be
+    trusted (they may have consumed bytes that were not written). Cancelling the awaiting
+    task never interrupts a batch: its threads run to completion and a later
+    :meth:`drain` still learns how it ended.
+    """
+
+    def __init__(self, fd: int, position: int, hashers: Sequence[Hasher] = ()) -> None:
+        self.fd = fd
+        self.written = position
+        self.hashers = list(hashers)
+        self.failed = False
+        self._jobs: list[asyncio.Future[None]] = []
+        self._size = 0
+
+    @property
+    def pending(self) -> list[asyncio.Future[None]]:
+        """The jobs of the batch in flight that have not ended."""
+        return [job for job in self._jobs if not job.done()]
+
+    @property
+    def busy(self) -> bool:
+        """Whether a thread of the batch in flight may still be running."""
+        return bool(self.pending)
+
+    async def submit(self, buffers: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Wait for the batch in flight, then start writing *buffers* (not copied: the
+        caller must not modify them until the next :meth:`drain` returned)."""
+        await self.drain()
+        if self.failed:
+            raise OSError("an earlier write of this append failed")
+        if not any(len(b) for b in buffers):
+            return
+        # Plain executor futures, not tasks: nothing cancels them (asyncio.run cancels
+        # tasks at shutdown), so "done" always means that the thread has returned.
+        loop = asyncio.get_running_loop()
+        self._jobs = [loop.run_in_executor(None, writev_all, self.fd, buffers)]
+        if self.hashers:
+            self._jobs.append(loop.run_in_executor(None, _hash_all, self.hashers, buffers))
+        self._size = sum(len(b) for b in buffers)
+
+    async def drain(self) -> None:
+        """Wait until the batch in flight ended; raise its error, if any."""
+        jobs = self._jobs
+        if not jobs:
+            return
+        # asyncio.wait does not cancel the jobs when the caller is cancelled: they stay
+        # in _jobs and the next drain() waits for them again.
+        await asyncio.wait(jobs)
+        self._jobs = []
+        for job in jobs:
+            if job.cancelled() or job.exception() is not None:
+                self.failed = True
+                job.result()  # raises the job's exception
+        self.written += self._size
+
+    def close_when_idle(self) -> None:
+        """Close the descriptor now, or as soon as the threads of the batch in flight end."""
+        pending = [job for job in self._jobs if not job.done()]
+        if not pending:
+            os.close(self.fd)
+            return
+        remaining = len(pending)
+
+        def done(_: object) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0:
+                os.close(self.fd)
+
+        for job in pending:
+            job.add_done_callback(done)
+
+
+async def settle(writer: WriteBehind) -> bool:
+    """Wait for the batch in flight to end, through cancellations; whether every write
+    of *writer* succeeded so far. Error paths use it before they record anything.
+
+    A cancellation that arrives meanwhile is not lost: the caller is already unwinding
+    with an exception of its own, which it re-raises.
+    """
+    while writer.busy:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait(writer.pending)
+    try:
+        await writer.drain()
+    except Exception:
+        return False
+    return not writer.failed

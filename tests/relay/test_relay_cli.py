@@ -1,0 +1,196 @@
+"""``wirelab login | logout | send | inbox | receive`` against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from wirelab.cli import main
+
+from .conftest import Relay
+
+
+@pytest.fixture
+def env(tmp_path: Path, relay: Relay) -> dict[str, str]:
+    """A clean client environment: own config and state folders, the server's URL."""
+    return {
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "WIRELAB_URL": relay.server.url,
+        "WIRELAB_TOKEN": "",
+        "WIRELAB_CONFIG": "",
+        "WIRELAB_TOKEN_FILE": "",
+    }
+
+
+def run(
+    env: dict[str, str], *args: str, token: str | None = None, stdin: str | None = None
+) -> Result:
+    full = {**env, "WIRELAB_TOKEN": token} if token else env
+    return CliRunner().invoke(main, list(args), env=full, input=stdin)
+
+
+def one_error_line(result: Result) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wirelab: error: "), result.stderr
+    return lines[0]
+
+
+def test_send_inbox_receive_with_json(relay: Relay, env: dict[str, str], tmp_path: Path) -> None:
+    a = tmp_path / "a.txt"
+    b = tmp_path / "b.bin"
+    a.write_text("hello")
+    b.write_bytes(os.urandom(100_000))
+    alice, bob = relay.tokens["alice"], relay.tokens["bob"]
+
+    sent = run(env, "send", str(a), "--to", "bob", "--note", "hi", "--json", token=alice)
+    assert sent.exit_code == 0, sent.output
+    doc = json.loads(sent.stdout)
+    assert doc["to"] == "bob" and doc["files"][0]["name"] == "a.txt"
+    assert run(env, "send", str(b), "--to", "bob", token=alice).stdout.startswith("sent b.bin")
+
+    listed = json.loads(run(env, "inbox", "--json", token=bob).stdout)
+    assert [f["name"] for f in listed["files"]] == ["a.txt", "b.bin"]
+    human = run(env, "inbox", token=bob).stdout.splitlines()
+    assert len(human) == 2 and "a.txt" in human[0] and "“hi”" in human[0]
+
+    out = tmp_path / "out"
+    got = run(env, "receive", "--all", "--out", str(out), "--json", token=bob)
+    assert got.exit_code == 0, got.output
+    files = json.loads(got.stdout)["files"]
+    assert [f["name"] for f in files] == ["a.txt", "b.bin"]
+    assert all(f["acknowledged"] for f in files)
+    assert (out / "a.txt").read_text() == "hello"
+    assert (out / "b.bin").read_bytes() == b.read_bytes()
+    assert run(env, "inbox", token=bob).stdout.strip() == "inbox empty"
+    assert run(env, "receive", "--out", str(out), token=bob).stdout.strip() == "inbox empty"
+
+
+def test_login_saves_a_private_config_used_by_the_other_commands(
+    relay: Relay, env: dict[str, str], tmp_path: Path
+) -> None:
+    result = run(env, "login", stdin=relay.tokens["alice"] + "\n")
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "config" / "wirelab" / "config.json"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    saved = json.loads(config.read_text())
+    assert saved == {"url": relay.server.url, "token": relay.tokens["alice"]}
+    (tmp_path / "f").write_text("x")
+    no_url = {k: v for k, v in env.items() if k != "WIRELAB_URL"}
+    assert run(no_url, "send", str(tmp_path / "f"), "--to", "bob").exit_code == 0
+    assert run(no_url, "logout").stdout.strip() == "Logged out."
+    assert not config.exists()
+    fails = run(no_url, "inbox")
+    assert fails.exit_code == 1
+    assert "no API token" in one_error_line(fails)
+
+
+def test_login_refuses_a_wrong_token_and_saves_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    result = run(env, "login", stdin="wl_not-a-token\n")
+    assert result.exit_code == 1
+    assert "HTTP 401" in one_error_line(result)
+    assert not (tmp_path / "config" / "wirelab" / "config.json").exists()
+
+
+def test_a_config_readable_by_others_is_refused(
+    relay: Relay, env: dict[str, str], tmp_path: Path
+) -> None:
+    assert run(env, "login", stdin=relay.tokens["bob"]).exit_code == 0
+    config = tmp_path / "config" / "wirelab" / "config.json"
+    config.chmod(0o644)
+    result = run(env, "inbox")
+    assert result.exit_code == 1
+    assert "readable by others" in one_error_line(result)
+
+
+def test_token_file(relay: Relay, env: dict[str, str], tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(relay.tokens["bob"] + "\n")
+    result = run(env, "inbox", "--token-file", str(token_file), "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"files": []}
+    result = run(env, "inbox", "--token-file", "-", stdin=relay.tokens["bob"])
+    assert result.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["send", "MISSING", "--to", "bob"], "cannot send"),
+        (
+            ["send", "FILE", "--to", "nobody"],
+            "HTTP 404 from /v1/relay/uploads: no user named 'nobody'",
+        ),
+        (["receive", "--out", "FILE/sub"], "Not a directory"),
+    ],
+)
+def test_failures_are_one_line_with_exit_1(
+    relay: Relay, env: dict[str, str], tmp_path: Path, args: list[str], fragment: str
+) -> None:
+    (tmp_path / "FILE").write_text("x")
+    relay.alice.post(
+        "/v1/relay/files",
+        params={"to": "alice", "name": "n"},
+        content=b"x",
+        headers={
+            "Wirelab-Sha256": "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+        },
+    ).raise_for_status()
+    args = [str(tmp_path / a) if a in ("MISSING", "FILE", "FILE/sub") else a for a in args]
+    result = run(env, *args, token=relay.tokens["alice"])
+    assert result.exit_code == 1, result.output
+    assert fragment in one_error_line(result)
+
+
+def test_receive_does_not_overwrite_and_reports_in_json(
+    relay: Relay, env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "same.txt").write_text("local")
+    (tmp_path / "same.txt").write_text("remote")
+    run(env, "send", str(tmp_path / "same.txt"), "--to", "bob", token=relay.tokens["alice"])
+    result = run(
+        env, "receive", "--out", str(out), "--json", "--lease", "1", token=relay.tokens["bob"]
+    )
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and "use --overwrite" in doc["error"] and doc["files"] == []
+    assert (out / "same.txt").read_text() == "local"
+    again = run(
+        env, "receive", "--out", str(out), "--overwrite", "--wait", "10", token=relay.tokens["bob"]
+    )
+    assert again.exit_code == 0, again.output
+    assert (out / "same.txt").read_text() == "remote"
+
+
+def test_chunk_size_accepts_units_and_rejects_nonsense(
+    relay: Relay, env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "f").write_bytes(os.urandom(3000))
+    ok = run(
+        env,
+        "send",
+        str(tmp_path / "f"),
+        "--to",
+        "bob",
+        "--chunk-size",
+        "1k",
+        token=relay.tokens["alice"],
+    )
+    assert ok.exit_code == 0, ok.output
+    bad = run(
+        env,
+        "send",
+        str(tmp_path / "f"),
+        "--to",
+        "bob",
+        "--chunk-size",
+        "lots",
+        token=relay.tokens["alice"],
+    )
+    assert bad.exit_code == 2 and "is not a positive size" in bad.stderr
