@@ -193,3 +193,38 @@ def test_batch_of_files_arrives_together(
     assert len(batch_ids) == 1 and [f.batch["index"] for f in listed if f.batch] == [0, 1, 2]
     got = client("bob").receive(tmp_path / "out", all_files=True)
     assert [g.path.read_bytes() for g in got] == [p.read_bytes() for p in files]
+
+
+def test_a_new_recipient_key_restarts_an_interrupted_encrypted_send(
+    client: Callable[[str], RelayClient], tmp_path: Path
+) -> None:
+    bob = client("bob")
+    _publish(bob)
+    plain = os.urandom(3 * 1024 * 1024)
+    src = tmp_path / "doc.bin"
+    src.write_bytes(plain)
+    alice = client("alice")
+
+    class Stop:
+        seen = 0
+
+        def begin(self, label: str, total: int, done: int = 0) -> None:
+            pass
+
+        def advance(self, n: int) -> None:
+            self.seen += n
+            if self.seen > 2 * 1024 * 1024:
+                raise KeyboardInterrupt
+
+        def end(self) -> None:
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        alice.send([src], to="bob", encrypt=True, chunk_size=1 << 20, progress=Stop())
+    private, public = generate_keypair()  # bob replaces his key in between
+    save_private_key(bob.key_file, private, overwrite=True)
+    bob.publish_key(public)
+    [sent] = alice.send([src], to="bob", encrypt=True, chunk_size=1 << 20)
+    assert sent.resumed_from == 0  # the old ciphertext was for the old key
+    [got] = bob.receive(tmp_path / "out")
+    assert got.path.read_bytes() == plain

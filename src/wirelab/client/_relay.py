@@ -275,6 +275,8 @@ class RelayClient(ClientBase, Closing):
         if not encrypt:
             return sender.send(files, to, options, state)
 
-        sources = encrypted_sources(files, self.public_key(to), state.load().get("e2e"))
+        sources, reused = encrypted_sources(files, self.public_key(to), state.load().get("e2e"))
+        if not reused:  # saved uploads (if any) hold other ciphertext: start afresh
+            state.clear()
         extra = {"e2e": [s.encryptor.state() for s in sources]}
         return sender.send(sources, to, options, state, extra)

@@ -118,9 +118,14 @@ class EncryptedFile:
 
 def encrypted_sources(
     files: list[LocalFile], recipient: PublicKey, saved: Any
-) -> list[EncryptedFile]:
-    """The files as ciphertexts: with the saved encryptors when they match, else fresh."""
+) -> tuple[list[EncryptedFile], bool]:
+    """The files as ciphertexts: with the saved encryptors when they match, else fresh.
+
+    The flag says whether every saved encryptor was reused: if not (the recipient's key
+    changed, say), the saved uploads hold other ciphertext and must not be resumed.
+    """
     out: list[EncryptedFile] = []
+    reused = 0
     states = saved if isinstance(saved, list) and len(saved) == len(files) else []
     for i, file in enumerate(files):
         encryptor = None
@@ -131,8 +136,9 @@ def encrypted_sources(
                 encryptor.recipient != recipient or encryptor.plaintext_size != file.size
             ):
                 encryptor = None
+        reused += encryptor is not None
         out.append(EncryptedFile(file, encryptor or Encryptor(recipient, file.size)))
-    return out
+    return out, reused == len(files)
 
 
 def decrypt_into(part: Path, plain: Path, key: PrivateKey, file: InboxFile) -> None:
