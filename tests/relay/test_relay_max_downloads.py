@@ -107,3 +107,14 @@ def test_invalid_max_downloads_query_is_422(relay: Relay, value: str) -> None:
     )
     assert r.status_code == 422
     assert relay.bob.get("/v1/relay/inbox").json()["files"] == []
+
+
+def test_next_skips_a_file_at_its_limit_so_it_blocks_nobody(relay: Relay) -> None:
+    spent = _send(relay, b"once", max_downloads="1")
+    assert relay.bob.get(str(spent["url"])).content == b"once"
+    assert relay.bob.post("/v1/relay/inbox/next").status_code == 204  # nothing to offer
+    later = _send(relay, b"after")
+    taken = relay.bob.post("/v1/relay/inbox/next")
+    assert taken.status_code == 200 and taken.json()["id"] == later["id"]
+    listed = [f["id"] for f in relay.bob.get("/v1/relay/inbox").json()["files"]]
+    assert listed == [spent["id"], later["id"]]  # still listed until acknowledged or expired

@@ -334,7 +334,8 @@ class RelayRepository(Protocol):
     async def lease_next(
         self, recipient: str, now: float, lease_id: str, lease_until: float
     ) -> RelayFile | None:
-        """Lease the oldest unexpired, unleased (or lease-expired) file of ``recipient``."""
+        """Lease the oldest unexpired, unleased (or lease-expired) file of ``recipient``
+        that has not reached its ``max_downloads``."""
         ...
 
     async def next_lease_end(self, recipient: str, now: float) -> float | None:

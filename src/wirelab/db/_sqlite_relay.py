@@ -234,7 +234,11 @@ class SQLiteRelay:
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
                 " WHERE recipient = ? AND expires_at > ?"
-                " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY seq LIMIT 1",
+                " AND (lease_until IS NULL OR lease_until <= ?)"
+                # A file at its download limit cannot be downloaded: offering it would
+                # block every receiver behind it.
+                " AND (max_downloads IS NULL OR downloads < max_downloads)"
+                " ORDER BY seq LIMIT 1",
                 (recipient, now, now),
             ).fetchone()
             if row is None:
