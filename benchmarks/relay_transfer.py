@@ -8,7 +8,10 @@ curl receiver through a relay that stores and checks nothing); the server's peak
 
 Method: a temporary data folder, users alice and bob (``wirelab users add``), one
 ``wirelab serve --port 0`` (its URL read from its log), one random file of ``--size``
-bytes (default 1 GiB). Each round runs, in this order:
+bytes (default 1 GiB); then, untimed, 3x that size is written and deleted (a VM backs
+guest memory on first touch, which would penalize the first legs). Each round runs these
+steps, the wirelab pair first in even rounds and piping-server first in odd ones (a leg
+reusing pages freed by the previous one is cheaper), each output deleted once checked:
 
 1. ``wirelab send FILE --to bob`` as alice, timed as a whole subprocess;
 2. ``wirelab receive --out DIR`` as bob, timed as a whole subprocess (download, SHA-256
@@ -214,17 +217,27 @@ def run_rounds(args: argparse.Namespace, work: Path, wirelab: list[str]) -> dict
         relay = Relay(args, work, wirelab, server.url, digest, tokens)
         idle_rss = proc_stats(server.pid).rss
         piping_url = f"http://127.0.0.1:{piping.port}"
+        warm_up(work, args.size)
         for i in range(args.rounds):
-            out = work / f"out-{i}"
-            out.mkdir()
-            measure(legs["send"], sampler, relay.send)
-            measure(legs["receive"], sampler, functools.partial(relay.receive, out))
-            check_copy(only_file(out), digest, f"round {i}: relay")
-            pipe_out = work / f"piping-{i}.bin"
-            through = f"{piping_url}/relay-bench-{i}"
-            step = functools.partial(pipe, through, relay.src, pipe_out, relay.timeout)
-            measure(legs["piping"], piping_sampler, step)
-            check_copy(pipe_out, digest, f"round {i}: piping-server")
+
+            def wirelab_legs(i: int = i) -> None:
+                out = work / f"out-{i}"
+                out.mkdir()
+                measure(legs["send"], sampler, relay.send)
+                measure(legs["receive"], sampler, functools.partial(relay.receive, out))
+                check_copy(only_file(out), digest, f"round {i}: relay")
+
+            def piping_leg(i: int = i) -> None:
+                pipe_out = work / f"piping-{i}.bin"
+                through = f"{piping_url}/relay-bench-{i}"
+                step = functools.partial(pipe, through, relay.src, pipe_out, relay.timeout)
+                measure(legs["piping"], piping_sampler, step)
+                check_copy(pipe_out, digest, f"round {i}: piping-server")
+
+            # Alternate which goes first: on a VM, writing to never-used memory costs more
+            # than reusing pages just freed, which would favour whoever runs second.
+            for leg in (wirelab_legs, piping_leg) if i % 2 == 0 else (piping_leg, wirelab_legs):
+                leg()
             log(
                 f"round {i + 1}/{args.rounds}: "
                 + ", ".join(f"{n} {args.size / legs[n].seconds[-1] / MB:.0f} MB/s" for n in LEGS)
@@ -232,6 +245,20 @@ def run_rounds(args: argparse.Namespace, work: Path, wirelab: list[str]) -> dict
         server_hwm = proc_stats(server.pid).rss_peak
         piping_hwm = proc_stats(piping.pid).rss_peak
     return summarize(args, legs, idle_rss, server_hwm, piping_hwm)
+
+
+def warm_up(work: Path, size: int) -> None:
+    """Write and delete ``3 * size`` bytes, untimed: later legs reuse backed memory.
+
+    In a VM the first touch of guest memory (page cache included) can cost several times
+    more than reusing freed pages; without this the first legs pay for it.
+    """
+    path = work / "warm-up.bin"
+    block = b"\0" * (1 << 20)
+    with path.open("wb") as f:
+        for _ in range(3 * size // len(block) + 1):
+            f.write(block)
+    path.unlink()
 
 
 def summarize(

@@ -289,7 +289,7 @@ def _sent_doc(sent: SentFile) -> dict[str, Any]:
     default="64M",
     envvar="WIRELAB_CHUNK_SIZE",
     show_envvar=True,
-    help="Bytes per upload request (e.g. 8M); an interruption loses at most one.",
+    help="Bytes per upload request (e.g. 8M); the server makes each one durable.",
 )
 @connection_options
 @handle_errors
