@@ -14,6 +14,7 @@ from wirelab import HTTPStatusError, IntegrityError, NetworkError, UsageError
 from wirelab.client import RelayClient, SentFile
 from wirelab.client._relay_receive import PART_SUFFIX
 
+from ._progress import StopAfter
 from .conftest import Relay
 
 
@@ -75,24 +76,6 @@ def test_empty_and_unicode_named_files(
     ]
 
 
-class _StopAfter:
-    """A progress observer that interrupts the transfer after ``limit`` bytes."""
-
-    def __init__(self, limit: int, exc: BaseException) -> None:
-        self.limit, self.exc, self.seen = limit, exc, 0
-
-    def begin(self, label: str, total: int, done: int = 0) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        self.seen += n
-        if self.seen >= self.limit:
-            raise self.exc
-
-    def end(self) -> None:
-        pass
-
-
 def test_interrupted_send_resumes_on_the_next_call(
     client: Callable[[str], RelayClient], tmp_path: Path
 ) -> None:
@@ -104,7 +87,7 @@ def test_interrupted_send_resumes_on_the_next_call(
             [src],
             to="bob",
             chunk_size=2 * 1024 * 1024,
-            progress=_StopAfter(3 << 20, KeyboardInterrupt()),
+            progress=StopAfter(3 << 20),
         )
     assert client("bob").inbox() == []  # nothing visible before the upload completes
     [sent] = alice.send([src], to="bob", chunk_size=2 * 1024 * 1024)
@@ -121,21 +104,18 @@ def test_a_broken_connection_is_retried_within_the_call(
     src = _file(tmp_path, "flaky.bin", data)
     alice = client("alice")
 
-    class CutOnce(_StopAfter):
+    class CutOnce(StopAfter):
         cut = False
 
-        def advance(self, n: int) -> None:
-            self.seen += n
-            if self.seen >= self.limit and not self.cut:
+        def hit(self) -> None:
+            if not self.cut:
                 self.cut = True
                 # A real network failure: shut the socket under the running PATCH.
                 conn = alice._bulk._conn
                 assert conn is not None and conn.sock is not None
                 conn.sock.shutdown(2)
 
-    [sent] = alice.send(
-        [src], to="bob", chunk_size=4 * 1024 * 1024, progress=CutOnce(1 << 20, KeyboardInterrupt())
-    )
+    [sent] = alice.send([src], to="bob", chunk_size=4 * 1024 * 1024, progress=CutOnce(1 << 20))
     assert sent.resumed_from == 0
     [got] = client("bob").receive(tmp_path / "out")
     assert hashlib.sha256(got.path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
@@ -147,9 +127,7 @@ def test_a_changed_file_is_not_resumed(
     src = _file(tmp_path, "doc.txt", os.urandom(3 * 1024 * 1024))
     alice = client("alice")
     with pytest.raises(KeyboardInterrupt):
-        alice.send(
-            [src], to="bob", chunk_size=1 << 20, progress=_StopAfter(2 << 20, KeyboardInterrupt())
-        )
+        alice.send([src], to="bob", chunk_size=1 << 20, progress=StopAfter(2 << 20))
     new = os.urandom(3 * 1024 * 1024)
     src.write_bytes(new)
     os.utime(src, ns=(1, 1))  # a different mtime even on a coarse clock
@@ -169,7 +147,7 @@ def test_interrupted_download_resumes_from_the_partial_file(
     file = bob.next()
     assert file is not None
     with pytest.raises(KeyboardInterrupt):
-        bob.download(file, out, progress=_StopAfter(1 << 20, KeyboardInterrupt()))
+        bob.download(file, out, progress=StopAfter(1 << 20))
     [part] = out.glob(f"*{PART_SUFFIX}")
     kept = part.stat().st_size
     assert 0 < kept < len(data) and not (out / "movie.bin").exists()

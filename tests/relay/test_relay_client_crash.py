@@ -21,6 +21,7 @@ import pytest
 
 from wirelab.client import RelayClient
 
+from ._progress import StopAfter
 from ._serve_process import ServeProcess, add_users
 
 pytestmark = pytest.mark.slow
@@ -28,24 +29,18 @@ pytestmark = pytest.mark.slow
 _MIB = 1024 * 1024
 
 
-class _KillAt:
-    """A progress observer that SIGKILLs and restarts the server at given byte counts."""
+class _KillAt(StopAfter):
+    """SIGKILLs and restarts the server each time the transfer passes one of ``at``."""
 
     def __init__(self, server: ServeProcess, at: list[int]) -> None:
-        self.server, self.at, self.seen, self.kills = server, sorted(at), 0, 0
+        self.server, self.at, self.kills = server, sorted(at), 0
+        super().__init__(self.at[0])
 
-    def begin(self, label: str, total: int, done: int = 0) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        self.seen += n
-        if self.at and self.seen >= self.at[0]:
-            self.at.pop(0)
-            self.kills += 1
-            self.server.restart()  # the transfer in flight breaks on its next write/read
-
-    def end(self) -> None:
-        pass
+    def hit(self) -> None:
+        self.at.pop(0)
+        self.kills += 1
+        self.limit = self.at[0] if self.at else 2**63
+        self.server.restart()  # the transfer in flight breaks on its next write/read
 
 
 @pytest.mark.parametrize("seed", [1, 2])

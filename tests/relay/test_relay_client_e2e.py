@@ -16,6 +16,7 @@ from wirelab.cli import main
 from wirelab.client import RelayClient
 from wirelab.crypto import HEADER_SIZE, WrongKeyError, generate_keypair, save_private_key
 
+from ._progress import StopAfter
 from .conftest import Relay
 
 MAGIC = bytes.fromhex("89574c450d0a1a0a")
@@ -78,22 +79,14 @@ def test_interrupted_encrypted_send_resumes_with_the_same_ciphertext(
     src.write_bytes(plain)
     alice = client("alice")
 
-    class Stop:
-        seen = 0
-
-        def begin(self, label: str, total: int, done: int = 0) -> None:
-            pass
-
-        def advance(self, n: int) -> None:
-            self.seen += n
-            if self.seen > 3 * 1024 * 1024:
-                raise KeyboardInterrupt
-
-        def end(self) -> None:
-            pass
-
     with pytest.raises(KeyboardInterrupt):
-        alice.send([src], to="bob", encrypt=True, chunk_size=1 << 20, progress=Stop())
+        alice.send(
+            [src],
+            to="bob",
+            encrypt=True,
+            chunk_size=1 << 20,
+            progress=StopAfter(3 * 1024 * 1024 + 1),
+        )
     [sent] = alice.send([src], to="bob", encrypt=True, chunk_size=1 << 20)
     assert sent.resumed_from >= 1 << 20  # continued: the server verified the whole digest
     [got] = bob.receive(tmp_path / "out")
@@ -168,22 +161,8 @@ def test_batch_of_files_arrives_together(
         files.append(path)
     alice = client("alice")
 
-    class StopOnSecond:
-        seen = 0
-
-        def begin(self, label: str, total: int, done: int = 0) -> None:
-            pass
-
-        def advance(self, n: int) -> None:
-            self.seen += n
-            if self.seen > 1024 * 1024:
-                raise KeyboardInterrupt
-
-        def end(self) -> None:
-            pass
-
     with pytest.raises(KeyboardInterrupt):
-        alice.send(files, to="bob", chunk_size=512 * 1024, progress=StopOnSecond())
+        alice.send(files, to="bob", chunk_size=512 * 1024, progress=StopAfter(1024 * 1024 + 1))
     assert client("bob").inbox() == []  # the first file is complete but the batch is not
     sent = alice.send(files, to="bob", chunk_size=512 * 1024)
     assert [s.name for s in sent] == ["part-0.bin", "part-1.bin", "part-2.bin"]
@@ -205,22 +184,14 @@ def test_a_new_recipient_key_restarts_an_interrupted_encrypted_send(
     src.write_bytes(plain)
     alice = client("alice")
 
-    class Stop:
-        seen = 0
-
-        def begin(self, label: str, total: int, done: int = 0) -> None:
-            pass
-
-        def advance(self, n: int) -> None:
-            self.seen += n
-            if self.seen > 2 * 1024 * 1024:
-                raise KeyboardInterrupt
-
-        def end(self) -> None:
-            pass
-
     with pytest.raises(KeyboardInterrupt):
-        alice.send([src], to="bob", encrypt=True, chunk_size=1 << 20, progress=Stop())
+        alice.send(
+            [src],
+            to="bob",
+            encrypt=True,
+            chunk_size=1 << 20,
+            progress=StopAfter(2 * 1024 * 1024 + 1),
+        )
     private, public = generate_keypair()  # bob replaces his key in between
     save_private_key(bob.key_file, private, overwrite=True)
     bob.publish_key(public)
