@@ -377,6 +377,11 @@ def _received_doc(got: ReceivedFile) -> dict[str, Any]:
 )
 @click.option("--overwrite", is_flag=True, help="Replace files of the same name in --out.")
 @click.option(
+    "--live/--no-live",
+    default=True,
+    help="While waiting, receive an upload as it is sent (verified all the same).",
+)
+@click.option(
     "--lease",
     type=click.FloatRange(0, min_open=True),
     help="Seconds the file is reserved for you while it downloads.  [default: the server's]",
@@ -385,7 +390,13 @@ def _received_doc(got: ReceivedFile) -> dict[str, Any]:
 @connection_options
 @handle_errors
 def receive(
-    all_files: bool, wait: float, out: Path, overwrite: bool, lease: float | None, **opts: Any
+    all_files: bool,
+    wait: float,
+    out: Path,
+    overwrite: bool,
+    live: bool,
+    lease: float | None,
+    **opts: Any,
 ) -> None:
     """Download the oldest file (or --all), verify its SHA-256, write it, acknowledge it.
 
@@ -414,6 +425,7 @@ def receive(
                 overwrite=overwrite,
                 progress=bar,
                 on_file=report,
+                live=live,
             )
     except (WirelabError, OSError) as exc:
         if as_json:  # scripts still learn which files were received before the failure

@@ -291,6 +291,7 @@ def test_media_type_and_openapi(relay: Relay) -> None:
         "/v1/relay/batches/{batch_id}",
         "/v1/relay/keys/me",
         "/v1/relay/keys/{name}",
+        "/v1/relay/live/{upload_id}",
     }
     for path in relay_paths:
         for operation in spec["paths"][path].values():

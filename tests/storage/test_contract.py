@@ -323,3 +323,23 @@ async def test_concurrent_appends_are_serialized(store: BlobStore) -> None:
     )
     assert sorted(type(r).__name__ for r in results) == ["OffsetMismatchError", "int"]
     assert await store.upload_offset("u") == 300_000
+
+
+@pytest.mark.asyncio
+async def test_open_upload_reads_only_durable_bytes_of_an_upload_in_progress(
+    store: BlobStore,
+) -> None:
+    await store.create_upload("live")
+    await store.append("live", 0, chunked(b"hello "))
+    async with await store.open_upload("live", 0, 6) as reader:
+        assert b"".join([part async for part in reader]) == b"hello "
+    async with await store.open_upload("live", 2, 5) as reader:
+        assert b"".join([part async for part in reader]) == b"llo"
+    with pytest.raises(InvalidRangeError):
+        await store.open_upload("live", 0, 7)  # past the durable offset
+    await store.append("live", 6, chunked(b"world"))
+    await store.commit("live", "done", expected_sha256=sha(b"hello world"))
+    with pytest.raises(UploadNotFoundError):  # committed: read the blob instead
+        await store.open_upload("live", 0, 1)
+    with pytest.raises(UploadNotFoundError):
+        await store.open_upload("never", 0, 0)

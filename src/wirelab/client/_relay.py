@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,13 +13,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._closing import Closing
-from .._exceptions import HTTPStatusError, ProtocolError, UsageError
-from ..crypto import PrivateKey, PublicKey, load_private_key
+from .._exceptions import HTTPStatusError, ProtocolError, TruncatedError, UsageError
 from ._bulk import BulkConnection
 from ._errors import status_error, translating
-from ._relay_crypto import default_key_path, encrypted_sources
 from ._relay_models import InboxFile, NoProgress, Progress, ReceivedFile, SentFile, parse_file
-from ._relay_receive import FILES_PATH, download_file
+from ._relay_receive import FILES_PATH, download_file, stream_live
 from ._relay_send import DEFAULT_CHUNK_SIZE, LocalFile, Sender
 from ._relay_state import SendState, default_state_dir, send_key
 from ._request import DEFAULT_URL, ClientBase, Timeout, client_options
@@ -31,6 +30,7 @@ __all__ = ["RelayClient"]
 INBOX_PATH = "/v1/relay/inbox"
 NEXT_PATH = "/v1/relay/inbox/next"
 KEYS_PATH = "/v1/relay/keys"
+_LIVE_SETTLE_S = 0.1  # between looks for the stored file after a live stream
 
 
 class RelayClient(ClientBase, Closing):
@@ -114,14 +114,37 @@ class RelayClient(ClientBase, Closing):
         calls for ``lease`` seconds (the server's default if ``None``); acknowledge it
         with :meth:`ack` before then, or it is offered again.
         """
+        doc = self._take(lease, wait, live=False)
+        return None if doc is None else parse_file(doc)
+
+    def _take(self, lease: float | None, wait: float, *, live: bool) -> dict[str, Any] | None:
         if wait < 0 or (lease is not None and lease <= 0):
             raise UsageError("wait must be >= 0 and lease > 0")
         params: dict[str, str] = {"wait": f"{wait:g}"}
         if lease is not None:
             params["lease"] = f"{lease:g}"
+        if live:
+            params["live"] = "true"
         timeout = None if self._timeout is None else self._timeout + wait
         doc = self._json("POST", NEXT_PATH, params=params, timeout=timeout)
-        return None if doc is None else parse_file(doc)
+        if doc is not None and not isinstance(doc, dict):
+            raise ProtocolError("the server's next file is not a JSON object")
+        return doc
+
+    def _after_live(self, doc: dict[str, Any], out_dir: Path, **kw: Any) -> InboxFile:
+        """Stream a live upload into its partial file, then wait for the stored file."""
+        file_id = stream_live(self._bulk, doc, out_dir, **kw)
+        deadline = time.monotonic() + (self._timeout or 30.0)
+        while True:  # the file is listed once the upload's last PATCH committed it
+            for file in self.inbox():
+                if file.id == file_id:
+                    return file
+            if time.monotonic() > deadline:
+                raise TruncatedError(
+                    f"the live upload of {doc.get('name')!r} did not complete (cancelled, "
+                    "or the sender is gone); the bytes received so far are kept"
+                )
+            time.sleep(_LIVE_SETTLE_S)
 
     def download(
         self,
@@ -176,6 +199,7 @@ class RelayClient(ClientBase, Closing):
         overwrite: bool = False,
         progress: Progress | None = None,
         on_file: Callable[[ReceivedFile], None] | None = None,
+        live: bool = True,
     ) -> list[ReceivedFile]:
         """Take the oldest file (or, with ``all_files``, every available one) into ``out_dir``.
 
@@ -184,9 +208,23 @@ class RelayClient(ClientBase, Closing):
         each acknowledged file. The first failure raises (files before it are kept and
         acknowledged; the failed one stays in the inbox and is offered again when its
         lease ends).
+
+        With ``live`` (the default) and a ``wait``, an upload that starts while waiting is
+        received as it is sent (live pass-through); it is verified against the stored
+        file's SHA-256 like any other before it is written and acknowledged.
         """
         received: list[ReceivedFile] = []
-        while (file := self.next(lease=lease, wait=wait if not received else 0.0)) is not None:
+        while True:
+            first = not received
+            doc = self._take(lease, wait if first else 0.0, live=live and first and wait > 0)
+            if doc is None:
+                break
+            if doc.get("live") is True:
+                file = self._after_live(
+                    doc, out_dir, overwrite=overwrite, progress=progress or NoProgress()
+                )
+            else:
+                file = parse_file(doc)
             got = self.download(file, out_dir, overwrite=overwrite, progress=progress)
             got = ReceivedFile(got.file, got.path, got.resumed_from, self.ack(file.id))
             received.append(got)
@@ -201,11 +239,13 @@ class RelayClient(ClientBase, Closing):
     @property
     def key_file(self) -> Path:
         """Where this client's private key is (or will be) kept."""
+        from ._relay_crypto import default_key_path
 
         return self._key_file or default_key_path()
 
     def private_key(self) -> PrivateKey:
         """This user's private key, from :attr:`key_file`."""
+        from ..crypto import load_private_key
 
         try:
             return load_private_key(self.key_file)
@@ -274,6 +314,7 @@ class RelayClient(ClientBase, Closing):
         sender = Sender(self._http, self._bulk, progress or NoProgress(), chunk_size=chunk_size)
         if not encrypt:
             return sender.send(files, to, options, state)
+        from ._relay_crypto import encrypted_sources
 
         sources, reused = encrypted_sources(files, self.public_key(to), state.load().get("e2e"))
         if not reused:  # saved uploads (if any) hold other ciphertext: start afresh

@@ -34,7 +34,7 @@ from ._bulk import BLOCK, BulkConnection, read_into
 from ._hashing import HashingBuffers
 from ._relay_models import InboxFile, Progress, ReceivedFile
 
-__all__ = ["PART_SUFFIX", "download_file", "local_path"]
+__all__ = ["PART_SUFFIX", "download_file", "local_path", "stream_live"]
 
 PART_SUFFIX: Final = ".wirelab-part"
 RETRY_DELAYS: Final = (0.5, 1.0, 2.0, 4.0)
@@ -42,6 +42,7 @@ RETRY_DELAYS: Final = (0.5, 1.0, 2.0, 4.0)
 _RETRYABLE: Final = (NetworkError, WirelabTimeout, TruncatedError)
 _FILE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FILES_PATH: Final = "/v1/relay/files"
+_FILES_PREFIX_LIVE: Final = "/v1/relay/live/"
 
 
 def local_path(out_dir: Path, file: InboxFile) -> Path:
@@ -219,3 +220,40 @@ def _place(part: Path, dest: Path, *, overwrite: bool) -> None:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
     _fsync_dir(dest.parent)
+
+
+def stream_live(
+    bulk: BulkConnection, doc: dict[str, Any], out_dir: Path, *, overwrite: bool, progress: Progress
+) -> str:
+    """Receive an upload in progress (``next?live=true``) into its partial file.
+
+    Returns the file id. Nothing is verified or placed here: once the upload completed,
+    :func:`download_file` checks the partial file against the stored file's SHA-256 (and
+    fetches whatever a broken live stream left out, with ``Range``). Network errors are
+    swallowed for that reason; protocol errors are not.
+    """
+    try:
+        file_id, name, size = str(doc["id"]), str(doc["name"]), int(doc["size"])
+        path = _FILES_PREFIX_LIVE + file_id
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError("the server's live upload description is incomplete") from exc
+    placeholder = InboxFile(file_id, "", "", name, "", size, "0" * 64, None, "", "")
+    dest = local_path(out_dir, placeholder)
+    if not overwrite and os.path.lexists(dest):
+        raise UsageError(f"{dest} exists; use --overwrite to replace it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    part = _part_path(out_dir, placeholder)
+    progress.begin(f"receiving {name} (live)", size, 0)
+    try:
+        with open(part, "wb") as f, bulk.get(path, {"Accept-Encoding": "identity"}) as response:
+            if response.status != 200:
+                raise bulk.error_of(response, path)
+            view = memoryview(bytearray(BLOCK))
+            while n := read_into(response, view, f"GET {path}"):
+                f.write(view[:n])
+                progress.advance(n)
+    except _RETRYABLE:
+        pass  # the upload goes on; the stored file completes the partial one
+    finally:
+        progress.end()
+    return file_id

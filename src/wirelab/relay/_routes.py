@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..auth import AuthenticationError, InvalidCredentials, parse_bearer
-from ..db import RelayFile, User
+from ..db import RelayFile, RelayUpload, User
 from ..storage import BlobReader, DigestMismatchError
 from ._errors import RelayError
 from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range
@@ -241,6 +241,9 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             float | None, Query(gt=0, description="Lease (visibility timeout), seconds.")
         ] = None,
         wait: Annotated[float, Query(ge=0, description="Long-poll up to this long.")] = 0,
+        live: Annotated[
+            bool, Query(description="Also offer an upload in progress (live pass-through).")
+        ] = False,
     ) -> Any:
         """Lease the oldest file that is not leased; it is offered again when the lease
         ends without an acknowledgement (`DELETE /v1/relay/files/{id}`)."""
@@ -252,9 +255,13 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             raise _invalid("query", "lease", f"must be at most {limits.max_lease:g} seconds")
         if wait > limits.max_wait:
             raise _invalid("query", "wait", f"must be at most {limits.max_wait:g} seconds")
-        file = await service.next(user.name, lease, wait)
+        file = await service.next(user.name, lease, wait, live=live)
         if file is None:
             return Response(status_code=204)
+        if isinstance(file, RelayUpload):
+            from ._live import live_json  # the live module imports this one
+
+            return live_json(file)
         doc = file_json(file)
         doc["lease"] = {"id": file.lease_id, "expires_at": _iso(file.lease_until or 0.0)}
         return doc

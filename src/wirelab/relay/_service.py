@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from ..db import Database, QuotaDefaults, QuotaExceeded, RelayFile, Usage
+from ..db import Database, QuotaDefaults, QuotaExceeded, RelayFile, RelayUpload, Usage
 from ..storage import BlobReader, BlobStore, UploadNotFoundError
 from ._batches import Batches
 from ._errors import FileNotFound, FileTooLarge, OverQuota, RecipientNotFound
@@ -205,8 +205,14 @@ class RelayService:
         except Exception:  # the journal keeps the key; the sweeper retries
             _log.exception("cannot delete relay blob %s", key)
 
-    async def next(self, recipient: str, lease: float, wait: float) -> RelayFile | None:
-        """Lease the oldest available file, waiting up to ``wait`` seconds for one."""
+    async def next(
+        self, recipient: str, lease: float, wait: float, *, live: bool = False
+    ) -> RelayFile | RelayUpload | None:
+        """Lease the oldest available file, waiting up to ``wait`` seconds for one.
+
+        With ``live``, an upload in progress for ``recipient`` (see ``_live.py``) is
+        returned when no stored file is available.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         event = asyncio.Event()
@@ -219,6 +225,8 @@ class RelayService:
                 file = await self.db.relay.lease_next(recipient, now, new_id(), now + lease)
                 if file is not None:
                     return file
+                if live and (upload := await self.uploads.live_candidate(recipient)):
+                    return upload
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None

@@ -21,6 +21,7 @@ from ..storage import ChecksumMismatchError, DigestMismatchError, OffsetMismatch
 from ._batch_routes import add_batch_routes
 from ._errors import RelayError
 from ._key_routes import add_key_routes
+from ._live import add_live_routes
 from ._routes import (
     NOTE_MAX,
     SHA256_RE,
@@ -371,4 +372,5 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     add_tus_routes(router, runtime)
     add_batch_routes(router, runtime)
     add_key_routes(router, runtime)
+    add_live_routes(router, runtime)
     return router

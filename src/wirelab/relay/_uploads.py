@@ -90,6 +90,7 @@ class Uploads:
 
     def __init__(self, service: RelayService) -> None:
         self.service = service
+        self._offered_live: set[str] = set()  # each upload goes live to one receiver
 
     def _now(self) -> float:
         return self.service.clock()
@@ -137,10 +138,30 @@ class Uploads:
                 await service.discard(upload.id)
             raise
         if upload.length:
+            service.notify(upload.recipient)  # a waiting recipient may take it live
             return upload, None
         # A crash before this commit leaves a resumable empty upload that a PATCH at
         # offset 0 (empty body) completes.
         return upload, await self.complete(upload, EMPTY_SHA256)
+
+    async def live_candidate(self, recipient: str) -> RelayUpload | None:
+        """The oldest single upload in progress for ``recipient`` not yet offered live."""
+        now = self._now()
+        uploads = await self.service.db.relay.list_uploads()
+        self._offered_live &= {u.id for u in uploads}  # forget finished ones
+        waiting = [
+            u
+            for u in uploads
+            if u.recipient == recipient
+            and u.state == "receiving"
+            and u.batch_id is None
+            and u.expires_at > now
+            and u.id not in self._offered_live
+        ]
+        upload = min(waiting, key=lambda u: u.created_at, default=None)
+        if upload is not None:
+            self._offered_live.add(upload.id)
+        return upload
 
     async def get(self, owner: str, upload_id: str) -> tuple[RelayUpload, int]:
         """The upload and its durable offset; :class:`UploadGone`, :class:`UploadExpired`.

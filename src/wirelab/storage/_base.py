@@ -256,6 +256,15 @@ class BlobStore(abc.ABC):
         """The durable offset of an upload; :class:`UploadNotFoundError` if unknown."""
 
     @abc.abstractmethod
+    async def open_upload(self, upload_id: str, start: int, end: int) -> BlobReader:
+        """Read bytes ``[start, end)`` of an upload in progress (live pass-through).
+
+        ``end`` may not pass the durable offset (:class:`InvalidRangeError`): only bytes
+        that survive a crash are handed out. :class:`UploadNotFoundError` if the upload is
+        unknown or already committed (read the blob then).
+        """
+
+    @abc.abstractmethod
     async def commit(self, upload_id: str, key: str, *, expected_sha256: str) -> BlobInfo:
         """Verify an upload's SHA-256 and turn it atomically into the blob *key*.
 

@@ -267,6 +267,15 @@ class LocalBlobStore(BlobStore):
             raise
         return LocalReader(fd, key=key, size=size, start=first, end=stop)
 
+    def _open_upload_sync(self, upload_id: str, start: int, end: int) -> LocalReader:
+        info = self._read_record(upload_id)
+        first, stop = check_range(upload_id, info.offset, start, end)
+        try:
+            fd = os.open(self._data_path(upload_id), os.O_RDONLY)
+        except FileNotFoundError:  # committed (renamed) or removed in between
+            raise UploadNotFoundError(f"no upload {upload_id!r}") from None
+        return LocalReader(fd, key=upload_id, size=info.offset, start=first, end=stop)
+
     def _delete_sync(self, key: str) -> None:
         blob = self._blob_path(key)
         for path in (blob, blob.with_name(f"{key}.sha256")):
@@ -423,6 +432,10 @@ class LocalBlobStore(BlobStore):
             raise
         if writer.written != progress.info.offset:
             await self._durable(writer, progress)
+
+    async def open_upload(self, upload_id: str, start: int, end: int) -> BlobReader:
+        validate_name(upload_id, "upload id")
+        return await run_io(self._open_upload_sync, upload_id, start, end)
 
     async def commit(self, upload_id: str, key: str, *, expected_sha256: str) -> BlobInfo:
         validate_name(upload_id, "upload id")
