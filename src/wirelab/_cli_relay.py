@@ -357,6 +357,7 @@ def _received_doc(got: ReceivedFile) -> dict[str, Any]:
         "sha256": got.file.sha256,
         "note": got.file.note,
         "resumed_from": got.resumed_from,
+        "live": got.live,
         "acknowledged": got.acknowledged,
     }
 

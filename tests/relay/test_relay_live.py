@@ -79,7 +79,7 @@ def test_waiting_recipient_gets_the_bytes_while_they_upload(relay: Relay, tmp_pa
         assert not waiting.is_alive()
     [got] = results
     assert got.path.read_bytes() == data
-    assert got.acknowledged
+    assert got.acknowledged and got.live
     assert relay.bob.get("/v1/relay/inbox").json()["files"] == []  # stored, then acknowledged
 
 

@@ -226,7 +226,8 @@ class RelayClient(ClientBase, Closing):
             else:
                 file = parse_file(doc)
             got = self.download(file, out_dir, overwrite=overwrite, progress=progress)
-            got = ReceivedFile(got.file, got.path, got.resumed_from, self.ack(file.id))
+            live_file = doc.get("live") is True
+            got = ReceivedFile(got.file, got.path, got.resumed_from, self.ack(file.id), live_file)
             received.append(got)
             if on_file is not None:
                 on_file(got)

@@ -110,13 +110,15 @@ class ReceivedFile:
     """One file written by :meth:`RelayClient.download`, verified (size and SHA-256).
 
     ``resumed_from`` is the size of the partial download this run continued (``0`` when it
-    started from the beginning); ``acknowledged`` says whether the server deleted it.
+    started from the beginning; for a ``live`` file, what the live stream delivered);
+    ``acknowledged`` says whether the server deleted it.
     """
 
     file: InboxFile
     path: Path
     resumed_from: int
     acknowledged: bool = False
+    live: bool = False
 
 
 class Progress(Protocol):
