@@ -15,7 +15,26 @@ from ._exceptions import WirelabError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["describe_error", "fail", "handle_errors", "http_url", "tls_verify"]
+__all__ = [
+    "DEFAULT_URL",
+    "describe_error",
+    "fail",
+    "handle_errors",
+    "http_url",
+    "human_size",
+    "tls_verify",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8080"  # equal to wirelab.client.DEFAULT_URL (tested)
+
+
+def human_size(n: float) -> str:
+    """``n`` bytes for people: ``"512 B"``, ``"1.5 MB"`` (decimal units)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover - the loop always returns
 
 
 def describe_error(exc: BaseException) -> str:

@@ -11,15 +11,14 @@ variable, then this file, then the built-in default.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ._exceptions import UsageError
+from ._fsio import atomic_write
 
 __all__ = ["config_path", "load_config", "remove_config", "save_config"]
 
@@ -64,18 +63,7 @@ def save_config(settings: dict[str, Any]) -> Path:
     doc.update(settings)
     doc = {k: v for k, v in doc.items() if v is not None}
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp creates it 0600
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
     return path
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import click
 
-from ._cli_common import describe_error, handle_errors, tls_verify
+from ._cli_common import DEFAULT_URL, describe_error, handle_errors, human_size, tls_verify
 from ._cli_config import config_path, load_config, remove_config, save_config
 from ._exceptions import UsageError, WirelabError
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEFAULT_URL: Final = "http://127.0.0.1:8080"
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
 _UNITS: Final = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -51,14 +50,6 @@ class ByteSize(click.ParamType):  # type: ignore[type-arg]
         if not match or int(match.group(1)) == 0:
             self.fail(f"{value!r} is not a positive size like 1048576, 64M or 1G", param, ctx)
         return int(match.group(1)) * _UNITS[match.group(2).lower()]
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover - the loop always returns
 
 
 class BarProgress:
@@ -321,14 +312,14 @@ def send(
         _emit({"to": to, "files": [_sent_doc(s) for s in sent]})
         return
     for s in sent:
-        resumed = f", resumed at {_human(s.resumed_from)}" if s.resumed_from else ""
+        resumed = f", resumed at {human_size(s.resumed_from)}" if s.resumed_from else ""
         locked = ", encrypted" if encrypt else ""
-        click.echo(f"sent {s.name} ({_human(s.size)}{locked}{resumed}) to {to}")
+        click.echo(f"sent {s.name} ({human_size(s.size)}{locked}{resumed}) to {to}")
 
 
 def _inbox_line(f: InboxFile) -> str:
     note = f"  “{f.note}”" if f.note else ""
-    return f"{f.id}  {f.created_at[:19]}  {f.sender:<12} {_human(f.size):>9}  {f.name}{note}"
+    return f"{f.id}  {f.created_at[:19]}  {f.sender:<12} {human_size(f.size):>9}  {f.name}{note}"
 
 
 @click.command()
@@ -412,7 +403,7 @@ def receive(
         got.append(one)
         if not as_json:
             click.echo(
-                f"received {one.file.name} ({_human(one.file.size)}) from {one.file.sender}"
+                f"received {one.file.name} ({human_size(one.file.size)}) from {one.file.sender}"
                 f" -> {one.path}"
             )
 

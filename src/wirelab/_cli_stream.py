@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import click
 
-from ._cli_common import describe_error
+from ._cli_common import DEFAULT_URL, describe_error, human_size
 from ._exceptions import IntegrityError, TruncatedError
 
 if TYPE_CHECKING:  # importing the client costs httpx and numpy: only when the command runs
@@ -30,17 +30,8 @@ if TYPE_CHECKING:  # importing the client costs httpx and numpy: only when the c
 
 __all__ = ["DEFAULT_URL", "StreamProgress", "describe_error", "run_download", "run_verify"]
 
-DEFAULT_URL: Final = "http://127.0.0.1:8080"  # equal to wirelab.client.DEFAULT_URL (tested)
 _MB: Final = 1_000_000
 _REFRESH_S: Final = 0.1  # at most this often, bytes are pushed to the progress bar
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover - the loop always returns
 
 
 class StreamProgress:
@@ -109,7 +100,9 @@ class StreamProgress:
             return
         self._shown_at = now
         rate = self._bytes / max(now - self._t0, 1e-9)
-        self._progress.update(self._task, bytes=_human(self._bytes), rate=f"{_human(rate)}/s")
+        self._progress.update(
+            self._task, bytes=human_size(self._bytes), rate=f"{human_size(rate)}/s"
+        )
 
 
 def _emit_json(doc: dict[str, Any]) -> None:
@@ -195,7 +188,7 @@ def _report_success(writer: DownloadWriter, elapsed: float, as_json: bool) -> No
         )
     else:
         click.echo(
-            f"saved {len(writer.files)} files ({_human(writer.bytes_saved)}) to {writer.out} "
+            f"saved {len(writer.files)} files ({human_size(writer.bytes_saved)}) to {writer.out} "
             f"in {elapsed:.2f} s ({rate:.1f} MB/s), seed {writer.seed}"
         )
 

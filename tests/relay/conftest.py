@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from wirelab.client import RelayClient
 from wirelab.db import connect, sqlite_url
 from wirelab.testing._live import LiveServer
 
@@ -76,3 +78,24 @@ def relay_factory(
 def relay(relay_factory: Callable[..., Relay]) -> Relay:
     """A server with default relay limits and users alice, bob and carol."""
     return relay_factory()
+
+
+@pytest.fixture
+def client(relay: Relay, tmp_path: Path) -> Iterator[Callable[[str], RelayClient]]:
+    """``client(name)``: a ``RelayClient`` of that user (own state folder and key file
+    location under ``tmp_path``), closed at teardown."""
+    made: list[RelayClient] = []
+
+    def make(name: str) -> RelayClient:
+        c = RelayClient(
+            relay.server.url,
+            token=relay.tokens[name],
+            state_dir=tmp_path / "state" / name,
+            key_file=tmp_path / "keys" / f"{name}.key",
+        )
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import time
@@ -13,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from wirelab.db import connect, sqlite_url
 from wirelab.relay import RelayLimits
 
 from ._serve_process import ServeProcess as _Serve
+from ._serve_process import add_users
 from .conftest import Relay
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -243,11 +242,9 @@ def test_committed_batch_upload_survives_a_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
 
-    async def add() -> dict[str, str]:
-        async with await connect(sqlite_url(data_dir / "wirelab.db")) as db:
-            return {n: (await db.users.add_user(n))[1] for n in ("alice", "bob")}
-
-    auth = {n: {"Authorization": f"Bearer {t}"} for n, t in asyncio.run(add()).items()}
+    auth = {
+        n: {"Authorization": f"Bearer {t}"} for n, t in add_users(data_dir, "alice", "bob").items()
+    }
     server = _Serve(data_dir)
     try:
         with httpx.Client(base_url=server.url, headers=auth["alice"]) as alice:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,21 +16,6 @@ from wirelab.client._relay_receive import PART_SUFFIX
 
 from ._progress import StopAfter
 from .conftest import Relay
-
-
-@pytest.fixture
-def client(relay: Relay, tmp_path: Path) -> Iterator[Callable[[str], RelayClient]]:
-    """``client(name)``: a relay client of that user, closed at teardown."""
-    made: list[RelayClient] = []
-
-    def make(name: str) -> RelayClient:
-        c = RelayClient(relay.server.url, token=relay.tokens[name], state_dir=tmp_path / "state")
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def _file(folder: Path, name: str, data: bytes) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,26 +20,6 @@ from ._progress import StopAfter
 from .conftest import Relay
 
 MAGIC = bytes.fromhex("89574c450d0a1a0a")
-
-
-@pytest.fixture
-def client(relay: Relay, tmp_path: Path) -> Iterator[Callable[[str], RelayClient]]:
-    """``client(name)``: a relay client of that user with its own key file location."""
-    made: list[RelayClient] = []
-
-    def make(name: str) -> RelayClient:
-        c = RelayClient(
-            relay.server.url,
-            token=relay.tokens[name],
-            state_dir=tmp_path / "state" / name,
-            key_file=tmp_path / "keys" / f"{name}.key",
-        )
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def _publish(c: RelayClient) -> None:

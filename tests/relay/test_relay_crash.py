@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -14,9 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wirelab.db import connect, sqlite_url
-
 from ._serve_process import ServeProcess as _Serve
+from ._serve_process import add_users
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +23,7 @@ def test_sigkill_mid_upload_leaves_no_partial_file(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
 
-    async def add() -> dict[str, str]:
-        async with await connect(sqlite_url(data_dir / "wirelab.db")) as db:
-            return {n: (await db.users.add_user(n))[1] for n in ("alice", "bob")}
-
-    tokens = asyncio.run(add())
+    tokens = add_users(data_dir, "alice", "bob")
     alice = {"Authorization": f"Bearer {tokens['alice']}"}
     bob = {"Authorization": f"Bearer {tokens['bob']}"}
     earlier = [os.urandom(100_000), b"second file"]

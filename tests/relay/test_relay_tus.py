@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -15,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wirelab.db import connect, sqlite_url
 from wirelab.relay import RelayLimits
 from wirelab.relay._tus import parse_metadata
 
 from ._serve_process import ServeProcess as _Serve
+from ._serve_process import add_users
 from .conftest import Relay
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -262,11 +261,7 @@ def test_upload_survives_sigkill_and_resumes(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
 
-    async def add() -> dict[str, str]:
-        async with await connect(sqlite_url(data_dir / "wirelab.db")) as db:
-            return {n: (await db.users.add_user(n))[1] for n in ("alice", "bob")}
-
-    tokens = asyncio.run(add())
+    tokens = add_users(data_dir, "alice", "bob")
     auth = {n: {"Authorization": f"Bearer {t}"} for n, t in tokens.items()}
     data = os.urandom(3_000_000)
     acknowledged = 1_000_000

@@ -19,6 +19,7 @@ from wirelab.relay import RelayLimits
 from wirelab.storage import LocalBlobStore
 
 from ._serve_process import ServeProcess as _Serve
+from ._serve_process import add_users
 from .conftest import Relay
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -194,11 +195,7 @@ def test_commit_without_file_row_is_finished_at_restart(tmp_path: Path) -> None:
     data_dir.mkdir()
     db_url = sqlite_url(data_dir / "wirelab.db")
 
-    async def add() -> dict[str, str]:
-        async with await connect(db_url) as db:
-            return {n: (await db.users.add_user(n))[1] for n in ("alice", "bob")}
-
-    tokens = asyncio.run(add())
+    tokens = add_users(data_dir, "alice", "bob")
     auth = {n: {"Authorization": f"Bearer {t}"} for n, t in tokens.items()}
     data = os.urandom(100_000)
     server = _Serve(data_dir)

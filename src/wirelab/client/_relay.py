@@ -17,7 +17,7 @@ from .._exceptions import HTTPStatusError, ProtocolError, TruncatedError, UsageE
 from ._bulk import BulkConnection
 from ._errors import status_error, translating
 from ._relay_models import InboxFile, NoProgress, Progress, ReceivedFile, SentFile, parse_file
-from ._relay_receive import FILES_PATH, download_file, stream_live
+from ._relay_receive import FILES_PATH, PartialHash, download_file, stream_live
 from ._relay_send import DEFAULT_CHUNK_SIZE, LocalFile, Sender
 from ._relay_state import SendState, default_state_dir, send_key
 from ._request import DEFAULT_URL, ClientBase, Timeout, client_options
@@ -131,14 +131,16 @@ class RelayClient(ClientBase, Closing):
             raise ProtocolError("the server's next file is not a JSON object")
         return doc
 
-    def _after_live(self, doc: dict[str, Any], out_dir: Path, **kw: Any) -> InboxFile:
+    def _after_live(
+        self, doc: dict[str, Any], out_dir: Path, **kw: Any
+    ) -> tuple[InboxFile, PartialHash]:
         """Stream a live upload into its partial file, then wait for the stored file."""
-        file_id = stream_live(self._bulk, doc, out_dir, **kw)
+        file_id, known = stream_live(self._bulk, doc, out_dir, **kw)
         deadline = time.monotonic() + (self._timeout or 30.0)
         while True:  # the file is listed once the upload's last PATCH committed it
             for file in self.inbox():
                 if file.id == file_id:
-                    return file
+                    return file, known
             if time.monotonic() > deadline:
                 raise TruncatedError(
                     f"the live upload of {doc.get('name')!r} did not complete (cancelled, "
@@ -158,10 +160,22 @@ class RelayClient(ClientBase, Closing):
 
         See :func:`wirelab.client._relay_receive.download_file` for the guarantees.
         """
+        return self._download(file, out_dir, overwrite=overwrite, progress=progress)
+
+    def _download(
+        self,
+        file: InboxFile,
+        out_dir: Path,
+        *,
+        overwrite: bool,
+        progress: Progress | None,
+        known: PartialHash | None = None,
+    ) -> ReceivedFile:
         self._check_open()
         decrypt = None
         if file.encryption is not None:
-            from ._relay_crypto import decrypt_into, is_encrypted
+            from ..crypto import decrypt_file
+            from ._relay_crypto import is_encrypted
 
             if not is_encrypted(file):
                 raise UsageError(
@@ -169,7 +183,7 @@ class RelayClient(ClientBase, Closing):
                     f"({file.encryption[:60]!r})"
                 )
             key = self.private_key()
-            decrypt = functools.partial(decrypt_into, key=key, file=file)
+            decrypt = functools.partial(decrypt_file, private_key=key)
         return download_file(
             self._bulk,
             file,
@@ -177,6 +191,7 @@ class RelayClient(ClientBase, Closing):
             overwrite=overwrite,
             progress=progress or NoProgress(),
             decrypt=decrypt,
+            known=known,
         )
 
     def ack(self, file_id: str) -> bool:
@@ -219,13 +234,14 @@ class RelayClient(ClientBase, Closing):
             doc = self._take(lease, wait if first else 0.0, live=live and first and wait > 0)
             if doc is None:
                 break
+            known = None
             if doc.get("live") is True:
-                file = self._after_live(
+                file, known = self._after_live(
                     doc, out_dir, overwrite=overwrite, progress=progress or NoProgress()
                 )
             else:
                 file = parse_file(doc)
-            got = self.download(file, out_dir, overwrite=overwrite, progress=progress)
+            got = self._download(file, out_dir, overwrite=overwrite, progress=progress, known=known)
             live_file = doc.get("live") is True
             got = ReceivedFile(got.file, got.path, got.resumed_from, self.ack(file.id), live_file)
             received.append(got)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .._exceptions import UsageError
-from ..crypto import Decryptor, Encryptor, PrivateKey, PublicKey
+from ..crypto import Encryptor, PublicKey
 from ._bulk import BLOCK
 from ._relay_models import InboxFile
 from ._relay_send import Hasher, LocalFile
@@ -29,7 +29,6 @@ from ._relay_send import Hasher, LocalFile
 __all__ = [
     "E2E_PREFIX",
     "EncryptedFile",
-    "decrypt_into",
     "default_key_path",
     "descriptor",
     "is_encrypted",
@@ -139,21 +138,3 @@ def encrypted_sources(
         reused += encryptor is not None
         out.append(EncryptedFile(file, encryptor or Encryptor(recipient, file.size)))
     return out, reused == len(files)
-
-
-def decrypt_into(part: Path, plain: Path, key: PrivateKey, file: InboxFile) -> None:
-    """Decrypt the verified ciphertext ``part`` into ``plain`` (fsynced); raise on tampering.
-
-    Only authenticated plaintext is written; on any error ``plain`` is removed.
-    """
-    decryptor = Decryptor(key)
-    try:
-        with part.open("rb") as src, plain.open("wb") as dst:
-            while block := src.read(BLOCK):
-                dst.write(decryptor.feed(block))
-            decryptor.close()
-            dst.flush()
-            os.fsync(dst.fileno())
-    except BaseException:
-        plain.unlink(missing_ok=True)
-        raise

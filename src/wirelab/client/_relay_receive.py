@@ -11,7 +11,6 @@ the name exists: no check-then-write race) unless overwriting, in which case
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -30,6 +29,7 @@ from .._exceptions import (
 )
 from .._exceptions import TimeoutError as WirelabTimeout
 from .._filenames import sanitize_filename
+from .._fsio import fsync_dir, install
 from ._bulk import BLOCK, BulkConnection, read_into
 from ._hashing import HashingBuffers
 from ._relay_models import InboxFile, Progress, ReceivedFile
@@ -56,15 +56,9 @@ def _part_path(out_dir: Path, file: InboxFile) -> Path:
     return out_dir / f".{file.id}{PART_SUFFIX}"
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 Hasher = Any  # hashlib's object type is private
+PartialHash = tuple[int, Hasher]
+"""A partial file's size and the hash of its bytes."""
 
 
 def _hash_existing(f: BinaryIO, size: int, hasher: Hasher) -> None:
@@ -88,11 +82,15 @@ class _Partial:
     resumed_from: int
 
     @classmethod
-    def open(cls, f: BinaryIO, size: int) -> _Partial:
+    def open(cls, f: BinaryIO, size: int, known: PartialHash | None = None) -> _Partial:
+        """``known``: the hash of the partial file's bytes, if this process just wrote
+        them (a live stream); it is used only when the file still has that size."""
         have = f.seek(0, os.SEEK_END)
         if have > size:  # not a prefix of this file: start over
             f.truncate(0)
             have = 0
+        if known is not None and known[0] == have:
+            return cls(f, have, known[1], have)
         hasher = hashlib.sha256()
         _hash_existing(f, have, hasher)
         return cls(f, have, hasher, have)
@@ -110,7 +108,8 @@ def download_file(
     overwrite: bool,
     progress: Progress,
     sleep: Callable[[float], None] = time.sleep,
-    decrypt: Callable[[Path, Path], None] | None = None,
+    decrypt: Callable[[Path, Path], object] | None = None,
+    known: PartialHash | None = None,
 ) -> ReceivedFile:
     """Download ``file`` into ``out_dir``, verified; return where it was written.
 
@@ -124,7 +123,8 @@ def download_file(
     ``decrypt(ciphertext_path, plaintext_path)``, for an end-to-end encrypted file, runs
     after the ciphertext was verified; the plaintext is what is moved into place. If it
     fails (wrong key, tampering), nothing is written and the verified ciphertext stays
-    as the partial file.
+    as the partial file. ``known`` is what :func:`stream_live` returned, to spare hashing
+    the partial file again.
     """
     dest = local_path(out_dir, file)
     if not overwrite and os.path.lexists(dest):
@@ -132,7 +132,7 @@ def download_file(
     out_dir.mkdir(parents=True, exist_ok=True)
     part = _part_path(out_dir, file)
     with open(part, "a+b") as f:
-        partial = _Partial.open(f, file.size)
+        partial = _Partial.open(f, file.size, known)
         delays = iter(RETRY_DELAYS)
         while partial.have < file.size:
             before = partial.have
@@ -206,28 +206,20 @@ def _fetch(bulk: BulkConnection, file: InboxFile, partial: _Partial, progress: P
 
 def _place(part: Path, dest: Path, *, overwrite: bool) -> None:
     """Move the verified ``part`` to ``dest`` atomically, then make the rename durable."""
-    if overwrite:
-        os.replace(part, dest)
-    else:
-        try:
-            os.link(part, dest)
-        except FileExistsError:
-            raise UsageError(f"{dest} exists; use --overwrite to replace it") from None
-        except OSError:  # no hard links on this file system: check, then rename
-            if os.path.lexists(dest):
-                raise UsageError(f"{dest} exists; use --overwrite to replace it") from None
-            os.replace(part, dest)
-        with contextlib.suppress(FileNotFoundError):
-            part.unlink()
-    _fsync_dir(dest.parent)
+    try:
+        install(part, dest, overwrite=overwrite)
+    except FileExistsError:
+        raise UsageError(f"{dest} exists; use --overwrite to replace it") from None
+    fsync_dir(dest.parent)
 
 
 def stream_live(
     bulk: BulkConnection, doc: dict[str, Any], out_dir: Path, *, overwrite: bool, progress: Progress
-) -> str:
+) -> tuple[str, PartialHash]:
     """Receive an upload in progress (``next?live=true``) into its partial file.
 
-    Returns the file id. Nothing is verified or placed here: once the upload completed,
+    Returns the file id and the partial file's size and hash (for :func:`download_file`'s
+    ``known``). Nothing is verified or placed here: once the upload completed,
     :func:`download_file` checks the partial file against the stored file's SHA-256 (and
     fetches whatever a broken live stream left out, with ``Range``). Network errors are
     swallowed for that reason; protocol errors are not.
@@ -244,16 +236,25 @@ def stream_live(
     out_dir.mkdir(parents=True, exist_ok=True)
     part = _part_path(out_dir, placeholder)
     progress.begin(f"receiving {name} (live)", size, 0)
+    hasher, have = hashlib.sha256(), 0
     try:
-        with open(part, "wb") as f, bulk.get(path, {"Accept-Encoding": "identity"}) as response:
+        with (
+            open(part, "wb") as f,
+            HashingBuffers(BLOCK, hasher=hasher) as ring,
+            bulk.get(path, {"Accept-Encoding": "identity"}) as response,
+        ):
             if response.status != 200:
                 raise bulk.error_of(response, path)
-            view = memoryview(bytearray(BLOCK))
-            while n := read_into(response, view, f"GET {path}"):
+            while True:
+                index, view = ring.take()
+                if not (n := read_into(response, view, f"GET {path}")):
+                    break
                 f.write(view[:n])
+                ring.hash(index, n)
+                have += n
                 progress.advance(n)
     except _RETRYABLE:
         pass  # the upload goes on; the stored file completes the partial one
     finally:
         progress.end()
-    return file_id
+    return file_id, (have, hasher)

@@ -14,9 +14,10 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Final
+
+from .._fsio import atomic_write
 
 __all__ = ["SendState", "default_state_dir", "send_key"]
 
@@ -62,17 +63,8 @@ class SendState:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({**doc, "version": _VERSION}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        data = json.dumps({**doc, "version": _VERSION}).encode()
+        atomic_write(self.path, data, mode=0o600, sync_dir=False)
 
     def clear(self) -> None:
         """Forget the send (it completed, or its uploads are gone)."""

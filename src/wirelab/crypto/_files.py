@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .._exceptions import UsageError
+from .._fsio import write_all
 from ._decrypt import Decryptor
 from ._encrypt import Encryptor
 from ._errors import SourceChangedError
@@ -209,7 +210,7 @@ class DecryptingWriter:
         out = self._require_open()
         try:
             plaintext = self._decryptor.feed(data)
-            _write_all(out, plaintext)
+            write_all(out.fileno(), plaintext)
         except BaseException:
             self.abort()
             raise
@@ -256,13 +257,6 @@ class DecryptingWriter:
             self.abort()
         elif self._out is not None:
             self.commit()
-
-
-def _write_all(out: io.FileIO, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = out.write(view)
-        view = view[written or 0 :]
 
 
 def decrypt_file(

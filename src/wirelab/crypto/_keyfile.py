@@ -7,12 +7,12 @@ read or that another user owns: such a key must be considered leaked.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import tempfile
 from pathlib import Path
 
+from .._fsio import fsync_dir, install
 from ._errors import KeyFileError
 from ._keys import PrivateKey
 
@@ -38,32 +38,16 @@ def save_private_key(
             f.write(key.to_text())
             f.flush()
             os.fsync(f.fileno())
-        _install(tmp, target, overwrite=overwrite)
+        try:
+            install(tmp, target, overwrite=overwrite)
+        except FileExistsError as exc:
+            raise KeyFileError(
+                f"{target} already exists; refusing to replace a private key (files "
+                "encrypted for it would become unreadable)"
+            ) from exc
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(target.parent)
-
-
-def _install(tmp: Path, target: Path, *, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(tmp, target)
-        return
-    try:
-        os.link(tmp, target)  # fails if target exists: no window for a race
-    except FileExistsError as exc:
-        raise KeyFileError(
-            f"{target} already exists; refusing to replace a private key (files encrypted "
-            "for it would become unreadable)"
-        ) from exc
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can open a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_dir(target.parent)
 
 
 def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:

@@ -13,7 +13,12 @@ from dataclasses import astuple
 from typing import Any
 
 from ._api import RelayBatch, RelayFile, RelayUpload
-from ._sqlite_relay import _COLUMNS, _UPLOAD_COLUMNS, SQLiteRelay, _file, _insert_file
+from ._sqlite_relay import (
+    _UPLOAD_COLUMNS,
+    SQLiteRelay,
+    _insert_file,
+    _select_files,
+)
 
 __all__ = ["SQLiteRelayStore"]
 
@@ -118,15 +123,11 @@ class SQLiteRelayStore(SQLiteRelay):
     async def batch_files(self, batch_id: str, now: float) -> list[RelayFile]:
         """See :meth:`wirelab.db.RelayRepository.batch_files`."""
 
-        def select(conn: sqlite3.Connection) -> list[RelayFile]:
-            cursor = conn.execute(
-                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
-                " WHERE batch_id = ? AND expires_at > ? ORDER BY batch_index",
-                (batch_id, now),
+        return await self._db.run(
+            lambda conn: _select_files(
+                conn, "batch_id = ? AND expires_at > ? ORDER BY batch_index", (batch_id, now)
             )
-            return [_file(row) for row in cursor.fetchall()]
-
-        return await self._db.run(select)
+        )
 
     async def commit_batch_upload(
         self, upload_id: str, sha256: str, now: float, default_ttl: float

@@ -50,6 +50,12 @@ def _select_file(
     return None if row is None else _file(row)
 
 
+def _select_files(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[RelayFile]:
+    """The files matching ``where`` (SQL after ``WHERE``, with ``?`` for ``params``)."""
+    cursor = conn.execute(f"SELECT {_COLUMNS} FROM relay_files WHERE {where}", params)  # noqa: S608
+    return [_file(row) for row in cursor.fetchall()]
+
+
 def _journal(conn: sqlite3.Connection, blob_key: str, reason: str, now: float) -> None:
     """Record ``blob_key`` in the blob journal (replacing an entry for the same key)."""
     conn.execute(
@@ -194,15 +200,11 @@ class SQLiteRelay:
     async def list_inbox(self, recipient: str, now: float) -> list[RelayFile]:
         """See :meth:`wirelab.db.RelayRepository.list_inbox`."""
 
-        def select(conn: sqlite3.Connection) -> list[RelayFile]:
-            cursor = conn.execute(
-                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
-                " WHERE recipient = ? AND expires_at > ? ORDER BY seq",
-                (recipient, now),
+        return await self._db.run(
+            lambda conn: _select_files(
+                conn, "recipient = ? AND expires_at > ? ORDER BY seq", (recipient, now)
             )
-            return [_file(row) for row in cursor.fetchall()]
-
-        return await self._db.run(select)
+        )
 
     async def get_file(self, recipient: str, file_id: str, now: float) -> RelayFile | None:
         """See :meth:`wirelab.db.RelayRepository.get_file`."""

@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from .._exceptions import IntegrityError
+from .._fsio import TMP_PREFIX
 from ._base import MAX_READ_CHUNK, BlobReader
 
 T = TypeVar("T")
-
-#: Prefix of temporary files; :meth:`LocalBlobStore.recover` removes them.
-TMP_PREFIX = ".tmp-"
 
 
 async def run_io(func: Callable[..., T], *args: object) -> T:
@@ -33,48 +30,6 @@ async def run_io(func: Callable[..., T], *args: object) -> T:
         with contextlib.suppress(BaseException):
             await fut
         raise
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the entries of directory *path* (creations, renames, removals) durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """Write all of *data* at the current position of *fd* (``os.write`` may be short)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def atomic_write(path: Path, data: bytes, *, tmp_dir: Path, sync_dir: bool = True) -> None:
-    """Replace *path* by a file holding *data*, atomically and durably.
-
-    The data goes to a temporary file in *tmp_dir* (same file system), is fsynced, then
-    renamed over *path*; with *sync_dir* the parent directory is fsynced too. A crash at
-    any point leaves either the old or the new content at *path*, plus at most a
-    temporary file.
-    """
-    tmp = tmp_dir / f"{TMP_PREFIX}{path.name}-{uuid.uuid4().hex}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if sync_dir:
-        fsync_dir(path.parent)
 
 
 def remove_tmp_files(directory: Path) -> None:

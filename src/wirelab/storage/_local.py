@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._exceptions import IntegrityError, UsageError
+from .._fsio import atomic_write, fsync_dir
 from ._base import (
     MAX_READ_CHUNK,
     BlobExistsError,
@@ -69,7 +70,7 @@ from ._base import (
     normalize_digest,
     validate_name,
 )
-from ._fsutil import LocalReader, atomic_write, fsync_dir, remove_tmp_files, run_io
+from ._fsutil import LocalReader, remove_tmp_files, run_io
 from ._pipeline import Hasher, WriteBehind, settle
 
 __all__ = ["LocalBlobStore"]
