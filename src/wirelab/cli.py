@@ -93,6 +93,20 @@ def _relay_options(func: F) -> F:
     return func
 
 
+def _tls_options(func: F) -> F:
+    for name, what in reversed([("certfile", "certificate chain"), ("keyfile", "private key")]):
+        func = click.option(
+            f"--tls-{name}",
+            f"tls_{name}",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            envvar=f"WIRELAB_TLS_{name.upper()}",
+            show_envvar=True,
+            help=f"Serve HTTPS with this PEM {what} (with --tls-"
+            f"{'keyfile' if name == 'certfile' else 'certfile'}).",
+        )(func)
+    return func
+
+
 @main.command()
 @click.option(
     "--host",
@@ -140,6 +154,7 @@ def _relay_options(func: F) -> F:
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
 )
 @_relay_options
+@_tls_options
 @handle_errors
 def serve(
     host: str,
@@ -152,9 +167,15 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    tls_certfile: Path | None,
+    tls_keyfile: Path | None,
     **relay: float | None,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM."""
+    if (tls_certfile is None) != (tls_keyfile is None):
+        raise click.UsageError(
+            "--tls-certfile and --tls-keyfile go together: give both for HTTPS, or neither"
+        )
     try:
         from .server import ServerConfig, default_data_dir
         from .server._serve import run
@@ -182,6 +203,8 @@ def serve(
         worker_threads=worker_threads,
         database_url=database_url,
         relay_limits=relay_limits,
+        tls_certfile=tls_certfile,
+        tls_keyfile=tls_keyfile,
     )
     run(config)
 

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._exceptions import UsageError
 from ..relay import RelayLimits
 from ..stream import StreamLimits
 
@@ -33,6 +34,9 @@ class ServerConfig:
     SQLite ``wirelab.db`` in ``data_dir``, the store ``wirelab users`` uses) and its blobs
     in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
     their ``WIRELAB_RELAY_*`` names).
+
+    With ``tls_certfile`` and ``tls_keyfile`` (PEM; both or neither, else
+    :class:`~wirelab.UsageError`) every capability is served over HTTPS only.
     """
 
     host: str = "127.0.0.1"
@@ -44,3 +48,14 @@ class ServerConfig:
     graceful_timeout: int = 5
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise UsageError("HTTPS needs both a certificate file and a key file, or neither")
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when a certificate is configured, else ``http``."""
+        return "http" if self.tls_certfile is None else "https"
