@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import _cli_relay, _cli_stream
+from . import _cli_media, _cli_relay, _cli_stream
 from ._cli_common import fail, handle_errors, http_url, tls_verify
 from ._version import __version__
 
@@ -424,3 +424,6 @@ def users_set_quota(
 
 # --- relay (client side): login, logout, send, inbox, receive ------------------------
 _cli_relay.register(main)
+
+# --- media (client side): fetch, jobs, show, cancel -------------------------------------
+_cli_media.register(main)
