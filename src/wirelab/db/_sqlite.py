@@ -42,6 +42,7 @@ from ..auth import (
 from ._api import UNCHANGED, DatabaseError, Unchanged, User
 from ._migrations import migrate
 from ._sqlite_batch import SQLiteRelayStore
+from ._sqlite_media import SQLiteMediaJobs
 
 __all__ = ["BUSY_TIMEOUT_MS", "SQLiteDatabase", "SQLiteUsers"]
 
@@ -98,6 +99,7 @@ class SQLiteDatabase:
         self._version = version
         self._users = SQLiteUsers(self)
         self._relay = SQLiteRelayStore(self)
+        self._media = SQLiteMediaJobs(self)
 
     @classmethod
     async def open(cls, path: str) -> SQLiteDatabase:
@@ -132,6 +134,11 @@ class SQLiteDatabase:
     def relay(self) -> SQLiteRelayStore:
         """The relay files and the blob journal."""
         return self._relay
+
+    @property
+    def media(self) -> SQLiteMediaJobs:
+        """The media jobs."""
+        return self._media
 
     @property
     def schema_version(self) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._exceptions import UsageError
+from ..media import MediaSettings
 from ..relay import RelayLimits
 from ..stream import StreamLimits
 
@@ -33,7 +34,9 @@ class ServerConfig:
     The relay keeps its metadata in ``database_url`` (``WIRELAB_DATABASE_URL``; default:
     SQLite ``wirelab.db`` in ``data_dir``, the store ``wirelab users`` uses) and its blobs
     in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
-    their ``WIRELAB_RELAY_*`` names).
+    their ``WIRELAB_RELAY_*`` names). The media service's settings are ``media`` (see
+    :class:`MediaSettings` for their ``WIRELAB_MEDIA_*`` names); its results live in
+    ``data_dir/media``.
 
     With ``tls_certfile`` and ``tls_keyfile`` (PEM; both or neither, else
     :class:`~wirelab.UsageError`) every capability is served over HTTPS only.
@@ -48,6 +51,7 @@ class ServerConfig:
     graceful_timeout: int = 5
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    media: MediaSettings = field(default_factory=MediaSettings)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
 
