@@ -22,12 +22,14 @@ def job(**fields: Any) -> MediaJob:
 
 
 def test_a_succeeded_job_is_parsed() -> None:
-    got = job(state="succeeded", progress=100, size=10, sha256=SHA, duration=4.0, start=3.0,
-              phase="done", expires_at="2030-01-01T00:00:00Z", container="mkv")  # fmt: skip
+    result = {"size": 10, "sha256": SHA, "duration": 4.0, "start": 3.0}
+    got = job(state="succeeded", progress=100, result=result, phase="done",
+              expires_at="2030-01-01T00:00:00Z", request={"container": "mkv"})  # fmt: skip
     assert got.finished and got.size == 10 and got.sha256 == SHA
     assert (got.duration, got.start, got.progress) == (4.0, 3.0, 100.0)
     assert got.file_name == "j1.mkv"
-    assert "/" not in job(filename="../../etc/passwd").file_name  # sanitized again
+    named = job(state="succeeded", result={**result, "name": "../../etc/passwd"})
+    assert "/" not in named.file_name  # sanitized again
 
 
 def test_a_failed_job_says_why() -> None:
@@ -42,8 +44,9 @@ def test_a_failed_job_says_why() -> None:
         [],
         {"id": "../x", "state": "queued"},
         {"id": "j", "state": "paused"},
-        {"id": "j", "state": "succeeded", "sha256": "nope"},
-        {"id": "j", "state": "succeeded", "size": -1},
+        {"id": "j", "state": "succeeded", "result": {"sha256": "nope"}},
+        {"id": "j", "state": "succeeded", "result": {"size": -1}},
+        {"id": "j", "state": "succeeded", "result": "yes"},
         {"id": "j", "state": "running", "progress": "half"},
         {"id": "j", "state": "failed", "error": 3},
     ],
@@ -88,7 +91,7 @@ def test_elsewhere_the_bar_is_one_line_per_phase(capsys: pytest.CaptureFixture[s
     with JobBar(enabled=True) as bar:
         for progress in (10, 20, 30):
             bar.update(job(progress=progress, phase="encoding"))
-        bar.update(job(state="succeeded", progress=100, sha256=SHA, size=1))
+        bar.update(job(state="succeeded", progress=100))
     assert capsys.readouterr().err.splitlines() == [
         "job j1: running (encoding) 10%",
         "job j1: succeeded 100%",

@@ -93,7 +93,7 @@ class MediaClient(TokenClient):
             json={k: v for k, v in body.items() if v is not None},
             headers=headers,
         )
-        return parse_job(doc.get("job", doc) if isinstance(doc, dict) else doc)
+        return parse_job(doc)
 
     def job(self, job_id: str) -> MediaJob:
         """The job ``job_id`` as it is now (404 :class:`~wirelab.HTTPStatusError` if unknown)."""
@@ -110,14 +110,14 @@ class MediaClient(TokenClient):
         return [parse_job(item) for item in items]
 
     def cancel(self, job_id: str) -> MediaJob | None:
-        """Cancel a queued or running job, or delete a finished job's result.
+        """Cancel a queued or running job, or delete a finished job and its result.
 
-        Returns the job as the server answered (``None`` if it answered without a body).
+        Returns the canceled job as the server answered (its state may still be
+        ``running`` for a moment if it did not stop within the server's wait), or
+        ``None`` when a finished job was deleted.
         """
         doc = self._json("DELETE", self._job_path(job_id))
-        if doc is None:
-            return None
-        return parse_job(doc.get("job", doc) if isinstance(doc, dict) else doc)
+        return None if doc is None else parse_job(doc)
 
     def wait(
         self,

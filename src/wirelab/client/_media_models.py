@@ -41,8 +41,9 @@ class MediaJob:
 
     ``state`` is one of :data:`JOB_STATES`; ``progress`` is 0-100; ``phase`` names what
     the job does now (the server's word). For a succeeded job, ``size`` and ``sha256``
-    describe the result, ``duration`` and ``start`` are measured on the output file
-    (seconds), and ``expires_at`` says until when it can be downloaded.
+    describe the result (the server's ``result`` object), ``duration`` and ``start`` are
+    measured on the output file (seconds), and ``expires_at`` says until when it can be
+    downloaded.
     """
 
     id: str
@@ -64,12 +65,14 @@ class MediaJob:
 
     @property
     def file_name(self) -> str:
-        """A safe local name for the result: the server's file name if it gave one (sanitized
-        here again), else ``<id>.<container>``."""
-        name = self.raw.get("filename") or self.raw.get("file_name")
+        """A safe local name for the result: the server's name for it (sanitized here
+        again), else ``<id>.<container>``."""
+        result = self.raw.get("result")
+        name = result.get("name") if isinstance(result, dict) else None
         if isinstance(name, str) and name.strip():
             return sanitize_filename(name)
-        container = self.raw.get("container")
+        request = self.raw.get("request")
+        container = request.get("container") if isinstance(request, dict) else None
         ext = container if isinstance(container, str) and container.isalnum() else "mp4"
         return f"{self.id}.{ext}"
 
@@ -128,10 +131,13 @@ def parse_job(doc: Any) -> MediaJob:
         raise ProtocolError(f"the server sent an invalid job id {job_id!r}")
     if state not in JOB_STATES:
         raise ProtocolError(f"the server sent an unknown job state {state!r}")
-    sha256 = doc.get("sha256")
+    result = doc.get("result") or {}
+    if not isinstance(result, dict):
+        raise ProtocolError("the server's job has an invalid 'result'")
+    sha256 = result.get("sha256")
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
         raise ProtocolError(f"the server sent an invalid sha256 {sha256!r}")
-    size = _number(doc, "size")
+    size = _number(result, "size")
     if size is not None and (size < 0 or size != int(size)):
         raise ProtocolError(f"the server sent an invalid size {size!r}")
     phase, expires = doc.get("phase"), doc.get("expires_at")
@@ -143,8 +149,8 @@ def parse_job(doc: Any) -> MediaJob:
         error=_error(doc),
         size=None if size is None else int(size),
         sha256=sha256,
-        duration=_number(doc, "duration"),
-        start=_number(doc, "start"),
+        duration=_number(result, "duration"),
+        start=_number(result, "start"),
         expires_at=expires if isinstance(expires, str) else None,
         raw=doc,
     )
