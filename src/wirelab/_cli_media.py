@@ -44,14 +44,15 @@ def _emit(doc: dict[str, Any]) -> None:
 class _Failure(Exception):
     """Raised inside a command to end it with ``extra`` fields in its JSON error object."""
 
-    def __init__(self, cause: BaseException, **extra: Any) -> None:
-        super().__init__(describe_error(cause))
+    def __init__(self, cause: BaseException, message: str | None = None, **extra: Any) -> None:
+        super().__init__(message or describe_error(cause))
         self.cause = cause
         self.extra = extra
 
 
 def _error_doc(exc: BaseException) -> dict[str, Any]:
     extra: dict[str, Any] = {}
+    message = str(exc) if isinstance(exc, _Failure) else describe_error(exc)
     if isinstance(exc, _Failure):
         extra, exc = exc.extra, exc.cause
     if isinstance(exc, HTTPStatusError):
@@ -59,7 +60,7 @@ def _error_doc(exc: BaseException) -> dict[str, Any]:
     job = getattr(exc, "job", None)
     if job is not None and "job" not in extra:
         extra["job"] = job.raw
-    return {"ok": False, "error": describe_error(exc), **extra}
+    return {"ok": False, "error": message, **extra}
 
 
 def outcome(func: F) -> F:
@@ -175,6 +176,9 @@ def _interrupted(job_id: str | None) -> _Failure:
         return _Failure(KeyboardInterrupt())
     return _Failure(
         KeyboardInterrupt(),
+        f"interrupted; job {job_id} goes on on the server: 'wirelab media fetch --job "
+        f"{job_id}' follows it and resumes the download, 'wirelab media cancel {job_id}' "
+        "cancels it",
         job_id=job_id,
         resume=f"wirelab media fetch --job {job_id}",
         cancel=f"wirelab media cancel {job_id}",
