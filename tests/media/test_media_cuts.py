@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from wirelab.media.testing import FPS, KEYFRAME_INTERVAL, MediaServer, probe, stream_duration
+from wirelab.media.testing import (
+    FPS,
+    KEYFRAME_INTERVAL,
+    MediaServer,
+    TestMedia,
+    probe,
+    stream_duration,
+)
 
 from .conftest import Media, wait_job
 
-FRAME = 1 / FPS
+FRAME = 1 / FPS + 1e-9  # one frame (plus float rounding)
 
 
 def _cut(media: Media, tmp_path: Path, **body: object) -> tuple[dict[str, object], Path]:
@@ -83,3 +91,87 @@ def test_range_requests_and_etag_on_the_result(
     head = media.alice.head(result["url"])
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(data))
+
+
+def _packet_hashes(path: Path) -> list[str]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_packets",
+         "-show_data_hash", "MD5", "-show_entries", "packet=data_hash", "-of", "csv=p=0",
+         str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+def _decode_errors(path: Path) -> str:
+    return subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+        check=True, capture_output=True, text=True,
+    ).stderr  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["hls/index.m3u8", "video.mp4"])
+def test_smart_cut_is_frame_accurate_and_copies_most_of_the_clip(
+    media: Media, source: MediaServer, test_media: TestMedia, tmp_path: Path, path: str
+) -> None:
+    job, out = _cut(
+        media, tmp_path, source=source.url(path), start="3.1", end="12.9", accuracy="smart"
+    )
+    assert abs(stream_duration(out) - 9.8) <= FRAME
+    result = job["result"]
+    assert isinstance(result, dict)
+    assert abs(result["duration"] - 9.8) <= FRAME
+    # [4, 12) is four whole GOPs: their packets are the source's, byte for byte (the HLS
+    # test media is a remux of the MP4, so the MP4's packets are the reference).
+    original = set(_packet_hashes(test_media.root / test_media.mp4))
+    produced = _packet_hashes(out)
+    copied = sum(h in original for h in produced)
+    assert copied / len(produced) >= 0.75, (copied, len(produced))
+    assert copied <= 8 * FPS
+    assert _decode_errors(out) == ""
+
+
+def test_smart_cut_within_one_gop_is_an_exact_cut(
+    media: Media, source: MediaServer, tmp_path: Path
+) -> None:
+    _, out = _cut(media, tmp_path, source=source.url("video.mp4"), start="4.5", end="5.5",
+                  accuracy="smart")  # fmt: skip
+    assert abs(stream_duration(out) - 1.0) <= FRAME
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "accuracy"),
+    [("m4a", "aac", "fast"), ("m4a", "aac", "exact"), ("mp3", "mp3", "exact"),
+     ("mp3", "mp3", "smart")],
+)  # fmt: skip
+def test_audio_only_outputs(
+    media: Media, source: MediaServer, tmp_path: Path, container: str, codec: str, accuracy: str
+) -> None:
+    _, out = _cut(media, tmp_path, source=source.url("hls/index.m3u8"), start="2", end="5.5",
+                  accuracy=accuracy, container=container)  # fmt: skip
+    streams = probe(out)["streams"]
+    assert [s["codec_type"] for s in streams] == ["audio"]
+    assert streams[0]["codec_name"] == codec
+    # Audio frames are 1024 (AAC) or 1152 (MP3) samples: 21-24 ms at 48 kHz.
+    assert abs(stream_duration(out, "audio") - 3.5) <= 2 * FRAME
+
+
+def test_mkv_container(media: Media, source: MediaServer, tmp_path: Path) -> None:
+    job, out = _cut(media, tmp_path, source=source.url("video.mp4"), start="1", end="3",
+                    accuracy="exact", container="mkv")  # fmt: skip
+    assert probe(out)["format"]["format_name"].startswith("matroska")
+    download = media.alice.get(job["result"]["url"])  # type: ignore[index]
+    assert download.headers["content-type"] == "video/x-matroska"
+
+
+def test_progress_is_monotonic_and_ends_at_100(media: Media, source: MediaServer) -> None:
+    source.slow_delay = 0.15
+    response = media.alice.post("/v1/media/jobs", json={
+        "source": source.url("slow/hls/index.m3u8"), "start": "1", "end": "19",
+        "accuracy": "exact",
+    })  # fmt: skip
+    job, seen = wait_job(media.alice, response.json()["id"])
+    assert job["state"] == "succeeded"
+    assert seen == sorted(seen)
+    assert seen[-1] == 100
+    assert len({p for p in seen if 0 < p < 100}) >= 3, seen

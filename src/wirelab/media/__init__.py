@@ -30,7 +30,7 @@ from ._request import ACCURACIES, CONTAINERS, ClipRequest, parse_request
 from ._routes import MediaRuntime, build_router, job_json
 from ._safety import NetworkPolicy, parse_networks
 from ._service import MediaService
-from ._settings import MediaSettings
+from ._settings import MediaSettings, media_settings
 from ._times import format_seconds, parse_time
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "build_router",
     "format_seconds",
     "job_json",
+    "media_settings",
     "parse_networks",
     "parse_request",
     "parse_time",

@@ -63,6 +63,9 @@ class StreamInfo:
     width: int | None = None
     height: int | None = None
     frame_rate: Fraction | None = None
+    reorder_delay: int = 0
+    """Frames of decode delay (ffprobe's ``has_b_frames``): B-frames make a packet's
+    decode time this many frames earlier than its presentation time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +134,16 @@ def _audio_codec(request: ClipRequest, source: SourceInfo, copy: bool) -> list[s
 
 
 def _video_encoder(source: SourceInfo) -> list[str]:
-    """libx264 options matching the source's pixel format and H.264 profile."""
+    """libx264 options matching the source's pixel format, H.264 profile and decode delay.
+
+    The delay matters to a smart cut: at each join the decode times must keep
+    increasing, which holds when the re-encoded parts have the copied part's delay.
+    """
     video = source.video
     args = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"]
+    delay = video.reorder_delay if video is not None else 2
+    if delay < 2:  # x264's default (3 B-frames, pyramid) has a delay of 2
+        args += ["-bf", str(delay), "-b_pyramid", "none"]
     if video is not None and video.pix_fmt:
         args += ["-pix_fmt", video.pix_fmt]
     profile = _X264_PROFILES.get((video.profile or "").lower()) if video else None
@@ -233,19 +243,24 @@ def _smart_plan(
     folder = output.rsplit("/", 1)[0]
     steps: list[Step] = []
     names: list[str] = []
-    # Half a frame of margin keeps a stream-copy seek on its keyframe despite rounding
-    # and keeps the next keyframe out of a part that ends on it.
+    # A quarter frame of margin keeps the keyframe a copied part starts with inside it,
+    # and the next one out, despite rounding.
     margin = source.frame / 4
+    # Stream copy cuts by decode time: a part ending at keyframe k2 must stop the
+    # source's decode delay earlier, or k2 itself (decoded before it shows) is copied.
+    delay = source.frame * (source.video.reorder_delay if source.video else 0)
     for index, (kind, begin, finish) in enumerate(parts):
         name = f"{folder}/part{index}.ts"
         names.append(name)
         seconds = float(finish - begin)
         if kind == "copy":
-            inp = input_args(url, proxy, begin + margin if begin else None, finish - margin)
-            codec = ["-c:v", "copy"]
+            # Seek just before the keyframe; -copypriorss 0 drops what the demuxer hands
+            # out before the seek point (an HLS seek lands a segment early).
+            inp = input_args(url, proxy, begin - margin if begin else None, finish - delay - margin)
+            codec = ["-copypriorss", "0", "-c:v", "copy"]
             weight = seconds * _COPY_WEIGHT
         else:
-            inp = input_args(url, proxy, begin, finish)
+            inp = input_args(url, proxy, begin, finish - margin)
             codec = _video_encoder(source)
             weight = seconds
         args = [*_head(), *inp, "-map", "0:v:0", "-an", "-sn", "-dn", *codec, "-f", "mpegts", name]
@@ -268,7 +283,10 @@ def _smart_plan(
     if source.audio is not None:
         mux_inputs += ["-i", audio]
         maps += ["-map", "1:a:0"]
-    args = [*_head(), *mux_inputs, *maps, "-c", "copy", *_output(request, output, max_size)]
+    # MPEG-TS added an access unit delimiter to every packet: drop them, so the copied
+    # packets are the source's own. Parameter sets stay in band (the parts differ).
+    bsf = ["-bsf:v", "filter_units=remove_types=9"]
+    args = [*_head(), *mux_inputs, *maps, "-c", "copy", *bsf, *_output(request, output, max_size)]
     steps.append(
         Step(
             args,

@@ -22,7 +22,8 @@ from ._tools import Tools
 __all__ = ["OutputInfo", "parse_probe", "probe_keyframes", "probe_output", "probe_source"]
 
 _STREAM_FIELDS = (
-    "codec_type,codec_name,profile,pix_fmt,width,height,avg_frame_rate,duration,start_time"
+    "codec_type,codec_name,profile,pix_fmt,width,height,avg_frame_rate,duration,start_time,"
+    "has_b_frames"
 )
 
 
@@ -62,6 +63,7 @@ def _stream(doc: dict[str, Any]) -> StreamInfo:
         width=int(width) if width else None,
         height=int(height) if height else None,
         frame_rate=_rate(doc.get("avg_frame_rate")),
+        reorder_delay=int(doc.get("has_b_frames") or 0),
     )
 
 
@@ -209,6 +211,7 @@ def _av_probe(url: str, proxy: str | None) -> tuple[int, str, SourceInfo | None]
                 width=getattr(ctx, "width", None) or None,
                 height=getattr(ctx, "height", None) or None,
                 frame_rate=_rate(s.average_rate) if s.type == "video" else None,
+                reorder_delay=int(getattr(ctx, "has_b_frames", 0) or 0),
             )
 
         video = next(iter(container.streams.video), None)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
-from ._safety import IPNetwork, NetworkPolicy
+from .._exceptions import UsageError
+from ._safety import IPNetwork, NetworkPolicy, parse_networks
 
-__all__ = ["MediaSettings"]
+__all__ = ["MediaSettings", "media_settings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +53,22 @@ class MediaSettings:
     def policy(self) -> NetworkPolicy:
         """The source-safety policy these settings define."""
         return NetworkPolicy(self.allow_network)
+
+
+def media_settings(options: dict[str, Any]) -> MediaSettings:
+    """:class:`MediaSettings` from CLI options (field name: value; ``None``: default).
+    ``allow_network`` is the ``CIDR[,CIDR...]`` text; a bad one is a
+    :class:`~wirelab.UsageError` naming it."""
+    given = {name: value for name, value in options.items() if value is not None}
+    known = {f.name for f in fields(MediaSettings)}
+    unknown = set(given) - known
+    if unknown:
+        raise UsageError(f"unknown media settings: {', '.join(sorted(unknown))}")
+    if "allow_network" in given:
+        try:
+            given["allow_network"] = parse_networks(given["allow_network"])
+        except ValueError as exc:
+            raise UsageError(f"--media-allow-network: {exc}") from None
+    if "source_template" in given and "{video_id}" not in given["source_template"]:
+        raise UsageError("--media-source-template must contain {video_id}")
+    return MediaSettings(**given)
