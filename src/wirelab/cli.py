@@ -186,6 +186,15 @@ def _tls_options(func: F) -> F:
 )
 @_relay_options
 @_media_options
+@click.option(
+    "--media-classic-user",
+    "classic_user",
+    metavar="NAME",
+    envvar="WIRELAB_MEDIA_CLASSIC_USER",
+    show_envvar=True,
+    help="Also serve the classic clip API under /hopster (no auth), its jobs owned by "
+    "user NAME; needs --media-source-template.  [default: off]",
+)
 @_tls_options
 @handle_errors
 def serve(
@@ -201,6 +210,7 @@ def serve(
     database_url: str | None,
     tls_certfile: Path | None,
     tls_keyfile: Path | None,
+    classic_user: str | None,
     **limits: Any,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM."""
@@ -239,6 +249,7 @@ def serve(
         media=media_settings(media),
         tls_certfile=tls_certfile,
         tls_keyfile=tls_keyfile,
+        media_classic_user=classic_user,
     )
     run(config)
 

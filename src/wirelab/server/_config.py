@@ -39,7 +39,9 @@ class ServerConfig:
     ``data_dir/media``.
 
     With ``tls_certfile`` and ``tls_keyfile`` (PEM; both or neither, else
-    :class:`~wirelab.UsageError`) every capability is served over HTTPS only.
+    :class:`~wirelab.UsageError`) every capability is served over HTTPS only. With
+    ``media_classic_user`` the classic clip API is served under ``/hopster``, its jobs
+    owned by that user (it needs ``media.source_template``).
     """
 
     host: str = "127.0.0.1"
@@ -54,10 +56,19 @@ class ServerConfig:
     media: MediaSettings = field(default_factory=MediaSettings)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
+    media_classic_user: str | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise UsageError("HTTPS needs both a certificate file and a key file, or neither")
+        if self.media_classic_user is not None:
+            if not self.media_classic_user.strip():
+                raise UsageError("the classic clip API's user name is empty")
+            if not self.media.source_template:
+                raise UsageError(
+                    "the classic clip API (--media-classic-user) takes sources only through "
+                    "--media-source-template: give one"
+                )
 
     @property
     def scheme(self) -> str:
