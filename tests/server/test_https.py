@@ -10,7 +10,6 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,33 +19,16 @@ from click.testing import CliRunner, Result
 
 from wirelab.cli import main
 from wirelab.testing._live import LiveServer
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    """A throwaway CA (``ca``, PEM) and a server certificate (``cert``, ``key``) it issued
-    for ``127.0.0.1`` and ``localhost``."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def trusting(files: TLSFiles) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(files.ca))
+from wirelab.testing._tls import TLSFiles, write_tls_files
 
 
 @pytest.fixture
 def tls_files(tmp_path: Path) -> TLSFiles:
-    ca = trustme.CA()
-    issued = ca.issue_cert("127.0.0.1", "localhost")
-    files = TLSFiles(tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
-    ca.cert_pem.write_to_path(str(files.ca))
-    issued.private_key_pem.write_to_path(str(files.key))
-    issued.cert_chain_pems[0].write_to_path(str(files.cert))
-    for pem in issued.cert_chain_pems[1:]:
-        pem.write_to_path(str(files.cert), append=True)
-    return files
+    return write_tls_files(tmp_path / "tls")
+
+
+def trusting(files: TLSFiles) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(files.ca))
 
 
 @pytest.fixture
