@@ -4,6 +4,8 @@ and live servers (allowing 127.0.0.0/8 as a source network) with users alice and
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -111,3 +113,50 @@ def media_factory(server_factory: Callable[..., LiveServer]) -> Iterator[Callabl
 def media(media_factory: Callable[..., Media]) -> Media:
     """A media server with default settings (sources on 127.0.0.0/8 allowed)."""
     return media_factory()
+
+
+def ffmpeg_processes(ancestor: int) -> dict[int, int]:
+    """``{pid: process group}`` of the ffmpeg processes descending from ``ancestor``."""
+    parents: dict[int, int] = {}
+    groups: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ")".
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        parents[pid], groups[pid], names[pid] = int(fields[1]), int(fields[2]), name
+    found: dict[int, int] = {}
+    for pid, name in names.items():
+        if not name.startswith("ffmpeg"):
+            continue
+        cursor = parents.get(pid, 0)
+        while cursor > 1 and cursor != ancestor:
+            cursor = parents.get(cursor, 0)
+        if cursor == ancestor:
+            found[pid] = groups[pid]
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback TCP port nothing listens on (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

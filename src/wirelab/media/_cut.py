@@ -27,6 +27,8 @@ __all__ = ["CutResult", "cut"]
 # Keyframes are looked for this far after the start and before the end of a smart cut
 # (a longer GOP only means re-encoding more: any keyframe is a valid join).
 _KEYFRAME_WINDOW = Decimal(10)
+_TEXT_FORMATS = frozenset({"tty"})
+_TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 _PROBE_SHARE = 2.0  # percent of the progress bar for probing
 
 
@@ -57,7 +59,7 @@ async def cut(
         status, stderr, info = await probe_source(
             tools, request.source, proxy.url, settings.cancel_grace
         )
-        if info is None:
+        if info is None or proxy.refusals:
             raise classify_failure(status, stderr, proxy.refusals, proxy.failures)
         _check_source(request, info, settings)
         keyframes = None
@@ -96,6 +98,13 @@ async def cut(
 
 def _check_source(request: ClipRequest, info: SourceInfo, settings: MediaSettings) -> None:
     """The range and limits against what the probe found."""
+    video_codec = info.video.codec if info.video else None
+    # ffmpeg "plays" any text file as ANSI art (format tty): that is not a video.
+    if info.format_name in _TEXT_FORMATS or video_codec in _TEXT_CODECS:
+        raise JobFailed(
+            f"the source is not a media file ffmpeg can read (it looks like text:"
+            f" format {info.format_name})"
+        )
     if request.audio_only and info.audio is None:
         raise JobFailed("the source has no audio stream")
     duration = info.duration
@@ -160,6 +169,8 @@ async def _run_steps(
             grace=settings.cancel_grace,
             on_start=on_start,
         )
-        if status != 0:
+        # A refused fetch fails the job even when ffmpeg carried on without it (an HLS
+        # segment it skipped): a source that points at refused addresses is refused.
+        if status != 0 or proxy.refusals:
             raise classify_failure(status, stderr, proxy.refusals, proxy.failures)
         done += step.weight

@@ -88,6 +88,10 @@ class CheckingProxy:
             await self._serve(reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # Only __aexit__ cancels these tasks; ending quietly keeps asyncio's stream
+            # callback from logging the cancellation as an error.
+            pass
         finally:
             self._tasks.discard(task)
             writer.close()

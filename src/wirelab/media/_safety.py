@@ -48,7 +48,7 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
 
 def _category(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why ``ip`` is not a public address (``None``: it is)."""
-    for name in ("loopback", "unspecified", "link_local", "multicast", "private", "reserved"):
+    for name in ("loopback", "unspecified", "link_local", "multicast", "reserved", "private"):
         if getattr(ip, f"is_{name}"):
             return name.replace("_", "-")
     if not ip.is_global:

@@ -149,11 +149,11 @@ class MediaService:
     async def cancel(self, owner: str, job_id: str, wait: float = 0.0) -> MediaJob | None:
         """Cancel an active job (returned; waits up to ``wait`` s for it to end), or
         delete a finished one and its result (``None``). :class:`JobNotFound`."""
-        now = self.clock()
-        job = await self.db.media.request_cancel(owner, job_id, now)
-        if job is None:
-            raise JobNotFound(f"no media job {job_id!r}")
+        job = await self.get(owner, job_id)
         if job.active:
+            found = await self.db.media.request_cancel(owner, job_id, self.clock())
+            assert found is not None  # jobs are deleted only once finished
+            job = found
             self.runner.cancel(job_id)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
