@@ -278,3 +278,13 @@ def test_video_id_through_the_template(
         response = media.alice.post("/v1/media/jobs", json={"video_id": bad})
         assert response.status_code == 422, bad
         assert "video_id must be" in response.json()["detail"]
+
+
+def test_openapi_lists_the_media_endpoints(media: Media) -> None:
+    spec = media.alice.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert set(paths["/v1/media/jobs"]) == {"get", "post"}
+    assert set(paths["/v1/media/jobs/{job_id}"]) == {"get", "delete"}
+    assert set(paths["/v1/media/jobs/{job_id}/result"]) == {"get", "head"}
+    body = paths["/v1/media/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(body["schema"]["properties"]) >= {"source", "video_id", "start", "end"}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from wirelab.media.testing import MediaServer, media_server
+from wirelab.media.testing import MediaServer, TestMedia, media_server
 
 from .conftest import Media, wait_job
 
@@ -68,23 +68,17 @@ def test_allowed_network_opens_loopback_by_name(media: Media, source: MediaServe
 
 
 @pytest.fixture
-def hostile(tmp_path: Path, test_media_root: Path) -> Iterator[MediaServer]:
+def hostile(tmp_path: Path, test_media: TestMedia) -> Iterator[MediaServer]:
     """A server with playlists whose segments point at refused addresses."""
     (tmp_path / "private.m3u8").write_text(_playlist(f"http://{PRIVATE}/seg000.ts"))
     (tmp_path / "metadata.m3u8").write_text(_playlist(f"http://{METADATA}/seg000.ts"))
     (tmp_path / "https.m3u8").write_text(_playlist(f"https://{PRIVATE}/seg000.ts"))
     (tmp_path / "mixed.m3u8").write_text(
-        _playlist(f"{'/'.join(['seg000.ts'])}", f"http://{PRIVATE}/seg001.ts")
+        _playlist("seg000.ts", f"http://{PRIVATE}/seg001.ts")
     )
-    (tmp_path / "seg000.ts").write_bytes((test_media_root / "hls" / "seg000.ts").read_bytes())
+    (tmp_path / "seg000.ts").write_bytes((test_media.root / "hls" / "seg000.ts").read_bytes())
     with media_server(tmp_path) as server:
         yield server
-
-
-@pytest.fixture
-def test_media_root(test_media: object) -> Path:
-    root: Path = test_media.root  # type: ignore[attr-defined]
-    return root
 
 
 def _playlist(*segments: str) -> str:

@@ -116,7 +116,7 @@ class EmbeddedRunner(Generic[J]):
             await _cancel(task)
             with contextlib.suppress(Exception):
                 await asyncio.shield(
-                    self.queue.finish(job.id, worker, self.clock(), "queued", "server stopped")
+                    self.queue.finish(job.id, worker, self.clock(), "queued")
                 )
             raise
         finally:
