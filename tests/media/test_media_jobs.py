@@ -302,7 +302,7 @@ def test_workers_bound_the_jobs_that_run_at_once(
             _submit(
                 media, source=source.url("slow/hls/index.m3u8"), end=str(4 + n), accuracy="exact"
             )["id"]
-        )  # fmt: skip
+        )
         for n in range(4)
     ]
     most = 0
