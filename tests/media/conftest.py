@@ -17,10 +17,12 @@ import pytest
 
 from wirelab.db import connect, sqlite_url
 from wirelab.media import MediaSettings, parse_networks
-from wirelab.media.testing import MediaServer, TestMedia, make_test_media, media_server
+from wirelab.media.testing import FPS, MediaServer, TestMedia, make_test_media, media_server
 from wirelab.testing._live import LiveServer
 
 LOOPBACK = parse_networks("127.0.0.0/8")
+FRAME_TOLERANCE = 1 / FPS + 1e-9
+"""One frame of the test media (plus float rounding): the accuracy of exact cuts."""
 TERMINAL = ("succeeded", "failed", "canceled")
 
 

@@ -17,9 +17,9 @@ from wirelab.media.testing import (
     stream_duration,
 )
 
-from .conftest import Media, wait_job
+from .conftest import FRAME_TOLERANCE, Media, wait_job
 
-FRAME = 1 / FPS + 1e-9  # one frame (plus float rounding)
+FRAME = FRAME_TOLERANCE
 
 
 def _cut(media: Media, tmp_path: Path, **body: object) -> tuple[dict[str, object], Path]:

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from wirelab.cli import main
 from wirelab.media.testing import MediaServer
 
 from .conftest import Media, ffmpeg_processes, group_alive, wait_job
@@ -278,3 +280,46 @@ def test_video_id_through_the_template(
         response = media.alice.post("/v1/media/jobs", json={"video_id": bad})
         assert response.status_code == 422, bad
         assert "video_id must be" in response.json()["detail"]
+
+
+def test_openapi_lists_the_media_endpoints(media: Media) -> None:
+    spec = media.alice.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert set(paths["/v1/media/jobs"]) == {"get", "post"}
+    assert set(paths["/v1/media/jobs/{job_id}"]) == {"get", "delete"}
+    assert set(paths["/v1/media/jobs/{job_id}/result"]) == {"get", "head"}
+    body = paths["/v1/media/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(body["schema"]["properties"]) >= {"source", "video_id", "start", "end"}
+
+
+def test_workers_bound_the_jobs_that_run_at_once(
+    media_factory: Callable[..., Media], source: MediaServer
+) -> None:
+    source.slow_delay = 0.2
+    media = media_factory(workers=2)
+    ids = [
+        str(
+            _submit(
+                media, source=source.url("slow/hls/index.m3u8"), end=str(4 + n), accuracy="exact"
+            )["id"]
+        )
+        for n in range(4)
+    ]
+    most = 0
+    while True:
+        states = [media.alice.get(f"/v1/media/jobs/{i}").json()["state"] for i in ids]
+        most = max(most, states.count("running"))
+        if all(s == "succeeded" for s in states):
+            break
+        assert "failed" not in states, states
+        time.sleep(0.05)
+    assert most == 2
+
+
+def test_serve_refuses_a_bad_allowed_network() -> None:
+    result = CliRunner().invoke(main, ["serve", "--media-allow-network", "10.0.0.0/8,nope"])
+    assert result.exit_code != 0
+    assert "--media-allow-network: not a network in CIDR notation: 'nope'" in result.output
+    result = CliRunner().invoke(main, ["serve", "--media-source-template", "http://x/"])
+    assert result.exit_code != 0
+    assert "{video_id}" in result.output

@@ -115,9 +115,7 @@ class EmbeddedRunner(Generic[J]):
             # The runner is stopping: stop the attempt and hand the job back.
             await _cancel(task)
             with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    self.queue.finish(job.id, worker, self.clock(), "queued", "server stopped")
-                )
+                await asyncio.shield(self.queue.finish(job.id, worker, self.clock(), "queued"))
             raise
         finally:
             self._hints.pop(job.id, None)

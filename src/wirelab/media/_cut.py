@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
+from . import _sites as sites
 from ._commands import SourceInfo, Step, cut_plan
 from ._errors import JobFailed
 from ._ffmpeg import classify_failure, run_ffmpeg
@@ -56,11 +57,8 @@ async def cut(
     """Cut ``request`` into a file in ``workdir``; :class:`JobFailed` on failure."""
     async with CheckingProxy(settings.policy) as proxy:
         report("probing", 0.0)
-        status, stderr, info = await probe_source(
-            tools, request.source, proxy.url, settings.cancel_grace
-        )
-        if info is None or proxy.refusals:
-            raise classify_failure(status, stderr, proxy.refusals, proxy.failures)
+        url, info = await _probe(request.source, tools, proxy, settings)
+        request = replace(request, source=url)
         _check_source(request, info, settings)
         keyframes = None
         if request.accuracy == "smart" and not request.audio_only and info.video is not None:
@@ -96,11 +94,43 @@ async def cut(
     return CutResult(path=path, output=measured, start=start)
 
 
+async def _probe(
+    url: str, tools: Tools, proxy: CheckingProxy, settings: MediaSettings
+) -> tuple[str, SourceInfo]:
+    """Probe ``url``; a page that is not media is resolved through yt-dlp (when
+    installed) and the media URL it names is probed instead. Returns the URL to cut."""
+    status, stderr, info = await probe_source(tools, url, proxy.url, settings.cancel_grace)
+    if proxy.refusals:
+        raise classify_failure(status, stderr, proxy.refusals, proxy.failures)
+    if info is not None and not _is_text(info):
+        return url, info
+    failure = classify_failure(status, stderr, [], proxy.failures)
+    if failure.retryable or not sites.available():
+        if info is not None:
+            return url, info  # _check_source names it
+        raise failure
+    resolved = await sites.resolve_page(url, proxy.url)
+    if proxy.refusals:
+        raise classify_failure(1, "", proxy.refusals, [])
+    if resolved is None:
+        if info is not None:
+            return url, info
+        raise failure
+    status, stderr, info = await probe_source(tools, resolved, proxy.url, settings.cancel_grace)
+    if info is None or proxy.refusals:
+        raise classify_failure(status, stderr, proxy.refusals, proxy.failures)
+    return resolved, info
+
+
+def _is_text(info: SourceInfo) -> bool:
+    # ffmpeg "plays" any text file (an HTML page too) as ANSI art (format tty).
+    video_codec = info.video.codec if info.video else None
+    return info.format_name in _TEXT_FORMATS or video_codec in _TEXT_CODECS
+
+
 def _check_source(request: ClipRequest, info: SourceInfo, settings: MediaSettings) -> None:
     """The range and limits against what the probe found."""
-    video_codec = info.video.codec if info.video else None
-    # ffmpeg "plays" any text file as ANSI art (format tty): that is not a video.
-    if info.format_name in _TEXT_FORMATS or video_codec in _TEXT_CODECS:
+    if _is_text(info):
         raise JobFailed(
             f"the source is not a media file ffmpeg can read (it looks like text:"
             f" format {info.format_name})"

@@ -211,7 +211,7 @@ def _av_probe(url: str, proxy: str | None) -> tuple[int, str, SourceInfo | None]
                 width=getattr(ctx, "width", None) or None,
                 height=getattr(ctx, "height", None) or None,
                 frame_rate=_rate(s.average_rate) if s.type == "video" else None,
-                reorder_delay=int(getattr(ctx, "has_b_frames", 0) or 0),
+                reorder_delay=_av_delay(container, s) if s.type == "video" else 0,
             )
 
         video = next(iter(container.streams.video), None)
@@ -231,6 +231,27 @@ def _av_probe(url: str, proxy: str | None) -> tuple[int, str, SourceInfo | None]
                 format_name=container.format.name,
             ),
         )
+
+
+def reorder_delay(pts_in_decode_order: list[int]) -> int:
+    """The decode delay in frames (ffprobe's ``has_b_frames``) that packets with these
+    presentation times, in decode order, need: how many places the latest frame comes
+    after its presentation rank."""
+    ranks = {pts: rank for rank, pts in enumerate(sorted(pts_in_decode_order))}
+    return max((i - ranks[pts] for i, pts in enumerate(pts_in_decode_order)), default=0)
+
+
+def _av_delay(container: Any, stream: Any, packets: int = 100) -> int:
+    """:func:`reorder_delay` of the first ``packets`` video packets (PyAV's own
+    ``has_b_frames`` is only known after decoding), then back to the start."""
+    seen: list[int] = []
+    for packet in container.demux(stream):
+        if packet.pts is not None:
+            seen.append(packet.pts)
+        if len(seen) >= packets:
+            break
+    container.seek(0)
+    return reorder_delay(seen)
 
 
 def _av_keyframes(

@@ -15,8 +15,8 @@ from ._errors import InvalidRequest
 
 __all__ = ["format_seconds", "parse_time"]
 
-_CLOCK = re.compile(r"(?:(\d+):)?([0-5]?\d):([0-5]\d(?:\.\d{1,6})?)")
-_SECONDS = re.compile(r"\d+(?:\.\d{1,6})?")
+_CLOCK = re.compile(r"(?:(\d+):)?([0-5]?\d):([0-5]\d(?:\.\d{1,6})?)", re.ASCII)
+_SECONDS = re.compile(r"\d+(?:\.\d{1,6})?", re.ASCII)
 _MAX_SECONDS = Decimal(10**8)  # ~3 years: anything longer is a typo
 
 

@@ -20,6 +20,7 @@ import contextlib
 import http.server
 import json
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -154,10 +155,10 @@ class _Server(http.server.ThreadingHTTPServer):
 class MediaServer:
     """A running :class:`_Server`: ``url(path)`` builds URLs, ``requests`` lists paths."""
 
-    def __init__(self, server: _Server) -> None:
+    def __init__(self, server: _Server, scheme: str = "http") -> None:
         self._server = server
         self.port: int = server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{scheme}://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         """The URL of ``path`` (relative to the served folder, or a special path)."""
@@ -183,13 +184,18 @@ class MediaServer:
 
 
 @contextlib.contextmanager
-def media_server(directory: Path, *, slow_delay: float = 0.5) -> Iterator[MediaServer]:
-    """Serve ``directory`` on ``127.0.0.1`` port 0 from a thread until the block ends."""
+def media_server(
+    directory: Path, *, slow_delay: float = 0.5, tls: ssl.SSLContext | None = None
+) -> Iterator[MediaServer]:
+    """Serve ``directory`` on ``127.0.0.1`` port 0 from a thread until the block ends
+    (over HTTPS with the server context ``tls``)."""
     server = _Server(directory, slow_delay)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, name="media-server", daemon=True)
     thread.start()
     try:
-        yield MediaServer(server)
+        yield MediaServer(server, "https" if tls is not None else "http")
     finally:
         server.shutdown()
         server.server_close()
