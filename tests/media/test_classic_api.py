@@ -58,11 +58,15 @@ def classic_jobs(server: LiveServer) -> list[Any]:
     return asyncio.run(run())
 
 
-def test_welcome(hopster: HopsterClient) -> None:
+def test_welcome(server: LiveServer, hopster: HopsterClient) -> None:
     assert hopster.welcome() == "Welcome to Hopster's Video Downloading Service!"
     raw = hopster.get("/")
     assert raw.status_code == 200
     assert raw.json() == {"message": "Welcome to Hopster's Video Downloading Service!"}
+    paths = httpx.get(server.url + "/openapi.json").json()["paths"]
+    assert {"/hopster/", "/hopster/schedule", "/hopster/progress", "/hopster/download"} <= set(
+        paths
+    )
 
 
 def test_schedule_poll_download(
@@ -180,6 +184,9 @@ def test_progress_and_download_errors(server: LiveServer, hopster: HopsterClient
 def test_the_classic_api_is_off_by_default(server_factory: Callable[..., LiveServer]) -> None:
     server = server_factory()
     assert httpx.get(server.url + "/hopster/").status_code == 404
+    assert not any(
+        p.startswith("/hopster") for p in httpx.get(server.url + "/openapi.json").json()["paths"]
+    )
 
 
 def test_the_classic_api_needs_a_source_template(tmp_path: Path) -> None:
