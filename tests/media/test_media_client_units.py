@@ -58,12 +58,13 @@ def test_bad_job_documents_are_protocol_errors(doc: Any) -> None:
 
 def test_poll_interval_grows_then_follows_the_job_rate() -> None:
     waits = [MIN_POLL_S]
-    for _ in range(20):
-        waits.append(poll_interval(waits[-1], elapsed=1.0, progress=0))
+    for _ in range(20):  # queued, or probing: no progress yet
+        waits.append(poll_interval(waits[-1], elapsed=1.0, gained=0, left=100))
     assert waits == sorted(waits) and waits[-1] == MAX_POLL_S
-    # At 80 % after 4 s, the job needs ~1 s more: look again after a quarter of that.
-    assert poll_interval(MAX_POLL_S, elapsed=4.0, progress=80) == pytest.approx(0.25)
-    assert poll_interval(MAX_POLL_S, elapsed=0.1, progress=99) == MIN_POLL_S
+    # 40 % gained in 2 s, 20 % left: the job needs ~1 s more; look again after a quarter.
+    assert poll_interval(MAX_POLL_S, elapsed=2.0, gained=40, left=20) == pytest.approx(0.25)
+    assert poll_interval(MAX_POLL_S, elapsed=2.0, gained=60, left=12) == pytest.approx(0.1)
+    assert poll_interval(MAX_POLL_S, elapsed=0.1, gained=90, left=1) == MIN_POLL_S
 
 
 def test_ids_that_would_change_the_url_path_are_refused() -> None:

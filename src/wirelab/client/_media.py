@@ -19,25 +19,23 @@ __all__ = ["MIN_POLL_S", "MediaClient", "poll_interval"]
 JOBS_PATH: Final = "/v1/media/jobs"
 MIN_POLL_S: Final = 0.02
 """The shortest wait between two looks at a job."""
-MAX_POLL_S: Final = 0.5
+MAX_POLL_S: Final = 0.25
 """The longest wait between two looks at a job (a result is picked up this late at most)."""
 ACCURACIES: Final = ("fast", "exact", "smart")
 CONTAINERS: Final = ("mp4", "mkv", "m4a", "mp3")
 
 
-def poll_interval(previous: float, elapsed: float, progress: float) -> float:
+def poll_interval(previous: float, elapsed: float, gained: float, left: float) -> float:
     """How long to wait before the next look at a running job.
 
-    Without progress the wait grows by half each time (from :data:`MIN_POLL_S`); with
-    progress it is a quarter of the time the job still needs at its rate so far, so the
-    end of a job is seen within a few percent of its run time. Always between
+    ``gained`` percent of progress were made in the ``elapsed`` seconds since the first
+    look that showed progress, and ``left`` percent remain. With progress, the wait is a
+    quarter of the time the job still needs at that rate, so its end is seen within a few
+    percent of its run time (the rate leaves out the queue and the probing before the
+    first progress); without, it grows by half each time. Always between
     :data:`MIN_POLL_S` and :data:`MAX_POLL_S`.
     """
-    if 0 < progress < 100 and elapsed > 0:
-        remaining = elapsed * (100 - progress) / progress
-        wait = remaining / 4
-    else:
-        wait = previous * 1.5
+    wait = elapsed * left / gained / 4 if gained > 0 and elapsed > 0 else previous * 1.5
     return min(MAX_POLL_S, max(MIN_POLL_S, wait))
 
 
@@ -135,16 +133,20 @@ class MediaClient(TokenClient):
         """
         started = time.monotonic()
         interval = MIN_POLL_S
+        origin: tuple[float, float] | None = None  # the first look with progress: (time, %)
         while True:
             job = self.job(job_id)
+            now = time.monotonic()
             if on_update is not None:
                 on_update(job)
             if job.finished:
                 return job
-            elapsed = time.monotonic() - started
-            if timeout is not None and elapsed > timeout:
+            if timeout is not None and now - started > timeout:
                 raise WirelabTimeout(f"media job {job_id} is still {job.state} after {timeout:g} s")
-            interval = poll_interval(interval, elapsed, job.progress)
+            if origin is None and job.progress > 0:
+                origin = (now, job.progress)
+            since, base = origin or (now, job.progress)
+            interval = poll_interval(interval, now - since, job.progress - base, 100 - job.progress)
             sleep(interval)
 
     def download(
