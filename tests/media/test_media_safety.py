@@ -138,3 +138,15 @@ def test_https_sources_tunnel_through_the_checking_proxy(
         job, _ = wait_job(media.alice, media.alice.post("/v1/media/jobs", json=body).json()["id"])
         assert job["state"] == "succeeded", job
         assert "/hls/seg001.ts" in server.requests
+
+
+def test_a_playlist_cannot_read_the_servers_files(
+    media: Media, test_media: TestMedia, tmp_path: Path
+) -> None:
+    segment = test_media.root / "hls" / "seg001.ts"
+    (tmp_path / "local.m3u8").write_text(_playlist(f"file://{segment}"))
+    with media_server(tmp_path) as server:
+        body = {"source": server.url("local.m3u8"), "accuracy": "fast"}
+        job, _ = wait_job(media.alice, media.alice.post("/v1/media/jobs", json=body).json()["id"])
+    assert job["state"] == "failed", job
+    assert job["error"]["retryable"] is False
