@@ -8,7 +8,10 @@ One ``wirelab serve`` (default worker threads, limits raised as in every benchma
    aggregate MB/s is reported too);
 3. **disconnect**: one such client is killed (SIGKILL) after 1 s of pulling; the server's
    CPU time (utime + stime from /proc) is read at the kill and 1 s and 2 s after it. A
-   server that stops generating when the client is gone is back to idle in the first second.
+   server that stops generating when the client is gone is back to idle in the first second;
+4. **manifest**: the largest ``/v1/stream/manifest`` the default limit allows (256 x 1 MiB
+   of random content, every file hashed): its response time and server CPU, and that one
+   more file is refused (422).
 
 The probe sends one request every ``--interval`` seconds (default 20 ms) and times each
 from send to the end of the response; p50 and p99 over ``--samples`` requests (default 200)
@@ -53,6 +56,8 @@ STREAM_FILES = 4096
 CLIENTS = 3
 P99_TARGET_MS = 50.0
 IDLE_CPU_TARGET_S = 0.1
+#: The server's default manifest limit (``StreamLimits.max_manifest_bytes``).
+MANIFEST_LIMIT = 256 * MIB
 #: Longest a phase may take (a starved server answers the probe late, not never).
 PHASE_CAP_S = 60.0
 
@@ -191,6 +196,28 @@ def disconnect_phase(port: int, pid: int) -> dict[str, Any]:
     }
 
 
+def manifest_phase(port: int, pid: int) -> dict[str, Any]:
+    """Cost of the largest manifest the server allows, and the status one file beyond."""
+    files = MANIFEST_LIMIT // MIB
+    conn = http.client.HTTPConnection(HOST, port, timeout=PHASE_CAP_S)
+    statuses: list[int] = []
+    seconds = cpu = 0.0
+    try:
+        cpu0, t0 = tree_stats(pid).cpu, time.perf_counter()
+        for count in (files, files + 1):
+            conn.request("GET", f"/v1/stream/manifest?count={count}&min_size={MIB}"
+                         f"&max_size={MIB}&content=random&seed=5")  # fmt: skip
+            resp = conn.getresponse()
+            resp.read()
+            statuses.append(resp.status)
+            if count == files:
+                seconds, cpu = time.perf_counter() - t0, tree_stats(pid).cpu - cpu0
+    finally:
+        conn.close()
+    return {"files": files, "seconds": round(seconds, 3), "server_cpu_s": round(cpu, 2),
+            "status_at_limit": statuses[0], "status_beyond": statuses[1]}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=200, help="probes per phase (200)")
@@ -221,14 +248,17 @@ def main() -> int:
         speed = throughput_phase(wl.port, 5.0)
         log("phase: disconnect")
         gone = disconnect_phase(wl.port, wl.pid)
+        log("phase: manifest")
+        costly = manifest_phase(wl.port, wl.pid)
     checks = {
         "p99_under_load": loaded["p99_ms"] < P99_TARGET_MS,
         "idle_after_disconnect": gone["cpu_s_0_1"] < IDLE_CPU_TARGET_S,
+        "manifest_bounded": costly["status_beyond"] == 422,
     }
     if args.json:
         print(json.dumps({"cpus": os.cpu_count(), "loadavg_at_start": load, "idle": idle,
                           "streams": loaded, "throughput": speed, "disconnect": gone,
-                          "checks": checks}, indent=2))  # fmt: skip
+                          "manifest": costly, "checks": checks}, indent=2))  # fmt: skip
         return 0 if all(checks.values()) else 1
     rows = [
         ["idle", str(idle["samples"]), f"{idle['p50_ms']:.1f}", f"{idle['p99_ms']:.1f}",
@@ -245,6 +275,11 @@ def main() -> int:
     print(f"after a disconnect: server CPU {gone['cpu_s_0_1']:.2f} s in the first second, "
           f"{gone['cpu_s_1_2']:.2f} s in the next; streams active after 2 s: "
           f"{gone['streams_active_after_2s']}")  # fmt: skip
+    print(
+        f"largest manifest allowed ({costly['files']} x 1 MiB random): "
+        f"{costly['seconds']:.2f} s, server CPU {costly['server_cpu_s']:.2f} s "
+        f"(status {costly['status_at_limit']}); one more file: {costly['status_beyond']}"
+    )
     for name, ok in checks.items():
         print(f"{name}: {'PASS' if ok else 'FAIL'}")
     print(f"load average at start: {load:.2f} (other work on the machine skews the figures)")
