@@ -280,9 +280,12 @@ def main() -> int:
         "socket or framing work)"
     )
     print(f"load average at start: {load:.2f} (other work on the machine skews the figures)")
+    by_key = {t.key: t for t in targets}
     for key in TARGETS:
-        if f"{key}-baseline" in med:
-            print(f"{key}: this build / baseline = {med[key] / med[key + '-baseline']:.0%}")
+        if (ref := by_key.get(f"{key}-baseline")) is not None:
+            paired = median([a / b for a, b in zip(by_key[key].mbps, ref.mbps, strict=True)])
+            print(f"{key}: this build / baseline = {med[key] / med[ref.key]:.0%} of "
+                  f"the medians, {paired:.0%} median of the per-round ratios")  # fmt: skip
     for note in notes:
         print(note)
     return 0 if all(c["pass"] for c in checks) else 1

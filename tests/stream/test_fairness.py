@@ -220,7 +220,11 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def test_disconnect_mid_stream_stops_generation(server: LiveServer) -> None:
+@pytest.mark.parametrize("threads", [0, 2])
+def test_disconnect_mid_stream_stops_generation(
+    server_factory: Callable[..., LiveServer], threads: int
+) -> None:
+    server = server_factory(worker_threads=threads)
     runtime = server.stream_runtime
     count = 2000  # 2000 MiB if nothing stopped it
     sock = open_stream(server, count)
