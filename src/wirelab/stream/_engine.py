@@ -242,7 +242,12 @@ class _FramedStream:
             byteorder=self.params.byteorder,
             offset=round(spec.offset, 6),
         )
-        digest = self.content.known_digest(spec.size)
+        digest = self.content.memoized_digest(spec.size)
+        if digest is None and spec.size <= self.runtime.body_cache.max_entry:
+            # Periodic files up to one message are hashed up front (about a slice of
+            # work); larger ones are hashed while they are sent, in slices, like random.
+            digest = self.content.known_digest(spec.size)
+            await self.slice.checkpoint()
         chunks = self.content.file_chunks(spec.size)
         if digest is not None and spec.size <= self.runtime.body_cache.max_entry:
             # Periodic content: the framed body is shared; F, D..., E go out as one message.
@@ -256,6 +261,7 @@ class _FramedStream:
             await self.send(_body(b"".join((body, self.encoder.file_end(digest)))))
         else:
             digest = await self._send_large(header, chunks, digest)
+            self.content.remember_digest(spec.size, digest)
             await self.send(_body(self.encoder.file_end(digest)))
         self.runtime.files_sent += 1
 
