@@ -113,10 +113,11 @@ async def _sleeper(stopped: list[str], job: MediaJob, context: JobContext) -> No
 
 
 async def _one_sleeping_job(
-    db: Database, timeout: float, stopped: list[str]
+    db: Database, limit: float, stopped: list[str]
 ) -> EmbeddedRunner[MediaJob]:
-    """A runner (one worker, ``timeout``) running one job that sleeps until stopped."""
-    settings = RunnerSettings(workers=1, timeout=timeout, heartbeat=0.05, poll=0.05)
+    """A runner (one worker, a ``limit`` of seconds per attempt) running one job that
+    sleeps until stopped."""
+    settings = RunnerSettings(workers=1, timeout=limit, heartbeat=0.05, poll=0.05)
     runner = EmbeddedRunner(db.media, partial(_sleeper, stopped), settings)
     await runner.start()
     await db.media.create(_job(0), time.time())
