@@ -97,6 +97,8 @@ _MEDIA_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("max_source_duration", _SECONDS, "Longest source accepted, s.  [default: 6 h]"),
     ("max_clip_duration", _SECONDS, "Longest clip, s.  [default: 3 h]"),
     ("max_output_size", click.IntRange(1), "Largest clip file, bytes.  [default: 4 GiB]"),
+    ("max_active_jobs", click.IntRange(1), "Queued and running media jobs per user.  "
+     "[default: 100]"),
 ]  # fmt: skip
 
 
