@@ -56,6 +56,12 @@ _STREAM_LIMIT_OPTIONS: list[tuple[str, float, click.ParamType[Any], str]] = [
         "Largest count * max_size of one stream, bytes.",
     ),
     (
+        "manifest_bytes",
+        256 * _MIB,
+        click.IntRange(0),
+        "Largest count * max_size of one /v1/stream/manifest (it hashes every file), bytes.",
+    ),
+    (
         "duration",
         3600.0,
         click.FloatRange(0),
@@ -91,6 +97,8 @@ _MEDIA_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("max_source_duration", _SECONDS, "Longest source accepted, s.  [default: 6 h]"),
     ("max_clip_duration", _SECONDS, "Longest clip, s.  [default: 3 h]"),
     ("max_output_size", click.IntRange(1), "Largest clip file, bytes.  [default: 4 GiB]"),
+    ("max_active_jobs", click.IntRange(1), "Queued and running media jobs per user.  "
+     "[default: 100]"),
 ]  # fmt: skip
 
 
@@ -205,6 +213,7 @@ def serve(
     stream_limit_count: int,
     stream_limit_file_size: int,
     stream_limit_total_bytes: int,
+    stream_limit_manifest_bytes: int,
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
@@ -241,6 +250,7 @@ def serve(
             max_count=stream_limit_count,
             max_file_size=stream_limit_file_size,
             max_total_bytes=stream_limit_total_bytes,
+            max_manifest_bytes=stream_limit_manifest_bytes,
             max_duration=stream_limit_duration,
         ),
         worker_threads=worker_threads,

@@ -39,7 +39,7 @@ def _cut(media: Media, tmp_path: Path, **body: object) -> tuple[dict[str, object
     return job, out
 
 
-@pytest.mark.parametrize("path", ["hls/index.m3u8", "video.mp4"])
+@pytest.mark.parametrize("path", ["hls/index.m3u8", "dash/manifest.mpd", "video.mp4"])
 def test_exact_cut_is_frame_accurate(
     media: Media, source: MediaServer, tmp_path: Path, path: str
 ) -> None:
@@ -110,7 +110,7 @@ def _decode_errors(path: Path) -> str:
     ).stderr  # fmt: skip
 
 
-@pytest.mark.parametrize("path", ["hls/index.m3u8", "video.mp4"])
+@pytest.mark.parametrize("path", ["hls/index.m3u8", "dash/manifest.mpd", "video.mp4"])
 def test_smart_cut_is_frame_accurate_and_copies_most_of_the_clip(
     media: Media, source: MediaServer, test_media: TestMedia, tmp_path: Path, path: str
 ) -> None:

@@ -323,3 +323,25 @@ def test_serve_refuses_a_bad_allowed_network() -> None:
     result = CliRunner().invoke(main, ["serve", "--media-source-template", "http://x/"])
     assert result.exit_code != 0
     assert "{video_id}" in result.output
+
+
+def test_active_jobs_per_user_are_limited(
+    media_factory: Callable[..., Media], source: MediaServer
+) -> None:
+    source.slow_delay = 0.5
+    media = media_factory(workers=1, max_active_jobs=2)
+    for end in ("1", "2"):
+        _submit(media, source=source.url("slow/video.mp4"), end=end, accuracy="exact")
+    response = media.alice.post(
+        "/v1/media/jobs", json={"source": source.url("video.mp4"), "end": "3"}
+    )
+    assert response.status_code == 429
+    assert "allows 2" in response.json()["detail"]
+    assert (
+        media.bob.post(
+            "/v1/media/jobs", json={"source": source.url("video.mp4"), "end": "3"}
+        ).status_code
+        == 202
+    )
+    for job in media.alice.get("/v1/media/jobs").json()["jobs"]:
+        media.alice.delete(job["url"])

@@ -8,6 +8,8 @@ before it connects).
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from wirelab.media import NetworkPolicy
+from wirelab.media._proxy import CheckingProxy
 from wirelab.media._tools import find_tools
 from wirelab.media.testing import MediaServer, TestMedia, media_server
 
@@ -138,3 +142,46 @@ def test_https_sources_tunnel_through_the_checking_proxy(
         job, _ = wait_job(media.alice, media.alice.post("/v1/media/jobs", json=body).json()["id"])
         assert job["state"] == "succeeded", job
         assert "/hls/seg001.ts" in server.requests
+
+
+def test_a_playlist_cannot_read_the_servers_files(
+    media: Media, test_media: TestMedia, tmp_path: Path
+) -> None:
+    segment = test_media.root / "hls" / "seg001.ts"
+    (tmp_path / "local.m3u8").write_text(_playlist(f"file://{segment}"))
+    with media_server(tmp_path) as server:
+        body = {"source": server.url("local.m3u8"), "accuracy": "fast"}
+        job, _ = wait_job(media.alice, media.alice.post("/v1/media/jobs", json=body).json()["id"])
+    assert job["state"] == "failed", job
+    assert job["error"]["retryable"] is False
+
+
+def test_the_proxy_refuses_before_connecting() -> None:
+    """A refused address gets no connection attempt at all: a listener on it sees none
+    (shown on loopback, refused by the default policy, both by IP and by name)."""
+
+    async def run() -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        try:
+            async with CheckingProxy(NetworkPolicy()) as proxy:
+                proxy_port = int(proxy.url.rsplit(":", 1)[1])
+                for request in (
+                    f"GET http://127.0.0.1:{port}/v.mp4 HTTP/1.1\r\nHost: x\r\n\r\n",
+                    f"GET http://localhost:{port}/v.mp4 HTTP/1.1\r\nHost: x\r\n\r\n",
+                    f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n",
+                ):
+                    reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+                    writer.write(request.encode())
+                    answer = await reader.read()
+                    writer.close()
+                    assert answer.startswith(b"HTTP/1.1 403 "), answer
+                    assert b"loopback address" in answer
+                assert len(proxy.refusals) == 3
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+        finally:
+            listener.close()
+
+    asyncio.run(run())

@@ -150,6 +150,8 @@ class EmbeddedRunner(Generic[J]):
             beat = await self.queue.heartbeat(
                 job.id, worker, now, now + settings.lease, context.percent, context.phase
             )
+            if task.done():  # it finished (and released the lease) meanwhile
+                break
             reason = None
             if not beat.owned:
                 reason = "lost"

@@ -25,6 +25,7 @@ from ._errors import (
     MediaError,
     SourceRefused,
     ToolMissing,
+    TooManyJobs,
 )
 from ._request import ACCURACIES, CONTAINERS, ClipRequest, parse_request
 from ._routes import MediaRuntime, build_router, job_json
@@ -47,6 +48,7 @@ __all__ = [
     "MediaSettings",
     "NetworkPolicy",
     "SourceRefused",
+    "TooManyJobs",
     "ToolMissing",
     "build_router",
     "format_seconds",

@@ -38,6 +38,21 @@ __all__ = [
 IO_TIMEOUT_US = 20_000_000
 """ffmpeg's ``-rw_timeout``: a source silent this long fails the step (retryable)."""
 
+PROTOCOLS = "http,https,tls,tcp,httpproxy,crypto,data"
+"""What a remote input may open: no ``file`` (a playlist naming ``file:///...`` segments
+would read the server's files), no ``udp``/``rtp``. ``tcp`` only ever reaches the proxy:
+every http(s) connection goes through it."""
+
+
+def remote_input_options(proxy: str) -> list[str]:
+    """The input options of every remote read: the proxy, the protocol whitelist and
+    the I/O timeout (ffmpeg and ffprobe take the same)."""
+    return [
+        "-http_proxy", proxy, "-protocol_whitelist", PROTOCOLS,
+        "-rw_timeout", str(IO_TIMEOUT_US),
+    ]  # fmt: skip
+
+
 _FORMATS = {"mp4": "mp4", "mkv": "matroska", "m4a": "mp4", "mp3": "mp3"}
 _X264_PROFILES = {
     "constrained baseline": "baseline",
@@ -116,7 +131,7 @@ def input_args(
     """Input options and ``-i``: the proxy, an I/O timeout, and the seek (before ``-i``)."""
     args: list[str] = []
     if proxy is not None:
-        args += ["-http_proxy", proxy, "-rw_timeout", str(IO_TIMEOUT_US)]
+        args += remote_input_options(proxy)
     if start:
         args += ["-ss", format_seconds(start)]
     if end is not None:

@@ -16,6 +16,7 @@ __all__ = [
     "LimitExceeded",
     "MediaError",
     "SourceRefused",
+    "TooManyJobs",
     "ToolMissing",
 ]
 
@@ -42,6 +43,12 @@ class LimitExceeded(MediaError):
     """The request asks more than the server allows (clip length, source length, size)."""
 
     status_code = 422
+
+
+class TooManyJobs(MediaError):
+    """The user already has the most queued and running jobs the server allows."""
+
+    status_code = 429
 
 
 class JobNotFound(MediaError):

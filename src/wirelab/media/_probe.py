@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from ._commands import IO_TIMEOUT_US, SourceInfo, StreamInfo
+from ._commands import IO_TIMEOUT_US, PROTOCOLS, SourceInfo, StreamInfo, remote_input_options
 from ._errors import JobFailed, ToolMissing
 from ._ffmpeg import run_ffmpeg
 from ._tools import Tools
@@ -83,7 +83,7 @@ def parse_probe(doc: dict[str, Any]) -> SourceInfo:
 
 
 def _proxy_args(proxy: str | None) -> list[str]:
-    return [] if proxy is None else ["-http_proxy", proxy, "-rw_timeout", str(IO_TIMEOUT_US)]
+    return [] if proxy is None else remote_input_options(proxy)
 
 
 async def _ffprobe_json(tools: Tools, args: list[str], grace: float) -> tuple[int, str, Any]:
@@ -184,7 +184,13 @@ def _av() -> Any:
 
 
 def _av_open(url: str, proxy: str | None) -> Any:
-    options = {} if proxy is None else {"http_proxy": proxy, "rw_timeout": str(IO_TIMEOUT_US)}
+    options = {}
+    if proxy is not None:
+        options = {
+            "http_proxy": proxy,
+            "protocol_whitelist": PROTOCOLS,
+            "rw_timeout": str(IO_TIMEOUT_US),
+        }
     return _av().open(url, options=options)
 
 

@@ -113,6 +113,7 @@ def build_router(runtime: MediaRuntime) -> APIRouter:
             200: {"description": "An equivalent job exists (same Idempotency-Key, or the "
                   "same request while it is active or has its result): that job."},
             422: {"description": "Invalid request, refused source or over a limit."},
+            429: {"description": "You have the most queued and running jobs allowed."},
         },
         openapi_extra={
             "requestBody": {

@@ -27,7 +27,7 @@ from ..db import Database, MediaJob
 from ..jobs import EmbeddedRunner, JobContext, JobRunner, RunnerSettings
 from ..storage import BlobReader, BlobStore, UploadExistsError, UploadNotFoundError
 from ._cut import cut
-from ._errors import InvalidRequest, JobFailed, JobNotFound, ToolMissing
+from ._errors import InvalidRequest, JobFailed, JobNotFound, ToolMissing, TooManyJobs
 from ._proxy import resolve_checked
 from ._request import ClipRequest, parse_request
 from ._safety import validate_source_url
@@ -107,6 +107,7 @@ class MediaService:
         """
         request = parse_request(body, template=self.settings.source_template, limits=self.settings)
         await self.check_host(request.source)
+        await self._check_active(owner)
         now = self.clock()
         job = _new_job(owner, request, idempotency_key, now)
         found, created = await self.db.media.create(job, now)
@@ -120,6 +121,18 @@ class MediaService:
         if created:
             self.runner.wake()
         return found, created
+
+    async def _check_active(self, owner: str) -> None:
+        """:class:`TooManyJobs` when ``owner`` is at ``max_active_jobs`` (a soft limit:
+        concurrent submits may pass it by a few)."""
+        limit = self.settings.max_active_jobs
+        active = 0
+        for state in ("queued", "running"):
+            active += len(await self.db.media.list_jobs(owner, state, limit + 1))
+        if active >= limit:
+            raise TooManyJobs(
+                f"you have {active} queued or running media jobs; this server allows {limit}"
+            )
 
     async def check_host(self, url: str) -> None:
         """Refuse a source whose host resolves only to refused addresses now, at submit

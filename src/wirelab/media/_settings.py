@@ -30,6 +30,8 @@ class MediaSettings:
     - ``max_clip_duration`` (``WIRELAB_MEDIA_MAX_CLIP_DURATION``, s): longest clip; a
       request without ``end`` is checked against the source's length.
     - ``max_output_size`` (``WIRELAB_MEDIA_MAX_OUTPUT_SIZE``, bytes): larger results fail.
+    - ``max_active_jobs`` (``WIRELAB_MEDIA_MAX_ACTIVE_JOBS``): queued and running jobs one
+      user may have; more are refused (429).
     - ``retries`` (``WIRELAB_MEDIA_RETRIES``): extra attempts after a retryable failure,
       ``retry_backoff`` (s) doubling between them.
     - ``sweep_interval`` (s): how often expired results are removed.
@@ -44,6 +46,7 @@ class MediaSettings:
     max_source_duration: float = 6 * 3600.0
     max_clip_duration: float = 3 * 3600.0
     max_output_size: int = 4 * 1024**3
+    max_active_jobs: int = 100
     retries: int = 2
     retry_backoff: float = 1.0
     sweep_interval: float = 60.0

@@ -4,8 +4,9 @@
 (``testsrc2`` video, ``sine`` audio), H.264 with a fixed keyframe interval
 (``KEYFRAME_INTERVAL`` seconds: ``-g 50 -keyint_min 50 -sc_threshold 0`` at 25 fps) and AAC,
 as a progressive MP4, then packages the same packets (stream copy) as a VOD HLS playlist
-with ``KEYFRAME_INTERVAL``-second MPEG-TS segments. Because HLS is a remux of the MP4,
-their video packets are byte-identical up to the H.264 framing, which lets tests check
+with ``KEYFRAME_INTERVAL``-second MPEG-TS segments and as DASH (fragmented MP4). Because
+these are remuxes of the MP4, their video packets are byte-identical up to the H.264
+framing, which lets tests check
 that a cut stream-copied them.
 
 :class:`MediaServer` serves a folder over HTTP on ``127.0.0.1`` port 0 from a thread,
@@ -58,6 +59,7 @@ class TestMedia:
     duration: float
     mp4: str = "video.mp4"
     hls: str = "hls/index.m3u8"
+    dash: str = "dash/manifest.mpd"
     text: str = "notmedia.txt"
 
 
@@ -92,6 +94,13 @@ def make_test_media(
         "-hls_time", str(KEYFRAME_INTERVAL), "-hls_playlist_type", "vod",
         "-hls_segment_filename", str(root / "hls" / "seg%03d.ts"),
         str(root / media.hls),
+    )  # fmt: skip
+    (root / "dash").mkdir(exist_ok=True)
+    _ffmpeg(
+        ffmpeg,
+        "-i", str(root / media.mp4), "-c", "copy", "-f", "dash",
+        "-seg_duration", str(KEYFRAME_INTERVAL), "-use_template", "1", "-use_timeline", "0",
+        str(root / media.dash),
     )  # fmt: skip
     (root / media.text).write_text("this is not a video\n" * 50)
     return media
