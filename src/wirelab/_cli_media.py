@@ -24,7 +24,7 @@ import click
 from ._cli_common import describe_error, fail, human_size
 from ._cli_relay import BarProgress, client_settings, connection_options
 from ._closing import Closing
-from ._exceptions import HTTPStatusError, WirelabError
+from ._exceptions import HTTPStatusError, UsageError, WirelabError
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
@@ -235,6 +235,8 @@ def fetch(
         raise click.UsageError("--job follows an existing job: it takes no clip options")
     as_json = opts["as_json"]
     dest, out_dir = _destination(out)
+    if dest is not None and not overwrite and dest.exists():
+        raise UsageError(f"{dest} exists; use --overwrite to replace it")  # before any job
     with open_media(opts) as client, JobBar(enabled=not as_json) as bar:
         try:
             if job_id is None:

@@ -76,6 +76,9 @@ def test_fetch_shows_progress_downloads_verifies_and_says_where(
     assert any("running" in line for line in progress)
     assert ": succeeded" in progress[-1] and progress[-1].endswith(" 100%")
     job_id = progress[0].split()[1].rstrip(":")
+    again = run(env, "fetch", source.url(test_media.hls), "--end", "3", "--out", str(out))
+    assert again.exit_code == 1 and "exists" in error_line(again)
+    assert again.stderr.count("job ") == 0  # refused before any job was submitted
     shown = one_json(run(env, "show", job_id, "--json"))
     assert shown["ok"] is True and shown["job"]["state"] == "succeeded"
     assert hashlib.sha256(out.read_bytes()).hexdigest() == shown["job"]["result"]["sha256"]
