@@ -22,7 +22,11 @@ the service leg and the direct leg, the order alternating; after a service leg t
 deleted (untimed) so that the next identical request makes a new job. Medians over
 ``--rounds`` (default 5). For each job the server's timestamps split the service time into:
 ``queue`` (created to started), ``run`` (started to finished: probe, ffmpeg, measuring,
-storing), ``seen`` (finished to the client's last poll) and ``download`` (the rest).
+storing), ``seen`` (finished to the client's last poll) and ``download`` (the rest). The
+ratio is that of the medians; the median of the per-round ratios is printed too (each
+round's two legs ran back to back, so it is less sensitive to load changing during the
+run). The concurrent case runs four rounds on a fresh server: bare, service, service (its
+jobs deleted first), bare; medians.
 
 Run: ``.venv/bin/python benchmarks/media_jobs.py [--rounds 5] [--size 640x360] [--json]``;
 exit status 0 when every target is met.
@@ -154,10 +158,12 @@ def compare(
         shares = ", ".join(f"{k} {v:.3f}" for k, v in parts.items())
         log(f"{name} round {i}: service {service_s:.3f} s ({shares}), direct {direct_s:.3f} s")
     parts = {k: median([p[k] for p in service.parts]) for k in service.parts[0]}
+    paired = [a / b for a, b in zip(service.times, direct.times, strict=True)]
     return {
         "service_s": service.median,
         "direct_s": direct.median,
         "ratio": service.median / direct.median,
+        "ratio_paired_median": median(paired),
         "service_parts_s": parts,
         "service_all_s": service.times,
         "direct_all_s": direct.times,
@@ -246,21 +252,28 @@ def concurrency(work: Path, hls: str) -> dict[str, Any]:
         for i in range(CONCURRENT)
     ]
     commands = [direct_command(b, work / f"d{i}.mp4") for i, b in enumerate(bodies)]
+    direct = [concurrent_direct(commands)]  # rounds: direct, service, service, direct
     server, token = start_server(work, 2)
     try:
         idle = proc_stats(server.pid).rss
         with RssSampler(server.pid) as sampler:
-            service = concurrent_service(server.url, token, bodies, work)
+            service = [concurrent_service(server.url, token, bodies, work)]
+            with MediaClient(server.url, token=token) as client:  # the next round: new jobs
+                for job in client.jobs():
+                    client.cancel(job.id)
+            service.append(concurrent_service(server.url, token, bodies, work))
         hwm = proc_stats(server.pid).rss_peak
     finally:
         server.stop()
-    direct = concurrent_direct(commands)
+    direct.append(concurrent_direct(commands))
+    log(f"concurrent: service {service} s, direct {direct} s")
     return {
         "jobs": CONCURRENT,
         "clip": "10 s exact each",
-        "service_s": service,
-        "direct_two_at_a_time_s": direct,
-        "ratio": service / direct,
+        "service_s": median(service),
+        "direct_two_at_a_time_s": median(direct),
+        "ratio": median(service) / median(direct),
+        "all_s": {"service": service, "direct": direct},
         "server_rss_idle_mb": idle / MB,
         "server_rss_peak_sampled_mb": sampler.peak / MB,
         "server_vmhwm_mb": hwm / MB,
@@ -287,6 +300,7 @@ def report(results: dict[str, Any]) -> bool:
     for name in ("exact_20s", "fast_4s"):
         parts = ", ".join(f"{k} {v:.3f}" for k, v in results[name]["service_parts_s"].items())
         print(f"{name} service time (median s): {parts}")
+        print(f"{name} median of the per-round ratios: {results[name]['ratio_paired_median']:.2f}x")
     print(
         f"server RSS: idle {conc['server_rss_idle_mb']:.0f} MB, peak "
         f"{conc['server_vmhwm_mb']:.0f} MB (VmHWM; target <= {TARGET_RSS / MB:.0f} MB)"
