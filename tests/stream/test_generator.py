@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
+from typing import Any
 
+import blake3
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,6 +22,7 @@ from wirelab.stream import (
     iter_plan,
 )
 from wirelab.stream._content import DIGESTS
+from wirelab.stream._params import Digest
 
 LIMITS = StreamLimits()
 
@@ -211,15 +215,20 @@ class TestContent:
         assert values[25] == pytest.approx(full / 2, rel=0.01)
         assert values[0] == 0
 
-    def test_periodic_content_restarts_each_file_and_memoizes_digest(self) -> None:
-        p = StreamParams(content="ramp")
+    @pytest.mark.parametrize(
+        ("digest", "hash_"), [("blake3", blake3.blake3), ("sha256", hashlib.sha256)]
+    )
+    def test_periodic_content_restarts_each_file_and_memoizes_digest(
+        self, digest: Digest, hash_: Callable[[bytes], Any]
+    ) -> None:
+        p = StreamParams(content="ramp", digest=digest)
         src = ContentSource(p, 0)
         one, two = file_bytes(src, 300_000), file_bytes(src, 300_000)
         assert one == two
-        assert src.known_digest(300_000) == hashlib.sha256(one).hexdigest()
+        assert src.known_digest(300_000) == hash_(one).hexdigest()
         hits = DIGESTS.hits
-        assert src.known_digest(300_000) == hashlib.sha256(two).hexdigest()
+        assert src.known_digest(300_000) == hash_(two).hexdigest()
         assert DIGESTS.hits == hits + 1  # memoized, not hashed again
-        assert src.memoized_digest(300_000) == hashlib.sha256(one).hexdigest()
+        assert src.memoized_digest(300_000) == hash_(one).hexdigest()
         assert src.memoized_digest(300_002) is None  # never computed on demand
         assert ContentSource(StreamParams(), 0).known_digest(10) is None

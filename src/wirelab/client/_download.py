@@ -183,7 +183,8 @@ class DownloadWriter:
                 "index": current.index,
                 "name": self._current_name,
                 "size": current.size,
-                "sha256": event.sha256,
+                # The member is named after the algorithm, as in the server's manifest.
+                event.algorithm: event.digest,
                 "offset": current.offset,
                 "dtype": current.dtype,
                 "byteorder": current.byteorder,

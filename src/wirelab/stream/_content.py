@@ -8,15 +8,14 @@ most :data:`CHUNK_SIZE` bytes, so memory per stream stays bounded whatever the f
   chunk size, so the bytes never depend on how the server splits its work.
 * ``sine`` and ``ramp`` restart in every file, so a file depends only on
   ``(content, dtype, byteorder, size)``: their chunks are zero-copy slices of a cached
-  window and their digests are memoized (:func:`periodic_digest`, or by the stream engine
-  once it has hashed a file while sending it: hashing a 16 MiB file up front would keep
-  the event loop for tens of milliseconds).
+  window and their digests are memoized per algorithm (:func:`periodic_digest`, or by the
+  stream engine once it has hashed a file while sending it: hashing a 16 MiB file up front
+  would keep the event loop for tens of milliseconds).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from typing import TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from ..framing._digests import Hasher, new_hasher
 from ._params import SAMPLE_WIDTH, StreamParams
 
 __all__ = ["CHUNK_SIZE", "DIGESTS", "Chunk", "ContentSource", "DigestMemo", "periodic_digest"]
@@ -99,12 +99,12 @@ def _periodic_chunks(content: str, dtype: str, byteorder: str, size: int) -> Ite
         sample += n
 
 
-_DigestKey = tuple[str, str, str, int]
+_DigestKey = tuple[str, str, str, int, str]
 
 
 class DigestMemo:
-    """Digests of periodic files by (content, dtype, byteorder, size): a bounded LRU shared
-    by the event loop and the threads that compute manifests (hence the lock)."""
+    """Digests of periodic files by (content, dtype, byteorder, size, algorithm): a bounded
+    LRU shared by the event loop and the threads that compute manifests (hence the lock)."""
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
@@ -132,15 +132,18 @@ class DigestMemo:
 DIGESTS = DigestMemo()
 
 
-def periodic_digest(content: str, dtype: str, byteorder: str, size: int) -> str:
-    """SHA-256 (hex) of a ``sine`` or ``ramp`` file: memoized, it depends on nothing else.
+def periodic_digest(
+    content: str, dtype: str, byteorder: str, size: int, algorithm: str = "blake3"
+) -> str:
+    """The hex digest (*algorithm*) of a ``sine`` or ``ramp`` file: memoized, it depends
+    on nothing else.
 
     Computes it when it is not memoized: CPU proportional to ``size`` (keep large ones off
     the event loop)."""
-    key = (content, dtype, byteorder, size)
+    key = (content, dtype, byteorder, size, algorithm)
     digest = DIGESTS.get(key)
     if digest is None:
-        h = hashlib.sha256()
+        h = new_hasher(algorithm)
         for chunk in _periodic_chunks(content, dtype, byteorder, size):
             h.update(chunk)
         digest = h.hexdigest()
@@ -155,12 +158,13 @@ class ContentSource:
     before starting the next (``random`` content is one sequential generator).
     """
 
-    __slots__ = ("_bits", "_byteorder", "_content", "_dtype", "_float_dtype")
+    __slots__ = ("_algorithm", "_bits", "_byteorder", "_content", "_dtype", "_float_dtype")
 
     def __init__(self, params: StreamParams, seed: int) -> None:
         self._content: str = params.content
         self._dtype: str = params.dtype
         self._byteorder: str = params.byteorder
+        self._algorithm: str = params.digest
         self._float_dtype = _np_dtype("float32", params.byteorder)
         self._bits = (
             np.random.SFC64(np.random.SeedSequence([seed, 1]))
@@ -169,24 +173,34 @@ class ContentSource:
         )
 
     def known_digest(self, size: int) -> str | None:
-        """The file's SHA-256 when it can be known without generating the file in order
-        (periodic content: memoized or computed now, CPU up to ``size``), else None."""
+        """The file's digest (the params' algorithm) when it can be known without generating
+        the file in order (periodic content: memoized or computed now, CPU up to ``size``),
+        else None."""
         if self._bits is None:
-            return periodic_digest(self._content, self._dtype, self._byteorder, size)
+            return periodic_digest(
+                self._content, self._dtype, self._byteorder, size, self._algorithm
+            )
         return None
 
     def memoized_digest(self, size: int) -> str | None:
-        """The file's SHA-256 if it is already memoized (periodic content only); never
+        """The file's digest if it is already memoized (periodic content only); never
         computes anything."""
         if self._bits is None:
-            return DIGESTS.get((self._content, self._dtype, self._byteorder, size))
+            return DIGESTS.get(self._memo_key(size))
         return None
 
     def remember_digest(self, size: int, digest: str) -> None:
         """Memoize a periodic file's digest computed elsewhere (while it was sent); a
         no-op for random content, whose files never repeat."""
         if self._bits is None:
-            DIGESTS.put((self._content, self._dtype, self._byteorder, size), digest)
+            DIGESTS.put(self._memo_key(size), digest)
+
+    def new_hasher(self) -> Hasher:
+        """A hash object of the stream's digest algorithm."""
+        return new_hasher(self._algorithm)
+
+    def _memo_key(self, size: int) -> _DigestKey:
+        return (self._content, self._dtype, self._byteorder, size, self._algorithm)
 
     def file_chunks(self, size: int) -> Iterator[Chunk]:
         """The next file's bytes in chunks of at most :data:`CHUNK_SIZE` bytes."""
