@@ -357,7 +357,8 @@ async def _raw_files(
     t0: float,
 ) -> None:
     loop = asyncio.get_running_loop()
-    content = ContentSource(params, seed)
+    # The classic endpoints keep their original generator: a seed gives the bytes it gave.
+    content = ContentSource(params, seed, random="sfc64")
     slice_ = runtime.new_slice()
     try:
         for spec in iter_plan(params, seed, size_unit=size_unit):
