@@ -358,7 +358,8 @@ def users_list(data_dir: Path | None, database_url: str | None, as_json: bool) -
 @_users_options
 @handle_errors
 def users_remove(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Remove user NAME; its token stops working at once."""
+    """Remove user NAME: its token stops working at once; its inbox, the uploads to it
+    and the uploads it was sending are deleted (a new NAME starts empty)."""
     from . import _cli_users as u
 
     u.with_users(database_url, data_dir, lambda r: r.remove_user(name))

@@ -146,7 +146,12 @@ class UserRepository(Protocol):
 
     async def remove_user(self, name: str) -> None:
         """Delete user ``name``; its token stops working. Raises
-        :class:`~wirelab.auth.UserNotFoundError`."""
+        :class:`~wirelab.auth.UserNotFoundError`.
+
+        In the same commit, everything addressed to ``name`` (files, uploads, batches,
+        reservations), the uploads ``name`` was sending and its public key are deleted;
+        their blob keys are journaled for deletion (the relay's sweeper removes the
+        bytes). A new user of the same name starts empty."""
         ...
 
     async def rotate_token(self, name: str) -> str:

@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import astuple, replace
 from typing import TYPE_CHECKING, Any
 
+from ..auth import UserNotFoundError
 from ._api import QuotaDefaults, QuotaExceeded, RelayFile, RelayUpload, Usage
 
 if TYPE_CHECKING:
@@ -100,7 +101,13 @@ def _check(recipient: str, usage: Usage, size: int, files: int) -> None:
 
 
 def _insert_file(conn: sqlite3.Connection, file: RelayFile) -> None:
-    """Insert ``file`` and drop its blob key from the journal (inside the caller's commit)."""
+    """Insert ``file`` and drop its blob key from the journal (inside the caller's commit).
+
+    :class:`~wirelab.auth.UserNotFoundError` when the recipient was removed meanwhile: a
+    new user of the same name must never receive it.
+    """
+    if conn.execute("SELECT 1 FROM users WHERE name = ?", (file.recipient,)).fetchone() is None:
+        raise UserNotFoundError(f"no user named {file.recipient!r}")
     conn.execute(
         f"INSERT INTO relay_files ({_COLUMNS})"  # noqa: S608
         f" VALUES ({_FILE_VALUES})",

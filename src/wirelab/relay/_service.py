@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from ..auth import UserNotFoundError
 from ..db import Database, QuotaDefaults, QuotaExceeded, RelayFile, RelayUpload, Usage
 from ..storage import BlobReader, BlobStore, UploadNotFoundError
 from ._batches import Batches
@@ -151,6 +152,10 @@ class RelayService:
                 encryption=req.encryption,
             )
             await self.db.relay.insert_file(file, self.quota if chunked else None)
+        except UserNotFoundError:  # the recipient was removed while the body arrived
+            with contextlib.suppress(Exception):
+                await self.discard(key)
+            raise RecipientNotFound(f"no user named {req.recipient!r}") from None
         except QuotaExceeded as exc:
             with contextlib.suppress(Exception):
                 await self.discard(key)
@@ -200,6 +205,9 @@ class RelayService:
 
     async def _delete_blob(self, key: str) -> None:
         try:
+            # A key journaled for deletion may still be a partial upload (a removed user's).
+            with contextlib.suppress(UploadNotFoundError):
+                await self.blobs.abort_upload(key)
             await self.blobs.delete(key)
             await self.db.relay.journal_remove(key)
         except Exception:  # the journal keeps the key; the sweeper retries

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..auth import UserNotFoundError
 from ..db import RelayFile, RelayUpload
 from ..storage import BlobNotFoundError, UploadNotFoundError
 from ._errors import DigestConflict, FileTooLarge, RecipientNotFound, RelayError
@@ -256,7 +257,12 @@ class Uploads:
             max_downloads=upload.max_downloads,
             encryption=upload.encryption,
         )
-        await self.service.db.relay.finish_upload(upload.id, file)
+        try:
+            await self.service.db.relay.finish_upload(upload.id, file)
+        except UserNotFoundError:  # the recipient was removed: the bytes are garbage
+            await self.service.db.relay.journal_add(upload.id, "delete", now)
+            await self.service.discard(upload.id)
+            raise UploadGone(f"no upload {upload.id!r}") from None
         self.service.notify(upload.recipient)
         return file
 
