@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -92,6 +93,8 @@ class Uploads:
     def __init__(self, service: RelayService) -> None:
         self.service = service
         self._offered_live: set[str] = set()  # each upload goes live to one receiver
+        #: upload id -> live streams of it in progress (they count towards max_downloads)
+        self.live_streams: Counter[str] = Counter()
 
     def _now(self) -> float:
         return self.service.clock()
