@@ -140,6 +140,14 @@ def _relay_options(func: F) -> F:
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
 )
 @_relay_options
+@click.option(
+    "--cors-origins",
+    envvar="WIRELAB_CORS_ORIGINS",
+    show_envvar=True,
+    metavar="ORIGINS",
+    help="Comma-separated origins (https://app.example) whose pages may call the API "
+    "from a browser, or '*'.  [default: none, CORS off]",
+)
 @handle_errors
 def serve(
     host: str,
@@ -152,6 +160,7 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    cors_origins: str | None,
     **relay: float | None,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM."""
@@ -161,7 +170,7 @@ def serve(
     except ImportError as exc:  # the server extra is not installed
         fail(f"the server needs extra packages: pip install 'wirelab[server]' ({exc})")
         return
-    from .relay import RelayLimits
+    from .relay import RelayLimits, parse_origins
     from .stream import StreamLimits
 
     relay_limits = RelayLimits(
@@ -182,6 +191,7 @@ def serve(
         worker_threads=worker_threads,
         database_url=database_url,
         relay_limits=relay_limits,
+        cors_origins=parse_origins(cors_origins),
     )
     run(config)
 

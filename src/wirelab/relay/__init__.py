@@ -12,6 +12,7 @@ ranges), leases and acknowledges them. HTTP API: ``docs/relay.md``.
 
 from __future__ import annotations
 
+from ._browser import MethodOverride, add_browser_support, parse_origins
 from ._errors import (
     DigestConflict,
     FileNotFound,
@@ -41,6 +42,7 @@ __all__ = [
     "DigestConflict",
     "FileNotFound",
     "FileTooLarge",
+    "MethodOverride",
     "OverQuota",
     "RangeNotSatisfiable",
     "RecipientNotFound",
@@ -49,8 +51,10 @@ __all__ = [
     "RelayRuntime",
     "RelayService",
     "SendRequest",
+    "add_browser_support",
     "build_router",
     "content_disposition",
+    "parse_origins",
     "parse_range",
     "sanitize_filename",
 ]

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._exceptions import IntegrityError
 from ..auth import UserNotFoundError
 from ..db import RelayFile, RelayUpload
 from ..storage import BlobNotFoundError, UploadNotFoundError
@@ -208,9 +209,10 @@ class Uploads:
             upload.id, offset, _capped(body, upload.length - offset), checksum=checksum
         )
 
-    async def complete(self, upload: RelayUpload, sha256: str) -> RelayFile | None:
+    async def complete(self, upload: RelayUpload, sha256: str | None) -> RelayFile | None:
         """Verify a fully received upload against ``sha256`` and commit it; it becomes a
-        file in the inbox, returned. A batch's upload waits for the rest of its batch
+        file in the inbox, returned. ``sha256=None``: nothing was announced, the file's
+        digest is the one the blob store computes. A batch's upload waits for the rest of its batch
         (``None``) unless it was the last one.
 
         On a mismatch (``DigestMismatchError``) a single upload is removed entirely; a
@@ -229,7 +231,10 @@ class Uploads:
                     await service.blobs.abort_upload(upload.id)
                     await service.blobs.create_upload(upload.id)
             raise
-        return await self._finish(upload, info.size, info.sha256 or sha256)
+        digest = info.sha256 or sha256
+        if digest is None:  # a store that neither verified nor computed a digest
+            raise IntegrityError(f"no SHA-256 is known for upload {upload.id!r}")
+        return await self._finish(upload, info.size, digest)
 
     async def _finish(self, upload: RelayUpload, size: int, sha256: str) -> RelayFile | None:
         now = self._now()

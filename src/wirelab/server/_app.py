@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._version import __version__
 from ..db import connect, sqlite_url
-from ..relay import RelayRuntime, RelayService
+from ..relay import RelayRuntime, RelayService, add_browser_support
 from ..relay import build_router as build_relay_router
 from ..storage import LocalBlobStore
 from ..stream import StreamRuntime
@@ -108,4 +108,5 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     app.include_router(build_stream_router(runtime, config.stream_limits))
     app.include_router(build_relay_router(relay))
+    add_browser_support(app, config.cors_origins)
     return app

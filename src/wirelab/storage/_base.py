@@ -265,8 +265,11 @@ class BlobStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def commit(self, upload_id: str, key: str, *, expected_sha256: str) -> BlobInfo:
+    async def commit(self, upload_id: str, key: str, *, expected_sha256: str | None) -> BlobInfo:
         """Verify an upload's SHA-256 and turn it atomically into the blob *key*.
+
+        ``expected_sha256=None`` verifies nothing (no digest was announced): the store
+        computes the digest and returns it in the :class:`BlobInfo`.
 
         On success the upload no longer exists and the blob is durable. On a digest
         mismatch :class:`DigestMismatchError` is raised and the upload is left intact and
