@@ -42,6 +42,9 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("upload_expiry", _SECONDS, "Partial uploads idle this long are removed, s.  [default: 1 day]"),
     ("quota_bytes", click.IntRange(0), "Default inbox quota, bytes.  [default: 50 GiB]"),
     ("quota_files", click.IntRange(0), "Default inbox quota, number of files.  [default: 10000]"),
+    ("reservation_ttl", _SECONDS, "Quota held by an idle upload for, s.  [default: 300]"),
+    ("sender_pending_bytes", click.IntRange(0), "Bytes a sender's uploads hold. [default: 20 GiB]"),
+    ("sender_pending_uploads", click.IntRange(0), "Uploads one sender has open.  [default: 100]"),
 ]  # fmt: skip
 
 

@@ -284,6 +284,8 @@ def test_media_type_and_openapi(relay: Relay) -> None:
         "/v1/relay/files",
         "/v1/relay/inbox",
         "/v1/relay/inbox/next",
+        "/v1/relay/inbox/pending",
+        "/v1/relay/inbox/pending/{upload_id}",
         "/v1/relay/files/{file_id}",
         "/v1/relay/uploads",
         "/v1/relay/uploads/{upload_id}",

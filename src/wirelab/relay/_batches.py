@@ -94,7 +94,9 @@ class Batches:
             expires_at=now + service.limits.upload_expiry,
         )
         uploads = [_upload(batch, i, spec) for i, spec in enumerate(req.files)]
-        await service.reserve([(u.id, u.length) for u in uploads], req.recipient)
+        await service.reserve(
+            [(u.id, u.length) for u in uploads], req.recipient, req.owner, held=False
+        )
         try:
             for upload in uploads:
                 await service.blobs.create_upload(upload.id)

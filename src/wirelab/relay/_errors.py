@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._exceptions import UsageError
-from ..db import QuotaExceeded
+from ..db import PendingExceeded, QuotaExceeded
 
 __all__ = [
     "DigestConflict",
@@ -12,6 +12,7 @@ __all__ = [
     "OverQuota",
     "RecipientNotFound",
     "RelayError",
+    "TooManyPending",
 ]
 
 
@@ -53,3 +54,14 @@ class OverQuota(RelayError):
         super().__init__(str(cause))
         self.cause = cause
         self.status_code = 507 if cause.kind == "bytes" else 429
+
+
+class TooManyPending(RelayError):
+    """The sender's unfinished uploads are at its pending allowance (429); ``cause``
+    carries the numbers."""
+
+    status_code = 429
+
+    def __init__(self, cause: PendingExceeded) -> None:
+        super().__init__(str(cause))
+        self.cause = cause

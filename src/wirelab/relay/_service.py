@@ -26,10 +26,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ..auth import UserNotFoundError
-from ..db import Database, QuotaDefaults, QuotaExceeded, RelayFile, RelayUpload, Usage
+from ..db import (
+    Database,
+    PendingExceeded,
+    PendingLimits,
+    QuotaDefaults,
+    QuotaExceeded,
+    RelayFile,
+    RelayUpload,
+    Usage,
+)
 from ..storage import BlobReader, BlobStore, UploadNotFoundError
 from ._batches import Batches
-from ._errors import FileNotFound, FileTooLarge, OverQuota, RecipientNotFound
+from ._errors import FileNotFound, FileTooLarge, OverQuota, RecipientNotFound, TooManyPending
 from ._http import sanitize_filename
 from ._limits import RelayLimits
 from ._uploads import Uploads, new_id
@@ -102,11 +111,27 @@ class RelayService:
         """The server's default inbox quotas."""
         return QuotaDefaults(bytes=self.limits.quota_bytes, files=self.limits.quota_files)
 
-    async def reserve(self, keys: list[tuple[str, int]], recipient: str) -> Usage:
+    async def reserve(
+        self, keys: list[tuple[str, int]], recipient: str, sender: str, *, held: bool
+    ) -> Usage:
         """Journal ``keys`` with their reservations in ``recipient``'s inbox (one file of
-        ``size`` bytes each); :class:`OverQuota` when they do not fit."""
+        ``size`` bytes each), charged to ``sender``; held until released (``held``: the
+        bytes are arriving now) or for ``reservation_ttl``. :class:`TooManyPending` when
+        the sender's allowance is used up, :class:`OverQuota` when they do not fit."""
+        now = self.clock()
+        limits = self.limits
         try:
-            return await self.db.relay.reserve(keys, recipient, self.clock(), self.quota)
+            return await self.db.relay.reserve(
+                keys,
+                recipient,
+                now,
+                self.quota,
+                sender=sender,
+                pending=PendingLimits(limits.sender_pending_bytes, limits.sender_pending_uploads),
+                until=None if held else now + limits.reservation_ttl,
+            )
+        except PendingExceeded as exc:
+            raise TooManyPending(exc) from None
         except QuotaExceeded as exc:
             raise OverQuota(exc) from None
 
@@ -128,7 +153,9 @@ class RelayService:
             )
         file_id = new_id()
         key = file_id
-        usage = await self.reserve([(key, req.content_length or 0)], req.recipient)
+        usage = await self.reserve(
+            [(key, req.content_length or 0)], req.recipient, req.sender, held=True
+        )
         chunked = req.content_length is None
         try:
             await self.blobs.create_upload(key)

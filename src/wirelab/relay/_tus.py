@@ -22,6 +22,7 @@ from ._batch_routes import add_batch_routes
 from ._errors import RelayError
 from ._key_routes import add_key_routes
 from ._live import add_live_routes
+from ._pending import add_pending_routes
 from ._routes import (
     NOTE_MAX,
     SHA256_RE,
@@ -366,4 +367,5 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     add_batch_routes(router, runtime)
     add_key_routes(router, runtime)
     add_live_routes(router, runtime)
+    add_pending_routes(router, runtime)
     return router

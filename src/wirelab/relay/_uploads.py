@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 from .._exceptions import IntegrityError
 from ..auth import UserNotFoundError
-from ..db import RelayFile, RelayUpload
-from ..storage import BlobNotFoundError, UploadNotFoundError
-from ._errors import DigestConflict, FileTooLarge, RecipientNotFound, RelayError
+from ..db import QuotaExceeded, RelayFile, RelayUpload
+from ..storage import BlobNotFoundError, OffsetMismatchError, UploadNotFoundError
+from ._errors import DigestConflict, FileTooLarge, OverQuota, RecipientNotFound, RelayError
 from ._http import sanitize_filename
 
 if TYPE_CHECKING:
@@ -134,7 +134,9 @@ class Uploads:
             max_downloads=req.max_downloads,
             encryption=req.encryption,
         )
-        await service.reserve([(upload.id, upload.length)], upload.recipient)
+        await service.reserve(
+            [(upload.id, upload.length)], upload.recipient, upload.owner, held=False
+        )
         try:
             await service.blobs.create_upload(upload.id)
             await service.db.relay.insert_upload(upload)
@@ -204,10 +206,37 @@ class Uploads:
         the length are kept. With ``checksum`` (tus ``Upload-Checksum``: algorithm and
         digest), nothing is kept unless the whole body matches it
         (``ChecksumMismatchError``).
+
+        The upload's quota reservation is held while the body arrives; if it had lapsed
+        (no bytes for ``reservation_ttl``), it must fit in the recipient's quota again:
+        :class:`~wirelab.relay.OverQuota`, nothing appended. Afterwards it lapses
+        ``reservation_ttl`` later if bytes arrived, else when it would have.
         """
-        return await self.service.blobs.append(
-            upload.id, offset, _capped(body, upload.length - offset), checksum=checksum
-        )
+        service = self.service
+        ttl = service.limits.reservation_ttl
+        try:
+            previous = await service.db.relay.hold_reservation(
+                upload.id, self._now(), service.quota, self._now() + ttl
+            )
+        except QuotaExceeded as exc:
+            raise OverQuota(exc) from None
+        new_offset = offset
+        try:
+            new_offset = await service.blobs.append(
+                upload.id, offset, _capped(body, upload.length - offset), checksum=checksum
+            )
+        except OffsetMismatchError:
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):  # what arrived is durable up to here
+                new_offset = await service.blobs.upload_offset(upload.id)
+            raise
+        finally:
+            arrived = new_offset > offset
+            until = self._now() + ttl if arrived or previous is None else previous
+            with contextlib.suppress(Exception):  # at worst it stays held until recover()
+                await service.db.relay.release_reservation(upload.id, until)
+        return new_offset
 
     async def complete(self, upload: RelayUpload, sha256: str | None) -> RelayFile | None:
         """Verify a fully received upload against ``sha256`` and commit it; it becomes a
@@ -291,6 +320,7 @@ class Uploads:
         """
         keep: set[str] = set()
         service = self.service
+        renew = self._now() + service.limits.reservation_ttl
         partial = {info.upload_id for info in await service.blobs.list_uploads()}
         for upload in await service.db.relay.list_uploads():
             if upload.complete:
@@ -299,7 +329,8 @@ class Uploads:
                 keep.add(upload.id)
                 continue
             if upload.expires_at > self._now() and upload.id in partial:
-                keep.add(upload.id)
+                keep.add(upload.id)  # a reservation held by an interrupted PATCH lapses
+                await service.db.relay.release_reservation(upload.id, renew)
                 continue
             try:
                 blob = await service.blobs.stat(upload.id)
