@@ -18,6 +18,7 @@ __all__ = [
     "UNCHANGED",
     "Database",
     "DatabaseError",
+    "DatabaseFullError",
     "PendingExceeded",
     "PendingLimits",
     "QuotaDefaults",
@@ -40,6 +41,10 @@ class DatabaseError(WirelabError):
 
     The backend's own exception is chained as ``__cause__``.
     """
+
+
+class DatabaseFullError(DatabaseError):
+    """The metadata store's disk (or quota) is full: the write was rolled back."""
 
 
 class SchemaVersionError(DatabaseError):

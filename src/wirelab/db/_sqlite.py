@@ -40,7 +40,7 @@ from ..auth import (
     is_token_shaped,
     validate_user_name,
 )
-from ._api import UNCHANGED, DatabaseError, Unchanged, User
+from ._api import UNCHANGED, DatabaseError, DatabaseFullError, Unchanged, User
 from ._migrations import migrate
 from ._sqlite_batch import SQLiteRelayStore
 from ._sqlite_purge import purge_user
@@ -153,6 +153,8 @@ class SQLiteDatabase:
         try:
             return await loop.run_in_executor(self._executor, func, conn)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise DatabaseFullError(f"database {self._path}: {exc}") from exc
             raise DatabaseError(f"database {self._path}: {exc}") from exc
 
     async def write(self, func: Callable[[sqlite3.Connection], T]) -> T:

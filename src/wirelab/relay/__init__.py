@@ -12,7 +12,7 @@ ranges), leases and acknowledges them. HTTP API: ``docs/relay.md``.
 
 from __future__ import annotations
 
-from ._browser import MethodOverride, add_browser_support, parse_origins
+from ._asgi import MethodOverride, install, parse_origins
 from ._errors import (
     DigestConflict,
     FileNotFound,
@@ -51,9 +51,9 @@ __all__ = [
     "RelayRuntime",
     "RelayService",
     "SendRequest",
-    "add_browser_support",
     "build_router",
     "content_disposition",
+    "install",
     "parse_origins",
     "parse_range",
     "sanitize_filename",

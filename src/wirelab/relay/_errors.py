@@ -9,6 +9,7 @@ __all__ = [
     "DigestConflict",
     "FileNotFound",
     "FileTooLarge",
+    "InsufficientStorage",
     "OverQuota",
     "RecipientNotFound",
     "RelayError",
@@ -38,6 +39,13 @@ class FileTooLarge(RelayError):
     """The upload is larger than the server's maximum file size."""
 
     status_code = 413
+
+
+class InsufficientStorage(RelayError):
+    """The server's disk has no room for the upload (507); nothing of it is kept but
+    what an earlier request made durable (a resumable upload's offset)."""
+
+    status_code = 507
 
 
 class DigestConflict(RelayError):

@@ -35,6 +35,9 @@ class RelayLimits:
       ``sender_pending_uploads`` (``WIRELAB_RELAY_SENDER_PENDING_UPLOADS``): the most
       that one sender's unfinished uploads (to everyone) may announce, and their number;
       over either: 429. They bound what a sender can hold without sending.
+    - ``disk_reserve`` (``WIRELAB_RELAY_DISK_RESERVE``, bytes): disk space uploads may
+      never use, kept in a file that acknowledging and deleting release when the disk is
+      full anyway (they must record the delete before they free the bytes).
     """
 
     max_file_size: int = 10 * 1024**3
@@ -50,3 +53,4 @@ class RelayLimits:
     reservation_ttl: float = 300.0
     sender_pending_bytes: int = 20 * 1024**3
     sender_pending_uploads: int = 100
+    disk_reserve: int = 16 * 1024**2

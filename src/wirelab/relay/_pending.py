@@ -66,7 +66,8 @@ async def refuse(service: RelayService, recipient: str, upload_id: str) -> None:
     if upload.batch_id is None:
         await service.uploads.terminate(upload)
         return
-    for key in await service.db.relay.delete_batch(upload.batch_id):
+    batch_id = upload.batch_id
+    for key in await service.freeing(lambda: service.db.relay.delete_batch(batch_id)):
         await service.discard(key)
 
 

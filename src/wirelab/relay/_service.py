@@ -22,12 +22,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..auth import UserNotFoundError
 from ..db import (
     Database,
+    DatabaseFullError,
     PendingExceeded,
     PendingLimits,
     QuotaDefaults,
@@ -38,7 +40,14 @@ from ..db import (
 )
 from ..storage import BlobReader, BlobStore, UploadNotFoundError
 from ._batches import Batches
-from ._errors import FileNotFound, FileTooLarge, OverQuota, RecipientNotFound, TooManyPending
+from ._errors import (
+    FileNotFound,
+    FileTooLarge,
+    InsufficientStorage,
+    OverQuota,
+    RecipientNotFound,
+    TooManyPending,
+)
 from ._http import sanitize_filename
 from ._limits import RelayLimits
 from ._uploads import Uploads, new_id
@@ -48,6 +57,8 @@ __all__ = ["RelayService", "SendRequest", "new_id"]
 _log = logging.getLogger("wirelab.relay")
 
 _SWEEP_BATCH = 500
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,7 @@ class RelayService:
             raise FileTooLarge(
                 f"file of {req.content_length} bytes exceeds the maximum of {limit} bytes"
             )
+        await self.check_space(req.content_length or 0)
         file_id = new_id()
         key = file_id
         usage = await self.reserve(
@@ -219,12 +231,40 @@ class RelayService:
     async def count_download(self, file: RelayFile) -> None:
         """Count one download of ``file`` (its last byte was sent): one db write per
         download, never per chunk. Concurrent downloads that started below the limit all
-        count, so ``downloads`` may end above ``max_downloads``."""
-        await self.db.relay.count_download(file.id)
+        count, so ``downloads`` may end above ``max_downloads``. On a full disk the count
+        may use the disk reserve; without one it is lost (logged): the bytes were sent."""
+        try:
+            await self.freeing(lambda: self.db.relay.count_download(file.id))
+        except DatabaseFullError:
+            _log.warning("the disk is full: download of %s not counted", file.id)
+
+    async def check_space(self, size: int) -> None:
+        """:class:`InsufficientStorage` when ``size`` bytes do not fit on the disk now
+        (beside the disk reserve); checked before any byte is accepted."""
+        free = await self.blobs.free_bytes()
+        if free is not None and size > free:
+            raise InsufficientStorage(
+                f"{size} bytes do not fit on the server's disk ({free} bytes free for"
+                " uploads); try again later"
+            )
+
+    async def freeing(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op``, an operation that frees space (acknowledge, terminate, refuse,
+        cancel). On a full disk its database write fails before anything is freed: then
+        the disk reserve is released and ``op`` runs again; the reserve is restored by
+        the sweeper once there is room."""
+        try:
+            return await op()
+        except DatabaseFullError:
+            if not await self.blobs.release_reserve():
+                raise
+            _log.warning("the disk is full: released the disk reserve to delete files")
+        return await op()
 
     async def ack(self, recipient: str, file_id: str) -> RelayFile:
         """Delete file ``file_id`` of ``recipient`` (after it verified the download)."""
-        file = await self.db.relay.delete_file(recipient, file_id, self.clock())
+        now = self.clock()
+        file = await self.freeing(lambda: self.db.relay.delete_file(recipient, file_id, now))
         if file is None:
             raise FileNotFound(f"no file {file_id!r} in your inbox")
         await self._delete_blob(file.blob_key)
@@ -293,6 +333,7 @@ class RelayService:
         await self.batches.sweep()
         await self.uploads.sweep()
         await self.blobs.sweep_uploads(self.limits.upload_expiry, now=self.clock())
+        await self.blobs.restore_reserve()
         return removed
 
     async def run_sweeper(self) -> None:

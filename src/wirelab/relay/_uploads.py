@@ -23,8 +23,20 @@ from typing import TYPE_CHECKING
 from .._exceptions import IntegrityError
 from ..auth import UserNotFoundError
 from ..db import QuotaExceeded, RelayFile, RelayUpload
-from ..storage import BlobNotFoundError, OffsetMismatchError, UploadNotFoundError
-from ._errors import DigestConflict, FileTooLarge, OverQuota, RecipientNotFound, RelayError
+from ..storage import (
+    BlobNotFoundError,
+    OffsetMismatchError,
+    StorageFullError,
+    UploadNotFoundError,
+)
+from ._errors import (
+    DigestConflict,
+    FileTooLarge,
+    InsufficientStorage,
+    OverQuota,
+    RecipientNotFound,
+    RelayError,
+)
 from ._http import sanitize_filename
 
 if TYPE_CHECKING:
@@ -119,6 +131,7 @@ class Uploads:
                 f"SHA-256 mismatch: an empty upload hashes to {EMPTY_SHA256}, its 'sha256'"
                 f" metadata says {req.sha256}; nothing was stored"
             )
+        await service.check_space(req.length)
         now = self._now()
         upload = RelayUpload(
             id=new_id(),
@@ -227,6 +240,12 @@ class Uploads:
             )
         except OffsetMismatchError:
             raise
+        except StorageFullError as exc:
+            with contextlib.suppress(Exception):  # what arrived is durable up to here
+                new_offset = await service.blobs.upload_offset(upload.id)
+            raise InsufficientStorage(
+                f"{exc}; the upload keeps its first {new_offset} bytes: resume later"
+            ) from exc
         except BaseException:
             with contextlib.suppress(Exception):  # what arrived is durable up to here
                 new_offset = await service.blobs.upload_offset(upload.id)
@@ -252,6 +271,8 @@ class Uploads:
             info = await service.blobs.commit(upload.id, upload.id, expected_sha256=sha256)
         except UploadNotFoundError:
             raise UploadGone(f"no upload {upload.id!r}") from None
+        except StorageFullError as exc:  # every byte is kept: a retried PATCH completes
+            raise InsufficientStorage(f"{exc}; retry the last PATCH later") from exc
         except BaseException:
             with contextlib.suppress(Exception):
                 if upload.batch_id is None:
@@ -308,9 +329,10 @@ class Uploads:
 
         A complete upload only loses its record: its bytes are the file's now.
         """
-        await self.service.db.relay.delete_upload(upload.id)
+        service = self.service
+        await service.freeing(lambda: service.db.relay.delete_upload(upload.id))
         if not upload.complete:
-            await self.service.discard(upload.id)
+            await service.discard(upload.id)
 
     async def recover(self) -> set[str]:
         """After a crash: the ids of the uploads to keep (their journal keys stay).

@@ -1,4 +1,4 @@
-"""What browsers and generic tus clients need from the relay's HTTP layer (pure ASGI).
+"""What the relay adds around the app's routes: middleware and error answers.
 
 - :class:`MethodOverride`: ``POST`` with ``X-HTTP-Method-Override: PATCH|DELETE`` on a
   tus upload is that method (tus 1.0.0 requires servers to honour it, for environments
@@ -7,6 +7,8 @@
 - :func:`parse_origins` and :data:`CORS_*`: the settings of ``--cors-origins``, applied
   by the server with Starlette's ``CORSMiddleware`` so that a page on another origin can
   upload (tus-js-client, Uppy) and read the tus answer headers.
+- A full disk (:class:`~wirelab.storage.StorageFullError`,
+  :class:`~wirelab.db.DatabaseFullError`) anywhere is a 507 JSON answer, not a 500.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._exceptions import UsageError
+from ..db import DatabaseFullError
+from ..storage import StorageFullError
 
 __all__ = [
     "CORS_ALLOW_HEADERS",
@@ -26,7 +32,7 @@ __all__ = [
     "CORS_METHODS",
     "TUS_PREFIX",
     "MethodOverride",
-    "add_browser_support",
+    "install",
     "parse_origins",
 ]
 
@@ -116,10 +122,17 @@ def parse_origins(text: str | None) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def add_browser_support(app: Starlette, cors_origins: tuple[str, ...]) -> None:
-    """Install :class:`MethodOverride` and, when ``cors_origins`` is not empty, CORS
-    (outermost, so that every answer, errors included, carries its headers). The bearer
-    token travels in a header, never in a cookie: no credentials mode."""
+async def _disk_full(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": f"{exc} (507: try again later)"}, status_code=507)
+
+
+def install(app: Starlette, cors_origins: tuple[str, ...]) -> None:
+    """Install :class:`MethodOverride`, the 507 answers of a full disk and, when
+    ``cors_origins`` is not empty, CORS (outermost, so that every answer, errors
+    included, carries its headers). The bearer token travels in a header, never in a
+    cookie: no credentials mode."""
+    for full in (StorageFullError, DatabaseFullError):
+        app.add_exception_handler(full, _disk_full)
     app.add_middleware(MethodOverride)
     if cors_origins:
         app.add_middleware(
