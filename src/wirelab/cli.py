@@ -45,7 +45,7 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("reservation_ttl", _SECONDS, "Quota held by an idle upload for, s.  [default: 300]"),
     ("sender_pending_bytes", click.IntRange(0), "Bytes a sender's uploads hold. [default: 20 GiB]"),
     ("sender_pending_uploads", click.IntRange(0), "Uploads one sender has open.  [default: 100]"),
-    ("disk_reserve", click.IntRange(0), "Disk space kept for deletes, bytes.  [default: 16 MiB]"),
+    ("disk_reserve", click.IntRange(0), "Disk space kept for deletes, bytes.  [default: 4 MiB]"),
 ]  # fmt: skip
 
 

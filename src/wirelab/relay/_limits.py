@@ -53,4 +53,4 @@ class RelayLimits:
     reservation_ttl: float = 300.0
     sender_pending_bytes: int = 20 * 1024**3
     sender_pending_uploads: int = 100
-    disk_reserve: int = 16 * 1024**2
+    disk_reserve: int = 4 * 1024**2

@@ -73,14 +73,23 @@ class DiskReserve:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            # Real blocks (zeros written), not a sparse file: the space must be taken.
             with open(tmp, "wb") as f:
-                zeros = bytes(_BLOCK)
-                for _ in range(0, self.size, _BLOCK):
-                    f.write(zeros)
-                f.flush()
+                _allocate(f.fileno(), self.size)
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Take ``size`` real bytes of disk for ``fd`` (not a sparse file)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return
+    except (AttributeError, OSError) as exc:
+        if is_full(exc):
+            raise
+    zeros = bytes(_BLOCK)  # a file system without fallocate: write the zeros
+    for _ in range(0, size, _BLOCK):
+        os.write(fd, zeros)
