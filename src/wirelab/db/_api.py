@@ -137,8 +137,8 @@ class PendingExceeded(QuotaExceeded):
     ``"uploads"``."""
 
     message = (
-        "{who!r} has {used} {kind} in unfinished uploads + {requested} requested >"
-        " limit {limit} {kind}: finish or cancel some first"
+        "unfinished uploads of {who!r}: {used} {kind} pending + {requested} requested >"
+        " limit {limit} {kind}; finish or cancel some first"
     )
 
 
