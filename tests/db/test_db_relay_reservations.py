@@ -35,13 +35,25 @@ async def test_a_lapsed_reservation_frees_the_room_and_is_checked_again(tmp_path
         with pytest.raises(QuotaExceeded, match="30 bytes used"):
             await relay.hold_reservation("a", T0 + 11, QUOTA, T0 + 20)
         await relay.journal_remove("c")
-        previous = await relay.hold_reservation("a", T0 + 11, QUOTA, T0 + 20)
-        assert previous == T0 + 10
-        # Held (NULL) while bytes arrive: it never lapses by time then.
+        await relay.hold_reservation("a", T0 + 11, QUOTA, T0 + 20)  # renewed until T0 + 20
         with pytest.raises(QuotaExceeded):
-            await relay.reserve([("d", 30)], "bob", T0 + 10_000, QUOTA, sender="carol")
-        await relay.release_reservation("a", T0 + 12)
-        await relay.reserve([("d", 30)], "bob", T0 + 12, QUOTA, sender="carol")
+            await relay.reserve([("d", 30)], "bob", T0 + 19, QUOTA, sender="carol")
+        await relay.reserve([("d", 30)], "bob", T0 + 20, QUOTA, sender="carol")
+
+
+@pytest.mark.asyncio
+async def test_reservations_held_for_good_lapse_when_released(tmp_path: Path) -> None:
+    async with await connect(sqlite_url(tmp_path / "w.db")) as db:
+        await db.users.add_user("bob")
+        relay = db.relay
+        await relay.reserve([("old", 80)], "bob", T0, QUOTA)  # until=None: for good
+        with pytest.raises(QuotaExceeded):
+            await relay.reserve([("c", 30)], "bob", T0 + 10_000, QUOTA)
+        await relay.release_reservation("old", T0 + 5)
+        await relay.reserve([("c", 30)], "bob", T0 + 10_000, QUOTA)
+        await relay.release_reservation("c", T0 + 20_000)  # not held for good: unchanged
+        with pytest.raises(QuotaExceeded):
+            await relay.reserve([("d", 80)], "bob", T0 + 10_001, QUOTA)
 
 
 @pytest.mark.asyncio

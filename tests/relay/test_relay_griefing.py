@@ -4,8 +4,10 @@ bounded, and the recipient sees and refuses what is on its way."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -102,3 +104,40 @@ def test_recipient_lists_and_refuses_pending_uploads(
     assert _sized(relay.carol, b"z" * 100).status_code == 201
     uploads_dir = relay.server.app.state.config.data_dir / "relay" / "uploads"
     assert list(uploads_dir.glob("*")) == []
+
+
+def test_a_stalled_direct_send_lets_its_reservation_lapse(
+    relay_factory: Callable[..., Relay],
+) -> None:
+    relay = relay_factory(relay_limits=RelayLimits(quota_bytes=1000, reservation_ttl=1.0))
+    data = b"s" * 1000
+    go_on = threading.Event()
+    answers: list[httpx.Response] = []
+
+    def body() -> Iterator[bytes]:
+        yield data[:10]
+        go_on.wait(30)  # the sender stalls, its Content-Length announced
+        yield data[10:]
+
+    def stalled() -> None:
+        headers = {"Wirelab-Sha256": hashlib.sha256(data).hexdigest(), "Content-Length": "1000"}
+        answers.append(
+            relay.alice.post(
+                "/v1/relay/files",
+                params={"to": "bob", "name": "s"},
+                content=body(),
+                headers=headers,
+            )
+        )
+
+    sender = threading.Thread(target=stalled)
+    sender.start()
+    try:
+        r = _until_sent(relay.carol, b"c" * 10)  # 507 while held, 201 once it lapsed
+        assert r.status_code == 201, r.text
+    finally:
+        go_on.set()
+        sender.join(30)
+    (answer,) = answers
+    assert answer.status_code == 507 and "quota of 'bob'" in answer.json()["detail"]
+    assert [f["name"] for f in relay.bob.get("/v1/relay/inbox").json()["files"]] == ["f"]

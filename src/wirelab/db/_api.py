@@ -332,22 +332,22 @@ class RelayRepository(Protocol):
         Raises :class:`PendingExceeded` when ``sender`` has ``pending`` limits that these
         keys would pass, then :class:`QuotaExceeded` (bytes first); nothing is written.
         A reservation ends when its journal entry is removed (the file row replaces it).
-        It counts in the recipient's usage while held: ``until`` is ``None`` (held until
-        released) or later than the time of the count (see :meth:`hold_reservation`).
+        It counts in the recipient's usage while held: ``until`` is ``None`` (for good)
+        or later than the time of the count (see :meth:`hold_reservation`).
         """
         ...
 
     async def hold_reservation(
-        self, blob_key: str, now: float, quota: QuotaDefaults, renew: float
-    ) -> float | None:
-        """Hold ``blob_key``'s reservation while bytes arrive; a lapsed one is checked
-        against the quota again (a batch's with the lapsed ones of its batch, renewed
-        until ``renew``): :class:`QuotaExceeded`. Returns the previous expiry of the
-        reservation, for :meth:`release_reservation`."""
+        self, blob_key: str, now: float, quota: QuotaDefaults, until: float
+    ) -> None:
+        """Renew ``blob_key``'s reservation until ``until`` (bytes are arriving); a lapsed
+        one is checked against the quota again (a batch's with the lapsed ones of its
+        batch, renewed too): :class:`QuotaExceeded`, nothing changed."""
         ...
 
     async def release_reservation(self, blob_key: str, until: float) -> None:
-        """Stop holding ``blob_key``'s reservation: it lapses at ``until``."""
+        """Let ``blob_key``'s reservation, if it is held for good (``None``), lapse at
+        ``until`` (reservations written before they could lapse)."""
         ...
 
     async def journal_remove(self, blob_key: str) -> None:

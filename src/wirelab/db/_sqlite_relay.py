@@ -117,10 +117,10 @@ class SQLiteRelay:
         return await self._db.write(insert)
 
     async def hold_reservation(
-        self, blob_key: str, now: float, quota: QuotaDefaults, renew: float
-    ) -> float | None:
+        self, blob_key: str, now: float, quota: QuotaDefaults, until: float
+    ) -> None:
         """See :meth:`wirelab.db.RelayRepository.hold_reservation`."""
-        return await self._db.write(lambda conn: hold(conn, blob_key, now, quota, renew))
+        await self._db.write(lambda conn: hold(conn, blob_key, now, quota, until))
 
     async def release_reservation(self, blob_key: str, until: float) -> None:
         """See :meth:`wirelab.db.RelayRepository.release_reservation`."""

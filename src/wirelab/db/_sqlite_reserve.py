@@ -3,8 +3,9 @@
 A reservation is carried by the blob journal entry of an upload's key (reason
 ``"upload"``): ``reserved_bytes``/``reserved_files`` in the ``recipient``'s inbox, charged
 to ``sender``. It counts in the recipient's quota only while it is *held*:
-``reserved_until`` is ``NULL`` (bytes are arriving) or in the future. A reservation that
-lapsed (no bytes for a while) is re-checked against the quota when bytes arrive again.
+``reserved_until`` in the future (or ``NULL``: held for good, rows older than this rule).
+Arriving bytes renew it; a reservation that lapsed (no bytes for a while) is re-checked
+against the quota when bytes arrive again.
 Every unfinished upload counts, lapsed or not, in its sender's pending allowance, so
 one sender can neither hold a recipient's quota without sending nor pile up uploads.
 All functions run inside the caller's transaction.
@@ -111,24 +112,21 @@ def _batch_keys(conn: sqlite3.Connection, key: str) -> list[str]:
 
 
 def hold(
-    conn: sqlite3.Connection, key: str, now: float, quota: QuotaDefaults, renew: float
-) -> float | None:
-    """Hold ``key``'s reservation while bytes arrive (``reserved_until = NULL``).
+    conn: sqlite3.Connection, key: str, now: float, quota: QuotaDefaults, until: float
+) -> None:
+    """Renew ``key``'s reservation until ``until``: bytes are arriving for it.
 
     A lapsed reservation is checked against the recipient's quota again (for a batch's
-    upload: with the lapsed ones of its whole batch, renewed until ``renew``, since the
-    last upload delivers them all): :class:`QuotaExceeded`, nothing changed. Returns the
-    previous ``reserved_until`` (for :func:`release`); ``None`` also when nothing is
+    upload: with the lapsed ones of its whole batch, renewed too, since the last upload
+    delivers them all): :class:`QuotaExceeded`, nothing changed. No-op when nothing is
     journaled for ``key``.
     """
     row = conn.execute(
-        "SELECT recipient, reserved_until FROM relay_blob_journal"
-        " WHERE blob_key = ? AND reason = 'upload'",
+        "SELECT recipient FROM relay_blob_journal WHERE blob_key = ? AND reason = 'upload'",
         (key,),
     ).fetchone()
     if row is None:
-        return None
-    recipient, previous = row
+        return
     keys = _batch_keys(conn, key)
     marks = ", ".join("?" * len(keys))
     lapsed = conn.execute(
@@ -138,25 +136,20 @@ def hold(
         (*keys, now),
     ).fetchall()
     if lapsed:
-        used = usage(conn, str(recipient), now, quota)
+        used = usage(conn, str(row[0]), now, quota)
         if used is not None:
-            check(
-                str(recipient),
-                used,
-                sum(int(r[1]) for r in lapsed),
-                sum(int(r[2]) for r in lapsed),
-            )
-        conn.executemany(
-            "UPDATE relay_blob_journal SET reserved_until = ? WHERE blob_key = ?",
-            [(renew, str(r[0])) for r in lapsed],
-        )
-    conn.execute("UPDATE relay_blob_journal SET reserved_until = NULL WHERE blob_key = ?", (key,))
-    return None if previous is None else float(previous)
+            size = sum(int(r[1]) for r in lapsed)
+            check(str(row[0]), used, size, sum(int(r[2]) for r in lapsed))
+    conn.executemany(
+        "UPDATE relay_blob_journal SET reserved_until = ? WHERE blob_key = ?",
+        [(until, str(r[0])) for r in lapsed] + [(until, key)],
+    )
 
 
 def release(conn: sqlite3.Connection, key: str, until: float) -> None:
-    """End the holding of ``key``'s reservation: it lapses at ``until``."""
+    """Let ``key``'s reservation, if held for good, lapse at ``until``."""
     conn.execute(
-        "UPDATE relay_blob_journal SET reserved_until = ? WHERE blob_key = ? AND reason = 'upload'",
+        "UPDATE relay_blob_journal SET reserved_until = ?"
+        " WHERE blob_key = ? AND reason = 'upload' AND reserved_until IS NULL",
         (until, key),
     )

@@ -95,9 +95,7 @@ class Batches:
             expires_at=now + service.limits.upload_expiry,
         )
         uploads = [_upload(batch, i, spec) for i, spec in enumerate(req.files)]
-        await service.reserve(
-            [(u.id, u.length) for u in uploads], req.recipient, req.owner, held=False
-        )
+        await service.reserve([(u.id, u.length) for u in uploads], req.recipient, req.owner)
         try:
             for upload in uploads:
                 await service.blobs.create_upload(upload.id)

@@ -122,13 +122,11 @@ class RelayService:
         """The server's default inbox quotas."""
         return QuotaDefaults(bytes=self.limits.quota_bytes, files=self.limits.quota_files)
 
-    async def reserve(
-        self, keys: list[tuple[str, int]], recipient: str, sender: str, *, held: bool
-    ) -> Usage:
+    async def reserve(self, keys: list[tuple[str, int]], recipient: str, sender: str) -> Usage:
         """Journal ``keys`` with their reservations in ``recipient``'s inbox (one file of
-        ``size`` bytes each), charged to ``sender``; held until released (``held``: the
-        bytes are arriving now) or for ``reservation_ttl``. :class:`TooManyPending` when
-        the sender's allowance is used up, :class:`OverQuota` when they do not fit."""
+        ``size`` bytes each), charged to ``sender``, held for ``reservation_ttl`` (bytes
+        renew them: :meth:`renewing`). :class:`TooManyPending` when the sender's
+        allowance is used up, :class:`OverQuota` when they do not fit."""
         now = self.clock()
         limits = self.limits
         try:
@@ -139,7 +137,7 @@ class RelayService:
                 self.quota,
                 sender=sender,
                 pending=PendingLimits(limits.sender_pending_bytes, limits.sender_pending_uploads),
-                until=None if held else now + limits.reservation_ttl,
+                until=now + limits.reservation_ttl,
             )
         except PendingExceeded as exc:
             raise TooManyPending(exc) from None
@@ -165,14 +163,12 @@ class RelayService:
         await self.check_space(req.content_length or 0)
         file_id = new_id()
         key = file_id
-        usage = await self.reserve(
-            [(key, req.content_length or 0)], req.recipient, req.sender, held=True
-        )
+        usage = await self.reserve([(key, req.content_length or 0)], req.recipient, req.sender)
         chunked = req.content_length is None
         try:
             await self.blobs.create_upload(key)
             quota = (req.recipient, usage) if chunked else None
-            size = await self.blobs.append(key, 0, _limited(body, limit, quota))
+            size = await self.blobs.append(key, 0, self.renewing(key, _limited(body, limit, quota)))
             info = await self.blobs.commit(key, key, expected_sha256=req.sha256)
             now = self.clock()
             file = RelayFile(
@@ -237,6 +233,25 @@ class RelayService:
             await self.freeing(lambda: self.db.relay.count_download(file.id))
         except DatabaseFullError:
             _log.warning("the disk is full: download of %s not counted", file.id)
+
+    async def renewing(self, key: str, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``body``, renewing ``key``'s quota reservation as its bytes arrive: at its
+        first byte (a lapsed one must fit again: :class:`OverQuota` before that byte is
+        stored) and then every quarter of ``reservation_ttl``. One db write per request
+        in the usual case; a body that stalls lets the reservation lapse."""
+        ttl = self.limits.reservation_ttl
+        renewed: float | None = None
+        async for chunk in body:
+            if not chunk:
+                continue
+            now = self.clock()
+            if renewed is None or now - renewed >= ttl / 4:
+                try:
+                    await self.db.relay.hold_reservation(key, now, self.quota, now + ttl)
+                except QuotaExceeded as exc:
+                    raise OverQuota(exc) from None
+                renewed = now
+            yield chunk
 
     async def check_space(self, size: int) -> None:
         """:class:`InsufficientStorage` when ``size`` bytes do not fit on the disk now

@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 
 from .._exceptions import IntegrityError
 from ..auth import UserNotFoundError
-from ..db import QuotaExceeded, RelayFile, RelayUpload
+from ..db import RelayFile, RelayUpload
 from ..storage import (
     BlobNotFoundError,
-    OffsetMismatchError,
     StorageFullError,
     UploadNotFoundError,
 )
@@ -33,7 +32,6 @@ from ._errors import (
     DigestConflict,
     FileTooLarge,
     InsufficientStorage,
-    OverQuota,
     RecipientNotFound,
     RelayError,
 )
@@ -147,9 +145,7 @@ class Uploads:
             max_downloads=req.max_downloads,
             encryption=req.encryption,
         )
-        await service.reserve(
-            [(upload.id, upload.length)], upload.recipient, upload.owner, held=False
-        )
+        await service.reserve([(upload.id, upload.length)], upload.recipient, upload.owner)
         try:
             await service.blobs.create_upload(upload.id)
             await service.db.relay.insert_upload(upload)
@@ -220,42 +216,21 @@ class Uploads:
         digest), nothing is kept unless the whole body matches it
         (``ChecksumMismatchError``).
 
-        The upload's quota reservation is held while the body arrives; if it had lapsed
+        The upload's quota reservation is renewed as the body arrives; if it had lapsed
         (no bytes for ``reservation_ttl``), it must fit in the recipient's quota again:
-        :class:`~wirelab.relay.OverQuota`, nothing appended. Afterwards it lapses
-        ``reservation_ttl`` later if bytes arrived, else when it would have.
+        :class:`~wirelab.relay.OverQuota` before the first byte is stored.
         """
         service = self.service
-        ttl = service.limits.reservation_ttl
+        body = service.renewing(upload.id, _capped(body, upload.length - offset))
         try:
-            previous = await service.db.relay.hold_reservation(
-                upload.id, self._now(), service.quota, self._now() + ttl
-            )
-        except QuotaExceeded as exc:
-            raise OverQuota(exc) from None
-        new_offset = offset
-        try:
-            new_offset = await service.blobs.append(
-                upload.id, offset, _capped(body, upload.length - offset), checksum=checksum
-            )
-        except OffsetMismatchError:
-            raise
+            return await service.blobs.append(upload.id, offset, body, checksum=checksum)
         except StorageFullError as exc:
+            durable = offset
             with contextlib.suppress(Exception):  # what arrived is durable up to here
-                new_offset = await service.blobs.upload_offset(upload.id)
+                durable = await service.blobs.upload_offset(upload.id)
             raise InsufficientStorage(
-                f"{exc}; the upload keeps its first {new_offset} bytes: resume later"
+                f"{exc}; the upload keeps its first {durable} bytes: resume later"
             ) from exc
-        except BaseException:
-            with contextlib.suppress(Exception):  # what arrived is durable up to here
-                new_offset = await service.blobs.upload_offset(upload.id)
-            raise
-        finally:
-            arrived = new_offset > offset
-            until = self._now() + ttl if arrived or previous is None else previous
-            with contextlib.suppress(Exception):  # at worst it stays held until recover()
-                await service.db.relay.release_reservation(upload.id, until)
-        return new_offset
 
     async def complete(self, upload: RelayUpload, sha256: str | None) -> RelayFile | None:
         """Verify a fully received upload against ``sha256`` and commit it; it becomes a
@@ -351,7 +326,7 @@ class Uploads:
                 keep.add(upload.id)
                 continue
             if upload.expires_at > self._now() and upload.id in partial:
-                keep.add(upload.id)  # a reservation held by an interrupted PATCH lapses
+                keep.add(upload.id)  # a reservation held for good (older rows) lapses
                 await service.db.relay.release_reservation(upload.id, renew)
                 continue
             try:
