@@ -224,6 +224,7 @@ _STREAM_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("byteorder", click.Choice(["little", "big"]), "Sample byte order."),
     ("content", click.Choice(["random", "sine", "ramp"]), "Sample values."),
     ("speed", click.FloatRange(0, min_open=True), "Divides every wait."),
+    ("digest", click.Choice(["blake3", "sha256"]), "Digest algorithm of the files' checks."),
 ]
 
 
@@ -297,7 +298,8 @@ def stream(
 ) -> None:
     """Save a stream's files into --out DIR, verified; or check DIR with --verify DIR.
 
-    Each file is written as it arrives and renamed into place once its SHA-256 matched;
+    Each file is written as it arrives and renamed into place once its digest (BLAKE3
+    unless --digest sha256) matched;
     DIR/manifest.json then lists the files (complete: false if the stream failed).
     Exit status: 0 on success, 1 on any failure, 2 on bad usage.
     """

@@ -12,6 +12,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import blake3
 import httpx
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def decode(body: bytes, block: int = 65536) -> list[dict[str, Any]]:
             elif isinstance(ev, FileData):
                 files[-1]["data"] += ev.data
             elif isinstance(ev, FileEnded):
-                files[-1]["sha256"] = ev.sha256
+                files[-1].update(digest=ev.digest, algorithm=ev.algorithm)
             elif isinstance(ev, StreamEnded):
                 ended.append(ev)
     decoder.close()
@@ -87,14 +88,14 @@ class TestService:
 class TestStream:
     def test_defaults_headers_and_count(self, server: LiveServer) -> None:
         r = get(server, "/v1/stream", count=5, speed=1000)
-        assert r.headers["content-type"] == "application/vnd.wirelab.stream; version=1"
+        assert r.headers["content-type"] == "application/vnd.wirelab.stream; version=2"
         assert 0 <= int(r.headers["wirelab-seed"]) <= MAX_SEED and r.headers["wirelab-count"] == "5"
         files = decode(r.content)
         assert [f["meta"].index for f in files] == list(range(5))
         for f in files:
             assert 1024 <= len(f["data"]) <= 1048576 and len(f["data"]) % 2 == 0
             assert f["meta"].dtype == "int16" and f["meta"].byteorder == "little"
-            assert hashlib.sha256(f["data"]).hexdigest() == f["sha256"]
+            assert blake3.blake3(f["data"]).hexdigest() == f["digest"]  # the default
 
     @pytest.mark.parametrize("count", [0, 1, 37])
     def test_count(self, server: LiveServer, count: int) -> None:
@@ -113,19 +114,24 @@ class TestStream:
         )
         assert [len(f["data"]) for f in exact] == [8192] * 3
 
-    @pytest.mark.parametrize("threads", [0, 2])
+    @pytest.mark.parametrize(("threads", "digest"), [(0, "blake3"), (2, "sha256")])
     @pytest.mark.parametrize("content", ["random", "sine"])
     def test_large_files_on_the_loop_and_in_worker_threads(
-        self, server_factory: Any, threads: int, content: str
+        self, server_factory: Any, threads: int, content: str, digest: str
     ) -> None:
         # Several 1 MiB messages per file, with and without the worker pool; for sine
         # files above the shared-body cache's entry limit.
         live = server_factory(worker_threads=threads)
         size = 3 * 1024 * 1024 + 6
-        q = {"count": 2, "min_size": size, "max_size": size, "seed": 4, "content": content}
+        q = {"count": 2, "min_size": size, "max_size": size, "seed": 4, "content": content,
+             "digest": digest}  # fmt: skip
         files = decode(get(live, "/v1/stream", **q, **FAST).content, block=1000)
         manifest = get(live, "/v1/stream/manifest", **q, **FAST).json()
-        assert [f["sha256"] for f in files] == [m["sha256"] for m in manifest["files"]]
+        assert manifest["digest"] == digest and manifest["version"] == 2
+        assert [f["digest"] for f in files] == [m[digest] for m in manifest["files"]]
+        assert all(f["algorithm"] == digest for f in files)
+        hash_ = blake3.blake3 if digest == "blake3" else hashlib.sha256
+        assert [f["digest"] for f in files] == [hash_(f["data"]).hexdigest() for f in files]
         assert [len(f["data"]) for f in files] == [size, size]
 
     def test_periodic_files_share_one_cached_body(self, server: LiveServer) -> None:
@@ -181,7 +187,7 @@ class TestStream:
         assert manifest["total_bytes"] == sum(len(f["data"]) for f in files)
         for m, f in zip(manifest["files"], files, strict=True):
             assert m["index"] == f["meta"].index and m["name"] == f["meta"].name
-            assert m["size"] == len(f["data"]) and m["sha256"] == f["sha256"]
+            assert m["size"] == len(f["data"]) and m["blake3"] == f["digest"]
             assert m["offset"] == pytest.approx(f["meta"].offset)
         offsets = [m["offset"] for m in manifest["files"]]
         gaps = np.diff([0.0, *offsets])

@@ -37,6 +37,8 @@ class StreamStarted:
     seed: int
     count: int
     params: dict[str, Any] = dataclasses.field(hash=False)
+    #: The digest algorithm of every ``E`` frame (always ``sha256`` in version 1).
+    digest: str = "sha256"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,12 +73,14 @@ class FileData:
 class FileEnded:
     """File ``index`` is complete: its size matched and, if the decoder verifies, its digest.
 
-    ``sha256`` is the lowercase hex digest the sender declared (equal to the computed one
-    when the decoder verifies).
+    ``digest`` is the lowercase hex digest the sender declared (equal to the computed one
+    when the decoder verifies), computed with ``algorithm`` (the ``S`` frame's, e.g.
+    ``blake3`` or ``sha256``).
     """
 
     index: int
-    sha256: str
+    digest: str
+    algorithm: str = "sha256"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

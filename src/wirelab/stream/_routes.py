@@ -10,7 +10,6 @@ parameter (generated from the same table).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -31,7 +30,7 @@ __all__ = ["RAW_SEND_KEY", "STREAM_MEDIA_TYPE", "build_router"]
 #: Scope key under which the app stores the server's own ``send`` callable.
 RAW_SEND_KEY = "wirelab.raw_send"
 
-STREAM_MEDIA_TYPE = "application/vnd.wirelab.stream; version=1"
+STREAM_MEDIA_TYPE = "application/vnd.wirelab.stream; version=2"
 _CLASSIC_UNIT = 1024  # classic files are whole KiB
 _CLASSIC_SLOW_FACTOR = 10.0  # classic SLOW waits are 10x longer: 10 ms .. 10 s
 _CLASSIC_DEFAULT_COUNT = 100
@@ -76,17 +75,18 @@ def _manifest(params: StreamParams, seed: int) -> dict[str, Any]:
     for spec in iter_plan(params, seed):
         digest = content.known_digest(spec.size)
         if digest is None:
-            h = hashlib.sha256()
+            h = content.new_hasher()
             for chunk in content.file_chunks(spec.size):
                 h.update(chunk)
             digest = h.hexdigest()
         total += spec.size
         files.append(
             {"index": spec.index, "name": spec.name, "size": spec.size,
-             "offset": round(spec.offset, 6), "sha256": digest}
+             "offset": round(spec.offset, 6), params.digest: digest}
         )  # fmt: skip
     return {
-        "version": 1, "seed": seed, "count": params.count, "total_bytes": total,
+        "version": 2, "seed": seed, "count": params.count, "digest": params.digest,
+        "total_bytes": total,
         "dtype": params.dtype, "byteorder": params.byteorder,
         "params": params.as_dict(), "files": files,
     }  # fmt: skip
@@ -170,7 +170,8 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
     @router.get("/v1/stream/manifest", openapi_extra=query_doc, responses=_MANIFEST_DOC)
     async def manifest(request: Request) -> Any:
         """The files `/v1/stream` would send for the same parameters, without their data:
-        index, name, size, scheduled offset (seconds) and SHA-256.
+        index, name, size, scheduled offset (seconds) and digest (a member named after the
+        `digest` algorithm, BLAKE3 unless `digest=sha256`).
 
         Computing it hashes every file, so `count * max_size` is capped lower than for a
         stream (the server's manifest limit, 256 MiB by default): 422 beyond it."""
