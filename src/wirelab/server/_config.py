@@ -36,6 +36,9 @@ class ServerConfig:
     their ``WIRELAB_RELAY_*`` names). The media service's settings are ``media`` (see
     :class:`MediaSettings` for their ``WIRELAB_MEDIA_*`` names); its results live in
     ``data_dir/media``.
+
+    ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
+    call the API from a browser; empty (the default): no CORS headers at all.
     """
 
     host: str = "127.0.0.1"
@@ -48,3 +51,4 @@ class ServerConfig:
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
     media: MediaSettings = field(default_factory=MediaSettings)
+    cors_origins: tuple[str, ...] = ()
