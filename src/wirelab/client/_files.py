@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import dataclasses
 from typing import Any, Final, Literal
 
@@ -34,6 +36,17 @@ class StreamedFile:
     data: bytes
     #: The algorithm of ``digest`` (the stream's: ``blake3`` or ``sha256``).
     algorithm: str = "sha256"
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of :attr:`data`, for code written before streams carried BLAKE3.
+
+        The stream's own verified digest is :attr:`digest` (of :attr:`algorithm`); when that
+        is SHA-256 it is returned as is, otherwise the SHA-256 is computed from the data.
+        """
+        if self.algorithm == "sha256":
+            return self.digest
+        return hashlib.sha256(self.data).hexdigest()
 
     def __repr__(self) -> str:
         # ``data`` can be megabytes; keep reprs (and test failures) readable.

@@ -82,6 +82,20 @@ class FileEnded:
     digest: str
     algorithm: str = "sha256"
 
+    @property
+    def sha256(self) -> str:
+        """The digest under its name before format version 2, for SHA-256 streams only.
+
+        Raises :class:`AttributeError` naming the algorithm when the stream used another one,
+        so old code fails loudly instead of comparing a BLAKE3 digest with a SHA-256.
+        """
+        if self.algorithm != "sha256":
+            raise AttributeError(
+                f"this stream's digests are {self.algorithm}, not sha256: read .digest, "
+                "or request digest=sha256"
+            )
+        return self.digest
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StreamEnded:
