@@ -190,6 +190,8 @@ class CommandServer(ScriptServerBase):
         finally:
             self._close_listener(listener, number)
             self._close_wake_and_selector()
+            CommandServer.STOPPED = True  # also when it stops by itself (max_connections)
+            self.STOPPED = True
 
     def _close_wake_and_selector(self) -> None:
         with self._wake_lock:

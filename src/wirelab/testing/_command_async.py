@@ -68,8 +68,8 @@ class AsyncioCommandServer(ScriptServerBase):
     def __init__(
         self,
         commands: Sequence[Command] | str | bytes,
-        loop: None = None,
-        reader: None = None,
+        loop: asyncio.AbstractEventLoop | None = None,  # given: the classic form instead
+        reader: asyncio.StreamReader | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
