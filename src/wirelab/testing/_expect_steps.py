@@ -79,19 +79,22 @@ async def _observed_close(
     pytest-tcpclient's order: ``wait_closed()`` awaited, no unexpected data, no send that
     met a reset, every byte the server sent read by the client code.
 
-    "A send that met a reset" is pytest-tcpclient's: a send that failed, or two or more
-    sends that the test queued after it last waited for the server (``join``) and before
-    the client's ``close()``. pytest-tcpclient's single event loop ran those after the
-    close: the first one made the client's kernel reset, the next one failed.
+    "A send that met a reset" is pytest-tcpclient's: a send that failed, or, when bytes
+    were left unread, two or more sends that the test queued after it last waited for the
+    server (``join``) and before the client's ``close()``. pytest-tcpclient's single event
+    loop ran those after the close: the first one made the client's kernel reset, the next
+    one failed.
     """
     while observer.close_called and not observer.wait_closed_called:
         if not await core.wait_change(deadline):
             core.fail(step, WAIT_CLOSED_TIMEOUT, conn)
     _unexpected_data(core, step, conn)
-    if conn.send_failed or observer.pending_sends_at_close >= 2:
+    if conn.send_failed:
         core.fail(step, RESET, conn, _reset_hint(conn))
     sent = conn.transcript.sent
     unread = sent[observer.consumed :]
+    if unread and observer.pending_sends_at_close >= 2:
+        core.fail(step, RESET, conn, _reset_hint(conn))
     if unread:
         core.fail(
             step,
