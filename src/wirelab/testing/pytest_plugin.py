@@ -31,6 +31,12 @@ is reported as an error at teardown. A server that was never connected to and ne
 an ``expect_connect()`` passes. A test that failed (or was skipped) on its own gets no
 second report from the servers: they are just closed.
 
+While a fixture lives, ``asyncio.open_connection`` to one of its servers hands the client's
+streams to that server (as pytest-tcpclient patched it), so an asyncio client in the test's
+process gets pytest-tcpclient's unread-data and ``wait_closed()`` checks; other clients are
+checked at the kernel level. The ini option ``wirelab_tcpserver_observe_asyncio = false``
+turns that off.
+
 Default timeout of every step: ``@pytest.mark.tcpserver_timeout(seconds)``, else the
 ``wirelab_tcpserver_timeout`` ini option, else 1 second.
 
