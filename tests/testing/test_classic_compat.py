@@ -17,6 +17,7 @@ from typing import cast
 import pytest
 import requests
 
+from wirelab import UsageError
 from wirelab.testing import (
     RECEIVE,
     AsyncioCommandServer,
@@ -121,6 +122,18 @@ async def test_classic_asyncio_server_in_a_running_loop() -> None:
         await writer.wait_closed()
     finally:
         srvr.stop()
+
+
+def test_a_subclass_in_the_classic_form_is_refused_not_ignored() -> None:
+    class Mine(AsyncioCommandServer):
+        pass
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(UsageError, match="ClassicAsyncioCommandServer"):
+            Mine([RECEIVE], loop=loop, reader=asyncio.StreamReader(loop=loop))
+    finally:
+        loop.close()
 
 
 def test_readme_one_shot_server_quits_after_one_connection() -> None:

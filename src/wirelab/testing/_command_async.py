@@ -59,9 +59,12 @@ class AsyncioCommandServer(ScriptServerBase):
         cls, commands: Sequence[Command] | str | bytes, loop: Any = None, reader: Any = None,
         *args: Any, **kwargs: Any,
     ) -> Any:  # fmt: skip
-        if cls is AsyncioCommandServer and (
-            loop is not None or reader is not None or not _loop_running()
-        ):
+        if loop is not None or reader is not None or not _loop_running():
+            if cls is not AsyncioCommandServer:  # the classic form would drop the subclass
+                raise UsageError(
+                    f"{cls.__name__}: with loop=/reader= or outside a running event loop, "
+                    "subclass ClassicAsyncioCommandServer instead"
+                )
             return ClassicAsyncioCommandServer(commands, loop, reader, *args, **kwargs)
         return super().__new__(cls)
 
