@@ -26,6 +26,7 @@ from wirelab.framing import (
     StreamStarted,
 )
 from wirelab.stream import StreamLimits, StreamParams, iter_plan
+from wirelab.stream._classic import slow_gap
 from wirelab.stream._params import MAX_SEED
 from wirelab.testing._live import LiveServer
 
@@ -311,33 +312,57 @@ class TestClassic:
         again = read_chunks(server.url, "/stream/5?speed=100000&seed=9")[1]
         assert chunks == again
 
-    def test_slow_waits_ten_times_longer(self, server: LiveServer) -> None:
-        slow = StreamParams(
-            count=4,
-            min_size=1024,
-            max_size=1024 * 1024,
-            min_interval=0.01,
-            max_interval=10.0,
-            speed=20,
-            seed=5,
-        )
-        expected = sum(f.wait for f in iter_plan(slow, 5, size_unit=1024)) / 20
+    def test_slow_has_the_same_waits_and_slower_delivery(self, server: LiveServer) -> None:
+        # Lower bound only: each gap is the file's wait plus its production time at
+        # SLOW_RATE (here divided by speed), so the whole stream cannot come sooner.
+        params = StreamParams(count=4, speed=50, seed=5)
+        plan = list(iter_plan(params, 5, size_unit=1024))
+        assert all(0.001 <= f.wait <= 1.0 for f in plan)  # the same waits as /stream
+        expected = sum(slow_gap(f, 50) for f in plan)
+        assert expected > sum(f.wait for f in plan) / 50  # and more than the waits
         t0 = time.monotonic()
-        read_chunks(server.url, "/streamSLOW/4?seed=5&speed=20")
+        _, chunks = read_chunks(server.url, "/streamSLOW/4?seed=5&speed=50")
         assert time.monotonic() - t0 >= expected - 0.005
+        assert chunks == read_chunks(server.url, "/stream/4?seed=5&speed=100000")[1]
+
+    @pytest.mark.parametrize("seed", range(20))
+    def test_slow_gaps_stay_under_3_s_and_100_files_take_minutes(self, seed: int) -> None:
+        # The schedule SlowPacer delivers (pure): every gap < 3 s, as the original's
+        # clients expect, and a default 100-file stream within a few minutes.
+        params = StreamParams(count=100, seed=seed)
+        gaps = [slow_gap(f, 1.0) for f in iter_plan(params, seed, size_unit=1024)]
+        assert max(gaps) < 3.0
+        assert 30.0 < sum(gaps) < 180.0
+
+    @pytest.mark.parametrize("path", ["/stream/0", "/streamSLOW/0"])
+    def test_zero_files_is_an_empty_200(self, server: LiveServer, path: str) -> None:
+        r = httpx.get(server.url + path)
+        assert r.status_code == 200
+        assert r.content == b""
+
+    @pytest.mark.parametrize(
+        "path", ["/stream/1.5", "/stream/a", "/stream/-3", "/streamSLOW/abc", "/streamSLOW/-1"]
+    )
+    def test_bad_n_in_the_path_is_404_as_in_the_original(
+        self, server: LiveServer, path: str
+    ) -> None:
+        r = httpx.get(server.url + path)
+        assert r.status_code == 404
+        assert "n in the path must be a whole number" in r.json()["detail"]
 
     @pytest.mark.parametrize(
         ("path", "param"),
         [
-            ("/stream/0", "n"),
-            ("/stream/abc", "n"),
-            ("/stream/-3", "n"),
             ("/streamSLOW/100001", "n"),
             ("/stream/5?bogus=1", "bogus"),
             ("/stream?n=x", "n"),
+            ("/v1/stream?count=-1", "count"),
+            ("/v1/stream?count=1.5", "count"),
         ],
     )
-    def test_bad_n_gets_clear_4xx(self, server: LiveServer, path: str, param: str) -> None:
+    def test_limits_and_bad_query_get_clear_422(
+        self, server: LiveServer, path: str, param: str
+    ) -> None:
         r = httpx.get(server.url + path)
         assert r.status_code == 422
         problems = r.json()["detail"]
