@@ -42,6 +42,10 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("upload_expiry", _SECONDS, "Partial uploads idle this long are removed, s.  [default: 1 day]"),
     ("quota_bytes", click.IntRange(0), "Default inbox quota, bytes.  [default: 50 GiB]"),
     ("quota_files", click.IntRange(0), "Default inbox quota, number of files.  [default: 10000]"),
+    ("reservation_ttl", _SECONDS, "Quota held by an idle upload for, s.  [default: 300]"),
+    ("sender_pending_bytes", click.IntRange(0), "Bytes a sender's uploads hold. [default: 20 GiB]"),
+    ("sender_pending_uploads", click.IntRange(0), "Uploads one sender has open.  [default: 100]"),
+    ("disk_reserve", click.IntRange(0), "Disk space kept for deletes, bytes.  [default: 4 MiB]"),
 ]  # fmt: skip
 
 
@@ -204,6 +208,14 @@ def _tls_options(func: F) -> F:
     "user NAME; needs --media-source-template.  [default: off]",
 )
 @_tls_options
+@click.option(
+    "--cors-origins",
+    envvar="WIRELAB_CORS_ORIGINS",
+    show_envvar=True,
+    metavar="ORIGINS",
+    help="Comma-separated origins (https://app.example) whose pages may call the API "
+    "from a browser, or '*'.  [default: none, CORS off]",
+)
 @handle_errors
 def serve(
     host: str,
@@ -220,6 +232,7 @@ def serve(
     tls_certfile: Path | None,
     tls_keyfile: Path | None,
     classic_user: str | None,
+    cors_origins: str | None,
     **limits: Any,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM."""
@@ -234,7 +247,7 @@ def serve(
         fail(f"the server needs extra packages: pip install 'wirelab[server]' ({exc})")
         return
     from .media import media_settings
-    from .relay import RelayLimits
+    from .relay import RelayLimits, parse_origins
     from .stream import StreamLimits
 
     relay = {k.removeprefix("relay_"): v for k, v in limits.items() if k.startswith("relay_")}
@@ -260,6 +273,7 @@ def serve(
         tls_certfile=tls_certfile,
         tls_keyfile=tls_keyfile,
         media_classic_user=classic_user,
+        cors_origins=parse_origins(cors_origins),
     )
     run(config)
 
@@ -280,6 +294,7 @@ _STREAM_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("byteorder", click.Choice(["little", "big"]), "Sample byte order."),
     ("content", click.Choice(["random", "sine", "ramp"]), "Sample values."),
     ("speed", click.FloatRange(0, min_open=True), "Divides every wait."),
+    ("digest", click.Choice(["blake3", "sha256"]), "Digest algorithm of the files' checks."),
 ]
 
 
@@ -353,7 +368,8 @@ def stream(
 ) -> None:
     """Save a stream's files into --out DIR, verified; or check DIR with --verify DIR.
 
-    Each file is written as it arrives and renamed into place once its SHA-256 matched;
+    Each file is written as it arrives and renamed into place once its digest (BLAKE3
+    unless --digest sha256) matched;
     DIR/manifest.json then lists the files (complete: false if the stream failed).
     Exit status: 0 on success, 1 on any failure, 2 on bad usage.
     """
@@ -436,7 +452,8 @@ def users_list(data_dir: Path | None, database_url: str | None, as_json: bool) -
 @_users_options
 @handle_errors
 def users_remove(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Remove user NAME; its token stops working at once."""
+    """Remove user NAME: its token stops working at once; its inbox, the uploads to it
+    and the uploads it was sending are deleted (a new NAME starts empty)."""
     from . import _cli_users as u
 
     u.with_users(database_url, data_dir, lambda r: r.remove_user(name))

@@ -3,6 +3,7 @@ isolation, expiry, timeouts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from wirelab.cli import main
+from wirelab.db import connect, sqlite_url
 from wirelab.media.testing import MediaServer
 
 from .conftest import Media, ffmpeg_processes, group_alive, wait_job
@@ -345,3 +347,25 @@ def test_active_jobs_per_user_are_limited(
     )
     for job in media.alice.get("/v1/media/jobs").json()["jobs"]:
         media.alice.delete(job["url"])
+
+
+def test_a_removed_users_jobs_go_with_it(media: Media, source: MediaServer) -> None:
+    job, _ = wait_job(media.alice, str(_submit(media, source=source.url("video.mp4"), end="1",
+                                               accuracy="fast")["id"]))  # fmt: skip
+    assert job["state"] == "succeeded"
+    url = sqlite_url(media.data_dir / "wirelab.db")
+
+    async def replace_alice() -> str:
+        async with await connect(url) as db:
+            await db.users.remove_user("alice")
+            return (await db.users.add_user("alice"))[1]
+
+    token = asyncio.run(replace_alice())
+    new_alice = {"Authorization": f"Bearer {token}"}
+    assert media.alice.get("/v1/media/jobs", headers=new_alice).json() == {"jobs": []}
+    assert media.alice.get(f"/v1/media/jobs/{job['id']}", headers=new_alice).status_code == 404
+    blobs = media.data_dir / "media" / "blobs"
+    deadline = time.monotonic() + 30
+    while [p for p in blobs.rglob("*") if p.is_file()]:  # the sweeper deletes the result
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

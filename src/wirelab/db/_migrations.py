@@ -143,7 +143,14 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     ) STRICT;
     """,
-    # 9: media jobs (clip downloads): state, progress, cancel flag, lease, result (see
+    # 9: who a reservation is charged to, and until when it is held (NULL: while bytes
+    # arrive); a lapsed one no longer counts in the recipient's quota (_sqlite_reserve)
+    """
+    ALTER TABLE relay_blob_journal ADD COLUMN sender TEXT;
+    ALTER TABLE relay_blob_journal ADD COLUMN reserved_until REAL;
+    CREATE INDEX relay_blob_journal_sender ON relay_blob_journal (sender);
+    """,
+    # 10: media jobs (clip downloads): state, progress, cancel flag, lease, result (see
     # _sqlite_media)
     """
     CREATE TABLE media_jobs (

@@ -15,7 +15,7 @@ from ._media_api import Heartbeat, MediaJob
 if TYPE_CHECKING:
     from ._sqlite import SQLiteDatabase
 
-__all__ = ["SQLiteMediaJobs"]
+__all__ = ["SQLiteMediaJobs", "orphan_media_jobs"]
 
 _COLUMNS = (
     "id, owner, state, request, request_hash, idempotency_key, progress, phase,"
@@ -256,3 +256,23 @@ class SQLiteMediaJobs:
                 (now, job_id),
             )
         )
+
+
+def orphan_media_jobs(conn: sqlite3.Connection, name: str, now: float) -> None:
+    """Detach the media jobs of removed user ``name`` (inside the removing transaction).
+
+    Their owner becomes ``""`` (no user can have that name, so a new user of the same
+    name sees none of them); queued ones are cancelled, running ones get the cancel flag,
+    and results expire now, so the sweeper deletes their blobs.
+    """
+    conn.execute(
+        "UPDATE media_jobs SET state = 'canceled', phase = 'canceled', finished_at = ?"
+        " WHERE owner = ? AND state = 'queued'",
+        (now, name),
+    )
+    conn.execute(
+        "UPDATE media_jobs SET owner = '', cancel_requested = 1, idempotency_key = NULL,"
+        " expires_at = CASE WHEN result_key IS NULL THEN expires_at ELSE ? END,"
+        " updated_at = ? WHERE owner = ?",
+        (now, now, name),
+    )

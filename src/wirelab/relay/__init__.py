@@ -12,6 +12,7 @@ ranges), leases and acknowledges them. HTTP API: ``docs/relay.md``.
 
 from __future__ import annotations
 
+from ._asgi import MethodOverride, install, parse_origins
 from ._errors import (
     DigestConflict,
     FileNotFound,
@@ -43,6 +44,7 @@ __all__ = [
     "DigestConflict",
     "FileNotFound",
     "FileTooLarge",
+    "MethodOverride",
     "OverQuota",
     "RangeNotSatisfiable",
     "RecipientNotFound",
@@ -54,6 +56,8 @@ __all__ = [
     "build_router",
     "content_disposition",
     "current_user",
+    "install",
+    "parse_origins",
     "parse_range",
     "range_answer",
     "sanitize_filename",

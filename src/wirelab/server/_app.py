@@ -20,6 +20,7 @@ from ..media import build_router as build_media_router
 from ..media._classic_routes import build_classic_router
 from ..relay import RelayRuntime, RelayService
 from ..relay import build_router as build_relay_router
+from ..relay import install as install_relay
 from ..storage import LocalBlobStore
 from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY
@@ -69,9 +70,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             runtime.executor = executor if config.worker_threads else None
             url = config.database_url or sqlite_url(config.data_dir / "wirelab.db")
             async with await connect(url) as db:
-                service = RelayService(
-                    db, LocalBlobStore(config.data_dir / "relay"), config.relay_limits
-                )
+                limits = config.relay_limits
+                blobs = LocalBlobStore(config.data_dir / "relay", reserve_bytes=limits.disk_reserve)
+                service = RelayService(db, blobs, limits)
                 await service.recover()
                 relay.service = service
                 sweeper = asyncio.create_task(service.run_sweeper(), name="wirelab-relay-sweep")
@@ -126,4 +127,5 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.include_router(build_media_router(media))
     if config.media_classic_user is not None:
         app.include_router(build_classic_router(media, config.media_classic_user))
+    install_relay(app, config.cors_origins)
     return app

@@ -42,6 +42,9 @@ class ServerConfig:
     :class:`~wirelab.UsageError`) every capability is served over HTTPS only. With
     ``media_classic_user`` the classic clip API is served under ``/hopster``, its jobs
     owned by that user (it needs ``media.source_template``).
+
+    ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
+    call the API from a browser; empty (the default): no CORS headers at all.
     """
 
     host: str = "127.0.0.1"
@@ -54,6 +57,7 @@ class ServerConfig:
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
     media: MediaSettings = field(default_factory=MediaSettings)
+    cors_origins: tuple[str, ...] = ()
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     media_classic_user: str | None = None
