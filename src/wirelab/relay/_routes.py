@@ -8,16 +8,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .._validate import INT64_MAX
 from ..auth import AuthenticationError, InvalidCredentials, parse_bearer
 from ..db import RelayFile, RelayUpload, User
 from ..storage import BlobReader, DigestMismatchError
 from ._errors import RelayError
 from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range
+from ._params import STRICT_FLOAT, STRICT_INT, StrictJSONRoute
+from ._responses import BEARER, RANGE_HEADERS, answers
 from ._service import RelayService, SendRequest
 
 __all__ = ["RelayRuntime", "build_router"]
@@ -100,20 +104,19 @@ def _unauthorized(exc: AuthenticationError) -> HTTPException:
     return HTTPException(401, str(exc), headers={"WWW-Authenticate": exc.www_authenticate})
 
 
-_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid bearer token (with `WWW-Authenticate`)."},
-}
-_FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **_AUTH_RESPONSES,
-    404: {"description": "No such file in your inbox."},
-}
+_AUTH_RESPONSES = answers()
+_FILE_RESPONSES = answers(404, _404="No such file in your inbox.")
 
 
 async def current_user(
     request: Request,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> User:
     """The user whose bearer token the request carries; 401 otherwise.
+
+    ``_scheme`` only declares the ``bearer`` security scheme in the OpenAPI document (so
+    ``/docs`` can authorize); ``parse_bearer`` checks the header and says what is wrong.
 
     The app stores the :class:`RelayRuntime` as ``app.state.relay_runtime``.
     """
@@ -134,18 +137,14 @@ Auth = Annotated[User, Depends(current_user)]
 
 def build_router(runtime: RelayRuntime) -> APIRouter:
     """The relay's routes; the service is looked up in ``runtime`` per request."""
-    router = APIRouter(prefix="/v1/relay", tags=["relay"])
+    router = APIRouter(prefix="/v1/relay", tags=["relay"], route_class=StrictJSONRoute)
 
     @router.post(
         "/files",
         status_code=201,
         summary="Send a file to a user",
         responses={
-            **_AUTH_RESPONSES,
-            404: {"description": "No user with the recipient's name."},
-            413: {"description": "The file is larger than the server's maximum."},
-            429: {"description": "The recipient's inbox is at its file-count quota."},
-            507: {"description": "The recipient's inbox is at its byte quota."},
+            **answers(400, 404, 413, 429, 507, _404="No user with the recipient's name."),
             422: {"description": "Invalid parameter, or the SHA-256 does not match."},
         },
         openapi_extra={
@@ -166,16 +165,22 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             str | None, Query(max_length=NOTE_MAX, description="Free text for the recipient.")
         ] = None,
         ttl: Annotated[
-            float | None, Query(gt=0, description="Seconds until the file expires.")
+            float | None,
+            STRICT_FLOAT,
+            Query(gt=0, description="Seconds until the file expires."),
         ] = None,
         max_downloads: Annotated[
-            int | None, Query(ge=1, description="Downloads allowed (default: unlimited).")
+            int | None,
+            STRICT_INT,
+            Query(ge=1, le=INT64_MAX, description="Downloads allowed (default: unlimited)."),
         ] = None,
         encryption: Annotated[
             str | None, Query(description="Opaque encryption descriptor (printable ASCII).")
         ] = None,
         content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
-        content_length: Annotated[int | None, Header(include_in_schema=False, ge=0)] = None,
+        content_length: Annotated[
+            int | None, STRICT_INT, Header(include_in_schema=False, ge=0)
+        ] = None,
     ) -> Any:
         """Upload the request body as a file for user `to`.
 
@@ -238,9 +243,13 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     async def next_file(
         user: Auth,
         lease: Annotated[
-            float | None, Query(gt=0, description="Lease (visibility timeout), seconds.")
+            float | None,
+            STRICT_FLOAT,
+            Query(gt=0, description="Lease (visibility timeout), seconds."),
         ] = None,
-        wait: Annotated[float, Query(ge=0, description="Long-poll up to this long.")] = 0,
+        wait: Annotated[
+            float, STRICT_FLOAT, Query(ge=0, description="Long-poll up to this long.")
+        ] = 0,
         live: Annotated[
             bool, Query(description="Also offer an upload in progress (live pass-through).")
         ] = False,
@@ -295,14 +304,10 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     def _range_answer(
         file: RelayFile, request: Request
     ) -> tuple[int, ByteRange | None, dict[str, str]]:
-        """Status (200, 206 or 416), selected range (206 only) and headers of the answer."""
+        """Status (200 or 206), selected range (206 only) and headers of the answer;
+        :class:`RangeNotSatisfiable` when the answer is a 416."""
         headers = _headers(file)
-        try:
-            selected = _select(request, file)
-        except RangeNotSatisfiable as exc:
-            headers["Content-Range"] = exc.content_range
-            headers["Content-Length"] = "0"
-            return 416, None, headers
+        selected = _select(request, file)
         if selected is None:
             headers["Content-Length"] = str(file.size)
             return 200, None, headers
@@ -310,21 +315,33 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         headers["Content-Length"] = str(selected.length)
         return 206, selected, headers
 
+    def _unsatisfiable(file: RelayFile, exc: RangeNotSatisfiable) -> Response:
+        """The 416 answer: a JSON ``detail`` naming the ``Range`` header's problem."""
+        headers = {
+            "Content-Range": exc.content_range,
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{file.sha256}"',
+            "Cache-Control": "private, no-store",
+        }
+        return JSONResponse({"detail": str(exc)}, status_code=416, headers=headers)
+
     download_responses: dict[int | str, dict[str, Any]] = {
-        **_FILE_RESPONSES,
+        **answers(404, 410, 416, _404="No such file in your inbox.",
+                  _410="The file's download limit is reached."),
         200: {"description": "The file.", "content": {"application/octet-stream": {}}},
         206: {"description": "The requested byte range."},
-        410: {"description": "The file's download limit is reached."},
-        416: {"description": "The range is outside the file."},
-    }
+    }  # fmt: skip
+    range_doc = {"parameters": RANGE_HEADERS}
 
-    @router.get("/files/{file_id}", summary="Download a file", responses=download_responses)
+    @router.get("/files/{file_id}", summary="Download a file", responses=download_responses,
+                openapi_extra=range_doc)  # fmt: skip
     async def download(request: Request, user: Auth, file_id: str) -> Response:
         """The file's bytes, with `ETag` (its SHA-256) and `Range` support (one range)."""
         file = await _lookup(user, file_id)
-        status, selected, headers = _range_answer(file, request)
-        if status == 416:
-            return Response(status_code=416, headers=headers)
+        try:
+            status, selected, headers = _range_answer(file, request)
+        except RangeNotSatisfiable as exc:
+            return _unsatisfiable(file, exc)
         start, end = (0, file.size) if selected is None else (selected.start, selected.end)
         service = runtime.require()
         reader = await service.open(file, start, end)
@@ -332,11 +349,15 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         done = functools.partial(service.count_download, file) if end == file.size else None
         return StreamingResponse(_read(reader, done), status_code=status, headers=headers)
 
-    @router.head("/files/{file_id}", summary="File headers", responses=download_responses)
+    @router.head("/files/{file_id}", summary="File headers", responses=download_responses,
+                 openapi_extra=range_doc)  # fmt: skip
     async def head(request: Request, user: Auth, file_id: str) -> Response:
         """The headers `GET` would answer with, without the body."""
         file = await _lookup(user, file_id)
-        status, _, headers = _range_answer(file, request)
+        try:
+            status, _, headers = _range_answer(file, request)
+        except RangeNotSatisfiable as exc:
+            return _unsatisfiable(file, exc)
         return Response(status_code=status, headers=headers)
 
     @router.delete(

@@ -22,6 +22,7 @@ from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY
 from ..stream._routes import build_router as build_stream_router
 from ._config import ServerConfig
+from ._errors import install_error_handlers
 
 __all__ = ["create_app"]
 
@@ -90,6 +91,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.stream_runtime = runtime
     app.state.relay_runtime = relay
+    install_error_handlers(app)
 
     @app.get("/", response_class=PlainTextResponse, tags=["service"])
     async def root() -> str:

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .._validate import InvalidField, parse_int
 from ._content import ContentSource
 from ._engine import StreamRuntime, run_framed_stream, run_raw_stream
 from ._params import StreamLimits, StreamParams
@@ -134,12 +135,10 @@ def _classic_count(request: Request) -> int:
     raw = request.path_params.get("n")
     if raw is None:
         return _CLASSIC_DEFAULT_COUNT
-    n = int(raw) if raw.isascii() and raw.isdigit() else 0
-    if n < 1:
-        error = {"type": "value_error", "loc": ["path", "n"],
-                 "msg": "must be a whole number >= 1", "input": raw}  # fmt: skip
-        raise RequestValidationError([error])
-    return n
+    try:
+        return parse_int(raw, ("path", "n"), minimum=1)
+    except InvalidField as exc:
+        raise RequestValidationError([exc.as_error()]) from None
 
 
 def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
