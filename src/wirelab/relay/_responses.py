@@ -18,6 +18,7 @@ __all__ = [
     "BEARER",
     "RANGE_HEADERS",
     "TUS_CREATE_HEADERS",
+    "TUS_PATCH_BODY",
     "TUS_PATCH_HEADERS",
     "TUS_RESUMABLE_HEADER",
     "answers",
@@ -110,6 +111,14 @@ TUS_PATCH_HEADERS: Final = [
             " upload has no `sha256` metadata; checked when the last byte arrives.",
             {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}),
 ]  # fmt: skip
+
+#: The body of a tus append: the bytes at ``Upload-Offset``.
+TUS_PATCH_BODY: Final = {
+    "required": True,
+    "description": "The bytes from `Upload-Offset` on (streamed).",
+    "content": {"application/offset+octet-stream": {"schema": {"type": "string",
+                                                               "format": "binary"}}},
+}  # fmt: skip
 
 #: ``Range`` and ``If-Range`` of a download.
 RANGE_HEADERS: Final = [

@@ -27,6 +27,7 @@ from ._live import add_live_routes
 from ._responses import (
     BEARER,
     TUS_CREATE_HEADERS,
+    TUS_PATCH_BODY,
     TUS_PATCH_HEADERS,
     TUS_RESUMABLE_HEADER,
     answers,
@@ -311,7 +312,7 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
                           _409="`Upload-Offset` is not the upload's offset (which the"
                           " answer's `Upload-Offset` gives).",
                           _422="SHA-256 mismatch: the upload was deleted."),
-        openapi_extra={"parameters": TUS_PATCH_HEADERS},
+        openapi_extra={"parameters": TUS_PATCH_HEADERS, "requestBody": TUS_PATCH_BODY},
     )  # fmt: skip
     async def patch(
         request: Request,

@@ -162,7 +162,8 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
 
         return _ASGIResponse(run)
 
-    @router.get("/v1/stream/manifest", openapi_extra=query_doc)
+    @router.get("/v1/stream/manifest", openapi_extra=query_doc,
+                responses={422: _STREAM_DOC[422]})  # fmt: skip
     async def manifest(request: Request) -> Any:
         """The files `/v1/stream` would send for the same parameters, without their data:
         index, name, size, scheduled offset (seconds) and SHA-256."""

@@ -1,0 +1,168 @@
+"""Schema-based fuzzing of every endpoint of a real server (schemathesis over the OpenAPI
+document): no answer may be a 5xx, and every status must be listed in the document.
+
+Cases are generated from the document itself, both conforming (positive) and
+non-conforming (negative) ones, with alice's or bob's token, a bad one or none, and for
+the file and upload routes also with the id of a real file or upload (so that ``Range``
+and the tus offsets meet real state). Generation is derandomized and bounded, so the run
+is reproducible and takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from wirelab.relay import RelayLimits
+from wirelab.server import ServerConfig
+from wirelab.server._app import create_app
+from wirelab.stream import StreamLimits
+from wirelab.testing._live import LiveServer, live_server
+
+from .conftest import add_users
+
+pytestmark = pytest.mark.slow
+
+#: Examples per operation, and for those that reach the parsing of ``Range`` and tus
+#: offsets on real state (the pinned file and upload).
+EXAMPLES = 20
+EXAMPLES_PINNED = 40
+#: Small limits: a generated stream or long poll must end quickly.
+STREAM_LIMITS = StreamLimits(
+    max_count=20, max_file_size=64 * 1024, max_total_bytes=256 * 1024, max_duration=0.3
+)
+RELAY_LIMITS = RelayLimits(max_wait=0.2, max_file_size=1024 * 1024)
+# Routes whose pinned id would block (a live stream of an unfinished upload) or be
+# consumed by the first example (deletions).
+_NOT_PINNED = {("GET", "/v1/relay/live/{upload_id}")}
+# A tus PATCH body is raw bytes, as any octet stream.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+
+
+def _operations() -> list[tuple[str, str]]:
+    """(method, path) of every operation in the document (built without a server)."""
+    doc = create_app().openapi()
+    return [(m.upper(), p) for p, item in doc["paths"].items() for m in item]
+
+
+@dataclass
+class Target:
+    server: LiveServer
+    doc: dict[str, Any]
+    schema: Any
+    tokens: dict[str, str]
+    file_id: str
+    upload_id: str
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    config = ServerConfig(
+        data_dir=tmp_path_factory.mktemp("fuzz-data"),
+        stream_limits=STREAM_LIMITS,
+        relay_limits=RELAY_LIMITS,
+    )
+    with live_server(config) as server:
+        tokens = add_users(server, "alice", "bob")
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            alice = {"Authorization": f"Bearer {tokens['alice']}"}
+            data = b"0123456789" * 100
+            sent = http.post(
+                "/v1/relay/files",
+                params={"to": "bob", "name": "fuzz.bin"},
+                content=data,
+                headers={**alice, "Wirelab-Sha256": hashlib.sha256(data).hexdigest()},
+            )
+            assert sent.status_code == 201, sent.text
+            created = http.post(
+                "/v1/relay/uploads",
+                headers={**alice, "Tus-Resumable": "1.0.0", "Upload-Length": "4096",
+                         "Upload-Metadata": "filename ZnV6ego=,to Ym9i"},
+            )  # fmt: skip
+            assert created.status_code == 201, created.text
+            doc = http.get("/openapi.json").json()
+        yield Target(
+            server,
+            doc,
+            schemathesis.openapi.from_dict(doc),
+            tokens,
+            sent.json()["id"],
+            created.headers["Location"].rsplit("/", 1)[1],
+        )
+
+
+def _strategies(target: Target, method: str, path: str) -> st.SearchStrategy[Any]:
+    operation = target.schema[path][method]
+    definition = target.doc["paths"][path][method.lower()]
+    pinned: dict[str, str] = {}
+    if (method, path) not in _NOT_PINNED and method != "DELETE":
+        if "{file_id}" in path:
+            pinned = {"file_id": target.file_id}
+        elif "{upload_id}" in path:
+            pinned = {"upload_id": target.upload_id}
+    modes = [GenerationMode.POSITIVE]
+    if definition.get("parameters") or "requestBody" in definition:
+        modes.append(GenerationMode.NEGATIVE)
+    found = [operation.as_strategy(mode) for mode in modes]
+    if pinned:
+        found += [operation.as_strategy(mode, path_parameters=pinned) for mode in modes]
+    return st.one_of(found)
+
+
+_LATIN1 = st.characters(min_codepoint=0x21, max_codepoint=0xFF)
+# Range values around the grammar's edges: huge, non-ASCII digits (latin-1 ², ³, ¹), junk.
+_RANGE = st.one_of(
+    st.from_regex(r"\Abytes=[0-9\xb2\xb3\xb9]{0,30}-[0-9\xb2\xb3\xb9]{0,30}\Z"),
+    st.text(_LATIN1, max_size=40),
+)
+
+
+def _extra_headers(path: str) -> st.SearchStrategy[dict[str, str]]:
+    """Headers the document describes loosely, drawn from nastier values than it allows."""
+    if "{file_id}" not in path:
+        return st.just({})
+    return st.fixed_dictionaries(
+        {}, optional={"Range": _RANGE, "If-Range": st.text(_LATIN1, max_size=70)}
+    )
+
+
+@pytest.mark.parametrize(("method", "path"), _operations())
+def test_no_server_error_and_every_status_documented(
+    target: Target, method: str, path: str
+) -> None:
+    documented = set(target.doc["paths"][path][method.lower()]["responses"])
+    # Mostly the recipient (the one who can see the pinned file), sometimes no access.
+    who = st.sampled_from(["bob", "bob", "bob", "alice", "not-a-token", None])
+
+    pinned = "{file_id}" in path or ("{upload_id}" in path and method in ("PATCH", "HEAD"))
+
+    @settings(
+        max_examples=EXAMPLES_PINNED if pinned else EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=_strategies(target, method, path), user=who)
+    def check(case: Any, user: str | None) -> None:
+        headers = (
+            {} if user is None else {"Authorization": f"Bearer {target.tokens.get(user, user)}"}
+        )
+        response = case.call(base_url=target.server.url, headers=headers, timeout=30)
+        assert response.status_code < 500, (response.status_code, response.text[:500])
+        assert str(response.status_code) in documented, (
+            f"{method} {path} answered {response.status_code}, not in the OpenAPI document:"
+            f" {response.text[:300]}"
+        )
+
+    check()
