@@ -11,24 +11,19 @@ is reproducible and takes seconds.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from wirelab.relay import RelayLimits
-from wirelab.server import ServerConfig
 from wirelab.server._app import create_app
-from wirelab.stream import StreamLimits
-from wirelab.testing._live import LiveServer, live_server
+from wirelab.testing._live import LiveServer
 
-from .conftest import add_users
+from .conftest import Relay
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +31,6 @@ pytestmark = pytest.mark.slow
 #: offsets on real state (the pinned file and upload).
 EXAMPLES = 20
 EXAMPLES_PINNED = 40
-#: Small limits: a generated stream or long poll must end quickly.
-STREAM_LIMITS = StreamLimits(
-    max_count=20, max_file_size=64 * 1024, max_total_bytes=256 * 1024, max_duration=0.3
-)
-RELAY_LIMITS = RelayLimits(max_wait=0.2, max_file_size=1024 * 1024)
 # Routes whose pinned id would block (a live stream of an unfinished upload) or be
 # consumed by the first example (deletions).
 _NOT_PINNED = {("GET", "/v1/relay/live/{upload_id}")}
@@ -65,39 +55,31 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    config = ServerConfig(
-        data_dir=tmp_path_factory.mktemp("fuzz-data"),
-        stream_limits=STREAM_LIMITS,
-        relay_limits=RELAY_LIMITS,
+def target(module_relay: Relay) -> Target:
+    """The module's server, with a file for bob and an upload in progress to bob."""
+    data = b"0123456789" * 100
+    sent = module_relay.alice.post(
+        "/v1/relay/files",
+        params={"to": "bob", "name": "fuzz.bin"},
+        content=data,
+        headers={"Wirelab-Sha256": hashlib.sha256(data).hexdigest()},
     )
-    with live_server(config) as server:
-        tokens = add_users(server, "alice", "bob")
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            alice = {"Authorization": f"Bearer {tokens['alice']}"}
-            data = b"0123456789" * 100
-            sent = http.post(
-                "/v1/relay/files",
-                params={"to": "bob", "name": "fuzz.bin"},
-                content=data,
-                headers={**alice, "Wirelab-Sha256": hashlib.sha256(data).hexdigest()},
-            )
-            assert sent.status_code == 201, sent.text
-            created = http.post(
-                "/v1/relay/uploads",
-                headers={**alice, "Tus-Resumable": "1.0.0", "Upload-Length": "4096",
-                         "Upload-Metadata": "filename ZnV6ego=,to Ym9i"},
-            )  # fmt: skip
-            assert created.status_code == 201, created.text
-            doc = http.get("/openapi.json").json()
-        yield Target(
-            server,
-            doc,
-            schemathesis.openapi.from_dict(doc),
-            tokens,
-            sent.json()["id"],
-            created.headers["Location"].rsplit("/", 1)[1],
-        )
+    assert sent.status_code == 201, sent.text
+    created = module_relay.alice.post(
+        "/v1/relay/uploads",
+        headers={"Tus-Resumable": "1.0.0", "Upload-Length": "4096",
+                 "Upload-Metadata": "filename ZnV6ego=,to Ym9i"},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    doc = module_relay.alice.get("/openapi.json").json()
+    return Target(
+        module_relay.server,
+        doc,
+        schemathesis.openapi.from_dict(doc),
+        module_relay.tokens,
+        sent.json()["id"],
+        created.headers["Location"].rsplit("/", 1)[1],
+    )
 
 
 def _strategies(target: Target, method: str, path: str) -> st.SearchStrategy[Any]:
