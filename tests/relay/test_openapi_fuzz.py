@@ -10,7 +10,6 @@ is reproducible and takes seconds.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from wirelab.server._app import create_app
 from wirelab.testing._live import LiveServer
 
 from .conftest import Relay
+from .test_relay_api import send
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +57,7 @@ class Target:
 @pytest.fixture(scope="module")
 def target(module_relay: Relay) -> Target:
     """The module's server, with a file for bob and an upload in progress to bob."""
-    data = b"0123456789" * 100
-    sent = module_relay.alice.post(
-        "/v1/relay/files",
-        params={"to": "bob", "name": "fuzz.bin"},
-        content=data,
-        headers={"Wirelab-Sha256": hashlib.sha256(data).hexdigest()},
-    )
+    sent = send(module_relay.alice, b"0123456789" * 100, name="fuzz.bin")
     assert sent.status_code == 201, sent.text
     created = module_relay.alice.post(
         "/v1/relay/uploads",
