@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 
 #: Examples per operation, and for those that reach the parsing of ``Range`` and tus
 #: offsets on real state (the pinned file and upload).
-EXAMPLES = 20
-EXAMPLES_PINNED = 40
+EXAMPLES = 15
+EXAMPLES_PINNED = 30
 # Routes whose pinned id would block (a live stream of an unfinished upload) or be
 # consumed by the first example (deletions).
 _NOT_PINNED = {("GET", "/v1/relay/live/{upload_id}")}
