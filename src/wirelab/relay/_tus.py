@@ -140,6 +140,16 @@ def _header_int(value: str | None, name: str, minimum: int = 0) -> int:
         raise TusError(400, str(exc)) from None
 
 
+def _max_downloads(value: str | None) -> int | None:
+    """The ``max_downloads`` metadata: a positive integer by the strict grammar; else 400."""
+    if value is None:
+        return None
+    try:
+        return parse_int(value, minimum=1)
+    except InvalidField as exc:
+        raise TusError(400, f"Upload-Metadata 'max_downloads' {exc.message}") from None
+
+
 def _required(meta: dict[str, str], key: str) -> str:
     value = meta.get(key, "").strip()
     if not value:
@@ -168,14 +178,6 @@ def _request(user: User, meta: dict[str, str], length: int) -> UploadRequest:
     encryption = meta.get("encryption")
     if encryption is not None and not valid_encryption(encryption):
         raise TusError(400, "Upload-Metadata 'encryption' must be printable ASCII, <= 2048 chars")
-    max_downloads = meta.get("max_downloads")
-    if max_downloads is not None:
-        try:
-            downloads: int | None = parse_int(max_downloads, minimum=1)
-        except InvalidField as exc:
-            raise TusError(400, f"Upload-Metadata 'max_downloads' {exc.message}") from None
-    else:
-        downloads = None
     return UploadRequest(
         owner=user.name,
         recipient=_required(meta, "to"),
@@ -184,7 +186,7 @@ def _request(user: User, meta: dict[str, str], length: int) -> UploadRequest:
         sha256=sha256,
         length=length,
         note=note or None,
-        max_downloads=downloads,
+        max_downloads=_max_downloads(meta.get("max_downloads")),
         encryption=encryption,
     )
 
