@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wirelab._exceptions import UsageError
@@ -22,6 +22,8 @@ from wirelab._validate import (
 )
 
 LOC = ("header", "Upload-Length")
+#: No wall-clock bound per example: the machine running the suite may be loaded.
+UNTIMED = settings(deadline=None)
 
 
 @pytest.mark.parametrize(("raw", "value"), [("0", 0), ("42", 42), (str(INT64_MAX), INT64_MAX)])
@@ -69,11 +71,13 @@ def test_invalid_field_is_a_usage_error_and_a_value_error() -> None:
     assert isinstance(info.value, ValueError)
 
 
+@UNTIMED
 @given(st.integers(INT64_MIN, INT64_MAX))
 def test_parse_int_round_trips_every_64_bit_integer(value: int) -> None:
     assert parse_int(str(value), minimum=INT64_MIN) == value
 
 
+@UNTIMED
 @given(st.text(max_size=30))
 def test_parse_int_returns_or_raises_invalid_field_only(raw: str) -> None:
     try:
@@ -104,11 +108,13 @@ def test_parse_number_bounds_the_length() -> None:
         parse_number("1" + "0" * 64)
 
 
+@UNTIMED
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_parse_number_round_trips_every_finite_float(value: float) -> None:
     assert parse_number(repr(value)) == value
 
 
+@UNTIMED
 @given(st.text(max_size=40))
 def test_parse_number_returns_a_finite_float_or_raises_invalid_field(raw: str) -> None:
     try:
@@ -129,11 +135,13 @@ _JSON = st.recursive(
 )
 
 
+@UNTIMED
 @given(_JSON)
 def test_loads_json_accepts_every_strict_document(document: Any) -> None:
     assert loads_json(json.dumps(document)) == document
 
 
+@UNTIMED
 @given(st.binary(max_size=60) | st.text(max_size=60))
 def test_loads_json_returns_or_raises_invalid_field_only(data: bytes | str) -> None:
     try:
