@@ -1,8 +1,8 @@
 """The relay routes' strict request parsing: parameter types and a strict-JSON route class.
 
 Both apply :mod:`wirelab._validate` (one grammar for every number a client sends) inside
-FastAPI: :data:`StrictInt` and :data:`StrictFloat` are the types of numeric query, header
-and body fields (``Annotated`` with the usual ``Query``/``Field`` constraints, so the
+FastAPI: :data:`STRICT_INT` and :data:`STRICT_FLOAT` annotate numeric query, header and
+body fields (``Annotated`` with the usual ``Query``/``Field`` constraints, so the
 OpenAPI document keeps describing them), and :class:`StrictJSONRoute` parses JSON bodies
 with :func:`~wirelab._validate.loads_json` before FastAPI does, so ``NaN``, ``Infinity``,
 ``1e999`` and integers past 64 bits are refused with a 422 naming the field instead of
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from .._validate import INT64_MAX, INT64_MIN, InvalidField, loads_json, parse_int, parse_number
 
-__all__ = ["STRICT_FLOAT", "STRICT_INT", "StrictFloat", "StrictInt", "StrictJSONRoute"]
+__all__ = ["STRICT_FLOAT", "STRICT_INT", "StrictJSONRoute"]
 
 
 def _strict_int(value: object) -> object:
@@ -30,11 +30,7 @@ def _strict_int(value: object) -> object:
     checked against the 64-bit range; anything else is left to pydantic's own errors."""
     if isinstance(value, str):
         return parse_int(value, minimum=INT64_MIN)
-    if (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and not INT64_MIN <= value <= INT64_MAX
-    ):
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
         raise InvalidField((), f"must be an integer between {INT64_MIN} and {INT64_MAX}")
     return value
 
@@ -53,8 +49,6 @@ def _strict_float(value: object) -> object:
 STRICT_INT = BeforeValidator(_strict_int)
 #: Metadata of a number field: a finite ASCII decimal (no ``nan``, ``inf``, ``1e999``).
 STRICT_FLOAT = BeforeValidator(_strict_float)
-StrictInt = Annotated[int, STRICT_INT]
-StrictFloat = Annotated[float, STRICT_FLOAT]
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 
