@@ -184,7 +184,7 @@ def add_batch_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         "/batches/{batch_id}",
         status_code=204,
         summary="Cancel a batch before its delivery",
-        responses=answers(404, 409, _404=_404, _409="The batch was delivered."),
+        responses=answers(404, 409, 507, _404=_404, _409="The batch was delivered."),
     )
     async def cancel(user: Auth, batch_id: str) -> Response:
         """Delete the batch, its uploads and their bytes (sender only, before delivery)."""

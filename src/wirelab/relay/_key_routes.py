@@ -49,7 +49,7 @@ def add_key_routes(router: APIRouter, runtime: RelayRuntime) -> None:
     @router.put(
         "/keys/me",
         summary="Publish your public key",
-        responses=answers(),
+        responses=answers(507),
     )
     async def put_key(user: Auth, body: PublicKeyIn) -> Any:
         """Store your public key (replacing the previous one); senders fetch it to encrypt

@@ -46,7 +46,8 @@ _GENERIC: Final[dict[int, str]] = {
     429: "The recipient's inbox is at its file-count quota.",
     460: "`Upload-Checksum` mismatch: the chunk was not stored.",
     503: "The relay is starting or stopping.",
-    507: "Not enough storage: the recipient's byte quota, or the server's disk.",
+    507: "Not enough storage: the recipient's byte quota, or the server's disk (any"
+    " write can meet a full disk).",
 }
 
 

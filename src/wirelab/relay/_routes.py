@@ -105,7 +105,6 @@ def _unauthorized(exc: AuthenticationError) -> HTTPException:
 
 
 _AUTH_RESPONSES = answers()
-_FILE_RESPONSES = answers(404, _404="No such file in your inbox.")
 
 
 async def current_user(
@@ -236,7 +235,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         "/inbox/next",
         summary="Lease the oldest file",
         responses={
-            **_AUTH_RESPONSES,
+            **answers(507),
             204: {"description": "No file became available within `wait` seconds."},
         },
     )
@@ -364,7 +363,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         "/files/{file_id}",
         status_code=204,
         summary="Acknowledge (delete) a file",
-        responses=_FILE_RESPONSES,
+        responses=answers(404, 507, _404="No such file in your inbox."),
     )
     async def ack(user: Auth, file_id: str) -> Response:
         """Delete the file from your inbox, after you verified your copy."""
