@@ -207,9 +207,8 @@ def test_key_body_is_parsed_strictly(api: Api, body: str | bytes) -> None:
     "path", [f"/stream/{HUGE}", f"/streamSLOW/{PAST_64_BITS}", "/stream/\u0661"]
 )
 def test_classic_count_in_the_path(api: Api, path: str) -> None:
-    r = api.relay.alice.get(path)
-    api.expect(r, 422, "n")
-    assert r.json()["detail"][0]["loc"] == ["path", "n"]
+    # Not a whole number the server can hold: 404, as for any unknown path (the original).
+    api.expect(api.relay.alice.get(path), 404, "n")
 
 
 _STREAM_QUERIES = [("count", "\u0661"), ("seed", HUGE), ("speed", "nan"), ("min_interval", "1e999")]

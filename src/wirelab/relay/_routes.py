@@ -19,12 +19,12 @@ from ..auth import AuthenticationError, InvalidCredentials, parse_bearer
 from ..db import RelayFile, RelayUpload, User
 from ..storage import BlobReader, DigestMismatchError
 from ._errors import RelayError
-from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range
+from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range, range_answer
 from ._params import STRICT_FLOAT, STRICT_INT, StrictJSONRoute
 from ._responses import BEARER, RANGE_HEADERS, answers
 from ._service import RelayService, SendRequest
 
-__all__ = ["RelayRuntime", "build_router"]
+__all__ = ["Auth", "RelayRuntime", "build_router", "current_user"]
 
 SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MEDIA_TYPE_RE = re.compile(r"[\x21-\x7e]+/[\x21-\x7e]+(\s*;[\x20-\x7e]*)?")
@@ -284,12 +284,6 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             "Wirelab-Sha256": file.sha256,
         }
 
-    def _select(request: Request, file: RelayFile) -> ByteRange | None:
-        if_range = request.headers.get("if-range")
-        if if_range is not None and if_range.strip() != f'"{file.sha256}"':
-            return None
-        return parse_range(request.headers.get("range"), file.size)
-
     async def _lookup(user: User, file_id: str) -> RelayFile:
         """The caller's file, downloadable: 404, or 410 once its download limit is reached."""
         try:
@@ -303,26 +297,26 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     def _range_answer(
         file: RelayFile, request: Request
     ) -> tuple[int, ByteRange | None, dict[str, str]]:
-        """Status (200 or 206), selected range (206 only) and headers of the answer;
-        :class:`RangeNotSatisfiable` when the answer is a 416."""
-        headers = _headers(file)
-        selected = _select(request, file)
-        if selected is None:
-            headers["Content-Length"] = str(file.size)
-            return 200, None, headers
-        headers["Content-Range"] = selected.content_range
-        headers["Content-Length"] = str(selected.length)
-        return 206, selected, headers
+        """Status (200, 206 or 416), selected range (206 only) and headers of the answer."""
+        status, selected, extra = range_answer(
+            request.headers.get("range"),
+            request.headers.get("if-range"),
+            file.size,
+            f'"{file.sha256}"',
+        )
+        return status, selected, {**_headers(file), **extra}
 
-    def _unsatisfiable(file: RelayFile, exc: RangeNotSatisfiable) -> Response:
-        """The 416 answer: a JSON ``detail`` naming the ``Range`` header's problem."""
-        headers = {
-            "Content-Range": exc.content_range,
-            "Accept-Ranges": "bytes",
-            "ETag": f'"{file.sha256}"',
-            "Cache-Control": "private, no-store",
-        }
-        return JSONResponse({"detail": str(exc)}, status_code=416, headers=headers)
+    def _unsatisfiable(file: RelayFile, request: Request, headers: dict[str, str]) -> Response:
+        """The 416 answer of a ``GET``: a JSON ``detail`` naming the ``Range`` problem."""
+        try:
+            parse_range(request.headers.get("range"), file.size)
+            detail = "Range: not satisfiable"  # pragma: no cover - a 416 always raises
+        except RangeNotSatisfiable as exc:
+            detail = str(exc)
+        kept = ("Content-Range", "Accept-Ranges", "ETag", "Cache-Control")
+        return JSONResponse(
+            {"detail": detail}, status_code=416, headers={k: headers[k] for k in kept}
+        )
 
     download_responses: dict[int | str, dict[str, Any]] = {
         **answers(404, 410, 416, _404="No such file in your inbox.",
@@ -337,10 +331,9 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     async def download(request: Request, user: Auth, file_id: str) -> Response:
         """The file's bytes, with `ETag` (its SHA-256) and `Range` support (one range)."""
         file = await _lookup(user, file_id)
-        try:
-            status, selected, headers = _range_answer(file, request)
-        except RangeNotSatisfiable as exc:
-            return _unsatisfiable(file, exc)
+        status, selected, headers = _range_answer(file, request)
+        if status == 416:
+            return _unsatisfiable(file, request, headers)
         start, end = (0, file.size) if selected is None else (selected.start, selected.end)
         service = runtime.require()
         reader = await service.open(file, start, end)
@@ -353,10 +346,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     async def head(request: Request, user: Auth, file_id: str) -> Response:
         """The headers `GET` would answer with, without the body."""
         file = await _lookup(user, file_id)
-        try:
-            status, _, headers = _range_answer(file, request)
-        except RangeNotSatisfiable as exc:
-            return _unsatisfiable(file, exc)
+        status, _, headers = _range_answer(file, request)
         return Response(status_code=status, headers=headers)
 
     @router.delete(
