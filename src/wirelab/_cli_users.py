@@ -7,34 +7,60 @@ printed once, by ``add`` and ``rotate-token``: only its hash is stored.
 from __future__ import annotations
 
 import asyncio
-import json
+import errno
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from ._cli_common import ByteSize, emit
+
 T = TypeVar("T")
 
 
-def database_url(url: str | None, data_dir: Path | None) -> str:
-    """The store's URL: ``url`` if given, else SQLite in the data folder (created 0700)."""
-    from .db import sqlite_url
-    from .server import default_data_dir
+def database_url(url: str | None, data_dir: Path | None, *, create: bool = False) -> str:
+    """The store's URL: ``url`` if given, else SQLite in the data folder (created 0700).
+
+    Unless ``create``, a SQLite store that does not exist is an error that says so (a
+    mistyped ``--data-dir`` must not create an empty store and list no users).
+    """
+    from ._paths import default_data_dir
+    from .db import split_url, sqlite_url
 
     if url:
+        scheme, rest = split_url(url)
+        if scheme == "sqlite" and rest.startswith("/") and rest != "/:memory:":
+            _require(Path(rest[1:]), create)
         return url
     folder = data_dir or default_data_dir()
+    _require(folder / "wirelab.db", create)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return sqlite_url(folder / "wirelab.db")
 
 
-def with_users(url: str | None, data_dir: Path | None, op: Callable[[Any], Awaitable[T]]) -> T:
+def _require(db_file: Path, create: bool) -> None:
+    if not create and not db_file.exists():
+        raise FileNotFoundError(
+            errno.ENOENT,
+            "no wirelab database here (wrong --data-dir? 'wirelab users add' or "
+            "'wirelab serve' creates one)",
+            str(db_file),
+        )
+
+
+def with_users(
+    url: str | None,
+    data_dir: Path | None,
+    op: Callable[[Any], Awaitable[T]],
+    *,
+    create: bool = False,
+) -> T:
     """Run ``op(db.users)`` against the store (see :func:`database_url`); return its result."""
     from .db import connect
 
     async def run() -> T:
-        async with await connect(database_url(url, data_dir)) as db:
+        async with await connect(database_url(url, data_dir, create=create)) as db:
             return await op(db.users)
 
     return asyncio.run(run())
@@ -53,13 +79,19 @@ def user_doc(user: Any) -> dict[str, Any]:
 
 def parse_quota(value: str | None, option: str) -> Any:
     """``--bytes``/``--files``: ``None`` (option absent) is ``UNCHANGED``, ``default`` is
-    ``None`` (the server's default), else a non-negative integer."""
+    ``None`` (the server's default), else a non-negative integer (``--bytes``: or a size
+    with a unit, ``10G``)."""
     from .db import UNCHANGED
 
     if value is None:
         return UNCHANGED
     if value.strip().lower() == "default":
         return None
+    if option == "--bytes":
+        try:
+            return ByteSize(minimum=0).convert(value, None, None)
+        except click.BadParameter as exc:
+            raise click.BadParameter(exc.message, param_hint=option) from None
     if not value.strip().isdigit():
         raise click.BadParameter(
             f"{value!r} is not a non-negative integer or 'default'", param_hint=option
@@ -88,15 +120,16 @@ def _quota(value: int | None) -> str:
 
 def show_token(name: str, token: str, *, as_json: bool, verb: str) -> None:
     if as_json:
-        click.echo(json.dumps({"name": name, "token": token}))
+        emit({"name": name, "token": token})
         return
     click.echo(f"{verb} user {name!r}. Its API token (shown only this once):")
     click.echo(token)
 
 
-def show_users(users: list[Any], *, as_json: bool) -> None:
+def show_users(users: list[Any], *, as_json: bool, one: bool = False) -> None:
+    """The users as lines, or as ``{"users": [...]}`` (``{"user": {...}}`` with ``one``)."""
     if as_json:
-        click.echo(json.dumps([user_doc(u) for u in users]))
+        emit({"user": user_doc(users[0])} if one else {"users": [user_doc(u) for u in users]})
         return
     if not users:
         click.echo("no users")

@@ -1,12 +1,13 @@
 """The ``wirelab`` command. It only assembles: parsing, then a call into the library.
 
 Every option also reads a ``WIRELAB_*`` environment variable (shown in ``--help``). Errors
-end the command with exit status 1 and one readable line on stderr; usage errors with 2.
+end the command with one readable line on stderr and an exit status that says which kind
+of failure it was; ``--json`` prints one JSON object on stdout, errors too (the contract
+is in :mod:`wirelab._cli_common`). Command groups register at the end of this module.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +15,17 @@ from typing import Any, TypeVar
 import click
 
 from . import _cli_relay, _cli_stream
-from ._cli_common import fail, handle_errors, http_url, tls_verify
+from ._cli_common import (
+    EXIT_DATA,
+    ByteSize,
+    WirelabGroup,
+    emit,
+    fail,
+    handle_errors,
+    http_url,
+    json_option,
+    tls_verify,
+)
 from ._version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,17 +33,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MIB = 1024 * 1024
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(
+    cls=WirelabGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(__version__, prog_name="wirelab")
 def main() -> None:
-    """wirelab: servers, clients and test doubles for programs that move files and streams."""
+    """wirelab: servers, clients and test doubles for programs that move files and streams.
+
+    \b
+    Examples:
+      wirelab serve                                  # the server, on 127.0.0.1:8080
+      wirelab users add alice                        # prints alice's API token once
+      wirelab login                                  # save the server URL and token
+      wirelab send report.pdf -t bob                 # send a file to bob
+      wirelab receive --all -o ~/Downloads           # receive every waiting file
+      wirelab stream --count 10 -o ./files           # save a verified test stream
+
+    Exit status: 0 ok, 1 server error, 2 bad usage, 3 authentication, 4 network, 5 data
+    (a file, the disk, a verification), 130 interrupted. Every command takes --json.
+    """
 
 
 # Relay limits: (field of RelayLimits, click type, help with its default). Defaults are
 # RelayLimits' own (None here), so importing the CLI does not import the server.
 _SECONDS = click.FloatRange(0, min_open=True)
+_BYTES = ByteSize(minimum=0)
 _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
-    ("max_file_size", click.IntRange(0), "Largest relay upload, bytes.  [default: 10 GiB]"),
+    ("max_file_size", _BYTES, "Largest relay upload (e.g. 2G).  [default: 10 GiB]"),
     ("default_ttl", _SECONDS, "Expiry of a file the sender set none for, s.  [default: 7 days]"),
     ("max_ttl", _SECONDS, "Longest expiry a sender may set, s.  [default: 30 days]"),
     ("default_lease", _SECONDS, "Lease of a received file when none is asked, s.  [default: 300]"),
@@ -40,7 +68,7 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("max_wait", _SECONDS, "Longest long-poll wait, s.  [default: 60]"),
     ("sweep_interval", _SECONDS, "Period of the expiry sweep, s.  [default: 60]"),
     ("upload_expiry", _SECONDS, "Partial uploads idle this long are removed, s.  [default: 1 day]"),
-    ("quota_bytes", click.IntRange(0), "Default inbox quota, bytes.  [default: 50 GiB]"),
+    ("quota_bytes", _BYTES, "Default inbox quota (e.g. 50G).  [default: 50 GiB]"),
     ("quota_files", click.IntRange(0), "Default inbox quota, number of files.  [default: 10000]"),
 ]  # fmt: skip
 
@@ -48,13 +76,8 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
 # Stream limits of the server: (suffix of --stream-limit-*, default, click type, help).
 _STREAM_LIMIT_OPTIONS: list[tuple[str, float, click.ParamType[Any], str]] = [
     ("count", 100_000, click.IntRange(0), "Most files one stream may ask for."),
-    ("file_size", 16 * _MIB, click.IntRange(0), "Largest max_size a stream may ask for, bytes."),
-    (
-        "total_bytes",
-        4096 * _MIB,
-        click.IntRange(0),
-        "Largest count * max_size of one stream, bytes.",
-    ),
+    ("file_size", 16 * _MIB, _BYTES, "Largest max_size a stream may ask for (e.g. 16M)."),
+    ("total_bytes", 4096 * _MIB, _BYTES, "Largest count * max_size of one stream (e.g. 4G)."),
     (
         "duration",
         3600.0,
@@ -154,13 +177,18 @@ def serve(
     database_url: str | None,
     **relay: float | None,
 ) -> None:
-    """Run the wirelab server until SIGINT or SIGTERM."""
+    """Run the wirelab server until SIGINT or SIGTERM.
+
+    \b
+    Examples:
+      wirelab serve                                  # 127.0.0.1:8080, data in $XDG_DATA_HOME
+      wirelab serve --port 9000 --data-dir /srv/wirelab --relay-quota-bytes 100G
+    """
     try:
         from .server import ServerConfig, default_data_dir
         from .server._serve import run
     except ImportError as exc:  # the server extra is not installed
         fail(f"the server needs extra packages: pip install 'wirelab[server]' ({exc})")
-        return
     from .relay import RelayLimits
     from .stream import StreamLimits
 
@@ -183,7 +211,25 @@ def serve(
         database_url=database_url,
         relay_limits=relay_limits,
     )
+    _check_data_dir(config.data_dir)
     run(config)
+
+
+def _check_data_dir(folder: Path) -> None:
+    """Fail with one line (not a traceback from inside the server) when the data folder
+    cannot be created or written."""
+    import os
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        fail(f"cannot create the data folder {folder}: {exc.strerror or exc}", EXIT_DATA)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(
+            f"cannot write the data folder {folder} (choose another with --data-dir or "
+            "WIRELAB_DATA_DIR)",
+            EXIT_DATA,
+        )
 
 
 # --- stream (client side) -------------------------------------------------------------
@@ -193,8 +239,8 @@ def serve(
 # server's default applies.
 _STREAM_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("count", click.IntRange(0), "Number of files."),
-    ("min_size", click.IntRange(0), "Smallest file, bytes."),
-    ("max_size", click.IntRange(0), "Largest file, bytes."),
+    ("min_size", _BYTES, "Smallest file (e.g. 1k)."),
+    ("max_size", _BYTES, "Largest file (e.g. 1M)."),
     ("min_interval", click.FloatRange(0), "Shortest wait before a file, seconds."),
     ("max_interval", click.FloatRange(0), "Longest wait before a file, seconds."),
     ("seed", click.IntRange(0, 2**63 - 1), "Reproduce a stream exactly."),
@@ -229,6 +275,7 @@ def _stream_options(func: F) -> F:
     help="Base URL of the wirelab server.",
 )
 @click.option(
+    "-o",
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to save the files and manifest.json in (created if missing).",
@@ -257,7 +304,7 @@ def _stream_options(func: F) -> F:
 )
 @click.option("--insecure", is_flag=True, help="For https: do not check the server's certificate.")
 @click.option("--overwrite", is_flag=True, help="Replace the download already in --out.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+@json_option
 @click.pass_context
 @handle_errors
 def stream(
@@ -277,7 +324,12 @@ def stream(
 
     Each file is written as it arrives and renamed into place once its SHA-256 matched;
     DIR/manifest.json then lists the files (complete: false if the stream failed).
-    Exit status: 0 on success, 1 on any failure, 2 on bad usage.
+
+    \b
+    Examples:
+      wirelab stream --count 10 --speed 10 -o ./files
+      wirelab stream --count 1000 --max-size 64k --seed 7 -o ./run7 --json
+      wirelab stream --verify ./files
     """
     if verify_dir is not None:
         given = [
@@ -309,7 +361,7 @@ def stream(
 
 
 def _users_options(func: F) -> F:
-    func = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+    func = json_option(func)
     func = click.option(
         "--database-url",
         envvar="WIRELAB_DATABASE_URL",
@@ -327,7 +379,17 @@ def _users_options(func: F) -> F:
 
 @main.group()
 def users() -> None:
-    """Manage the users of this server (run it where the server's data lives)."""
+    """Manage the users of this server (run it where the server's data lives).
+
+    Needs only the base install (not the server extra). Every command but `add` refuses a
+    data folder without a database instead of creating an empty one.
+
+    \b
+    Examples:
+      wirelab users add alice
+      wirelab users list --data-dir /srv/wirelab
+      wirelab users set-quota alice --bytes 10G --files 500
+    """
 
 
 @users.command("add")
@@ -338,7 +400,7 @@ def users_add(name: str, data_dir: Path | None, database_url: str | None, as_jso
     """Create user NAME and print its API token (shown only once)."""
     from . import _cli_users as u
 
-    user, token = u.with_users(database_url, data_dir, lambda r: r.add_user(name))
+    user, token = u.with_users(database_url, data_dir, lambda r: r.add_user(name), create=True)
     u.show_token(user.name, token, as_json=as_json, verb="Created")
 
 
@@ -362,7 +424,10 @@ def users_remove(name: str, data_dir: Path | None, database_url: str | None, as_
     from . import _cli_users as u
 
     u.with_users(database_url, data_dir, lambda r: r.remove_user(name))
-    click.echo(json.dumps({"removed": name}) if as_json else f"Removed user {name!r}.")
+    if as_json:
+        emit({"removed": name})
+    else:
+        click.echo(f"Removed user {name!r}.")
 
 
 @users.command("rotate-token")
@@ -379,7 +444,9 @@ def users_rotate(name: str, data_dir: Path | None, database_url: str | None, as_
 
 @users.command("set-quota")
 @click.argument("name")
-@click.option("--bytes", "quota_bytes", metavar="N|default", help="Inbox quota in bytes.")
+@click.option(
+    "--bytes", "quota_bytes", metavar="SIZE|default", help="Inbox quota (e.g. 10G, 500M)."
+)
 @click.option("--files", "quota_files", metavar="N|default", help="Inbox quota in files.")
 @_users_options
 @handle_errors
@@ -396,7 +463,7 @@ def users_set_quota(
     from . import _cli_users as u
 
     user = u.set_quota(database_url, data_dir, name, quota_bytes, quota_files)
-    u.show_users([user], as_json=as_json)
+    u.show_users([user], as_json=as_json, one=True)
 
 
 # --- relay (client side): login, logout, send, inbox, receive ------------------------

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._paths import default_data_dir
 from ..relay import RelayLimits
 from ..stream import StreamLimits
 
 __all__ = ["LOG_LEVELS", "ServerConfig", "default_data_dir"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/wirelab``, else ``~/.local/share/wirelab``."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "wirelab"
 
 
 @dataclass(frozen=True)
