@@ -111,9 +111,7 @@ def test_set_quota_takes_sizes_with_units(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["list"], ["remove", "bob"], ["rotate-token", "bob"]])
-def test_a_folder_without_a_database_is_named_not_created(
-    tmp_path: Path, args: list[str]
-) -> None:
+def test_a_folder_without_a_database_is_named_not_created(tmp_path: Path, args: list[str]) -> None:
     result = CliRunner().invoke(main, ["users", *args, "--data-dir", str(tmp_path), "--json"])
     assert result.exit_code == 5
     doc = json.loads(result.stdout)

@@ -285,7 +285,7 @@ class WirelabGroup(click.Group):
     """A command group whose usage errors follow the output contract: with ``--json``
     on the command line, the error object on stdout; always exit status 2."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -312,7 +312,9 @@ def check_url(value: str, option: str = "--url") -> str:
     import httpx
 
     if not value.lower().startswith(("http://", "https://")):
-        raise click.BadParameter(f"{value!r} must start with http:// or https://", param_hint=option)
+        raise click.BadParameter(
+            f"{value!r} must start with http:// or https://", param_hint=option
+        )
     try:
         url = httpx.URL(value)
         url.port  # noqa: B018 - parsing the port raises for an invalid one

@@ -26,7 +26,8 @@ def database_url(url: str | None, data_dir: Path | None, *, create: bool = False
     mistyped ``--data-dir`` must not create an empty store and list no users).
     """
     from ._paths import default_data_dir
-    from .db import split_url, sqlite_url
+    from .db import sqlite_url
+    from .db._api import split_url
 
     if url:
         scheme, rest = split_url(url)

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from ._files import StreamedFile
     from ._options import StreamOptions
     from ._relay import RelayClient
-    from ._relay_models import InboxFile, Progress, ReceivedFile, SentFile
+    from ._relay_models import (
+        DestinationExistsError,
+        DuplicateError,
+        InboxFile,
+        Progress,
+        ReceivedFile,
+        SentFile,
+    )
     from ._request import DEFAULT_URL
     from ._sync import Client, EventStream, StreamReader
 
@@ -35,6 +42,8 @@ _WHERE = {
     "StreamedFile": "._files",
     "StreamOptions": "._options",
     "RelayClient": "._relay",
+    "DestinationExistsError": "._relay_models",
+    "DuplicateError": "._relay_models",
     "InboxFile": "._relay_models",
     "Progress": "._relay_models",
     "ReceivedFile": "._relay_models",
@@ -51,6 +60,8 @@ __all__ = [
     "AsyncEventStream",
     "AsyncStreamReader",
     "Client",
+    "DestinationExistsError",
+    "DuplicateError",
     "EventStream",
     "InboxFile",
     "Progress",
