@@ -88,6 +88,11 @@ _KIND_CODES: Final = {
     "data": EXIT_DATA,
     "interrupted": EXIT_INTERRUPTED,
 }
+# UsageError subclasses that are about the data, not the command line (by name: this
+# module must not import the client or the db, which cost start-up time).
+_DATA_USAGE_ERRORS: Final = frozenset(
+    {"UserNotFoundError", "UserExistsError", "DuplicateError", "DestinationExistsError"}
+)
 _META_EXTRA: Final = "wirelab.json_extra"
 _META_HINT: Final = "wirelab.hint"
 _META_AUTH: Final = "wirelab.auth_hint"
@@ -162,7 +167,7 @@ def _kind(exc: BaseException) -> str:
     if isinstance(exc, UsageError):
         if name in {"AuthenticationError", "MissingCredentials", "InvalidCredentials"}:
             return "auth"
-        if name in {"UserNotFoundError", "UserExistsError", "DuplicateError", "FileExistsError"}:
+        if name in _DATA_USAGE_ERRORS:
             return "data"
         return "usage"
     if name in {"DatabaseError", "SchemaVersionError"}:

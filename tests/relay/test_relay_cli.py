@@ -86,14 +86,15 @@ def test_login_saves_a_private_config_used_by_the_other_commands(
     assert run(no_url, "logout").stdout.strip() == "Logged out."
     assert not config.exists()
     fails = run(no_url, "inbox")
-    assert fails.exit_code == 1
+    assert fails.exit_code == 3  # an authentication problem
     assert "no API token" in one_error_line(fails)
 
 
 def test_login_refuses_a_wrong_token_and_saves_nothing(env: dict[str, str], tmp_path: Path) -> None:
     result = run(env, "login", stdin="wl_not-a-token\n")
-    assert result.exit_code == 1
-    assert "HTTP 401" in one_error_line(result)
+    assert result.exit_code == 3
+    line = one_error_line(result)
+    assert "HTTP 401" in line and "the token came from --token-file standard input" in line
     assert not (tmp_path / "config" / "wirelab" / "config.json").exists()
 
 
@@ -104,7 +105,7 @@ def test_a_config_readable_by_others_is_refused(
     config = tmp_path / "config" / "wirelab" / "config.json"
     config.chmod(0o644)
     result = run(env, "inbox")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "readable by others" in one_error_line(result)
 
 
@@ -112,24 +113,25 @@ def test_token_file(relay: Relay, env: dict[str, str], tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(relay.tokens["bob"] + "\n")
     result = run(env, "inbox", "--token-file", str(token_file), "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout) == {"files": []}
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"ok": True, "files": []}
     result = run(env, "inbox", "--token-file", "-", stdin=relay.tokens["bob"])
     assert result.exit_code == 0
 
 
 @pytest.mark.parametrize(
-    ("args", "fragment"),
+    ("args", "fragment", "code"),
     [
-        (["send", "MISSING", "--to", "bob"], "cannot send"),
+        (["send", "MISSING", "--to", "bob"], "cannot send", 2),
         (
             ["send", "FILE", "--to", "nobody"],
             "HTTP 404 from /v1/relay/uploads: no user named 'nobody'",
+            5,
         ),
-        (["receive", "--out", "FILE/sub"], "Not a directory"),
+        (["receive", "--out", "FILE/sub"], "Not a directory", 5),
     ],
 )
-def test_failures_are_one_line_with_exit_1(
-    relay: Relay, env: dict[str, str], tmp_path: Path, args: list[str], fragment: str
+def test_failures_are_one_line_with_their_exit_status(
+    relay: Relay, env: dict[str, str], tmp_path: Path, args: list[str], fragment: str, code: int
 ) -> None:
     (tmp_path / "FILE").write_text("x")
     relay.alice.post(
@@ -142,7 +144,7 @@ def test_failures_are_one_line_with_exit_1(
     ).raise_for_status()
     args = [str(tmp_path / a) if a in ("MISSING", "FILE", "FILE/sub") else a for a in args]
     result = run(env, *args, token=relay.tokens["alice"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == code, result.output
     assert fragment in one_error_line(result)
 
 
@@ -154,16 +156,14 @@ def test_receive_does_not_overwrite_and_reports_in_json(
     (out / "same.txt").write_text("local")
     (tmp_path / "same.txt").write_text("remote")
     run(env, "send", str(tmp_path / "same.txt"), "--to", "bob", token=relay.tokens["alice"])
-    result = run(
-        env, "receive", "--out", str(out), "--json", "--lease", "1", token=relay.tokens["bob"]
-    )
-    assert result.exit_code == 1
+    result = run(env, "receive", "--out", str(out), "--json", token=relay.tokens["bob"])
+    assert result.exit_code == 5
     doc = json.loads(result.stdout)
-    assert doc["ok"] is False and "use --overwrite" in doc["error"] and doc["files"] == []
+    assert doc["ok"] is False and "--exists rename" in doc["error"] and doc["files"] == []
+    assert (doc["error_kind"], doc["exit_code"]) == ("data", 5)
     assert (out / "same.txt").read_text() == "local"
-    again = run(
-        env, "receive", "--out", str(out), "--overwrite", "--wait", "10", token=relay.tokens["bob"]
-    )
+    # The lease was given back: the file is offered again at once, not in 5 minutes.
+    again = run(env, "receive", "--out", str(out), "--overwrite", token=relay.tokens["bob"])
     assert again.exit_code == 0, again.output
     assert (out / "same.txt").read_text() == "remote"
 
@@ -193,4 +193,4 @@ def test_chunk_size_accepts_units_and_rejects_nonsense(
         "lots",
         token=relay.tokens["alice"],
     )
-    assert bad.exit_code == 2 and "is not a positive size" in bad.stderr
+    assert bad.exit_code == 2 and "is not a size like" in bad.stderr
