@@ -322,11 +322,13 @@ def check_url(value: str, option: str = "--url") -> str:
         )
     try:
         url = httpx.URL(value)
-        url.port  # noqa: B018 - parsing the port raises for an invalid one
+        port = url.port
     except (httpx.InvalidURL, ValueError, TypeError) as exc:
         raise click.BadParameter(f"{value!r} is not a valid URL: {exc}", param_hint=option) from exc
     if not url.host:
         raise click.BadParameter(f"{value!r} has no host name", param_hint=option)
+    if port is not None and not 0 < port < 65536:
+        raise click.BadParameter(f"{value!r}: port {port} is out of range", param_hint=option)
     return value
 
 
