@@ -163,6 +163,7 @@ def _relay_options(func: F) -> F:
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
 )
 @_relay_options
+@json_option
 @handle_errors
 def serve(
     host: str,
@@ -175,9 +176,11 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    as_json: bool,
     **relay: float | None,
 ) -> None:
-    """Run the wirelab server until SIGINT or SIGTERM.
+    """Run the wirelab server until SIGINT or SIGTERM (--json: a failure to start is one
+    JSON object on stdout; the server's log stays on stderr).
 
     \b
     Examples:
@@ -188,7 +191,10 @@ def serve(
         from .server import ServerConfig, default_data_dir
         from .server._serve import run
     except ImportError as exc:  # the server extra is not installed
-        fail(f"the server needs extra packages: pip install 'wirelab[server]' ({exc})")
+        fail(
+            f"the server needs extra packages: pip install 'wirelab[server]' ({exc})",
+            as_json=as_json,
+        )
     from .relay import RelayLimits
     from .stream import StreamLimits
 
@@ -211,11 +217,11 @@ def serve(
         database_url=database_url,
         relay_limits=relay_limits,
     )
-    _check_data_dir(config.data_dir)
+    _check_data_dir(config.data_dir, as_json)
     run(config)
 
 
-def _check_data_dir(folder: Path) -> None:
+def _check_data_dir(folder: Path, as_json: bool) -> None:
     """Fail with one line (not a traceback from inside the server) when the data folder
     cannot be created or written."""
     import os
@@ -223,12 +229,17 @@ def _check_data_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        fail(f"cannot create the data folder {folder}: {exc.strerror or exc}", EXIT_DATA)
+        fail(
+            f"cannot create the data folder {folder}: {exc.strerror or exc}",
+            EXIT_DATA,
+            as_json=as_json,
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
         fail(
             f"cannot write the data folder {folder} (choose another with --data-dir or "
             "WIRELAB_DATA_DIR)",
             EXIT_DATA,
+            as_json=as_json,
         )
 
 

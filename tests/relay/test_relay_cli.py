@@ -348,3 +348,5 @@ def test_serve_with_a_data_folder_it_cannot_create(env: dict[str, str], tmp_path
     result = run(env, "serve", "--port", "0", "--data-dir", str(tmp_path / "file" / "data"))
     assert result.exit_code == 5
     assert "cannot create the data folder" in one_error_line(result)
+    as_json = run(env, "serve", "--data-dir", str(tmp_path / "file" / "data"), "--json")
+    assert json.loads(as_json.stdout)["error_kind"] == "data"
