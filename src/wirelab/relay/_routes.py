@@ -357,7 +357,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         "/files/{file_id}/lease",
         status_code=204,
         summary="Release a lease (give a file back)",
-        responses=_FILE_RESPONSES,
+        responses={**_FILE_RESPONSES, 422: {"description": "Invalid `lease_id`."}},
     )
     async def release(
         user: Auth,
