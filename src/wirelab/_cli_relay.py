@@ -39,7 +39,14 @@ if TYPE_CHECKING:
 
     from .client import InboxFile, RelayClient
 
-__all__ = ["BarProgress", "connection_options", "key_file_option", "open_client", "register"]
+__all__ = [
+    "BarProgress",
+    "client_settings",
+    "connection_options",
+    "key_file_option",
+    "open_client",
+    "register",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -164,10 +171,11 @@ def _token(opts: dict[str, Any], config: dict[str, Any]) -> tuple[str | None, st
     return config.get("token"), f"{config_path()}, saved by 'wirelab login'"
 
 
-def open_client(opts: dict[str, Any]) -> RelayClient:
-    """A :class:`RelayClient` from the shared options (see the module docstring)."""
-    from .client import RelayClient
-
+def client_settings(opts: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a user API client (``url``, ``token``, ``timeout``,
+    ``verify``) from the shared options, the environment and the login file (see the
+    module docstring). Also records where the token came from, for a refused token's
+    message."""
     if opts["cacert"] is not None and opts["insecure"]:
         raise click.UsageError("--cacert and --insecure exclude each other")
     config = load_config()
@@ -180,13 +188,20 @@ def open_client(opts: dict[str, Any]) -> RelayClient:
             "no API token: run 'wirelab login', set WIRELAB_TOKEN, or pass --token-file"
         )
     set_hint(f"the token came from {source}; check it, or run 'wirelab login' again", auth=True)
-    return RelayClient(
-        str(url),
-        token=str(token),
-        timeout=opts["timeout"],
-        verify=tls_verify(opts["cacert"], opts["insecure"]),
-        key_file=opts.get("key_file"),
-    )
+    return {
+        "url": url,
+        "token": str(token),
+        "timeout": opts["timeout"],
+        "verify": tls_verify(opts["cacert"], opts["insecure"]),
+    }
+
+
+def open_client(opts: dict[str, Any]) -> RelayClient:
+    """A :class:`RelayClient` from the shared options (see :func:`client_settings`)."""
+    from .client import RelayClient
+
+    settings = client_settings(opts)
+    return RelayClient(settings.pop("url"), **settings, key_file=opts.get("key_file"))
 
 
 def key_file_option(func: F) -> F:
