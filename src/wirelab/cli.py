@@ -79,6 +79,12 @@ _STREAM_LIMIT_OPTIONS: list[tuple[str, float, click.ParamType[Any], str]] = [
     ("file_size", 16 * _MIB, _BYTES, "Largest max_size a stream may ask for (e.g. 16M)."),
     ("total_bytes", 4096 * _MIB, _BYTES, "Largest count * max_size of one stream (e.g. 4G)."),
     (
+        "manifest_bytes",
+        256 * _MIB,
+        _BYTES,
+        "Largest count * max_size of one /v1/stream/manifest (it hashes every file), e.g. 256M.",
+    ),
+    (
         "duration",
         3600.0,
         click.FloatRange(0),
@@ -173,6 +179,7 @@ def serve(
     stream_limit_count: int,
     stream_limit_file_size: int,
     stream_limit_total_bytes: int,
+    stream_limit_manifest_bytes: int,
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
@@ -211,6 +218,7 @@ def serve(
             max_count=stream_limit_count,
             max_file_size=stream_limit_file_size,
             max_total_bytes=stream_limit_total_bytes,
+            max_manifest_bytes=stream_limit_manifest_bytes,
             max_duration=stream_limit_duration,
         ),
         worker_threads=worker_threads,
