@@ -77,14 +77,23 @@ def test_send_and_receive_survive_repeated_server_kills(tmp_path: Path, seed: in
         server.kill()
 
 
+def _payload_and_server(
+    tmp_path: Path, size: int
+) -> tuple[bytes, Path, dict[str, str], ServeProcess]:
+    """Random bytes in ``tmp_path/big.bin``, and a server (data in ``tmp_path/data``)
+    with users alice and bob: (data, its path, tokens, server)."""
+    data_dir = tmp_path / "data"
+    tokens = add_users(data_dir, "alice", "bob")
+    data = os.urandom(size)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    return data, src, tokens, ServeProcess(data_dir)
+
+
 def test_an_interrupted_cli_send_resumes_when_run_again(tmp_path: Path) -> None:
     """The state of ``wirelab send`` survives the client's own death (SIGKILL)."""
     data_dir = tmp_path / "data"
-    tokens = add_users(data_dir, "alice", "bob")
-    data = os.urandom(64 * _MIB)
-    src = tmp_path / "big.bin"
-    src.write_bytes(data)
-    server = ServeProcess(data_dir)
+    data, src, tokens, server = _payload_and_server(tmp_path, 64 * _MIB)
     env = {
         **os.environ,
         "WIRELAB_URL": server.url,
@@ -141,12 +150,7 @@ def test_a_killed_receive_is_finished_at_once_by_the_next_run(tmp_path: Path, wh
     """SIGKILL of the receiving process mid-download, or between the verified write and
     the acknowledgement: its lease (an hour) would hide the file; the next
     ``wirelab receive`` releases it, resumes or recognizes the file, and succeeds."""
-    data_dir = tmp_path / "data"
-    tokens = add_users(data_dir, "alice", "bob")
-    data = os.urandom(24 * _MIB)
-    src = tmp_path / "big.bin"
-    src.write_bytes(data)
-    server = ServeProcess(data_dir)
+    data, src, tokens, server = _payload_and_server(tmp_path, 24 * _MIB)
     out = tmp_path / "out"
     try:
         with RelayClient(server.url, token=tokens["alice"], state_dir=tmp_path / "st") as alice:
