@@ -280,7 +280,16 @@ def receive(
             on_file=report,
             live=live,
         )
+        # "Nothing to receive" must not read as "nothing there" when files wait but are
+        # not offered now (another receive holds them, or they are at their limit).
+        unavailable = 0 if got else len(client.inbox())
     if as_json:
-        emit({"files": [_received_doc(g) for g in got]})
+        emit({"files": [_received_doc(g) for g in got], "unavailable": unavailable})
+    elif unavailable:
+        click.echo(
+            f"no file available now: {unavailable} in your inbox are being received "
+            "elsewhere (leased) or at their download limit; a leased file comes back when "
+            "that receive fails or its lease ends"
+        )
     elif not got:
         click.echo("inbox empty" + (f" after waiting {wait:g} s" if wait else ""))

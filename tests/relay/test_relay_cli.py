@@ -71,6 +71,14 @@ def test_send_inbox_receive_with_json(relay: Relay, env: dict[str, str], tmp_pat
     assert (out / "b.bin").read_bytes() == b.read_bytes()
     assert run(env, "inbox", token=bob).stdout.strip() == "inbox empty"
     assert run(env, "receive", "--out", str(out), token=bob).stdout.strip() == "inbox empty"
+    run(env, "send", str(a), "--to", "bob", token=alice)
+    relay.bob.post("/v1/relay/inbox/next", params={"lease": 600})  # another receiver has it
+    held = run(env, "receive", "--out", str(out), "--json", token=bob)
+    assert json.loads(held.stdout) == {"ok": True, "files": [], "unavailable": 1}
+    assert (
+        "1 in your inbox are being received elsewhere"
+        in run(env, "receive", "--out", str(out), token=bob).stdout
+    )
 
 
 def test_login_saves_a_private_config_used_by_the_other_commands(
