@@ -77,8 +77,11 @@ def cli() -> None:
 def work(count: int, as_json: bool) -> None:
     json_extra(done=count - 1)
     set_hint("run it again to resume")
+    set_hint("the 2 files before it are kept", on="disk")
     if count == 0:
         raise KeyboardInterrupt
+    if count == 1:
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/out/f.part")
     if count < 0:
         raise IntegrityError("the bytes do not match")
     emit({"done": count})
@@ -112,3 +115,11 @@ def test_click_usage_errors_follow_the_contract_with_json() -> None:
     assert doc["ok"] is False and doc["error_kind"] == "usage" and "--count" in doc["error"]
     plain = CliRunner().invoke(cli, ["work", "--count", "x"])
     assert plain.exit_code == 2 and plain.stdout == "" and "Usage:" in plain.stderr
+
+
+def test_a_full_disk_names_the_path_and_what_was_kept() -> None:
+    result = CliRunner().invoke(cli, ["work", "--count", "1", "--json"])
+    assert result.exit_code == 5
+    assert json.loads(result.stdout)["error"] == (
+        "No space left on device: /data/out/f.part; the 2 files before it are kept"
+    )

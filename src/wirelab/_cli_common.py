@@ -94,8 +94,7 @@ _DATA_USAGE_ERRORS: Final = frozenset(
     {"UserNotFoundError", "UserExistsError", "DuplicateError", "DestinationExistsError"}
 )
 _META_EXTRA: Final = "wirelab.json_extra"
-_META_HINT: Final = "wirelab.hint"
-_META_AUTH: Final = "wirelab.auth_hint"
+_META_HINTS: Final = "wirelab.hints"
 
 
 def human_size(n: float) -> str:
@@ -210,10 +209,11 @@ def json_extra(**fields: Any) -> None:
     _meta().setdefault(_META_EXTRA, {}).update(fields)
 
 
-def set_hint(text: str, *, auth: bool = False) -> None:
-    """What to do next, appended to the error message of an interruption (or, with
-    ``auth``, of an authentication failure, e.g. where the token came from)."""
-    _meta()[_META_AUTH if auth else _META_HINT] = text
+def set_hint(text: str, *, on: str = "interrupted") -> None:
+    """What to do next, added to the error message of one kind of failure: ``on`` is
+    ``"interrupted"`` (Ctrl-C: how to resume), ``"auth"`` (a refused token: where it came
+    from) or ``"disk"`` (a full disk: what was kept)."""
+    _meta().setdefault(_META_HINTS, {})[on] = text
 
 
 def note(text: str) -> None:
@@ -257,13 +257,15 @@ def _kind_of_code(code: int) -> str:
 
 def _message(exc: BaseException) -> str:
     message = describe_error(exc)
-    meta = _meta()
-    if isinstance(exc, KeyboardInterrupt) and meta.get(_META_HINT):
-        message += f"; {meta[_META_HINT]}"
-    if classify(exc)[0] == "auth" and meta.get(_META_AUTH):
-        message += f" ({meta[_META_AUTH]})"
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        message += "" if "kept" in message else " (nothing of this file was kept)"
+    hints = _meta().get(_META_HINTS, {})
+    kind = classify(exc)[0]
+    if kind == "interrupted" and "interrupted" in hints:
+        message += f"; {hints['interrupted']}"
+    if kind == "auth" and "auth" in hints:
+        message += f" ({hints['auth']})"
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if full and "kept" not in message:
+        message += f"; {hints.get('disk', 'nothing of this file was kept')}"
     return message
 
 

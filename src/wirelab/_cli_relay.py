@@ -187,7 +187,7 @@ def client_settings(opts: dict[str, Any]) -> dict[str, Any]:
         raise MissingCredentials(
             "no API token: run 'wirelab login', set WIRELAB_TOKEN, or pass --token-file"
         )
-    set_hint(f"the token came from {source}; check it, or run 'wirelab login' again", auth=True)
+    set_hint(f"the token came from {source}; check it, or run 'wirelab login' again", on="auth")
     return {
         "url": url,
         "token": str(token),

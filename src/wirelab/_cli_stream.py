@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final, Self, cast
 
 import click
 
-from ._cli_common import DEFAULT_URL, describe_error, emit, human_size, json_extra
+from ._cli_common import DEFAULT_URL, describe_error, emit, human_size, json_extra, set_hint
 from ._exceptions import IntegrityError, TruncatedError
 
 if TYPE_CHECKING:  # importing the client costs httpx and numpy: only when the command runs
@@ -154,6 +154,11 @@ def run_download(
 def _record_failure(writer: DownloadWriter, exc: BaseException, as_json: bool) -> None:
     with contextlib.suppress(OSError):  # the original error is the one to report
         writer.finish(complete=False)
+    set_hint(
+        f"the {len(writer.files)} files verified before it are kept in {writer.out}, "
+        "listed in its manifest.json",
+        on="disk",
+    )
     if as_json:
         json_extra(
             files=len(writer.files), bytes=writer.bytes_saved, seed=writer.seed, out=str(writer.out)
