@@ -186,8 +186,9 @@ def serve(
     as_json: bool,
     **relay: float | None,
 ) -> None:
-    """Run the wirelab server until SIGINT or SIGTERM (--json: a failure to start is one
-    JSON object on stdout; the server's log stays on stderr).
+    """Run the wirelab server until SIGINT or SIGTERM.
+
+    With --json, a failure to start is one JSON object on stdout (the log stays on stderr).
 
     \b
     Examples:
