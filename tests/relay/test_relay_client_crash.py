@@ -159,7 +159,13 @@ def test_a_killed_receive_is_finished_at_once_by_the_next_run(tmp_path: Path, wh
         died = subprocess.run([*script, server.url, tokens["bob"], str(out), when],
                               capture_output=True, check=False, timeout=120)  # fmt: skip
         assert died.returncode == -9, died.stderr
-        env = {**os.environ, "WIRELAB_URL": server.url, "WIRELAB_TOKEN": tokens["bob"]}
+        env = {
+            **os.environ,
+            "WIRELAB_URL": server.url,
+            "WIRELAB_TOKEN": tokens["bob"],
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+        }
         command = [sys.executable, "-m", "wirelab", "receive", "-o", str(out), "--json"]
         again = subprocess.run(command, env=env, capture_output=True, check=False, timeout=120)
         assert again.returncode == 0, again.stderr
