@@ -70,6 +70,10 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("upload_expiry", _SECONDS, "Partial uploads idle this long are removed, s.  [default: 1 day]"),
     ("quota_bytes", _BYTES, "Default inbox quota (e.g. 50G).  [default: 50 GiB]"),
     ("quota_files", click.IntRange(0), "Default inbox quota, number of files.  [default: 10000]"),
+    ("reservation_ttl", _SECONDS, "Quota held by an idle upload for, s.  [default: 300]"),
+    ("sender_pending_bytes", _BYTES, "Bytes a sender's uploads hold (20G).  [default: 20 GiB]"),
+    ("sender_pending_uploads", click.IntRange(0), "Uploads one sender has open.  [default: 100]"),
+    ("disk_reserve", _BYTES, "Disk space kept for deletes (e.g. 4M).  [default: 4 MiB]"),
 ]  # fmt: skip
 
 
@@ -169,6 +173,14 @@ def _relay_options(func: F) -> F:
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
 )
 @_relay_options
+@click.option(
+    "--cors-origins",
+    envvar="WIRELAB_CORS_ORIGINS",
+    show_envvar=True,
+    metavar="ORIGINS",
+    help="Comma-separated origins (https://app.example) whose pages may call the API "
+    "from a browser, or '*'.  [default: none, CORS off]",
+)
 @json_option
 @handle_errors
 def serve(
@@ -183,6 +195,7 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    cors_origins: str | None,
     as_json: bool,
     **relay: float | None,
 ) -> None:
@@ -203,7 +216,7 @@ def serve(
             f"the server needs extra packages: pip install 'wirelab[server]' ({exc})",
             as_json=as_json,
         )
-    from .relay import RelayLimits
+    from .relay import RelayLimits, parse_origins
     from .stream import StreamLimits
 
     relay_limits = RelayLimits(
@@ -225,6 +238,7 @@ def serve(
         worker_threads=worker_threads,
         database_url=database_url,
         relay_limits=relay_limits,
+        cors_origins=parse_origins(cors_origins),
     )
     _check_data_dir(config.data_dir, as_json)
     run(config)
@@ -440,7 +454,8 @@ def users_list(data_dir: Path | None, database_url: str | None, as_json: bool) -
 @_users_options
 @handle_errors
 def users_remove(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Remove user NAME; its token stops working at once."""
+    """Remove user NAME: its token stops working at once; its inbox, the uploads to it
+    and the uploads it was sending are deleted (a new NAME starts empty)."""
     from . import _cli_users as u
 
     u.with_users(database_url, data_dir, lambda r: r.remove_user(name))

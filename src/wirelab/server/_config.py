@@ -27,6 +27,9 @@ class ServerConfig:
     SQLite ``wirelab.db`` in ``data_dir``, the store ``wirelab users`` uses) and its blobs
     in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
     their ``WIRELAB_RELAY_*`` names).
+
+    ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
+    call the API from a browser; empty (the default): no CORS headers at all.
     """
 
     host: str = "127.0.0.1"
@@ -38,3 +41,4 @@ class ServerConfig:
     graceful_timeout: int = 5
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    cors_origins: tuple[str, ...] = ()
