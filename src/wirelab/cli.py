@@ -14,12 +14,11 @@ from typing import Any, TypeVar
 
 import click
 
-from . import _cli_relay, _cli_stream
+from . import _cli_relay, _cli_stream, _cli_users
 from ._cli_common import (
     EXIT_DATA,
     ByteSize,
     WirelabGroup,
-    emit,
     fail,
     handle_errors,
     http_url,
@@ -111,6 +110,39 @@ def _stream_limit_options(func: F) -> F:
     return func
 
 
+# Media settings: (field of MediaSettings, click type, help with its default). Defaults are
+# MediaSettings' own (None here). --media-allow-network is parsed by the media package.
+_MEDIA_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
+    ("workers", click.IntRange(1, 64), "Media jobs that run at once.  [default: 2]"),
+    ("source_template", click.STRING, "URL with {video_id} for requests naming a video_id."),
+    ("allow_network", click.STRING, "CIDR[,CIDR...] opened to media sources (private ranges "
+     "are refused by default).  [default: none]"),
+    ("result_ttl", _SECONDS, "Clips are deleted this long after their job ended, s.  "
+     "[default: 1 day]"),
+    ("job_timeout", _SECONDS, "Longest attempt of a media job, s.  [default: 3600]"),
+    ("max_source_duration", _SECONDS, "Longest source accepted, s.  [default: 6 h]"),
+    ("max_clip_duration", _SECONDS, "Longest clip, s.  [default: 3 h]"),
+    ("max_output_size", ByteSize(), "Largest clip file (e.g. 4G).  [default: 4 GiB]"),
+    ("max_active_jobs", click.IntRange(1), "Queued and running media jobs per user.  "
+     "[default: 100]"),
+]  # fmt: skip
+
+
+def _media_options(func: F) -> F:
+    for name, kind, help_ in reversed(_MEDIA_OPTIONS):
+        func = click.option(
+            f"--media-{name.replace('_', '-')}",
+            f"media_{name}",
+            type=kind,
+            default=None,
+            show_default=False,
+            envvar=f"WIRELAB_MEDIA_{name.upper()}",
+            show_envvar=True,
+            help=help_,
+        )(func)
+    return func
+
+
 def _relay_options(func: F) -> F:
     for name, kind, help_ in reversed(_RELAY_OPTIONS):
         func = click.option(
@@ -173,6 +205,7 @@ def _relay_options(func: F) -> F:
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
 )
 @_relay_options
+@_media_options
 @click.option(
     "--cors-origins",
     envvar="WIRELAB_CORS_ORIGINS",
@@ -197,7 +230,7 @@ def serve(
     database_url: str | None,
     cors_origins: str | None,
     as_json: bool,
-    **relay: float | None,
+    **limits: Any,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM.
 
@@ -216,12 +249,13 @@ def serve(
             f"the server needs extra packages: pip install 'wirelab[server]' ({exc})",
             as_json=as_json,
         )
+    from .media import media_settings
     from .relay import RelayLimits, parse_origins
     from .stream import StreamLimits
 
-    relay_limits = RelayLimits(
-        **{name.removeprefix("relay_"): v for name, v in relay.items() if v is not None}  # type: ignore[arg-type]
-    )
+    relay = {k.removeprefix("relay_"): v for k, v in limits.items() if k.startswith("relay_")}
+    relay_limits = RelayLimits(**{name: v for name, v in relay.items() if v is not None})
+    media = {k.removeprefix("media_"): v for k, v in limits.items() if k.startswith("media_")}
 
     config = ServerConfig(
         host=host,
@@ -238,6 +272,7 @@ def serve(
         worker_threads=worker_threads,
         database_url=database_url,
         relay_limits=relay_limits,
+        media=media_settings(media),
         cors_origins=parse_origins(cors_origins),
     )
     _check_data_dir(config.data_dir, as_json)
@@ -282,6 +317,7 @@ _STREAM_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("byteorder", click.Choice(["little", "big"]), "Sample byte order."),
     ("content", click.Choice(["random", "sine", "ramp"]), "Sample values."),
     ("speed", click.FloatRange(0, min_open=True), "Divides every wait."),
+    ("digest", click.Choice(["blake3", "sha256"]), "Digest algorithm of the files' checks."),
 ]
 
 
@@ -356,7 +392,8 @@ def stream(
 ) -> None:
     """Save a stream's files into --out DIR, verified; or check DIR with --verify DIR.
 
-    Each file is written as it arrives and renamed into place once its SHA-256 matched;
+    Each file is written as it arrives and renamed into place once its digest (BLAKE3
+    unless --digest sha256) matched;
     DIR/manifest.json then lists the files (complete: false if the stream failed).
 
     \b
@@ -392,114 +429,7 @@ def stream(
 
 
 # --- users (server side) ----------------------------------------------------------------
-
-
-def _users_options(func: F) -> F:
-    func = json_option(func)
-    func = click.option(
-        "--database-url",
-        envvar="WIRELAB_DATABASE_URL",
-        show_envvar=True,
-        help="Metadata store.  [default: sqlite:///DATA_DIR/wirelab.db]",
-    )(func)
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="WIRELAB_DATA_DIR",
-        show_envvar=True,
-        help="Server data folder.  [default: $XDG_DATA_HOME/wirelab]",
-    )(func)
-
-
-@main.group()
-def users() -> None:
-    """Manage the users of this server (run it where the server's data lives).
-
-    Needs only the base install (not the server extra). Every command but `add` refuses a
-    data folder without a database instead of creating an empty one.
-
-    \b
-    Examples:
-      wirelab users add alice
-      wirelab users list --data-dir /srv/wirelab
-      wirelab users set-quota alice --bytes 10G --files 500
-    """
-
-
-@users.command("add")
-@click.argument("name")
-@_users_options
-@handle_errors
-def users_add(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Create user NAME and print its API token (shown only once)."""
-    from . import _cli_users as u
-
-    user, token = u.with_users(database_url, data_dir, lambda r: r.add_user(name), create=True)
-    u.show_token(user.name, token, as_json=as_json, verb="Created")
-
-
-@users.command("list")
-@_users_options
-@handle_errors
-def users_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """List the users (never their tokens)."""
-    from . import _cli_users as u
-
-    found = u.with_users(database_url, data_dir, lambda r: r.list_users())
-    u.show_users(found, as_json=as_json)
-
-
-@users.command("remove")
-@click.argument("name")
-@_users_options
-@handle_errors
-def users_remove(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Remove user NAME: its token stops working at once; its inbox, the uploads to it
-    and the uploads it was sending are deleted (a new NAME starts empty)."""
-    from . import _cli_users as u
-
-    u.with_users(database_url, data_dir, lambda r: r.remove_user(name))
-    if as_json:
-        emit({"removed": name})
-    else:
-        click.echo(f"Removed user {name!r}.")
-
-
-@users.command("rotate-token")
-@click.argument("name")
-@_users_options
-@handle_errors
-def users_rotate(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Give user NAME a new API token (printed once); the old one stops working."""
-    from . import _cli_users as u
-
-    token = u.with_users(database_url, data_dir, lambda r: r.rotate_token(name))
-    u.show_token(name, token, as_json=as_json, verb="Rotated the token of")
-
-
-@users.command("set-quota")
-@click.argument("name")
-@click.option(
-    "--bytes", "quota_bytes", metavar="SIZE|default", help="Inbox quota (e.g. 10G, 500M)."
-)
-@click.option("--files", "quota_files", metavar="N|default", help="Inbox quota in files.")
-@_users_options
-@handle_errors
-def users_set_quota(
-    name: str,
-    quota_bytes: str | None,
-    quota_files: str | None,
-    data_dir: Path | None,
-    database_url: str | None,
-    as_json: bool,
-) -> None:
-    """Set user NAME's inbox quotas; `default` returns to the server's (an option left
-    out is unchanged)."""
-    from . import _cli_users as u
-
-    user = u.set_quota(database_url, data_dir, name, quota_bytes, quota_files)
-    u.show_users([user], as_json=as_json, one=True)
-
+main.add_command(_cli_users.users)
 
 # --- relay (client side): login, logout, send, inbox, receive ------------------------
 _cli_relay.register(main)
