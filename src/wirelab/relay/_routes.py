@@ -367,7 +367,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         "/files/{file_id}/lease",
         status_code=204,
         summary="Release a lease (give a file back)",
-        responses={**_FILE_RESPONSES, 422: {"description": "Invalid `lease_id`."}},
+        responses=answers(404, _404="No such file in your inbox."),
     )
     async def release(
         user: Auth,
@@ -387,7 +387,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     @router.get(
         "/sent",
         summary="Your files still queued for a recipient",
-        responses={**_AUTH_RESPONSES, 422: {"description": "Invalid `sha256`."}},
+        responses=_AUTH_RESPONSES,
     )
     async def sent(
         user: Auth,
