@@ -130,7 +130,7 @@ class TestDownload:
         data[len(data) // 2] ^= 1
         victim.write_bytes(data)
         result = run("--verify", str(out))
-        assert result.exit_code == 1
+        assert result.exit_code == 5
         assert result.stdout == f"corrupt: 000001.int16: {label} does not match the manifest\n"
         assert "1 problem(s); 2 of 3 listed files intact" in one_error_line(result)
         report = json.loads(run("--verify", str(out), "--json").stdout)
@@ -152,7 +152,7 @@ class TestDownload:
         args = ["--url", server.url, *FAST, "--out", str(out)]
         assert run(*args, "--count", "4").exit_code == 0
         result = run(*args, "--count", "2")
-        assert result.exit_code == 1 and "--overwrite" in one_error_line(result)
+        assert result.exit_code == 2 and "--overwrite" in one_error_line(result)
         assert run(*args, "--count", "2", "--overwrite").exit_code == 0
         assert sorted(p.name for p in out.iterdir()) == [
             "000000.int16",
@@ -173,7 +173,7 @@ class TestDownload:
 class TestFailures:
     def test_http_error_is_one_line(self, server: LiveServer, out: Path) -> None:
         result = run("--url", server.url, "--count", "1000000", "--out", str(out))
-        assert result.exit_code == 1 and result.stdout == ""
+        assert result.exit_code == 2 and result.stdout == ""  # the server: a bad parameter
         assert one_error_line(result).startswith("wirelab: error: HTTP 422 from /v1/stream: count")
         assert not (out / "manifest.json").exists()
         result = run("--url", server.url, "--count", "1000000", "--out", str(out), "--json")
@@ -184,7 +184,7 @@ class TestFailures:
         with fake_server(b"") as url:
             pass  # the port is free again
         result = run("--url", url, "--out", str(tmp_path))
-        assert result.exit_code == 1
+        assert result.exit_code == 4
         assert "cannot connect to" in one_error_line(result)
 
     @pytest.mark.parametrize(
@@ -210,14 +210,14 @@ class TestFailures:
 
     def test_verify_without_manifest(self, tmp_path: Path) -> None:
         result = run("--verify", str(tmp_path))
-        assert result.exit_code == 1 and "no manifest.json" in one_error_line(result)
+        assert result.exit_code == 2 and "no manifest.json" in one_error_line(result)
 
     def test_failure_mid_stream_keeps_verified_files(self, tmp_path: Path) -> None:
         files = [b"\x01\x00" * 50, b"\x02\x00" * 60, b"\x03\x00" * 70, b"\x04\x00" * 80]
         body = make_body(files, [f"{i:06d}.int16" for i in range(4)], corrupt=2)
         with fake_server(body) as url:
             result = run("--url", url, "--out", str(tmp_path))
-        assert result.exit_code == 1
+        assert result.exit_code == 5
         assert "file 2: sha256 mismatch" in one_error_line(result)
         manifest = json.loads((tmp_path / "manifest.json").read_text())
         assert manifest["complete"] is False and manifest["count"] == 4
@@ -228,7 +228,7 @@ class TestFailures:
             "manifest.json",
         ]  # no .part left behind
         result = run("--verify", str(tmp_path))
-        assert result.exit_code == 1 and result.stdout.startswith("incomplete: manifest.json")
+        assert result.exit_code == 5 and result.stdout.startswith("incomplete: manifest.json")
 
     def test_server_names_are_not_trusted(self, tmp_path: Path) -> None:
         files = [b"\x00\x00" * 5] * 4

@@ -4,10 +4,11 @@ Only option parsing and output live here; the work is :class:`wirelab.client.Med
 Server, token and TLS options are the relay commands' (``--url``/``WIRELAB_URL``,
 ``--token-file``/``WIRELAB_TOKEN``/the login file, ``--cacert``, ``--insecure``).
 
-Output contract: results on stdout, progress and errors on stderr. With ``--json`` stdout
-gets exactly one JSON object, ``{"ok": true, ...}`` or, for any failure (usage errors
-found after parsing included), ``{"ok": false, "error": "...", ...}``. Exit status 0 on
-success, 1 on any failure, 2 on bad usage, 130 when interrupted.
+Output contract: the CLI's (:mod:`wirelab._cli_common`): results on stdout, progress and
+errors on stderr; with ``--json`` exactly one JSON object on stdout, errors too (they add
+``status`` for a server's refusal, ``job`` for a job that failed, ``job_id`` once a job
+exists); exit status by kind of failure (2 usage, 3 auth, 4 network, 5 data, 1 a server
+or job failure, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import click
 
-from ._cli_common import describe_error, fail, human_size
+from ._cli_common import EXIT_DATA, emit, fail, handle_errors, human_size, json_extra, set_hint
 from ._cli_relay import BarProgress, client_settings, connection_options
 from ._closing import Closing
-from ._exceptions import HTTPStatusError, UsageError, WirelabError
+from ._exceptions import HTTPStatusError, WirelabError
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
@@ -37,54 +38,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 _STATES: Final = ("queued", "running", "succeeded", "failed", "canceled")
 
 
-def _emit(doc: dict[str, Any]) -> None:
-    click.echo(json.dumps(doc, ensure_ascii=False))
-
-
-class _Failure(Exception):
-    """Raised inside a command to end it with ``extra`` fields in its JSON error object."""
-
-    def __init__(self, cause: BaseException, message: str | None = None, **extra: Any) -> None:
-        super().__init__(message or describe_error(cause))
-        self.cause = cause
-        self.extra = extra
-
-
-def _error_doc(exc: BaseException) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    message = str(exc) if isinstance(exc, _Failure) else describe_error(exc)
-    if isinstance(exc, _Failure):
-        extra, exc = exc.extra, exc.cause
-    if isinstance(exc, HTTPStatusError):
-        extra = {"status": exc.status_code, **extra}
-    job = getattr(exc, "job", None)
-    if job is not None and "job" not in extra:
-        extra["job"] = job.raw
-    return {"ok": False, "error": message, **extra}
-
-
-def outcome(func: F) -> F:
-    """End the command as the module docstring says: one JSON object with ``--json``, one
-    ``wirelab: error:`` line on stderr for every failure, and the exit status."""
+def _job_details(func: F) -> F:
+    """Add the media fields to the ``--json`` error object (the server's ``status``, the
+    failed ``job``); :func:`handle_errors`, outside this, reports the error."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        as_json = bool(kwargs.get("as_json"))
         try:
             return func(*args, **kwargs)
-        except click.ClickException as exc:  # usage errors found inside the command
-            if as_json:
-                _emit({"ok": False, "error": exc.format_message()})
+        except WirelabError as exc:
+            if isinstance(exc, HTTPStatusError):
+                json_extra(status=exc.status_code)
+            job = getattr(exc, "job", None)
+            if job is not None:
+                json_extra(job=job.raw)
             raise
-        except (WirelabError, OSError, KeyboardInterrupt, _Failure) as exc:
-            if as_json:
-                _emit(_error_doc(exc))
-            cause = exc.cause if isinstance(exc, _Failure) else exc
-            fail(str(exc) if isinstance(exc, _Failure) else describe_error(exc),
-                 130 if isinstance(cause, KeyboardInterrupt) else 1)  # fmt: skip
-        return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _exists(dest: Path, as_json: bool) -> NoReturn:
+    """Refuse to replace ``dest`` (a data error: the command line was fine)."""
+    fail(f"{dest} exists; use --overwrite to replace it", EXIT_DATA, as_json=as_json, kind="data")
 
 
 def open_media(opts: dict[str, Any]) -> MediaClient:
@@ -161,7 +136,6 @@ def _destination(out: Path | None) -> tuple[Path | None, Path | None]:
 
 def _clip_doc(got: Any) -> dict[str, Any]:
     return {
-        "ok": True,
         "job": got.job.raw,
         "path": str(got.path),
         "size": got.job.size,
@@ -170,18 +144,14 @@ def _clip_doc(got: Any) -> dict[str, Any]:
     }
 
 
-def _interrupted(job_id: str | None) -> _Failure:
-    """Ctrl-C: the job goes on on the server; say how to follow or cancel it."""
-    if job_id is None:
-        return _Failure(KeyboardInterrupt())
-    return _Failure(
-        KeyboardInterrupt(),
-        f"interrupted; job {job_id} goes on on the server: 'wirelab media fetch --job "
-        f"{job_id}' follows it and resumes the download, 'wirelab media cancel {job_id}' "
-        "cancels it",
-        job_id=job_id,
-        resume=f"wirelab media fetch --job {job_id}",
-        cancel=f"wirelab media cancel {job_id}",
+def _follow_hint(job_id: str) -> None:
+    """From now on a failure names the job, and Ctrl-C says how to follow or cancel it
+    (the job goes on on the server)."""
+    resume, cancel = f"wirelab media fetch --job {job_id}", f"wirelab media cancel {job_id}"
+    json_extra(job_id=job_id)
+    set_hint(
+        f"job {job_id} goes on on the server: '{resume}' follows it and resumes the "
+        f"download, '{cancel}' cancels it"
     )
 
 
@@ -209,7 +179,8 @@ def _interrupted(job_id: str | None) -> _Failure:
 )
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @connection_options
-@outcome
+@handle_errors
+@_job_details
 def fetch(
     source: str | None,
     video_id: str | None,
@@ -233,17 +204,22 @@ def fetch(
         raise click.UsageError("give one of SOURCE, --video-id ID or --job ID")
     if job_id and any((start, end, accuracy, container)):
         raise click.UsageError("--job follows an existing job: it takes no clip options")
+    from .client import DestinationExistsError
+
     as_json = opts["as_json"]
     dest, out_dir = _destination(out)
     if dest is not None and not overwrite and dest.exists():
-        raise UsageError(f"{dest} exists; use --overwrite to replace it")  # before any job
+        _exists(dest, as_json)  # before any job
     with open_media(opts) as client, JobBar(enabled=not as_json) as bar:
         try:
             if job_id is None:
                 options = {"start": start, "end": end, "accuracy": accuracy}
                 job = client.submit(source, video_id=video_id, container=container, **options)
                 job_id = job.id
+                _follow_hint(job_id)  # before the first line, which says the job exists
                 bar.update(job)
+            else:
+                _follow_hint(job_id)
             with BarProgress(enabled=not as_json) as download_bar:
                 got = client.follow(
                     job_id,
@@ -254,11 +230,16 @@ def fetch(
                     progress=download_bar,
                 )
         except KeyboardInterrupt:
-            raise _interrupted(job_id) from None
-        except (WirelabError, OSError) as exc:
-            raise _Failure(exc, **({"job_id": job_id} if job_id else {})) from exc
+            if job_id is not None:
+                json_extra(
+                    resume=f"wirelab media fetch --job {job_id}",
+                    cancel=f"wirelab media cancel {job_id}",
+                )
+            raise
+        except DestinationExistsError as exc:
+            _exists(exc.path, as_json)
     if as_json:
-        _emit(_clip_doc(got))
+        emit(_clip_doc(got))
         return
     job = got.job
     timing = ""
@@ -278,13 +259,14 @@ def _job_line(job: MediaJob) -> str:
 @media.command("jobs")
 @click.option("--state", type=click.Choice(_STATES), help="Only the jobs in this state.")
 @connection_options
-@outcome
+@handle_errors
+@_job_details
 def jobs(state: str | None, **opts: Any) -> None:
     """List your jobs, newest first."""
     with open_media(opts) as client:
         found = client.jobs(state)
     if opts["as_json"]:
-        _emit({"ok": True, "jobs": [j.raw for j in found]})
+        emit({"jobs": [j.raw for j in found]})
     elif not found:
         click.echo("no jobs" + (f" {state}" if state else ""))
     else:
@@ -295,13 +277,14 @@ def jobs(state: str | None, **opts: Any) -> None:
 @media.command("show")
 @click.argument("job_id", metavar="ID")
 @connection_options
-@outcome
+@handle_errors
+@_job_details
 def show(job_id: str, **opts: Any) -> None:
     """Show one job: state, progress, phase, error, and its result."""
     with open_media(opts) as client:
         job = client.job(job_id)
     if opts["as_json"]:
-        _emit({"ok": True, "job": job.raw})
+        emit({"job": job.raw})
         return
     for key, value in job.raw.items():
         if value is not None:
@@ -312,14 +295,15 @@ def show(job_id: str, **opts: Any) -> None:
 @media.command("cancel")
 @click.argument("job_id", metavar="ID")
 @connection_options
-@outcome
+@handle_errors
+@_job_details
 def cancel(job_id: str, **opts: Any) -> None:
     """Cancel a queued or running job; for a finished job, delete its result."""
     with open_media(opts) as client:
         before = client.job(job_id)
         after = client.cancel(job_id)
     if opts["as_json"]:
-        _emit({"ok": True, "job": after.raw if after else None, "was": before.state})
+        emit({"job": after.raw if after else None, "was": before.state})
     elif before.finished:
         click.echo(f"deleted the result of job {job_id} ({before.state})")
     else:

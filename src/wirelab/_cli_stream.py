@@ -9,16 +9,15 @@ a terminal) and error lines go to stderr.
 from __future__ import annotations
 
 import contextlib
-import json
 import ssl
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, cast
+from typing import TYPE_CHECKING, Final, Self, cast
 
 import click
 
-from ._cli_common import DEFAULT_URL, describe_error, human_size
+from ._cli_common import DEFAULT_URL, describe_error, emit, human_size, json_extra, set_hint
 from ._exceptions import IntegrityError, TruncatedError
 
 if TYPE_CHECKING:  # importing the client costs httpx and numpy: only when the command runs
@@ -105,10 +104,6 @@ class StreamProgress:
         )
 
 
-def _emit_json(doc: dict[str, Any]) -> None:
-    click.echo(json.dumps(doc))
-
-
 def run_download(
     *,
     url: str,
@@ -122,8 +117,8 @@ def run_download(
     """Save a stream into ``out`` (see :class:`~wirelab.client._download.DownloadWriter`).
 
     On success prints the summary. On any failure writes the manifest of the verified
-    files (``complete: false``) if the stream had started, prints ``{"ok": false, ...}``
-    with ``--json``, and re-raises for the caller to report and exit 1.
+    files (``complete: false``) if the stream had started, records what was saved for
+    the ``--json`` error object, and re-raises for the caller to report.
     """
     from .client import Client
     from .client._download import DownloadWriter
@@ -159,25 +154,22 @@ def run_download(
 def _record_failure(writer: DownloadWriter, exc: BaseException, as_json: bool) -> None:
     with contextlib.suppress(OSError):  # the original error is the one to report
         writer.finish(complete=False)
+    set_hint(
+        f"the {len(writer.files)} files verified before it are kept in {writer.out}, "
+        "listed in its manifest.json",
+        on="disk",
+    )
     if as_json:
-        _emit_json(
-            {
-                "ok": False,
-                "error": describe_error(exc),
-                "files": len(writer.files),
-                "bytes": writer.bytes_saved,
-                "seed": writer.seed,
-                "out": str(writer.out),
-            }
+        json_extra(
+            files=len(writer.files), bytes=writer.bytes_saved, seed=writer.seed, out=str(writer.out)
         )
 
 
 def _report_success(writer: DownloadWriter, elapsed: float, as_json: bool) -> None:
     rate = writer.bytes_saved / _MB / max(elapsed, 1e-9)
     if as_json:
-        _emit_json(
+        emit(
             {
-                "ok": True,
                 "files": len(writer.files),
                 "bytes": writer.bytes_saved,
                 "seed": writer.seed,
@@ -202,18 +194,19 @@ def run_verify(out: Path, *, as_json: bool) -> None:
 
     report = verify_download(out)
     if as_json:
-        _emit_json(
-            {
-                "ok": report.ok,
-                "out": str(out),
-                "files": report.listed,
-                "files_ok": report.good,
-                "complete": report.complete,
-                "problems": [
-                    {"kind": p.kind, "name": p.name, "detail": p.detail} for p in report.problems
-                ],
-            }
-        )
+        doc = {
+            "out": str(out),
+            "files": report.listed,
+            "files_ok": report.good,
+            "complete": report.complete,
+            "problems": [
+                {"kind": p.kind, "name": p.name, "detail": p.detail} for p in report.problems
+            ],
+        }
+        if report.ok:
+            emit(doc)
+        else:
+            json_extra(**doc)
     else:
         for problem in report.problems:
             click.echo(str(problem))

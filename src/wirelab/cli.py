@@ -1,20 +1,30 @@
 """The ``wirelab`` command. It only assembles: parsing, then a call into the library.
 
 Every option also reads a ``WIRELAB_*`` environment variable (shown in ``--help``). Errors
-end the command with exit status 1 and one readable line on stderr; usage errors with 2.
+end the command with one readable line on stderr and an exit status that says which kind
+of failure it was; ``--json`` prints one JSON object on stdout, errors too (the contract
+is in :mod:`wirelab._cli_common`). Command groups register at the end of this module.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from . import _cli_media, _cli_relay, _cli_stream
-from ._cli_common import fail, handle_errors, http_url, tls_verify
+from . import _cli_media, _cli_relay, _cli_stream, _cli_users
+from ._cli_common import (
+    EXIT_DATA,
+    ByteSize,
+    WirelabGroup,
+    fail,
+    handle_errors,
+    http_url,
+    json_option,
+    tls_verify,
+)
 from ._version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,17 +32,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MIB = 1024 * 1024
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(
+    cls=WirelabGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(__version__, prog_name="wirelab")
 def main() -> None:
-    """wirelab: servers, clients and test doubles for programs that move files and streams."""
+    """wirelab: servers, clients and test doubles for programs that move files and streams.
+
+    \b
+    Examples:
+      wirelab serve                                  # the server, on 127.0.0.1:8080
+      wirelab users add alice                        # prints alice's API token once
+      wirelab login                                  # save the server URL and token
+      wirelab send report.pdf -t bob                 # send a file to bob
+      wirelab receive --all -o ~/Downloads           # receive every waiting file
+      wirelab stream --count 10 -o ./files           # save a verified test stream
+
+    Exit status: 0 ok, 1 server error, 2 bad usage, 3 authentication, 4 network, 5 data
+    (a file, the disk, a verification), 130 interrupted. Every command takes --json.
+    """
 
 
 # Relay limits: (field of RelayLimits, click type, help with its default). Defaults are
 # RelayLimits' own (None here), so importing the CLI does not import the server.
 _SECONDS = click.FloatRange(0, min_open=True)
+_BYTES = ByteSize(minimum=0)
 _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
-    ("max_file_size", click.IntRange(0), "Largest relay upload, bytes.  [default: 10 GiB]"),
+    ("max_file_size", _BYTES, "Largest relay upload (e.g. 2G).  [default: 10 GiB]"),
     ("default_ttl", _SECONDS, "Expiry of a file the sender set none for, s.  [default: 7 days]"),
     ("max_ttl", _SECONDS, "Longest expiry a sender may set, s.  [default: 30 days]"),
     ("default_lease", _SECONDS, "Lease of a received file when none is asked, s.  [default: 300]"),
@@ -40,30 +67,25 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("max_wait", _SECONDS, "Longest long-poll wait, s.  [default: 60]"),
     ("sweep_interval", _SECONDS, "Period of the expiry sweep, s.  [default: 60]"),
     ("upload_expiry", _SECONDS, "Partial uploads idle this long are removed, s.  [default: 1 day]"),
-    ("quota_bytes", click.IntRange(0), "Default inbox quota, bytes.  [default: 50 GiB]"),
+    ("quota_bytes", _BYTES, "Default inbox quota (e.g. 50G).  [default: 50 GiB]"),
     ("quota_files", click.IntRange(0), "Default inbox quota, number of files.  [default: 10000]"),
     ("reservation_ttl", _SECONDS, "Quota held by an idle upload for, s.  [default: 300]"),
-    ("sender_pending_bytes", click.IntRange(0), "Bytes a sender's uploads hold. [default: 20 GiB]"),
+    ("sender_pending_bytes", _BYTES, "Bytes a sender's uploads hold (20G).  [default: 20 GiB]"),
     ("sender_pending_uploads", click.IntRange(0), "Uploads one sender has open.  [default: 100]"),
-    ("disk_reserve", click.IntRange(0), "Disk space kept for deletes, bytes.  [default: 4 MiB]"),
+    ("disk_reserve", _BYTES, "Disk space kept for deletes (e.g. 4M).  [default: 4 MiB]"),
 ]  # fmt: skip
 
 
 # Stream limits of the server: (suffix of --stream-limit-*, default, click type, help).
 _STREAM_LIMIT_OPTIONS: list[tuple[str, float, click.ParamType[Any], str]] = [
     ("count", 100_000, click.IntRange(0), "Most files one stream may ask for."),
-    ("file_size", 16 * _MIB, click.IntRange(0), "Largest max_size a stream may ask for, bytes."),
-    (
-        "total_bytes",
-        4096 * _MIB,
-        click.IntRange(0),
-        "Largest count * max_size of one stream, bytes.",
-    ),
+    ("file_size", 16 * _MIB, _BYTES, "Largest max_size a stream may ask for (e.g. 16M)."),
+    ("total_bytes", 4096 * _MIB, _BYTES, "Largest count * max_size of one stream (e.g. 4G)."),
     (
         "manifest_bytes",
         256 * _MIB,
-        click.IntRange(0),
-        "Largest count * max_size of one /v1/stream/manifest (it hashes every file), bytes.",
+        _BYTES,
+        "Largest count * max_size of one /v1/stream/manifest (it hashes every file), e.g. 256M.",
     ),
     (
         "duration",
@@ -100,7 +122,7 @@ _MEDIA_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("job_timeout", _SECONDS, "Longest attempt of a media job, s.  [default: 3600]"),
     ("max_source_duration", _SECONDS, "Longest source accepted, s.  [default: 6 h]"),
     ("max_clip_duration", _SECONDS, "Longest clip, s.  [default: 3 h]"),
-    ("max_output_size", click.IntRange(1), "Largest clip file, bytes.  [default: 4 GiB]"),
+    ("max_output_size", ByteSize(), "Largest clip file (e.g. 4G).  [default: 4 GiB]"),
     ("max_active_jobs", click.IntRange(1), "Queued and running media jobs per user.  "
      "[default: 100]"),
 ]  # fmt: skip
@@ -216,6 +238,7 @@ def _tls_options(func: F) -> F:
     help="Comma-separated origins (https://app.example) whose pages may call the API "
     "from a browser, or '*'.  [default: none, CORS off]",
 )
+@json_option
 @handle_errors
 def serve(
     host: str,
@@ -233,9 +256,19 @@ def serve(
     tls_keyfile: Path | None,
     classic_user: str | None,
     cors_origins: str | None,
+    as_json: bool,
     **limits: Any,
 ) -> None:
-    """Run the wirelab server until SIGINT or SIGTERM."""
+    """Run the wirelab server until SIGINT or SIGTERM.
+
+    With --json, a failure to start is one JSON object on stdout (the log stays on stderr).
+
+    \b
+    Examples:
+      wirelab serve                                  # 127.0.0.1:8080, data in $XDG_DATA_HOME
+      wirelab serve --port 9000 --data-dir /srv/wirelab --relay-quota-bytes 100G
+      wirelab serve --tls-certfile cert.pem --tls-keyfile key.pem   # HTTPS
+    """
     if (tls_certfile is None) != (tls_keyfile is None):
         raise click.UsageError(
             "--tls-certfile and --tls-keyfile go together: give both for HTTPS, or neither"
@@ -244,8 +277,10 @@ def serve(
         from .server import ServerConfig, default_data_dir
         from .server._serve import run
     except ImportError as exc:  # the server extra is not installed
-        fail(f"the server needs extra packages: pip install 'wirelab[server]' ({exc})")
-        return
+        fail(
+            f"the server needs extra packages: pip install 'wirelab[server]' ({exc})",
+            as_json=as_json,
+        )
     from .media import media_settings
     from .relay import RelayLimits, parse_origins
     from .stream import StreamLimits
@@ -275,7 +310,30 @@ def serve(
         media_classic_user=classic_user,
         cors_origins=parse_origins(cors_origins),
     )
+    _check_data_dir(config.data_dir, as_json)
     run(config)
+
+
+def _check_data_dir(folder: Path, as_json: bool) -> None:
+    """Fail with one line (not a traceback from inside the server) when the data folder
+    cannot be created or written."""
+    import os
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        fail(
+            f"cannot create the data folder {folder}: {exc.strerror or exc}",
+            EXIT_DATA,
+            as_json=as_json,
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(
+            f"cannot write the data folder {folder} (choose another with --data-dir or "
+            "WIRELAB_DATA_DIR)",
+            EXIT_DATA,
+            as_json=as_json,
+        )
 
 
 # --- stream (client side) -------------------------------------------------------------
@@ -285,8 +343,8 @@ def serve(
 # server's default applies.
 _STREAM_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("count", click.IntRange(0), "Number of files."),
-    ("min_size", click.IntRange(0), "Smallest file, bytes."),
-    ("max_size", click.IntRange(0), "Largest file, bytes."),
+    ("min_size", _BYTES, "Smallest file (e.g. 1k)."),
+    ("max_size", _BYTES, "Largest file (e.g. 1M)."),
     ("min_interval", click.FloatRange(0), "Shortest wait before a file, seconds."),
     ("max_interval", click.FloatRange(0), "Longest wait before a file, seconds."),
     ("seed", click.IntRange(0, 2**63 - 1), "Reproduce a stream exactly."),
@@ -322,6 +380,7 @@ def _stream_options(func: F) -> F:
     help="Base URL of the wirelab server.",
 )
 @click.option(
+    "-o",
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to save the files and manifest.json in (created if missing).",
@@ -350,7 +409,7 @@ def _stream_options(func: F) -> F:
 )
 @click.option("--insecure", is_flag=True, help="For https: do not check the server's certificate.")
 @click.option("--overwrite", is_flag=True, help="Replace the download already in --out.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+@json_option
 @click.pass_context
 @handle_errors
 def stream(
@@ -371,7 +430,12 @@ def stream(
     Each file is written as it arrives and renamed into place once its digest (BLAKE3
     unless --digest sha256) matched;
     DIR/manifest.json then lists the files (complete: false if the stream failed).
-    Exit status: 0 on success, 1 on any failure, 2 on bad usage.
+
+    \b
+    Examples:
+      wirelab stream --count 10 --speed 10 -o ./files
+      wirelab stream --count 1000 --max-size 64k --seed 7 -o ./run7 --json
+      wirelab stream --verify ./files
     """
     if verify_dir is not None:
         given = [
@@ -400,99 +464,7 @@ def stream(
 
 
 # --- users (server side) ----------------------------------------------------------------
-
-
-def _users_options(func: F) -> F:
-    func = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
-    func = click.option(
-        "--database-url",
-        envvar="WIRELAB_DATABASE_URL",
-        show_envvar=True,
-        help="Metadata store.  [default: sqlite:///DATA_DIR/wirelab.db]",
-    )(func)
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="WIRELAB_DATA_DIR",
-        show_envvar=True,
-        help="Server data folder.  [default: $XDG_DATA_HOME/wirelab]",
-    )(func)
-
-
-@main.group()
-def users() -> None:
-    """Manage the users of this server (run it where the server's data lives)."""
-
-
-@users.command("add")
-@click.argument("name")
-@_users_options
-@handle_errors
-def users_add(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Create user NAME and print its API token (shown only once)."""
-    from . import _cli_users as u
-
-    user, token = u.with_users(database_url, data_dir, lambda r: r.add_user(name))
-    u.show_token(user.name, token, as_json=as_json, verb="Created")
-
-
-@users.command("list")
-@_users_options
-@handle_errors
-def users_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """List the users (never their tokens)."""
-    from . import _cli_users as u
-
-    found = u.with_users(database_url, data_dir, lambda r: r.list_users())
-    u.show_users(found, as_json=as_json)
-
-
-@users.command("remove")
-@click.argument("name")
-@_users_options
-@handle_errors
-def users_remove(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Remove user NAME: its token stops working at once; its inbox, the uploads to it
-    and the uploads it was sending are deleted (a new NAME starts empty)."""
-    from . import _cli_users as u
-
-    u.with_users(database_url, data_dir, lambda r: r.remove_user(name))
-    click.echo(json.dumps({"removed": name}) if as_json else f"Removed user {name!r}.")
-
-
-@users.command("rotate-token")
-@click.argument("name")
-@_users_options
-@handle_errors
-def users_rotate(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Give user NAME a new API token (printed once); the old one stops working."""
-    from . import _cli_users as u
-
-    token = u.with_users(database_url, data_dir, lambda r: r.rotate_token(name))
-    u.show_token(name, token, as_json=as_json, verb="Rotated the token of")
-
-
-@users.command("set-quota")
-@click.argument("name")
-@click.option("--bytes", "quota_bytes", metavar="N|default", help="Inbox quota in bytes.")
-@click.option("--files", "quota_files", metavar="N|default", help="Inbox quota in files.")
-@_users_options
-@handle_errors
-def users_set_quota(
-    name: str,
-    quota_bytes: str | None,
-    quota_files: str | None,
-    data_dir: Path | None,
-    database_url: str | None,
-    as_json: bool,
-) -> None:
-    """Set user NAME's inbox quotas; `default` returns to the server's (an option left
-    out is unchanged)."""
-    from . import _cli_users as u
-
-    user = u.set_quota(database_url, data_dir, name, quota_bytes, quota_files)
-    u.show_users([user], as_json=as_json)
-
+main.add_command(_cli_users.users)
 
 # --- relay (client side): login, logout, send, inbox, receive ------------------------
 _cli_relay.register(main)

@@ -197,5 +197,5 @@ def test_the_classic_api_needs_a_source_template(tmp_path: Path) -> None:
         ["serve", "--data-dir", str(tmp_path)],
         env={"WIRELAB_MEDIA_CLASSIC_USER": "classic", "WIRELAB_MEDIA_SOURCE_TEMPLATE": ""},
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--media-source-template" in result.stderr

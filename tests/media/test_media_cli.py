@@ -77,7 +77,7 @@ def test_fetch_shows_progress_downloads_verifies_and_says_where(
     assert ": succeeded" in progress[-1] and progress[-1].endswith(" 100%")
     job_id = progress[0].split()[1].rstrip(":")
     again = run(env, "fetch", source.url(test_media.hls), "--end", "3", "--out", str(out))
-    assert again.exit_code == 1 and "exists" in error_line(again)
+    assert again.exit_code == 5 and "exists" in error_line(again)  # data, not usage
     assert again.stderr.count("job ") == 0  # refused before any job was submitted
     shown = one_json(run(env, "show", job_id, "--json"))
     assert shown["ok"] is True and shown["job"]["state"] == "succeeded"
@@ -97,12 +97,14 @@ def test_fetch_json_is_one_object_and_files_go_into_a_folder(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == doc["sha256"]
     assert path.stat().st_size == doc["size"] == doc["job"]["result"]["size"]
     assert result.stderr == ""  # --json: no progress lines either
+    written = path.stat().st_mtime_ns
 
     again = run(env, "fetch", source.url(test_media.mp4), "--end", "2", "--accuracy", "fast",
                 "--container", "mkv", "--out", str(tmp_path), "--json")  # fmt: skip
-    assert again.exit_code == 1  # the same job again, and the file is not clobbered
-    assert one_json(again)["ok"] is False and "exists" in one_json(again)["error"]
-    assert one_json(again)["job_id"] == doc["job"]["id"]
+    # The same job again: the identical file is there already, so nothing is rewritten.
+    assert again.exit_code == 0, again.output
+    assert one_json(again)["job"]["id"] == doc["job"]["id"] and one_json(again)["path"] == str(path)
+    assert path.stat().st_mtime_ns == written
 
 
 def test_fetch_errors_are_json_objects(
@@ -110,7 +112,7 @@ def test_fetch_errors_are_json_objects(
 ) -> None:
     bad_range = run(env, "fetch", source.url(test_media.mp4), "--start", "9", "--end", "3",
                     "--json")  # fmt: skip
-    assert bad_range.exit_code == 1
+    assert bad_range.exit_code == 2  # the server refused the request: usage
     doc = one_json(bad_range)
     assert doc["ok"] is False and doc["status"] == 422 and "before end" in doc["error"]
     assert "before end" in error_line(bad_range)
@@ -124,11 +126,17 @@ def test_fetch_errors_are_json_objects(
     assert not (tmp_path / "x.mp4").exists()
 
     no_token = run({**env, "WIRELAB_TOKEN": ""}, "jobs", "--json")
-    assert no_token.exit_code == 1
-    assert one_json(no_token) == {"ok": False, "error": error_line(no_token)[16:]}
+    assert no_token.exit_code == 3
+    assert one_json(no_token) == {
+        "ok": False,
+        "error": error_line(no_token)[16:],
+        "error_kind": "auth",
+        "exit_code": 3,
+    }
 
     refused = run({**env, "WIRELAB_URL": "http://127.0.0.1:9"}, "show", "abc", "--json")
-    assert refused.exit_code == 1 and one_json(refused)["ok"] is False
+    assert refused.exit_code == 4 and one_json(refused)["ok"] is False
+    assert one_json(refused)["error_kind"] == "network"
 
 
 @pytest.mark.parametrize(
@@ -170,7 +178,7 @@ def test_jobs_show_and_cancel(
     deleted = run(env, "cancel", done["id"])
     assert deleted.stdout.strip() == f"deleted the result of job {done['id']} (succeeded)"
     missing = run(env, "show", done["id"], "--json")
-    assert missing.exit_code == 1
+    assert missing.exit_code == 5
     assert one_json(missing)["status"] == 404 and "404" in error_line(missing)
 
 
@@ -181,7 +189,7 @@ def test_fetch_over_the_cli_is_isolated_per_user(
     bob = {**env, "WIRELAB_TOKEN": media.bob.headers["Authorization"].removeprefix("Bearer ")}
     for command in (["show", job["id"]], ["cancel", job["id"]], ["fetch", "--job", job["id"]]):
         result = run(bob, *command, "--json")
-        assert result.exit_code == 1 and one_json(result)["status"] == 404
+        assert result.exit_code == 5 and one_json(result)["status"] == 404
 
 
 def test_ctrl_c_during_fetch_says_how_to_resume_and_cancel(

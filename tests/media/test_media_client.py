@@ -90,9 +90,16 @@ def test_a_download_resumes_a_partial_file_and_checks_the_digest(
         alice.download(job, tmp_path / "bad.mp4")
     assert not (tmp_path / "bad.mp4").exists() and not part.exists()
 
+    # The identical file is there already: nothing is rewritten.
+    before = (tmp_path / "whole.mp4").stat().st_mtime_ns
+    assert alice.download(job, tmp_path / "whole.mp4").path == tmp_path / "whole.mp4"
+    assert (tmp_path / "whole.mp4").stat().st_mtime_ns == before
+    other = tmp_path / "other.mp4"
+    other.write_bytes(b"other content")
     with pytest.raises(UsageError, match="exists"):  # never clobbers without overwrite
-        alice.download(job, tmp_path / "whole.mp4")
-    assert alice.download(job, tmp_path / "whole.mp4", overwrite=True).path.read_bytes() == whole
+        alice.download(job, other)
+    assert other.read_bytes() == b"other content"
+    assert alice.download(job, other, overwrite=True).path.read_bytes() == whole
 
 
 def test_a_failed_job_raises_with_the_servers_reason(

@@ -47,6 +47,6 @@ def test_fetch_over_https_with_cacert_and_refused_without(
     assert doc["ok"] is True and hashlib.sha256(out.read_bytes()).hexdigest() == doc["sha256"]
 
     refused = CliRunner().invoke(main, ["media", "jobs", "--json"], env=env)
-    assert refused.exit_code == 1
+    assert refused.exit_code == 4  # a network failure: the certificate is not trusted
     error = json.loads(refused.stdout)
     assert error["ok"] is False and "CERTIFICATE_VERIFY_FAILED" in error["error"]

@@ -170,7 +170,7 @@ def test_existing_file_is_never_overwritten_without_overwrite(
     (out / "a.txt").write_bytes(b"mine")
     client("alice").send([_file(tmp_path, "a.txt", b"theirs")], to="bob")
     bob = client("bob")
-    with pytest.raises(UsageError, match="exists; use --overwrite"):
+    with pytest.raises(UsageError, match="exists with other content; keep both"):
         bob.receive(out, lease=0.5)
     assert (out / "a.txt").read_bytes() == b"mine"
     [file] = bob.inbox()  # not acknowledged

@@ -77,14 +77,23 @@ def test_send_and_receive_survive_repeated_server_kills(tmp_path: Path, seed: in
         server.kill()
 
 
+def _payload_and_server(
+    tmp_path: Path, size: int
+) -> tuple[bytes, Path, dict[str, str], ServeProcess]:
+    """Random bytes in ``tmp_path/big.bin``, and a server (data in ``tmp_path/data``)
+    with users alice and bob: (data, its path, tokens, server)."""
+    data_dir = tmp_path / "data"
+    tokens = add_users(data_dir, "alice", "bob")
+    data = os.urandom(size)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    return data, src, tokens, ServeProcess(data_dir)
+
+
 def test_an_interrupted_cli_send_resumes_when_run_again(tmp_path: Path) -> None:
     """The state of ``wirelab send`` survives the client's own death (SIGKILL)."""
     data_dir = tmp_path / "data"
-    tokens = add_users(data_dir, "alice", "bob")
-    data = os.urandom(64 * _MIB)
-    src = tmp_path / "big.bin"
-    src.write_bytes(data)
-    server = ServeProcess(data_dir)
+    data, src, tokens, server = _payload_and_server(tmp_path, 64 * _MIB)
     env = {
         **os.environ,
         "WIRELAB_URL": server.url,
@@ -109,5 +118,61 @@ def test_an_interrupted_cli_send_resumes_when_run_again(tmp_path: Path) -> None:
         with RelayClient(server.url, token=tokens["bob"]) as bob:
             [got] = bob.receive(tmp_path / "out")
         assert got.path.read_bytes() == data
+    finally:
+        server.kill()
+
+
+_DIE_DURING_RECEIVE = """
+import os, signal, sys
+from pathlib import Path
+from wirelab.client import RelayClient
+
+url, token, out, when = sys.argv[1:5]
+
+class DieAt:
+    seen = 0
+    def begin(self, label, total, done=0): pass
+    def end(self): pass
+    def advance(self, n):
+        self.seen += n
+        if when == "download" and self.seen >= 8 * 1024 * 1024:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+if when == "ack":  # the file is written and verified; die before the server hears of it
+    RelayClient.ack = lambda self, file_id: os.kill(os.getpid(), signal.SIGKILL)
+with RelayClient(url, token=token) as client:
+    client.receive(Path(out), lease=3600, progress=DieAt())
+"""
+
+
+@pytest.mark.parametrize("when", ["download", "ack"])
+def test_a_killed_receive_is_finished_at_once_by_the_next_run(tmp_path: Path, when: str) -> None:
+    """SIGKILL of the receiving process mid-download, or between the verified write and
+    the acknowledgement: its lease (an hour) would hide the file; the next
+    ``wirelab receive`` releases it, resumes or recognizes the file, and succeeds."""
+    data, src, tokens, server = _payload_and_server(tmp_path, 24 * _MIB)
+    out = tmp_path / "out"
+    try:
+        with RelayClient(server.url, token=tokens["alice"], state_dir=tmp_path / "st") as alice:
+            alice.send([src], to="bob")
+        script = [sys.executable, "-c", _DIE_DURING_RECEIVE]
+        died = subprocess.run([*script, server.url, tokens["bob"], str(out), when],
+                              capture_output=True, check=False, timeout=120)  # fmt: skip
+        assert died.returncode == -9, died.stderr
+        env = {
+            **os.environ,
+            "WIRELAB_URL": server.url,
+            "WIRELAB_TOKEN": tokens["bob"],
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+        }
+        command = [sys.executable, "-m", "wirelab", "receive", "-o", str(out), "--json"]
+        again = subprocess.run(command, env=env, capture_output=True, check=False, timeout=120)
+        assert again.returncode == 0, again.stderr
+        [doc] = json.loads(again.stdout)["files"]
+        assert doc["acknowledged"] and (doc["resumed_from"] > 0 or when == "ack")
+        assert doc["skipped"] is (when == "ack")
+        assert (out / "big.bin").read_bytes() == data
+        assert sorted(os.listdir(out)) == ["big.bin"]  # no partial file, no lease marker
     finally:
         server.kill()

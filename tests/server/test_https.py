@@ -69,7 +69,7 @@ def test_stream_over_https_with_cacert(
 def test_stream_without_cacert_fails_verification(https_server: LiveServer, tmp_path: Path) -> None:
     result = cli("stream", "--url", https_server.url, "--out", str(tmp_path / "o"),
                  "--count", "1")  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # network: the certificate is not trusted
     assert "CERTIFICATE_VERIFY_FAILED" in error_line(result)
 
 
@@ -103,7 +103,7 @@ def test_relay_send_and_receive_over_https(
     assert (tmp_path / "in" / "a.bin").read_bytes() == data
 
     refused = cli("inbox", env={**env, "WIRELAB_TOKEN": tokens["bob"], "WIRELAB_CACERT": ""})
-    assert refused.exit_code == 1
+    assert refused.exit_code == 4  # network: the certificate is not trusted
     assert "CERTIFICATE_VERIFY_FAILED" in error_line(refused)
 
 
@@ -163,6 +163,6 @@ def test_a_key_that_does_not_match_is_one_readable_error(
         tmp_path, WIRELAB_TLS_CERTFILE=str(tls_files.cert), WIRELAB_TLS_KEYFILE=str(wrong_key)
     )
     _, err = r.communicate(timeout=60)
-    assert r.returncode == 1
+    assert r.returncode == 2  # a usage error: the options name files that do not fit
     assert err.startswith("wirelab: error: cannot load the TLS certificate")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

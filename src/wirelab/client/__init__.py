@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from ._media_models import DownloadedClip, JobError, MediaJob, MediaJobError
     from ._options import StreamOptions
     from ._relay import RelayClient
-    from ._relay_models import InboxFile, Progress, ReceivedFile, SentFile
+    from ._relay_models import (
+        DestinationExistsError,
+        DuplicateError,
+        InboxFile,
+        Progress,
+        ReceivedFile,
+        SentFile,
+    )
     from ._request import DEFAULT_URL
     from ._sync import Client, EventStream, StreamReader
 
@@ -42,6 +49,8 @@ _WHERE = {
     "MediaJob": "._media_models",
     "MediaJobError": "._media_models",
     "RelayClient": "._relay",
+    "DestinationExistsError": "._relay_models",
+    "DuplicateError": "._relay_models",
     "InboxFile": "._relay_models",
     "Progress": "._relay_models",
     "ReceivedFile": "._relay_models",
@@ -58,7 +67,9 @@ __all__ = [
     "AsyncEventStream",
     "AsyncStreamReader",
     "Client",
+    "DestinationExistsError",
     "DownloadedClip",
+    "DuplicateError",
     "EventStream",
     "InboxFile",
     "JobError",

@@ -162,8 +162,10 @@ class MediaClient(TokenClient):
         folder, under :attr:`MediaJob.file_name`), verified against its SHA-256.
 
         Resumable: a partial file ``.<job id>.wirelab-part`` beside ``dest`` is continued
-        with ``Range`` by the next call. Written atomically; an existing ``dest`` is never
-        replaced unless ``overwrite`` (:class:`~wirelab.UsageError`).
+        with ``Range`` by the next call. Written atomically; an existing ``dest`` with other
+        content is never replaced unless ``overwrite``
+        (:class:`~wirelab.client.DestinationExistsError`, a :class:`~wirelab.UsageError`);
+        one with this result's size and SHA-256 is kept as it is (nothing is written).
         """
         self._check_open()
         if job.state != "succeeded":
@@ -176,7 +178,7 @@ class MediaClient(TokenClient):
             self._bulk,
             placeholder,
             dest.parent,
-            overwrite=overwrite,
+            exists="overwrite" if overwrite else "fail",
             progress=progress or NoProgress(),
             path=f"{self._job_path(job.id)}/result",
             dest=dest,

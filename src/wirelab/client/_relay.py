@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import ssl
@@ -13,9 +15,18 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._exceptions import HTTPStatusError, ProtocolError, TruncatedError, UsageError
-from ._relay_models import InboxFile, NoProgress, Progress, ReceivedFile, SentFile, parse_file
-from ._relay_receive import FILES_PATH, PartialHash, download_file, stream_live
-from ._relay_send import DEFAULT_CHUNK_SIZE, LocalFile, Sender
+from ._relay_leases import LeaseMarker, stale_markers
+from ._relay_models import (
+    DuplicateError,
+    InboxFile,
+    NoProgress,
+    Progress,
+    ReceivedFile,
+    SentFile,
+    parse_file,
+)
+from ._relay_receive import FILES_PATH, Exists, PartialHash, download_file, stream_live
+from ._relay_send import DEFAULT_CHUNK_SIZE, LocalFile, Sender, Source
 from ._relay_state import SendState, default_state_dir, send_key
 from ._request import DEFAULT_URL
 from ._token import TokenClient
@@ -28,7 +39,10 @@ __all__ = ["RelayClient"]
 INBOX_PATH = "/v1/relay/inbox"
 NEXT_PATH = "/v1/relay/inbox/next"
 KEYS_PATH = "/v1/relay/keys"
+ME_PATH = "/v1/relay/me"
+SENT_PATH = "/v1/relay/sent"
 _LIVE_SETTLE_S = 0.1  # between looks for the stored file after a live stream
+_RELEASE_TIMEOUT_S = 5.0  # giving a lease back must not hold up the error it follows
 
 
 class RelayClient(TokenClient):
@@ -62,6 +76,14 @@ class RelayClient(TokenClient):
         self._user = hashlib.sha256(token.encode()).hexdigest()[:16]
         self._state_dir = state_dir or default_state_dir()
         self._key_file = key_file
+
+    def whoami(self) -> dict[str, Any]:
+        """The user this client's token belongs to: ``{"name", "created_at",
+        "quota_bytes", "quota_files"}`` (proves the URL and the token)."""
+        doc = self._json("GET", ME_PATH)
+        if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+            raise ProtocolError("the server's answer to /me has no user name")
+        return doc
 
     # --- recipient side -------------------------------------------------------------
 
@@ -97,10 +119,10 @@ class RelayClient(TokenClient):
         return doc
 
     def _after_live(
-        self, doc: dict[str, Any], out_dir: Path, **kw: Any
+        self, doc: dict[str, Any], out_dir: Path, progress: Progress
     ) -> tuple[InboxFile, PartialHash]:
         """Stream a live upload into its partial file, then wait for the stored file."""
-        file_id, known = stream_live(self._bulk, doc, out_dir, **kw)
+        file_id, known = stream_live(self._bulk, doc, out_dir, progress=progress)
         deadline = time.monotonic() + (self._timeout or 30.0)
         while True:  # the file is listed once the upload's last PATCH committed it
             for file in self.inbox():
@@ -119,20 +141,25 @@ class RelayClient(TokenClient):
         out_dir: Path,
         *,
         overwrite: bool = False,
+        exists: Exists = "fail",
         progress: Progress | None = None,
     ) -> ReceivedFile:
         """Download ``file`` into ``out_dir``: resumable, verified, atomic (no ack).
 
-        See :func:`wirelab.client._relay_receive.download_file` for the guarantees.
+        ``exists`` (``"fail"``, ``"rename"``, ``"overwrite"``; ``overwrite=True`` is
+        ``"overwrite"``) applies when the name is taken by a different file; an identical
+        file there is recognized (``skipped``). See
+        :func:`wirelab.client._relay_receive.download_file` for the guarantees.
         """
-        return self._download(file, out_dir, overwrite=overwrite, progress=progress)
+        mode: Exists = "overwrite" if overwrite else exists
+        return self._download(file, out_dir, exists=mode, progress=progress)
 
     def _download(
         self,
         file: InboxFile,
         out_dir: Path,
         *,
-        overwrite: bool,
+        exists: Exists,
         progress: Progress | None,
         known: PartialHash | None = None,
     ) -> ReceivedFile:
@@ -153,7 +180,7 @@ class RelayClient(TokenClient):
             self._bulk,
             file,
             out_dir,
-            overwrite=overwrite,
+            exists=exists,
             progress=progress or NoProgress(),
             decrypt=decrypt,
             known=known,
@@ -169,6 +196,41 @@ class RelayClient(TokenClient):
             raise
         return True
 
+    def release(self, file_id: str, lease_id: str | None = None) -> bool:
+        """Give a leased file back: the server offers it again at once (not when the lease
+        ends). With ``lease_id``, only that lease is ended. ``False`` if the file is gone."""
+        params = {"lease_id": lease_id} if lease_id else None
+        try:
+            self._json(
+                "DELETE", f"{FILES_PATH}/{file_id}/lease", params=params, timeout=_RELEASE_TIMEOUT_S
+            )
+        except HTTPStatusError as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
+
+    def _give_back(self, marker: LeaseMarker) -> None:
+        """Release ``marker``'s lease after a failure, best effort: if this fails too, the
+        marker stays and the next run releases it (or the lease ends)."""
+        if marker.lease_id is None:
+            return
+        try:
+            self.release(marker.file_id, marker.lease_id)
+        except Exception:  # the failure being reported matters more
+            return
+        marker.clear()
+
+    def release_stale(self, out_dir: Path) -> int:
+        """Release the leases that earlier, killed runs left markers for in ``out_dir``
+        (see :mod:`wirelab.client._relay_leases`); return how many markers there were."""
+        markers = stale_markers(out_dir)
+        for marker in markers:
+            with contextlib.suppress(HTTPStatusError):
+                self.release(marker.file_id, marker.lease_id)
+            marker.clear()
+        return len(markers)
+
     def receive(
         self,
         out_dir: Path,
@@ -177,6 +239,7 @@ class RelayClient(TokenClient):
         wait: float = 0.0,
         lease: float | None = None,
         overwrite: bool = False,
+        exists: Exists = "fail",
         progress: Progress | None = None,
         on_file: Callable[[ReceivedFile], None] | None = None,
         live: bool = True,
@@ -185,36 +248,56 @@ class RelayClient(TokenClient):
 
         Each file is leased, downloaded, verified, written atomically, and only then
         acknowledged. ``wait`` applies to the first file. ``on_file`` is called after
-        each acknowledged file. The first failure raises (files before it are kept and
-        acknowledged; the failed one stays in the inbox and is offered again when its
-        lease ends).
+        each acknowledged file. ``exists`` is as for :meth:`download` (``overwrite=True``
+        means ``"overwrite"``); an identical file already in ``out_dir`` (e.g. written by
+        a run that crashed before acknowledging it) is acknowledged without writing.
+
+        The first failure raises; files before it are kept and acknowledged. The failed
+        file's lease is released at once (whatever the failure: network, disk, an
+        existing name, a missing key, Ctrl-C), so it is offered again immediately; its
+        partial file stays in ``out_dir`` and the next run resumes it. A run that was
+        killed leaves a lease marker there, which the next run releases first.
 
         With ``live`` (the default) and a ``wait``, an upload that starts while waiting is
         received as it is sent (live pass-through); it is verified against the stored
         file's SHA-256 like any other before it is written and acknowledged.
         """
+        mode: Exists = "overwrite" if overwrite else exists
+        self.release_stale(out_dir)
         received: list[ReceivedFile] = []
         while True:
             first = not received
             doc = self._take(lease, wait if first else 0.0, live=live and first and wait > 0)
             if doc is None:
                 break
-            known = None
-            if doc.get("live") is True:
-                file, known = self._after_live(
-                    doc, out_dir, overwrite=overwrite, progress=progress or NoProgress()
-                )
-            else:
-                file = parse_file(doc)
-            got = self._download(file, out_dir, overwrite=overwrite, progress=progress, known=known)
-            live_file = doc.get("live") is True
-            got = ReceivedFile(got.file, got.path, got.resumed_from, self.ack(file.id), live_file)
+            got = self._receive_one(doc, out_dir, mode, progress or NoProgress())
             received.append(got)
             if on_file is not None:
                 on_file(got)
             if not all_files:
                 break
         return received
+
+    def _receive_one(
+        self, doc: dict[str, Any], out_dir: Path, exists: Exists, progress: Progress
+    ) -> ReceivedFile:
+        """Receive the file ``next`` answered with; on any failure give its lease back."""
+        is_live = doc.get("live") is True
+        known = None
+        if is_live:  # not leased: nothing to give back if the stream fails
+            file, known = self._after_live(doc, out_dir, progress)
+        else:
+            file = parse_file(doc)
+        marker = LeaseMarker.of(out_dir, file)
+        try:
+            marker.save()
+            got = self._download(file, out_dir, exists=exists, progress=progress, known=known)
+        except BaseException:
+            self._give_back(marker)
+            raise
+        acknowledged = self.ack(file.id)
+        marker.clear()
+        return dataclasses.replace(got, acknowledged=acknowledged, live=is_live)
 
     # --- keys for end-to-end encryption ---------------------------------------------
 
@@ -262,6 +345,25 @@ class RelayClient(TokenClient):
 
     # --- sender side ----------------------------------------------------------------
 
+    def queued(self, to: str, sha256: str) -> list[InboxFile]:
+        """The files this user sent to ``to`` with content ``sha256`` that are still in
+        ``to``'s inbox (not yet acknowledged), oldest first."""
+        doc = self._json("GET", SENT_PATH, params={"to": to, "sha256": sha256})
+        if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+            raise ProtocolError("the server's answer to /sent is not {'files': [...]}")
+        return [parse_file(item) for item in doc["files"]]
+
+    def _refuse_duplicate(self, to: str, file: Source, sha256: str) -> None:
+        queued = self.queued(to, sha256)
+        if queued:
+            first = queued[0]
+            raise DuplicateError(
+                f"{file.name}: {to} still has an identical copy from you in their inbox "
+                f"({first.name!r}, sent {first.created_at[:19]}); nothing was delivered. "
+                "To send another copy, run the same command with --again",
+                queued,
+            )
+
     def send(
         self,
         paths: Sequence[Path | str],
@@ -273,6 +375,7 @@ class RelayClient(TokenClient):
         encrypt: bool = False,
         progress: Progress | None = None,
         resume: bool = True,
+        allow_duplicates: bool = False,
     ) -> list[SentFile]:
         """Send files to user ``to`` as one delivery (a batch when there are several).
 
@@ -285,6 +388,11 @@ class RelayClient(TokenClient):
         With ``encrypt``, the files are encrypted for ``to``'s published key (see
         :mod:`wirelab.crypto`); the server only sees ciphertext, and the results' ``size``
         and ``sha256`` are those of the ciphertext.
+
+        Unless ``allow_duplicates``, a file whose content ``to`` still has in their inbox
+        from this user (same SHA-256, not yet acknowledged) raises
+        :class:`~wirelab.client.DuplicateError` before the upload completes: nothing is
+        delivered, and the same call with ``allow_duplicates=True`` resumes and finishes.
         """
         self._check_open()
         if not paths:
@@ -293,7 +401,14 @@ class RelayClient(TokenClient):
         options: dict[str, Any] = {"note": note, "max_downloads": max_downloads}
         identity = [self.base_url, self._user, to, options, encrypt, [f.identity() for f in files]]
         state = SendState(self._state_dir if resume else None, send_key(identity))
-        sender = Sender(self._http, self._bulk, progress or NoProgress(), chunk_size=chunk_size)
+        check = None if allow_duplicates else functools.partial(self._refuse_duplicate, to)
+        sender = Sender(
+            self._http,
+            self._bulk,
+            progress or NoProgress(),
+            chunk_size=chunk_size,
+            before_final=check,
+        )
         if not encrypt:
             return sender.send(files, to, options, state)
         from ._relay_crypto import encrypted_sources

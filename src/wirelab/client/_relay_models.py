@@ -7,9 +7,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from .._exceptions import ProtocolError
+from .._exceptions import ProtocolError, UsageError
 
-__all__ = ["InboxFile", "NoProgress", "Progress", "ReceivedFile", "SentFile", "parse_file"]
+__all__ = [
+    "DestinationExistsError",
+    "DuplicateError",
+    "InboxFile",
+    "NoProgress",
+    "Progress",
+    "ReceivedFile",
+    "SentFile",
+    "parse_file",
+]
+
+
+class DestinationExistsError(UsageError):
+    """A different file already has the name a received file would be written under.
+
+    ``path`` is that file. The received file stays in the inbox (its lease released).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path} exists with other content; keep both with --exists rename, or "
+            "replace it with --exists overwrite"
+        )
+        self.path = path
+
+
+class DuplicateError(UsageError):
+    """The recipient still has an identical file from this sender in their inbox.
+
+    ``queued`` are those files (oldest first); nothing of the new copy was delivered.
+    """
+
+    def __init__(self, message: str, queued: list[InboxFile]) -> None:
+        super().__init__(message)
+        self.queued = queued
+
 
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 
@@ -111,7 +146,8 @@ class ReceivedFile:
 
     ``resumed_from`` is the size of the partial download this run continued (``0`` when it
     started from the beginning; for a ``live`` file, what the live stream delivered);
-    ``acknowledged`` says whether the server deleted it.
+    ``acknowledged`` says whether the server deleted it. ``skipped``: ``path`` already
+    held this very file (same size and SHA-256), so nothing was written.
     """
 
     file: InboxFile
@@ -119,6 +155,7 @@ class ReceivedFile:
     resumed_from: int
     acknowledged: bool = False
     live: bool = False
+    skipped: bool = False
 
 
 class Progress(Protocol):

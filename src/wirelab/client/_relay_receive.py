@@ -7,10 +7,17 @@ whole file's SHA-256 is checked against the server's before anything is renamed;
 partial file is fsynced and moved into place atomically: with ``os.link`` (which fails if
 the name exists: no check-then-write race) unless overwriting, in which case
 ``os.replace``. Only then may the caller acknowledge the file on the server.
+
+A name that exists already (:data:`EXISTS_MODES`): a file with the same size and SHA-256
+is the same file (e.g. written by a run that crashed before its acknowledgement): nothing
+is written and the result says ``skipped``. A different file is refused (``"fail"``),
+kept beside the new one under a numbered name (``"rename"``: ``NAME (1).EXT``), or
+replaced (``"overwrite"``).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -18,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, Literal
 
 from .._exceptions import (
     IntegrityError,
@@ -32,9 +39,21 @@ from .._filenames import sanitize_filename
 from .._fsio import fsync_dir, install
 from ._bulk import BLOCK, BulkConnection, read_into
 from ._hashing import HashingBuffers
-from ._relay_models import InboxFile, Progress, ReceivedFile
+from ._relay_models import DestinationExistsError, InboxFile, Progress, ReceivedFile
 
-__all__ = ["PART_SUFFIX", "download_file", "local_path", "stream_live"]
+__all__ = [
+    "EXISTS_MODES",
+    "PART_SUFFIX",
+    "Exists",
+    "download_file",
+    "local_path",
+    "stream_live",
+]
+
+Exists = Literal["fail", "rename", "overwrite"]
+EXISTS_MODES: Final[tuple[Exists, ...]] = ("fail", "rename", "overwrite")
+"""What to do when a received file's name exists with other content (module docstring)."""
+_MAX_NUMBERED: Final = 10_000
 
 PART_SUFFIX: Final = ".wirelab-part"
 RETRY_DELAYS: Final = (0.5, 1.0, 2.0, 4.0)
@@ -105,7 +124,7 @@ def download_file(
     file: InboxFile,
     out_dir: Path,
     *,
-    overwrite: bool,
+    exists: Exists = "fail",
     progress: Progress,
     sleep: Callable[[float], None] = time.sleep,
     decrypt: Callable[[Path, Path], object] | None = None,
@@ -120,11 +139,12 @@ def download_file(
     be in ``out_dir``, where the partial file is kept).
 
     A broken connection is retried (after :data:`RETRY_DELAYS`) from the bytes already
-    received. Raises :class:`~wirelab.UsageError` when the destination exists and not
-    ``overwrite`` (checked before downloading and again, atomically, at the rename), and
+    received. ``exists`` says what to do when the name is taken by a different file
+    (module docstring): ``"fail"`` raises :class:`DestinationExistsError` (checked before
+    downloading and again, atomically, at the rename). Raises
     :class:`~wirelab.IntegrityError` when the bytes do not match the SHA-256 (the partial
-    file is then removed, so the next run starts afresh). When the retries run out, the
-    partial file stays for the next run to resume.
+    file is then removed, so the next run starts afresh). When the retries run out, or the
+    disk is full, the partial file stays for the next run to resume (the error says so).
 
     ``decrypt(ciphertext_path, plaintext_path)``, for an end-to-end encrypted file, runs
     after the ciphertext was verified; the plaintext is what is moved into place. If it
@@ -133,11 +153,43 @@ def download_file(
     the partial file again.
     """
     dest = dest or local_path(out_dir, file)
-    if not overwrite and os.path.lexists(dest):
-        raise UsageError(f"{dest} exists; use --overwrite to replace it")
+    if exists != "overwrite" and os.path.lexists(dest):
+        if file.encryption is None and _same_content(dest, file):
+            return ReceivedFile(file=file, path=dest, resumed_from=0, skipped=True)
+        if exists == "fail":
+            raise DestinationExistsError(dest)
     out_dir.mkdir(parents=True, exist_ok=True)
     part = _part_path(out_dir, file)
     path = path or f"{FILES_PATH}/{file.id}"
+    try:
+        return _download_into(bulk, path, file, part, dest, exists, progress, sleep, decrypt, known)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        kept = part.stat().st_size if part.exists() else 0
+        raise OSError(
+            exc.errno,
+            f"{os.strerror(exc.errno)} while receiving {file.name}: the {kept} bytes received "
+            "so far are kept in the partial file; free some space, then run the same command "
+            "again to resume",
+            str(part),
+        ) from exc
+
+
+def _download_into(
+    bulk: BulkConnection,
+    path: str,
+    file: InboxFile,
+    part: Path,
+    dest: Path,
+    exists: Exists,
+    progress: Progress,
+    sleep: Callable[[float], None],
+    decrypt: Callable[[Path, Path], object] | None,
+    known: PartialHash | None,
+) -> ReceivedFile:
+    """The body of :func:`download_file` once the source, the destination and the partial
+    file are known: resume, fetch, verify, place."""
     with open(part, "a+b") as f:
         partial = _Partial.open(f, file.size, known)
         delays = iter(RETRY_DELAYS)
@@ -162,13 +214,32 @@ def download_file(
         f.flush()
         os.fsync(f.fileno())
     if decrypt is None:
-        _place(part, dest, overwrite=overwrite)
+        dest = _place(part, dest, exists)
     else:
         plain = part.with_name(part.name.removesuffix(PART_SUFFIX) + ".wirelab-plain")
         decrypt(part, plain)
-        _place(plain, dest, overwrite=overwrite)
+        dest = _place(plain, dest, exists)
         part.unlink()
     return ReceivedFile(file=file, path=dest, resumed_from=partial.resumed_from)
+
+
+def _same_content(dest: Path, file: InboxFile) -> bool:
+    """Whether ``dest`` is a regular file with ``file``'s size and SHA-256."""
+    try:
+        st = os.lstat(dest)
+        if not os.path.isfile(dest) or os.path.islink(dest) or st.st_size != file.size:
+            return False
+        hasher = hashlib.sha256()
+        with open(dest, "rb") as f:
+            _hash_existing(f, file.size, hasher)
+    except (OSError, UsageError):  # unreadable, or changed meanwhile: not known to be it
+        return False
+    return bool(hasher.hexdigest() == file.sha256)
+
+
+def numbered(dest: Path, n: int) -> Path:
+    """``dest`` with `` (n)`` before its suffix: ``report (2).pdf``."""
+    return dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
 
 
 def _fetch(
@@ -212,24 +283,30 @@ def _fetch(
         raise ProtocolError(f"GET {path}: {partial.have} of {file.size} bytes")
 
 
-def _place(part: Path, dest: Path, *, overwrite: bool) -> None:
-    """Move the verified ``part`` to ``dest`` atomically, then make the rename durable."""
-    try:
-        install(part, dest, overwrite=overwrite)
-    except FileExistsError:
-        raise UsageError(f"{dest} exists; use --overwrite to replace it") from None
-    fsync_dir(dest.parent)
+def _place(part: Path, dest: Path, exists: Exists) -> Path:
+    """Move the verified ``part`` to ``dest`` atomically (or, with ``"rename"``, to the
+    first free numbered name), make the rename durable, and return where it went."""
+    for n in range(_MAX_NUMBERED if exists == "rename" else 1):
+        target = numbered(dest, n) if n else dest
+        try:
+            install(part, target, overwrite=exists == "overwrite")
+        except FileExistsError:
+            continue
+        fsync_dir(dest.parent)
+        return target
+    raise DestinationExistsError(dest)
 
 
 def stream_live(
-    bulk: BulkConnection, doc: dict[str, Any], out_dir: Path, *, overwrite: bool, progress: Progress
+    bulk: BulkConnection, doc: dict[str, Any], out_dir: Path, *, progress: Progress
 ) -> tuple[str, PartialHash]:
     """Receive an upload in progress (``next?live=true``) into its partial file.
 
     Returns the file id and the partial file's size and hash (for :func:`download_file`'s
     ``known``). Nothing is verified or placed here: once the upload completed,
     :func:`download_file` checks the partial file against the stored file's SHA-256 (and
-    fetches whatever a broken live stream left out, with ``Range``). Network errors are
+    fetches whatever a broken live stream left out, with ``Range``), and decides what to
+    do about an existing name (its content is known only then). Network errors are
     swallowed for that reason; protocol errors are not.
     """
     try:
@@ -238,9 +315,6 @@ def stream_live(
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError("the server's live upload description is incomplete") from exc
     placeholder = InboxFile(file_id, "", "", name, "", size, "0" * 64, None, "", "")
-    dest = local_path(out_dir, placeholder)
-    if not overwrite and os.path.lexists(dest):
-        raise UsageError(f"{dest} exists; use --overwrite to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
     part = _part_path(out_dir, placeholder)
     progress.begin(f"receiving {name} (live)", size, 0)

@@ -167,6 +167,8 @@ class Sender:
 
     ``http`` carries the small requests, ``bulk`` the ``PATCH`` bodies; both already
     authenticate. ``sleep`` is the wait between retries (tests pass a recorder).
+    ``before_final(file, sha256)`` runs before the ``PATCH`` that would complete a file,
+    once its digest is known; raising there keeps the upload resumable and unfinished.
     """
 
     def __init__(
@@ -177,6 +179,7 @@ class Sender:
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         sleep: Callable[[float], None] = time.sleep,
+        before_final: Callable[[Source, str], None] | None = None,
     ) -> None:
         if chunk_size < 1:
             raise UsageError("chunk_size must be at least 1 byte")
@@ -185,6 +188,7 @@ class Sender:
         self._progress = progress
         self._chunk = chunk_size
         self._sleep = sleep
+        self._before_final = before_final
 
     # --- requests -------------------------------------------------------------------
 
@@ -315,6 +319,8 @@ class Sender:
         if final:  # the digest must be in the headers: hash the last range first
             self._hash(file, start, end, hasher, report=False)
             headers["Wirelab-Sha256"] = hasher.hexdigest()
+            if self._before_final is not None:
+                self._before_final(file, headers["Wirelab-Sha256"])
 
         def body() -> Iterator[memoryview]:
             blocks = file.blocks(start, end) if final else file.hashed_blocks(start, end, hasher)

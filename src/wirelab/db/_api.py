@@ -398,6 +398,25 @@ class RelayRepository(Protocol):
         """The earliest end of a running lease on an unexpired file of ``recipient``."""
         ...
 
+    async def release_lease(
+        self, recipient: str, file_id: str, lease_id: str | None, now: float
+    ) -> RelayFile | None:
+        """End the running lease on file ``file_id`` of ``recipient`` at once, so that
+        ``lease_next`` offers it again (a receiver that failed gives it back).
+
+        With ``lease_id``, only that lease is ended (a stale receiver cannot release the
+        lease a newer one holds). Returns the file (lease cleared), or ``None`` when there
+        is no such unexpired file. Releasing a file that is not leased changes nothing.
+        """
+        ...
+
+    async def find_queued(
+        self, sender: str, recipient: str, sha256: str, now: float
+    ) -> list[RelayFile]:
+        """The unexpired files ``sender`` sent to ``recipient`` with content ``sha256``,
+        still in the inbox (not acknowledged), oldest first."""
+        ...
+
     async def delete_expired(self, now: float, limit: int) -> list[str]:
         """Delete up to ``limit`` expired files, journal their blob keys, return the keys."""
         ...

@@ -249,6 +249,38 @@ class SQLiteRelay:
 
         return await self._db.run(select)
 
+    async def release_lease(
+        self, recipient: str, file_id: str, lease_id: str | None, now: float
+    ) -> RelayFile | None:
+        """See :meth:`wirelab.db.RelayRepository.release_lease`."""
+
+        def release(conn: sqlite3.Connection) -> RelayFile | None:
+            file = _select_file(conn, recipient, file_id, now)
+            if file is None:
+                return None
+            if lease_id is not None and file.lease_id != lease_id:
+                return file  # another (newer) lease, or none: leave it alone
+            conn.execute(
+                "UPDATE relay_files SET lease_id = NULL, lease_until = NULL WHERE id = ?",
+                (file_id,),
+            )
+            return replace(file, lease_id=None, lease_until=None)
+
+        return await self._db.write(release)
+
+    async def find_queued(
+        self, sender: str, recipient: str, sha256: str, now: float
+    ) -> list[RelayFile]:
+        """See :meth:`wirelab.db.RelayRepository.find_queued`."""
+
+        return await self._db.run(
+            lambda conn: _select_files(
+                conn,
+                "sender = ? AND recipient = ? AND sha256 = ? AND expires_at > ? ORDER BY seq",
+                (sender, recipient, sha256, now),
+            )
+        )
+
     async def delete_expired(self, now: float, limit: int) -> list[str]:
         """See :meth:`wirelab.db.RelayRepository.delete_expired`."""
 

@@ -363,6 +363,55 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             raise _error(exc) from None
         return Response(status_code=204)
 
+    @router.delete(
+        "/files/{file_id}/lease",
+        status_code=204,
+        summary="Release a lease (give a file back)",
+        responses=answers(404, _404="No such file in your inbox."),
+    )
+    async def release(
+        user: Auth,
+        file_id: str,
+        lease_id: Annotated[
+            str | None, Query(max_length=64, description="Release only this lease.")
+        ] = None,
+    ) -> Response:
+        """End the lease on a file of your inbox at once, so that the next `next` offers
+        it again (a receiver that could not store the file gives it back)."""
+        try:
+            await runtime.require().release(user.name, file_id, lease_id)
+        except RelayError as exc:
+            raise _error(exc) from None
+        return Response(status_code=204)
+
+    @router.get(
+        "/sent",
+        summary="Your files still queued for a recipient",
+        responses=_AUTH_RESPONSES,
+    )
+    async def sent(
+        user: Auth,
+        to: Annotated[str, Query(max_length=64, description="Recipient's user name.")],
+        sha256: Annotated[str, Query(description="Content's SHA-256, 64 hex digits.")],
+    ) -> Any:
+        """The files you sent to `to` with this content that are still in their inbox
+        (not yet acknowledged): a client checks this to avoid delivering a copy twice."""
+        if SHA256_RE.fullmatch(sha256) is None:
+            raise _invalid("query", "sha256", "must be 64 hexadecimal digits")
+        files = await runtime.require().queued(user.name, to, sha256.lower())
+        return {"files": [file_json(f) for f in files]}
+
+    @router.get("/me", summary="Who you are", responses=_AUTH_RESPONSES)
+    async def me(user: Auth) -> Any:
+        """The user the token belongs to, and its inbox quotas (its own or the server's)."""
+        quota = runtime.require().quota
+        return {
+            "name": user.name,
+            "created_at": user.created_at.isoformat(),
+            "quota_bytes": quota.bytes if user.quota_bytes is None else user.quota_bytes,
+            "quota_files": quota.files if user.quota_files is None else user.quota_files,
+        }
+
     return router
 
 

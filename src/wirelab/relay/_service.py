@@ -285,6 +285,20 @@ class RelayService:
         await self._delete_blob(file.blob_key)
         return file
 
+    async def release(self, recipient: str, file_id: str, lease_id: str | None) -> RelayFile:
+        """End the lease on ``recipient``'s file ``file_id`` (only lease ``lease_id`` if
+        given) so that ``next`` offers it again at once; :class:`FileNotFound` otherwise."""
+        file = await self.db.relay.release_lease(recipient, file_id, lease_id, self.clock())
+        if file is None:
+            raise FileNotFound(f"no file {file_id!r} in your inbox")
+        if file.lease_id is None:
+            self.notify(recipient)  # a waiting `next` may take it now
+        return file
+
+    async def queued(self, sender: str, recipient: str, sha256: str) -> list[RelayFile]:
+        """The files ``sender`` sent to ``recipient`` with this content, still queued."""
+        return await self.db.relay.find_queued(sender, recipient, sha256, self.clock())
+
     async def _delete_blob(self, key: str) -> None:
         try:
             # A key journaled for deletion may still be a partial upload (a removed user's).

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._exceptions import UsageError
+from .._paths import default_data_dir
 from ..media import MediaSettings
 from ..relay import RelayLimits
 from ..stream import StreamLimits
@@ -14,12 +14,6 @@ from ..stream import StreamLimits
 __all__ = ["LOG_LEVELS", "ServerConfig", "default_data_dir"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/wirelab``, else ``~/.local/share/wirelab``."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "wirelab"
 
 
 @dataclass(frozen=True)
