@@ -19,13 +19,14 @@ T = TypeVar("T")
 
 def database_url(url: str | None, data_dir: Path | None) -> str:
     """The store's URL: ``url`` if given, else SQLite in the data folder (created 0700)."""
+    from ._fsio import private_dir
     from .db import sqlite_url
     from .server import default_data_dir
 
     if url:
         return url
     folder = data_dir or default_data_dir()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     return sqlite_url(folder / "wirelab.db")
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
+from .._fsio import private_dir
 from .._version import __version__
 from ..db import connect, sqlite_url
 from ..relay import RelayRuntime, RelayService
@@ -24,6 +27,8 @@ from ..stream._routes import build_router as build_stream_router
 from ._config import ServerConfig
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger("wirelab.server")
 
 _DESCRIPTION = """\
 wirelab serves synthetic file streams for testing stream consumers and store-and-forward
@@ -46,6 +51,20 @@ class _App(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def _prepare_data_dir(path: Path) -> None:
+    """Create the data folder 0700; warn when an existing one is open to group or others
+    (its mode is left alone: sharing it may be deliberate)."""
+    bits = private_dir(path)
+    if bits & 0o077:
+        _log.warning(
+            "data folder %s is accessible by group or others (mode %03o): "
+            "it holds users' files and tokens; consider chmod 700 %s",
+            path,
+            bits,
+            path,
+        )
+
+
 def create_app(config: ServerConfig | None = None) -> FastAPI:
     """Build the wirelab ASGI app. ``app.state.stream_runtime`` exposes live counters."""
     config = config or ServerConfig()
@@ -55,7 +74,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _prepare_data_dir(config.data_dir)
         app.state.loop = asyncio.get_running_loop()
         # 0 worker threads: streams generate and hash on the loop thread, and the manifest
         # uses the loop's default executor.

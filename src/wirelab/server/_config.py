@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..relay import RelayLimits
 from ..stream import StreamLimits
 
-__all__ = ["LOG_LEVELS", "ServerConfig", "default_data_dir"]
+__all__ = ["LOG_LEVELS", "ConnectionLimits", "ServerConfig", "default_data_dir"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -18,6 +19,36 @@ def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/wirelab``, else ``~/.local/share/wirelab``."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "wirelab"
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Limits of the HTTP connections (see ``docs/design.md``, "Connection limits").
+
+    ``max_header_bytes`` (``WIRELAB_MAX_HEADER_BYTES``): the largest request head (request
+    line and headers); a larger one is answered 431 and the connection closed.
+    ``head_timeout`` (``WIRELAB_HEAD_TIMEOUT``): seconds a request head may take to
+    arrive, from the connection's start or the head's first byte; then 408 and close.
+    ``keepalive_timeout`` (``WIRELAB_KEEPALIVE_TIMEOUT``): an idle keep-alive connection
+    is closed after this many seconds. ``max_connections`` (``WIRELAB_MAX_CONNECTIONS``):
+    open connections past this are answered 503 and closed; ``None`` is three quarters
+    of the process's open-file limit, so that the rest is left for files and the database.
+    ``head_timeout`` 0 disables that timeout.
+    """
+
+    max_header_bytes: int = 64 * 1024
+    head_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_connections: int | None = None
+
+    def connection_cap(self) -> int:
+        """``max_connections``, or the default computed from ``RLIMIT_NOFILE``."""
+        if self.max_connections is not None:
+            return self.max_connections
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 1_000_000
+        return max(16, soft * 3 // 4)
 
 
 @dataclass(frozen=True)
@@ -32,7 +63,8 @@ class ServerConfig:
     The relay keeps its metadata in ``database_url`` (``WIRELAB_DATABASE_URL``; default:
     SQLite ``wirelab.db`` in ``data_dir``, the store ``wirelab users`` uses) and its blobs
     in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
-    their ``WIRELAB_RELAY_*`` names).
+    their ``WIRELAB_RELAY_*`` names). ``connection_limits`` bound every HTTP connection
+    (:class:`ConnectionLimits`).
     """
 
     host: str = "127.0.0.1"
@@ -44,3 +76,4 @@ class ServerConfig:
     graceful_timeout: int = 5
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
