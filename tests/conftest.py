@@ -21,14 +21,16 @@ def server_factory(
 ) -> Iterator[Callable[..., LiveServer]]:
     """Start servers with custom settings: ``server_factory(stream_limits=...)``.
 
-    Every server started is stopped at teardown. Each gets its own data folder, outside
+    Every server started is stopped at teardown. Each gets its own data folder (unless
+    ``data_dir=`` is given), outside
     the test's ``tmp_path`` so that a test's own files are never mixed with the server's.
     """
     with ExitStack() as stack:
 
         def make(**settings: Any) -> LiveServer:
-            data_dir = tmp_path_factory.mktemp("server-data")
-            config = ServerConfig(data_dir=data_dir, **settings)
+            if "data_dir" not in settings:
+                settings["data_dir"] = tmp_path_factory.mktemp("server-data")
+            config = ServerConfig(**settings)
             return stack.enter_context(live_server(config))
 
         yield make
