@@ -1,18 +1,106 @@
-"""Shared fixtures: a real server on 127.0.0.1 port 0, in a thread of the test process."""
+"""Shared fixtures.
+
+- Every test runs with HOME, XDG_* pointed at its own temporary folder and no inherited
+  WIRELAB_* variable (:func:`isolated_home`, autouse); the run fails if the real user's
+  wirelab folders changed (:func:`user_files_untouched`).
+- Two tiers of servers: ``server``/``server_factory``, a real server on 127.0.0.1 port 0
+  in a thread of the test process (real sockets, real uvicorn); and ``app_client``, the
+  ASGI app in-process through httpx's ``ASGITransport`` (no socket, no thread: for the
+  many tests that only look at responses).
+"""
 
 from __future__ import annotations
 
 import gc
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import pytest_asyncio
 
-from wirelab.server import ServerConfig
+from wirelab.server import ServerConfig, create_app
 from wirelab.testing._live import LiveServer, live_server
+
+# --- the user's files: never touched -----------------------------------------------------
+
+_XDG = {
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_STATE_HOME": ".local/state",
+    "XDG_CACHE_HOME": ".cache",
+}
+
+
+def _point_home_at(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """HOME and the XDG base folders inside ``home``; no WIRELAB_* variable at all.
+
+    Subprocesses started by tests inherit this environment.
+    """
+    for name in list(os.environ):
+        if name.startswith("WIRELAB_"):
+            mp.delenv(name)
+    mp.setenv("HOME", str(home))
+    for name, relative in _XDG.items():
+        mp.setenv(name, str(home / relative))
+
+
+def _wirelab_folders(env: Mapping[str, str]) -> list[Path]:
+    """The real user's wirelab folders, as the code's defaults would find them."""
+    home = Path(env.get("HOME") or Path.home())
+    return sorted(
+        {Path(env.get(name) or home / relative) / "wirelab" for name, relative in _XDG.items()}
+    )
+
+
+def _snapshot(folders: list[Path]) -> dict[str, tuple[int, int]]:
+    """Every entry under ``folders``: (size, mtime in ns); absent folders list nothing."""
+    found: dict[str, tuple[int, int]] = {}
+    for folder in folders:
+        if folder.exists():
+            for path in [folder, *folder.rglob("*")]:
+                st = path.lstat()
+                found[str(path)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_files_untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the run if anything changed in the real user's wirelab folders.
+
+    The environment of the whole session (session and module fixtures included) is
+    isolated too; each test then gets its own home from :func:`isolated_home`.
+    """
+    folders = _wirelab_folders(os.environ)
+    before = _snapshot(folders)
+    with pytest.MonkeyPatch.context() as mp:
+        _point_home_at(mp, tmp_path_factory.mktemp("session-home"))
+        yield
+    after = _snapshot(folders)
+    if after != before:
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        pytest.fail(
+            "THE TEST RUN WROTE OUTSIDE ITS TEMPORARY FOLDERS, into the user's files: "
+            + ", ".join(changed[:20]),
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """This test's HOME (XDG_* folders inside it, no WIRELAB_* variable); see the module doc."""
+    home = tmp_path_factory.mktemp("home")
+    _point_home_at(monkeypatch, home)
+    return home
+
+
+# --- servers -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -40,6 +128,31 @@ def server_factory(
 def server(server_factory: Callable[..., LiveServer]) -> LiveServer:
     """A server with default settings."""
     return server_factory()
+
+
+@asynccontextmanager
+async def in_process_client(config: ServerConfig) -> AsyncIterator[httpx.AsyncClient]:
+    """An ``httpx.AsyncClient`` that calls the app in-process (``ASGITransport``).
+
+    ``ASGITransport`` sends no lifespan events, so the app's lifespan (data folder,
+    database, relay service, sweeper) is entered here around the client; responses are
+    read whole, so endless or paced streams need the real server.
+    """
+    app = create_app(config)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://wirelab.test") as c:
+            yield c
+
+
+@pytest_asyncio.fixture
+async def app_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """The in-process tier: the app with default settings and its own data folder, no
+    socket (see :func:`in_process_client`). Tests using it are ``async`` and marked
+    ``pytest.mark.asyncio``."""
+    config = ServerConfig(data_dir=tmp_path_factory.mktemp("server-data"))
+    async with in_process_client(config) as client:
+        yield client
 
 
 def _open_fds() -> set[int] | None:

@@ -25,6 +25,7 @@ from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY
 from ..stream._routes import build_router as build_stream_router
 from ._config import ServerConfig
+from ._docs import install_docs
 
 __all__ = ["create_app"]
 
@@ -105,6 +106,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from the package (no CDN)
+        redoc_url=None,
     )
     app.state.config = config
     app.state.stream_runtime = runtime
@@ -127,4 +130,5 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     app.include_router(build_stream_router(runtime, config.stream_limits))
     app.include_router(build_relay_router(relay))
+    install_docs(app)
     return app
