@@ -23,7 +23,7 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class ConnectionLimits:
-    """Limits of the HTTP connections (see ``docs/design.md``, "Connection limits").
+    """Limits of the HTTP connections (see ``docs/server.md``).
 
     ``max_header_bytes`` (``WIRELAB_MAX_HEADER_BYTES``): the largest request head (request
     line and headers); a larger one is answered 431 and the connection closed.
