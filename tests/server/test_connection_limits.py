@@ -116,6 +116,22 @@ def test_heads_under_the_limit_and_bodies_past_it_are_served(
     assert refusals(caplog) == []
 
 
+def test_oversize_pipelined_head_lets_the_request_before_it_finish(
+    limited: Callable[..., LiveServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = limited(max_header_bytes=8192)
+    with connect(server) as sock:
+        sock.sendall(
+            GET + b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+        )
+        answer = read_until_closed(sock)
+    # The first request is answered whole, then the connection is closed: the refused
+    # head is never served and nothing is written into the response before it.
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"HTTP/1.1") == 1
+    assert answer.endswith(b"}")
+    assert any("431" in m for m in refusals(caplog))
+
+
 def test_idle_keepalive_connection_is_closed(limited: Callable[..., LiveServer]) -> None:
     server = limited(keepalive_timeout=0.3)
     with connect(server) as sock:

@@ -5,7 +5,9 @@ value with ``+=`` until it ends, so a 64 MiB header costs hundreds of MB. A conn
 that sends nothing, or half a head, is kept forever. This subclass adds, per connection:
 
 - **head size**: bytes are fed to the parser in slices while a head is being read, so at
-  most ``max_header_bytes`` of it ever reach the parser; past that the answer is 431;
+  most ``max_header_bytes`` of it reach the parser (twice that for a head pipelined
+  behind another request in the same read, which the parser's callbacks then measure);
+  past that the answer is 431;
 - **head timeout**: a head (from the connection's start, or from the first byte of a
   later request) must be complete within ``head_timeout`` seconds, else 408 (or a plain
   close when nothing at all was sent);
@@ -215,8 +217,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        if self._responding():  # a pipelined head: never write into a response
-            self.transport.close()
+        if self._responding():
+            # A pipelined head: never write into the response in progress; finish it,
+            # then close (the client sends the refused request again, and gets the 431).
+            self.cycle.keep_alive = False
             return
         self.transport.write(refusal(431, f"request head larger than {limit} bytes"))
         if self.transport.can_write_eof():
