@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import ExitStack, asynccontextmanager
@@ -68,18 +70,82 @@ def _snapshot(folders: list[Path]) -> dict[str, tuple[int, int]]:
     return found
 
 
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+# Audit events that change the file system: {event: indexes of the paths changed}.
+_CHANGES = {
+    "os.mkdir": (0,), "os.remove": (0,), "os.rmdir": (0,), "os.rename": (0, 1),
+    "os.link": (1,), "os.symlink": (1,), "os.truncate": (0,), "os.chmod": (0,),
+    "os.utime": (0,), "shutil.rmtree": (0,), "shutil.copyfile": (1,),
+    "sqlite3.connect": (0,),
+}  # fmt: skip
+
+
+class _WriteWatch:
+    """An audit hook: what this process writes under the user's real home, outside the
+    folders a test run may write to (temporary ones, the project's, the environment's).
+
+    Subprocesses are not seen here: they inherit the isolated environment instead.
+    """
+
+    def __init__(self, home: Path, allowed: list[Path]) -> None:
+        self.home = os.path.join(home, "")
+        self.allowed = [os.path.join(a, "") for a in allowed]
+        self.seen: list[str] = []
+        self.active = True
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if not self.active:
+            return
+        if event == "open":
+            mode, flags = args[1], args[2]
+            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & _WRITE_FLAGS
+            )
+            indexes: tuple[int, ...] = (0,) if writes else ()
+        else:
+            indexes = _CHANGES.get(event, ())
+        for i in indexes:
+            if isinstance(args[i], str | bytes | os.PathLike):
+                path = os.path.join(os.path.abspath(os.fsdecode(args[i])), "")
+                if path.startswith(self.home) and not path.startswith(tuple(self.allowed)):
+                    self.seen.append(f"{event} {path.rstrip(os.sep)}")
+
+
+_WATCH: list[_WriteWatch] = []
+
+
+def _start_watch(config: pytest.Config, basetemp: Path) -> None:
+    home = Path(os.environ.get("HOME") or Path.home()).resolve()
+    if home == Path(home.anchor) or not home.is_dir():
+        return  # no real home to protect (HOME=/ in some containers)
+    allowed = [Path(tempfile.gettempdir()), basetemp, Path(sys.prefix)]
+    if config.rootpath.resolve() != home:  # a checkout inside the home: its own files
+        allowed.append(config.rootpath)
+    watch = _WriteWatch(home, [a.resolve() for a in allowed])
+    sys.addaudithook(watch)
+    _WATCH.append(watch)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def user_files_untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fail the run if anything changed in the real user's wirelab folders.
+def user_files_untouched(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[None]:
+    """Fail the run if anything changed in the real user's wirelab folders (a snapshot
+    compared at the end: subprocesses included); and fail a test as soon as the test
+    process wrote under the user's real home (an audit hook: see :func:`isolated_home`).
 
     The environment of the whole session (session and module fixtures included) is
     isolated too; each test then gets its own home from :func:`isolated_home`.
     """
     folders = _wirelab_folders(os.environ)
     before = _snapshot(folders)
+    if not _WATCH:
+        _start_watch(pytestconfig, tmp_path_factory.getbasetemp())
     with pytest.MonkeyPatch.context() as mp:
         _point_home_at(mp, tmp_path_factory.mktemp("session-home"))
         yield
+    for watch in _WATCH:
+        watch.active = False
     after = _snapshot(folders)
     if after != before:
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
@@ -93,11 +159,20 @@ def user_files_untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 @pytest.fixture(autouse=True)
 def isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """This test's HOME (XDG_* folders inside it, no WIRELAB_* variable); see the module doc."""
+) -> Iterator[Path]:
+    """This test's HOME (XDG_* folders inside it, no WIRELAB_* variable); see the module
+    doc. The test fails if the test process wrote under the user's real home."""
     home = tmp_path_factory.mktemp("home")
     _point_home_at(monkeypatch, home)
-    return home
+    seen = [len(w.seen) for w in _WATCH]
+    yield home
+    written = [entry for w, n in zip(_WATCH, seen, strict=True) for entry in w.seen[n:]]
+    if written:
+        pytest.fail(
+            "THE TEST WROTE OUTSIDE ITS TEMPORARY FOLDERS, into the user's home: "
+            + ", ".join(written[:20]),
+            pytrace=False,
+        )
 
 
 # --- servers -----------------------------------------------------------------------------

@@ -40,12 +40,17 @@ def test_subprocesses_inherit_the_isolated_environment(isolated_home: Path) -> N
 
 
 @pytest.mark.slow
-def test_a_write_into_the_users_files_fails_the_run(
+def test_writes_into_the_users_files_fail(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The inner run's "user" is this test's isolated home: its wirelab data folder is the
-    # one that must stay untouched, and an inherited WIRELAB_* variable must not leak in.
+    # The inner run's user: its HOME is pytester's folder (pytester sets it; the inner
+    # run's own temporary folders are moved inside it) and its wirelab data folder is the
+    # one of this test's isolated home. Neither may be written, and an inherited WIRELAB_*
+    # variable must not leak into the inner tests.
     users_folder = Path(os.environ["XDG_DATA_HOME"]) / "wirelab"
+    users_home = pytester.path
+    (users_home / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(users_home / "tmp"))
     monkeypatch.setenv("WIRELAB_DATA_DIR", str(users_folder))
     pytester.makeconftest(CONFTEST.read_text())
     pytester.makeini(
@@ -59,14 +64,24 @@ from pathlib import Path
 
 def test_environment_is_clean():
     assert "WIRELAB_DATA_DIR" not in os.environ
-    assert not str(Path.home()).startswith({str(users_folder.parent.parent)!r})
+    assert Path.home() != Path({str(users_home)!r})
 
-def test_writes_into_the_users_folder():
+def test_writes_into_the_home():
+    Path({str(users_home / "leak-home.txt")!r}).write_text("x")
+
+def test_writes_into_the_users_wirelab_folder():
     folder = Path({str(users_folder)!r})
     folder.mkdir(parents=True)
     (folder / "leak.txt").write_text("x")
 """
     )
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(["*THE TEST RUN WROTE OUTSIDE ITS TEMPORARY FOLDERS*leak.txt*"])
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_writes_into_the_home*",
+            "*THE TEST WROTE OUTSIDE ITS TEMPORARY FOLDERS*leak-home.txt*",
+            "*THE TEST RUN WROTE OUTSIDE ITS TEMPORARY FOLDERS*leak.txt*",
+        ],
+        consecutive=False,
+    )
