@@ -132,6 +132,16 @@ def test_oversize_pipelined_head_lets_the_request_before_it_finish(
     assert any("431" in m for m in refusals(caplog))
 
 
+def test_malformed_request_is_400_and_logged(
+    limited: Callable[..., LiveServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = limited()
+    with connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost t\r\n\r\n")  # a header without a colon
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 400 ")
+    assert any("400, invalid HTTP request" in m for m in refusals(caplog))
+
+
 def test_idle_keepalive_connection_is_closed(limited: Callable[..., LiveServer]) -> None:
     server = limited(keepalive_timeout=0.3)
     with connect(server) as sock:

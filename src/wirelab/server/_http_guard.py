@@ -142,9 +142,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if isinstance(exc.__context__, _HeadTooLarge):
                 self._refuse_head_too_large()
             else:
-                msg = "Invalid HTTP request received."
-                self.logger.warning(msg)
-                self.send_400_response(msg)
+                _log.warning(
+                    "refused request from %s: 400, invalid HTTP request (%s)",
+                    _peer(self.transport),
+                    exc,
+                )
+                self.send_400_response("Invalid HTTP request received.")
             return False
         return not self.transport.is_closing()
 
