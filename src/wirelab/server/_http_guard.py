@@ -61,13 +61,15 @@ def refusal(status: int, detail: str) -> bytes:
 
 def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
     """The protocol class to give uvicorn (``Config(http=...)``), bound to ``limits``."""
-    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+    namespace = {"limits": limits, "connection_cap": limits.connection_cap()}
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), namespace)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """See the module doc. ``limits`` is set on the subclass :func:`guarded_protocol` makes."""
 
     limits: ClassVar[ConnectionLimits]
+    connection_cap: ClassVar[int]  # limits.connection_cap(), computed once
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,7 +84,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- connection ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        cap = self.limits.connection_cap()
+        cap = self.connection_cap
         if len(self.connections) >= cap:
             self.transport = transport
             _log.warning(
@@ -109,7 +111,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
-            return  # the rest of a refused head: dropped unread
+            return  # the rest of a refused head: read and dropped
         # While a head is read, the parser gets at most what is left of the limit: the
         # head ends inside the slice (then the rest is body) or the limit is reached.
         while self._in_head and data:
