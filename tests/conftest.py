@@ -130,9 +130,11 @@ def _start_watch(config: pytest.Config, basetemp: Path) -> None:
 def user_files_untouched(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Iterator[None]:
-    """Fail the run if anything changed in the real user's wirelab folders (a snapshot
-    compared at the end: subprocesses included); and fail a test as soon as the test
-    process wrote under the user's real home (an audit hook: see :func:`isolated_home`).
+    """Fail a test as soon as the test process wrote under the user's real home (an audit
+    hook: see :func:`isolated_home`); and check that the user's wirelab folders did not
+    change during the run (a snapshot compared at the end, so writes by subprocesses are
+    seen too): under CI (``CI`` set) a change fails the run, elsewhere it is reported in
+    the terminal summary, since other processes of the machine may write there.
 
     The environment of the whole session (session and module fixtures included) is
     isolated too; each test then gets its own home from :func:`isolated_home`.
@@ -149,11 +151,24 @@ def user_files_untouched(
     after = _snapshot(folders)
     if after != before:
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-        pytest.fail(
-            "THE TEST RUN WROTE OUTSIDE ITS TEMPORARY FOLDERS, into the user's files: "
-            + ", ".join(changed[:20]),
-            pytrace=False,
+        message = "THE USER'S WIRELAB FOLDERS CHANGED DURING THE TEST RUN: " + ", ".join(
+            changed[:20]
         )
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        # On a developer's machine another process (another checkout's tests, a server)
+        # may have written them; the audit hook already failed any test of this run that
+        # did. So: loud, but not a failure.
+        _SUMMARY.append(message + " (not failed outside CI: another process may have)")
+
+
+_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show what :func:`user_files_untouched` found (fixture output is captured)."""
+    for line in _SUMMARY:
+        terminalreporter.write_line(line, red=True, bold=True)
 
 
 @pytest.fixture(autouse=True)
