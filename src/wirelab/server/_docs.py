@@ -1,9 +1,10 @@
-"""``/docs`` that works offline, and the bearer scheme that its Authorize button uses.
+"""``/docs`` and ``/redoc`` that work offline, and the bearer scheme for Authorize.
 
 FastAPI's default ``/docs`` page loads Swagger UI from a CDN (and ``/redoc`` ReDoc): on a
-machine without internet access the page stays blank. Here the page loads Swagger UI from
-the ``swagger-ui-bundle`` package (Apache-2.0), served under ``/docs/assets/``, and the
-Swagger validator badge (another outside request) is off.
+machine without internet access the page stays blank. Here both load their assets from the
+``fastapi-offline`` package (MIT; Swagger UI 5 and ReDoc 2 inside, Apache-2.0 and MIT),
+served under ``/docs/assets/``; the Swagger validator badge and ReDoc's web fonts (more
+outside requests) are off. (Swagger UI 5 is needed: 4.x cannot read OpenAPI 3.1.)
 
 The OpenAPI document declares an HTTP bearer scheme, and every operation that documents a
 401 answer requires it: Swagger UI then shows "Authorize" (paste the API token that
@@ -12,11 +13,12 @@ The OpenAPI document declares an HTTP bearer scheme, and every operation that do
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import FileResponse, HTMLResponse
-from swagger_ui_bundle import swagger_ui_path
 
 __all__ = ["ASSETS", "BEARER_SCHEME", "install_docs"]
 
@@ -25,8 +27,10 @@ ASSETS_URL = "/docs/assets"
 ASSETS = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",
-    "favicon-32x32.png": "image/png",
+    "redoc.standalone.js": "text/javascript; charset=utf-8",
+    "favicon.png": "image/png",
 }
+_STATIC = files("fastapi_offline") / "static"
 BEARER_SCHEME = "bearerAuth"
 
 _PAGE = """<!DOCTYPE html>
@@ -36,7 +40,7 @@ _PAGE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} - API docs</title>
 <link rel="stylesheet" href="{assets}/swagger-ui.css">
-<link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
+<link rel="icon" type="image/png" href="{assets}/favicon.png">
 </head>
 <body>
 <div id="swagger-ui"></div>
@@ -57,20 +61,32 @@ window.ui = SwaggerUIBundle({{
 
 
 def install_docs(app: FastAPI) -> None:
-    """Add ``/docs`` and its assets to ``app`` (made with ``docs_url=None``) and the bearer
-    scheme to its OpenAPI document."""
+    """Add ``/docs``, ``/redoc`` and their assets to ``app`` (made with ``docs_url=None``,
+    ``redoc_url=None``) and the bearer scheme to its OpenAPI document."""
     page = _PAGE.format(title=app.title, assets=ASSETS_URL, openapi_url=app.openapi_url)
+
+    redoc = get_redoc_html(
+        openapi_url=str(app.openapi_url),
+        title=f"{app.title} - API docs",
+        redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+        with_google_fonts=False,
+    )
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return HTMLResponse(page)
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc_page() -> HTMLResponse:
+        return redoc
 
     @app.get(ASSETS_URL + "/{name}", include_in_schema=False)
     async def docs_asset(name: str) -> FileResponse:
         media_type = ASSETS.get(name)
         if media_type is None:
             raise HTTPException(404, f"no docs asset {name!r}")
-        return FileResponse(str(swagger_ui_path / name), media_type=media_type)
+        return FileResponse(str(_STATIC / name), media_type=media_type)
 
     build = app.openapi
 
