@@ -14,9 +14,11 @@ interleaved with it, for reference:
 
 Each round reads every target once, in a rotated order; medians over the rounds are
 reported (1 MB = 10^6 bytes), then random/ceiling and ramp/ceiling against the targets
-(random >= 50 %, ramp >= 80 %).
+(random >= 50 %, ramp >= 80 %). ``--baseline-cmd CMD`` adds a second wirelab server (e.g.
+an earlier version of the code) read in the same rounds, so that a change's cost is a
+ratio within one run.
 
-Run: ``.venv/bin/python benchmarks/throughput.py [--rounds 5] [--json]``
+Run: ``.venv/bin/python benchmarks/throughput.py [--rounds 5] [--baseline-cmd CMD] [--json]``
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -156,6 +159,11 @@ def main() -> int:
         help="command that starts the server instead of `wirelab serve` "
         "(--host, --port, --log-level and --data-dir are appended)",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline-cmd", metavar="CMD",
+        help="also start this wirelab server (same flags appended) and read its streams "
+        "in the same rounds, for a before/after comparison",
+    )  # fmt: skip
     args = parser.parse_args()
     if not have_curl():
         log("curl is not installed")
@@ -181,6 +189,14 @@ def main() -> int:
             Target("ceiling-64k", "same framework, 4096 x 64 KiB sends", ceil,
                    f"/?size={64 * 1024}&count={TOTAL // (64 * 1024)}"),
         ]  # fmt: skip
+        if args.baseline_cmd:
+            (tmp / "baseline").mkdir()
+            base = stack.enter_context(
+                wirelab_server(free_port(), tmp / "baseline", shlex.split(args.baseline_cmd))
+            )
+            for content in TARGETS:
+                targets.append(Target(f"{content}-baseline", f"baseline content={content}",
+                                      base, wirelab_path(content, args.seed)))  # fmt: skip
         if args.no_nginx:
             notes.append("nginx reference skipped (--no-nginx)")
         else:
@@ -264,6 +280,12 @@ def main() -> int:
         "socket or framing work)"
     )
     print(f"load average at start: {load:.2f} (other work on the machine skews the figures)")
+    by_key = {t.key: t for t in targets}
+    for key in TARGETS:
+        if (ref := by_key.get(f"{key}-baseline")) is not None:
+            paired = median([a / b for a, b in zip(by_key[key].mbps, ref.mbps, strict=True)])
+            print(f"{key}: this build / baseline = {med[key] / med[ref.key]:.0%} of "
+                  f"the medians, {paired:.0%} median of the per-round ratios")  # fmt: skip
     for note in notes:
         print(note)
     return 0 if all(c["pass"] for c in checks) else 1

@@ -56,6 +56,12 @@ _STREAM_LIMIT_OPTIONS: list[tuple[str, float, click.ParamType[Any], str]] = [
         "Largest count * max_size of one stream, bytes.",
     ),
     (
+        "manifest_bytes",
+        256 * _MIB,
+        click.IntRange(0),
+        "Largest count * max_size of one /v1/stream/manifest (it hashes every file), bytes.",
+    ),
+    (
         "duration",
         3600.0,
         click.FloatRange(0),
@@ -178,6 +184,7 @@ def serve(
     stream_limit_count: int,
     stream_limit_file_size: int,
     stream_limit_total_bytes: int,
+    stream_limit_manifest_bytes: int,
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
@@ -210,6 +217,7 @@ def serve(
             max_count=stream_limit_count,
             max_file_size=stream_limit_file_size,
             max_total_bytes=stream_limit_total_bytes,
+            max_manifest_bytes=stream_limit_manifest_bytes,
             max_duration=stream_limit_duration,
         ),
         worker_threads=worker_threads,

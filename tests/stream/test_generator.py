@@ -18,7 +18,7 @@ from wirelab.stream import (
     StreamParams,
     iter_plan,
 )
-from wirelab.stream._content import periodic_digest
+from wirelab.stream._content import DIGESTS
 
 LIMITS = StreamLimits()
 
@@ -217,7 +217,9 @@ class TestContent:
         one, two = file_bytes(src, 300_000), file_bytes(src, 300_000)
         assert one == two
         assert src.known_digest(300_000) == hashlib.sha256(one).hexdigest()
-        hits = periodic_digest.cache_info().hits
+        hits = DIGESTS.hits
         assert src.known_digest(300_000) == hashlib.sha256(two).hexdigest()
-        assert periodic_digest.cache_info().hits == hits + 1  # memoized, not hashed again
+        assert DIGESTS.hits == hits + 1  # memoized, not hashed again
+        assert src.memoized_digest(300_000) == hashlib.sha256(one).hexdigest()
+        assert src.memoized_digest(300_002) is None  # never computed on demand
         assert ContentSource(StreamParams(), 0).known_digest(10) is None

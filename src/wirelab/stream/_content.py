@@ -8,13 +8,17 @@ most :data:`CHUNK_SIZE` bytes, so memory per stream stays bounded whatever the f
   chunk size, so the bytes never depend on how the server splits its work.
 * ``sine`` and ``ramp`` restart in every file, so a file depends only on
   ``(content, dtype, byteorder, size)``: their chunks are zero-copy slices of a cached
-  window and their digests are memoized.
+  window and their digests are memoized (:func:`periodic_digest`, or by the stream engine
+  once it has hashed a file while sending it: hashing a 16 MiB file up front would keep
+  the event loop for tens of milliseconds).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TypeAlias
 
@@ -23,7 +27,7 @@ import numpy.typing as npt
 
 from ._params import SAMPLE_WIDTH, StreamParams
 
-__all__ = ["CHUNK_SIZE", "Chunk", "ContentSource", "periodic_digest"]
+__all__ = ["CHUNK_SIZE", "DIGESTS", "Chunk", "ContentSource", "DigestMemo", "periodic_digest"]
 
 #: Bytes generated per step. A multiple of 8 (one raw draw) and of every sample width.
 CHUNK_SIZE = 64 * 1024
@@ -95,13 +99,53 @@ def _periodic_chunks(content: str, dtype: str, byteorder: str, size: int) -> Ite
         sample += n
 
 
-@functools.lru_cache(maxsize=4096)
+_DigestKey = tuple[str, str, str, int]
+
+
+class DigestMemo:
+    """Digests of periodic files by (content, dtype, byteorder, size): a bounded LRU shared
+    by the event loop and the threads that compute manifests (hence the lock)."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self.hits = 0
+        self._entries: OrderedDict[_DigestKey, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _DigestKey) -> str | None:
+        with self._lock:
+            digest = self._entries.get(key)
+            if digest is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            return digest
+
+    def put(self, key: _DigestKey, digest: str) -> None:
+        with self._lock:
+            self._entries[key] = digest
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+#: The process-wide memo of periodic digests.
+DIGESTS = DigestMemo()
+
+
 def periodic_digest(content: str, dtype: str, byteorder: str, size: int) -> str:
-    """SHA-256 (hex) of a ``sine`` or ``ramp`` file: memoized, it depends on nothing else."""
-    h = hashlib.sha256()
-    for chunk in _periodic_chunks(content, dtype, byteorder, size):
-        h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 (hex) of a ``sine`` or ``ramp`` file: memoized, it depends on nothing else.
+
+    Computes it when it is not memoized: CPU proportional to ``size`` (keep large ones off
+    the event loop)."""
+    key = (content, dtype, byteorder, size)
+    digest = DIGESTS.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        for chunk in _periodic_chunks(content, dtype, byteorder, size):
+            h.update(chunk)
+        digest = h.hexdigest()
+        DIGESTS.put(key, digest)
+    return digest
 
 
 class ContentSource:
@@ -125,10 +169,24 @@ class ContentSource:
         )
 
     def known_digest(self, size: int) -> str | None:
-        """The file's SHA-256 when it can be known without hashing it again, else None."""
+        """The file's SHA-256 when it can be known without generating the file in order
+        (periodic content: memoized or computed now, CPU up to ``size``), else None."""
         if self._bits is None:
             return periodic_digest(self._content, self._dtype, self._byteorder, size)
         return None
+
+    def memoized_digest(self, size: int) -> str | None:
+        """The file's SHA-256 if it is already memoized (periodic content only); never
+        computes anything."""
+        if self._bits is None:
+            return DIGESTS.get((self._content, self._dtype, self._byteorder, size))
+        return None
+
+    def remember_digest(self, size: int, digest: str) -> None:
+        """Memoize a periodic file's digest computed elsewhere (while it was sent); a
+        no-op for random content, whose files never repeat."""
+        if self._bits is None:
+            DIGESTS.put((self._content, self._dtype, self._byteorder, size), digest)
 
     def file_chunks(self, size: int) -> Iterator[Chunk]:
         """The next file's bytes in chunks of at most :data:`CHUNK_SIZE` bytes."""

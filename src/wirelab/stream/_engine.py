@@ -5,6 +5,11 @@ the server has worker threads: a shared pool then runs it so that generating and
 (both release the GIL) overlap with the loop writing the previous message to the socket.
 There is never a thread per stream.
 
+Fairness: work on the loop is cut into time slices (:class:`TimeSlice`, ~1 ms): a stream
+checks its slice after every 64 KiB chunk and every file and gives the loop a turn when it
+is used up, so an unpaced stream read at full speed cannot starve other requests, and the
+task that watches for the client's disconnect runs within a slice of it.
+
 Memory per stream is bounded: at most two messages (about :data:`MESSAGE_SIZE` bytes each,
 built from ``CHUNK_SIZE`` chunks) of one file exist at a time.
 """
@@ -15,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import Executor
@@ -25,6 +31,7 @@ from ..framing import FrameType, StreamEncoder, encode_frame_header
 from ._content import CHUNK_SIZE, Chunk, ContentSource
 from ._params import StreamParams
 from ._plan import FileSpec, iter_plan
+from ._slice import SLICE_SECONDS, TimeSlice
 
 __all__ = ["MESSAGE_SIZE", "StreamRuntime", "run_framed_stream", "run_raw_stream"]
 
@@ -41,8 +48,11 @@ class StreamRuntime:
     """Shared state of the Stream service in one server process.
 
     ``active`` holds the tasks of streams in progress so shutdown can end them with an
-    ``X`` frame (``/healthz`` reports how many); the counters are for tests that check
-    generation stopped.
+    ``X`` frame (``/healthz`` reports how many). The counters are for tests and
+    diagnostics: ``files_started`` (files whose generation began) shows that generation
+    stopped; ``pauses`` (turns given to the loop, added when a stream ends) shows that
+    streams shared the loop. ``slice_seconds`` and ``clock`` set each stream's
+    :class:`TimeSlice`.
     """
 
     executor: Executor | None = None
@@ -51,6 +61,14 @@ class StreamRuntime:
     shutting_down: bool = False
     streams_disconnected: int = 0
     files_sent: int = 0
+    files_started: int = 0
+    pauses: int = 0
+    slice_seconds: float = SLICE_SECONDS
+    clock: Callable[[], float] = time.perf_counter
+
+    def new_slice(self) -> TimeSlice:
+        """A time slice for one stream, with this runtime's length and clock."""
+        return TimeSlice(self.slice_seconds, self.clock)
 
     def shutdown(self) -> None:
         """Ask every stream in progress to end now (each sends an ``X`` frame if it can)."""
@@ -90,10 +108,15 @@ async def _run_until_disconnect(
         producer.result()  # re-raise an unexpected error in the producer
 
 
-async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+async def _wait_until(loop: asyncio.AbstractEventLoop, deadline: float, slice_: TimeSlice) -> None:
+    """Sleep until ``deadline`` (loop time); when it has passed, pause only if the slice
+    is used up (an unpaced stream must still give the loop back)."""
     delay = deadline - loop.time()
     if delay > 0:
         await asyncio.sleep(delay)
+        slice_.restart()
+    else:
+        await slice_.checkpoint()
 
 
 def _start(headers: list[tuple[bytes, bytes]]) -> Message:
@@ -182,6 +205,7 @@ class _FramedStream:
         # grammar and sizes are still enforced), it is most of the per-file CPU cost.
         self.encoder = StreamEncoder(validate=False)
         self.content = ContentSource(params, seed)
+        self.slice = runtime.new_slice()
 
     async def run(self, t0: float) -> None:
         """Send the stream; ``t0`` (loop time) is when the request was accepted: the
@@ -193,7 +217,7 @@ class _FramedStream:
         await self.send(_body(start))
         try:
             for spec in iter_plan(self.params, self.seed):
-                await _sleep_until(loop, t0 + spec.offset)
+                await _wait_until(loop, t0 + spec.offset, self.slice)
                 await self._send_file(spec)
         except asyncio.CancelledError:
             if not self.runtime.shutting_down:
@@ -204,9 +228,12 @@ class _FramedStream:
             abort = self.encoder.abort("shutdown", "the server is shutting down")
             await self.send(_body(abort, more=False))
             return
+        finally:
+            self.runtime.pauses += self.slice.pauses
         await self.send(_body(self.encoder.end(), more=False))
 
     async def _send_file(self, spec: FileSpec) -> None:
+        self.runtime.files_started += 1
         header = self.encoder.file_start(
             index=spec.index,
             name=spec.name,
@@ -215,7 +242,12 @@ class _FramedStream:
             byteorder=self.params.byteorder,
             offset=round(spec.offset, 6),
         )
-        digest = self.content.known_digest(spec.size)
+        digest = self.content.memoized_digest(spec.size)
+        if digest is None and spec.size <= self.runtime.body_cache.max_entry:
+            # Periodic files up to one message are hashed up front (about a slice of
+            # work); larger ones are hashed while they are sent, in slices, like random.
+            digest = self.content.known_digest(spec.size)
+            await self.slice.checkpoint()
         chunks = self.content.file_chunks(spec.size)
         if digest is not None and spec.size <= self.runtime.body_cache.max_entry:
             # Periodic content: the framed body is shared; F, D..., E go out as one message.
@@ -229,6 +261,7 @@ class _FramedStream:
             await self.send(_body(b"".join((body, self.encoder.file_end(digest)))))
         else:
             digest = await self._send_large(header, chunks, digest)
+            self.content.remember_digest(spec.size, digest)
             await self.send(_body(self.encoder.file_end(digest)))
         self.runtime.files_sent += 1
 
@@ -251,11 +284,26 @@ class _FramedStream:
             await self.send(_body(header))
             await self._send_offloaded(chunks, hasher)
         else:
-            first: bytes | None = header
-            while body := _frame_chunks(chunks, self.encoder, hasher, MESSAGE_SIZE, first):
-                first = None
-                await self.send(_body(body))
+            await self._send_sliced(header, chunks, hasher)
         return digest or _hexdigest(hasher)
+
+    async def _send_sliced(self, header: bytes, chunks: Iterator[Chunk], hasher: Any) -> None:
+        """Frame and hash on the loop in ~MESSAGE_SIZE messages, pausing whenever the slice
+        is used up: one message may be built across several slices (the chunks it holds are
+        never reused by the generator, so they stay valid while other tasks run)."""
+        parts: list[Chunk] = [header]
+        size = 0
+        for chunk in chunks:
+            if hasher is not None:
+                hasher.update(chunk)
+            parts += (self.encoder.data_header(len(chunk)), chunk)
+            size += len(chunk)
+            if size >= MESSAGE_SIZE:
+                await self.send(_body(b"".join(parts)))
+                parts, size = [], 0
+            await self.slice.checkpoint()
+        if size:
+            await self.send(_body(b"".join(parts)))
 
     async def _send_offloaded(self, chunks: Iterator[Chunk], hasher: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -264,6 +312,8 @@ class _FramedStream:
         pending = loop.run_in_executor(executor, job)
         try:
             while body := await pending:
+                # Waiting for the worker gave the loop back: a new slice starts.
+                self.slice.restart()
                 # Start the next message before writing this one: the two overlap.
                 pending = loop.run_in_executor(executor, job)
                 await self.send(_body(body))
@@ -306,12 +356,18 @@ async def _raw_files(
 ) -> None:
     loop = asyncio.get_running_loop()
     content = ContentSource(params, seed)
-    for spec in iter_plan(params, seed, size_unit=size_unit):
-        await _sleep_until(loop, t0 + spec.offset)
-        # One ASGI body message per file: the server writes it as exactly one HTTP chunk.
-        data = b"".join(content.file_chunks(spec.size))
-        await send(_body(data))
-        runtime.files_sent += 1
+    slice_ = runtime.new_slice()
+    try:
+        for spec in iter_plan(params, seed, size_unit=size_unit):
+            await _wait_until(loop, t0 + spec.offset, slice_)
+            runtime.files_started += 1
+            # One ASGI body message per file: the server writes it as exactly one HTTP
+            # chunk (at most 1 MiB of random bits: well under a millisecond of work).
+            data = b"".join(content.file_chunks(spec.size))
+            await send(_body(data))
+            runtime.files_sent += 1
+    finally:
+        runtime.pauses += slice_.pauses
     await send(_body(b"", more=False))
 
 

@@ -45,12 +45,18 @@ class StreamLimits:
     Checks use the worst case the parameters allow (``count * max_size`` bytes and
     ``count * max_interval / speed`` seconds), so a request is accepted or refused before
     any byte is generated, and the answer does not depend on the seed.
+
+    ``max_manifest_bytes`` caps ``count * max_size`` for ``/v1/stream/manifest``, which
+    generates and hashes every file before it answers (a stream hashes as it sends, paced
+    by its reader, and stops when the reader goes): lower than ``max_total_bytes`` so that
+    one manifest costs at most about half a second of CPU (benchmarks/README.md).
     """
 
     max_count: int = 100_000
     max_file_size: int = 16 * 1024 * 1024
     max_total_bytes: int = 4 * 1024**3
     max_duration: float = 3600.0
+    max_manifest_bytes: int = 256 * 1024**2
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +99,12 @@ class StreamParams:
         """The parameters as JSON-ready members."""
         return asdict(self)
 
-    def validate(self, limits: StreamLimits) -> None:
-        """Raise :class:`InvalidParams` listing every rule these parameters break."""
+    def validate(self, limits: StreamLimits, *, manifest: bool = False) -> None:
+        """Raise :class:`InvalidParams` listing every rule these parameters break;
+        ``manifest`` adds the manifest's own byte limit."""
         problems = [*self._check_ranges(), *self._check_limits(limits)]
+        if manifest and not problems:
+            problems = self._check_manifest(limits)
         if problems:
             raise InvalidParams(problems)
 
@@ -155,3 +164,14 @@ class StreamParams:
                     )
                 )
         return p
+
+    def _check_manifest(self, limits: StreamLimits) -> list[ParamProblem]:
+        worst_bytes = self.count * self.max_size
+        if worst_bytes <= limits.max_manifest_bytes:
+            return []
+        message = (
+            f"count * max_size = {worst_bytes} bytes exceeds the server limit of "
+            f"{limits.max_manifest_bytes} bytes per manifest (max_manifest_bytes: the "
+            "manifest hashes every file before answering; /v1/stream has no such limit)"
+        )
+        return [ParamProblem("count", message)]

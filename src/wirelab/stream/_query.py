@@ -82,14 +82,15 @@ def parse_stream_query(
     allowed: frozenset[str] | None = None,
     fixed: dict[str, Any] | None = None,
     rename: dict[str, str] | None = None,
+    manifest: bool = False,
 ) -> StreamParams:
     """Parse and validate query pairs into :class:`StreamParams`, or raise QueryError.
 
     ``allowed`` restricts the accepted names (default: all of :data:`PARAMS`); ``fixed``
     sets parameters the endpoint decides (the classic endpoints); ``rename`` maps a
     StreamParams field to the path parameter the endpoint exposes in errors (classic
-    ``n``). The last of repeated parameters wins, as in FastAPI. Every problem is reported
-    at once.
+    ``n``). ``manifest`` also applies the manifest's byte limit. The last of repeated
+    parameters wins, as in FastAPI. Every problem is reported at once.
     """
     allowed = frozenset(_BY_NAME) if allowed is None else allowed
     values: dict[str, Any] = dict(fixed or {})
@@ -109,17 +110,17 @@ def parse_stream_query(
     errors = list(found.values())
     params = StreamParams(**{k: v for k, v in values.items() if v is not None})
     if not errors:
-        errors = _rule_errors(params, limits, rename or {})
+        errors = _rule_errors(params, limits, rename or {}, manifest)
     if errors:
         raise QueryError(errors)
     return params
 
 
 def _rule_errors(
-    params: StreamParams, limits: StreamLimits, rename: dict[str, str]
+    params: StreamParams, limits: StreamLimits, rename: dict[str, str], manifest: bool
 ) -> list[dict[str, Any]]:
     try:
-        params.validate(limits)
+        params.validate(limits, manifest=manifest)
     except InvalidParams as exc:
         return [
             # A renamed field is an endpoint's path parameter (classic ``n``).

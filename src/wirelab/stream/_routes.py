@@ -104,6 +104,10 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     },
     422: {"description": "A parameter is invalid or exceeds a server limit."},
 }  # fmt: skip
+_MANIFEST_DOC: dict[int | str, dict[str, Any]] = {
+    422: {"description": "A parameter is invalid, exceeds a server limit, or count * max_size "
+          "exceeds the manifest's own byte limit."},
+}  # fmt: skip
 _CLASSIC_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Big-endian int16 files, each exactly one HTTP chunk, nothing else.",
@@ -163,11 +167,14 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
 
         return _ASGIResponse(run)
 
-    @router.get("/v1/stream/manifest", openapi_extra=query_doc)
+    @router.get("/v1/stream/manifest", openapi_extra=query_doc, responses=_MANIFEST_DOC)
     async def manifest(request: Request) -> Any:
         """The files `/v1/stream` would send for the same parameters, without their data:
-        index, name, size, scheduled offset (seconds) and SHA-256."""
-        params, seed = _parse(request, limits)
+        index, name, size, scheduled offset (seconds) and SHA-256.
+
+        Computing it hashes every file, so `count * max_size` is capped lower than for a
+        stream (the server's manifest limit, 256 MiB by default): 422 beyond it."""
+        params, seed = _parse(request, limits, manifest=True)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(runtime.executor, _manifest, params, seed)
 
