@@ -42,6 +42,10 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("upload_expiry", _SECONDS, "Partial uploads idle this long are removed, s.  [default: 1 day]"),
     ("quota_bytes", click.IntRange(0), "Default inbox quota, bytes.  [default: 50 GiB]"),
     ("quota_files", click.IntRange(0), "Default inbox quota, number of files.  [default: 10000]"),
+    ("reservation_ttl", _SECONDS, "Quota held by an idle upload for, s.  [default: 300]"),
+    ("sender_pending_bytes", click.IntRange(0), "Bytes a sender's uploads hold. [default: 20 GiB]"),
+    ("sender_pending_uploads", click.IntRange(0), "Uploads one sender has open.  [default: 100]"),
+    ("disk_reserve", click.IntRange(0), "Disk space kept for deletes, bytes.  [default: 4 MiB]"),
 ]  # fmt: skip
 
 
@@ -175,6 +179,14 @@ def _connection_options(func: F) -> F:
 )
 @_relay_options
 @_connection_options
+@click.option(
+    "--cors-origins",
+    envvar="WIRELAB_CORS_ORIGINS",
+    show_envvar=True,
+    metavar="ORIGINS",
+    help="Comma-separated origins (https://app.example) whose pages may call the API "
+    "from a browser, or '*'.  [default: none, CORS off]",
+)
 @handle_errors
 def serve(
     host: str,
@@ -192,6 +204,7 @@ def serve(
     head_timeout: float,
     keepalive_timeout: float,
     max_connections: int | None,
+    cors_origins: str | None,
     **relay: float | None,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM."""
@@ -201,7 +214,7 @@ def serve(
     except ImportError as exc:  # the server extra is not installed
         fail(f"the server needs extra packages: pip install 'wirelab[server]' ({exc})")
         return
-    from .relay import RelayLimits
+    from .relay import RelayLimits, parse_origins
     from .stream import StreamLimits
 
     relay_limits = RelayLimits(
@@ -229,6 +242,7 @@ def serve(
             keepalive_timeout=keepalive_timeout,
             max_connections=max_connections,
         ),
+        cors_origins=parse_origins(cors_origins),
     )
     run(config)
 
@@ -405,7 +419,8 @@ def users_list(data_dir: Path | None, database_url: str | None, as_json: bool) -
 @_users_options
 @handle_errors
 def users_remove(name: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
-    """Remove user NAME; its token stops working at once."""
+    """Remove user NAME: its token stops working at once; its inbox, the uploads to it
+    and the uploads it was sending are deleted (a new NAME starts empty)."""
     from . import _cli_users as u
 
     u.with_users(database_url, data_dir, lambda r: r.remove_user(name))

@@ -171,7 +171,8 @@ def test_digest_mismatch_is_422_and_nothing_is_stored(relay: Relay) -> None:
     assert "SHA-256" in response.json()["detail"]
     assert inbox(relay.bob) == []
     root = relay.server.app.state.config.data_dir / "relay"
-    assert [p for p in root.rglob("*") if p.is_file()] == []
+    kept = [p for p in root.rglob("*") if p.is_file()]
+    assert kept == [root / "reserve"]  # only the disk reserve (docs/relay.md)
 
 
 @pytest.mark.parametrize(
@@ -284,6 +285,8 @@ def test_media_type_and_openapi(relay: Relay) -> None:
         "/v1/relay/files",
         "/v1/relay/inbox",
         "/v1/relay/inbox/next",
+        "/v1/relay/inbox/pending",
+        "/v1/relay/inbox/pending/{upload_id}",
         "/v1/relay/files/{file_id}",
         "/v1/relay/uploads",
         "/v1/relay/uploads/{upload_id}",

@@ -18,6 +18,9 @@ __all__ = [
     "UNCHANGED",
     "Database",
     "DatabaseError",
+    "DatabaseFullError",
+    "PendingExceeded",
+    "PendingLimits",
     "QuotaDefaults",
     "QuotaExceeded",
     "RelayBatch",
@@ -38,6 +41,10 @@ class DatabaseError(WirelabError):
 
     The backend's own exception is chained as ``__cause__``.
     """
+
+
+class DatabaseFullError(DatabaseError):
+    """The metadata store's disk (or quota) is full: the write was rolled back."""
 
 
 class SchemaVersionError(DatabaseError):
@@ -100,16 +107,39 @@ class QuotaExceeded(UsageError):
     ``kind`` is ``"bytes"`` or ``"files"``; ``used`` and ``limit`` are in that unit.
     """
 
+    message = (
+        "quota of {who!r} exceeded: {used} {kind} used (including uploads in progress)"
+        " + {requested} requested > limit {limit} {kind}"
+    )
+
     def __init__(self, recipient: str, kind: str, used: int, requested: int, limit: int) -> None:
-        super().__init__(
-            f"quota of {recipient!r} exceeded: {used} {kind} used (including uploads in"
-            f" progress) + {requested} requested > limit {limit} {kind}"
-        )
+        fields = {"kind": kind, "used": used, "requested": requested, "limit": limit}
+        super().__init__(self.message.format(who=recipient, **fields))
         self.recipient = recipient
         self.kind = kind
         self.used = used
         self.requested = requested
         self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLimits:
+    """One sender's allowance for unfinished uploads (all recipients together): at most
+    ``uploads`` of them, announcing at most ``bytes`` in all."""
+
+    bytes: int
+    uploads: int
+
+
+class PendingExceeded(QuotaExceeded):
+    """Starting ``requested`` more would put a sender (``recipient`` here names the
+    sender) over its allowance of unfinished uploads; ``kind`` is ``"bytes"`` or
+    ``"uploads"``."""
+
+    message = (
+        "unfinished uploads of {who!r}: {used} {kind} pending + {requested} requested >"
+        " limit {limit} {kind}; finish or cancel some first"
+    )
 
 
 class UserRepository(Protocol):
@@ -146,7 +176,12 @@ class UserRepository(Protocol):
 
     async def remove_user(self, name: str) -> None:
         """Delete user ``name``; its token stops working. Raises
-        :class:`~wirelab.auth.UserNotFoundError`."""
+        :class:`~wirelab.auth.UserNotFoundError`.
+
+        In the same commit, everything addressed to ``name`` (files, uploads, batches,
+        reservations), the uploads ``name`` was sending and its public key are deleted;
+        their blob keys are journaled for deletion (the relay's sweeper removes the
+        bytes). A new user of the same name starts empty."""
         ...
 
     async def rotate_token(self, name: str) -> str:
@@ -284,15 +319,35 @@ class RelayRepository(Protocol):
         recipient: str,
         now: float,
         quota: QuotaDefaults,
+        *,
+        sender: str | None = None,
+        pending: PendingLimits | None = None,
+        until: float | None = None,
     ) -> Usage:
         """Journal each ``(blob_key, size)`` (reason ``"upload"``) with a reservation of
         ``size`` bytes and one file in ``recipient``'s inbox, if the quota allows it.
 
         One transaction: the usage is read and the reservations written atomically, so
         concurrent senders cannot overshoot. Returns the usage before these reservations.
-        Raises :class:`QuotaExceeded` (nothing written); the bytes are checked first.
+        Raises :class:`PendingExceeded` when ``sender`` has ``pending`` limits that these
+        keys would pass, then :class:`QuotaExceeded` (bytes first); nothing is written.
         A reservation ends when its journal entry is removed (the file row replaces it).
+        It counts in the recipient's usage while held: ``until`` is ``None`` (for good)
+        or later than the time of the count (see :meth:`hold_reservation`).
         """
+        ...
+
+    async def hold_reservation(
+        self, blob_key: str, now: float, quota: QuotaDefaults, until: float
+    ) -> None:
+        """Renew ``blob_key``'s reservation until ``until`` (bytes are arriving); a lapsed
+        one is checked against the quota again (a batch's with the lapsed ones of its
+        batch, renewed too): :class:`QuotaExceeded`, nothing changed."""
+        ...
+
+    async def release_reservation(self, blob_key: str, until: float) -> None:
+        """Let ``blob_key``'s reservation, if it is held for good (``None``), lapse at
+        ``until`` (reservations written before they could lapse)."""
         ...
 
     async def journal_remove(self, blob_key: str) -> None:

@@ -143,6 +143,13 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     ) STRICT;
     """,
+    # 9: who a reservation is charged to, and until when it is held (NULL: while bytes
+    # arrive); a lapsed one no longer counts in the recipient's quota (_sqlite_reserve)
+    """
+    ALTER TABLE relay_blob_journal ADD COLUMN sender TEXT;
+    ALTER TABLE relay_blob_journal ADD COLUMN reserved_until REAL;
+    CREATE INDEX relay_blob_journal_sender ON relay_blob_journal (sender);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

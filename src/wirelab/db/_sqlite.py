@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -39,9 +40,10 @@ from ..auth import (
     is_token_shaped,
     validate_user_name,
 )
-from ._api import UNCHANGED, DatabaseError, Unchanged, User
+from ._api import UNCHANGED, DatabaseError, DatabaseFullError, Unchanged, User
 from ._migrations import migrate
 from ._sqlite_batch import SQLiteRelayStore
+from ._sqlite_purge import purge_user
 
 __all__ = ["BUSY_TIMEOUT_MS", "SQLiteDatabase", "SQLiteUsers"]
 
@@ -151,6 +153,8 @@ class SQLiteDatabase:
         try:
             return await loop.run_in_executor(self._executor, func, conn)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise DatabaseFullError(f"database {self._path}: {exc}") from exc
             raise DatabaseError(f"database {self._path}: {exc}") from exc
 
     async def write(self, func: Callable[[sqlite3.Connection], T]) -> T:
@@ -265,8 +269,9 @@ class SQLiteUsers:
         def delete(conn: sqlite3.Connection) -> None:
             if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise UserNotFoundError(f"no user named {name!r}")
-            # A new user of the same name must not inherit the old one's public key.
-            conn.execute("DELETE FROM relay_keys WHERE name = ?", (name,))
+            # A new user of the same name must not inherit the old one's inbox, uploads
+            # or public key.
+            purge_user(conn, name, time.time())
 
         await self._db.write(delete)
 

@@ -12,7 +12,9 @@ import sqlite3
 from dataclasses import astuple, replace
 from typing import TYPE_CHECKING, Any
 
-from ._api import QuotaDefaults, QuotaExceeded, RelayFile, RelayUpload, Usage
+from ..auth import UserNotFoundError
+from ._api import PendingLimits, QuotaDefaults, RelayFile, RelayUpload, Usage
+from ._sqlite_reserve import check, hold, release, reserve_keys, usage
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteDatabase
@@ -64,43 +66,14 @@ def _journal(conn: sqlite3.Connection, blob_key: str, reason: str, now: float) -
     )
 
 
-def _usage(
-    conn: sqlite3.Connection, recipient: str, now: float, quota: QuotaDefaults
-) -> Usage | None:
-    """``recipient``'s usage (files + reservations) and quotas; ``None``: no such user."""
-    user = conn.execute(
-        "SELECT quota_bytes, quota_files FROM users WHERE name = ?", (recipient,)
-    ).fetchone()
-    if user is None:
-        return None
-    files = conn.execute(
-        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM relay_files"
-        " WHERE recipient = ? AND expires_at > ?",
-        (recipient, now),
-    ).fetchone()
-    reserved = conn.execute(
-        "SELECT COALESCE(SUM(reserved_bytes), 0), COALESCE(SUM(reserved_files), 0)"
-        " FROM relay_blob_journal WHERE recipient = ?",
-        (recipient,),
-    ).fetchone()
-    return Usage(
-        used_bytes=int(files[0]) + int(reserved[0]),
-        used_files=int(files[1]) + int(reserved[1]),
-        limit_bytes=quota.bytes if user[0] is None else int(user[0]),
-        limit_files=quota.files if user[1] is None else int(user[1]),
-    )
-
-
-def _check(recipient: str, usage: Usage, size: int, files: int) -> None:
-    """Raise :class:`QuotaExceeded` unless ``size`` bytes and ``files`` files fit."""
-    if usage.used_bytes + size > usage.limit_bytes:
-        raise QuotaExceeded(recipient, "bytes", usage.used_bytes, size, usage.limit_bytes)
-    if usage.used_files + files > usage.limit_files:
-        raise QuotaExceeded(recipient, "files", usage.used_files, files, usage.limit_files)
-
-
 def _insert_file(conn: sqlite3.Connection, file: RelayFile) -> None:
-    """Insert ``file`` and drop its blob key from the journal (inside the caller's commit)."""
+    """Insert ``file`` and drop its blob key from the journal (inside the caller's commit).
+
+    :class:`~wirelab.auth.UserNotFoundError` when the recipient was removed meanwhile: a
+    new user of the same name must never receive it.
+    """
+    if conn.execute("SELECT 1 FROM users WHERE name = ?", (file.recipient,)).fetchone() is None:
+        raise UserNotFoundError(f"no user named {file.recipient!r}")
     conn.execute(
         f"INSERT INTO relay_files ({_COLUMNS})"  # noqa: S608
         f" VALUES ({_FILE_VALUES})",
@@ -129,23 +102,29 @@ class SQLiteRelay:
         recipient: str,
         now: float,
         quota: QuotaDefaults,
+        *,
+        sender: str | None = None,
+        pending: PendingLimits | None = None,
+        until: float | None = None,
     ) -> Usage:
         """See :meth:`wirelab.db.RelayRepository.reserve`."""
 
         def insert(conn: sqlite3.Connection) -> Usage:
-            usage = _usage(conn, recipient, now, quota)
-            if usage is None:  # the caller checked the user; it was removed meanwhile
-                usage = Usage(0, 0, 0, 0)
-            _check(recipient, usage, sum(size for _, size in keys), len(keys))
-            conn.executemany(
-                "INSERT OR REPLACE INTO relay_blob_journal"
-                " (blob_key, reason, created_at, recipient, reserved_bytes, reserved_files)"
-                " VALUES (?, 'upload', ?, ?, ?, 1)",
-                [(key, now, recipient, size) for key, size in keys],
+            return reserve_keys(
+                conn, keys, recipient, now, quota, sender=sender, pending=pending, until=until
             )
-            return usage
 
         return await self._db.write(insert)
+
+    async def hold_reservation(
+        self, blob_key: str, now: float, quota: QuotaDefaults, until: float
+    ) -> None:
+        """See :meth:`wirelab.db.RelayRepository.hold_reservation`."""
+        await self._db.write(lambda conn: hold(conn, blob_key, now, quota, until))
+
+    async def release_reservation(self, blob_key: str, until: float) -> None:
+        """See :meth:`wirelab.db.RelayRepository.release_reservation`."""
+        await self._db.write(lambda conn: release(conn, blob_key, until))
 
     async def journal_remove(self, blob_key: str) -> None:
         """See :meth:`wirelab.db.RelayRepository.journal_remove`."""
@@ -180,9 +159,9 @@ class SQLiteRelay:
                     "UPDATE relay_blob_journal SET reserved_files = 0 WHERE blob_key = ?",
                     (file.blob_key,),
                 )
-                usage = _usage(conn, file.recipient, file.created_at, quota)
-                if usage is not None:
-                    _check(file.recipient, usage, file.size, 1)
+                used = usage(conn, file.recipient, file.created_at, quota)
+                if used is not None:
+                    check(file.recipient, used, file.size, 1)
             _insert_file(conn, file)
 
         await self._db.write(insert)

@@ -12,6 +12,7 @@ ranges), leases and acknowledges them. HTTP API: ``docs/relay.md``.
 
 from __future__ import annotations
 
+from ._asgi import MethodOverride, install, parse_origins
 from ._errors import (
     DigestConflict,
     FileNotFound,
@@ -41,6 +42,7 @@ __all__ = [
     "DigestConflict",
     "FileNotFound",
     "FileTooLarge",
+    "MethodOverride",
     "OverQuota",
     "RangeNotSatisfiable",
     "RecipientNotFound",
@@ -51,6 +53,8 @@ __all__ = [
     "SendRequest",
     "build_router",
     "content_disposition",
+    "install",
+    "parse_origins",
     "parse_range",
     "sanitize_filename",
 ]

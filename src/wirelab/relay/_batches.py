@@ -81,6 +81,7 @@ class Batches:
                 raise FileTooLarge(f"files[{i}]: {spec.size} bytes exceed the maximum of {limit}")
             if spec.size == 0 and spec.sha256 not in (None, EMPTY_SHA256):
                 raise DigestConflict(f"files[{i}]: an empty file hashes to {EMPTY_SHA256}")
+        await service.check_space(sum(spec.size for spec in req.files))
         now = service.clock()
         batch = RelayBatch(
             id=new_id(),
@@ -94,7 +95,7 @@ class Batches:
             expires_at=now + service.limits.upload_expiry,
         )
         uploads = [_upload(batch, i, spec) for i, spec in enumerate(req.files)]
-        await service.reserve([(u.id, u.length) for u in uploads], req.recipient)
+        await service.reserve([(u.id, u.length) for u in uploads], req.recipient, req.owner)
         try:
             for upload in uploads:
                 await service.blobs.create_upload(upload.id)
@@ -146,8 +147,9 @@ class Batches:
             raise BatchGone(f"no batch {batch_id!r}")
         if batch.delivered_at is not None:
             raise BatchDelivered(f"batch {batch_id!r} was delivered; acknowledge its files")
-        for key in await self.service.db.relay.delete_batch(batch_id):
-            await self.service.discard(key)
+        service = self.service
+        for key in await service.freeing(lambda: service.db.relay.delete_batch(batch_id)):
+            await service.discard(key)
 
     async def sweep(self) -> None:
         """Remove expired batches: undelivered ones with their uploads and bytes."""

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from .._exceptions import UsageError
-from ..db import QuotaExceeded
+from ..db import PendingExceeded, QuotaExceeded
 
 __all__ = [
     "DigestConflict",
     "FileNotFound",
     "FileTooLarge",
+    "InsufficientStorage",
     "OverQuota",
     "RecipientNotFound",
     "RelayError",
+    "TooManyPending",
 ]
 
 
@@ -39,6 +41,13 @@ class FileTooLarge(RelayError):
     status_code = 413
 
 
+class InsufficientStorage(RelayError):
+    """The server's disk has no room for the upload (507); nothing of it is kept but
+    what an earlier request made durable (a resumable upload's offset)."""
+
+    status_code = 507
+
+
 class DigestConflict(RelayError):
     """The digests a sender announced contradict each other (or the known content)."""
 
@@ -53,3 +62,14 @@ class OverQuota(RelayError):
         super().__init__(str(cause))
         self.cause = cause
         self.status_code = 507 if cause.kind == "bytes" else 429
+
+
+class TooManyPending(RelayError):
+    """The sender's unfinished uploads are at its pending allowance (429); ``cause``
+    carries the numbers."""
+
+    status_code = 429
+
+    def __init__(self, cause: PendingExceeded) -> None:
+        super().__init__(str(cause))
+        self.cause = cause

@@ -27,6 +27,17 @@ class RelayLimits:
     - ``quota_files`` (``WIRELAB_RELAY_QUOTA_FILES``): default number of files of an inbox
       (same counting); over it: 429. A user's own quotas (``wirelab users set-quota``)
       replace these defaults.
+    - ``reservation_ttl`` (``WIRELAB_RELAY_RESERVATION_TTL``, seconds): how long a
+      created upload (tus or batch) holds its room in the recipient's quota while no
+      bytes arrive; after that the room is free for others and the upload's next
+      ``PATCH`` needs it again (507/429 if it is gone). Bytes arriving renew it.
+    - ``sender_pending_bytes`` (``WIRELAB_RELAY_SENDER_PENDING_BYTES``, bytes) and
+      ``sender_pending_uploads`` (``WIRELAB_RELAY_SENDER_PENDING_UPLOADS``): the most
+      that one sender's unfinished uploads (to everyone) may announce, and their number;
+      over either: 429. They bound what a sender can hold without sending.
+    - ``disk_reserve`` (``WIRELAB_RELAY_DISK_RESERVE``, bytes): disk space uploads may
+      never use, kept in a file that acknowledging and deleting release when the disk is
+      full anyway (they must record the delete before they free the bytes).
     """
 
     max_file_size: int = 10 * 1024**3
@@ -39,3 +50,7 @@ class RelayLimits:
     upload_expiry: float = 24 * 3600.0
     quota_bytes: int = 50 * 1024**3
     quota_files: int = 10_000
+    reservation_ttl: float = 300.0
+    sender_pending_bytes: int = 20 * 1024**3
+    sender_pending_uploads: int = 100
+    disk_reserve: int = 4 * 1024**2

@@ -22,13 +22,32 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from ..db import Database, QuotaDefaults, QuotaExceeded, RelayFile, RelayUpload, Usage
+from ..auth import UserNotFoundError
+from ..db import (
+    Database,
+    DatabaseFullError,
+    PendingExceeded,
+    PendingLimits,
+    QuotaDefaults,
+    QuotaExceeded,
+    RelayFile,
+    RelayUpload,
+    Usage,
+)
 from ..storage import BlobReader, BlobStore, UploadNotFoundError
 from ._batches import Batches
-from ._errors import FileNotFound, FileTooLarge, OverQuota, RecipientNotFound
+from ._errors import (
+    FileNotFound,
+    FileTooLarge,
+    InsufficientStorage,
+    OverQuota,
+    RecipientNotFound,
+    TooManyPending,
+)
 from ._http import sanitize_filename
 from ._limits import RelayLimits
 from ._uploads import Uploads, new_id
@@ -38,6 +57,8 @@ __all__ = ["RelayService", "SendRequest", "new_id"]
 _log = logging.getLogger("wirelab.relay")
 
 _SWEEP_BATCH = 500
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +122,25 @@ class RelayService:
         """The server's default inbox quotas."""
         return QuotaDefaults(bytes=self.limits.quota_bytes, files=self.limits.quota_files)
 
-    async def reserve(self, keys: list[tuple[str, int]], recipient: str) -> Usage:
+    async def reserve(self, keys: list[tuple[str, int]], recipient: str, sender: str) -> Usage:
         """Journal ``keys`` with their reservations in ``recipient``'s inbox (one file of
-        ``size`` bytes each); :class:`OverQuota` when they do not fit."""
+        ``size`` bytes each), charged to ``sender``, held for ``reservation_ttl`` (bytes
+        renew them: :meth:`renewing`). :class:`TooManyPending` when the sender's
+        allowance is used up, :class:`OverQuota` when they do not fit."""
+        now = self.clock()
+        limits = self.limits
         try:
-            return await self.db.relay.reserve(keys, recipient, self.clock(), self.quota)
+            return await self.db.relay.reserve(
+                keys,
+                recipient,
+                now,
+                self.quota,
+                sender=sender,
+                pending=PendingLimits(limits.sender_pending_bytes, limits.sender_pending_uploads),
+                until=now + limits.reservation_ttl,
+            )
+        except PendingExceeded as exc:
+            raise TooManyPending(exc) from None
         except QuotaExceeded as exc:
             raise OverQuota(exc) from None
 
@@ -125,14 +160,15 @@ class RelayService:
             raise FileTooLarge(
                 f"file of {req.content_length} bytes exceeds the maximum of {limit} bytes"
             )
+        await self.check_space(req.content_length or 0)
         file_id = new_id()
         key = file_id
-        usage = await self.reserve([(key, req.content_length or 0)], req.recipient)
+        usage = await self.reserve([(key, req.content_length or 0)], req.recipient, req.sender)
         chunked = req.content_length is None
         try:
             await self.blobs.create_upload(key)
             quota = (req.recipient, usage) if chunked else None
-            size = await self.blobs.append(key, 0, _limited(body, limit, quota))
+            size = await self.blobs.append(key, 0, self.renewing(key, _limited(body, limit, quota)))
             info = await self.blobs.commit(key, key, expected_sha256=req.sha256)
             now = self.clock()
             file = RelayFile(
@@ -151,6 +187,10 @@ class RelayService:
                 encryption=req.encryption,
             )
             await self.db.relay.insert_file(file, self.quota if chunked else None)
+        except UserNotFoundError:  # the recipient was removed while the body arrived
+            with contextlib.suppress(Exception):
+                await self.discard(key)
+            raise RecipientNotFound(f"no user named {req.recipient!r}") from None
         except QuotaExceeded as exc:
             with contextlib.suppress(Exception):
                 await self.discard(key)
@@ -187,12 +227,59 @@ class RelayService:
     async def count_download(self, file: RelayFile) -> None:
         """Count one download of ``file`` (its last byte was sent): one db write per
         download, never per chunk. Concurrent downloads that started below the limit all
-        count, so ``downloads`` may end above ``max_downloads``."""
-        await self.db.relay.count_download(file.id)
+        count, so ``downloads`` may end above ``max_downloads``. On a full disk the count
+        may use the disk reserve; without one it is lost (logged): the bytes were sent."""
+        try:
+            await self.freeing(lambda: self.db.relay.count_download(file.id))
+        except DatabaseFullError:
+            _log.warning("the disk is full: download of %s not counted", file.id)
+
+    async def renewing(self, key: str, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``body``, renewing ``key``'s quota reservation as its bytes arrive: at its
+        first byte (a lapsed one must fit again: :class:`OverQuota` before that byte is
+        stored) and then every quarter of ``reservation_ttl``. One db write per request
+        in the usual case; a body that stalls lets the reservation lapse."""
+        ttl = self.limits.reservation_ttl
+        renewed: float | None = None
+        async for chunk in body:
+            if not chunk:
+                continue
+            now = self.clock()
+            if renewed is None or now - renewed >= ttl / 4:
+                try:
+                    await self.db.relay.hold_reservation(key, now, self.quota, now + ttl)
+                except QuotaExceeded as exc:
+                    raise OverQuota(exc) from None
+                renewed = now
+            yield chunk
+
+    async def check_space(self, size: int) -> None:
+        """:class:`InsufficientStorage` when ``size`` bytes do not fit on the disk now
+        (beside the disk reserve); checked before any byte is accepted."""
+        free = await self.blobs.free_bytes()
+        if free is not None and size > free:
+            raise InsufficientStorage(
+                f"{size} bytes do not fit on the server's disk ({free} bytes free for"
+                " uploads); try again later"
+            )
+
+    async def freeing(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op``, an operation that frees space (acknowledge, terminate, refuse,
+        cancel). On a full disk its database write fails before anything is freed: then
+        the disk reserve is released and ``op`` runs again; the reserve is restored by
+        the sweeper once there is room."""
+        try:
+            return await op()
+        except DatabaseFullError:
+            if not await self.blobs.release_reserve():
+                raise
+            _log.warning("the disk is full: released the disk reserve to delete files")
+        return await op()
 
     async def ack(self, recipient: str, file_id: str) -> RelayFile:
         """Delete file ``file_id`` of ``recipient`` (after it verified the download)."""
-        file = await self.db.relay.delete_file(recipient, file_id, self.clock())
+        now = self.clock()
+        file = await self.freeing(lambda: self.db.relay.delete_file(recipient, file_id, now))
         if file is None:
             raise FileNotFound(f"no file {file_id!r} in your inbox")
         await self._delete_blob(file.blob_key)
@@ -200,6 +287,9 @@ class RelayService:
 
     async def _delete_blob(self, key: str) -> None:
         try:
+            # A key journaled for deletion may still be a partial upload (a removed user's).
+            with contextlib.suppress(UploadNotFoundError):
+                await self.blobs.abort_upload(key)
             await self.blobs.delete(key)
             await self.db.relay.journal_remove(key)
         except Exception:  # the journal keeps the key; the sweeper retries
@@ -258,6 +348,7 @@ class RelayService:
         await self.batches.sweep()
         await self.uploads.sweep()
         await self.blobs.sweep_uploads(self.limits.upload_expiry, now=self.clock())
+        await self.blobs.restore_reserve()
         return removed
 
     async def run_sweeper(self) -> None:

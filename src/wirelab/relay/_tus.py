@@ -22,6 +22,7 @@ from ._batch_routes import add_batch_routes
 from ._errors import RelayError
 from ._key_routes import add_key_routes
 from ._live import add_live_routes
+from ._pending import add_pending_routes
 from ._routes import (
     NOTE_MAX,
     SHA256_RE,
@@ -175,12 +176,6 @@ def _parse_checksum(header: str | None) -> tuple[str, bytes] | None:
         raise TusError(400, "Upload-Checksum digest is not base64") from None
 
 
-_NO_DIGEST = (
-    "this PATCH completes the upload but no digest is known: send the file's SHA-256 in"
-    " the Wirelab-Sha256 header (the upload has no 'sha256' metadata)"
-)
-
-
 def _completed(upload: RelayUpload, given: str | None, body_length: int | None) -> Response:
     """The answer to a PATCH (at offset == length) of an upload whose bytes are all in and
     verified: 204 when it adds nothing (a retry after a lost answer), else 413 or 422.
@@ -202,8 +197,11 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
     """Add the tus routes to the relay's ``router`` (prefix ``/v1/relay``)."""
 
     @router.options("/uploads", summary="tus discovery", status_code=204)
-    async def options(user: TusUser) -> Response:
-        """`Tus-Version`, `Tus-Extension`, `Tus-Max-Size`, `Tus-Checksum-Algorithm`."""
+    @router.options("/uploads/{upload_id}", include_in_schema=False, status_code=204)
+    async def options() -> Response:
+        """`Tus-Version`, `Tus-Extension`, `Tus-Max-Size`, `Tus-Checksum-Algorithm`.
+        No token needed: it reveals only the server's tus settings (tus clients and
+        browsers ask before they authenticate)."""
         return _answer(
             204,
             {
@@ -278,7 +276,8 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         wirelab_sha256: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Response:
         """Append the body at `Upload-Offset`; the last byte completes the file, verified
-        against the `sha256` metadata or this PATCH's `Wirelab-Sha256`."""
+        against the `sha256` metadata or this PATCH's `Wirelab-Sha256` when either was
+        given (else the server computes the file's SHA-256)."""
         try:
             if (content_type or "").split(";")[0].strip().lower() != _OFFSET_TYPE:
                 raise TusError(415, f"Content-Type must be {_OFFSET_TYPE}")
@@ -314,11 +313,8 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
             digest = resolve_digest(upload.sha256, given)
         except RelayError as exc:
             raise TusError(exc.status_code, str(exc)) from None
-        if body_length is not None:
-            if offset + body_length > upload.length:
-                raise TusError(413, "the body goes past Upload-Length")
-            if offset + body_length == upload.length and digest is None:
-                raise TusError(400, _NO_DIGEST)
+        if body_length is not None and offset + body_length > upload.length:
+            raise TusError(413, "the body goes past Upload-Length")
         try:
             # With Upload-Checksum the store streams the body to disk but records it as
             # durable only once the digest matched (memory stays bounded by its batches).
@@ -332,9 +328,7 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         headers = {"Upload-Offset": str(offset), "Upload-Expires": _http_date(upload.expires_at)}
         if offset < upload.length:
             return headers
-        if digest is None:  # chunked body: the bytes are kept, an empty PATCH completes
-            raise TusError(400, _NO_DIGEST, headers)
-        try:
+        try:  # without any announced digest the server computes it (generic tus clients)
             file = await uploads.complete(upload, digest)
         except DigestMismatchError as exc:
             raise TusError(
@@ -373,4 +367,5 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     add_batch_routes(router, runtime)
     add_key_routes(router, runtime)
     add_live_routes(router, runtime)
+    add_pending_routes(router, runtime)
     return router

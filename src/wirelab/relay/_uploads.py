@@ -15,13 +15,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._exceptions import IntegrityError
+from ..auth import UserNotFoundError
 from ..db import RelayFile, RelayUpload
-from ..storage import BlobNotFoundError, UploadNotFoundError
-from ._errors import DigestConflict, FileTooLarge, RecipientNotFound, RelayError
+from ..storage import (
+    BlobNotFoundError,
+    StorageFullError,
+    UploadNotFoundError,
+)
+from ._errors import (
+    DigestConflict,
+    FileTooLarge,
+    InsufficientStorage,
+    RecipientNotFound,
+    RelayError,
+)
 from ._http import sanitize_filename
 
 if TYPE_CHECKING:
@@ -91,6 +104,8 @@ class Uploads:
     def __init__(self, service: RelayService) -> None:
         self.service = service
         self._offered_live: set[str] = set()  # each upload goes live to one receiver
+        #: upload id -> live streams of it in progress (they count towards max_downloads)
+        self.live_streams: Counter[str] = Counter()
 
     def _now(self) -> float:
         return self.service.clock()
@@ -114,6 +129,7 @@ class Uploads:
                 f"SHA-256 mismatch: an empty upload hashes to {EMPTY_SHA256}, its 'sha256'"
                 f" metadata says {req.sha256}; nothing was stored"
             )
+        await service.check_space(req.length)
         now = self._now()
         upload = RelayUpload(
             id=new_id(),
@@ -129,7 +145,7 @@ class Uploads:
             max_downloads=req.max_downloads,
             encryption=req.encryption,
         )
-        await service.reserve([(upload.id, upload.length)], upload.recipient)
+        await service.reserve([(upload.id, upload.length)], upload.recipient, upload.owner)
         try:
             await service.blobs.create_upload(upload.id)
             await service.db.relay.insert_upload(upload)
@@ -199,14 +215,27 @@ class Uploads:
         the length are kept. With ``checksum`` (tus ``Upload-Checksum``: algorithm and
         digest), nothing is kept unless the whole body matches it
         (``ChecksumMismatchError``).
-        """
-        return await self.service.blobs.append(
-            upload.id, offset, _capped(body, upload.length - offset), checksum=checksum
-        )
 
-    async def complete(self, upload: RelayUpload, sha256: str) -> RelayFile | None:
+        The upload's quota reservation is renewed as the body arrives; if it had lapsed
+        (no bytes for ``reservation_ttl``), it must fit in the recipient's quota again:
+        :class:`~wirelab.relay.OverQuota` before the first byte is stored.
+        """
+        service = self.service
+        body = service.renewing(upload.id, _capped(body, upload.length - offset))
+        try:
+            return await service.blobs.append(upload.id, offset, body, checksum=checksum)
+        except StorageFullError as exc:
+            durable = offset
+            with contextlib.suppress(Exception):  # what arrived is durable up to here
+                durable = await service.blobs.upload_offset(upload.id)
+            raise InsufficientStorage(
+                f"{exc}; the upload keeps its first {durable} bytes: resume later"
+            ) from exc
+
+    async def complete(self, upload: RelayUpload, sha256: str | None) -> RelayFile | None:
         """Verify a fully received upload against ``sha256`` and commit it; it becomes a
-        file in the inbox, returned. A batch's upload waits for the rest of its batch
+        file in the inbox, returned. ``sha256=None``: nothing was announced, the file's
+        digest is the one the blob store computes. A batch's upload waits for the rest of its batch
         (``None``) unless it was the last one.
 
         On a mismatch (``DigestMismatchError``) a single upload is removed entirely; a
@@ -217,6 +246,8 @@ class Uploads:
             info = await service.blobs.commit(upload.id, upload.id, expected_sha256=sha256)
         except UploadNotFoundError:
             raise UploadGone(f"no upload {upload.id!r}") from None
+        except StorageFullError as exc:  # every byte is kept: a retried PATCH completes
+            raise InsufficientStorage(f"{exc}; retry the last PATCH later") from exc
         except BaseException:
             with contextlib.suppress(Exception):
                 if upload.batch_id is None:
@@ -225,7 +256,10 @@ class Uploads:
                     await service.blobs.abort_upload(upload.id)
                     await service.blobs.create_upload(upload.id)
             raise
-        return await self._finish(upload, info.size, info.sha256 or sha256)
+        digest = info.sha256 or sha256
+        if digest is None:  # a store that neither verified nor computed a digest
+            raise IntegrityError(f"no SHA-256 is known for upload {upload.id!r}")
+        return await self._finish(upload, info.size, digest)
 
     async def _finish(self, upload: RelayUpload, size: int, sha256: str) -> RelayFile | None:
         now = self._now()
@@ -256,7 +290,12 @@ class Uploads:
             max_downloads=upload.max_downloads,
             encryption=upload.encryption,
         )
-        await self.service.db.relay.finish_upload(upload.id, file)
+        try:
+            await self.service.db.relay.finish_upload(upload.id, file)
+        except UserNotFoundError:  # the recipient was removed: the bytes are garbage
+            await self.service.db.relay.journal_add(upload.id, "delete", now)
+            await self.service.discard(upload.id)
+            raise UploadGone(f"no upload {upload.id!r}") from None
         self.service.notify(upload.recipient)
         return file
 
@@ -265,9 +304,10 @@ class Uploads:
 
         A complete upload only loses its record: its bytes are the file's now.
         """
-        await self.service.db.relay.delete_upload(upload.id)
+        service = self.service
+        await service.freeing(lambda: service.db.relay.delete_upload(upload.id))
         if not upload.complete:
-            await self.service.discard(upload.id)
+            await service.discard(upload.id)
 
     async def recover(self) -> set[str]:
         """After a crash: the ids of the uploads to keep (their journal keys stay).
@@ -277,6 +317,7 @@ class Uploads:
         """
         keep: set[str] = set()
         service = self.service
+        renew = self._now() + service.limits.reservation_ttl
         partial = {info.upload_id for info in await service.blobs.list_uploads()}
         for upload in await service.db.relay.list_uploads():
             if upload.complete:
@@ -285,7 +326,8 @@ class Uploads:
                 keep.add(upload.id)
                 continue
             if upload.expires_at > self._now() and upload.id in partial:
-                keep.add(upload.id)
+                keep.add(upload.id)  # a reservation held for good (older rows) lapses
+                await service.db.relay.release_reservation(upload.id, renew)
                 continue
             try:
                 blob = await service.blobs.stat(upload.id)

@@ -20,6 +20,7 @@ from .._version import __version__
 from ..db import connect, sqlite_url
 from ..relay import RelayRuntime, RelayService
 from ..relay import build_router as build_relay_router
+from ..relay import install as install_relay
 from ..storage import LocalBlobStore
 from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY
@@ -85,9 +86,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             runtime.executor = executor if config.worker_threads else None
             url = config.database_url or sqlite_url(config.data_dir / "wirelab.db")
             async with await connect(url) as db:
-                service = RelayService(
-                    db, LocalBlobStore(config.data_dir / "relay"), config.relay_limits
-                )
+                limits = config.relay_limits
+                blobs = LocalBlobStore(config.data_dir / "relay", reserve_bytes=limits.disk_reserve)
+                service = RelayService(db, blobs, limits)
                 await service.recover()
                 relay.service = service
                 sweeper = asyncio.create_task(service.run_sweeper(), name="wirelab-relay-sweep")
@@ -130,5 +131,6 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     app.include_router(build_stream_router(runtime, config.stream_limits))
     app.include_router(build_relay_router(relay))
+    install_relay(app, config.cors_origins)
     install_docs(app)
     return app

@@ -65,6 +65,9 @@ class ServerConfig:
     in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
     their ``WIRELAB_RELAY_*`` names). ``connection_limits`` bound every HTTP connection
     (:class:`ConnectionLimits`).
+
+    ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
+    call the API from a browser; empty (the default): no CORS headers at all.
     """
 
     host: str = "127.0.0.1"
@@ -77,3 +80,4 @@ class ServerConfig:
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    cors_origins: tuple[str, ...] = ()

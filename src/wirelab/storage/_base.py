@@ -50,6 +50,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidRangeError",
     "OffsetMismatchError",
+    "StorageFullError",
     "UploadExistsError",
     "UploadInfo",
     "UploadNotFoundError",
@@ -81,6 +82,13 @@ class BlobNotFoundError(UsageError):
 
 class BlobExistsError(UsageError):
     """:meth:`BlobStore.commit` was asked to write a key that already holds a blob."""
+
+
+class StorageFullError(UsageError):
+    """The store's file system has no space (or quota) left for a write (HTTP 507).
+
+    Nothing that was not durable before is kept: the write's partial bytes are removed.
+    """
 
 
 class InvalidRangeError(UsageError):
@@ -265,8 +273,11 @@ class BlobStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def commit(self, upload_id: str, key: str, *, expected_sha256: str) -> BlobInfo:
+    async def commit(self, upload_id: str, key: str, *, expected_sha256: str | None) -> BlobInfo:
         """Verify an upload's SHA-256 and turn it atomically into the blob *key*.
+
+        ``expected_sha256=None`` verifies nothing (no digest was announced): the store
+        computes the digest and returns it in the :class:`BlobInfo`.
 
         On success the upload no longer exists and the blob is durable. On a digest
         mismatch :class:`DigestMismatchError` is raised and the upload is left intact and
@@ -293,6 +304,18 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     async def delete(self, key: str) -> None:
         """Remove a blob durably; deleting an absent key is not an error (idempotent)."""
+
+    async def free_bytes(self) -> int | None:
+        """Bytes that uploads may still use (``None``: unknown, no limit is checked)."""
+        return None
+
+    async def release_reserve(self) -> bool:
+        """Free the space kept in reserve so that an operation that frees space (a
+        delete) can run on a full disk; whether there was a reserve to free."""
+        return False
+
+    async def restore_reserve(self) -> None:  # noqa: B027 (optional hook, no-op default)
+        """Keep space in reserve again, if there is room (best effort; none by default)."""
 
     @abc.abstractmethod
     async def list_uploads(self) -> list[UploadInfo]:

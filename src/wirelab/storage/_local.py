@@ -7,6 +7,7 @@ Layout under ``root``::
     blobs/<xx>/<key>           committed blobs; xx = first 2 hex digits of sha256(key)
     blobs/<xx>/<key>.sha256    the blob's digest, written before the blob appears
     tmp/                       temporary files (removed by recover())
+    reserve                    space kept for deletes on a full disk (``_space.py``)
 
 Durability, what survives SIGKILL (and, given a file system that honours fsync, a power
 loss):
@@ -72,6 +73,7 @@ from ._base import (
 )
 from ._fsutil import LocalReader, remove_tmp_files, run_io
 from ._pipeline import Hasher, WriteBehind, settle
+from ._space import DiskReserve, no_space
 
 __all__ = ["LocalBlobStore"]
 
@@ -101,10 +103,13 @@ def _checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
 class LocalBlobStore(BlobStore):
     """A :class:`BlobStore` in the folder *root* (created if missing); see the module doc."""
 
-    def __init__(self, root: Path, *, checkpoint_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(
+        self, root: Path, *, checkpoint_bytes: int = 8 * 1024 * 1024, reserve_bytes: int = 0
+    ) -> None:
         if checkpoint_bytes < 1:
             raise UsageError("checkpoint_bytes must be positive")
         self.root = Path(root)
+        self._reserve = DiskReserve(self.root / "reserve", reserve_bytes)
         self._uploads = self.root / "uploads"
         self._blobs = self.root / "blobs"
         self._tmp = self.root / "tmp"
@@ -298,11 +303,22 @@ class LocalBlobStore(BlobStore):
     async def recover(self) -> None:
         self._hashes.clear()
         await run_io(self._recover_sync)
+        await self.restore_reserve()
+
+    async def free_bytes(self) -> int | None:
+        return await run_io(self._reserve.available)
+
+    async def release_reserve(self) -> bool:
+        return await run_io(self._reserve.release)
+
+    async def restore_reserve(self) -> None:
+        await run_io(self._reserve.restore)
 
     async def create_upload(self, upload_id: str) -> UploadInfo:
         validate_name(upload_id, "upload id")
         async with self._lock(upload_id):
-            info = await run_io(self._create_sync, upload_id)
+            with no_space("a new upload"):
+                info = await run_io(self._create_sync, upload_id)
             self._hashes[upload_id] = (0, hashlib.sha256())
             return info
 
@@ -338,16 +354,20 @@ class LocalBlobStore(BlobStore):
             writer = WriteBehind(fd, offset, hashers)
             progress = _Progress(info)
             try:
-                if check is None:
-                    await self._append_chunks(writer, progress, chunks)
-                else:
-                    assert checksum is not None
-                    await self._append_checked(writer, progress, chunks, check, checksum)
+                with no_space("the upload's bytes"):
+                    if check is None:
+                        await self._append_chunks(writer, progress, chunks)
+                    else:
+                        assert checksum is not None
+                        await self._append_checked(writer, progress, chunks, check, checksum)
             finally:
                 writer.close_when_idle()
                 durable = progress.info.offset
                 if hasher is not None and not writer.failed and writer.written == durable:
                     self._hashes[upload_id] = (durable, hasher)
+                if writer.failed:  # free what the failed writes took (a full disk) now
+                    with contextlib.suppress(OSError):
+                        await run_io(os.truncate, self._data_path(upload_id), durable)
             return progress.info.offset
 
     async def _append_checked(
@@ -439,10 +459,10 @@ class LocalBlobStore(BlobStore):
         validate_name(upload_id, "upload id")
         return await run_io(self._open_upload_sync, upload_id, start, end)
 
-    async def commit(self, upload_id: str, key: str, *, expected_sha256: str) -> BlobInfo:
+    async def commit(self, upload_id: str, key: str, *, expected_sha256: str | None) -> BlobInfo:
         validate_name(upload_id, "upload id")
         validate_name(key, "key")
-        expected = normalize_digest(expected_sha256)
+        expected = None if expected_sha256 is None else normalize_digest(expected_sha256)
         async with self._lock(upload_id), self._lock(f"blob:{key}"):
             info = await run_io(self._read_record, upload_id)
             cached = self._hashes.get(upload_id)
@@ -450,13 +470,14 @@ class LocalBlobStore(BlobStore):
                 actual = cached[1].hexdigest()
             else:
                 actual = await run_io(self._hash_file, upload_id, info.offset)
-            if actual != expected:
+            if expected is not None and actual != expected:
                 raise DigestMismatchError(
                     f"upload {upload_id!r} has SHA-256 {actual}, expected {expected}",
                     expected=expected,
                     actual=actual,
                 )
-            await run_io(self._commit_sync, info, key, actual)
+            with no_space("the committed file"):
+                await run_io(self._commit_sync, info, key, actual)
             self._hashes.pop(upload_id, None)
             return BlobInfo(key, info.offset, actual)
 

@@ -1,0 +1,155 @@
+"""Quota reservations of uploads in progress (SQLite), and what bounds them.
+
+A reservation is carried by the blob journal entry of an upload's key (reason
+``"upload"``): ``reserved_bytes``/``reserved_files`` in the ``recipient``'s inbox, charged
+to ``sender``. It counts in the recipient's quota only while it is *held*:
+``reserved_until`` in the future (or ``NULL``: held for good, rows older than this rule).
+Arriving bytes renew it; a reservation that lapsed (no bytes for a while) is re-checked
+against the quota when bytes arrive again.
+Every unfinished upload counts, lapsed or not, in its sender's pending allowance, so
+one sender can neither hold a recipient's quota without sending nor pile up uploads.
+All functions run inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ._api import PendingExceeded, PendingLimits, QuotaDefaults, QuotaExceeded, Usage
+
+__all__ = ["check", "hold", "release", "reserve_keys", "usage"]
+
+
+def usage(
+    conn: sqlite3.Connection, recipient: str, now: float, quota: QuotaDefaults
+) -> Usage | None:
+    """``recipient``'s usage (files + held reservations) and quotas; ``None``: no user."""
+    user = conn.execute(
+        "SELECT quota_bytes, quota_files FROM users WHERE name = ?", (recipient,)
+    ).fetchone()
+    if user is None:
+        return None
+    files = conn.execute(
+        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM relay_files"
+        " WHERE recipient = ? AND expires_at > ?",
+        (recipient, now),
+    ).fetchone()
+    reserved = conn.execute(
+        "SELECT COALESCE(SUM(reserved_bytes), 0), COALESCE(SUM(reserved_files), 0)"
+        " FROM relay_blob_journal WHERE recipient = ?"
+        " AND (reserved_until IS NULL OR reserved_until > ?)",
+        (recipient, now),
+    ).fetchone()
+    return Usage(
+        used_bytes=int(files[0]) + int(reserved[0]),
+        used_files=int(files[1]) + int(reserved[1]),
+        limit_bytes=quota.bytes if user[0] is None else int(user[0]),
+        limit_files=quota.files if user[1] is None else int(user[1]),
+    )
+
+
+def check(recipient: str, used: Usage, size: int, files: int) -> None:
+    """Raise :class:`QuotaExceeded` unless ``size`` bytes and ``files`` files fit."""
+    if used.used_bytes + size > used.limit_bytes:
+        raise QuotaExceeded(recipient, "bytes", used.used_bytes, size, used.limit_bytes)
+    if used.used_files + files > used.limit_files:
+        raise QuotaExceeded(recipient, "files", used.used_files, files, used.limit_files)
+
+
+def _check_sender(
+    conn: sqlite3.Connection, sender: str, limits: PendingLimits, size: int, count: int
+) -> None:
+    """Raise :class:`PendingExceeded` unless ``count`` more uploads of ``size`` bytes in
+    all fit in ``sender``'s pending allowance."""
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(reserved_bytes), 0) FROM relay_blob_journal"
+        " WHERE sender = ? AND reason = 'upload'",
+        (sender,),
+    ).fetchone()
+    uploads, pending = int(row[0]), int(row[1])
+    if uploads + count > limits.uploads:
+        raise PendingExceeded(sender, "uploads", uploads, count, limits.uploads)
+    if pending + size > limits.bytes:
+        raise PendingExceeded(sender, "bytes", pending, size, limits.bytes)
+
+
+def reserve_keys(
+    conn: sqlite3.Connection,
+    keys: list[tuple[str, int]],
+    recipient: str,
+    now: float,
+    quota: QuotaDefaults,
+    *,
+    sender: str | None,
+    pending: PendingLimits | None,
+    until: float | None,
+) -> Usage:
+    """See :meth:`wirelab.db.RelayRepository.reserve`."""
+    size = sum(length for _, length in keys)
+    if sender is not None and pending is not None:
+        _check_sender(conn, sender, pending, size, len(keys))
+    used = usage(conn, recipient, now, quota)
+    if used is None:  # the caller checked the user; it was removed meanwhile
+        used = Usage(0, 0, 0, 0)
+    check(recipient, used, size, len(keys))
+    conn.executemany(
+        "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at, recipient,"
+        " reserved_bytes, reserved_files, sender, reserved_until)"
+        " VALUES (?, 'upload', ?, ?, ?, 1, ?, ?)",
+        [(key, now, recipient, length, sender, until) for key, length in keys],
+    )
+    return used
+
+
+def _batch_keys(conn: sqlite3.Connection, key: str) -> list[str]:
+    """``key`` and, when it is a batch's upload, the keys of the rest of its batch."""
+    rows = conn.execute(
+        "SELECT id FROM relay_uploads WHERE batch_id ="
+        " (SELECT batch_id FROM relay_uploads WHERE id = ? AND batch_id IS NOT NULL)",
+        (key,),
+    ).fetchall()
+    return [str(row[0]) for row in rows] or [key]
+
+
+def hold(
+    conn: sqlite3.Connection, key: str, now: float, quota: QuotaDefaults, until: float
+) -> None:
+    """Renew ``key``'s reservation until ``until``: bytes are arriving for it.
+
+    A lapsed reservation is checked against the recipient's quota again (for a batch's
+    upload: with the lapsed ones of its whole batch, renewed too, since the last upload
+    delivers them all): :class:`QuotaExceeded`, nothing changed. No-op when nothing is
+    journaled for ``key``.
+    """
+    row = conn.execute(
+        "SELECT recipient FROM relay_blob_journal WHERE blob_key = ? AND reason = 'upload'",
+        (key,),
+    ).fetchone()
+    if row is None:
+        return
+    keys = _batch_keys(conn, key)
+    marks = ", ".join("?" * len(keys))
+    lapsed = conn.execute(
+        "SELECT blob_key, reserved_bytes, reserved_files FROM relay_blob_journal"  # noqa: S608
+        f" WHERE blob_key IN ({marks}) AND reason = 'upload'"
+        " AND reserved_until IS NOT NULL AND reserved_until <= ?",
+        (*keys, now),
+    ).fetchall()
+    if lapsed:
+        used = usage(conn, str(row[0]), now, quota)
+        if used is not None:
+            size = sum(int(r[1]) for r in lapsed)
+            check(str(row[0]), used, size, sum(int(r[2]) for r in lapsed))
+    conn.executemany(
+        "UPDATE relay_blob_journal SET reserved_until = ? WHERE blob_key = ?",
+        [(until, str(r[0])) for r in lapsed] + [(until, key)],
+    )
+
+
+def release(conn: sqlite3.Connection, key: str, until: float) -> None:
+    """Let ``key``'s reservation, if held for good, lapse at ``until``."""
+    conn.execute(
+        "UPDATE relay_blob_journal SET reserved_until = ?"
+        " WHERE blob_key = ? AND reason = 'upload' AND reserved_until IS NULL",
+        (until, key),
+    )
