@@ -7,6 +7,7 @@ import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..media import MediaSettings
 from ..relay import RelayLimits
 from ..stream import StreamLimits
 
@@ -63,7 +64,9 @@ class ServerConfig:
     The relay keeps its metadata in ``database_url`` (``WIRELAB_DATABASE_URL``; default:
     SQLite ``wirelab.db`` in ``data_dir``, the store ``wirelab users`` uses) and its blobs
     in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
-    their ``WIRELAB_RELAY_*`` names). ``connection_limits`` bound every HTTP connection
+    their ``WIRELAB_RELAY_*`` names). The media service's settings are ``media`` (see
+    :class:`MediaSettings` for their ``WIRELAB_MEDIA_*`` names); its results live in
+    ``data_dir/media``. ``connection_limits`` bound every HTTP connection
     (:class:`ConnectionLimits`).
 
     ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
@@ -80,4 +83,5 @@ class ServerConfig:
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    media: MediaSettings = field(default_factory=MediaSettings)
     cors_origins: tuple[str, ...] = ()
