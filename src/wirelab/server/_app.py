@@ -20,6 +20,7 @@ from .._version import __version__
 from ..db import connect, sqlite_url
 from ..media import MediaRuntime, MediaService
 from ..media import build_router as build_media_router
+from ..media._classic_routes import build_classic_router
 from ..relay import RelayRuntime, RelayService
 from ..relay import build_router as build_relay_router
 from ..relay import install as install_relay
@@ -29,6 +30,7 @@ from ..stream._routes import RAW_SEND_KEY
 from ..stream._routes import build_router as build_stream_router
 from ._config import ServerConfig
 from ._docs import install_docs
+from ._errors import install_error_handlers
 
 __all__ = ["create_app"]
 
@@ -126,6 +128,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.stream_runtime = runtime
     app.state.relay_runtime = relay
+    install_error_handlers(app)
     app.state.media_runtime = media
 
     @app.get("/", response_class=PlainTextResponse, tags=["service"])
@@ -146,6 +149,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.include_router(build_stream_router(runtime, config.stream_limits))
     app.include_router(build_relay_router(relay))
     app.include_router(build_media_router(media))
+    if config.media_classic_user is not None:
+        app.include_router(build_classic_router(media, config.media_classic_user))
     install_relay(app, config.cors_origins)
     install_docs(app)
     return app

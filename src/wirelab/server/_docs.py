@@ -31,7 +31,7 @@ ASSETS = {
     "favicon.png": "image/png",
 }
 _STATIC = files("fastapi_offline") / "static"
-BEARER_SCHEME = "bearerAuth"
+BEARER_SCHEME = "bearer"  # the name the relay's routes declare too
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -100,11 +100,15 @@ def install_docs(app: FastAPI) -> None:
 
 def _with_bearer(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.setdefault("components", {})
-    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "The API token `wirelab users add NAME` printed.",
-    }
+    # Routes may declare it themselves: theirs is kept, and so is their "security".
+    components.setdefault("securitySchemes", {}).setdefault(
+        BEARER_SCHEME,
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The API token `wirelab users add NAME` printed.",
+        },
+    )
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             if isinstance(operation, dict) and "401" in operation.get("responses", {}):
