@@ -1,18 +1,196 @@
-"""Shared fixtures: a real server on 127.0.0.1 port 0, in a thread of the test process."""
+"""Shared fixtures.
+
+- Every test runs with HOME, XDG_* pointed at its own temporary folder and no inherited
+  WIRELAB_* variable (:func:`isolated_home`, autouse); the run fails if the real user's
+  wirelab folders changed (:func:`user_files_untouched`).
+- Two tiers of servers: ``server``/``server_factory``, a real server on 127.0.0.1 port 0
+  in a thread of the test process (real sockets, real uvicorn); and ``app_client``, the
+  ASGI app in-process through httpx's ``ASGITransport`` (no socket, no thread: for the
+  many tests that only look at responses).
+"""
 
 from __future__ import annotations
 
 import gc
 import os
+import sys
+import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import pytest_asyncio
 
-from wirelab.server import ServerConfig
+from wirelab.server import ServerConfig, create_app
 from wirelab.testing._live import LiveServer, live_server
+
+# --- the user's files: never touched -----------------------------------------------------
+
+_XDG = {
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_STATE_HOME": ".local/state",
+    "XDG_CACHE_HOME": ".cache",
+}
+
+
+def _point_home_at(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """HOME and the XDG base folders inside ``home``; no WIRELAB_* variable at all.
+
+    Subprocesses started by tests inherit this environment.
+    """
+    for name in list(os.environ):
+        if name.startswith("WIRELAB_"):
+            mp.delenv(name)
+    mp.setenv("HOME", str(home))
+    for name, relative in _XDG.items():
+        mp.setenv(name, str(home / relative))
+
+
+def _wirelab_folders(env: Mapping[str, str]) -> list[Path]:
+    """The real user's wirelab folders, as the code's defaults would find them."""
+    home = Path(env.get("HOME") or Path.home())
+    return sorted(
+        {Path(env.get(name) or home / relative) / "wirelab" for name, relative in _XDG.items()}
+    )
+
+
+def _snapshot(folders: list[Path]) -> dict[str, tuple[int, int]]:
+    """Every entry under ``folders``: (size, mtime in ns); absent folders list nothing."""
+    found: dict[str, tuple[int, int]] = {}
+    for folder in folders:
+        if folder.exists():
+            for path in [folder, *folder.rglob("*")]:
+                st = path.lstat()
+                found[str(path)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+# Audit events that change the file system: {event: indexes of the paths changed}.
+_CHANGES = {
+    "os.mkdir": (0,), "os.remove": (0,), "os.rmdir": (0,), "os.rename": (0, 1),
+    "os.link": (1,), "os.symlink": (1,), "os.truncate": (0,), "os.chmod": (0,),
+    "os.utime": (0,), "shutil.rmtree": (0,), "shutil.copyfile": (1,),
+    "sqlite3.connect": (0,),
+}  # fmt: skip
+
+
+class _WriteWatch:
+    """An audit hook: what this process writes under the user's real home, outside the
+    folders a test run may write to (temporary ones, the project's, the environment's).
+
+    Subprocesses are not seen here: they inherit the isolated environment instead.
+    """
+
+    def __init__(self, home: Path, allowed: list[Path]) -> None:
+        self.home = os.path.join(home, "")
+        self.allowed = [os.path.join(a, "") for a in allowed]
+        self.seen: list[str] = []
+        self.active = True
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if not self.active:
+            return
+        if event == "open":
+            mode, flags = args[1], args[2]
+            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & _WRITE_FLAGS
+            )
+            indexes: tuple[int, ...] = (0,) if writes else ()
+        else:
+            indexes = _CHANGES.get(event, ())
+        for i in indexes:
+            if isinstance(args[i], str | bytes | os.PathLike):
+                path = os.path.join(os.path.abspath(os.fsdecode(args[i])), "")
+                if path.startswith(self.home) and not path.startswith(tuple(self.allowed)):
+                    self.seen.append(f"{event} {path.rstrip(os.sep)}")
+
+
+_WATCH: list[_WriteWatch] = []
+
+
+def _start_watch(config: pytest.Config, basetemp: Path) -> None:
+    home = Path(os.environ.get("HOME") or Path.home()).resolve()
+    if home == Path(home.anchor) or not home.is_dir():
+        return  # no real home to protect (HOME=/ in some containers)
+    allowed = [Path(tempfile.gettempdir()), basetemp, Path(sys.prefix)]
+    if config.rootpath.resolve() != home:  # a checkout inside the home: its own files
+        allowed.append(config.rootpath)
+    watch = _WriteWatch(home, [a.resolve() for a in allowed])
+    sys.addaudithook(watch)
+    _WATCH.append(watch)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_files_untouched(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[None]:
+    """Fail a test as soon as the test process wrote under the user's real home (an audit
+    hook: see :func:`isolated_home`); and check that the user's wirelab folders did not
+    change during the run (a snapshot compared at the end, so writes by subprocesses are
+    seen too): under CI (``CI`` set) a change fails the run, elsewhere it is reported in
+    the terminal summary, since other processes of the machine may write there.
+
+    The environment of the whole session (session and module fixtures included) is
+    isolated too; each test then gets its own home from :func:`isolated_home`.
+    """
+    folders = _wirelab_folders(os.environ)
+    before = _snapshot(folders)
+    if not _WATCH:
+        _start_watch(pytestconfig, tmp_path_factory.getbasetemp())
+    with pytest.MonkeyPatch.context() as mp:
+        _point_home_at(mp, tmp_path_factory.mktemp("session-home"))
+        yield
+    for watch in _WATCH:
+        watch.active = False
+    after = _snapshot(folders)
+    if after != before:
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        message = "THE USER'S WIRELAB FOLDERS CHANGED DURING THE TEST RUN: " + ", ".join(
+            changed[:20]
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        # On a developer's machine another process (another checkout's tests, a server)
+        # may have written them; the audit hook already failed any test of this run that
+        # did. So: loud, but not a failure.
+        _SUMMARY.append(message + " (not failed outside CI: another process may have)")
+
+
+_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show what :func:`user_files_untouched` found (fixture output is captured)."""
+    for line in _SUMMARY:
+        terminalreporter.write_line(line, red=True, bold=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """This test's HOME (XDG_* folders inside it, no WIRELAB_* variable); see the module
+    doc. The test fails if the test process wrote under the user's real home."""
+    home = tmp_path_factory.mktemp("home")
+    _point_home_at(monkeypatch, home)
+    seen = [len(w.seen) for w in _WATCH]
+    yield home
+    written = [entry for w, n in zip(_WATCH, seen, strict=True) for entry in w.seen[n:]]
+    if written:
+        pytest.fail(
+            "THE TEST WROTE OUTSIDE ITS TEMPORARY FOLDERS, into the user's home: "
+            + ", ".join(written[:20]),
+            pytrace=False,
+        )
+
+
+# --- servers -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -21,14 +199,16 @@ def server_factory(
 ) -> Iterator[Callable[..., LiveServer]]:
     """Start servers with custom settings: ``server_factory(stream_limits=...)``.
 
-    Every server started is stopped at teardown. Each gets its own data folder, outside
+    Every server started is stopped at teardown. Each gets its own data folder (unless
+    ``data_dir=`` is given), outside
     the test's ``tmp_path`` so that a test's own files are never mixed with the server's.
     """
     with ExitStack() as stack:
 
         def make(**settings: Any) -> LiveServer:
-            data_dir = tmp_path_factory.mktemp("server-data")
-            config = ServerConfig(data_dir=data_dir, **settings)
+            if "data_dir" not in settings:
+                settings["data_dir"] = tmp_path_factory.mktemp("server-data")
+            config = ServerConfig(**settings)
             return stack.enter_context(live_server(config))
 
         yield make
@@ -38,6 +218,31 @@ def server_factory(
 def server(server_factory: Callable[..., LiveServer]) -> LiveServer:
     """A server with default settings."""
     return server_factory()
+
+
+@asynccontextmanager
+async def in_process_client(config: ServerConfig) -> AsyncIterator[httpx.AsyncClient]:
+    """An ``httpx.AsyncClient`` that calls the app in-process (``ASGITransport``).
+
+    ``ASGITransport`` sends no lifespan events, so the app's lifespan (data folder,
+    database, relay service, sweeper) is entered here around the client; responses are
+    read whole, so endless or paced streams need the real server.
+    """
+    app = create_app(config)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://wirelab.test") as c:
+            yield c
+
+
+@pytest_asyncio.fixture
+async def app_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """The in-process tier: the app with default settings and its own data folder, no
+    socket (see :func:`in_process_client`). Tests using it are ``async`` and marked
+    ``pytest.mark.asyncio``."""
+    config = ServerConfig(data_dir=tmp_path_factory.mktemp("server-data"))
+    async with in_process_client(config) as client:
+        yield client
 
 
 def _open_fds() -> set[int] | None:

@@ -29,6 +29,7 @@ def database_url(url: str | None, data_dir: Path | None, *, create: bool = False
     Unless ``create``, a SQLite store that does not exist is an error that says so (a
     mistyped ``--data-dir`` must not create an empty store and list no users).
     """
+    from ._fsio import private_dir
     from ._paths import default_data_dir
     from .db import sqlite_url
     from .db._api import split_url
@@ -40,7 +41,7 @@ def database_url(url: str | None, data_dir: Path | None, *, create: bool = False
         return url
     folder = data_dir or default_data_dir()
     _require(folder / "wirelab.db", create)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     return sqlite_url(folder / "wirelab.db")
 
 

@@ -2,7 +2,8 @@
 
 One definition each of: making a folder's entries durable (:func:`fsync_dir`), a full
 write (:func:`write_all`), replacing a file atomically and durably (:func:`atomic_write`)
-and moving a finished file into place without ever clobbering (:func:`install`).
+and moving a finished file into place without ever clobbering (:func:`install`), and
+creating a folder for user data that only its owner can enter (:func:`private_dir`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import uuid
 from pathlib import Path
 
-__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "install", "write_all"]
+__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "install", "private_dir", "write_all"]
 
 TMP_PREFIX = ".tmp-"
 """Temporary files of :func:`atomic_write` start with this (start-up clean-ups find them)."""
@@ -25,6 +26,17 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def private_dir(path: Path) -> int:
+    """Create folder *path* (and missing parents) with mode 0700; return its permission bits.
+
+    A folder that exists keeps its mode (it may be shared on purpose): callers warn when
+    the bits returned include group or other access (``bits & 0o077``). Parents that are
+    created get the default mode, as ``mkdir -p`` gives them.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path.stat().st_mode & 0o777
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:

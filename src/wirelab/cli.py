@@ -158,6 +158,34 @@ def _relay_options(func: F) -> F:
     return func
 
 
+# HTTP connection limits: (option, click type, default, help). See ConnectionLimits.
+_CONNECTION_OPTIONS: list[tuple[str, click.ParamType[Any], float | None, str]] = [
+    ("max_header_bytes", click.IntRange(256), 64 * 1024,
+     "Largest request head (request line + headers), bytes; larger ones get 431."),
+    ("head_timeout", click.FloatRange(0), 10.0,
+     "Seconds a request head may take to arrive (0: no limit); then 408 and close."),
+    ("keepalive_timeout", _SECONDS, 5.0, "Idle keep-alive connections are closed after this, s."),
+    ("max_connections", click.IntRange(1), None,
+     "Open connections past this get 503 and are closed.  "
+     "[default: 3/4 of the open-file limit]"),
+]  # fmt: skip
+
+
+def _connection_options(func: F) -> F:
+    for name, kind, default, help_ in reversed(_CONNECTION_OPTIONS):
+        func = click.option(
+            f"--{name.replace('_', '-')}",
+            name,
+            type=kind,
+            default=default,
+            show_default=default is not None,
+            envvar=f"WIRELAB_{name.upper()}",
+            show_envvar=True,
+            help=help_,
+        )(func)
+    return func
+
+
 def _tls_options(func: F) -> F:
     for name, what in reversed([("certfile", "certificate chain"), ("keyfile", "private key")]):
         func = click.option(
@@ -219,6 +247,7 @@ def _tls_options(func: F) -> F:
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
 )
 @_relay_options
+@_connection_options
 @_media_options
 @click.option(
     "--media-classic-user",
@@ -252,6 +281,10 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    max_header_bytes: int,
+    head_timeout: float,
+    keepalive_timeout: float,
+    max_connections: int | None,
     tls_certfile: Path | None,
     tls_keyfile: Path | None,
     classic_user: str | None,
@@ -274,7 +307,7 @@ def serve(
             "--tls-certfile and --tls-keyfile go together: give both for HTTPS, or neither"
         )
     try:
-        from .server import ServerConfig, default_data_dir
+        from .server import ConnectionLimits, ServerConfig, default_data_dir
         from .server._serve import run
     except ImportError as exc:  # the server extra is not installed
         fail(
@@ -304,6 +337,12 @@ def serve(
         worker_threads=worker_threads,
         database_url=database_url,
         relay_limits=relay_limits,
+        connection_limits=ConnectionLimits(
+            max_header_bytes=max_header_bytes,
+            head_timeout=head_timeout,
+            keepalive_timeout=keepalive_timeout,
+            max_connections=max_connections,
+        ),
         media=media_settings(media),
         tls_certfile=tls_certfile,
         tls_keyfile=tls_keyfile,

@@ -57,35 +57,6 @@ def decode(body: bytes, block: int = 65536) -> list[dict[str, Any]]:
     return files
 
 
-class TestService:
-    def test_root_names_service_and_version(self, server: LiveServer) -> None:
-        r = get(server, "/")
-        from wirelab import __version__
-
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-        assert "wirelab" in r.text and __version__ in r.text
-
-    def test_healthz(self, server: LiveServer) -> None:
-        body = get(server, "/healthz").json()
-        assert body["status"] == "ok" and body["streams_active"] == 0
-
-    def test_openapi_documents_every_endpoint(self, server: LiveServer) -> None:
-        paths = get(server, "/openapi.json").json()["paths"]
-        for path in (
-            "/v1/stream",
-            "/v1/stream/manifest",
-            "/stream",
-            "/stream/{n}",
-            "/streamSLOW",
-            "/streamSLOW/{n}",
-            "/healthz",
-            "/",
-        ):
-            assert path in paths
-        assert "seed" in {p["name"] for p in paths["/v1/stream"]["get"]["parameters"]}
-        assert "swagger" in get(server, "/docs").text.lower()
-
-
 class TestStream:
     def test_defaults_headers_and_count(self, server: LiveServer) -> None:
         r = get(server, "/v1/stream", count=5, speed=1000)

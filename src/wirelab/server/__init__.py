@@ -1,6 +1,6 @@
 """The wirelab server: ASGI app assembly, configuration and the uvicorn runner."""
 
 from ._app import create_app
-from ._config import LOG_LEVELS, ServerConfig, default_data_dir
+from ._config import LOG_LEVELS, ConnectionLimits, ServerConfig, default_data_dir
 
-__all__ = ["LOG_LEVELS", "ServerConfig", "create_app", "default_data_dir"]
+__all__ = ["LOG_LEVELS", "ConnectionLimits", "ServerConfig", "create_app", "default_data_dir"]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
+from .._fsio import private_dir
 from .._version import __version__
 from ..db import connect, sqlite_url
 from ..media import MediaRuntime, MediaService
@@ -26,9 +29,12 @@ from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY
 from ..stream._routes import build_router as build_stream_router
 from ._config import ServerConfig
+from ._docs import install_docs
 from ._errors import install_error_handlers
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger("wirelab.server")
 
 _DESCRIPTION = """\
 wirelab serves synthetic file streams for testing stream consumers and store-and-forward
@@ -51,6 +57,20 @@ class _App(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def _prepare_data_dir(path: Path) -> None:
+    """Create the data folder 0700; warn when an existing one is open to group or others
+    (its mode is left alone: sharing it may be deliberate)."""
+    bits = private_dir(path)
+    if bits & 0o077:
+        _log.warning(
+            "data folder %s is accessible by group or others (mode %03o): "
+            "it holds users' files and tokens; consider chmod 700 %s",
+            path,
+            bits,
+            path,
+        )
+
+
 def create_app(config: ServerConfig | None = None) -> FastAPI:
     """Build the wirelab ASGI app. ``app.state.stream_runtime`` exposes live counters."""
     config = config or ServerConfig()
@@ -61,7 +81,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _prepare_data_dir(config.data_dir)
         app.state.loop = asyncio.get_running_loop()
         # 0 worker threads: streams generate and hash on the loop thread, and the manifest
         # uses the loop's default executor.
@@ -102,6 +122,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from the package (no CDN)
+        redoc_url=None,
     )
     app.state.config = config
     app.state.stream_runtime = runtime
@@ -130,4 +152,5 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     if config.media_classic_user is not None:
         app.include_router(build_classic_router(media, config.media_classic_user))
     install_relay(app, config.cors_origins)
+    install_docs(app)
     return app

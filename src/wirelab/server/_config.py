@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,9 +12,39 @@ from ..media import MediaSettings
 from ..relay import RelayLimits
 from ..stream import StreamLimits
 
-__all__ = ["LOG_LEVELS", "ServerConfig", "default_data_dir"]
+__all__ = ["LOG_LEVELS", "ConnectionLimits", "ServerConfig", "default_data_dir"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Limits of the HTTP connections (see ``docs/server.md``).
+
+    ``max_header_bytes`` (``WIRELAB_MAX_HEADER_BYTES``): the largest request head (request
+    line and headers); a larger one is answered 431 and the connection closed.
+    ``head_timeout`` (``WIRELAB_HEAD_TIMEOUT``): seconds a request head may take to
+    arrive, from the connection's start or the head's first byte; then 408 and close.
+    ``keepalive_timeout`` (``WIRELAB_KEEPALIVE_TIMEOUT``): an idle keep-alive connection
+    is closed after this many seconds. ``max_connections`` (``WIRELAB_MAX_CONNECTIONS``):
+    open connections past this are answered 503 and closed; ``None`` is three quarters
+    of the process's open-file limit, so that the rest is left for files and the database.
+    ``head_timeout`` 0 disables that timeout.
+    """
+
+    max_header_bytes: int = 64 * 1024
+    head_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_connections: int | None = None
+
+    def connection_cap(self) -> int:
+        """``max_connections``, or the default computed from ``RLIMIT_NOFILE``."""
+        if self.max_connections is not None:
+            return self.max_connections
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 1_000_000
+        return max(16, soft * 3 // 4)
 
 
 @dataclass(frozen=True)
@@ -30,7 +61,8 @@ class ServerConfig:
     in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
     their ``WIRELAB_RELAY_*`` names). The media service's settings are ``media`` (see
     :class:`MediaSettings` for their ``WIRELAB_MEDIA_*`` names); its results live in
-    ``data_dir/media``.
+    ``data_dir/media``. ``connection_limits`` bound every HTTP connection
+    (:class:`ConnectionLimits`).
 
     With ``tls_certfile`` and ``tls_keyfile`` (PEM; both or neither, else
     :class:`~wirelab.UsageError`) every capability is served over HTTPS only. With
@@ -50,6 +82,7 @@ class ServerConfig:
     graceful_timeout: int = 5
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     media: MediaSettings = field(default_factory=MediaSettings)
     cors_origins: tuple[str, ...] = ()
     tls_certfile: Path | None = None

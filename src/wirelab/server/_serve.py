@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import importlib.util
-import logging
+import math
 import socket
 import ssl
 from typing import Any
@@ -14,6 +15,7 @@ import uvicorn
 
 from .._exceptions import UsageError
 from ..stream import StreamRuntime
+from ._access_log import install_access_log_redaction
 from ._app import create_app
 from ._config import ServerConfig
 from ._malloc import tune_malloc
@@ -56,6 +58,16 @@ class Server(uvicorn.Server):
         await super().startup(sockets)
 
 
+def _http_protocol(config: ServerConfig) -> type[asyncio.Protocol] | str:
+    """httptools with the connection limits (see ``_http_guard``); else uvicorn's h11,
+    which has its own head-size limit (answered 400) but no head timeout or cap."""
+    if importlib.util.find_spec("httptools") is None:  # pragma: no cover - not CPython
+        return "h11"
+    from ._http_guard import guarded_protocol
+
+    return guarded_protocol(config.connection_limits)
+
+
 def _no_password() -> str:
     raise UsageError("the TLS key file is encrypted; give an unencrypted PEM key")
 
@@ -82,27 +94,43 @@ def tls_options(config: ServerConfig) -> dict[str, Any]:
     return {"ssl_certfile": certfile, "ssl_keyfile": keyfile}
 
 
-def build_server(config: ServerConfig) -> Server:
+def build_server(config: ServerConfig, log_config: dict[str, Any] | None = None) -> Server:
     app = create_app(config)
+    limits = config.connection_limits
     uv_config = uvicorn.Config(
         app,
         host=config.host,
         port=config.port,
         log_level=config.log_level,
+        log_config=log_config,
         loop=_fastest([("uvloop", "uvloop"), ("asyncio", "asyncio")]),
-        http=_fastest([("httptools", "httptools"), ("h11", "h11")]),
+        http=_http_protocol(config),
         lifespan="on",
         timeout_graceful_shutdown=int(config.graceful_timeout),
+        timeout_keep_alive=max(1, math.ceil(limits.keepalive_timeout)),  # for h11
+        h11_max_incomplete_event_size=limits.max_header_bytes,
         server_header=False,
         **tls_options(config),
     )
+    install_access_log_redaction()
     return Server(uv_config, app.state.stream_runtime)
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging set-up, plus the ``wirelab`` loggers on the same console handler
+    (refusals, relay sweeps), at ``level``."""
+    conf = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    conf["loggers"]["wirelab"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return conf
 
 
 def run(config: ServerConfig) -> None:
     """Serve until SIGINT/SIGTERM; returns after a clean shutdown."""
-    logging.getLogger("wirelab").setLevel(config.log_level.upper())
-    server = build_server(config)
+    server = build_server(config, log_config(config.log_level))
     tune_gc()
     tune_malloc()
     server.run()

@@ -113,8 +113,9 @@ class LocalBlobStore(BlobStore):
         self._uploads = self.root / "uploads"
         self._blobs = self.root / "blobs"
         self._tmp = self.root / "tmp"
-        for directory in (self._uploads, self._blobs, self._tmp):
-            directory.mkdir(parents=True, exist_ok=True)
+        # 0700: users' files (existing folders keep their mode)
+        for directory in (self.root, self._uploads, self._blobs, self._tmp):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._checkpoint = checkpoint_bytes
         self._locks: weakref.WeakValueDictionary[str, Lock] = weakref.WeakValueDictionary()
         # upload id -> (offset, hash of bytes [0, offset)) for appends made by this process
@@ -204,7 +205,7 @@ class LocalBlobStore(BlobStore):
         finally:
             os.close(fd)
         if not blob.parent.is_dir():
-            blob.parent.mkdir(exist_ok=True)
+            blob.parent.mkdir(exist_ok=True, mode=0o700)
             fsync_dir(self._blobs)
         sidecar = blob.with_name(f"{key}.sha256")
         atomic_write(sidecar, f"{digest}\n".encode(), tmp_dir=self._tmp, sync_dir=False)

@@ -1,0 +1,240 @@
+"""uvicorn's httptools protocol with connection limits: head size, head timeout, a cap.
+
+uvicorn (httptools) has no limit on the size of a request head: httptools joins a header
+value with ``+=`` until it ends, so a 64 MiB header costs hundreds of MB. A connection
+that sends nothing, or half a head, is kept forever. This subclass adds, per connection:
+
+- **head size**: bytes are fed to the parser in slices while a head is being read, so at
+  most ``max_header_bytes`` of it reach the parser (twice that for a head pipelined
+  behind another request in the same read, which the parser's callbacks then measure);
+  past that the answer is 431;
+- **head timeout**: a head (from the connection's start, or from the first byte of a
+  later request) must be complete within ``head_timeout`` seconds, else 408 (or a plain
+  close when nothing at all was sent);
+- **connection cap**: past ``max_connections`` open connections a new one is answered 503
+  and closed at once, before anything of it is read.
+
+Idle keep-alive connections are closed by uvicorn's own ``timeout_keep_alive``. Every
+refusal is logged on ``wirelab.server`` with the client's address (never the request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_remote_addr
+
+from ._config import ConnectionLimits
+
+__all__ = ["guarded_protocol"]
+
+_log = logging.getLogger("wirelab.server")
+
+# After a 431, the rest of the client's head is read and dropped for this long, so that
+# the client reads the answer (closing a socket with unread data sends RST, and the
+# client would see "connection reset" instead of the 431).
+LINGER_SECONDS = 2.0
+
+
+class _HeadTooLarge(Exception):
+    """Raised inside a parser callback: a pipelined head was past the limit."""
+
+
+def refusal(status: int, detail: str) -> bytes:
+    """A complete ``Connection: close`` response with a JSON ``{"detail": ...}`` body."""
+    body = json.dumps({"detail": detail}).encode()
+    head = (
+        b"content-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    )
+    return STATUS_LINE[status] + head + body
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
+    """The protocol class to give uvicorn (``Config(http=...)``), bound to ``limits``."""
+    namespace = {"limits": limits, "connection_cap": limits.connection_cap()}
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), namespace)
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """See the module doc. ``limits`` is set on the subclass :func:`guarded_protocol` makes."""
+
+    limits: ClassVar[ConnectionLimits]
+    connection_cap: ClassVar[int]  # limits.connection_cap(), computed once
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn's Config annotates it int (whole seconds); its timer takes any float.
+        self.timeout_keep_alive = self.limits.keepalive_timeout  # type: ignore[assignment]
+        self._in_head = True  # between requests too: the next bytes start a head
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._lingering = False
+        self._linger_timer: asyncio.TimerHandle | None = None
+
+    # -- connection ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        cap = self.connection_cap
+        if len(self.connections) >= cap:
+            self.transport = transport
+            _log.warning(
+                "refused connection from %s: %d connections open, the limit "
+                "(WIRELAB_MAX_CONNECTIONS=%d)",
+                _peer(transport),
+                len(self.connections),
+                cap,
+            )
+            transport.write(refusal(503, "too many connections; try again later"))
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._head_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._linger_timer = None
+        super().connection_lost(exc)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a refused head: read and dropped
+        # While a head is read, the parser gets at most what is left of the limit: the
+        # head ends inside the slice (then the rest is body) or the limit is reached.
+        while self._in_head and data:
+            self._arm_head_timer()
+            room = self.limits.max_header_bytes - self._head_bytes
+            if room <= 0:
+                self._refuse_head_too_large()
+                return
+            piece, data = data[:room], data[room:]
+            self._head_bytes += len(piece)
+            if not self._feed(piece):
+                return
+        if data:
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> bool:
+        """uvicorn's ``data_received`` for one slice; False once the connection is done."""
+        if self.transport.is_closing():
+            return False
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return False
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse_head_too_large()
+            else:
+                _log.warning(
+                    "refused request from %s: 400, invalid HTTP request (%s)",
+                    _peer(self.transport),
+                    exc,
+                )
+                self.send_400_response("Invalid HTTP request received.")
+            return False
+        return not self.transport.is_closing()
+
+    # -- parser callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        super().on_message_begin()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True  # whatever comes next starts the next head
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        # A pipelined head may have reached the parser whole (it followed a body in one
+        # read): measure what the parser kept.
+        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if size > self.limits.max_header_bytes:
+            raise _HeadTooLarge
+        self._in_head = False
+        self._head_bytes = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+
+    # -- refusals ------------------------------------------------------------------------
+
+    def _responding(self) -> bool:
+        cycle: RequestResponseCycle | None = self.cycle
+        return cycle is not None and not cycle.response_complete
+
+    def _arm_head_timer(self) -> None:
+        # Not while a response is sent: a pipelined head waits for it (and once it is
+        # sent, uvicorn's keep-alive timeout bounds the wait for the rest).
+        if self._head_timer is None and self.limits.head_timeout > 0 and not self._responding():
+            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        peer = _peer(self.transport)
+        timeout = self.limits.head_timeout
+        cycle: RequestResponseCycle | None = self.cycle
+        if self._head_bytes == 0 and cycle is None:
+            _log.info("closed connection from %s: no request within %g s", peer, timeout)
+            self.transport.close()
+            return
+        _log.warning(
+            "refused request from %s: 408, request head incomplete after %g s (%d bytes)",
+            peer,
+            timeout,
+            self._head_bytes,
+        )
+        self.transport.write(refusal(408, f"request head not complete within {timeout:g} s"))
+        self.transport.close()
+
+    def _refuse_head_too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        _log.warning(
+            "refused request from %s: 431, request head larger than %d bytes "
+            "(WIRELAB_MAX_HEADER_BYTES)",
+            _peer(self.transport),
+            limit,
+        )
+        self._lingering = True
+        self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if self._responding():
+            # A pipelined head: never write into the response in progress; finish it,
+            # then close (the client sends the refused request again, and gets the 431).
+            self.cycle.keep_alive = False
+            return
+        self.transport.write(refusal(431, f"request head larger than {limit} bytes"))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._linger_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:  # pragma: no cover - TLS transports cannot half-close
+            self.transport.close()
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    addr = get_remote_addr(transport)  # type: ignore[arg-type]
+    return f"{addr[0]}:{addr[1]}" if addr else "unknown"
