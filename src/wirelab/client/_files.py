@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import dataclasses
+import hashlib
 from typing import Any, Final, Literal
 
 import numpy as np
