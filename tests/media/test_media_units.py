@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from wirelab.media import (
     MediaSettings,
     NetworkPolicy,
     SourceRefused,
+    _probe,
     format_seconds,
     parse_networks,
     parse_request,
@@ -25,7 +27,7 @@ from wirelab.media._ffmpeg import classify_failure
 from wirelab.media._probe import probe_keyframes, probe_output, probe_source
 from wirelab.media._progress import ProgressParser
 from wirelab.media._tools import Tools, find_tools
-from wirelab.media.testing import KEYFRAME_INTERVAL, TestMedia
+from wirelab.media.testing import KEYFRAME_INTERVAL, TestMedia, probe, stream_duration
 
 
 @pytest.mark.parametrize(
@@ -185,10 +187,52 @@ def test_pyav_probes_like_ffprobe(test_media: TestMedia) -> None:
         ]
         assert await probe_keyframes(tools, path, None, by_probe, window, 1.0) == keys
         out_av = await probe_output(pyav, path, 1.0)
-        out_probe = await probe_output(tools, path, 1.0)
-        assert out_av.duration == pytest.approx(out_probe.duration, abs=Decimal("0.05"))
+        assert float(out_av.duration) == pytest.approx(stream_duration(Path(path)), abs=0.05)
 
     asyncio.run(both())
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["fast-edit-list", "exact"])
+def test_result_measured_in_process_as_ffprobe_does(
+    test_media: TestMedia, tmp_path: Path, copy: bool
+) -> None:
+    """Results are measured with PyAV in-process (no ffprobe run) and the numbers are
+    ffprobe's: the duration and the start offset a stream-copied MP4 cut hides with an
+    edit list (negative) or an exact cut does not have (zero)."""
+    tools = find_tools()
+    clip = tmp_path / "clip.mp4"
+    codecs = ["-c", "copy"] if copy else ["-c:v", "libx264", "-c:a", "aac"]
+    source = str(test_media.root / test_media.mp4)
+    subprocess.run(
+        [tools.ffmpeg, "-v", "error", "-ss", "5", "-to", "9", "-i", source, *codecs, str(clip)],
+        check=True,
+    )
+    runs: list[str] = []
+
+    async def counting_ffprobe(*args: object) -> object:
+        runs.append("ffprobe")
+        raise AssertionError("ffprobe was run")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_probe, "_ffprobe_json", counting_ffprobe)
+        measured = asyncio.run(probe_output(tools, str(clip), 1.0))
+    assert runs == []
+    doc = probe(clip)
+    video = next(s for s in doc["streams"] if s["codec_type"] == "video")
+    assert float(measured.duration) == pytest.approx(float(video["duration"]), abs=0.001)
+    assert float(measured.start_offset) == pytest.approx(float(video["start_time"]), abs=0.001)
+
+
+def test_result_falls_back_to_ffprobe_when_pyav_cannot_read(
+    test_media: TestMedia, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(path: str) -> object:
+        raise ValueError("PyAV cannot read this")
+
+    monkeypatch.setattr(_probe, "_av_output", unreadable)
+    path = test_media.root / test_media.mp4
+    measured = asyncio.run(probe_output(find_tools(), str(path), 1.0))
+    assert float(measured.duration) == pytest.approx(stream_duration(path), abs=0.001)
 
 
 def test_imageio_ffmpeg_is_the_fallback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
