@@ -2,5 +2,12 @@
 
 from ._app import create_app
 from ._config import LOG_LEVELS, ServerConfig, default_data_dir
+from ._lock import DataDirLockedError
 
-__all__ = ["LOG_LEVELS", "ServerConfig", "create_app", "default_data_dir"]
+__all__ = [
+    "LOG_LEVELS",
+    "DataDirLockedError",
+    "ServerConfig",
+    "create_app",
+    "default_data_dir",
+]

@@ -14,6 +14,7 @@ import uvicorn
 from ..stream import StreamRuntime
 from ._app import create_app
 from ._config import ServerConfig
+from ._lock import DataDirLock
 from ._malloc import tune_malloc
 
 __all__ = ["GC_THRESHOLDS", "Server", "build_server", "run"]
@@ -71,12 +72,17 @@ def build_server(config: ServerConfig) -> Server:
 
 
 def run(config: ServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM; returns after a clean shutdown."""
+    """Serve until SIGINT/SIGTERM; returns after a clean shutdown.
+
+    Raises :class:`~wirelab.server._lock.DataDirLockedError` at once if another server
+    holds ``config.data_dir`` (see :mod:`._lock`); the lock is held until return.
+    """
     logging.getLogger("wirelab").setLevel(config.log_level.upper())
-    server = build_server(config)
-    tune_gc()
-    tune_malloc()
-    server.run()
+    with DataDirLock(config.data_dir):
+        server = build_server(config)
+        tune_gc()
+        tune_malloc()
+        server.run()
 
 
 def tune_gc() -> None:
