@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ._base import DigestMismatchError
 from ._fsutil import run_io
-from ._pipeline import Hasher, WriteBehind, settle
+from ._pipeline import Hasher, WriteBehind, write_batches
 
 __all__ = ["write_new"]
 
@@ -46,7 +46,7 @@ async def write_new(
     fd = await run_io(_create, path)
     writer = WriteBehind(fd, 0, [hasher])
     try:
-        await _write_all(writer, chunks)
+        await write_batches(writer, chunks, _WRITE_SIZE)
         actual = hasher.hexdigest()
         if expected is not None and actual != expected:
             raise DigestMismatchError(
@@ -62,22 +62,3 @@ async def write_new(
         raise
     writer.close_when_idle()
     return writer.written
-
-
-async def _write_all(writer: WriteBehind, chunks: AsyncIterator[bytes]) -> None:
-    batch: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in chunks:
-            if not chunk:
-                continue
-            batch.append(chunk if type(chunk) is bytes else bytes(chunk))  # written uncopied
-            size += len(chunk)
-            if size >= _WRITE_SIZE:
-                await writer.submit(batch)  # returns while the batch is written
-                batch, size = [], 0
-        await writer.submit(batch)
-        await writer.drain()
-    except BaseException:
-        await settle(writer)  # the threads must be done before the file is removed
-        raise

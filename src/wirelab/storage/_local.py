@@ -78,7 +78,7 @@ from ._base import (
 from ._direct import write_new
 from ._fsutil import LocalReader, remove_tmp_files, run_io
 from ._groupsync import DirSync
-from ._pipeline import Hasher, WriteBehind, settle
+from ._pipeline import Hasher, WriteBehind, settle, write_batches
 from ._space import DiskReserve, no_space
 
 __all__ = ["LocalBlobStore"]
@@ -391,21 +391,7 @@ class LocalBlobStore(BlobStore):
         """An all-or-nothing append: no checkpoint, and the bytes become durable only
         once their checksum matched (else they stay a torn tail, cut by the next append,
         commit or recover)."""
-        batch: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in chunks:
-                if chunk:
-                    batch.append(chunk if type(chunk) is bytes else bytes(chunk))
-                    size += len(chunk)
-                if size >= _WRITE_SIZE:
-                    await writer.submit(batch)
-                    batch, size = [], 0
-            await writer.submit(batch)
-            await writer.drain()
-        except BaseException:
-            await settle(writer)  # the threads must be done before the fd is closed
-            raise
+        await write_batches(writer, chunks, _WRITE_SIZE)
         algorithm, expected = checksum
         actual = check.digest()
         if actual != expected:
