@@ -42,7 +42,7 @@ from pathlib import Path
 
 import httpx
 from _relay_procs import add_user
-from _util import HOST, free_port, install_cleanup, wirelab_command, wirelab_server
+from _util import HOST, free_port, install_cleanup, proc_stats, wirelab_command, wirelab_server
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -160,14 +160,16 @@ def main() -> int:
         tokens = {n: add_user(wirelab, n, data) for n in ("alice", "bob")}
         fsync = fsync_cost(data, args.fsyncs)
         port = free_port()
-        with wirelab_server(port, log_dir, command).start():
+        with wirelab_server(port, log_dir, command) as server:
             url = f"http://{HOST}:{port}"
             health, sends, seq_bodies = sequential(url, tokens["alice"], args.count)
+            before = proc_stats(server.pid)
             wall, conc_times, conc_bodies = asyncio.run(
                 concurrent(url, tokens["alice"], args.senders, args.concurrent_files, args.size)
             )
+            cpu = (proc_stats(server.pid) - before).cpu / args.concurrent_files
             lost = verify(url, tokens["bob"], seq_bodies + conc_bodies)
-    return report(args, fsync, health, sends, wall, conc_times, lost)
+    return report(args, fsync, health, sends, (wall, cpu), conc_times, lost)
 
 
 def report(
@@ -175,11 +177,12 @@ def report(
     fsync: float,
     health: list[float],
     sends: list[float],
-    wall: float,
+    concurrent_run: tuple[float, float],
     conc_times: list[float],
     lost: int,
 ) -> int:
     ms = 1000.0
+    wall, cpu = concurrent_run
     hz, p50 = statistics.median(health), statistics.median(sends)
     budget = 3 * hz + fsync
     rate = args.concurrent_files / wall
@@ -191,6 +194,7 @@ def report(
         "send_1k_budget_ms": budget * ms,
         "concurrent_files_per_s": rate,
         "concurrent_p99_s": percentile(conc_times, 0.99),
+        "server_cpu_ms_per_file": cpu * ms,
         "lost_or_damaged": lost,
         "load_average": os.getloadavg()[0],
         "targets_met": p50 <= budget and rate >= 200 and lost == 0,
@@ -204,6 +208,7 @@ def report(
         print(f"  target: p50 <= 3 x healthz + fsync = {budget * ms:.2f} ms")
         print(f"{args.senders} senders x {args.size} B     {rate:.0f} files/s (target >= 200)")
         print(f"  p99 per send               {result['concurrent_p99_s'] * ms:.1f} ms")
+        print(f"  server CPU per file        {cpu * ms:.2f} ms")
         print(f"lost or damaged              {lost}")
         print(f"load average (1 min)         {result['load_average']:.1f}")
     return 0 if result["targets_met"] else 1
