@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 from click.testing import CliRunner, Result
 
@@ -105,13 +106,23 @@ class TestDownload:
             assert saved["dtype"] == "int16" and saved["byteorder"] == "little"
             path = out / planned["name"]
             assert path.stat().st_size == planned["size"]
-            assert hashlib.sha256(path.read_bytes()).hexdigest() == planned["sha256"]
+            assert blake3.blake3(path.read_bytes()).hexdigest() == planned["blake3"]
         assert sorted(p.name for p in out.iterdir()) == sorted(
             ["manifest.json", *(f["name"] for f in expected["files"])]
         )
 
-    def test_verify_passes_then_names_a_corrupt_file(self, server: LiveServer, out: Path) -> None:
-        assert run("--url", server.url, "--count", "3", *FAST, "--out", str(out)).exit_code == 0
+    @pytest.mark.parametrize(
+        ("digest", "label"), [([], "BLAKE3"), (["--digest", "sha256"], "SHA-256")]
+    )
+    def test_verify_passes_then_names_a_corrupt_file(
+        self, server: LiveServer, out: Path, digest: list[str], label: str
+    ) -> None:
+        """BLAKE3 by default; ``--digest sha256`` writes the manifest older versions wrote
+        (a ``sha256`` member per file), which --verify still checks."""
+        args = ("--url", server.url, "--count", "3", *FAST, *digest, "--out", str(out))
+        assert run(*args).exit_code == 0
+        member = "sha256" if digest else "blake3"
+        assert all(member in f for f in json.loads((out / "manifest.json").read_text())["files"])
         result = run("--verify", str(out))
         assert result.exit_code == 0 and "all 3 files intact" in result.stdout
         victim = out / "000001.int16"
@@ -120,7 +131,7 @@ class TestDownload:
         victim.write_bytes(data)
         result = run("--verify", str(out))
         assert result.exit_code == 1
-        assert result.stdout == "corrupt: 000001.int16: SHA-256 does not match the manifest\n"
+        assert result.stdout == f"corrupt: 000001.int16: {label} does not match the manifest\n"
         assert "1 problem(s); 2 of 3 listed files intact" in one_error_line(result)
         report = json.loads(run("--verify", str(out), "--json").stdout)
         assert report["ok"] is False and report["problems"][0]["name"] == "000001.int16"

@@ -88,6 +88,39 @@ def _stream_limit_options(func: F) -> F:
     return func
 
 
+# Media settings: (field of MediaSettings, click type, help with its default). Defaults are
+# MediaSettings' own (None here). --media-allow-network is parsed by the media package.
+_MEDIA_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
+    ("workers", click.IntRange(1, 64), "Media jobs that run at once.  [default: 2]"),
+    ("source_template", click.STRING, "URL with {video_id} for requests naming a video_id."),
+    ("allow_network", click.STRING, "CIDR[,CIDR...] opened to media sources (private ranges "
+     "are refused by default).  [default: none]"),
+    ("result_ttl", _SECONDS, "Clips are deleted this long after their job ended, s.  "
+     "[default: 1 day]"),
+    ("job_timeout", _SECONDS, "Longest attempt of a media job, s.  [default: 3600]"),
+    ("max_source_duration", _SECONDS, "Longest source accepted, s.  [default: 6 h]"),
+    ("max_clip_duration", _SECONDS, "Longest clip, s.  [default: 3 h]"),
+    ("max_output_size", click.IntRange(1), "Largest clip file, bytes.  [default: 4 GiB]"),
+    ("max_active_jobs", click.IntRange(1), "Queued and running media jobs per user.  "
+     "[default: 100]"),
+]  # fmt: skip
+
+
+def _media_options(func: F) -> F:
+    for name, kind, help_ in reversed(_MEDIA_OPTIONS):
+        func = click.option(
+            f"--media-{name.replace('_', '-')}",
+            f"media_{name}",
+            type=kind,
+            default=None,
+            show_default=False,
+            envvar=f"WIRELAB_MEDIA_{name.upper()}",
+            show_envvar=True,
+            help=help_,
+        )(func)
+    return func
+
+
 def _relay_options(func: F) -> F:
     for name, kind, help_ in reversed(_RELAY_OPTIONS):
         func = click.option(
@@ -150,6 +183,7 @@ def _relay_options(func: F) -> F:
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
 )
 @_relay_options
+@_media_options
 @click.option(
     "--cors-origins",
     envvar="WIRELAB_CORS_ORIGINS",
@@ -172,7 +206,7 @@ def serve(
     worker_threads: int,
     database_url: str | None,
     cors_origins: str | None,
-    **relay: float | None,
+    **limits: Any,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM."""
     try:
@@ -181,12 +215,13 @@ def serve(
     except ImportError as exc:  # the server extra is not installed
         fail(f"the server needs extra packages: pip install 'wirelab[server]' ({exc})")
         return
+    from .media import media_settings
     from .relay import RelayLimits, parse_origins
     from .stream import StreamLimits
 
-    relay_limits = RelayLimits(
-        **{name.removeprefix("relay_"): v for name, v in relay.items() if v is not None}  # type: ignore[arg-type]
-    )
+    relay = {k.removeprefix("relay_"): v for k, v in limits.items() if k.startswith("relay_")}
+    relay_limits = RelayLimits(**{name: v for name, v in relay.items() if v is not None})
+    media = {k.removeprefix("media_"): v for k, v in limits.items() if k.startswith("media_")}
 
     config = ServerConfig(
         host=host,
@@ -203,6 +238,7 @@ def serve(
         worker_threads=worker_threads,
         database_url=database_url,
         relay_limits=relay_limits,
+        media=media_settings(media),
         cors_origins=parse_origins(cors_origins),
     )
     run(config)
@@ -224,6 +260,7 @@ _STREAM_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("byteorder", click.Choice(["little", "big"]), "Sample byte order."),
     ("content", click.Choice(["random", "sine", "ramp"]), "Sample values."),
     ("speed", click.FloatRange(0, min_open=True), "Divides every wait."),
+    ("digest", click.Choice(["blake3", "sha256"]), "Digest algorithm of the files' checks."),
 ]
 
 
@@ -297,7 +334,8 @@ def stream(
 ) -> None:
     """Save a stream's files into --out DIR, verified; or check DIR with --verify DIR.
 
-    Each file is written as it arrives and renamed into place once its SHA-256 matched;
+    Each file is written as it arrives and renamed into place once its digest (BLAKE3
+    unless --digest sha256) matched;
     DIR/manifest.json then lists the files (complete: false if the stream failed).
     Exit status: 0 on success, 1 on any failure, 2 on bad usage.
     """

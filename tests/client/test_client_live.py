@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import socket
 import threading
 from typing import Any, cast
 
+import blake3
 import numpy as np
 import pytest
 
@@ -21,7 +21,7 @@ SMALL: dict[str, Any] = {**FAST, "min_size": 100, "max_size": 5000}
 
 
 def digests(files: list[StreamedFile]) -> list[tuple[str, int, str]]:
-    return [(f.name, f.size, f.sha256) for f in files]
+    return [(f.name, f.size, f.digest) for f in files]
 
 
 def expected_ramp(dtype: str, n: int) -> np.ndarray[Any, Any]:
@@ -49,7 +49,8 @@ class TestSyncClient:
         for f in files:
             assert 100 <= f.size <= 5000 and f.size % 2 == 0 and len(f.data) == f.size
             assert f.name == f"{f.index:06d}.int16" and f.dtype == "int16"
-            assert hashlib.sha256(f.data).hexdigest() == f.sha256
+            assert f.algorithm == "blake3"  # the default
+            assert blake3.blake3(f.data).hexdigest() == f.digest
 
     def test_same_seed_gives_identical_files(self, server: LiveServer) -> None:
         with Client(server.url) as client:
@@ -73,8 +74,8 @@ class TestSyncClient:
             manifest = client.manifest(count=5, seed=9, **SMALL)
             files = list(client.stream(count=5, seed=9, **SMALL))
         assert manifest["seed"] == 9 and manifest["total_bytes"] == sum(f.size for f in files)
-        listed = [(m["index"], m["name"], m["size"], m["sha256"]) for m in manifest["files"]]
-        assert listed == [(f.index, f.name, f.size, f.sha256) for f in files]
+        listed = [(m["index"], m["name"], m["size"], m["blake3"]) for m in manifest["files"]]
+        assert listed == [(f.index, f.name, f.size, f.digest) for f in files]
 
     @pytest.mark.parametrize(
         ("dtype", "byteorder"),
@@ -184,7 +185,7 @@ class TestAsyncClient:
             first, second = await asyncio.gather(fetch(), fetch())
             manifest = await client.manifest(count=4, seed=5, **SMALL)
         assert digests(first) == digests(second)
-        assert [m["sha256"] for m in manifest["files"]] == [f.sha256 for f in first]
+        assert [m["blake3"] for m in manifest["files"]] == [f.digest for f in first]
 
     @pytest.mark.asyncio
     async def test_big_endian_ramp(self, server: LiveServer) -> None:

@@ -33,7 +33,7 @@ def streamed(data: bytes, dtype: str = "int16", byteorder: str = "little") -> St
         dtype=dtype,
         byteorder=byteorder,
         offset=0.0,
-        sha256=hashlib.sha256(data).hexdigest(),
+        digest=hashlib.sha256(data).hexdigest(),
         data=data,
     )
 

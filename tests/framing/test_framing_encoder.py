@@ -56,7 +56,8 @@ def payload(frame: bytes) -> Any:
 def test_start_writes_preamble_and_ordered_s_frame() -> None:
     out = StreamEncoder().start(seed=7, count=2, params={"b": 1, "a": 2})
     assert out.startswith(PREAMBLE + b"S")
-    assert out[8 + 5 :] == b'{"version":1,"seed":7,"count":2,"params":{"b":1,"a":2}}'
+    expected = b'{"version":2,"seed":7,"count":2,"digest":"sha256","params":{"b":1,"a":2}}'
+    assert out[8 + 5 :] == expected
     assert int.from_bytes(out[9:13], "big") == len(out) - 13
 
 

@@ -6,6 +6,7 @@ import hashlib
 import re
 from pathlib import Path
 
+import blake3
 import pytest
 
 import wirelab.framing
@@ -145,10 +146,35 @@ def test_spec_example_matches_the_encoder() -> None:
     hexdump, payloads = blocks[0].splitlines(), blocks[1].splitlines()
     s_obj, f_obj, e_obj, z_obj = (bytes(line, "utf-8") for line in payloads)
     data = b"\x00\x00\x01\x00"
-    assert f'"sha256":"{hashlib.sha256(data).hexdigest()}"'.encode() in e_obj
+    assert f'"blake3":"{blake3.blake3(data).hexdigest()}"'.encode() in e_obj
 
-    encoder = StreamEncoder()
-    params = {
+    frames = _example_frames(2, "blake3", data)
+    assert [frame[5:] for frame in frames[1:]] == [s_obj, f_obj, data, e_obj, z_obj]
+    for line, frame in zip(hexdump, frames, strict=True):
+        shown = bytes.fromhex(re.match(r"((?:[0-9a-f]{2} )+)", line + " ").group(1))  # type: ignore[union-attr]
+        assert frame.startswith(shown), line
+    decoder = StreamDecoder()
+    assert decoder.feed(b"".join(frames))[-1] == StreamEnded(count=1, total_bytes=4)
+    decoder.close()
+
+
+def test_spec_version_1_example_matches_the_old_encoder_and_still_decodes() -> None:
+    """Old captures: the version 1 payloads in the document are what the encoder wrote
+    before version 2, and the current decoder verifies them."""
+    blocks = re.findall(r"```\n(.*?)```", _spec_section("Example"), flags=re.DOTALL)
+    s_obj, e_obj = (bytes(line, "utf-8") for line in blocks[2].splitlines())
+    data = b"\x00\x00\x01\x00"
+    frames = _example_frames(1, "sha256", data)
+    assert (frames[1][5:], frames[4][5:]) == (s_obj, e_obj)
+    events = StreamDecoder().feed(b"".join(frames))
+    assert events[0] == StreamStarted(1, 1234, 1, events[0].params, digest="sha256")  # type: ignore[union-attr]
+    assert FileEnded(0, hashlib.sha256(data).hexdigest(), "sha256") in events
+
+
+def _example_frames(version: int, digest: str, data: bytes) -> list[bytes]:
+    """The frames of the document's example stream, as the encoder writes ``version``."""
+    encoder = StreamEncoder(version=version)
+    params: dict[str, object] = {
         "count": 1,
         "min_size": 4,
         "max_size": 4,
@@ -160,21 +186,17 @@ def test_spec_example_matches_the_encoder() -> None:
         "speed": 1.0,
         "seed": 1234,
     }
-    start = encoder.start(seed=1234, count=1, params=params)
-    frames = [
+    if version >= 2:
+        params["digest"] = digest
+    start = encoder.start(seed=1234, count=1, params=params, digest=digest)
+    hasher = blake3.blake3 if digest == "blake3" else hashlib.sha256
+    return [
         start[:8],
         start[8:],
         encoder.file_start(
             index=0, name="000000.int16", size=4, dtype="int16", byteorder="little", offset=0.0
         ),
         encoder.data(data),
-        encoder.file_end(hashlib.sha256(data).hexdigest()),
+        encoder.file_end(hasher(data).hexdigest()),
         encoder.end(),
     ]
-    assert [frame[5:] for frame in frames[1:]] == [s_obj, f_obj, data, e_obj, z_obj]
-    for line, frame in zip(hexdump, frames, strict=True):
-        shown = bytes.fromhex(re.match(r"((?:[0-9a-f]{2} )+)", line + " ").group(1))  # type: ignore[union-attr]
-        assert frame.startswith(shown), line
-    decoder = StreamDecoder()
-    assert decoder.feed(b"".join(frames))[-1] == StreamEnded(count=1, total_bytes=4)
-    decoder.close()

@@ -9,7 +9,6 @@ checked by counting loop turns, generation by the engine's counters.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import socket
 import threading
 import time
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import blake3
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -179,9 +179,9 @@ async def test_large_periodic_files_are_hashed_while_sent_not_up_front(
     computed: list[int] = []
     real = _content.periodic_digest
 
-    def recording(content: str, dtype: str, byteorder: str, size: int) -> str:
+    def recording(content: str, dtype: str, byteorder: str, size: int, algorithm: str) -> str:
         computed.append(size)
-        return real(content, dtype, byteorder, size)
+        return real(content, dtype, byteorder, size, algorithm)
 
     monkeypatch.setattr(_content, "periodic_digest", recording)
     size = 3 * MIB + 2  # a size no other test memoized
@@ -190,8 +190,8 @@ async def test_large_periodic_files_are_hashed_while_sent_not_up_front(
     assert all(s <= MIB for s in computed)
     ends = [e for e in StreamDecoder().feed(bytes(client.body)) if isinstance(e, FileEnded)]
     source = ContentSource(unpaced(1, size, "sine"), 1)
-    expected = hashlib.sha256(b"".join(source.file_chunks(size))).hexdigest()
-    assert [e.sha256 for e in ends] == [expected] * 2
+    expected = blake3.blake3(b"".join(source.file_chunks(size))).hexdigest()
+    assert [(e.algorithm, e.digest) for e in ends] == [("blake3", expected)] * 2
     # Memoized once sent: the manifest and the next stream need not hash it again.
     assert source.memoized_digest(size) == expected
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
+from typing import Any
 
+import blake3
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +22,8 @@ from wirelab.stream import (
     StreamParams,
     iter_plan,
 )
-from wirelab.stream._content import DIGESTS
+from wirelab.stream._content import DIGESTS, RandomBits
+from wirelab.stream._params import Digest
 
 LIMITS = StreamLimits()
 
@@ -146,20 +151,35 @@ class TestPlan:
 
 
 class TestContent:
+    @pytest.mark.parametrize("random", ["aes-ctr", "sfc64"])
     @pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "float32"])
-    def test_random_is_reproducible_and_independent_of_chunking(self, dtype: str) -> None:
+    def test_random_is_reproducible_and_independent_of_chunking(
+        self, dtype: str, random: RandomBits
+    ) -> None:
         p = StreamParams(dtype=dtype, content="random")  # type: ignore[arg-type]
         sizes = [4, CHUNK_SIZE + 12, 3 * CHUNK_SIZE, 0, 100]
-        a, b = ContentSource(p, 5), ContentSource(p, 5)
+        a, b = ContentSource(p, 5, random=random), ContentSource(p, 5, random=random)
         for size in sizes:
             chunks = list(a.file_chunks(size))
             assert all(len(c) <= CHUNK_SIZE for c in chunks)
             assert b"".join(bytes(c) for c in chunks) == file_bytes(b, size)
         assert file_bytes(ContentSource(p, 5), 64) != file_bytes(ContentSource(p, 6), 64)
 
-    def test_random_file_consumes_ceil_size_over_8_draws(self) -> None:
+    def test_random_is_the_aes_ctr_keystream_of_the_spec(self) -> None:
+        """Version 2: AES-128-CTR, key = SHA-256(label + seed LE)[:16], counter from 0; each
+        file takes the next ``size`` bytes (docs/protocol/stream.md, Content)."""
+        key = hashlib.sha256(b"wirelab stream random v2" + (9).to_bytes(8, "little")).digest()
+        cipher = Cipher(algorithms.AES(key[:16]), modes.CTR(bytes(16))).encryptor()
+        expect = cipher.update(bytes(CHUNK_SIZE + 30))
+        src = ContentSource(StreamParams(dtype="int16"), 9)
+        first, second = file_bytes(src, 10), file_bytes(src, CHUNK_SIZE + 20)
+        assert first + second == expect
+        # Pinned: a change of these bytes is a change of the stream format.
+        assert expect[:16].hex() == "672044359332655cd2c8a69ed70f5145"
+
+    def test_classic_random_file_consumes_ceil_size_over_8_sfc64_draws(self) -> None:
         p = StreamParams(dtype="int16")
-        src = ContentSource(p, 9)
+        src = ContentSource(p, 9, random="sfc64")
         first, second = file_bytes(src, 10), file_bytes(src, 8)
         raw = np.random.SFC64(np.random.SeedSequence([9, 1])).random_raw(3)
         expect = raw.astype("<u8").tobytes()
@@ -211,15 +231,20 @@ class TestContent:
         assert values[25] == pytest.approx(full / 2, rel=0.01)
         assert values[0] == 0
 
-    def test_periodic_content_restarts_each_file_and_memoizes_digest(self) -> None:
-        p = StreamParams(content="ramp")
+    @pytest.mark.parametrize(
+        ("digest", "hash_"), [("blake3", blake3.blake3), ("sha256", hashlib.sha256)]
+    )
+    def test_periodic_content_restarts_each_file_and_memoizes_digest(
+        self, digest: Digest, hash_: Callable[[bytes], Any]
+    ) -> None:
+        p = StreamParams(content="ramp", digest=digest)
         src = ContentSource(p, 0)
         one, two = file_bytes(src, 300_000), file_bytes(src, 300_000)
         assert one == two
-        assert src.known_digest(300_000) == hashlib.sha256(one).hexdigest()
+        assert src.known_digest(300_000) == hash_(one).hexdigest()
         hits = DIGESTS.hits
-        assert src.known_digest(300_000) == hashlib.sha256(two).hexdigest()
+        assert src.known_digest(300_000) == hash_(two).hexdigest()
         assert DIGESTS.hits == hits + 1  # memoized, not hashed again
-        assert src.memoized_digest(300_000) == hashlib.sha256(one).hexdigest()
+        assert src.memoized_digest(300_000) == hash_(one).hexdigest()
         assert src.memoized_digest(300_002) is None  # never computed on demand
         assert ContentSource(StreamParams(), 0).known_digest(10) is None

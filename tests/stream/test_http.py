@@ -12,6 +12,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import blake3
 import httpx
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from wirelab.framing import (
     StreamStarted,
 )
 from wirelab.stream import StreamLimits, StreamParams, iter_plan
+from wirelab.stream._classic import slow_gap
 from wirelab.stream._params import MAX_SEED
 from wirelab.testing._live import LiveServer
 
@@ -47,7 +49,7 @@ def decode(body: bytes, block: int = 65536) -> list[dict[str, Any]]:
             elif isinstance(ev, FileData):
                 files[-1]["data"] += ev.data
             elif isinstance(ev, FileEnded):
-                files[-1]["sha256"] = ev.sha256
+                files[-1].update(digest=ev.digest, algorithm=ev.algorithm)
             elif isinstance(ev, StreamEnded):
                 ended.append(ev)
     decoder.close()
@@ -87,14 +89,14 @@ class TestService:
 class TestStream:
     def test_defaults_headers_and_count(self, server: LiveServer) -> None:
         r = get(server, "/v1/stream", count=5, speed=1000)
-        assert r.headers["content-type"] == "application/vnd.wirelab.stream; version=1"
+        assert r.headers["content-type"] == "application/vnd.wirelab.stream; version=2"
         assert 0 <= int(r.headers["wirelab-seed"]) <= MAX_SEED and r.headers["wirelab-count"] == "5"
         files = decode(r.content)
         assert [f["meta"].index for f in files] == list(range(5))
         for f in files:
             assert 1024 <= len(f["data"]) <= 1048576 and len(f["data"]) % 2 == 0
             assert f["meta"].dtype == "int16" and f["meta"].byteorder == "little"
-            assert hashlib.sha256(f["data"]).hexdigest() == f["sha256"]
+            assert blake3.blake3(f["data"]).hexdigest() == f["digest"]  # the default
 
     @pytest.mark.parametrize("count", [0, 1, 37])
     def test_count(self, server: LiveServer, count: int) -> None:
@@ -113,19 +115,24 @@ class TestStream:
         )
         assert [len(f["data"]) for f in exact] == [8192] * 3
 
-    @pytest.mark.parametrize("threads", [0, 2])
+    @pytest.mark.parametrize(("threads", "digest"), [(0, "blake3"), (2, "sha256")])
     @pytest.mark.parametrize("content", ["random", "sine"])
     def test_large_files_on_the_loop_and_in_worker_threads(
-        self, server_factory: Any, threads: int, content: str
+        self, server_factory: Any, threads: int, content: str, digest: str
     ) -> None:
         # Several 1 MiB messages per file, with and without the worker pool; for sine
         # files above the shared-body cache's entry limit.
         live = server_factory(worker_threads=threads)
         size = 3 * 1024 * 1024 + 6
-        q = {"count": 2, "min_size": size, "max_size": size, "seed": 4, "content": content}
+        q = {"count": 2, "min_size": size, "max_size": size, "seed": 4, "content": content,
+             "digest": digest}  # fmt: skip
         files = decode(get(live, "/v1/stream", **q, **FAST).content, block=1000)
         manifest = get(live, "/v1/stream/manifest", **q, **FAST).json()
-        assert [f["sha256"] for f in files] == [m["sha256"] for m in manifest["files"]]
+        assert manifest["digest"] == digest and manifest["version"] == 2
+        assert [f["digest"] for f in files] == [m[digest] for m in manifest["files"]]
+        assert all(f["algorithm"] == digest for f in files)
+        hash_ = blake3.blake3 if digest == "blake3" else hashlib.sha256
+        assert [f["digest"] for f in files] == [hash_(f["data"]).hexdigest() for f in files]
         assert [len(f["data"]) for f in files] == [size, size]
 
     def test_periodic_files_share_one_cached_body(self, server: LiveServer) -> None:
@@ -181,7 +188,7 @@ class TestStream:
         assert manifest["total_bytes"] == sum(len(f["data"]) for f in files)
         for m, f in zip(manifest["files"], files, strict=True):
             assert m["index"] == f["meta"].index and m["name"] == f["meta"].name
-            assert m["size"] == len(f["data"]) and m["sha256"] == f["sha256"]
+            assert m["size"] == len(f["data"]) and m["blake3"] == f["digest"]
             assert m["offset"] == pytest.approx(f["meta"].offset)
         offsets = [m["offset"] for m in manifest["files"]]
         gaps = np.diff([0.0, *offsets])
@@ -305,33 +312,57 @@ class TestClassic:
         again = read_chunks(server.url, "/stream/5?speed=100000&seed=9")[1]
         assert chunks == again
 
-    def test_slow_waits_ten_times_longer(self, server: LiveServer) -> None:
-        slow = StreamParams(
-            count=4,
-            min_size=1024,
-            max_size=1024 * 1024,
-            min_interval=0.01,
-            max_interval=10.0,
-            speed=20,
-            seed=5,
-        )
-        expected = sum(f.wait for f in iter_plan(slow, 5, size_unit=1024)) / 20
+    def test_slow_has_the_same_waits_and_slower_delivery(self, server: LiveServer) -> None:
+        # Lower bound only: each gap is the file's wait plus its production time at
+        # SLOW_RATE (here divided by speed), so the whole stream cannot come sooner.
+        params = StreamParams(count=4, speed=50, seed=5)
+        plan = list(iter_plan(params, 5, size_unit=1024))
+        assert all(0.001 <= f.wait <= 1.0 for f in plan)  # the same waits as /stream
+        expected = sum(slow_gap(f, 50) for f in plan)
+        assert expected > sum(f.wait for f in plan) / 50  # and more than the waits
         t0 = time.monotonic()
-        read_chunks(server.url, "/streamSLOW/4?seed=5&speed=20")
+        _, chunks = read_chunks(server.url, "/streamSLOW/4?seed=5&speed=50")
         assert time.monotonic() - t0 >= expected - 0.005
+        assert chunks == read_chunks(server.url, "/stream/4?seed=5&speed=100000")[1]
+
+    @pytest.mark.parametrize("seed", range(20))
+    def test_slow_gaps_stay_under_3_s_and_100_files_take_minutes(self, seed: int) -> None:
+        # The schedule SlowPacer delivers (pure): every gap < 3 s, as the original's
+        # clients expect, and a default 100-file stream within a few minutes.
+        params = StreamParams(count=100, seed=seed)
+        gaps = [slow_gap(f, 1.0) for f in iter_plan(params, seed, size_unit=1024)]
+        assert max(gaps) < 3.0
+        assert 30.0 < sum(gaps) < 180.0
+
+    @pytest.mark.parametrize("path", ["/stream/0", "/streamSLOW/0"])
+    def test_zero_files_is_an_empty_200(self, server: LiveServer, path: str) -> None:
+        r = httpx.get(server.url + path)
+        assert r.status_code == 200
+        assert r.content == b""
+
+    @pytest.mark.parametrize(
+        "path", ["/stream/1.5", "/stream/a", "/stream/-3", "/streamSLOW/abc", "/streamSLOW/-1"]
+    )
+    def test_bad_n_in_the_path_is_404_as_in_the_original(
+        self, server: LiveServer, path: str
+    ) -> None:
+        r = httpx.get(server.url + path)
+        assert r.status_code == 404
+        assert "n in the path must be a whole number" in r.json()["detail"]
 
     @pytest.mark.parametrize(
         ("path", "param"),
         [
-            ("/stream/0", "n"),
-            ("/stream/abc", "n"),
-            ("/stream/-3", "n"),
             ("/streamSLOW/100001", "n"),
             ("/stream/5?bogus=1", "bogus"),
             ("/stream?n=x", "n"),
+            ("/v1/stream?count=-1", "count"),
+            ("/v1/stream?count=1.5", "count"),
         ],
     )
-    def test_bad_n_gets_clear_4xx(self, server: LiveServer, path: str, param: str) -> None:
+    def test_limits_and_bad_query_get_clear_422(
+        self, server: LiveServer, path: str, param: str
+    ) -> None:
         r = httpx.get(server.url + path)
         assert r.status_code == 422
         problems = r.json()["detail"]

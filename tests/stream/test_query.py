@@ -67,8 +67,11 @@ def test_classic_options_fix_and_rename() -> None:
 def test_openapi_parameters_describe_every_parameter() -> None:
     params = {p["name"]: p for p in openapi_parameters()}
     assert set(params) == {"count", "min_size", "max_size", "min_interval", "max_interval",
-                           "seed", "dtype", "byteorder", "content", "speed"}  # fmt: skip
+                           "seed", "dtype", "byteorder", "content", "speed",
+                           "digest"}  # fmt: skip
     assert params["dtype"]["schema"]["enum"] == ["int16", "int8", "int32", "float32"]
+    assert params["digest"]["schema"] == {"type": "string", "default": "blake3",
+                                          "enum": ["blake3", "sha256"]}  # fmt: skip
     assert params["count"]["schema"] == {"type": "integer", "default": 100}
     assert all(p["in"] == "query" for p in params.values())
 

@@ -71,11 +71,14 @@ def test_receive_reads_what_arrived_and_send_answers() -> None:
     with CommandServer([RECEIVE, b"pong"]) as server, connect(server) as client:
         client.sendall(b"ping")
         assert recv_all(client) == b"pong"
-    assert server.received == b"ping"
+    assert server.received_bytes == b"ping"
 
 
-def test_int_reads_exactly_n_and_leaves_the_rest_for_the_next_command() -> None:
-    with CommandServer([3, b"A", 2, b"B", RECEIVE]) as server, connect(server) as client:
+def test_exact_int_reads_exactly_n_and_leaves_the_rest_for_the_next_command() -> None:
+    with (
+        CommandServer([3, b"A", 2, b"B", RECEIVE], exact=True) as server,
+        connect(server) as client,
+    ):
         client.sendall(b"abcde")  # one segment: the server must split it itself
         assert recv_exactly(client, 2) == b"AB"
         client.sendall(b"f")
@@ -92,10 +95,10 @@ def test_int_collects_bytes_over_several_sends() -> None:
     assert recv_records(server) == [b"abcdef"]
 
 
-def test_zero_bytes_command_does_nothing() -> None:
-    with CommandServer([0, b"x"]) as server, connect(server) as client:
+def test_exact_zero_bytes_command_does_nothing() -> None:
+    with CommandServer([0, b"x"], exact=True) as server, connect(server) as client:
         assert recv_all(client) == b"x"
-    assert server.received == b""
+    assert server.received_bytes == b""
 
 
 def test_str_is_sent_as_utf8() -> None:
@@ -109,7 +112,7 @@ def test_str_or_bytes_instead_of_a_list_means_receive_then_send(shorthand: str |
         assert server.commands == (RECEIVE, b"reply")
         client.sendall(b"hi")
         assert recv_all(client) == b"reply"
-    assert server.received == b"hi"
+    assert server.received_bytes == b"hi"
 
 
 @pytest.mark.parametrize("bad", [True, -1, 1.5, None, [b"nested"]])
@@ -131,7 +134,7 @@ def test_callable_gets_the_connection_socket() -> None:
             client.sendall(b"still heard")
         server.wait()
     assert len(seen) == 1
-    assert server.received == b"still heard"
+    assert server.received_bytes == b"still heard"
 
 
 def test_callable_may_close_the_connection_with_a_reset() -> None:
@@ -159,7 +162,7 @@ def test_several_mib_are_received_completely() -> None:
     with CommandServer([len(payload), b"ok"]) as server, connect(server) as client:
         client.sendall(payload)
         assert recv_all(client) == b"ok"
-    assert server.received == payload
+    assert server.received_bytes == payload
 
 
 # -- connections -----------------------------------------------------------------------
@@ -173,7 +176,7 @@ def test_connections_are_served_one_after_another_with_the_whole_script() -> Non
             assert recv_all(first) == b"answer"
             assert recv_all(second) == b"answer"
         assert [t.received for t in server.transcripts] == [b"first", b"second"]
-        assert server.received == b"firstsecond"
+        assert server.received_bytes == b"firstsecond"
 
 
 def test_twenty_servers_run_at_once() -> None:
@@ -185,13 +188,12 @@ def test_twenty_servers_run_at_once() -> None:
             client.sendall(f"to {i}".encode())
         answers = [recv_all(c) for c in reversed(clients)]
     assert answers == [f"#{i}".encode() for i in reversed(range(20))]
-    assert [s.received for s in servers] == [f"to {i}".encode() for i in range(20)]
+    assert [s.received_bytes for s in servers] == [f"to {i}".encode() for i in range(20)]
 
 
-def test_address_and_port_after_start() -> None:
+def test_address_and_port_at_once() -> None:
     server = CommandServer([])
-    with pytest.raises(UsageError, match="after start"):
-        _ = server.port
+    assert server.port > 0  # listening from the constructor on, as the classic server
     with server:
         assert server.address == ("127.0.0.1", server.port)
         assert server.port > 0
@@ -209,13 +211,14 @@ def test_ipv6_loopback() -> None:
         assert recv_all(client) == b"v6"
 
 
-def test_start_twice_is_a_usage_error_and_stop_is_idempotent() -> None:
-    server = CommandServer([]).start()
-    with pytest.raises(UsageError, match="twice"):
+def test_start_is_idempotent_and_stop_is_final_and_idempotent() -> None:
+    server = CommandServer([])
+    assert server.start() is server
+    with server as same:
+        assert same is server and same.start() is server
+    server.stop()
+    with pytest.raises(UsageError, match="after stop"):
         server.start()
-    server.stop()
-    server.stop()
-    CommandServer([]).stop()  # never started: nothing to do
 
 
 # -- stop() ----------------------------------------------------------------------------
@@ -239,7 +242,7 @@ def test_stop_is_prompt_while_waiting_for_data() -> None:
         assert recv_exactly(client, 3) == b"ack"  # the server is in the 1000-byte read
         assert timed_stop(server) < STOP_BOUND
         assert recv_all(client) == b""  # the server closed cleanly: EOF, not a reset
-    assert server.received == b"partial"  # what had arrived is kept
+    assert server.received_bytes == b"partial"  # what had arrived is kept
     assert "interrupted by stop()" in str(server.transcripts[0])
 
 
@@ -271,10 +274,10 @@ def test_stop_closes_the_listening_socket() -> None:
 
 
 def test_bytes_the_script_did_not_read_are_kept() -> None:
-    with CommandServer([2, b"hi"]) as server, connect(server) as client:
+    with CommandServer([2, b"hi"], exact=True) as server, connect(server) as client:
         client.sendall(b"..extra")  # one segment: "extra" waits unread in the server
         assert recv_all(client) == b"hi"
-    assert server.received == b"..extra"
+    assert server.received_bytes == b"..extra"
     assert "not read by the script" in str(server.transcripts[0])
 
 
@@ -364,7 +367,7 @@ def test_client_that_disconnects_early_is_not_an_error_and_the_server_goes_on() 
             good.sendall(b"67890")
             assert recv_all(good) == b"again"
     assert len(server.transcripts) == 3
-    assert server.received == b"ab1234567890"
+    assert server.received_bytes == b"ab1234567890"
 
 
 def test_client_reset_while_the_server_sends_is_not_an_error() -> None:
@@ -390,7 +393,7 @@ def test_one_shot_serves_one_connection_then_stops() -> None:
         server.wait()
         with pytest.raises(ConnectionRefusedError):
             connect(server).close()
-    assert server.received == b"q"
+    assert server.received_bytes == b"q"
 
 
 def test_one_shot_wait_times_out_with_a_wirelab_error() -> None:
@@ -441,7 +444,7 @@ async def test_async_script_and_reader() -> None:
         writer.close()
         await writer.wait_closed()
         assert await server.reader.read() == b""  # fed EOF when the connection closed
-    assert server.received == b"ping!more"
+    assert server.received_bytes == b"ping!more"
 
 
 @pytest.mark.asyncio
@@ -469,7 +472,7 @@ async def test_async_large_payloads_and_str() -> None:
         assert await reader.read() == "☃".encode()
         writer.close()
         await writer.wait_closed()
-    assert server.received == payload
+    assert server.received_bytes == payload
 
 
 @pytest.mark.asyncio
@@ -484,7 +487,7 @@ async def test_async_stop_is_prompt_and_keeps_what_arrived() -> None:
     assert await reader.read() == b""
     writer.close()
     await writer.wait_closed()
-    assert server.received == b"some"
+    assert server.received_bytes == b"some"
     assert server.reader.at_eof()
 
 
@@ -536,11 +539,14 @@ async def test_async_wait_times_out_and_verbose_logs(caplog: pytest.LogCaptureFi
 
 
 @pytest.mark.asyncio
-async def test_async_reader_before_start_is_a_usage_error() -> None:
+async def test_async_listens_at_once_and_start_is_idempotent() -> None:
     server = AsyncioCommandServer([])
-    with pytest.raises(UsageError):
-        _ = server.reader
-    await server.stop()  # never started: nothing to do
+    assert server.port > 0 and server.reader is server.readers[0]
+    assert await server.start() is server
+    await server.stop()
+    await server.stop()
+    with pytest.raises(UsageError, match="after stop"):
+        await server.start()
 
 
 def test_the_tests_own_error_wins_and_the_server_error_becomes_a_note() -> None:

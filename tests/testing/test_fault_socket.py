@@ -63,7 +63,7 @@ def test_records_traffic_and_counts_calls() -> None:
         assert (sock.sent, sock.received) == (b"hello", PAYLOAD)
         assert (sock.send_calls, sock.sendall_calls, sock.connect_calls) == (1, 1, 1)
         server.wait()
-    assert server.received == b"hello"
+    assert server.received_bytes == b"hello"
 
 
 def test_sendmsg_and_sendfile_are_seen(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_sendmsg_and_sendfile_are_seen(tmp_path: Path) -> None:
             assert sock.sent == b"msg parts file body"
             assert sock.send_calls >= 3
         server.wait()
-    assert server.received == b"msg parts file body"
+    assert server.received_bytes == b"msg parts file body"
 
 
 def test_is_a_real_socket_for_select_and_selectors() -> None:
@@ -117,7 +117,7 @@ def test_trigger_raises_before_anything_of_the_call_is_sent() -> None:
             assert info.value.errno == errno.EPIPE
             assert (sock.sent, sock.sendall_calls) == (b"ok ", 2)
         server.wait()
-    assert server.received == b"ok "  # the peer saw nothing of the failing call
+    assert server.received_bytes == b"ok "  # the peer saw nothing of the failing call
 
 
 def test_trigger_split_across_calls_fires_in_the_call_completing_it() -> None:
@@ -131,7 +131,7 @@ def test_trigger_split_across_calls_fires_in_the_call_completing_it() -> None:
             assert info.value.errno == errno.ECONNRESET
             assert sock.sent == b"..SPL"
         server.wait()
-    assert server.received == b"..SPL"
+    assert server.received_bytes == b"..SPL"
 
 
 def test_trigger_once_lets_a_retry_through() -> None:
@@ -142,7 +142,7 @@ def test_trigger_once_lets_a_retry_through() -> None:
         sock.sendall(b"req #1")  # disarmed
         assert recv_all(sock) == b"ok"
         server.wait()
-    assert server.received == b"req #1"
+    assert server.received_bytes == b"req #1"
 
 
 def test_trigger_not_once_breaks_every_later_send() -> None:
@@ -303,7 +303,7 @@ async def test_asyncio_trigger_breaks_the_writer() -> None:
         with pytest.raises(BrokenPipeError):
             await writer.wait_closed()
         server.wait()
-    assert server.received == b""
+    assert server.received_bytes == b""
 
 
 # -- install_fault_socket ----------------------------------------------------------------------

@@ -19,27 +19,13 @@ from .conftest import INI, INNER_ARGS, outcomes
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.usefixtures("no_leaked_threads")  # see conftest.py
 
-HELPERS = '''
+HELPERS = """
 import asyncio
 import struct
 
 import pytest
 
-
-def write_frame(writer, payload):
-    writer.write(struct.pack(">I", len(payload)) + payload)
-
-
-async def read_frame(reader):
-    """The payload of the next frame; b"" at a clean end of stream."""
-    try:
-        header = await reader.readexactly(4)
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise
-        return b""
-    (size,) = struct.unpack(">I", header)
-    return await reader.readexactly(size)
+from wirelab.testing import read_frame, write_frame  # was: from pytest_tcpclient.framing
 
 
 async def close(writer):
@@ -52,7 +38,7 @@ async def close(writer):
 
 async def connect(server):
     return await asyncio.open_connection(None, server.service_port)
-'''
+"""
 
 SECOND_CONNECTION = "While waiting for client to disconnect a second connection was attempted."
 
@@ -155,11 +141,8 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
             tcpserver.expect_disconnect(timeout=0.2)
             reader, writer = await connect(tcpserver)
             writer.write(b"Hello")
-            writer.close()
-            try:
-                await tcpserver.join()
-            finally:
-                await close(writer)
+            await close(writer)
+            await tcpserver.join()
         """,
         "failed",
         "Received unexpected data while waiting for client to disconnect. Data is b'Hello'.",
@@ -416,6 +399,113 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
         "passed",
         "",
     ),
+    "sent_data_not_read": (
+        """
+        async def test_it(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"Hola!")
+            tcpserver.expect_disconnect()
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            writer.close()
+            await writer.wait_closed()
+            await tcpserver.join()
+        """,
+        "failed",
+        "There is data sent by server that was not read by client: unread_bytes=b'Hola!'.",
+    ),
+    "sent_frame_not_read": (
+        """
+        async def test_it(tcpserver):
+            tcpserver.expect_connect()
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            tcpserver.send_frame(b"Hello")
+            await tcpserver.join()
+            writer.close()
+            await writer.wait_closed()
+            tcpserver.expect_disconnect()
+            await tcpserver.join()
+        """,
+        "failed",
+        "There is data sent by server that was not read by client: "
+        "unread_bytes=b'\\x00\\x00\\x00\\x05Hello'.",
+    ),
+    "readline_reads_part": (
+        """
+        async def test_it(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"One\\nTwo\\n")
+            tcpserver.expect_disconnect()
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            assert await reader.readline() == b"One\\n"
+            writer.close()
+            await writer.wait_closed()
+            await tcpserver.join()
+        """,
+        "failed",
+        "There is data sent by server that was not read by client: unread_bytes=b'Two\\n'.",
+    ),
+    "readuntil_reads_part": (
+        """
+        async def test_it(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"AAAXBBB")
+            tcpserver.expect_disconnect()
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            assert await reader.readuntil(b"X") == b"AAAX"
+            writer.close()
+            await writer.wait_closed()
+            await tcpserver.join()
+        """,
+        "failed",
+        "There is data sent by server that was not read by client: unread_bytes=b'BBB'.",
+    ),
+    "readexactly_reads_part": (
+        """
+        async def test_it(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"OneTwo")
+            tcpserver.expect_disconnect()
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            assert await reader.readexactly(3) == b"One"
+            writer.close()
+            await writer.wait_closed()
+            await tcpserver.join()
+        """,
+        "failed",
+        "There is data sent by server that was not read by client: unread_bytes=b'Two'.",
+    ),
+    "everything_read_passes": (
+        """
+        async def test_it(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"One\\nTwo\\n")
+            tcpserver.expect_disconnect()
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            assert await reader.readline() == b"One\\n"
+            assert await reader.read(2) == b"Tw"
+            assert await reader.readexactly(2) == b"o\\n"
+            writer.close()
+            await writer.wait_closed()
+            await tcpserver.join()
+        """,
+        "passed",
+        "",
+    ),
+    "wait_closed_not_called": (
+        """
+        async def test_it(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.expect_disconnect(timeout=0.1)
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            writer.close()
+            try:
+                await tcpserver.join()
+            finally:
+                await writer.wait_closed()
+        """,
+        "failed",
+        "Timed out waiting for client to call `await writer.wait_closed()`.",
+    ),
     "factory_success": (
         """
         async def test_it(tcpserver_factory):
@@ -599,3 +689,32 @@ def test_failure_is_printed_as_pytest_tcpclient_prints_it(pytester: pytest.Pytes
     result.assert_outcomes(failed=1)
     lines = result.stdout.get_lines_after(">       await tcpserver.join()")
     assert lines[0] == "E       Failed: Timed out waiting for b'Hello, world!'"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        (
+            SCENARIOS["factory_two_servers_one_fails"][0],
+            ">*await server_2.join()",
+            "Expected to get frame b'Client hello 2' but actually got frame b''",
+        ),
+        (
+            SCENARIOS["factory_stop_raises_the_first_failure"][0],
+            ">*await tcpserver_factory.stop()",
+            "Expected to read b'Hello_1' but actually read b'Hello_2'",
+        ),
+    ],
+)
+def test_factory_failure_names_the_server_variable_as_pytest_tcpclient(
+    pytester: pytest.Pytester, body: str, line: str, message: str
+) -> None:
+    """pytest-tcpclient's check for factories: the failing server's own line, then
+    ``E  Failed: ...``."""
+    pytester.makeini(INI)
+    code = textwrap.dedent(body).replace("async def test_", "@pytest.mark.asyncio\nasync def test_")
+    pytester.makepyfile(test_factory=HELPERS + code)
+    result = pytester.runpytest(*INNER_ARGS)
+    result.assert_outcomes(failed=1)
+    after = result.stdout.get_lines_after(line)[0]
+    assert after.split(maxsplit=1) == ["E", f"Failed: {message}"]  # indent: the code's

@@ -8,6 +8,7 @@ its entry point as a user's pytest does.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -319,10 +320,9 @@ def test_unmet_expectations_without_join_fail_at_teardown(pytester: pytest.Pytes
 
 
         @pytest.mark.asyncio
-        async def test_asyncio_reader_buffer_is_beyond_the_server_view(tcpserver):
-            # pytest-tcpclient fails this ("There is data sent by server that was not read
-            # by client: unread_bytes=b'Two\\\\n'."): it patched the client's StreamReader.
-            # Here the bytes left the socket for asyncio's buffer: for the server, read.
+        async def test_asyncio_reader_buffer_is_observed(tcpserver):
+            # The bytes left the socket for asyncio's buffer (no reset); the fixture watches
+            # the in-process client's StreamReader, as pytest-tcpclient did.
             tcpserver.expect_connect()
             tcpserver.send_bytes(b"One\\nTwo\\n")
             tcpserver.expect_disconnect()
@@ -347,8 +347,31 @@ def test_unmet_expectations_without_join_fail_at_teardown(pytester: pytest.Pytes
             "`writer.close()`.",
         ),
         "test_client_left_with_bytes_unread": ("error at teardown", RESET),
-        "test_asyncio_reader_buffer_is_beyond_the_server_view": PASS,
+        "test_asyncio_reader_buffer_is_observed": (
+            "failed",
+            "Failed: There is data sent by server that was not read by client: "
+            "unread_bytes=b'Two\\n'.",
+        ),
     }
+
+
+def test_observing_asyncio_clients_can_be_turned_off(pytester: pytest.Pytester) -> None:
+    """With the ini option off, only the kernel-level view is left: bytes that reached
+    the client's StreamReader count as read, as for any other client."""
+    body = """
+        @pytest.mark.asyncio
+        async def test_unread_in_the_reader_buffer(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"One\\nTwo\\n")
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            assert await reader.readline() == b"One\\n"
+            await close(writer)
+            tcpserver.expect_disconnect()
+            await tcpserver.join()
+        """
+    results = run(pytester, body, ini="wirelab_tcpserver_observe_asyncio = false\n")
+    assert results == {"test_unread_in_the_reader_buffer": PASS}
+    assert asyncio.open_connection.__module__ == "asyncio.streams"  # restored
 
 
 def test_failures_can_be_caught_as_any_of_their_types(pytester: pytest.Pytester) -> None:

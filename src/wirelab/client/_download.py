@@ -8,7 +8,7 @@ The layout of a download folder::
 
 Names sent by the server are never trusted as paths (see :func:`safe_name`). Each file is
 written to ``NAME.part`` as its chunks arrive, synced to disk, and renamed to ``NAME`` only
-after the decoder verified its SHA-256; so a name without ``.part`` always holds verified
+after the decoder verified its digest; so a name without ``.part`` always holds verified
 bytes, and memory use does not depend on file sizes.
 """
 
@@ -183,7 +183,8 @@ class DownloadWriter:
                 "index": current.index,
                 "name": self._current_name,
                 "size": current.size,
-                "sha256": event.sha256,
+                # The member is named after the algorithm, as in the server's manifest.
+                event.algorithm: event.digest,
                 "offset": current.offset,
                 "dtype": current.dtype,
                 "byteorder": current.byteorder,

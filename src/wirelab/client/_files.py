@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -17,7 +18,7 @@ _BYTEORDER_CHARS: Final[dict[str, Literal["<", ">"]]] = {"little": "<", "big": "
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)
 class StreamedFile:
-    """One file of a stream, complete and verified (size and SHA-256).
+    """One file of a stream, complete and verified (size and digest).
 
     ``name`` is the name the server sent; it was checked by the decoder for ``/``, ``\\``
     and NUL, but treat it as untrusted before using it as a path. ``offset`` is when the
@@ -30,14 +31,28 @@ class StreamedFile:
     dtype: str
     byteorder: str
     offset: float
-    sha256: str
+    digest: str
     data: bytes
+    #: The algorithm of ``digest`` (the stream's: ``blake3`` or ``sha256``).
+    algorithm: str = "sha256"
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of :attr:`data`, for code written before streams carried BLAKE3.
+
+        The stream's own verified digest is :attr:`digest` (of :attr:`algorithm`); when that
+        is SHA-256 it is returned as is, otherwise the SHA-256 is computed from the data.
+        """
+        if self.algorithm == "sha256":
+            return self.digest
+        return hashlib.sha256(self.data).hexdigest()
 
     def __repr__(self) -> str:
         # ``data`` can be megabytes; keep reprs (and test failures) readable.
         return (
             f"StreamedFile(index={self.index}, name={self.name!r}, size={self.size}, "
-            f"dtype={self.dtype!r}, byteorder={self.byteorder!r}, sha256={self.sha256[:12]}…)"
+            f"dtype={self.dtype!r}, byteorder={self.byteorder!r}, "
+            f"{self.algorithm}={self.digest[:12]}…)"
         )
 
     def array(self) -> npt.NDArray[Any]:

@@ -20,6 +20,8 @@ class StreamOptions(TypedDict, total=False):
     - ``seed``: reproduce a stream exactly (0 .. 2**63-1); without it the server picks one.
     - ``dtype``: ``int16``, ``int8``, ``int32`` or ``float32``; ``byteorder``: ``little``
       or ``big``; ``content``: ``random``, ``sine`` or ``ramp``.
+    - ``digest``: ``blake3`` (the server's default) or ``sha256``, the algorithm of the
+      digests the decoder checks.
     """
 
     count: int | None
@@ -32,6 +34,7 @@ class StreamOptions(TypedDict, total=False):
     byteorder: str | None
     content: str | None
     speed: float | None
+    digest: str | None
 
 
 _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
@@ -45,6 +48,7 @@ _OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "byteorder": (str,),
     "content": (str,),
     "speed": (int, float),
+    "digest": (str,),
 }
 
 

@@ -229,7 +229,8 @@ class FileAssembler:
                 dtype=h.dtype,
                 byteorder=h.byteorder,
                 offset=h.offset,
-                sha256=event.sha256,
+                digest=event.digest,
                 data=data,
+                algorithm=event.algorithm,
             )
         return None

@@ -64,7 +64,7 @@ class EventStream(_Opened):
     :class:`~wirelab.framing.FileData` chunk is yielded as read, so memory stays bounded
     by the network read size.
 
-    Every ``FileEnded`` arrives only after that file's size and SHA-256 were verified.
+    Every ``FileEnded`` arrives only after that file's size and digest were verified.
     ``StreamAborted`` is never yielded: an ``X`` frame raises
     :class:`~wirelab.TruncatedError`. Iteration ends after ``StreamEnded`` once the body
     ended cleanly; then :attr:`completed` is true. Any error closes the response. Calling

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from .._exceptions import IntegrityError, UsageError
+from ..framing._digests import DIGEST_ALGORITHMS, new_hasher
 from ._download import MANIFEST_NAME, is_safe_name
 
 __all__ = ["Problem", "VerifyReport", "verify_download"]
@@ -58,35 +58,53 @@ def _load_manifest(out: Path) -> dict[str, Any]:
     return manifest
 
 
-def _sha256(path: Path) -> str:
+_BLOCK = 1024 * 1024
+_LABELS = {"blake3": "BLAKE3", "sha256": "SHA-256"}
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    hasher = new_hasher(algorithm)
     with open(path, "rb") as f:  # hashed in blocks: files may be larger than memory
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        while block := f.read(_BLOCK):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def _entry_digest(entry: dict[str, Any]) -> tuple[str, Any]:
+    """The (algorithm, digest) of a manifest entry: the member named after an algorithm
+    (``blake3`` from stream format version 2 on, ``sha256`` in older downloads)."""
+    for algorithm in DIGEST_ALGORITHMS:
+        if algorithm in entry:
+            return algorithm, entry[algorithm]
+    return "sha256", None
 
 
 def _check_file(out: Path, entry: Any) -> Problem | None:
     """The problem with one manifest entry, or ``None`` if the file is intact."""
     if not isinstance(entry, dict):
         return Problem("invalid", "?", "manifest entry is not an object")
-    name, size, digest = entry.get("name"), entry.get("size"), entry.get("sha256")
+    name, size = entry.get("name"), entry.get("size")
+    algorithm, digest = _entry_digest(entry)
     if not is_safe_name(name):
         return Problem("invalid", repr(name), "not an acceptable file name")
     if not isinstance(size, int) or not isinstance(digest, str):
-        return Problem("invalid", str(name), "manifest entry lacks size or sha256")
+        return Problem("invalid", str(name), "manifest entry lacks size or digest")
     path = out / str(name)
     if not path.is_file():
         return Problem("missing", str(name), "listed in the manifest, not in the folder")
     actual = path.stat().st_size
     if actual != size:
         return Problem("corrupt", str(name), f"{actual} bytes, manifest says {size}")
-    if _sha256(path) != digest:
-        return Problem("corrupt", str(name), "SHA-256 does not match the manifest")
+    if _file_digest(path, algorithm) != digest:
+        return Problem("corrupt", str(name), f"{_LABELS[algorithm]} does not match the manifest")
     return None
 
 
 def verify_download(out: Path) -> VerifyReport:
-    """Check every file listed in ``out/manifest.json``: present, right size, right SHA-256
-    (hashed in blocks, so any file size works). Also reports files not in the manifest
-    (``extra``, e.g. a leftover ``.part``) and a download that did not complete.
+    """Check every file listed in ``out/manifest.json``: present, right size, right digest
+    (BLAKE3 or SHA-256, as the manifest names it; hashed in blocks, so any file size
+    works). Also reports files not in the manifest (``extra``, e.g. a leftover ``.part``)
+    and a download that did not complete.
 
     Raises :class:`~wirelab.UsageError` when ``out`` has no manifest and
     :class:`~wirelab.IntegrityError` when the manifest is unreadable; ``OSError`` from

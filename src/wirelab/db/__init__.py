@@ -1,4 +1,4 @@
-"""The metadata store of the wirelab server: users and tokens, relay files.
+"""The metadata store of the wirelab server: users and tokens, relay files, media jobs.
 
 Open a store with :func:`connect` and a URL; the scheme picks the backend::
 
@@ -37,15 +37,21 @@ from ._api import (
     UserRepository,
     split_url,
 )
+from ._media_api import ACTIVE_STATES, JOB_STATES, Heartbeat, MediaJob, MediaJobRepository
 from ._migrations import SCHEMA_VERSION
 from ._sqlite import SQLiteDatabase
 
 __all__ = [
+    "ACTIVE_STATES",
+    "JOB_STATES",
     "SCHEMA_VERSION",
     "UNCHANGED",
     "Database",
     "DatabaseError",
     "DatabaseFullError",
+    "Heartbeat",
+    "MediaJob",
+    "MediaJobRepository",
     "PendingExceeded",
     "PendingLimits",
     "QuotaDefaults",

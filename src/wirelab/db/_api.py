@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from .._exceptions import UsageError, WirelabError
+from ._media_api import MediaJobRepository
 
 __all__ = [
     "UNCHANGED",
@@ -481,6 +482,11 @@ class Database(Protocol):
     @property
     def relay(self) -> RelayRepository:
         """The relay files and the blob journal."""
+        ...
+
+    @property
+    def media(self) -> MediaJobRepository:
+        """The media jobs."""
         ...
 
     @property

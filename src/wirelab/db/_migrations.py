@@ -150,6 +150,45 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE relay_blob_journal ADD COLUMN reserved_until REAL;
     CREATE INDEX relay_blob_journal_sender ON relay_blob_journal (sender);
     """,
+    # 10: media jobs (clip downloads): state, progress, cancel flag, lease, result (see
+    # _sqlite_media)
+    """
+    CREATE TABLE media_jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        state TEXT NOT NULL,
+        request TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        idempotency_key TEXT,
+        progress REAL NOT NULL DEFAULT 0,
+        phase TEXT NOT NULL DEFAULT 'queued',
+        error_message TEXT,
+        error_retryable INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_until REAL,
+        result_key TEXT,
+        result_name TEXT,
+        result_size INTEGER,
+        result_sha256 TEXT,
+        result_duration TEXT,
+        result_start TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        expires_at REAL
+    ) STRICT;
+    CREATE INDEX media_jobs_owner ON media_jobs (owner, seq);
+    CREATE INDEX media_jobs_queue ON media_jobs (state, not_before, seq);
+    CREATE INDEX media_jobs_dedup ON media_jobs (owner, request_hash);
+    CREATE UNIQUE INDEX media_jobs_idempotency ON media_jobs (owner, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX media_jobs_expiry ON media_jobs (expires_at) WHERE result_key IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -44,6 +44,7 @@ from ._api import UNCHANGED, DatabaseError, DatabaseFullError, Unchanged, User
 from ._migrations import migrate
 from ._sqlite_batch import SQLiteRelayStore
 from ._sqlite_group import GroupCommit
+from ._sqlite_media import SQLiteMediaJobs, orphan_media_jobs
 from ._sqlite_purge import purge_user
 
 __all__ = ["BUSY_TIMEOUT_MS", "SQLiteDatabase", "SQLiteUsers"]
@@ -108,6 +109,7 @@ class SQLiteDatabase:
         self._users = SQLiteUsers(self)
         self._relay = SQLiteRelayStore(self)
         self._group = GroupCommit()
+        self._media = SQLiteMediaJobs(self)
 
     @classmethod
     async def open(cls, path: str) -> SQLiteDatabase:
@@ -142,6 +144,11 @@ class SQLiteDatabase:
     def relay(self) -> SQLiteRelayStore:
         """The relay files and the blob journal."""
         return self._relay
+
+    @property
+    def media(self) -> SQLiteMediaJobs:
+        """The media jobs."""
+        return self._media
 
     @property
     def schema_version(self) -> int:
@@ -280,9 +287,10 @@ class SQLiteUsers:
         def delete(conn: sqlite3.Connection) -> None:
             if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise UserNotFoundError(f"no user named {name!r}")
-            # A new user of the same name must not inherit the old one's inbox, uploads
-            # or public key.
+            # A new user of the same name must not inherit the old one's inbox, uploads,
+            # public key or media jobs.
             purge_user(conn, name, time.time())
+            orphan_media_jobs(conn, name, time.time())
 
         await self._db.write(delete)
 

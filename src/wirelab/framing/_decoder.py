@@ -60,7 +60,7 @@ class StreamDecoder:
     that precede an error in the same :meth:`feed` are returned first; the error follows on
     the next call.
 
-    With ``verify=False`` the SHA-256 of each file is neither computed nor compared (the
+    With ``verify=False`` the digest of each file is neither computed nor compared (the
     declared digest must still be well-formed); every other check still applies.
     """
 

@@ -16,9 +16,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, SupportsIndex, TypeVar
 
 from .._exceptions import ProtocolError, UsageError
+from ._digests import DIGEST_ALGORITHMS
 from ._frames import HEADER, MAX_DATA_PAYLOAD, PREAMBLE, FrameType, encode_json_frame
 from ._schema import (
     STREAM_VERSION,
+    SUPPORTED_VERSIONS,
     parse_file_end,
     parse_file_header,
     parse_stream_abort,
@@ -104,6 +106,7 @@ class StreamEncoder:
     """
 
     __slots__ = (
+        "_algorithm",
         "_count",
         "_file_index",
         "_file_sent",
@@ -112,14 +115,22 @@ class StreamEncoder:
         "_phase",
         "_total",
         "_validate",
+        "_version",
     )
 
-    def __init__(self, *, validate: bool = True) -> None:
+    def __init__(self, *, validate: bool = True, version: int = STREAM_VERSION) -> None:
         """``validate=False`` is for trusted senders on a hot path (the wirelab server): the
         grammar, indexes and sizes are still enforced, but ``F`` and ``E`` members are not
         checked against the schema and are formatted without ``json.dumps`` (same bytes).
+
+        ``version`` is the format version to write (1 only to reproduce old captures: it
+        knows SHA-256 only).
         """
+        if version not in SUPPORTED_VERSIONS:
+            raise UsageError(f"stream version must be one of {SUPPORTED_VERSIONS}, got {version!r}")
         self._validate = validate
+        self._version = version
+        self._algorithm = "sha256"
         self._phase = _INIT
         self._count = 0
         self._files = 0  # files completed
@@ -150,20 +161,32 @@ class StreamEncoder:
                 where = f"inside file {self._file_index} (call file_end() first)"
             raise UsageError(f"{call} called {where}")
 
-    def start(self, *, seed: int, count: int, params: Mapping[str, Any]) -> bytes:
-        """Return the preamble and the ``S`` frame (``version``, ``seed``, ``count``, ``params``).
+    def start(
+        self, *, seed: int, count: int, params: Mapping[str, Any], digest: str = "sha256"
+    ) -> bytes:
+        """Return the preamble and the ``S`` frame (``version``, ``seed``, ``count``, then
+        ``digest`` from version 2 on, and ``params``).
 
         ``seed`` and ``count`` are non-negative integers; ``params`` must be JSON-serialisable.
+        ``digest`` names the algorithm of every digest passed to :meth:`file_end` (one of
+        ``blake3`` and ``sha256``; version 1 has only ``sha256``).
         """
         self._require("start()", _INIT)
-        obj = {
-            "version": STREAM_VERSION,
+        if digest not in DIGEST_ALGORITHMS or (self._version == 1 and digest != "sha256"):
+            raise UsageError(
+                f"start(): digest {digest!r} is not available in version {self._version}"
+            )
+        obj: dict[str, Any] = {
+            "version": self._version,
             "seed": _as_int(seed),
             "count": _as_int(count),
-            # A copy: json.dumps takes only dicts, and the caller may change its mapping.
-            "params": dict(params) if isinstance(params, Mapping) else params,
         }
+        if self._version >= 2:
+            obj["digest"] = digest
+        # A copy: json.dumps takes only dicts, and the caller may change its mapping.
+        obj["params"] = dict(params) if isinstance(params, Mapping) else params
         header = _validate(parse_stream_header, obj)
+        self._algorithm = header.digest
         frame = encode_json_frame(FrameType.STREAM, obj)
         self._count = header.count
         self._phase = _BETWEEN_FILES
@@ -230,11 +253,12 @@ class StreamEncoder:
         view = memoryview(chunk)
         return self.data_header(view.nbytes) + view
 
-    def file_end(self, sha256_hex: str) -> bytes:
-        """Return the ``E`` frame of the current file, carrying its lowercase hex SHA-256.
+    def file_end(self, digest_hex: str) -> bytes:
+        """Return the ``E`` frame of the current file, carrying its lowercase hex digest,
+        computed with the algorithm named in :meth:`start`.
 
         Raises :class:`UsageError` if the data bytes sent differ from the declared size, or if
-        *sha256_hex* is not 64 lowercase hex digits. The digest itself is not checked.
+        *digest_hex* is not 64 lowercase hex digits. The digest itself is not checked.
         """
         self._require("file_end()", _IN_FILE)
         if self._file_sent != self._file_size:
@@ -243,11 +267,15 @@ class StreamEncoder:
                 f"{self._file_size} bytes"
             )
         if self._validate:
-            obj = {"index": self._file_index, "sha256": sha256_hex}
-            _validate(parse_file_end, obj)
+            obj = {"index": self._file_index, self._algorithm: digest_hex}
+            _validate(lambda o: parse_file_end(o, self._algorithm), obj)
             frame = encode_json_frame(FrameType.END_FILE, obj)
         else:
-            payload = b'{"index":%d,"sha256":"%s"}' % (self._file_index, sha256_hex.encode())
+            payload = b'{"index":%d,"%s":"%s"}' % (
+                self._file_index,
+                self._algorithm.encode(),
+                digest_hex.encode(),
+            )
             frame = _pack_header(_END_FILE, len(payload)) + payload
         self._files += 1
         self._total += self._file_size

@@ -37,6 +37,8 @@ class StreamStarted:
     seed: int
     count: int
     params: dict[str, Any] = dataclasses.field(hash=False)
+    #: The digest algorithm of every ``E`` frame (always ``sha256`` in version 1).
+    digest: str = "sha256"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,12 +73,28 @@ class FileData:
 class FileEnded:
     """File ``index`` is complete: its size matched and, if the decoder verifies, its digest.
 
-    ``sha256`` is the lowercase hex digest the sender declared (equal to the computed one
-    when the decoder verifies).
+    ``digest`` is the lowercase hex digest the sender declared (equal to the computed one
+    when the decoder verifies), computed with ``algorithm`` (the ``S`` frame's, e.g.
+    ``blake3`` or ``sha256``).
     """
 
     index: int
-    sha256: str
+    digest: str
+    algorithm: str = "sha256"
+
+    @property
+    def sha256(self) -> str:
+        """The digest under its name before format version 2, for SHA-256 streams only.
+
+        Raises :class:`AttributeError` naming the algorithm when the stream used another one,
+        so old code fails loudly instead of comparing a BLAKE3 digest with a SHA-256.
+        """
+        if self.algorithm != "sha256":
+            raise AttributeError(
+                f"this stream's digests are {self.algorithm}, not sha256: read .digest, "
+                "or request digest=sha256"
+            )
+        return self.digest
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -8,11 +8,11 @@ but not the stream offset, which the decoder adds.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from .._exceptions import IntegrityError, ProtocolError
+from ._digests import Hasher, new_hasher
 from ._events import Event, FileStarted
 from ._frames import FrameType, frame_name
 from ._schema import (
@@ -47,11 +47,6 @@ _EXPECTED: Final = {
 _DIGEST_SHOWN: Final = 8  # hex digits of a digest quoted in an error message
 
 
-class _Hasher(Protocol):
-    def update(self, data: bytes | memoryview, /) -> None: ...
-    def hexdigest(self) -> str: ...
-
-
 class StreamGrammar:
     """Checks the sequence of frames of one stream and turns JSON frames into events.
 
@@ -60,6 +55,7 @@ class StreamGrammar:
     """
 
     __slots__ = (
+        "_algorithm",
         "_count",
         "_file",
         "_files_completed",
@@ -73,12 +69,13 @@ class StreamGrammar:
 
     def __init__(self, *, verify: bool) -> None:
         self._verify = verify
+        self._algorithm = "sha256"  # the S frame's digest algorithm
         self._phase = _BEFORE_STREAM
         self._count = 0  # files announced by S
         self._files_completed = 0
         self._total_bytes = 0  # data bytes of the completed files
         self._file: FileStarted | None = None
-        self._hasher: _Hasher | None = None  # of the current file, when verifying
+        self._hasher: Hasher | None = None  # of the current file, when verifying
         # Public for the decoder's hot path: the current file's index and bytes so far.
         self.file_index = -1
         self.file_received = 0
@@ -141,6 +138,7 @@ class StreamGrammar:
     def _on_stream(self, obj: dict[str, Any]) -> Event:
         started = parse_stream_header(obj)
         self._count = started.count
+        self._algorithm = started.digest
         self._phase = _BETWEEN_FILES
         return started
 
@@ -156,12 +154,12 @@ class StreamGrammar:
         self._file = started
         self.file_index = started.index
         self.file_received = 0
-        self._hasher = hashlib.sha256() if self._verify else None
+        self._hasher = new_hasher(self._algorithm) if self._verify else None
         self._phase = _IN_FILE
         return started
 
     def _on_file_end(self, obj: dict[str, Any]) -> Event:
-        ended = parse_file_end(obj)
+        ended = parse_file_end(obj, self._algorithm)
         file = self._file
         assert file is not None
         if ended.index != file.index:
@@ -173,10 +171,10 @@ class StreamGrammar:
             )
         if self._hasher is not None:
             digest = self._hasher.hexdigest()
-            if digest != ended.sha256:
+            if digest != ended.digest:
                 raise IntegrityError(
-                    f"file {file.index}: sha256 mismatch (expected "
-                    f"{ended.sha256[:_DIGEST_SHOWN]}…, got {digest[:_DIGEST_SHOWN]}…)"
+                    f"file {file.index}: {ended.algorithm} mismatch (expected "
+                    f"{ended.digest[:_DIGEST_SHOWN]}…, got {digest[:_DIGEST_SHOWN]}…)"
                 )
         self._files_completed += 1
         self._total_bytes += file.size

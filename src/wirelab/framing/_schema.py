@@ -21,6 +21,7 @@ __all__ = [
     "BYTEORDERS",
     "DTYPE_WIDTHS",
     "STREAM_VERSION",
+    "SUPPORTED_VERSIONS",
     "decode_json_object",
     "parse_file_end",
     "parse_file_header",
@@ -29,11 +30,16 @@ __all__ = [
     "parse_stream_header",
 ]
 
-STREAM_VERSION: Final = 1
+from ._digests import DIGEST_ALGORITHMS
+
+#: The version wirelab writes; decoders read every version in SUPPORTED_VERSIONS.
+STREAM_VERSION: Final = 2
+SUPPORTED_VERSIONS: Final = (1, 2)
 DTYPE_WIDTHS: Final[Mapping[str, int]] = {"int8": 1, "int16": 2, "int32": 4, "float32": 4}
 BYTEORDERS: Final = ("little", "big")
 
-_SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
+# Both algorithms give 32-byte digests.
+_DIGEST_HEX: Final = re.compile(r"[0-9a-f]{64}")
 # Characters that would let a file name escape the directory a client writes into.
 _UNSAFE_NAME_CHARS: Final = ("/", "\\", "\x00")
 _SHOWN_VALUE_CHARS: Final = 40
@@ -153,19 +159,24 @@ def _file_name(obj: Mapping[str, Any], frame: str) -> str:
 
 
 def parse_stream_header(obj: Mapping[str, Any]) -> StreamStarted:
-    """Validate an ``S`` payload; refuse any version but :data:`STREAM_VERSION`."""
+    """Validate an ``S`` payload; refuse a version not in :data:`SUPPORTED_VERSIONS`.
+
+    Version 2 names its digest algorithm (``digest``); version 1 always used SHA-256."""
     version = _count(obj, "S", "version")
-    if version != STREAM_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise ProtocolError(
-            f"S frame: unsupported stream version {version} (this decoder reads version "
-            f"{STREAM_VERSION})"
+            f"S frame: unsupported stream version {version} (this decoder reads versions "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))})"
         )
+    digest = _choice(obj, "S", "digest", DIGEST_ALGORITHMS) if version >= 2 else "sha256"
     seed = _count(obj, "S", "seed")
     count = _count(obj, "S", "count")
     params = _member(obj, "S", "params")
     if not isinstance(params, Mapping):
         raise _ill_typed("S", "params", "an object", params)
-    return StreamStarted(version=version, seed=seed, count=count, params=dict(params))
+    return StreamStarted(
+        version=version, seed=seed, count=count, params=dict(params), digest=digest
+    )
 
 
 def parse_file_header(obj: Mapping[str, Any]) -> FileStarted:
@@ -184,13 +195,14 @@ def parse_file_header(obj: Mapping[str, Any]) -> FileStarted:
     )
 
 
-def parse_file_end(obj: Mapping[str, Any]) -> FileEnded:
-    """Validate an ``E`` payload: an index and a lowercase hex SHA-256 (64 digits)."""
+def parse_file_end(obj: Mapping[str, Any], algorithm: str = "sha256") -> FileEnded:
+    """Validate an ``E`` payload: an index and, in the member named after the stream's
+    digest *algorithm*, a lowercase hex digest (64 digits)."""
     index = _count(obj, "E", "index")
-    sha256 = _string(obj, "E", "sha256")
-    if not _SHA256_HEX.fullmatch(sha256):
-        raise _ill_typed("E", "sha256", "64 lowercase hex digits", sha256)
-    return FileEnded(index=index, sha256=sha256)
+    digest = _string(obj, "E", algorithm)
+    if not _DIGEST_HEX.fullmatch(digest):
+        raise _ill_typed("E", algorithm, "64 lowercase hex digits", digest)
+    return FileEnded(index=index, digest=digest, algorithm=algorithm)
 
 
 def parse_stream_end(obj: Mapping[str, Any]) -> StreamEnded:

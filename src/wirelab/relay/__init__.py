@@ -28,16 +28,18 @@ from ._http import (
     RangeNotSatisfiable,
     content_disposition,
     parse_range,
+    range_answer,
     sanitize_filename,
 )
 from ._limits import RelayLimits
-from ._routes import RelayRuntime
+from ._routes import Auth, RelayRuntime, current_user
 from ._service import RelayService, SendRequest
 from ._tus import build_router
 
 __all__ = [
     "FALLBACK_NAME",
     "FILENAME_MAX_BYTES",
+    "Auth",
     "ByteRange",
     "DigestConflict",
     "FileNotFound",
@@ -53,8 +55,10 @@ __all__ = [
     "SendRequest",
     "build_router",
     "content_disposition",
+    "current_user",
     "install",
     "parse_origins",
     "parse_range",
+    "range_answer",
     "sanitize_filename",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "RangeNotSatisfiable",
     "content_disposition",
     "parse_range",
+    "range_answer",
     "sanitize_filename",
 ]
 
@@ -109,3 +110,26 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         raise RangeNotSatisfiable(size)
     end = size if not last else min(int(last) + 1, size)
     return ByteRange(start, end, size)
+
+
+def range_answer(
+    range_header: str | None, if_range: str | None, size: int, etag: str
+) -> tuple[int, ByteRange | None, dict[str, str]]:
+    """How to answer a download of ``size`` bytes whose ``ETag`` is ``etag``: the status
+    (200, 206 or 416), the selected range (206 only) and the ``Content-Range`` /
+    ``Content-Length`` headers. An ``If-Range`` other than ``etag`` means the whole file."""
+    headers: dict[str, str] = {}
+    try:
+        selected = None
+        if if_range is None or if_range.strip() == etag:
+            selected = parse_range(range_header, size)
+    except RangeNotSatisfiable as exc:
+        headers["Content-Range"] = exc.content_range
+        headers["Content-Length"] = "0"
+        return 416, None, headers
+    if selected is None:
+        headers["Content-Length"] = str(size)
+        return 200, None, headers
+    headers["Content-Range"] = selected.content_range
+    headers["Content-Length"] = str(selected.length)
+    return 206, selected, headers

@@ -17,10 +17,10 @@ from ..auth import AuthenticationError, InvalidCredentials, parse_bearer
 from ..db import RelayFile, RelayUpload, User
 from ..storage import BlobReader, DigestMismatchError
 from ._errors import RelayError
-from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range
+from ._http import ByteRange, content_disposition, range_answer
 from ._service import RelayService, SendRequest
 
-__all__ = ["RelayRuntime", "build_router"]
+__all__ = ["Auth", "RelayRuntime", "build_router", "current_user"]
 
 SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MEDIA_TYPE_RE = re.compile(r"[\x21-\x7e]+/[\x21-\x7e]+(\s*;[\x20-\x7e]*)?")
@@ -276,12 +276,6 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             "Wirelab-Sha256": file.sha256,
         }
 
-    def _select(request: Request, file: RelayFile) -> ByteRange | None:
-        if_range = request.headers.get("if-range")
-        if if_range is not None and if_range.strip() != f'"{file.sha256}"':
-            return None
-        return parse_range(request.headers.get("range"), file.size)
-
     async def _lookup(user: User, file_id: str) -> RelayFile:
         """The caller's file, downloadable: 404, or 410 once its download limit is reached."""
         try:
@@ -296,19 +290,13 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         file: RelayFile, request: Request
     ) -> tuple[int, ByteRange | None, dict[str, str]]:
         """Status (200, 206 or 416), selected range (206 only) and headers of the answer."""
-        headers = _headers(file)
-        try:
-            selected = _select(request, file)
-        except RangeNotSatisfiable as exc:
-            headers["Content-Range"] = exc.content_range
-            headers["Content-Length"] = "0"
-            return 416, None, headers
-        if selected is None:
-            headers["Content-Length"] = str(file.size)
-            return 200, None, headers
-        headers["Content-Range"] = selected.content_range
-        headers["Content-Length"] = str(selected.length)
-        return 206, selected, headers
+        status, selected, extra = range_answer(
+            request.headers.get("range"),
+            request.headers.get("if-range"),
+            file.size,
+            f'"{file.sha256}"',
+        )
+        return status, selected, {**_headers(file), **extra}
 
     download_responses: dict[int | str, dict[str, Any]] = {
         **_FILE_RESPONSES,

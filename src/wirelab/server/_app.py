@@ -15,6 +15,8 @@ from starlette.types import Receive, Scope, Send
 
 from .._version import __version__
 from ..db import connect, sqlite_url
+from ..media import MediaRuntime, MediaService
+from ..media import build_router as build_media_router
 from ..relay import RelayRuntime, RelayService
 from ..relay import build_router as build_relay_router
 from ..relay import install as install_relay
@@ -52,6 +54,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     runtime = StreamRuntime()
     relay = RelayRuntime()
+    media = MediaRuntime()
     started = time.monotonic()
 
     @contextlib.asynccontextmanager
@@ -72,9 +75,19 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 await service.recover()
                 relay.service = service
                 sweeper = asyncio.create_task(service.run_sweeper(), name="wirelab-relay-sweep")
+                media_service = MediaService(
+                    db,
+                    LocalBlobStore(config.data_dir / "media"),
+                    config.media,
+                    config.data_dir / "media-work",
+                )
+                await media_service.start()
+                media.service = media_service
                 try:
                     yield
                 finally:
+                    media.service = None
+                    await media_service.stop()
                     relay.service = None
                     sweeper.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -91,6 +104,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.stream_runtime = runtime
     app.state.relay_runtime = relay
+    app.state.media_runtime = media
 
     @app.get("/", response_class=PlainTextResponse, tags=["service"])
     async def root() -> str:
@@ -109,5 +123,6 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     app.include_router(build_stream_router(runtime, config.stream_limits))
     app.include_router(build_relay_router(relay))
+    app.include_router(build_media_router(media))
     install_relay(app, config.cors_origins)
     return app

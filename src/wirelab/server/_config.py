@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..media import MediaSettings
 from ..relay import RelayLimits
 from ..stream import StreamLimits
 
@@ -32,7 +33,9 @@ class ServerConfig:
     The relay keeps its metadata in ``database_url`` (``WIRELAB_DATABASE_URL``; default:
     SQLite ``wirelab.db`` in ``data_dir``, the store ``wirelab users`` uses) and its blobs
     in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
-    their ``WIRELAB_RELAY_*`` names).
+    their ``WIRELAB_RELAY_*`` names). The media service's settings are ``media`` (see
+    :class:`MediaSettings` for their ``WIRELAB_MEDIA_*`` names); its results live in
+    ``data_dir/media``.
 
     ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
     call the API from a browser; empty (the default): no CORS headers at all.
@@ -47,4 +50,5 @@ class ServerConfig:
     graceful_timeout: int = 5
     database_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    media: MediaSettings = field(default_factory=MediaSettings)
     cors_origins: tuple[str, ...] = ()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -212,7 +211,10 @@ class _FramedStream:
         schedule counts from there, so time spent sending the head is not added to it."""
         loop = asyncio.get_running_loop()
         start = self.encoder.start(
-            seed=self.seed, count=self.params.count, params=self.params.as_dict()
+            seed=self.seed,
+            count=self.params.count,
+            params=self.params.as_dict(),
+            digest=self.params.digest,
         )
         await self.send(_body(start))
         try:
@@ -255,7 +257,7 @@ class _FramedStream:
             await self.send(_body(b"".join((header, body, self.encoder.file_end(digest)))))
         elif spec.size <= CHUNK_SIZE:
             # Small file: F, D, E in one message (one HTTP chunk, one write).
-            hasher = None if digest is not None else hashlib.sha256()
+            hasher = None if digest is not None else self.content.new_hasher()
             body = _frame_chunks(chunks, self.encoder, hasher, CHUNK_SIZE, header)
             digest = digest or _hexdigest(hasher)
             await self.send(_body(b"".join((body, self.encoder.file_end(digest)))))
@@ -279,7 +281,7 @@ class _FramedStream:
         Messages of about :data:`MESSAGE_SIZE` bytes: large writes are what makes loopback
         fast (see docs/design.md), while generation still works in 64 KiB chunks.
         """
-        hasher = None if digest is not None else hashlib.sha256()
+        hasher = None if digest is not None else self.content.new_hasher()
         if hasher is not None and self.runtime.executor is not None:
             await self.send(_body(header))
             await self._send_offloaded(chunks, hasher)
@@ -355,7 +357,8 @@ async def _raw_files(
     t0: float,
 ) -> None:
     loop = asyncio.get_running_loop()
-    content = ContentSource(params, seed)
+    # The classic endpoints keep their original generator: a seed gives the bytes it gave.
+    content = ContentSource(params, seed, random="sfc64")
     slice_ = runtime.new_slice()
     try:
         for spec in iter_plan(params, seed, size_unit=size_unit):

@@ -12,10 +12,12 @@ from typing import Any, Literal
 
 __all__ = [
     "CONTENTS",
+    "DIGESTS",
     "DTYPES",
     "SAMPLE_WIDTH",
     "Byteorder",
     "Content",
+    "Digest",
     "Dtype",
     "InvalidParams",
     "ParamProblem",
@@ -26,9 +28,12 @@ __all__ = [
 Dtype = Literal["int8", "int16", "int32", "float32"]
 Byteorder = Literal["little", "big"]
 Content = Literal["random", "sine", "ramp"]
+Digest = Literal["blake3", "sha256"]
 
 DTYPES: tuple[Dtype, ...] = ("int16", "int8", "int32", "float32")
 CONTENTS: tuple[Content, ...] = ("random", "sine", "ramp")
+#: Digest algorithms of the E frames (docs/protocol/stream.md); the first is the default.
+DIGESTS: tuple[Digest, ...] = ("blake3", "sha256")
 SAMPLE_WIDTH: dict[str, int] = {"int8": 1, "int16": 2, "int32": 4, "float32": 4}
 
 #: Largest seed accepted (seeds are unsigned 63-bit so they survive JSON and signed int64).
@@ -90,6 +95,7 @@ class StreamParams:
     content: Content = "random"
     speed: float = 1.0
     seed: int | None = None
+    digest: Digest = "blake3"
 
     @property
     def sample_width(self) -> int:

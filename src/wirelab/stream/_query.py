@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._params import CONTENTS, DTYPES, MAX_SEED, InvalidParams, StreamLimits, StreamParams
+from ._params import CONTENTS, DIGESTS, DTYPES, MAX_SEED, InvalidParams, StreamLimits, StreamParams
 
 __all__ = ["PARAMS", "QueryError", "openapi_parameters", "parse_stream_query"]
 
@@ -39,6 +39,7 @@ PARAMS: tuple[Param, ...] = (
     Param("byteorder", "string", "Byte order of the samples.", ("little", "big")),
     Param("content", "string", "Sample values.", CONTENTS),
     Param("speed", "number", "Divides every wait (e.g. 1000 for fast tests)."),
+    Param("digest", "string", "Digest algorithm of every file's end frame.", DIGESTS),
 )
 _BY_NAME = {p.name: p for p in PARAMS}
 

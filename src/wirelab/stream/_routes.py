@@ -10,16 +10,16 @@ parameter (generated from the same table).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ._classic import SlowPacer, classic_count
 from ._content import ContentSource
 from ._engine import StreamRuntime, run_framed_stream, run_raw_stream
 from ._params import StreamLimits, StreamParams
@@ -31,9 +31,8 @@ __all__ = ["RAW_SEND_KEY", "STREAM_MEDIA_TYPE", "build_router"]
 #: Scope key under which the app stores the server's own ``send`` callable.
 RAW_SEND_KEY = "wirelab.raw_send"
 
-STREAM_MEDIA_TYPE = "application/vnd.wirelab.stream; version=1"
+STREAM_MEDIA_TYPE = "application/vnd.wirelab.stream; version=2"
 _CLASSIC_UNIT = 1024  # classic files are whole KiB
-_CLASSIC_SLOW_FACTOR = 10.0  # classic SLOW waits are 10x longer: 10 ms .. 10 s
 _CLASSIC_DEFAULT_COUNT = 100
 _CLASSIC_QUERY = frozenset(("seed", "speed"))
 
@@ -76,17 +75,18 @@ def _manifest(params: StreamParams, seed: int) -> dict[str, Any]:
     for spec in iter_plan(params, seed):
         digest = content.known_digest(spec.size)
         if digest is None:
-            h = hashlib.sha256()
+            h = content.new_hasher()
             for chunk in content.file_chunks(spec.size):
                 h.update(chunk)
             digest = h.hexdigest()
         total += spec.size
         files.append(
             {"index": spec.index, "name": spec.name, "size": spec.size,
-             "offset": round(spec.offset, 6), "sha256": digest}
+             "offset": round(spec.offset, 6), params.digest: digest}
         )  # fmt: skip
     return {
-        "version": 1, "seed": seed, "count": params.count, "total_bytes": total,
+        "version": 2, "seed": seed, "count": params.count, "digest": params.digest,
+        "total_bytes": total,
         "dtype": params.dtype, "byteorder": params.byteorder,
         "params": params.as_dict(), "files": files,
     }  # fmt: skip
@@ -113,11 +113,13 @@ _CLASSIC_DOC: dict[int | str, dict[str, Any]] = {
         "description": "Big-endian int16 files, each exactly one HTTP chunk, nothing else.",
         "content": {"application/octet-stream": _BINARY},
     },
-    422: {"description": "Bad n, or a parameter is invalid."},
+    404: {"description": "n is not a whole number >= 0 (as for any unknown path)."},
+    422: {"description": "n exceeds a server limit, or a parameter is invalid."},
 }
 _N_PARAM = {
-    "name": "n", "in": "path", "required": True, "description": "Number of files.",
-    "schema": {"type": "integer", "minimum": 1, "default": _CLASSIC_DEFAULT_COUNT},
+    "name": "n", "in": "path", "required": True,
+    "description": "Number of files (0: an empty 200).",
+    "schema": {"type": "integer", "minimum": 0, "default": _CLASSIC_DEFAULT_COUNT},
 }  # fmt: skip
 
 
@@ -135,15 +137,13 @@ def _parse(request: Request, limits: StreamLimits, **options: Any) -> tuple[Stre
 
 
 def _classic_count(request: Request) -> int:
+    """The path's file count; a bad one is a 404, as the original's int route answered."""
     raw = request.path_params.get("n")
-    if raw is None:
-        return _CLASSIC_DEFAULT_COUNT
-    n = int(raw) if raw.isascii() and raw.isdigit() else 0
-    if n < 1:
-        error = {"type": "value_error", "loc": ["path", "n"],
-                 "msg": "must be a whole number >= 1", "input": raw}  # fmt: skip
-        raise RequestValidationError([error])
-    return n
+    count = classic_count(raw, _CLASSIC_DEFAULT_COUNT)
+    if count is None:
+        detail = f"Not Found: n in the path must be a whole number >= 0, got {raw!r}"
+        raise HTTPException(404, detail)
+    return count
 
 
 def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
@@ -170,7 +170,8 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
     @router.get("/v1/stream/manifest", openapi_extra=query_doc, responses=_MANIFEST_DOC)
     async def manifest(request: Request) -> Any:
         """The files `/v1/stream` would send for the same parameters, without their data:
-        index, name, size, scheduled offset (seconds) and SHA-256.
+        index, name, size, scheduled offset (seconds) and digest (a member named after the
+        `digest` algorithm, BLAKE3 unless `digest=sha256`).
 
         Computing it hashes every file, so `count * max_size` is capped lower than for a
         stream (the server's manifest limit, 256 MiB by default): 422 beyond it."""
@@ -179,13 +180,11 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
         return await loop.run_in_executor(runtime.executor, _manifest, params, seed)
 
     def classic(slow: bool) -> Callable[[Request], Awaitable[Response]]:
-        factor = _CLASSIC_SLOW_FACTOR if slow else 1.0
-
         async def endpoint(request: Request) -> Response:
             count = _classic_count(request)
             fixed = {
                 "count": count, "min_size": _CLASSIC_UNIT, "max_size": 1024 * _CLASSIC_UNIT,
-                "min_interval": 0.001 * factor, "max_interval": 1.0 * factor,
+                "min_interval": 0.001, "max_interval": 1.0,
                 "dtype": "int16", "byteorder": "big", "content": "random",
             }  # fmt: skip
             params, seed = _parse(request, limits, allowed=_CLASSIC_QUERY, fixed=fixed,
@@ -193,6 +192,9 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
             headers = _stream_headers(seed, count, "application/octet-stream")
 
             async def run(receive: Receive, send: Send, raw_send: Send) -> None:
+                if slow:  # same waits, slower delivery: see _classic
+                    plan = iter_plan(params, seed, size_unit=_CLASSIC_UNIT)
+                    raw_send = SlowPacer(raw_send, plan, params.speed)
                 await run_raw_stream(
                     runtime, params, seed, _CLASSIC_UNIT, headers, receive, send, raw_send
                 )
@@ -204,7 +206,7 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
     classic_query = openapi_parameters(["seed", "speed"])
     for path, slow in (("/stream", False), ("/streamSLOW", True)):
         handler = classic(slow)
-        summary = "Classic stream" + (" (slow: waits 10 ms .. 10 s)" if slow else "")
+        summary = "Classic stream" + (" (slow: each file produced at 1 MiB/s)" if slow else "")
         for route, extra in ((path, []), (path + "/{n}", [_N_PARAM])):
             router.add_api_route(
                 route, handler, methods=["GET"], summary=summary, response_class=Response,

@@ -6,11 +6,13 @@ Importable without pytest. The pieces:
   for asyncio): a script of steps per connection, faults named by what the client observes
   (:data:`FAULTS`), TLS with throwaway or deliberately bad certificates (:class:`BadCert`).
 * The classic command-list servers: :class:`CommandServer`, :class:`OneShotServer`,
-  :class:`AsyncioCommandServer`.
+  :class:`AsyncioCommandServer`, the bases :class:`GenericServer` and
+  :class:`TestTCPServer`, and the classic :class:`TestingSocket`.
 * :class:`FaultSocket` and :func:`install_fault_socket`: a real socket that records traffic
   and injects faults on the client side.
 * :class:`ExpectServer`: the expectation-style server behind the ``tcpserver`` pytest
-  fixtures (see :mod:`wirelab.testing.pytest_plugin`).
+  fixtures (see :mod:`wirelab.testing.pytest_plugin`), and pytest-tcpclient's framing
+  helpers :func:`write_frame` / :func:`read_frame`.
 * :func:`live_server`: a real wirelab server on 127.0.0.1 port 0, in a thread.
 
 Names are imported lazily: the pytest plugin lives in this package and is loaded in every
@@ -24,12 +26,20 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ._command import RECEIVE, Command, CommandServer, OneShotServer
+    from ._command import (
+        RECEIVE,
+        Command,
+        CommandServer,
+        GenericServer,
+        OneShotServer,
+        TestTCPServer,
+    )
     from ._command_async import AsyncioCommandServer
     from ._expect import ExpectedConnection, ExpectServer, ExpectServerFactory
     from ._expect_errors import ExpectationFailed
     from ._fault_install import install_fault_socket
     from ._fault_socket import FaultSocket
+    from ._framing_helpers import read_frame, write_frame
     from ._live import LiveServer, live_server
     from ._scripted import (
         DEFAULT_TIMEOUT,
@@ -62,6 +72,7 @@ if TYPE_CHECKING:
         Then,
         refused_address,
     )
+    from ._testing_socket import TestingSocket
     from ._transcript import Record, Transcript, hexdump
 
 _SCRIPTED = [
@@ -74,11 +85,16 @@ _SCRIPTED = [
 
 _WHERE: dict[str, str] = {
     **dict.fromkeys(_SCRIPTED, "._scripted"),
-    **dict.fromkeys(["RECEIVE", "Command", "CommandServer", "OneShotServer"], "._command"),
+    **dict.fromkeys(
+        ["RECEIVE", "Command", "CommandServer", "GenericServer", "OneShotServer", "TestTCPServer"],
+        "._command",
+    ),
     "AsyncioCommandServer": "._command_async",
     **dict.fromkeys(["ExpectServer", "ExpectServerFactory", "ExpectedConnection"], "._expect"),
     "ExpectationFailed": "._expect_errors",
     "FaultSocket": "._fault_socket",
+    "TestingSocket": "._testing_socket",
+    **dict.fromkeys(["read_frame", "write_frame"], "._framing_helpers"),
     "install_fault_socket": "._fault_install",
     **dict.fromkeys(["LiveServer", "live_server"], "._live"),
     **dict.fromkeys(["Record", "Transcript", "hexdump"], "._transcript"),
@@ -106,6 +122,7 @@ __all__ = [
     "Fault",
     "FaultSocket",
     "FrameCodec",
+    "GenericServer",
     "HalfClose",
     "LiveServer",
     "OneShotServer",
@@ -124,12 +141,16 @@ __all__ = [
     "Stall",
     "Step",
     "StopReading",
+    "TestTCPServer",
+    "TestingSocket",
     "Then",
     "Transcript",
     "hexdump",
     "install_fault_socket",
     "live_server",
+    "read_frame",
     "refused_address",
+    "write_frame",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals(), __all__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import selectors
 import socket
@@ -16,11 +17,20 @@ from ._command_script import (
     RECEIVE,
     Command,
     ScriptServerBase,
+    Step,
     describe,
+    receive_goal,
 )
 from ._transcript import Transcript
 
-__all__ = ["RECEIVE", "Command", "CommandServer", "OneShotServer"]
+__all__ = [
+    "RECEIVE",
+    "Command",
+    "CommandServer",
+    "GenericServer",
+    "OneShotServer",
+    "TestTCPServer",
+]
 
 _T = TypeVar("_T")
 
@@ -29,8 +39,16 @@ class _Stopped(Exception):
     """Raised inside the server thread when stop() interrupts a wait."""
 
 
+class _Failed(_Stopped):
+    """Raised inside the server thread after a server error was kept: serve no more."""
+
+
 class CommandServer(ScriptServerBase):
     """A TCP server in a background thread that runs a script for each connection.
+
+    It listens and serves from the constructor on, as the classic server did, so
+    ``server.port`` is known at once; ``start()`` (and ``with``) are then no-ops that
+    return the server. ``stop()`` ends it for good.
 
     Connections are served one at a time, in the order they arrive; each gets the whole
     script, then is closed (later connections wait in the listen backlog meanwhile). With
@@ -48,18 +66,44 @@ class CommandServer(ScriptServerBase):
     join_timeout: float = 5.0
     """How long stop() waits for the thread (only a blocked callable takes this long)."""
 
+    STOPPED: bool = False
+    """The classic class-level flag: reset when a server is created, set by ``stop()``.
+    Informational: setting it stops nothing (several servers may run at once)."""
+
+    def __init__(
+        self,
+        commands: Sequence[Command] | str | bytes,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+        *,
+        max_connections: int | None = None,
+        exact: bool = False,
+    ) -> None:
+        super().__init__(
+            commands, host, port, verbose, max_connections=max_connections, exact=exact
+        )
+        CommandServer.STOPPED = False
+        self._say("initialized")
+        self.start()
+
     def _init_serving(self) -> None:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake_lock = threading.Lock()
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self._listener: socket.socket | None = None
+        self._transcript = Transcript()  # of the connection being served
+        self._custom_conn: socket.socket | None = None  # handed to a custom server()
         self._selector: selectors.BaseSelector | None = None
 
     def start(self) -> Self:
-        """Bind, listen and start serving; the port is bound when this returns."""
+        """Bind, listen and start serving (the constructor does); the port is bound when
+        this returns. Idempotent while serving; a stopped server cannot start again."""
         if self._thread is not None:
-            raise UsageError(f"{self!r}: start() called twice")
+            if self._stopping.is_set():
+                raise UsageError(f"{self!r}: start() after stop(); create a new server")
+            return self
         listener = self._listen()
         try:
             self._wake = socket.socketpair()
@@ -84,10 +128,15 @@ class CommandServer(ScriptServerBase):
             return
         if thread is threading.current_thread():
             raise UsageError(f"{self!r}: stop() called from the server thread")
+        CommandServer.STOPPED = True
+        self.STOPPED = True
         self._stopping.set()
         with self._wake_lock:
             if self._wake is not None:
                 self._wake[1].send(b"x")
+            if self._custom_conn is not None:  # wake a custom server() blocked on it
+                with contextlib.suppress(OSError):
+                    self._custom_conn.shutdown(socket.SHUT_RDWR)
         self._join(thread, self.join_timeout, "stop()")
         self.check()
 
@@ -141,6 +190,8 @@ class CommandServer(ScriptServerBase):
         finally:
             self._close_listener(listener, number)
             self._close_wake_and_selector()
+            CommandServer.STOPPED = True  # also when it stops by itself (max_connections)
+            self.STOPPED = True
 
     def _close_wake_and_selector(self) -> None:
         with self._wake_lock:
@@ -151,8 +202,49 @@ class CommandServer(ScriptServerBase):
             self._wake = self._selector = None
 
     def _serve(self, conn: socket.socket, number: int, peer: object) -> None:
-        conn.setblocking(False)
         transcript = self._new_transcript(number, peer)
+        self._transcript = transcript
+        try:
+            if type(self).server is CommandServer.server:
+                self._script(conn, transcript)
+            else:
+                self._custom(conn, number)
+        except DISCONNECTS as exc:
+            self._disconnected(transcript, f"connection #{number}", exc)
+        except _Failed:
+            raise
+        except BaseException as exc:
+            self._fail(exc, transcript, f"connection #{number} server()")
+            raise _Failed from None  # an error stops the server: do not serve on
+        finally:
+            self._finish(conn, transcript, number)
+
+    def _custom(self, conn: socket.socket, number: int) -> None:
+        """Hand the connection to a classic custom ``server()``, in blocking mode;
+        ``stop()`` shuts the connection down to wake it."""
+        conn.setblocking(True)
+        with self._wake_lock:
+            if self._stopping.is_set():
+                return
+            self._custom_conn = conn
+        try:
+            self.server(self._listener, conn, number - 1)
+        finally:
+            with self._wake_lock:
+                self._custom_conn = None
+
+    def server(self, sock: socket.socket | None, conn: socket.socket, count: int) -> None:
+        """Serve one connection (``count``: 0 for the first): run the script on ``conn``.
+
+        The classic entry point: override it in a subclass (see :class:`TestTCPServer`) to
+        serve connections with your own code; ``sock`` is the listening socket. The
+        connection is closed cleanly after it returns.
+        """
+        self._script(conn, self._transcript)
+
+    def _script(self, conn: socket.socket, transcript: Transcript) -> None:
+        conn.setblocking(False)
+        number = len(self.transcripts)
         where = f"connection #{number}"
         eof = False
         try:
@@ -161,9 +253,10 @@ class CommandServer(ScriptServerBase):
                 if step is RECEIVE or isinstance(step, int):
                     if eof:
                         transcript.add("event", note=f"{where}: skipped, client sent EOF")
+                        self._got(b"", eof=True)
                         continue
-                    want = None if step is RECEIVE else step
-                    eof = self._receive(conn, want, transcript, where)
+                    data, eof = self._receive(conn, step, transcript, where)
+                    self._got(data, eof)
                 elif isinstance(step, bytes):
                     self._send(conn, step, transcript, where)
                 else:
@@ -181,9 +274,9 @@ class CommandServer(ScriptServerBase):
             self._disconnected(transcript, where, exc)
         except BaseException as exc:
             self._fail(exc, transcript, where)
-            raise _Stopped from None  # an error stops the server: do not serve on
+            raise _Failed from None
         finally:
-            self._finish(conn, transcript, number)
+            self._end_script(conn, transcript)
 
     def _io(self, sock: socket.socket, event: int, op: Callable[[], _T]) -> _T:
         """Run a non-blocking ``op``, waiting for ``event`` on ``sock`` while it would
@@ -203,24 +296,24 @@ class CommandServer(ScriptServerBase):
                 self._selector.unregister(sock)
 
     def _receive(
-        self, conn: socket.socket, want: int | None, transcript: Transcript, where: str
-    ) -> bool:
-        """One recv (``want`` None) or exactly ``want`` bytes; True when EOF was seen."""
-        limit = CHUNK if want is None else want
+        self, conn: socket.socket, step: Step, transcript: Transcript, where: str
+    ) -> tuple[bytes, bool]:
+        """Run one receive command (see :func:`receive_goal`): what it got, and whether
+        EOF was seen."""
+        minimum, capped = receive_goal(step, self.exact)
         got = bytearray()
         try:
-            while len(got) < limit:
-                recv = functools.partial(conn.recv, min(CHUNK, limit - len(got)))
+            while len(got) < minimum:
+                size = min(CHUNK, minimum - len(got)) if capped else CHUNK
+                recv = functools.partial(conn.recv, size)
                 data = self._io(conn, selectors.EVENT_READ, recv)
                 if not data:
                     self._eof(transcript, where, len(got))
-                    return True
+                    return bytes(got), True
                 got += data
-                if want is None:
-                    break
         finally:
             self._record(transcript, "recv", bytes(got), where)
-        return False
+        return bytes(got), False
 
     def _send(self, conn: socket.socket, data: bytes, transcript: Transcript, where: str) -> None:
         view = memoryview(data)
@@ -245,5 +338,38 @@ class OneShotServer(CommandServer):
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
+        *,
+        exact: bool = False,
     ) -> None:
-        super().__init__(commands, host, port, verbose, max_connections=1)
+        super().__init__(commands, host, port, verbose, max_connections=1, exact=exact)
+
+
+class GenericServer(CommandServer):
+    """The classic base of the command servers: ``GenericServer(commands, host, port)``.
+
+    A :class:`CommandServer` (quiet; the same script and hooks); kept for code that
+    subclasses it.
+    """
+
+    def __init__(
+        self, commands: Sequence[Command] | str | bytes, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        super().__init__(commands, host, port)
+
+
+class TestTCPServer(CommandServer):
+    """The classic base for custom servers: subclass it and implement
+    ``server(sock, conn, count)``, called in the server thread for each connection
+    (``conn`` in blocking mode, ``count`` 0 for the first, ``sock`` the listening socket).
+
+    Listens from the constructor on (``.port``), ``stop()`` ends it; what ``server()``
+    raises is re-raised by ``stop()``, like any server error.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, verbose: bool = False) -> None:
+        super().__init__([], host, port, verbose)
+
+    def server(self, sock: socket.socket | None, conn: socket.socket, count: int) -> None:
+        raise NotImplementedError("implement .server method")

@@ -1,19 +1,31 @@
-"""The asyncio-native command server: same scripts and contracts as :class:`CommandServer`,
-running as a task in the test's own event loop instead of a thread."""
+"""The asyncio command server: same scripts and contracts as :class:`CommandServer`.
+
+Two forms behind one name. Created in a coroutine (an event loop runs in the thread) without
+``loop``/``reader``, it is asyncio-native: a task in the test's own loop. Created with
+``loop=`` or ``reader=``, or where no event loop runs, it is the classic form: a
+:class:`CommandServer` in a thread that feeds what it receives to the given reader through
+``loop.call_soon_threadsafe``, stopped with a plain ``stop()``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import socket
+from collections.abc import Sequence
+from typing import Any
 
 from .._exceptions import UsageError
+from ._command import CommandServer
 from ._command_script import (
     CHUNK,
     DISCONNECTS,
     RECEIVE,
+    Command,
     ScriptServerBase,
+    Step,
     describe,
+    receive_goal,
 )
 from ._transcript import Transcript
 
@@ -33,29 +45,63 @@ class AsyncioCommandServer(ScriptServerBase):
     ``await server.reader.readexactly(n)``. ``reader`` is the reader of the latest
     accepted connection, or, before the first one, the reader that the first connection
     will use; ``readers`` lists them all.
+
+    It listens and serves from the constructor on (``port`` is known at once); ``await
+    start()`` and ``async with`` are then no-ops that return the server.
     """
 
     def _init_serving(self) -> None:
         self.readers: list[asyncio.StreamReader] = []
-        """One reader per connection (the first exists from start() on)."""
+        """One reader per connection (the first exists from the constructor on)."""
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def reader(self) -> asyncio.StreamReader:
-        """The reader of the latest accepted connection (or of the coming first one)."""
-        if not self.readers:
-            raise UsageError(f"{self!r}: the reader exists after start()")
-        return self.readers[-1]
+    def __new__(
+        cls, commands: Sequence[Command] | str | bytes, loop: Any = None, reader: Any = None,
+        *args: Any, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        if loop is not None or reader is not None or not _loop_running():
+            if cls is not AsyncioCommandServer:  # the classic form would drop the subclass
+                raise UsageError(
+                    f"{cls.__name__}: with loop=/reader= or outside a running event loop, "
+                    "subclass ClassicAsyncioCommandServer instead"
+                )
+            return ClassicAsyncioCommandServer(commands, loop, reader, *args, **kwargs)
+        return super().__new__(cls)
 
-    async def start(self) -> AsyncioCommandServer:
-        """Bind, listen and start the serving task; the port is bound when this returns."""
-        if self._task is not None:
-            raise UsageError(f"{self!r}: start() called twice")
+    def __init__(
+        self,
+        commands: Sequence[Command] | str | bytes,
+        loop: asyncio.AbstractEventLoop | None = None,  # given: the classic form instead
+        reader: asyncio.StreamReader | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+        *,
+        max_connections: int | None = None,
+        exact: bool = False,
+    ) -> None:
+        super().__init__(
+            commands, host, port, verbose, max_connections=max_connections, exact=exact
+        )
+        self._say("initialized")
         listener = self._listen()
         self.readers.append(asyncio.StreamReader())
         self._task = asyncio.get_running_loop().create_task(
             self._run(listener), name=f"wirelab-command-server-{self._port}"
         )
+        # A task cancelled before its first step never runs _run's cleanup: close here too.
+        self._task.add_done_callback(lambda _: listener.close())
+
+    @property
+    def reader(self) -> asyncio.StreamReader:
+        """The reader of the latest accepted connection (or of the coming first one)."""
+        return self.readers[-1]
+
+    async def start(self) -> AsyncioCommandServer:
+        """Nothing to do (the constructor started it), unless it was stopped: then a
+        UsageError. Kept so that ``await server.start()`` keeps working."""
+        if self._task is not None and self._task.done():
+            raise UsageError(f"{self!r}: start() after stop(); create a new server")
         return self
 
     async def stop(self) -> None:
@@ -135,9 +181,10 @@ class AsyncioCommandServer(ScriptServerBase):
                 if step is RECEIVE or isinstance(step, int):
                     if eof:
                         transcript.add("event", note=f"{where}: skipped, client sent EOF")
+                        self._got(b"", eof=True)
                         continue
-                    want = None if step is RECEIVE else step
-                    eof = await self._receive(conn, want, transcript, reader, where)
+                    data, eof = await self._receive(conn, step, transcript, reader, where)
+                    self._got(data, eof)
                 elif isinstance(step, bytes):
                     await self._send(conn, step, transcript, where)
                 else:
@@ -158,34 +205,35 @@ class AsyncioCommandServer(ScriptServerBase):
             self._fail(exc, transcript, where)
             return False  # an error stops the server: do not serve on
         finally:
+            self._end_script(conn, transcript)
             self._finish(conn, transcript, number)
         return True
 
     async def _receive(
         self,
         conn: socket.socket,
-        want: int | None,
+        step: Step,
         transcript: Transcript,
         reader: asyncio.StreamReader,
         where: str,
-    ) -> bool:
-        """One recv (``want`` None) or exactly ``want`` bytes; True when EOF was seen."""
+    ) -> tuple[bytes, bool]:
+        """Run one receive command (see ``receive_goal``): what it got, and whether EOF
+        was seen."""
         loop = asyncio.get_running_loop()
-        limit = CHUNK if want is None else want
+        minimum, capped = receive_goal(step, self.exact)
         got = bytearray()
         try:
-            while len(got) < limit:
-                data = await loop.sock_recv(conn, min(CHUNK, limit - len(got)))
+            while len(got) < minimum:
+                size = min(CHUNK, minimum - len(got)) if capped else CHUNK
+                data = await loop.sock_recv(conn, size)
                 if not data:
                     self._eof(transcript, where, len(got))
-                    return True
+                    return bytes(got), True
                 got += data
                 reader.feed_data(data)
-                if want is None:
-                    break
         finally:
             self._record(transcript, "recv", bytes(got), where)
-        return False
+        return bytes(got), False
 
     async def _send(
         self, conn: socket.socket, data: bytes, transcript: Transcript, where: str
@@ -205,3 +253,52 @@ class AsyncioCommandServer(ScriptServerBase):
             if sent < len(data):
                 note = f"{where}: interrupted; up to {min(CHUNK, len(data) - sent)} more bytes"
                 transcript.add("event", note=note + " may have gone out")
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class ClassicAsyncioCommandServer(CommandServer):
+    """The classic ``AsyncioCommandServer(commands, loop=..., reader=...)``: a
+    :class:`CommandServer` in a thread that feeds what each receive command got to
+    ``reader`` and, when a connection's script ends, EOF, each through
+    ``loop.call_soon_threadsafe`` (nothing is fed without a ``loop``, as before).
+
+    Created by ``AsyncioCommandServer(...)`` outside a running event loop or with
+    ``loop``/``reader``; used from synchronous code (``stop()``, not ``await``).
+    """
+
+    def __init__(
+        self,
+        commands: Sequence[Command] | str | bytes,
+        loop: asyncio.AbstractEventLoop | None = None,
+        reader: asyncio.StreamReader | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+        *,
+        max_connections: int | None = None,
+        exact: bool = False,
+    ) -> None:
+        self.loop = loop
+        self.reader = reader
+        super().__init__(
+            commands, host, port, verbose, max_connections=max_connections, exact=exact
+        )
+
+    def withReceivedData(self, data: bytes | None) -> None:
+        loop, reader = self.loop, self.reader
+        if loop is not None and reader is not None and data:
+            self._say(f"feed_data {len(data)} bytes")
+            loop.call_soon_threadsafe(reader.feed_data, data)
+
+    def atEOF(self, conn: socket.socket) -> None:
+        loop, reader = self.loop, self.reader
+        if loop is not None and reader is not None:
+            self._say("atEOF")
+            loop.call_soon_threadsafe(reader.feed_eof)

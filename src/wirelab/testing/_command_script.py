@@ -5,8 +5,11 @@ A script is a list of commands, run in order for each connection:
 ``RECEIVE``
     One ``recv``: whatever has arrived (at least one byte), up to 64 KiB.
 an ``int`` N
-    Read exactly N more bytes. Reads are capped at what is still missing, so bytes beyond
-    the N stay in the kernel for the next command. ``0`` does nothing.
+    Read at least N bytes (at least one for ``0``), in reads of up to 64 KiB, so bytes
+    beyond the N that arrived with them are read too: the classic servers' semantics.
+    With ``exact=True`` it reads exactly N more bytes instead: reads are capped at what is
+    still missing, so bytes beyond the N stay in the kernel for the next command, and
+    ``0`` does nothing.
 ``bytes`` / ``str``
     Send all of it (a ``str`` is encoded as UTF-8). Partial sends are retried until every
     byte is out, however large the payload.
@@ -24,6 +27,13 @@ Edge cases, fixed once here so that tests need not care:
   may half-close and then wait for its answer. A client that goes away completely (reset,
   broken pipe) ends the script for that connection; the server moves on to the next one.
 * An ``int`` command that meets EOF ends with what arrived (the shortfall is noted).
+* ``received`` lists what each receive command got, as the classic servers did: the bytes,
+  or ``None`` for a receive that met EOF before any byte (so
+  ``b"".join(x for x in server.received if x)`` is everything the script read);
+  ``received_bytes`` is every byte that arrived, the bytes no command read included.
+  The subclass hooks ``withReceivedData(data)`` (after each receive command, with the same
+  value) and ``atEOF(conn)`` (when the script of a connection ends, however it ends) run in
+  the server; what they raise is a server error.
 * After the script the server half-closes (the client sees EOF), reads what the client
   already sent without waiting (so the close does not turn into a reset that would destroy
   the answer; up to 16 MiB are kept), and closes. The same happens when
@@ -43,6 +53,7 @@ import contextlib
 import enum
 import logging
 import socket
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypeVar
 
@@ -53,7 +64,7 @@ from ._transcript import Transcript
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["RECEIVE", "Command", "ScriptServerBase", "Step"]
+__all__ = ["RECEIVE", "Command", "ScriptServerBase", "Step", "receive_goal"]
 
 log = logging.getLogger("wirelab.testing")
 
@@ -120,6 +131,15 @@ def normalize_commands(commands: Sequence[Command] | str | bytes) -> tuple[Step,
     return tuple(steps)
 
 
+def receive_goal(step: Step, exact: bool) -> tuple[int, bool]:
+    """How a receive command reads: ``(minimum, capped)``. It reads until ``minimum``
+    bytes arrived (or EOF); ``capped`` reads never ask for more than is still missing."""
+    if step is RECEIVE:
+        return 1, False
+    assert isinstance(step, int)
+    return (step, True) if exact else (max(step, 1), False)
+
+
 def describe(step: Step) -> str:
     """Short human name of a step, for logs and error notes."""
     if step is RECEIVE:
@@ -156,6 +176,7 @@ class ScriptServerBase:
         verbose: bool = False,
         *,
         max_connections: int | None = None,
+        exact: bool = False,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise UsageError(f"max_connections must be >= 1 or None, got {max_connections}")
@@ -163,8 +184,13 @@ class ScriptServerBase:
         self.host = host
         self.verbose = verbose
         self.max_connections = max_connections
+        self.exact = exact
         self.transcripts: list[Transcript] = []
         """One transcript per accepted connection, in order."""
+        self.received: list[bytes | None] = []
+        """What each receive command got, in order (``None``: EOF before any byte)."""
+        self.numBytesSent = 0
+        """Bytes sent by the scripts, over all connections (the classic name)."""
         self._requested_port = port
         self._port: int | None = None
         self._error: BaseException | None = None
@@ -185,9 +211,19 @@ class ScriptServerBase:
         return (self.host, self.port)
 
     @property
-    def received(self) -> bytes:
-        """Every byte that arrived, over all connections, in order."""
+    def received_bytes(self) -> bytes:
+        """Every byte that arrived, over all connections, in order (the bytes that no
+        receive command read included, see the module documentation)."""
         return b"".join(t.received for t in list(self.transcripts))
+
+    # -- the classic subclass hooks ---------------------------------------------------
+
+    def withReceivedData(self, data: bytes | None) -> None:
+        """Called after each receive command with what it got (``None``: EOF)."""
+
+    def atEOF(self, conn: socket.socket) -> None:
+        """Called when the script of a connection ends, before the server closes it."""
+        self._say(f"closing socket connection {_peer_port(conn)} after {self.numBytesSent} bytes")
 
     def __repr__(self) -> str:
         where = f"{self.host}:{self._port}" if self._port is not None else "not started"
@@ -237,6 +273,18 @@ class ScriptServerBase:
         if self.verbose:
             log.info("%r " + message, self, *args)
 
+    def _say(self, line: str) -> None:
+        """With ``verbose``, print one of the classic servers' ``SERVER: ...`` lines."""
+        if self.verbose:
+            print("SERVER: " + line, file=sys.stdout, flush=True)
+
+    def _got(self, data: bytes, eof: bool) -> None:
+        """Note what one receive command got, and call the hook."""
+        chunk = None if eof and not data else data
+        self.received.append(chunk)
+        self._say("socket recv null" if chunk is None else f"received some {len(data)} bytes")
+        self.withReceivedData(chunk)
+
     def _new_transcript(self, number: int, peer: object) -> Transcript:
         transcript = Transcript(name=f"connection #{number} from {peer}")
         transcript.add("event", note=f"accepted by {self!r}")
@@ -249,6 +297,9 @@ class ScriptServerBase:
     ) -> None:
         if data:
             transcript.add(direction, data, f"({where})")
+        if direction == "send":
+            self.numBytesSent += len(data)
+            self._say(f"sent {len(data)} bytes")
         verb = "received" if direction == "recv" else "sent"
         self._log("%s: %s %d bytes %s", where, verb, len(data), preview(data))
 
@@ -269,6 +320,13 @@ class ScriptServerBase:
         self._log("failed %s: %r", where, exc)
         if self._error is None:
             self._error = exc
+
+    def _end_script(self, conn: socket.socket, transcript: Transcript) -> None:
+        """Call ``atEOF``; what it raises is a server error (kept, like any other)."""
+        try:
+            self.atEOF(conn)
+        except Exception as exc:
+            self._fail(exc, transcript, "atEOF()")
 
     def _reader_for(self, number: int) -> asyncio.StreamReader | None:
         """The stream reader fed by connection ``number`` (the asyncio server has them)."""
@@ -308,3 +366,10 @@ class ScriptServerBase:
                     transcript = self._new_transcript(number, peer)
                     transcript.add("event", note="not served: the server was stopping")
                     self._finish(conn, transcript, number)
+
+
+def _peer_port(conn: socket.socket) -> object:
+    try:
+        return conn.getpeername()[1]
+    except (OSError, IndexError, TypeError):  # gone already, or not an IP socket
+        return "?"

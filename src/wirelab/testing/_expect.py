@@ -33,6 +33,11 @@ Design, and the contracts that follow from it:
 * What the server cannot see, it does not check: it cannot tell which bytes a client read.
   A client that closes its socket with unread data makes its kernel reset the connection;
   that is reported as ``Connection was reset. Did client close writer prematurely?``.
+  An asyncio client in the test's own process reads eagerly into its ``StreamReader``, so
+  its kernel never resets: hand its streams to :meth:`ExpectServer.observe_client` (the
+  pytest fixtures do it for ``asyncio.open_connection``) and the disconnect checks become
+  pytest-tcpclient's: ``wait_closed()`` awaited, and every byte sent read by the client
+  code (``There is data sent by server that was not read by client: unread_bytes=...``).
 """
 
 from __future__ import annotations
@@ -45,11 +50,12 @@ from types import TracebackType
 from typing import Any, Self
 
 from .._exceptions import NetworkError, UsageError
+from ._expect_client import ClientObserver, peer_key
 from ._expect_core import Barrier, Core, Failure, Step
 from ._expect_errors import ExpectationFailed
 from ._expect_match import DEFAULT_CODEC, FrameCodec, check_codec
 from ._expect_script import ExpectedConnection, ScriptMethods, check_timeout
-from ._expect_steps import ExpectConnect, FinalChecks
+from ._expect_steps import ExpectConnect, FinalChecks, Send
 from ._transcript import Transcript
 
 __all__ = [
@@ -119,6 +125,7 @@ class ExpectServer(ScriptMethods):
         self._reported = False
         self._final_failure: Failure | None = None
         self._steps = 0
+        self._sends_since_join = 0  # send steps queued since join() was last called
         self._handles: list[ExpectedConnection] = []
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -288,6 +295,7 @@ class ExpectServer(ScriptMethods):
         behaviour). Never waits forever: every waiting step has a timeout.
         """
         __tracebackhide__ = True
+        self._sends_since_join = 0
         self._report(await asyncio.wrap_future(self._barrier(final=False)))
 
     def join_sync(self) -> None:
@@ -295,6 +303,7 @@ class ExpectServer(ScriptMethods):
         that runs an event loop, whose clients could not progress meanwhile)."""
         __tracebackhide__ = True
         _refuse_in_event_loop("join_sync", "await join()")
+        self._sends_since_join = 0
         self._report(self._barrier(final=False).result())
 
     @property
@@ -361,8 +370,28 @@ class ExpectServer(ScriptMethods):
             raise UsageError(f"{self.name} is stopped")
         assert self._core is not None
         self._steps += 1
+        self._sends_since_join += isinstance(step, Send)
         step.index = self._steps
         self._loop.call_soon_threadsafe(self._core.queue.put_nowait, step)
+
+    def observe_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Watch an in-process asyncio client's streams (connected to this server) so that
+        the disconnect checks see what the client code read and whether it awaited
+        ``wait_closed()`` (see the module docstring). Returns False, and changes nothing,
+        if the server is not running or the reader is not a plain StreamReader."""
+        core, loop = self._core, self._loop
+        if core is None or loop is None or not ClientObserver.supported(reader):
+            return False
+        observer = ClientObserver(reader, writer)
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the server loop is closed already
+                loop.call_soon_threadsafe(core.notify)
+
+        observer.on_change = wake
+        observer.pending_sends = lambda: self._sends_since_join
+        core.observers[peer_key(writer.get_extra_info("sockname"))] = observer
+        return True
 
     # -- looking inside ------------------------------------------------------------------
 
@@ -418,6 +447,14 @@ class ExpectServerFactory:
     @property
     def servers(self) -> tuple[ExpectServer, ...]:
         return tuple(self._servers)
+
+    def server_on_port(self, port: object) -> ExpectServer | None:
+        """The started server listening on ``port``, if one of ours is."""
+        for server in self._servers:
+            ready = server._ready
+            if ready.done() and ready.exception() is None and ready.result() == port:
+                return server
+        return None
 
     def _new(self, overrides: dict[str, Any]) -> ExpectServer:
         server = ExpectServer(**{**self._defaults, **overrides})

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
+from ._expect_client import ClientObserver
 from ._expect_match import FrameCodec
 from ._realsock import create_server
 from ._transcript import Transcript
@@ -60,6 +61,7 @@ class Conn(asyncio.Protocol):
         self.lost = False  # the transport is gone
         self.error: BaseException | None = None
         self.closed_by_server = False
+        self.send_failed = False  # a send met a connection the client had reset
         self.claimed = False
         self.overlapped: tuple[Conn, ...] = ()  # connections still open when this one came
         self.transcript = Transcript("connection")
@@ -108,7 +110,11 @@ class Conn(asyncio.Protocol):
     def write(self, data: bytes, note: str) -> None:
         assert self.transport is not None
         self.transcript.add("send", data, note)
+        if self.lost or self.transport.is_closing():
+            self.send_failed = not self.closed_by_server
         self.transport.write(data)
+        if self.transport.is_closing() and not self.closed_by_server:
+            self.send_failed = True  # the write failed (a reset): the transport is closing
 
     def close(self, note: str) -> None:
         self.closed_by_server = True
@@ -200,6 +206,9 @@ class Core:
         self.closing = False
         self.changed = asyncio.Event()
         self.stop_requested = asyncio.Event()
+        # Observers of in-process asyncio clients by their address ("host:port"); filled
+        # from the client's thread (a dict item assignment is atomic).
+        self.observers: dict[str, ClientObserver] = {}
 
     # -- connections -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import NoReturn, cast
 
 from .._exceptions import ProtocolError
+from ._expect_client import ClientObserver
 from ._expect_core import Conn, Core, Step
 from ._expect_match import FrameCodec, Matcher, plural, split_frame
 from ._transcript import hexdump
@@ -29,6 +30,8 @@ DISCONNECT_TIMEOUT = (
 SECOND_CONNECTION = "While waiting for client to disconnect a second connection was attempted."
 NOT_CONNECTED = "Client is not connected. Did you forget to call `asyncio.open_connection`?"
 RESET = "Connection was reset. Did client close writer prematurely?"
+WAIT_CLOSED_TIMEOUT = "Timed out waiting for client to call `await writer.wait_closed()`."
+UNREAD = "There is data sent by server that was not read by client: unread_bytes={!r}."
 
 
 async def await_disconnect(core: Core, step: Step, conn: Conn, deadline: float) -> None:
@@ -45,21 +48,61 @@ async def await_disconnect(core: Core, step: Step, conn: Conn, deadline: float) 
                 + str(extra[0].transcript),
             )
         if not conn.is_open:
-            if conn.buffer:
-                data = bytes(conn.buffer)
-                core.fail(
-                    step,
-                    "Received unexpected data while waiting for client to disconnect. "
-                    f"Data is {data!r}.",
-                    conn,
-                    f"unread bytes at stream offset {conn.consumed}:\n{hexdump(data)}",
-                )
+            observer = core.observers.get(conn.peer)
+            if observer is not None:
+                await _observed_close(core, step, conn, observer, deadline)
+                return
+            _unexpected_data(core, step, conn)
             if await conn.was_reset():
                 core.fail(step, RESET, conn, _reset_hint(conn))
             return
         if timed_out:
             core.fail(step, DISCONNECT_TIMEOUT, conn)
         timed_out = not await core.wait_change(deadline)
+
+
+def _unexpected_data(core: Core, step: Step, conn: Conn) -> None:
+    if conn.buffer:
+        data = bytes(conn.buffer)
+        core.fail(
+            step,
+            f"Received unexpected data while waiting for client to disconnect. Data is {data!r}.",
+            conn,
+            f"unread bytes at stream offset {conn.consumed}:\n{hexdump(data)}",
+        )
+
+
+async def _observed_close(
+    core: Core, step: Step, conn: Conn, observer: ClientObserver, deadline: float
+) -> None:
+    """The checks of a closed connection whose client is an observed asyncio client, in
+    pytest-tcpclient's order: ``wait_closed()`` awaited, no unexpected data, no send that
+    met a reset, every byte the server sent read by the client code.
+
+    "A send that met a reset" is pytest-tcpclient's: a send that failed, or, when bytes
+    were left unread, two or more sends that the test queued after it last waited for the
+    server (``join``) and before the client's ``close()``. pytest-tcpclient's single event
+    loop ran those after the close: the first one made the client's kernel reset, the next
+    one failed.
+    """
+    while observer.close_called and not observer.wait_closed_called:
+        if not await core.wait_change(deadline):
+            core.fail(step, WAIT_CLOSED_TIMEOUT, conn)
+    _unexpected_data(core, step, conn)
+    if conn.send_failed:
+        core.fail(step, RESET, conn, _reset_hint(conn))
+    sent = conn.transcript.sent
+    unread = sent[observer.consumed :]
+    if unread and observer.pending_sends_at_close >= 2:
+        core.fail(step, RESET, conn, _reset_hint(conn))
+    if unread:
+        core.fail(
+            step,
+            UNREAD.format(unread),
+            conn,
+            f"the client code read {observer.consumed} of the {len(sent)} bytes the server "
+            f"sent, then closed; unread:\n{hexdump(unread)}",
+        )
 
 
 def _reset_hint(conn: Conn) -> str:

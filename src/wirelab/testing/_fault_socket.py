@@ -140,6 +140,13 @@ class FaultSocket(socket.socket):
             self._triggers.append(_Trigger(trigger, exc, once))
         return self
 
+    def clear_breaks(self) -> Self:
+        """Disarm every :meth:`break_on` trigger and mend a socket they broke."""
+        with self._lock:
+            self._triggers.clear()
+            self._broken = None
+        return self
+
     def short_reads(self, max_bytes: int) -> Self:
         """Make every receive return at most ``max_bytes`` bytes (as a slow network might):
         a caller that assumes one recv returns a whole message will break."""

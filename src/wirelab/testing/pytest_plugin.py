@@ -31,6 +31,12 @@ is reported as an error at teardown. A server that was never connected to and ne
 an ``expect_connect()`` passes. A test that failed (or was skipped) on its own gets no
 second report from the servers: they are just closed.
 
+While a fixture lives, ``asyncio.open_connection`` to one of its servers hands the client's
+streams to that server (as pytest-tcpclient patched it), so an asyncio client in the test's
+process gets pytest-tcpclient's unread-data and ``wait_closed()`` checks; other clients are
+checked at the kernel level. The ini option ``wirelab_tcpserver_observe_asyncio = false``
+turns that off.
+
 Default timeout of every step: ``@pytest.mark.tcpserver_timeout(seconds)``, else the
 ``wirelab_tcpserver_timeout`` ini option, else 1 second.
 
@@ -40,25 +46,30 @@ imports nothing heavy: the server engine is imported when a fixture is first use
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ._expect_errors import ExpectationFailed
 
 if TYPE_CHECKING:
+    import asyncio
+
     from _pytest.outcomes import Failed
 
     from ._expect import ExpectServer, ExpectServerFactory
 else:
     Failed = pytest.fail.Exception
 
-__all__ = ["TIMEOUT_INI", "TIMEOUT_MARKER", "TcpServerFailed"]
+__all__ = ["OBSERVE_INI", "TIMEOUT_INI", "TIMEOUT_MARKER", "TcpServerFailed"]
 
 TIMEOUT_INI = "wirelab_tcpserver_timeout"
+OBSERVE_INI = "wirelab_tcpserver_observe_asyncio"
 TIMEOUT_MARKER = "tcpserver_timeout"
 
 
@@ -95,6 +106,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         TIMEOUT_INI,
         help="default timeout in seconds of each tcpserver expectation (default: 1)",
         default="",
+    )
+    parser.addini(
+        OBSERVE_INI,
+        help="watch the streams of asyncio.open_connection() clients of tcpserver, for "
+        "pytest-tcpclient's unread-data and wait_closed() checks (default: true)",
+        type="bool",
+        default=True,
     )
 
 
@@ -160,15 +178,46 @@ def tcpserver_factory(request: pytest.FixtureRequest) -> Iterator[ExpectServerFa
     factory = ExpectServerFactory(
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout, failure_type=TcpServerFailed
     )
-    yield factory
-    if not outcome.call_passed:
-        factory.close()
+    with _observing_asyncio_clients(factory, enabled=bool(request.config.getini(OBSERVE_INI))):
+        yield factory
+        if not outcome.call_passed:
+            factory.close()
+            return
+        try:
+            factory.stop_sync()
+        except TcpServerFailed as exc:
+            exc.pytrace = False  # our frames would say nothing: print the message and details
+            raise
+
+
+@contextlib.contextmanager
+def _observing_asyncio_clients(factory: ExpectServerFactory, *, enabled: bool) -> Iterator[None]:
+    """While the fixture lives, ``asyncio.open_connection`` to one of the factory's servers
+    hands the client's streams to that server (:meth:`ExpectServer.observe_client`), as
+    pytest-tcpclient patched it; other connections are untouched."""
+    import asyncio  # here: importing this plugin must stay cheap
+
+    original = asyncio.open_connection
+    if not enabled:
+        yield
         return
+
+    @functools.wraps(original)
+    async def open_connection(
+        host: Any = None, port: Any = None, **kwargs: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await original(host, port, **kwargs)
+        server = factory.server_on_port(port)
+        if server is not None:
+            server.observe_client(reader, writer)
+        return reader, writer
+
+    asyncio.open_connection = open_connection
     try:
-        factory.stop_sync()
-    except TcpServerFailed as exc:
-        exc.pytrace = False  # our frames would say nothing: print the message and details
-        raise
+        yield
+    finally:
+        if asyncio.open_connection is open_connection:
+            asyncio.open_connection = original
 
 
 @pytest.fixture
