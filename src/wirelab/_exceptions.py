@@ -25,7 +25,9 @@ range errors of :mod:`wirelab.storage` and the authentication errors of
 ``wirelab.crypto.DecryptionError`` (an ``IntegrityError``: ``WrongKeyError``,
 ``CorruptedChunkError``, ``NotEncryptedError``, ``TrailingDataError``, and
 ``TruncatedCiphertextError``, also a ``TruncatedError``) and the ``UsageError`` subclasses
-``wirelab.crypto.KeyFileError`` and ``SourceChangedError``.
+``wirelab.crypto.KeyFileError`` and ``SourceChangedError``; ``wirelab._validate.InvalidField``
+(a ``UsageError``: a request field breaks the strict number/JSON grammar; the server
+answers it with a 4xx naming the field).
 
 The test doubles of :mod:`wirelab.testing` report a failed expectation with
 ``wirelab.testing.ScriptError`` and ``wirelab.testing.ExpectationFailed``: both are a

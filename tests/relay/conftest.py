@@ -13,7 +13,10 @@ import pytest
 
 from wirelab.client import RelayClient
 from wirelab.db import connect, sqlite_url
-from wirelab.testing._live import LiveServer
+from wirelab.relay import RelayLimits
+from wirelab.server import ServerConfig
+from wirelab.stream import StreamLimits
+from wirelab.testing._live import LiveServer, live_server
 
 
 @dataclass
@@ -99,3 +102,29 @@ def client(relay: Relay, tmp_path: Path) -> Iterator[Callable[[str], RelayClient
     yield make
     for c in made:
         c.close()
+
+
+@pytest.fixture(scope="module")
+def module_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """One server per test module (users alice, bob and carol), for modules whose tests
+    only read or add state; small stream and relay limits so that no request is long."""
+    config = ServerConfig(
+        data_dir=tmp_path_factory.mktemp("module-server-data"),
+        stream_limits=StreamLimits(
+            max_count=20, max_file_size=64 * 1024, max_total_bytes=256 * 1024, max_duration=0.3
+        ),
+        relay_limits=RelayLimits(max_wait=0.2, max_file_size=1024 * 1024),
+    )
+    with live_server(config) as server:
+        tokens = add_users(server, "alice", "bob", "carol")
+        clients = {
+            name: httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            )
+            for name, token in tokens.items()
+        }
+        try:
+            yield Relay(server, tokens, clients)
+        finally:
+            for client in clients.values():
+                client.close()

@@ -9,10 +9,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
+from .._validate import INT64_MAX
 from ..db import RelayBatch, RelayUpload
 from ._batches import BatchFile, BatchGone, BatchRequest
 from ._errors import RelayError
 from ._http import sanitize_filename
+from ._params import STRICT_FLOAT, STRICT_INT
+from ._responses import answers
 from ._routes import (
     NOTE_MAX,
     Auth,
@@ -32,7 +35,7 @@ class BatchFileIn(BaseModel):
     """One file of a batch manifest."""
 
     name: str = Field(description="File name (sanitized by the server; unique in the batch).")
-    size: int = Field(ge=0, description="Exact size in bytes.")
+    size: Annotated[int, STRICT_INT] = Field(ge=0, le=INT64_MAX, description="Exact size in bytes.")
     sha256: Annotated[str | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = Field(
         None, description="SHA-256, 64 hex digits; or null: sent on the completing PATCH."
     )
@@ -47,8 +50,12 @@ class BatchIn(BaseModel):
 
     to: str = Field(description="Recipient's user name.")
     note: str | None = Field(None, max_length=NOTE_MAX, description="Free text.")
-    ttl: float | None = Field(None, gt=0, description="Seconds the delivered files live.")
-    max_downloads: int | None = Field(None, ge=1, description="Downloads allowed per file.")
+    ttl: Annotated[float | None, STRICT_FLOAT] = Field(
+        None, gt=0, description="Seconds the delivered files live."
+    )
+    max_downloads: Annotated[int | None, STRICT_INT] = Field(
+        None, ge=1, le=INT64_MAX, description="Downloads allowed per file."
+    )
     files: list[BatchFileIn] = Field(min_length=1, max_length=MAX_BATCH_FILES)
 
 
@@ -95,10 +102,8 @@ def _error(exc: RelayError) -> HTTPException:
     return HTTPException(exc.status_code, str(exc))
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid bearer token."},
-    404: {"description": "No such batch for you (or no such recipient)."},
-}
+_404 = "No such batch for you (or no such recipient)."
+_RESPONSES = answers(404, _404=_404)
 
 
 def add_batch_routes(router: APIRouter, runtime: RelayRuntime) -> None:
@@ -109,11 +114,8 @@ def add_batch_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         status_code=201,
         summary="Create a batch (one tus upload per file)",
         responses={
-            **_RESPONSES,
-            413: {"description": "A file is larger than the server's maximum."},
-            422: {"description": "Invalid manifest (the detail names the file's index)."},
-            429: {"description": "The recipient's file-count quota."},
-            507: {"description": "The recipient's byte quota."},
+            **answers(404, 413, 429, 507, _404=_404),
+            422: {"description": "Invalid manifest (the detail names the field and index)."},
         },
     )
     async def create(user: Auth, body: BatchIn) -> Any:
@@ -182,7 +184,7 @@ def add_batch_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         "/batches/{batch_id}",
         status_code=204,
         summary="Cancel a batch before its delivery",
-        responses={**_RESPONSES, 409: {"description": "The batch was delivered."}},
+        responses=answers(404, 409, 507, _404=_404, _409="The batch was delivered."),
     )
     async def cancel(user: Auth, batch_id: str) -> Response:
         """Delete the batch, its uploads and their bytes (sender only, before delivery)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from .._filenames import FALLBACK_NAME, FILENAME_MAX_BYTES, sanitize_filename
+from .._validate import InvalidField, parse_int
 
 __all__ = [
     "FALLBACK_NAME",
@@ -66,11 +67,13 @@ class ByteRange:
 
 
 class RangeNotSatisfiable(Exception):
-    """The ``Range`` header is valid but selects no byte of the representation (416)."""
+    """The ``Range`` header selects no byte of the representation (416); ``reason`` says
+    why, for the JSON body of the answer."""
 
-    def __init__(self, size: int) -> None:
-        super().__init__(f"range not satisfiable for {size} bytes")
+    def __init__(self, size: int, reason: str | None = None) -> None:
         self.size = size
+        self.reason = reason or f"the range selects no byte of the {size} bytes"
+        super().__init__(f"Range: {self.reason}")
 
     @property
     def content_range(self) -> str:
@@ -78,7 +81,16 @@ class RangeNotSatisfiable(Exception):
         return f"bytes */{self.size}"
 
 
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+# ASCII digits only: ``\d`` would also match other scripts' digits.
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+
+
+def _position(digits: str, size: int) -> int:
+    """A byte position or suffix length of a ``Range`` header (strict 64-bit integer)."""
+    try:
+        return parse_int(digits, ("header", "Range"))
+    except InvalidField as exc:
+        raise RangeNotSatisfiable(size, f"byte positions {exc.message}") from None
 
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:
@@ -87,7 +99,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     Returns ``None`` when the whole representation should be sent: no header, a header
     that is not a single ``bytes`` range (syntax errors and multiple ranges are ignored, as
     RFC 9110 allows). Raises :class:`RangeNotSatisfiable` when the range starts at or past
-    the end, or is a zero-length suffix (``bytes=-0``), or the representation is empty.
+    the end, or is a zero-length suffix (``bytes=-0``), or the representation is empty,
+    or a number is past 64 bits (no representation is that large; refused before any
+    conversion, so a 5,000-digit position costs nothing).
     ``bytes=A-B`` is clamped to the end; ``bytes=-N`` is the last ``N`` bytes.
     """
     if header is None:
@@ -99,16 +113,17 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not first and not last:
         return None
     if not first:
-        suffix = int(last)
+        suffix = _position(last, size)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable(size)
         return ByteRange(max(0, size - suffix), size, size)
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first, size)
+    stop = _position(last, size) if last else None
+    if stop is not None and stop < start:
         return None  # invalid: ignore the header
     if start >= size:
         raise RangeNotSatisfiable(size)
-    end = size if not last else min(int(last) + 1, size)
+    end = size if stop is None else min(stop + 1, size)
     return ByteRange(start, end, size)
 
 

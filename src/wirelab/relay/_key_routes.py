@@ -12,6 +12,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field, field_validator
 
+from ._responses import answers
 from ._routes import Auth, RelayRuntime
 
 __all__ = ["PublicKeyIn", "add_key_routes"]
@@ -48,7 +49,7 @@ def add_key_routes(router: APIRouter, runtime: RelayRuntime) -> None:
     @router.put(
         "/keys/me",
         summary="Publish your public key",
-        responses={401: {"description": "Missing or invalid bearer token."}},
+        responses=answers(507),
     )
     async def put_key(user: Auth, body: PublicKeyIn) -> Any:
         """Store your public key (replacing the previous one); senders fetch it to encrypt
@@ -62,10 +63,7 @@ def add_key_routes(router: APIRouter, runtime: RelayRuntime) -> None:
     @router.get(
         "/keys/{name}",
         summary="A user's public key",
-        responses={
-            401: {"description": "Missing or invalid bearer token."},
-            404: {"description": "No such user, or the user has published no key."},
-        },
+        responses=answers(404, _404="No such user, or the user has published no key."),
     )
     async def get_key(user: Auth, name: str) -> Any:
         """`{"name", "algorithm", "public_key"}` of user `name`."""

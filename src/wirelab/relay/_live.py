@@ -24,7 +24,8 @@ from fastapi.responses import StreamingResponse
 
 from ..db import RelayFile, RelayUpload
 from ..storage import BlobReader, UploadNotFoundError
-from ._routes import _AUTH_RESPONSES, Auth, RelayRuntime
+from ._responses import answers
+from ._routes import Auth, RelayRuntime
 from ._service import RelayService
 
 __all__ = ["LIVE_PATH", "add_live_routes", "live_json"]
@@ -157,11 +158,12 @@ def add_live_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         "/live/{upload_id}",
         summary="Receive an upload while it is sent (live pass-through)",
         response_class=StreamingResponse,
-        responses={
-            **_AUTH_RESPONSES,
-            404: {"description": "No such upload for you, or it finished and its file is gone."},
-            410: {"description": "The upload expired, or its download limit is reached."},
-        },
+        responses=answers(
+            404,
+            410,
+            _404="No such upload for you, or it finished and its file is gone.",
+            _410="The upload expired, or its download limit is reached.",
+        ),
     )
     async def live(user: Auth, upload_id: Annotated[str, Path(max_length=64)]) -> StreamingResponse:
         """The bytes of an upload addressed to you, streamed as they arrive and become

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from ..db import RelayUpload
 from ..storage import UploadNotFoundError
+from ._responses import answers
 from ._routes import _AUTH_RESPONSES, Auth, RelayRuntime, _iso
 from ._service import RelayService
 from ._uploads import UploadGone
@@ -87,7 +88,7 @@ def add_pending_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         "/inbox/pending/{upload_id}",
         status_code=204,
         summary="Refuse an upload on its way to you",
-        responses={**_AUTH_RESPONSES, 404: {"description": "No such upload in progress for you."}},
+        responses=answers(404, 507, _404="No such upload in progress for you."),
     )
     async def refuse_pending(
         user: Auth, upload_id: Annotated[str, Path(max_length=64)]

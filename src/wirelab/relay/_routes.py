@@ -8,16 +8,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .._validate import INT64_MAX
 from ..auth import AuthenticationError, InvalidCredentials, parse_bearer
 from ..db import RelayFile, RelayUpload, User
 from ..storage import BlobReader, DigestMismatchError
 from ._errors import RelayError
-from ._http import ByteRange, content_disposition, range_answer
+from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range, range_answer
+from ._params import STRICT_FLOAT, STRICT_INT, StrictJSONRoute
+from ._responses import BEARER, RANGE_HEADERS, answers
 from ._service import RelayService, SendRequest
 
 __all__ = ["Auth", "RelayRuntime", "build_router", "current_user"]
@@ -100,20 +104,18 @@ def _unauthorized(exc: AuthenticationError) -> HTTPException:
     return HTTPException(401, str(exc), headers={"WWW-Authenticate": exc.www_authenticate})
 
 
-_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid bearer token (with `WWW-Authenticate`)."},
-}
-_FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **_AUTH_RESPONSES,
-    404: {"description": "No such file in your inbox."},
-}
+_AUTH_RESPONSES = answers()
 
 
 async def current_user(
     request: Request,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> User:
     """The user whose bearer token the request carries; 401 otherwise.
+
+    ``_scheme`` only declares the ``bearer`` security scheme in the OpenAPI document (so
+    ``/docs`` can authorize); ``parse_bearer`` checks the header and says what is wrong.
 
     The app stores the :class:`RelayRuntime` as ``app.state.relay_runtime``.
     """
@@ -134,18 +136,14 @@ Auth = Annotated[User, Depends(current_user)]
 
 def build_router(runtime: RelayRuntime) -> APIRouter:
     """The relay's routes; the service is looked up in ``runtime`` per request."""
-    router = APIRouter(prefix="/v1/relay", tags=["relay"])
+    router = APIRouter(prefix="/v1/relay", tags=["relay"], route_class=StrictJSONRoute)
 
     @router.post(
         "/files",
         status_code=201,
         summary="Send a file to a user",
         responses={
-            **_AUTH_RESPONSES,
-            404: {"description": "No user with the recipient's name."},
-            413: {"description": "The file is larger than the server's maximum."},
-            429: {"description": "The recipient's inbox is at its file-count quota."},
-            507: {"description": "The recipient's inbox is at its byte quota."},
+            **answers(400, 404, 413, 429, 507, _404="No user with the recipient's name."),
             422: {"description": "Invalid parameter, or the SHA-256 does not match."},
         },
         openapi_extra={
@@ -166,16 +164,22 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             str | None, Query(max_length=NOTE_MAX, description="Free text for the recipient.")
         ] = None,
         ttl: Annotated[
-            float | None, Query(gt=0, description="Seconds until the file expires.")
+            float | None,
+            STRICT_FLOAT,
+            Query(gt=0, description="Seconds until the file expires."),
         ] = None,
         max_downloads: Annotated[
-            int | None, Query(ge=1, description="Downloads allowed (default: unlimited).")
+            int | None,
+            STRICT_INT,
+            Query(ge=1, le=INT64_MAX, description="Downloads allowed (default: unlimited)."),
         ] = None,
         encryption: Annotated[
             str | None, Query(description="Opaque encryption descriptor (printable ASCII).")
         ] = None,
         content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
-        content_length: Annotated[int | None, Header(include_in_schema=False, ge=0)] = None,
+        content_length: Annotated[
+            int | None, STRICT_INT, Header(include_in_schema=False, ge=0)
+        ] = None,
     ) -> Any:
         """Upload the request body as a file for user `to`.
 
@@ -231,16 +235,20 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         "/inbox/next",
         summary="Lease the oldest file",
         responses={
-            **_AUTH_RESPONSES,
+            **answers(507),
             204: {"description": "No file became available within `wait` seconds."},
         },
     )
     async def next_file(
         user: Auth,
         lease: Annotated[
-            float | None, Query(gt=0, description="Lease (visibility timeout), seconds.")
+            float | None,
+            STRICT_FLOAT,
+            Query(gt=0, description="Lease (visibility timeout), seconds."),
         ] = None,
-        wait: Annotated[float, Query(ge=0, description="Long-poll up to this long.")] = 0,
+        wait: Annotated[
+            float, STRICT_FLOAT, Query(ge=0, description="Long-poll up to this long.")
+        ] = 0,
         live: Annotated[
             bool, Query(description="Also offer an upload in progress (live pass-through).")
         ] = False,
@@ -298,21 +306,34 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         )
         return status, selected, {**_headers(file), **extra}
 
+    def _unsatisfiable(file: RelayFile, request: Request, headers: dict[str, str]) -> Response:
+        """The 416 answer of a ``GET``: a JSON ``detail`` naming the ``Range`` problem."""
+        try:
+            parse_range(request.headers.get("range"), file.size)
+            detail = "Range: not satisfiable"  # pragma: no cover - a 416 always raises
+        except RangeNotSatisfiable as exc:
+            detail = str(exc)
+        kept = ("Content-Range", "Accept-Ranges", "ETag", "Cache-Control")
+        return JSONResponse(
+            {"detail": detail}, status_code=416, headers={k: headers[k] for k in kept}
+        )
+
     download_responses: dict[int | str, dict[str, Any]] = {
-        **_FILE_RESPONSES,
+        **answers(404, 410, 416, _404="No such file in your inbox.",
+                  _410="The file's download limit is reached."),
         200: {"description": "The file.", "content": {"application/octet-stream": {}}},
         206: {"description": "The requested byte range."},
-        410: {"description": "The file's download limit is reached."},
-        416: {"description": "The range is outside the file."},
-    }
+    }  # fmt: skip
+    range_doc = {"parameters": RANGE_HEADERS}
 
-    @router.get("/files/{file_id}", summary="Download a file", responses=download_responses)
+    @router.get("/files/{file_id}", summary="Download a file", responses=download_responses,
+                openapi_extra=range_doc)  # fmt: skip
     async def download(request: Request, user: Auth, file_id: str) -> Response:
         """The file's bytes, with `ETag` (its SHA-256) and `Range` support (one range)."""
         file = await _lookup(user, file_id)
         status, selected, headers = _range_answer(file, request)
         if status == 416:
-            return Response(status_code=416, headers=headers)
+            return _unsatisfiable(file, request, headers)
         start, end = (0, file.size) if selected is None else (selected.start, selected.end)
         service = runtime.require()
         reader = await service.open(file, start, end)
@@ -320,7 +341,8 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         done = functools.partial(service.count_download, file) if end == file.size else None
         return StreamingResponse(_read(reader, done), status_code=status, headers=headers)
 
-    @router.head("/files/{file_id}", summary="File headers", responses=download_responses)
+    @router.head("/files/{file_id}", summary="File headers", responses=download_responses,
+                 openapi_extra=range_doc)  # fmt: skip
     async def head(request: Request, user: Auth, file_id: str) -> Response:
         """The headers `GET` would answer with, without the body."""
         file = await _lookup(user, file_id)
@@ -331,7 +353,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         "/files/{file_id}",
         status_code=204,
         summary="Acknowledge (delete) a file",
-        responses=_FILE_RESPONSES,
+        responses=answers(404, 507, _404="No such file in your inbox."),
     )
     async def ack(user: Auth, file_id: str) -> Response:
         """Delete the file from your inbox, after you verified your copy."""

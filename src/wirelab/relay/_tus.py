@@ -12,10 +12,12 @@ import binascii
 from email.utils import formatdate
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
+from .._validate import InvalidField, parse_int
 from ..db import RelayUpload, User
 from ..storage import ChecksumMismatchError, DigestMismatchError, OffsetMismatchError
 from ._batch_routes import add_batch_routes
@@ -23,6 +25,14 @@ from ._errors import RelayError
 from ._key_routes import add_key_routes
 from ._live import add_live_routes
 from ._pending import add_pending_routes
+from ._responses import (
+    BEARER,
+    TUS_CREATE_HEADERS,
+    TUS_PATCH_BODY,
+    TUS_PATCH_HEADERS,
+    TUS_RESUMABLE_HEADER,
+    answers,
+)
 from ._routes import (
     NOTE_MAX,
     SHA256_RE,
@@ -42,6 +52,7 @@ TUS_EXTENSIONS = "creation,checksum,expiration,termination"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 #: A PATCH with ``Upload-Checksum`` is held in memory to be verified before it is stored.
 _OFFSET_TYPE = "application/offset+octet-stream"
+_RESUMABLE = {"parameters": [TUS_RESUMABLE_HEADER]}
 
 
 class TusError(Exception):
@@ -100,8 +111,10 @@ async def _tus_user(
     request: Request,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     tus_resumable: Annotated[str | None, Header(include_in_schema=False)] = None,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> User:
-    """The authenticated caller of a tus request (401, 412 with the tus headers)."""
+    """The authenticated caller of a tus request (401, 412 with the tus headers).
+    ``_scheme`` declares the ``bearer`` security scheme in the OpenAPI document."""
     headers = {"Tus-Resumable": TUS_VERSION}
     if request.method != "OPTIONS" and tus_resumable != TUS_VERSION:
         raise HTTPException(
@@ -116,6 +129,26 @@ async def _tus_user(
 
 
 TusUser = Annotated[User, Depends(_tus_user)]
+
+
+def _header_int(value: str | None, name: str, minimum: int = 0) -> int:
+    """A numeric tus header by the strict grammar (ASCII digits, 64 bits); else 400."""
+    if value is None:
+        raise TusError(400, f"{name}: required (a non-negative integer)")
+    try:
+        return parse_int(value, ("header", name), minimum=minimum)
+    except InvalidField as exc:
+        raise TusError(400, str(exc)) from None
+
+
+def _max_downloads(value: str | None) -> int | None:
+    """The ``max_downloads`` metadata: a positive integer by the strict grammar; else 400."""
+    if value is None:
+        return None
+    try:
+        return parse_int(value, minimum=1)
+    except InvalidField as exc:
+        raise TusError(400, f"Upload-Metadata 'max_downloads' {exc.message}") from None
 
 
 def _required(meta: dict[str, str], key: str) -> str:
@@ -146,9 +179,6 @@ def _request(user: User, meta: dict[str, str], length: int) -> UploadRequest:
     encryption = meta.get("encryption")
     if encryption is not None and not valid_encryption(encryption):
         raise TusError(400, "Upload-Metadata 'encryption' must be printable ASCII, <= 2048 chars")
-    max_downloads = meta.get("max_downloads")
-    if max_downloads is not None and not (max_downloads.isdigit() and int(max_downloads) > 0):
-        raise TusError(400, "Upload-Metadata 'max_downloads' must be a positive integer")
     return UploadRequest(
         owner=user.name,
         recipient=_required(meta, "to"),
@@ -157,7 +187,7 @@ def _request(user: User, meta: dict[str, str], length: int) -> UploadRequest:
         sha256=sha256,
         length=length,
         note=note or None,
-        max_downloads=None if max_downloads is None else int(max_downloads),
+        max_downloads=_max_downloads(meta.get("max_downloads")),
         encryption=encryption,
     )
 
@@ -196,7 +226,12 @@ def _completed(upload: RelayUpload, given: str | None, body_length: int | None) 
 def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
     """Add the tus routes to the relay's ``router`` (prefix ``/v1/relay``)."""
 
-    @router.options("/uploads", summary="tus discovery", status_code=204)
+    @router.options(
+        "/uploads",
+        summary="tus discovery",
+        status_code=204,
+        responses={503: {"description": "The relay is starting or stopping."}},
+    )
     @router.options("/uploads/{upload_id}", include_in_schema=False, status_code=204)
     async def options() -> Response:
         """`Tus-Version`, `Tus-Extension`, `Tus-Max-Size`, `Tus-Checksum-Algorithm`.
@@ -212,7 +247,15 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
             },
         )
 
-    @router.post("/uploads", summary="tus: create an upload", status_code=201)
+    @router.post(
+        "/uploads",
+        summary="tus: create an upload",
+        status_code=201,
+        responses=answers(400, 404, 412, 413, 422, 429, 507,
+                          _404="No user with the recipient's name.",
+                          _422="The `sha256` metadata contradicts the length."),
+        openapi_extra={"parameters": TUS_CREATE_HEADERS},
+    )  # fmt: skip
     async def create(
         user: TusUser,
         upload_length: Annotated[str | None, Header(include_in_schema=False)] = None,
@@ -220,13 +263,12 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
     ) -> Response:
         """Create an upload (`Upload-Length`, `Upload-Metadata`); `Location` names it."""
         try:
-            if upload_length is None or not upload_length.isdigit():
-                raise TusError(400, "Upload-Length must be a non-negative integer")
+            length = _header_int(upload_length, "Upload-Length")
             try:
                 meta = parse_metadata(upload_metadata)
             except ValueError as exc:
                 raise TusError(400, str(exc)) from None
-            req = _request(user, meta, int(upload_length))
+            req = _request(user, meta, length)
             try:
                 upload, file = await runtime.require().uploads.create(req)
             except RelayError as exc:
@@ -248,7 +290,8 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         except RelayError as exc:
             raise TusError(exc.status_code, str(exc)) from None
 
-    @router.head("/uploads/{upload_id}", summary="tus: upload offset")
+    @router.head("/uploads/{upload_id}", summary="tus: upload offset",
+                 responses=answers(404, 410, 412), openapi_extra=_RESUMABLE)  # fmt: skip
     async def head(user: TusUser, upload_id: str) -> Response:
         """`Upload-Offset` (durable), `Upload-Length`, `Upload-Expires`."""
         try:
@@ -265,7 +308,16 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
             headers["Wirelab-File-Url"] = f"/v1/relay/files/{upload.id}"
         return _answer(200, headers)
 
-    @router.patch("/uploads/{upload_id}", summary="tus: append bytes", status_code=204)
+    @router.patch(
+        "/uploads/{upload_id}",
+        summary="tus: append bytes",
+        status_code=204,
+        responses=answers(400, 404, 409, 410, 412, 413, 415, 422, 429, 460, 507,
+                          _409="`Upload-Offset` is not the upload's offset (which the"
+                          " answer's `Upload-Offset` gives).",
+                          _422="SHA-256 mismatch: the upload was deleted."),
+        openapi_extra={"parameters": TUS_PATCH_HEADERS, "requestBody": TUS_PATCH_BODY},
+    )  # fmt: skip
     async def patch(
         request: Request,
         user: TusUser,
@@ -281,15 +333,14 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         try:
             if (content_type or "").split(";")[0].strip().lower() != _OFFSET_TYPE:
                 raise TusError(415, f"Content-Type must be {_OFFSET_TYPE}")
-            if upload_offset is None or not upload_offset.isdigit():
-                raise TusError(400, "Upload-Offset must be a non-negative integer")
+            claimed = _header_int(upload_offset, "Upload-Offset")
             wanted = _parse_checksum(upload_checksum)
             given = _digest(wirelab_sha256, "Wirelab-Sha256")
             upload, offset = await lookup(user, upload_id)
-            if int(upload_offset) != offset:
+            if claimed != offset:
                 raise TusError(409, f"Upload-Offset is {offset}", {"Upload-Offset": str(offset)})
             length = request.headers.get("content-length")
-            body_length = int(length) if length is not None and length.isdigit() else None
+            body_length = None if length is None else _header_int(length, "Content-Length")
             if upload.received:
                 return _completed(upload, given, body_length)
             headers = await _append(request, upload, offset, given, body_length, wanted)
@@ -343,7 +394,9 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
             headers["Wirelab-File-Url"] = f"/v1/relay/files/{file.id}"
         return headers
 
-    @router.delete("/uploads/{upload_id}", summary="tus: terminate", status_code=204)
+    @router.delete("/uploads/{upload_id}", summary="tus: terminate", status_code=204,
+                   responses=answers(404, 409, 410, 412, 507),
+                   openapi_extra=_RESUMABLE)  # fmt: skip
     async def terminate(user: TusUser, upload_id: str) -> Response:
         """Delete the upload and its bytes."""
         try:

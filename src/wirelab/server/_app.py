@@ -25,6 +25,7 @@ from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY
 from ..stream._routes import build_router as build_stream_router
 from ._config import ServerConfig
+from ._errors import install_error_handlers
 
 __all__ = ["create_app"]
 
@@ -104,6 +105,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.stream_runtime = runtime
     app.state.relay_runtime = relay
+    install_error_handlers(app)
     app.state.media_runtime = media
 
     @app.get("/", response_class=PlainTextResponse, tags=["service"])

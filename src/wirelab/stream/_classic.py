@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from starlette.types import Message, Send
 
+from .._validate import InvalidField, parse_int
 from ._plan import FileSpec
 
 __all__ = ["SLOW_RATE", "SlowPacer", "classic_count", "slow_gap"]
@@ -29,9 +30,10 @@ def classic_count(raw: str | None, default: int) -> int | None:
     (the original answered 404 then, as for any unknown path)."""
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()):
+    try:  # strict: a 5,000-digit n must not reach int() (a 500)
+        return parse_int(raw)
+    except InvalidField:
         return None
-    return int(raw)
 
 
 def slow_gap(spec: FileSpec, speed: float) -> float:

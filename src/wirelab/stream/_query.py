@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .._validate import INT64_MIN, InvalidField, parse_int, parse_number
 from ._params import CONTENTS, DIGESTS, DTYPES, MAX_SEED, InvalidParams, StreamLimits, StreamParams
 
 __all__ = ["PARAMS", "QueryError", "openapi_parameters", "parse_stream_query"]
@@ -57,18 +58,16 @@ def _error(name: str, kind: str, msg: str, value: object, where: str = "query") 
 
 
 def _convert(param: Param, raw: str) -> tuple[Any, dict[str, Any] | None]:
-    if param.kind == "integer":
-        try:
-            return int(raw), None
-        except ValueError:
-            msg = "Input should be a valid integer, unable to parse string as an integer"
-            return None, _error(param.name, "int_parsing", msg, raw)
-    if param.kind == "number":
-        try:
-            return float(raw), None
-        except ValueError:
-            msg = "Input should be a valid number, unable to parse string as a number"
-            return None, _error(param.name, "float_parsing", msg, raw)
+    """The value of one parameter, by the strict grammar of :mod:`wirelab._validate`
+    (ASCII digits, 64-bit integers, finite numbers), or the problem."""
+    loc = ("query", param.name)
+    try:
+        if param.kind == "integer":
+            return parse_int(raw, loc, minimum=INT64_MIN), None
+        if param.kind == "number":
+            return parse_number(raw, loc), None
+    except InvalidField as exc:
+        return None, exc.as_error()
     if raw not in param.choices:
         options = ", ".join(repr(c) for c in param.choices[:-1])
         msg = f"Input should be {options} or {param.choices[-1]!r}"
