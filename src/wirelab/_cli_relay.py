@@ -161,11 +161,11 @@ def connection_options(func: F) -> F:
     return func
 
 
-def open_client(opts: dict[str, Any]) -> RelayClient:
-    """A :class:`RelayClient` from the shared options (see the module docstring)."""
+def client_settings(opts: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a user API client (``url``, ``token``, ``timeout``,
+    ``verify``) from the shared options, the environment and the login file (see the
+    module docstring)."""
     import os
-
-    from .client import RelayClient
 
     if opts["cacert"] is not None and opts["insecure"]:
         raise click.UsageError("--cacert and --insecure exclude each other")
@@ -182,13 +182,20 @@ def open_client(opts: dict[str, Any]) -> RelayClient:
         raise UsageError(
             "no API token: run 'wirelab login', set WIRELAB_TOKEN, or pass --token-file"
         )
-    return RelayClient(
-        str(url),
-        token=str(token),
-        timeout=opts["timeout"],
-        verify=tls_verify(opts["cacert"], opts["insecure"]),
-        key_file=opts.get("key_file"),
-    )
+    return {
+        "url": str(url),
+        "token": str(token),
+        "timeout": opts["timeout"],
+        "verify": tls_verify(opts["cacert"], opts["insecure"]),
+    }
+
+
+def open_client(opts: dict[str, Any]) -> RelayClient:
+    """A :class:`RelayClient` from the shared options (see :func:`client_settings`)."""
+    from .client import RelayClient
+
+    settings = client_settings(opts)
+    return RelayClient(settings.pop("url"), **settings, key_file=opts.get("key_file"))
 
 
 def key_file_option(func: F) -> F:

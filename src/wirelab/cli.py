@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import _cli_relay, _cli_stream
+from . import _cli_media, _cli_relay, _cli_stream
 from ._cli_common import fail, handle_errors, http_url, tls_verify
 from ._version import __version__
 
@@ -136,6 +136,20 @@ def _relay_options(func: F) -> F:
     return func
 
 
+def _tls_options(func: F) -> F:
+    for name, what in reversed([("certfile", "certificate chain"), ("keyfile", "private key")]):
+        func = click.option(
+            f"--tls-{name}",
+            f"tls_{name}",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            envvar=f"WIRELAB_TLS_{name.upper()}",
+            show_envvar=True,
+            help=f"Serve HTTPS with this PEM {what} (with --tls-"
+            f"{'keyfile' if name == 'certfile' else 'certfile'}).",
+        )(func)
+    return func
+
+
 @main.command()
 @click.option(
     "--host",
@@ -185,6 +199,16 @@ def _relay_options(func: F) -> F:
 @_relay_options
 @_media_options
 @click.option(
+    "--media-classic-user",
+    "classic_user",
+    metavar="NAME",
+    envvar="WIRELAB_MEDIA_CLASSIC_USER",
+    show_envvar=True,
+    help="Also serve the classic clip API under /hopster (no auth), its jobs owned by "
+    "user NAME; needs --media-source-template.  [default: off]",
+)
+@_tls_options
+@click.option(
     "--cors-origins",
     envvar="WIRELAB_CORS_ORIGINS",
     show_envvar=True,
@@ -205,10 +229,17 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    tls_certfile: Path | None,
+    tls_keyfile: Path | None,
+    classic_user: str | None,
     cors_origins: str | None,
     **limits: Any,
 ) -> None:
     """Run the wirelab server until SIGINT or SIGTERM."""
+    if (tls_certfile is None) != (tls_keyfile is None):
+        raise click.UsageError(
+            "--tls-certfile and --tls-keyfile go together: give both for HTTPS, or neither"
+        )
     try:
         from .server import ServerConfig, default_data_dir
         from .server._serve import run
@@ -239,6 +270,9 @@ def serve(
         database_url=database_url,
         relay_limits=relay_limits,
         media=media_settings(media),
+        tls_certfile=tls_certfile,
+        tls_keyfile=tls_keyfile,
+        media_classic_user=classic_user,
         cors_origins=parse_origins(cors_origins),
     )
     run(config)
@@ -462,3 +496,6 @@ def users_set_quota(
 
 # --- relay (client side): login, logout, send, inbox, receive ------------------------
 _cli_relay.register(main)
+
+# --- media (client side): fetch, jobs, show, cancel -------------------------------------
+_cli_media.register(main)

@@ -21,6 +21,8 @@ from .._lazy import lazy_exports
 if TYPE_CHECKING:
     from ._async import AsyncClient, AsyncEventStream, AsyncStreamReader
     from ._files import StreamedFile
+    from ._media import MediaClient
+    from ._media_models import DownloadedClip, JobError, MediaJob, MediaJobError
     from ._options import StreamOptions
     from ._relay import RelayClient
     from ._relay_models import InboxFile, Progress, ReceivedFile, SentFile
@@ -34,6 +36,11 @@ _WHERE = {
     "AsyncStreamReader": "._async",
     "StreamedFile": "._files",
     "StreamOptions": "._options",
+    "MediaClient": "._media",
+    "DownloadedClip": "._media_models",
+    "JobError": "._media_models",
+    "MediaJob": "._media_models",
+    "MediaJobError": "._media_models",
     "RelayClient": "._relay",
     "InboxFile": "._relay_models",
     "Progress": "._relay_models",
@@ -51,8 +58,13 @@ __all__ = [
     "AsyncEventStream",
     "AsyncStreamReader",
     "Client",
+    "DownloadedClip",
     "EventStream",
     "InboxFile",
+    "JobError",
+    "MediaClient",
+    "MediaJob",
+    "MediaJobError",
     "Progress",
     "ReceivedFile",
     "RelayClient",

@@ -10,6 +10,7 @@ module's boundary, into the same wirelab tree as the httpx side (:mod:`._errors`
 from __future__ import annotations
 
 import http.client
+import select
 import socket
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
@@ -115,6 +116,8 @@ class BulkConnection:
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is not None and _dropped(self._conn):
+            self.close()
         if self._conn is None:
             if self._https:
                 self._conn = http.client.HTTPSConnection(
@@ -224,6 +227,21 @@ class BulkConnection:
         return BulkResponse(
             response.status, {k.lower(): v for k, v in response.getheaders()}, body
         ).error("GET", path)
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """Whether the peer closed an idle keep-alive connection (servers do after a few
+    seconds: uvicorn after 5). An idle connection has nothing to read; if it is readable,
+    that is the close (or stray bytes), and a request sent on it would fail. Checking
+    first costs one ``select`` and spares a failed request and a retry's wait."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # closed or invalid descriptor
+        return True
+    return bool(readable)
 
 
 def read_into(response: http.client.HTTPResponse, view: memoryview, what: str) -> int:

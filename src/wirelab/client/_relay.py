@@ -12,15 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._closing import Closing
 from .._exceptions import HTTPStatusError, ProtocolError, TruncatedError, UsageError
-from ._bulk import BulkConnection
-from ._errors import status_error, translating
 from ._relay_models import InboxFile, NoProgress, Progress, ReceivedFile, SentFile, parse_file
 from ._relay_receive import FILES_PATH, PartialHash, download_file, stream_live
 from ._relay_send import DEFAULT_CHUNK_SIZE, LocalFile, Sender
 from ._relay_state import SendState, default_state_dir, send_key
-from ._request import DEFAULT_URL, ClientBase, Timeout, client_options
+from ._request import DEFAULT_URL
+from ._token import TokenClient
 
 if TYPE_CHECKING:  # the crypto modules load only when a file is encrypted (start-up time)
     from ..crypto import PrivateKey, PublicKey
@@ -33,7 +31,7 @@ KEYS_PATH = "/v1/relay/keys"
 _LIVE_SETTLE_S = 0.1  # between looks for the stored file after a live stream
 
 
-class RelayClient(ClientBase, Closing):
+class RelayClient(TokenClient):
     """A user's client of the relay: send files, list the inbox, receive and acknowledge.
 
     ``token`` is the user's API token (``wirelab users add``). ``verify`` is the TLS
@@ -49,8 +47,6 @@ class RelayClient(ClientBase, Closing):
     :class:`~wirelab.IntegrityError` (a digest mismatch), :class:`~wirelab.UsageError`.
     """
 
-    _http: httpx.Client
-
     def __init__(
         self,
         url: str = DEFAULT_URL,
@@ -62,41 +58,10 @@ class RelayClient(ClientBase, Closing):
         key_file: Path | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if not token or any(c.isspace() for c in token):
-            raise UsageError("the API token is empty or contains white space")
-        headers = {"Authorization": f"Bearer {token}"}
-        self._timeout = timeout
-        self._http = httpx.Client(
-            **client_options(url, timeout, headers), verify=verify, transport=transport
-        )
-        self._bulk = BulkConnection(url, headers=headers, timeout=timeout, verify=verify)
-        self._token = token
+        super().__init__(url, token=token, timeout=timeout, verify=verify, transport=transport)
         self._user = hashlib.sha256(token.encode()).hexdigest()[:16]
         self._state_dir = state_dir or default_state_dir()
         self._key_file = key_file
-
-    @property
-    def token(self) -> str:
-        """The API token this client authenticates with."""
-        return self._token
-
-    def close(self) -> None:
-        """Close the connections."""
-        self._http.close()
-        self._bulk.close()
-
-    def _json(self, method: str, path: str, *, timeout: Timeout = None, **kw: Any) -> Any:
-        self._check_open()
-        with translating():
-            response = self._http.request(method, path, timeout=timeout or self._http.timeout, **kw)
-        if not response.is_success:
-            raise status_error(response, response.content)
-        if response.status_code == 204:
-            return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise ProtocolError(f"invalid JSON from {path}: {exc}") from exc
 
     # --- recipient side -------------------------------------------------------------
 

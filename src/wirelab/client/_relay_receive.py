@@ -110,8 +110,14 @@ def download_file(
     sleep: Callable[[float], None] = time.sleep,
     decrypt: Callable[[Path, Path], object] | None = None,
     known: PartialHash | None = None,
+    path: str | None = None,
+    dest: Path | None = None,
 ) -> ReceivedFile:
     """Download ``file`` into ``out_dir``, verified; return where it was written.
+
+    ``path`` is where the bytes are (default: the relay's ``/v1/relay/files/<id>``);
+    ``dest`` the file to write (default: ``file.name``, sanitized, in ``out_dir``; it must
+    be in ``out_dir``, where the partial file is kept).
 
     A broken connection is retried (after :data:`RETRY_DELAYS`) from the bytes already
     received. Raises :class:`~wirelab.UsageError` when the destination exists and not
@@ -126,18 +132,19 @@ def download_file(
     as the partial file. ``known`` is what :func:`stream_live` returned, to spare hashing
     the partial file again.
     """
-    dest = local_path(out_dir, file)
+    dest = dest or local_path(out_dir, file)
     if not overwrite and os.path.lexists(dest):
         raise UsageError(f"{dest} exists; use --overwrite to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
     part = _part_path(out_dir, file)
+    path = path or f"{FILES_PATH}/{file.id}"
     with open(part, "a+b") as f:
         partial = _Partial.open(f, file.size, known)
         delays = iter(RETRY_DELAYS)
         while partial.have < file.size:
             before = partial.have
             try:
-                _fetch(bulk, file, partial, progress)
+                _fetch(bulk, path, file, partial, progress)
             except _RETRYABLE as exc:
                 if partial.have > before:  # progress: the full set of retries again
                     delays = iter(RETRY_DELAYS)
@@ -164,10 +171,11 @@ def download_file(
     return ReceivedFile(file=file, path=dest, resumed_from=partial.resumed_from)
 
 
-def _fetch(bulk: BulkConnection, file: InboxFile, partial: _Partial, progress: Progress) -> None:
+def _fetch(
+    bulk: BulkConnection, path: str, file: InboxFile, partial: _Partial, progress: Progress
+) -> None:
     """GET the bytes after ``partial.have`` into it (all of them if the server ignores the
     range: then the partial file starts over)."""
-    path = f"{FILES_PATH}/{file.id}"
     have = partial.have
     headers = {"Accept-Encoding": "identity"}
     if have:

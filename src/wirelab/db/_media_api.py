@@ -92,6 +92,10 @@ class MediaJobRepository(Protocol):
         """The owner's jobs (optionally in ``state``), newest first."""
         ...
 
+    async def find_latest(self, owner: str, request_hash: str) -> MediaJob | None:
+        """The owner's newest job with ``request_hash`` (in any state), or ``None``."""
+        ...
+
     async def claim(self, worker: str, now: float, lease_until: float) -> MediaJob | None:
         """Take the oldest queued job due at ``now``: ``running``, leased to ``worker``
         until ``lease_until``, ``attempts`` + 1. ``None`` when none is due."""

@@ -90,6 +90,10 @@ class SQLiteMediaJobs:
             lambda c: _select(c, where + " ORDER BY seq DESC LIMIT ?", params)
         )
 
+    async def find_latest(self, owner: str, request_hash: str) -> MediaJob | None:
+        where = "owner = ? AND request_hash = ? ORDER BY seq DESC"
+        return await self._db.run(lambda c: _one(c, where, (owner, request_hash)))
+
     async def claim(self, worker: str, now: float, lease_until: float) -> MediaJob | None:
         def claim(conn: sqlite3.Connection) -> MediaJob | None:
             job = _one(

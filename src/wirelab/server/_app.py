@@ -17,6 +17,7 @@ from .._version import __version__
 from ..db import connect, sqlite_url
 from ..media import MediaRuntime, MediaService
 from ..media import build_router as build_media_router
+from ..media._classic_routes import build_classic_router
 from ..relay import RelayRuntime, RelayService
 from ..relay import build_router as build_relay_router
 from ..relay import install as install_relay
@@ -126,5 +127,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.include_router(build_stream_router(runtime, config.stream_limits))
     app.include_router(build_relay_router(relay))
     app.include_router(build_media_router(media))
+    if config.media_classic_user is not None:
+        app.include_router(build_classic_router(media, config.media_classic_user))
     install_relay(app, config.cors_origins)
     return app

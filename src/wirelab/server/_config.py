@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._exceptions import UsageError
 from ..media import MediaSettings
 from ..relay import RelayLimits
 from ..stream import StreamLimits
@@ -37,6 +38,11 @@ class ServerConfig:
     :class:`MediaSettings` for their ``WIRELAB_MEDIA_*`` names); its results live in
     ``data_dir/media``.
 
+    With ``tls_certfile`` and ``tls_keyfile`` (PEM; both or neither, else
+    :class:`~wirelab.UsageError`) every capability is served over HTTPS only. With
+    ``media_classic_user`` the classic clip API is served under ``/hopster``, its jobs
+    owned by that user (it needs ``media.source_template``).
+
     ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
     call the API from a browser; empty (the default): no CORS headers at all.
     """
@@ -52,3 +58,23 @@ class ServerConfig:
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
     media: MediaSettings = field(default_factory=MediaSettings)
     cors_origins: tuple[str, ...] = ()
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    media_classic_user: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise UsageError("HTTPS needs both a certificate file and a key file, or neither")
+        if self.media_classic_user is not None:
+            if not self.media_classic_user.strip():
+                raise UsageError("the classic clip API's user name is empty")
+            if not self.media.source_template:
+                raise UsageError(
+                    "the classic clip API (--media-classic-user) takes sources only through "
+                    "--media-source-template: give one"
+                )
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when a certificate is configured, else ``http``."""
+        return "http" if self.tls_certfile is None else "https"

@@ -7,17 +7,19 @@ import gc
 import importlib.util
 import logging
 import socket
+import ssl
 from typing import Any
 
 import uvicorn
 
+from .._exceptions import UsageError
 from ..stream import StreamRuntime
 from ._app import create_app
 from ._config import ServerConfig
 from ._lock import DataDirLock
 from ._malloc import tune_malloc
 
-__all__ = ["GC_THRESHOLDS", "Server", "build_server", "run"]
+__all__ = ["GC_THRESHOLDS", "Server", "build_server", "run", "tls_options"]
 
 GC_THRESHOLDS = (10_000, 10, 1_000)
 
@@ -55,6 +57,32 @@ class Server(uvicorn.Server):
         await super().startup(sockets)
 
 
+def _no_password() -> str:
+    raise UsageError("the TLS key file is encrypted; give an unencrypted PEM key")
+
+
+def tls_options(config: ServerConfig) -> dict[str, Any]:
+    """uvicorn's TLS settings for ``config``, after loading the certificate and key once.
+
+    Raises :class:`~wirelab.UsageError` with one readable line for a missing, unreadable
+    or mismatched file (uvicorn would only fail later, with a traceback, and would ask for
+    the passphrase of an encrypted key on the terminal).
+    """
+    if config.tls_certfile is None or config.tls_keyfile is None:
+        return {}
+    certfile, keyfile = str(config.tls_certfile), str(config.tls_keyfile)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            certfile, keyfile, password=_no_password
+        )
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        what = exc.strerror or getattr(exc, "reason", None) or exc
+        raise UsageError(
+            f"cannot load the TLS certificate {certfile} with key {keyfile}: {what}"
+        ) from exc
+    return {"ssl_certfile": certfile, "ssl_keyfile": keyfile}
+
+
 def build_server(config: ServerConfig) -> Server:
     app = create_app(config)
     uv_config = uvicorn.Config(
@@ -67,6 +95,7 @@ def build_server(config: ServerConfig) -> Server:
         lifespan="on",
         timeout_graceful_shutdown=int(config.graceful_timeout),
         server_header=False,
+        **tls_options(config),
     )
     return Server(uv_config, app.state.stream_runtime)
 

@@ -64,7 +64,8 @@ def live_server(config: Any = None, *, data_dir: Path | None = None) -> Iterator
         )
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", "127.0.0.1", port, server.config.app)
+        url = f"{config.scheme}://127.0.0.1:{port}"
+        yield LiveServer(url, "127.0.0.1", port, server.config.app)
     finally:
         server.should_exit = True
         loop = server._loop

@@ -18,6 +18,7 @@ import ipaddress
 import ssl
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import UsageError
@@ -25,7 +26,7 @@ from .._exceptions import UsageError
 if TYPE_CHECKING:
     import trustme
 
-__all__ = ["SERVER_HOSTNAME", "BadCert", "TLSSetup", "tls_setup"]
+__all__ = ["SERVER_HOSTNAME", "BadCert", "TLSFiles", "TLSSetup", "tls_setup", "write_tls_files"]
 
 SERVER_HOSTNAME: Final = "localhost"
 """The host name the good certificates are issued for (with ``127.0.0.1`` and ``::1``)."""
@@ -195,3 +196,27 @@ def tls_setup(tls: bool | BadCert | ssl.SSLContext | None) -> TLSSetup | None:
     kind = tls if isinstance(tls, BadCert) else None
     with _lock:
         return TLSSetup(server_context=_server_context(kind), ca=_ca("trusted"), bad=kind)
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files for a real server (``wirelab serve --tls-certfile cert --tls-keyfile
+    key``) and its clients (``--cacert ca``)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def write_tls_files(folder: Path) -> TLSFiles:
+    """Write the throwaway CA (``ca.pem``) and a good server certificate it issued
+    (``server.pem``, chain included) with its key (``server.key``) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = TLSFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    with _lock:
+        ca = _ca("trusted")
+        leaf = ca.issue_cert(*_IDENTITIES)
+    ca.cert_pem.write_to_path(str(files.ca))
+    leaf.private_key_pem.write_to_path(str(files.key))
+    files.cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+    return files
