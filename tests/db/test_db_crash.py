@@ -82,7 +82,7 @@ def test_sigkill_loses_no_acknowledged_user(tmp_path: Path) -> None:
         missing = set(acknowledged) - stored
         assert not missing, f"acknowledged users lost: {sorted(missing)}"
         # At most the one add in flight at the kill committed without being acknowledged.
-        assert len(stored - set(acknowledged)) <= round_ + 1
+        assert len(stored - set(acknowledged)) <= round_ + 1, sorted(stored - set(acknowledged))
 
     async def reopen() -> set[str]:
         async with await connect(url) as db:

@@ -19,6 +19,11 @@ from ._serve_process import add_users
 pytestmark = pytest.mark.slow
 
 
+def _stored(blobs: Path) -> dict[str, int]:
+    """The blobs in the store (digest files aside) and their sizes."""
+    return {p.name: p.stat().st_size for p in blobs.glob("*/*") if p.suffix != ".sha256"}
+
+
 def test_sigkill_mid_upload_leaves_no_partial_file(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -58,11 +63,13 @@ def test_sigkill_mid_upload_leaves_no_partial_file(tmp_path: Path) -> None:
                 )
 
         uploader = threading.Thread(target=upload)
+        blobs = data_dir / "relay" / "blobs"
+        committed = _stored(blobs)
         uploader.start()
-        uploads = data_dir / "relay" / "uploads"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            sizes = [p.stat().st_size for p in uploads.glob("*.data")]
+            # A direct send writes its blob in place; it is visible only once committed.
+            sizes = [n for k, n in _stored(blobs).items() if k not in committed]
             if sizes and max(sizes) > 256 * 1024:
                 break
             time.sleep(0.01)
@@ -82,6 +89,7 @@ def test_sigkill_mid_upload_leaves_no_partial_file(tmp_path: Path) -> None:
             got = httpx.get(server.url + doc["url"], headers=bob)
             assert got.content == data
             assert doc["sha256"] == hashlib.sha256(data).hexdigest()
-        assert list(uploads.glob("*")) == []  # the partial upload was removed at start-up
+        assert _stored(blobs) == committed  # the partial one was removed at start-up
+        assert list((data_dir / "relay" / "uploads").glob("*")) == []
     finally:
         server.kill()

@@ -43,6 +43,7 @@ from ..auth import (
 from ._api import UNCHANGED, DatabaseError, DatabaseFullError, Unchanged, User
 from ._migrations import migrate
 from ._sqlite_batch import SQLiteRelayStore
+from ._sqlite_group import GroupCommit
 from ._sqlite_media import SQLiteMediaJobs, orphan_media_jobs
 from ._sqlite_purge import purge_user
 
@@ -89,6 +90,12 @@ def _user(row: _UserRow) -> User:
     )
 
 
+def _observe(fut: asyncio.Future[None]) -> None:
+    # A flush answers its callers itself; an error of its own must not go unretrieved.
+    if not fut.cancelled():
+        fut.exception()
+
+
 class SQLiteDatabase:
     """A :class:`~wirelab.db.Database` in one SQLite file. Create with :meth:`open`."""
 
@@ -101,6 +108,7 @@ class SQLiteDatabase:
         self._version = version
         self._users = SQLiteUsers(self)
         self._relay = SQLiteRelayStore(self)
+        self._group = GroupCommit()
         self._media = SQLiteMediaJobs(self)
 
     @classmethod
@@ -157,32 +165,35 @@ class SQLiteDatabase:
         if conn is None:
             raise UsageError(f"database {self._path} is closed")
         loop = asyncio.get_running_loop()
+        self._group.barrier()
         try:
             return await loop.run_in_executor(self._executor, func, conn)
         except sqlite3.Error as exc:
-            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-                raise DatabaseFullError(f"database {self._path}: {exc}") from exc
-            raise DatabaseError(f"database {self._path}: {exc}") from exc
+            raise self._translate(exc) from exc
 
     async def write(self, func: Callable[[sqlite3.Connection], T]) -> T:
-        """Like :meth:`run`, inside one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction.
+        """Like :meth:`run`, inside a ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction.
 
-        If ``func`` raises, the transaction is rolled back. Returns after the commit,
-        which is durable (``synchronous=FULL``).
+        If ``func`` raises, its changes are rolled back. Returns after the commit, which is
+        durable (``synchronous=FULL``). Concurrent writes share one commit, each in its
+        own savepoint (:mod:`._sqlite_group`): one WAL sync for all of them.
         """
+        conn = self._conn
+        if conn is None:
+            raise UsageError(f"database {self._path} is closed")
+        answer = self._group.add(func)
+        flush = asyncio.get_running_loop().run_in_executor(self._executor, self._group.flush, conn)
+        flush.add_done_callback(_observe)
+        try:
+            result: T = await answer
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        return result
 
-        def transaction(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = func(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
-
-        return await self.run(transaction)
+    def _translate(self, exc: sqlite3.Error) -> DatabaseError:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return DatabaseFullError(f"database {self._path}: {exc}")
+        return DatabaseError(f"database {self._path}: {exc}")
 
     async def close(self) -> None:
         """Close the connection (checkpointing the WAL) and stop the thread. Idempotent."""

@@ -163,13 +163,17 @@ class RelayService:
         await self.check_space(req.content_length or 0)
         file_id = new_id()
         key = file_id
+        reserved = self.clock()
         usage = await self.reserve([(key, req.content_length or 0)], req.recipient, req.sender)
         chunked = req.content_length is None
         try:
-            await self.blobs.create_upload(key)
             quota = (req.recipient, usage) if chunked else None
-            size = await self.blobs.append(key, 0, self.renewing(key, _limited(body, limit, quota)))
-            info = await self.blobs.commit(key, key, expected_sha256=req.sha256)
+            # The reservation was just made: the first renewal is due a quarter ttl on.
+            chunks = self.renewing(key, _limited(body, limit, quota), renewed=reserved)
+            # One step, no resumable upload: durable and verified on return (the
+            # journal entry of reserve() removes what a crash leaves of it).
+            info = await self.blobs.put(key, chunks, expected_sha256=req.sha256)
+            size = info.size
             now = self.clock()
             file = RelayFile(
                 id=file_id,
@@ -234,13 +238,16 @@ class RelayService:
         except DatabaseFullError:
             _log.warning("the disk is full: download of %s not counted", file.id)
 
-    async def renewing(self, key: str, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def renewing(
+        self, key: str, body: AsyncIterator[bytes], *, renewed: float | None = None
+    ) -> AsyncIterator[bytes]:
         """``body``, renewing ``key``'s quota reservation as its bytes arrive: at its
         first byte (a lapsed one must fit again: :class:`OverQuota` before that byte is
         stored) and then every quarter of ``reservation_ttl``. One db write per request
-        in the usual case; a body that stalls lets the reservation lapse."""
+        in the usual case; a body that stalls lets the reservation lapse. ``renewed``:
+        when the reservation was last made or renewed (then the first byte renews only
+        if a quarter ttl has passed since)."""
         ttl = self.limits.reservation_ttl
-        renewed: float | None = None
         async for chunk in body:
             if not chunk:
                 continue

@@ -2,5 +2,13 @@
 
 from ._app import create_app
 from ._config import LOG_LEVELS, ConnectionLimits, ServerConfig, default_data_dir
+from ._lock import DataDirLockedError
 
-__all__ = ["LOG_LEVELS", "ConnectionLimits", "ServerConfig", "create_app", "default_data_dir"]
+__all__ = [
+    "LOG_LEVELS",
+    "ConnectionLimits",
+    "DataDirLockedError",
+    "ServerConfig",
+    "create_app",
+    "default_data_dir",
+]

@@ -18,6 +18,7 @@ from ..stream import StreamRuntime
 from ._access_log import install_access_log_redaction
 from ._app import create_app
 from ._config import ServerConfig
+from ._lock import DataDirLock
 from ._malloc import tune_malloc
 
 __all__ = ["GC_THRESHOLDS", "Server", "build_server", "run", "tls_options"]
@@ -129,11 +130,16 @@ def log_config(level: str) -> dict[str, Any]:
 
 
 def run(config: ServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM; returns after a clean shutdown."""
-    server = build_server(config, log_config(config.log_level))
-    tune_gc()
-    tune_malloc()
-    server.run()
+    """Serve until SIGINT/SIGTERM; returns after a clean shutdown.
+
+    Raises :class:`~wirelab.server._lock.DataDirLockedError` at once if another server
+    holds ``config.data_dir`` (see :mod:`._lock`); the lock is held until return.
+    """
+    with DataDirLock(config.data_dir):
+        server = build_server(config, log_config(config.log_level))
+        tune_gc()
+        tune_malloc()
+        server.run()
 
 
 def tune_gc() -> None:

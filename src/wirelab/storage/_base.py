@@ -30,6 +30,7 @@ not possible in the current state) except :class:`DigestMismatchError`, which is
 from __future__ import annotations
 
 import abc
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -284,6 +285,27 @@ class BlobStore(abc.ABC):
         resumable (the caller decides whether to :meth:`abort_upload` it). An existing
         blob is never overwritten: :class:`BlobExistsError`.
         """
+
+    async def put(
+        self, key: str, chunks: AsyncIterator[bytes], *, expected_sha256: str | None
+    ) -> BlobInfo:
+        """Store *chunks* as the new blob *key* in one step (a direct send: never resumed).
+
+        On return the blob is durable and its digest verified (:class:`DigestMismatchError`
+        otherwise, :class:`BlobExistsError` if *key* exists). On any failure the store keeps
+        nothing that a later :meth:`delete` of *key* would not remove: a crash in between
+        may leave a partial blob or upload named *key*, so the caller journals *key* first
+        and deletes it at start-up. This default composes an upload; stores override it to
+        pay for durability once.
+        """
+        await self.create_upload(key)
+        try:
+            await self.append(key, 0, chunks)
+            return await self.commit(key, key, expected_sha256=expected_sha256)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.abort_upload(key)
+            raise
 
     @abc.abstractmethod
     async def abort_upload(self, upload_id: str) -> None:

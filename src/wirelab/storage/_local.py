@@ -26,6 +26,10 @@ loss):
   digest file, then renames the data file into ``blobs/`` (atomic: the blob is never half
   visible) and fsyncs both directories before removing the record. A crash before the
   rename leaves the upload intact; after it, ``recover()`` drops the stale record.
+* ``put`` (a direct send, never resumed) skips the upload: it writes the blob in place
+  (created exclusively), verifies it, ``fdatasync``s it and fsyncs its folder, that
+  fsync shared by concurrent puts (:mod:`wirelab.storage._groupsync`). It writes no
+  digest file. The caller journals the key before and deletes it after a crash.
 * ``delete`` unlinks the blob, then its digest file, then fsyncs the directory.
 
 The SHA-256 that ``commit`` checks comes from a *running hash* when the appends that
@@ -71,8 +75,10 @@ from ._base import (
     normalize_digest,
     validate_name,
 )
+from ._direct import write_new
 from ._fsutil import LocalReader, remove_tmp_files, run_io
-from ._pipeline import Hasher, WriteBehind, settle
+from ._groupsync import DirSync
+from ._pipeline import Hasher, WriteBehind, settle, write_batches
 from ._space import DiskReserve, no_space
 
 __all__ = ["LocalBlobStore"]
@@ -120,6 +126,7 @@ class LocalBlobStore(BlobStore):
         self._locks: weakref.WeakValueDictionary[str, Lock] = weakref.WeakValueDictionary()
         # upload id -> (offset, hash of bytes [0, offset)) for appends made by this process
         self._hashes: dict[str, tuple[int, Hasher]] = {}
+        self._dir_sync = DirSync()
 
     # -- paths and records -------------------------------------------------------------
 
@@ -204,9 +211,7 @@ class LocalBlobStore(BlobStore):
             os.fsync(fd)
         finally:
             os.close(fd)
-        if not blob.parent.is_dir():
-            blob.parent.mkdir(exist_ok=True, mode=0o700)
-            fsync_dir(self._blobs)
+        self._blob_dir_sync(blob)
         sidecar = blob.with_name(f"{key}.sha256")
         atomic_write(sidecar, f"{digest}\n".encode(), tmp_dir=self._tmp, sync_dir=False)
         os.rename(data, blob)  # the commit point: the blob appears whole
@@ -214,6 +219,12 @@ class LocalBlobStore(BlobStore):
         fsync_dir(self._uploads)
         self._record_path(info.upload_id).unlink()
         fsync_dir(self._uploads)
+
+    def _blob_dir_sync(self, blob: Path) -> None:
+        """Create the fan-out folder of *blob* durably, if missing."""
+        if not blob.parent.is_dir():
+            blob.parent.mkdir(exist_ok=True, mode=0o700)
+            fsync_dir(self._blobs)
 
     def _remove_upload_sync(self, upload_id: str) -> None:
         self._record_path(upload_id).unlink()  # the upload ceases to exist here
@@ -381,21 +392,7 @@ class LocalBlobStore(BlobStore):
         """An all-or-nothing append: no checkpoint, and the bytes become durable only
         once their checksum matched (else they stay a torn tail, cut by the next append,
         commit or recover)."""
-        batch: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in chunks:
-                if chunk:
-                    batch.append(chunk if type(chunk) is bytes else bytes(chunk))
-                    size += len(chunk)
-                if size >= _WRITE_SIZE:
-                    await writer.submit(batch)
-                    batch, size = [], 0
-            await writer.submit(batch)
-            await writer.drain()
-        except BaseException:
-            await settle(writer)  # the threads must be done before the fd is closed
-            raise
+        await write_batches(writer, chunks, _WRITE_SIZE)
         algorithm, expected = checksum
         actual = check.digest()
         if actual != expected:
@@ -480,6 +477,30 @@ class LocalBlobStore(BlobStore):
                 await run_io(self._commit_sync, info, key, actual)
             self._hashes.pop(upload_id, None)
             return BlobInfo(key, info.offset, actual)
+
+    async def put(
+        self, key: str, chunks: AsyncIterator[bytes], *, expected_sha256: str | None
+    ) -> BlobInfo:
+        """One-step store (:mod:`._direct`): the blob's own fdatasync, then one directory
+        fsync shared with concurrent puts. No digest file: :meth:`stat` says ``None``
+        (the caller keeps the digest with its metadata)."""
+        validate_name(key, "key")
+        expected = None if expected_sha256 is None else normalize_digest(expected_sha256)
+        blob = self._blob_path(key)
+        hasher = hashlib.sha256()
+        async with self._lock(f"blob:{key}"):
+            with no_space("the file's bytes"):
+                await run_io(self._blob_dir_sync, blob)
+                try:
+                    size = await write_new(blob, chunks, hasher, expected)
+                except FileExistsError:
+                    raise BlobExistsError(f"blob {key!r} already exists") from None
+                try:
+                    await self._dir_sync.sync(blob.parent)
+                except BaseException:
+                    await run_io(self._delete_sync, key)
+                    raise
+        return BlobInfo(key, size, hasher.hexdigest())
 
     async def abort_upload(self, upload_id: str) -> None:
         validate_name(upload_id, "upload id")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-__all__ = ["Hasher", "WriteBehind", "settle", "writev_all"]
+__all__ = ["Hasher", "WriteBehind", "settle", "write_batches", "writev_all"]
 
 # POSIX guarantees at least 16; Linux and macOS allow 1024 buffers per writev call.
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
@@ -146,3 +146,27 @@ async def settle(writer: WriteBehind) -> bool:
     except Exception:
         return False
     return not writer.failed
+
+
+async def write_batches(
+    writer: WriteBehind, chunks: AsyncIterator[bytes], batch_bytes: int
+) -> None:
+    """Write all of *chunks* through *writer* in batches of about *batch_bytes*, then wait
+    for the last one. On any failure the threads are done before the exception leaves
+    (the caller may close or remove the file at once); nothing is made durable here."""
+    batch: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            batch.append(chunk if type(chunk) is bytes else bytes(chunk))  # written uncopied
+            size += len(chunk)
+            if size >= batch_bytes:
+                await writer.submit(batch)  # returns while the batch is written
+                batch, size = [], 0
+        await writer.submit(batch)
+        await writer.drain()
+    except BaseException:
+        await settle(writer)
+        raise

@@ -1,0 +1,64 @@
+"""The one-step write of :meth:`LocalBlobStore.put`: a new file, its bytes, one ``fdatasync``.
+
+A direct send is never resumed, so it needs none of an upload's bookkeeping (the empty
+data file, the offset record rewritten atomically, the rename into ``blobs/``): the bytes go
+straight to the blob's final path, created exclusively, are verified, and become durable with
+one ``fdatasync`` of the file; the caller then makes the directory entry durable (grouped
+across requests, :mod:`._groupsync`). Until the caller's metadata commit the blob is
+reachable by nobody, so writing it in place is safe; after a crash, the caller's journal
+entry for the key deletes whatever part of it is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ._base import DigestMismatchError
+from ._fsutil import run_io
+from ._pipeline import Hasher, WriteBehind, write_batches
+
+__all__ = ["write_new"]
+
+_WRITE_SIZE = 1024 * 1024  # bytes per writev batch, as in _local.py
+
+
+def _create(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+async def write_new(
+    path: Path, chunks: AsyncIterator[bytes], hasher: Hasher, expected: str | None
+) -> int:
+    """Create *path* (``FileExistsError`` if it exists), write *chunks* to it, check their
+    SHA-256 against *expected* (:class:`DigestMismatchError`), ``fdatasync`` it; the size.
+
+    On any failure the file is removed (best effort: a crash leaves it for the caller's
+    journal). The directory entry is not synced here.
+    """
+    fd = await run_io(_create, path)
+    writer = WriteBehind(fd, 0, [hasher])
+    try:
+        await write_batches(writer, chunks, _WRITE_SIZE)
+        actual = hasher.hexdigest()
+        if expected is not None and actual != expected:
+            raise DigestMismatchError(
+                f"the body has SHA-256 {actual}, expected {expected}",
+                expected=expected,
+                actual=actual,
+            )
+        # fdatasync includes the new size: all a reader needs (times are not).
+        await run_io(os.fdatasync, fd)
+    except BaseException:
+        writer.close_when_idle()
+        await run_io(_unlink, path)
+        raise
+    writer.close_when_idle()
+    return writer.written
