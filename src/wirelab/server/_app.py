@@ -134,7 +134,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @app.get("/", response_class=PlainTextResponse, tags=["service"])
     async def root() -> str:
         """A one-line connectivity check naming the service and its version."""
-        return f"wirelab {__version__}: stream and relay server is up. API docs: /docs\n"
+        return f"wirelab {__version__}: stream, relay and media server is up. API docs: /docs\n"
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
