@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..db import JOB_STATES, MediaJob
-from ..relay import Auth, content_disposition, range_answer
+from ..relay import Auth, content_disposition, http_error, range_answer
 from ..storage import BlobReader
 from ._errors import MediaError
 from ._request import ClipRequest
@@ -90,10 +90,6 @@ def job_json(job: MediaJob) -> dict[str, Any]:
     }
 
 
-def _error(exc: MediaError) -> HTTPException:
-    return HTTPException(exc.status_code, str(exc))
-
-
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid bearer token (with `WWW-Authenticate`)."},
 }
@@ -151,7 +147,7 @@ def build_router(runtime: MediaRuntime) -> APIRouter:
         try:
             job, created = await service.submit(user.name, body, idempotency_key)
         except MediaError as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
         doc = job_json(job)
         return JSONResponse(
             doc, status_code=202 if created else 200, headers={"Location": doc["url"]}
@@ -173,7 +169,7 @@ def build_router(runtime: MediaRuntime) -> APIRouter:
         try:
             return await runtime.require().get(user_name, job_id)
         except MediaError as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
 
     @router.get("/jobs/{job_id}", summary="A job's state and progress", responses=_JOB)
     async def job(user: Auth, job_id: str) -> Any:
@@ -196,7 +192,7 @@ def build_router(runtime: MediaRuntime) -> APIRouter:
         try:
             found = await runtime.require().cancel(user.name, job_id, wait=CANCEL_WAIT)
         except MediaError as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
         if found is None:
             return Response(status_code=204)
         return JSONResponse(job_json(found), status_code=202 if found.active else 200)

@@ -32,7 +32,7 @@ from ._http import (
     sanitize_filename,
 )
 from ._limits import RelayLimits
-from ._routes import Auth, RelayRuntime, current_user
+from ._routes import Auth, RelayRuntime, current_user, http_error
 from ._service import RelayService, SendRequest
 from ._tus import build_router
 
@@ -56,6 +56,7 @@ __all__ = [
     "build_router",
     "content_disposition",
     "current_user",
+    "http_error",
     "install",
     "parse_origins",
     "parse_range",

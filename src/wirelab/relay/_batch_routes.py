@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
@@ -22,6 +22,7 @@ from ._routes import (
     RelayRuntime,
     clean_note,
     file_json,
+    http_error,
     valid_encryption,
     valid_media_type,
 )
@@ -98,10 +99,6 @@ def _created(batch: RelayBatch, uploads: list[RelayUpload]) -> dict[str, Any]:
     }
 
 
-def _error(exc: RelayError) -> HTTPException:
-    return HTTPException(exc.status_code, str(exc))
-
-
 _404 = "No such batch for you (or no such recipient)."
 _RESPONSES = answers(404, _404=_404)
 
@@ -138,7 +135,7 @@ def add_batch_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         try:
             batch, uploads = await service.batches.create(req)
         except RelayError as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
         location = f"/v1/relay/batches/{batch.id}"
         return JSONResponse(
             _created(batch, uploads), status_code=201, headers={"Location": location}
@@ -162,7 +159,7 @@ def add_batch_routes(router: APIRouter, runtime: RelayRuntime) -> None:
                 }
             batch, uploads = await batches.state(user.name, batch_id)
         except BatchGone as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
         return {
             "id": batch.id,
             "to": batch.recipient,
@@ -191,5 +188,5 @@ def add_batch_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         try:
             await runtime.require().batches.cancel(user.name, batch_id)
         except RelayError as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
         return Response(status_code=204)

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .._exceptions import UsageError
 from .._validate import INT64_MAX
 from ..auth import AuthenticationError, InvalidCredentials, parse_bearer
 from ..db import RelayFile, RelayUpload, User
@@ -96,8 +97,12 @@ def _invalid(where: str, name: str, msg: str) -> RequestValidationError:
     )
 
 
-def _error(exc: RelayError) -> HTTPException:
-    return HTTPException(exc.status_code, str(exc))
+def http_error(exc: UsageError) -> HTTPException:
+    """A service error (relay or media) as the HTTP answer its class names.
+
+    Every service error class carries ``status_code``; one without it is a 400.
+    """
+    return HTTPException(getattr(exc, "status_code", 400), str(exc))
 
 
 def _unauthorized(exc: AuthenticationError) -> HTTPException:
@@ -213,7 +218,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         try:
             file = await service.send(req, request.stream())
         except RelayError as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
         except DigestMismatchError as exc:
             raise HTTPException(
                 422,
@@ -289,7 +294,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         try:
             file = await runtime.require().get(user.name, file_id)
         except RelayError as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
         if file.exhausted:
             raise HTTPException(410, "download limit reached")
         return file
@@ -360,7 +365,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         try:
             await runtime.require().ack(user.name, file_id)
         except RelayError as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
         return Response(status_code=204)
 
     @router.delete(
@@ -381,7 +386,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         try:
             await runtime.require().release(user.name, file_id, lease_id)
         except RelayError as exc:
-            raise _error(exc) from None
+            raise http_error(exc) from None
         return Response(status_code=204)
 
     @router.get(
