@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from wirelab.db._sqlite import SQLiteDatabase
+from wirelab.db._sqlite_group import MAX_GROUP
 
 
 @pytest_asyncio.fixture
@@ -73,3 +75,21 @@ async def test_calls_take_effect_in_submission_order(db: SQLiteDatabase) -> None
     )
     # A read sees exactly the writes submitted before it: no later write joined their group.
     assert seen == [1, 1, 2, 3, 3]
+
+
+@pytest.mark.asyncio
+async def test_a_read_behind_a_full_group_sees_no_later_write(db: SQLiteDatabase) -> None:
+    """More writes than one group holds leave flush jobs with nothing of their own to do;
+    such a job must not take a write submitted after a read that waits behind it."""
+    gate = threading.Event()
+    blocked = asyncio.ensure_future(db.run(lambda c: gate.wait(10)))
+    first = [asyncio.ensure_future(db.write(_insert(n))) for n in range(MAX_GROUP + 6)]
+    read = asyncio.ensure_future(
+        db.run(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0])
+    )
+    late = asyncio.ensure_future(db.write(_insert(1000)))
+    await asyncio.sleep(0)  # every call above is now queued behind the gate, in this order
+    gate.set()
+    await asyncio.gather(blocked, *first, late)
+    assert await read == MAX_GROUP + 6
+    assert (await _rows(db))[-1] == 1000

@@ -181,8 +181,11 @@ class SQLiteDatabase:
         conn = self._conn
         if conn is None:
             raise UsageError(f"database {self._path} is closed")
-        answer = self._group.add(func)
-        flush = asyncio.get_running_loop().run_in_executor(self._executor, self._group.flush, conn)
+        item = self._group.add(func)
+        answer = item.future
+        flush = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._group.flush, conn, item
+        )
         flush.add_done_callback(_observe)
         try:
             result: T = await answer

@@ -6,7 +6,9 @@ A flush takes every function queued at that moment and runs them, in queue order
 ``BEGIN IMMEDIATE`` ... ``COMMIT``, each inside its own savepoint: a function that raises
 is rolled back to its savepoint alone (as its own transaction would have been) and the
 others still commit. Every caller is answered after the commit, so "a write that returned
-is durable" holds as before. Later flush jobs find the queue empty and return at once.
+is durable" holds as before. The flush job of a write that an earlier flush already took
+returns at once: it must not take writes queued after it, because reads submitted between
+them sit in the thread's queue behind it.
 
 Ordering is unchanged for callers: every call still takes effect in submission order. A
 write's flush job sits in the thread's queue ahead of any call submitted after the write,
@@ -39,6 +41,7 @@ class _Item:
     future: asyncio.Future[Any]
     result: Any = None
     error: BaseException | None = None
+    taken: bool = False  # a flush has taken it out of the queue
 
 
 def _answer(item: _Item) -> None:
@@ -67,23 +70,30 @@ class GroupCommit:
         """A call other than a write was submitted: later writes may not join earlier ones."""
         self._epoch += 1
 
-    def add(self, func: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
-        """Queue ``func``; the future resolves after the commit that includes it."""
+    def add(self, func: Callable[[sqlite3.Connection], Any]) -> _Item:
+        """Queue ``func``; the item's future resolves after the commit that includes it.
+        Submit ``flush(conn, item)`` to the database thread right away."""
         loop = asyncio.get_running_loop()
         item = _Item(func, self._epoch, loop, loop.create_future())
         self._queue.append(item)
-        return item.future
+        return item
 
-    def flush(self, conn: sqlite3.Connection) -> None:
-        """In the database thread: run and commit the oldest queued write together with
-        the writes queued right after it (same epoch); the rest wait for their own flush
-        job, which sits behind the calls submitted before them."""
-        if not self._queue:
+    def flush(self, conn: sqlite3.Connection, item: _Item) -> None:
+        """In the database thread: the flush job of ``item``. If an earlier flush took it,
+        return. Otherwise every write queued before it has been taken (their jobs ran
+        first), so it heads the queue: run and commit it together with the writes queued
+        right after it in the same epoch; the rest wait for their own flush job, which sits
+        behind the calls submitted before them."""
+        if item.taken:
             return
-        group = [self._queue.popleft()]
-        epoch = group[0].epoch
-        while self._queue and self._queue[0].epoch == epoch and len(group) < MAX_GROUP:
+        group: list[_Item] = []
+        while self._queue and len(group) < MAX_GROUP:
+            head = self._queue[0]
+            if group and head.epoch != item.epoch:
+                break
+            head.taken = True
             group.append(self._queue.popleft())
+        assert group[0] is item, "group commit: a write was flushed out of order"
         self._run_group(conn, group)
 
     def _run_group(self, conn: sqlite3.Connection, group: list[_Item]) -> None:
