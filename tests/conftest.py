@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
@@ -188,6 +190,51 @@ def isolated_home(
             + ", ".join(written[:20]),
             pytrace=False,
         )
+
+
+# --- the machine's services (PostgreSQL, Redis) -----------------------------------------
+
+REQUIRE_SERVICES = os.environ.get("WIRELAB_REQUIRE_SERVICES") == "1"
+"""Read at import, before :func:`isolated_home` removes every ``WIRELAB_*`` variable:
+with ``WIRELAB_REQUIRE_SERVICES=1`` (set by ``.ci/run``) a missing service fails the tests
+that need it instead of skipping them."""
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def need_service(name: str, port: int, how: str) -> None:
+    """Skip the calling test (fail it under ``WIRELAB_REQUIRE_SERVICES=1``) unless ``name``
+    accepts TCP connections on 127.0.0.1:``port``; ``how`` says what to start."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError as exc:
+        reason = f"{name} is not reachable on 127.0.0.1:{port} ({exc}): {how}"
+        if REQUIRE_SERVICES:
+            pytest.fail(reason + " (WIRELAB_REQUIRE_SERVICES=1)", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """The machine's PostgreSQL, as the superuser ``postgres`` (trust auth); tests create
+    their own databases through it and drop them afterwards."""
+    need_service("PostgreSQL", 5432, "start PostgreSQL with trust auth for user postgres")
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis; tests keep their keys under their own prefix (see
+    :func:`redis_prefix`) and delete them afterwards."""
+    need_service("Redis", 6379, "start redis-server on 127.0.0.1:6379")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test (or test run) uses."""
+    return f"wirelab-test-{uuid.uuid4().hex[:12]}:"
 
 
 # --- servers -----------------------------------------------------------------------------
