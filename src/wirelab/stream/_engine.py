@@ -28,6 +28,7 @@ from typing import Any
 
 from ..framing import FrameType, StreamEncoder, encode_frame_header
 from ._content import CHUNK_SIZE, Chunk, ContentSource
+from ._pacer import Pacer
 from ._params import StreamParams
 from ._plan import FileSpec, iter_plan
 from ._slice import SLICE_SECONDS, TimeSlice
@@ -64,6 +65,14 @@ class StreamRuntime:
     pauses: int = 0
     slice_seconds: float = SLICE_SECONDS
     clock: Callable[[], float] = time.perf_counter
+    _pacer: Pacer | None = field(default=None, repr=False)
+
+    def pacer(self) -> Pacer:
+        """The shared timer of the running loop's paced streams (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._pacer is None or self._pacer.loop is not loop:
+            self._pacer = Pacer(loop)
+        return self._pacer
 
     def new_slice(self) -> TimeSlice:
         """A time slice for one stream, with this runtime's length and clock."""
@@ -86,33 +95,49 @@ async def _watch_disconnect(receive: Receive) -> None:
 async def _run_until_disconnect(
     runtime: StreamRuntime, receive: Receive, body: Awaitable[None]
 ) -> None:
-    """Run ``body`` until it ends or the client goes away, whichever is first."""
-    producer = asyncio.ensure_future(body)
+    """Run ``body`` in this task until it ends or the client goes away, whichever is first.
+
+    One helper task watches for the disconnect and cancels this one (the body runs in the
+    request's own task: a second task and ``asyncio.wait`` per stream were a measurable
+    part of a short stream's cost). ``runtime.shutdown`` cancels this task too; the body
+    tells the two apart by ``runtime.shutting_down``.
+    """
+    task = asyncio.current_task()
+    assert task is not None
     watcher = asyncio.ensure_future(_watch_disconnect(receive))
-    runtime.active.add(producer)
+    disconnected, running = False, True
+
+    def on_watcher_done(done: asyncio.Future[None]) -> None:
+        nonlocal disconnected
+        if running and not done.cancelled():
+            # The client disconnected (or receive failed): stop generating at once.
+            disconnected = True
+            task.cancel("wirelab: client disconnected")
+
+    watcher.add_done_callback(on_watcher_done)
+    runtime.active.add(task)
     try:
-        await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await body
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        task.uncancel()
+        runtime.streams_disconnected += 1
     finally:
-        runtime.active.discard(producer)
-        if not producer.done():
-            # The client disconnected (or we were cancelled): stop generating at once.
-            producer.cancel()
-            runtime.streams_disconnected += 1
+        running = False  # a callback already scheduled must not cancel the task now
+        runtime.active.discard(task)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        with contextlib.suppress(asyncio.CancelledError):
-            await producer
-    if producer.done() and not producer.cancelled():
-        producer.result()  # re-raise an unexpected error in the producer
+    if disconnected and not watcher.cancelled():
+        watcher.result()  # re-raise an unexpected error of receive()
 
 
-async def _wait_until(loop: asyncio.AbstractEventLoop, deadline: float, slice_: TimeSlice) -> None:
-    """Sleep until ``deadline`` (loop time); when it has passed, pause only if the slice
-    is used up (an unpaced stream must still give the loop back)."""
-    delay = deadline - loop.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
+async def _wait_until(pacer: Pacer, deadline: float, slice_: TimeSlice) -> None:
+    """Wait until ``deadline`` (loop time) on the shared timer; when it has passed, pause
+    only if the slice is used up (an unpaced stream must still give the loop back)."""
+    if deadline > pacer.loop.time():
+        await pacer.sleep_until(deadline)
         slice_.restart()
     else:
         await slice_.checkpoint()
@@ -209,7 +234,7 @@ class _FramedStream:
     async def run(self, t0: float) -> None:
         """Send the stream; ``t0`` (loop time) is when the request was accepted: the
         schedule counts from there, so time spent sending the head is not added to it."""
-        loop = asyncio.get_running_loop()
+        pacer = self.runtime.pacer()
         start = self.encoder.start(
             seed=self.seed,
             count=self.params.count,
@@ -219,7 +244,7 @@ class _FramedStream:
         await self.send(_body(start))
         try:
             for spec in iter_plan(self.params, self.seed):
-                await _wait_until(loop, t0 + spec.offset, self.slice)
+                await _wait_until(pacer, t0 + spec.offset, self.slice)
                 await self._send_file(spec)
         except asyncio.CancelledError:
             if not self.runtime.shutting_down:
@@ -356,13 +381,13 @@ async def _raw_files(
     send: Send,
     t0: float,
 ) -> None:
-    loop = asyncio.get_running_loop()
+    pacer = runtime.pacer()
     # The classic endpoints keep their original generator: a seed gives the bytes it gave.
     content = ContentSource(params, seed, random="sfc64")
     slice_ = runtime.new_slice()
     try:
         for spec in iter_plan(params, seed, size_unit=size_unit):
-            await _wait_until(loop, t0 + spec.offset, slice_)
+            await _wait_until(pacer, t0 + spec.offset, slice_)
             runtime.files_started += 1
             # One ASGI body message per file: the server writes it as exactly one HTTP
             # chunk (at most 1 MiB of random bits: well under a millisecond of work).
