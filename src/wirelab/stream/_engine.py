@@ -242,10 +242,11 @@ class _FramedStream:
             digest=self.params.digest,
         )
         await self.send(_body(start))
+        last = self.params.count - 1
         try:
             for spec in iter_plan(self.params, self.seed):
                 await _wait_until(pacer, t0 + spec.offset, self.slice)
-                await self._send_file(spec)
+                await self._send_file(spec, spec.index == last)
         except asyncio.CancelledError:
             if not self.runtime.shutting_down:
                 raise
@@ -257,9 +258,12 @@ class _FramedStream:
             return
         finally:
             self.runtime.pauses += self.slice.pauses
-        await self.send(_body(self.encoder.end(), more=False))
+        if not self.encoder.finished:  # no file: the Z frame goes alone
+            await self.send(_body(self.encoder.end(), more=False))
 
-    async def _send_file(self, spec: FileSpec) -> None:
+    async def _send_file(self, spec: FileSpec, last: bool) -> None:
+        """Send one file; the last one's final message also carries the ``Z`` frame (one
+        write fewer per stream: both are due at the same moment)."""
         self.runtime.files_started += 1
         header = self.encoder.file_start(
             index=spec.index,
@@ -279,18 +283,28 @@ class _FramedStream:
         if digest is not None and spec.size <= self.runtime.body_cache.max_entry:
             # Periodic content: the framed body is shared; F, D..., E go out as one message.
             body = self._cached_body(spec.size, chunks)
-            await self.send(_body(b"".join((header, body, self.encoder.file_end(digest)))))
+            await self._send_last([header, body, self.encoder.file_end(digest)], last)
         elif spec.size <= CHUNK_SIZE:
-            # Small file: F, D, E in one message (one HTTP chunk, one write).
+            # Small file: F, D, E in one message (one HTTP chunk, one write, one join).
+            parts: list[Chunk] = [header]
             hasher = None if digest is not None else self.content.new_hasher()
-            body = _frame_chunks(chunks, self.encoder, hasher, CHUNK_SIZE, header)
-            digest = digest or _hexdigest(hasher)
-            await self.send(_body(b"".join((body, self.encoder.file_end(digest)))))
+            for chunk in chunks:
+                if hasher is not None:
+                    hasher.update(chunk)
+                parts += (self.encoder.data_header(len(chunk)), chunk)
+            parts.append(self.encoder.file_end(digest or _hexdigest(hasher)))
+            await self._send_last(parts, last)
         else:
             digest = await self._send_large(header, chunks, digest)
             self.content.remember_digest(spec.size, digest)
-            await self.send(_body(self.encoder.file_end(digest)))
+            await self._send_last([self.encoder.file_end(digest)], last)
         self.runtime.files_sent += 1
+
+    async def _send_last(self, parts: list[Chunk], last: bool) -> None:
+        """Send a file's final message: ``parts`` joined, plus the ``Z`` frame if ``last``."""
+        if last:
+            parts.append(self.encoder.end())
+        await self.send(_body(b"".join(parts), more=not last))
 
     def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
         key = (self.params.content, self.params.dtype, self.params.byteorder, size)
