@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..framing import FrameType, StreamEncoder, encode_frame_header
-from ._content import CHUNK_SIZE, Chunk, ContentSource
+from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
 from ._pacer import Pacer
 from ._params import StreamParams
 from ._plan import FileSpec, iter_plan
@@ -41,6 +41,9 @@ Receive = Callable[[], Awaitable[Message]]
 
 #: Bytes of ``D`` frames per ASGI message (one HTTP chunk, one write) for large files.
 MESSAGE_SIZE = 1024 * 1024
+#: Room at the end of a message filled in place: the fill margin, and the ``E`` and ``Z``
+#: frames that end a file and a stream (JSON of a few integers and a 64-digit digest).
+_TAIL_ROOM = 1024
 
 
 @dataclass(eq=False)
@@ -294,6 +297,8 @@ class _FramedStream:
                 parts += (self.encoder.data_header(len(chunk)), chunk)
             parts.append(self.encoder.file_end(digest or _hexdigest(hasher)))
             await self._send_last(parts, last)
+        elif self.content.fills_in_place and self.runtime.executor is None:
+            await self._send_filled(header, spec.size, last)
         else:
             digest = await self._send_large(header, chunks, digest)
             self.content.remember_digest(spec.size, digest)
@@ -305,6 +310,45 @@ class _FramedStream:
         if last:
             parts.append(self.encoder.end())
         await self.send(_body(b"".join(parts), more=not last))
+
+    async def _send_filled(self, header: bytes, size: int, last: bool) -> None:
+        """Send a large ``random`` file whose bytes are generated straight into the message
+        (:meth:`ContentSource.fill`): no chunk objects, no join. Each message holds about
+        :data:`MESSAGE_SIZE` bytes of ``D`` frames (the same frames as the other paths:
+        one per :data:`CHUNK_SIZE` bytes of the file); the first starts with ``F``, the
+        last ends with ``E`` (and ``Z`` for the stream's last file), in room kept for
+        them. Pauses between chunks when the slice is used up, like :meth:`_send_sliced`.
+        """
+        hasher = self.content.new_hasher()
+        done = 0
+        while done < size:
+            n_msg = min(MESSAGE_SIZE, size - done)
+            frames = -(-n_msg // CHUNK_SIZE)
+            used = len(header) + frames * 5 + n_msg
+            buf = memoryview(bytearray(used + _TAIL_ROOM))
+            buf[: len(header)] = header
+            pos = len(header)
+            for start in range(0, n_msg, CHUNK_SIZE):
+                n = min(CHUNK_SIZE, n_msg - start)
+                buf[pos : pos + 5] = self.encoder.data_header(n)
+                self.content.fill(buf[pos + 5 :], n)
+                hasher.update(buf[pos + 5 : pos + 5 + n])
+                pos += 5 + n
+                await self.slice.checkpoint()
+            done += n_msg
+            header = b""
+            if done < size:
+                await self.send(_body(buf[:pos]))
+                continue
+            tail = self.encoder.file_end(_hexdigest(hasher))
+            if last:
+                tail += self.encoder.end()
+            if len(tail) <= _TAIL_ROOM - FILL_MARGIN:
+                buf[pos : pos + len(tail)] = tail
+                await self.send(_body(buf[: pos + len(tail)], more=not last))
+            else:  # pragma: no cover - E and Z frames are ~150 bytes
+                await self.send(_body(buf[:pos]))
+                await self.send(_body(tail, more=not last))
 
     def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
         key = (self.params.content, self.params.dtype, self.params.byteorder, size)
