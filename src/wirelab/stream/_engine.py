@@ -52,7 +52,8 @@ class StreamRuntime:
 
     ``active`` holds the tasks of streams in progress so shutdown can end them with an
     ``X`` frame (``/healthz`` reports how many). The counters are for tests and
-    diagnostics: ``files_started`` (files whose generation began) shows that generation
+    diagnostics: ``fast_requests`` counts streams served past the framework (see
+    ``_routes.build_fast_path``); ``files_started`` (files whose generation began) shows that generation
     stopped; ``pauses`` (turns given to the loop, added when a stream ends) shows that
     streams shared the loop. ``slice_seconds`` and ``clock`` set each stream's
     :class:`TimeSlice`.
@@ -63,6 +64,7 @@ class StreamRuntime:
     active: set[asyncio.Task[Any]] = field(default_factory=set)
     shutting_down: bool = False
     streams_disconnected: int = 0
+    fast_requests: int = 0
     files_sent: int = 0
     files_started: int = 0
     pauses: int = 0

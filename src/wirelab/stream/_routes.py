@@ -174,6 +174,7 @@ def build_fast_path(runtime: StreamRuntime, limits: StreamLimits) -> FastPath:
         except QueryError:
             return False
         headers = _stream_headers(seed, params.count, STREAM_MEDIA_TYPE)
+        runtime.fast_requests += 1
         await run_framed_stream(runtime, params, seed, headers, receive, send)
         return True
 
