@@ -253,7 +253,8 @@ def _burst_verdict(runs: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 def _error_count(run: dict[str, Any]) -> int:
-    return int(sum(run["errors"].values())) + run["files_expected"] - run["files_received"]
+    missing: int = run["files_expected"] - run["files_received"]
+    return int(sum(run["errors"].values())) + missing
 
 
 def _scale_verdict(runs: list[dict[str, Any]]) -> tuple[str, str]:
@@ -283,8 +284,7 @@ def _row(r: dict[str, Any]) -> list[str]:
         "floor" if r["server"].startswith("reference") else "wirelab",
         f"{r['streams']:,}",
         f"{r['files_received']:,}/{r['files_expected']:,}",
-        f"{sum(r['errors'].values())} ({r['resets']} resets, "
-        f"{r['streams_unfinished']} unfinished)",
+        f"{sum(r['errors'].values())} ({r['resets']} resets, {r['streams_unfinished']} unfinished)",
         _fmt_spread(r["head_ms"], " / "),
         _fmt_spread(r["lateness_steady_ms"], " / "),
         _fmt_spread(r["lateness_all_ms"], " / "),

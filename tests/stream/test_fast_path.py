@@ -24,9 +24,7 @@ def test_invalid_query_falls_back_to_the_framework_422(server: LiveServer) -> No
     for bad, problem in (({"count": -1}, "value_error"), ({"bogus": 1}, "extra_forbidden")):
         r = httpx.get(server.url + "/v1/stream", params={**Q, **bad}, timeout=30)
         assert r.status_code == 422, r.text
-        assert [(d["loc"], d["type"]) for d in r.json()["detail"]] == [
-            (["query", *bad], problem)
-        ]
+        assert [(d["loc"], d["type"]) for d in r.json()["detail"]] == [(["query", *bad], problem)]
     assert server.stream_runtime.fast_requests == 0
 
 

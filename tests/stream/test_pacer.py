@@ -4,7 +4,7 @@ engine's schedule kept (lower bounds only) with one timer for many streams."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import pytest
@@ -124,7 +124,7 @@ async def test_paced_streams_keep_their_schedule_on_one_shared_timer() -> None:
         log: list[tuple[float, bytes]] = []
         sent.append((loop.time(), log))  # no later than the stream's own start
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.body":
                 log.append((loop.time(), bytes(message["body"])))
 

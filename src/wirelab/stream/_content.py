@@ -35,8 +35,8 @@ from ._params import SAMPLE_WIDTH, StreamParams
 
 __all__ = [
     "CHUNK_SIZE",
-    "FILL_MARGIN",
     "DIGESTS",
+    "FILL_MARGIN",
     "Chunk",
     "ContentSource",
     "DigestMemo",

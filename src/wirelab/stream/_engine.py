@@ -53,9 +53,9 @@ class StreamRuntime:
     ``active`` holds the tasks of streams in progress so shutdown can end them with an
     ``X`` frame (``/healthz`` reports how many). The counters are for tests and
     diagnostics: ``fast_requests`` counts streams served past the framework (see
-    ``_routes.build_fast_path``); ``files_started`` (files whose generation began) shows that generation
-    stopped; ``pauses`` (turns given to the loop, added when a stream ends) shows that
-    streams shared the loop. ``slice_seconds`` and ``clock`` set each stream's
+    ``_routes.build_fast_path``); ``files_started`` (files whose generation began) shows
+    that generation stopped; ``pauses`` (turns given to the loop, added when a stream
+    ends) shows that streams shared the loop. ``slice_seconds`` and ``clock`` set each stream's
     :class:`TimeSlice`.
     """
 
