@@ -108,3 +108,11 @@ def test_serve_raises_the_open_file_limit_and_logs_both_limits(tmp_path: Path) -
     text = console.read_text()
     assert f"raised the open-file limit (RLIMIT_NOFILE) from 512 to {hard}" in text, text
     assert f"listen backlog {somaxconn + 1} (WIRELAB_BACKLOG) capped at {somaxconn}" in text
+
+
+def test_server_listens_with_the_configured_backlog(tmp_path: Path) -> None:
+    from wirelab.server import ServerConfig
+    from wirelab.server._serve import build_server
+
+    config = ServerConfig(data_dir=tmp_path, connection_limits=ConnectionLimits(backlog=100))
+    assert build_server(config).config.backlog == 100
