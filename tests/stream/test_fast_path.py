@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
+import pytest
 
+from wirelab.stream._routes import split_query
 from wirelab.testing._live import LiveServer
 
 Q = {"count": 4, "min_size": 2, "max_size": 4096, "min_interval": 0, "max_interval": 0}
@@ -46,3 +49,11 @@ def test_same_bytes_as_the_full_stack_which_serves_cors(
     assert full.headers["access-control-allow-origin"] == "http://app.example"
     assert cors.stream_runtime.fast_requests == 0 and server.stream_runtime.fast_requests == 1
     assert fast.content == full.content and len(fast.content) > 100
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "count=3", "a=1&b=&c&&d=x=y", "seed=1&seed=2", "x=%41+b&y=1", "name=a+b", "&&", "=v"],
+)
+def test_query_is_split_as_starlette_splits_it(query: str) -> None:
+    assert split_query(query) == parse_qsl(query, keep_blank_values=True)
