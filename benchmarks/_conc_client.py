@@ -134,6 +134,7 @@ def _report(rec: Recorder, lag: list[float], cpu: float, wall: float, loop: str)
         "complete": rec.complete,
         "connected": rec.connected,
         "ttfb": rec.ttfb,
+        "connect": rec.connect,
         "lag": lag,
         "cpu": cpu,
         "wall": wall,

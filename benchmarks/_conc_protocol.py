@@ -3,7 +3,9 @@
 :class:`StreamClient` is one ``GET /v1/stream`` as an asyncio protocol: it reads the
 response head, decodes a chunked (or Content-Length) body and the frames minimally (``F``
 offset, ``E`` arrival, ``Z``/``X``), and records each file's lateness in a
-:class:`Recorder` shared by the streams of one worker process.
+:class:`Recorder` shared by the streams of one worker process. Lateness counts from the
+moment the client sent its request (what a client sees: a server slow to accept or to
+answer makes every file late), not from the arrival of the response head.
 
 Why not :class:`wirelab.framing.StreamDecoder`: it checks the whole grammar and copies every
 ``D`` payload into an event object. A worker reads up to 9,000 streams on a core it shares
@@ -35,14 +37,15 @@ MAX_CHUNK_LINE = 1024  # bytes of a chunk size line
 class Recorder:
     """What one worker process measured. Arrays hold one entry per received file."""
 
-    lateness: array[float] = field(default_factory=lambda: array("d"))
-    scheduled: array[float] = field(default_factory=lambda: array("d"))  # start + offset
+    lateness: array[float] = field(default_factory=lambda: array("d"))  # from the request
+    scheduled: array[float] = field(default_factory=lambda: array("d"))  # request + offset
     stream: array[int] = field(default_factory=lambda: array("l"))  # the file's stream
     errors: Counter[str] = field(default_factory=Counter)
     files: int = 0
     complete: int = 0
     connected: array[float] = field(default_factory=lambda: array("d"))
-    ttfb: array[float] = field(default_factory=lambda: array("d"))  # connect -> headers
+    ttfb: array[float] = field(default_factory=lambda: array("d"))  # request -> head
+    connect: array[float] = field(default_factory=lambda: array("d"))  # connect() -> made
 
 
 class StreamClient(asyncio.Protocol):
@@ -56,7 +59,8 @@ class StreamClient(asyncio.Protocol):
         self.rec = rec
         self.done = done
         self.transport: asyncio.Transport | None = None
-        self.t_connect = 0.0
+        self.t_open = time.monotonic()  # the protocol is made just before connect()
+        self.t_connect = 0.0  # the connection is made and the request sent
         self.start = -1.0  # arrival of the response headers; -1 until then
         self.head = bytearray()
         self.chunked = True
@@ -76,9 +80,10 @@ class StreamClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
         self.t_connect = time.monotonic()
         self.rec.connected.append(self.t_connect)
-        self.transport.write(self.request)
+        self.rec.connect.append(self.t_connect - self.t_open)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
@@ -237,7 +242,7 @@ class StreamClient(asyncio.Protocol):
         if ftype == 0x46:  # F
             self.offset = float(json.loads(buf[start:end])["offset"])
         elif ftype == 0x45:  # E
-            sched = self.start + self.offset
+            sched = self.t_connect + self.offset
             self.rec.lateness.append(now - sched)
             self.rec.scheduled.append(sched)
             self.rec.stream.append(self.stream_id)

@@ -168,6 +168,8 @@ _CONNECTION_OPTIONS: list[tuple[str, click.ParamType[Any], float | None, str]] =
     ("max_connections", click.IntRange(1), None,
      "Open connections past this get 503 and are closed.  "
      "[default: 3/4 of the open-file limit]"),
+    ("backlog", click.IntRange(1), 4096,
+     "Listen backlog: connections waiting to be accepted (capped by net.core.somaxconn)."),
 ]  # fmt: skip
 
 
@@ -285,6 +287,7 @@ def serve(
     head_timeout: float,
     keepalive_timeout: float,
     max_connections: int | None,
+    backlog: int,
     tls_certfile: Path | None,
     tls_keyfile: Path | None,
     classic_user: str | None,
@@ -342,6 +345,7 @@ def serve(
             head_timeout=head_timeout,
             keepalive_timeout=keepalive_timeout,
             max_connections=max_connections,
+            backlog=backlog,
         ),
         media=media_settings(media),
         tls_certfile=tls_certfile,

@@ -115,6 +115,7 @@ class FastClient:
 async def run_engine(runtime: StreamRuntime, params: StreamParams, raw: bool = False) -> FastClient:
     client = FastClient()
     probe = asyncio.ensure_future(client.probe())
+    await asyncio.sleep(0)  # the probe runs before the stream starts
     try:
         if raw:
             await run_raw_stream(runtime, params, 1, 1024, [], client.receive, client.send)
@@ -162,6 +163,7 @@ async def test_fake_clock_sets_how_much_work_fits_in_a_slice() -> None:
         clock.now += 0.0005  # each file is one message here (F, D, E): half a slice
 
     probe = asyncio.ensure_future(client.probe())
+    await asyncio.sleep(0)  # the probe runs before the stream starts
     try:
         await run_framed_stream(runtime, unpaced(8, 8 * 1024), 1, [], client.receive, send)
     finally:

@@ -22,7 +22,7 @@ from wirelab.stream import (
     StreamParams,
     iter_plan,
 )
-from wirelab.stream._content import DIGESTS, RandomBits
+from wirelab.stream._content import DIGESTS, FILL_MARGIN, RandomBits
 from wirelab.stream._params import Digest
 
 LIMITS = StreamLimits()
@@ -248,3 +248,23 @@ class TestContent:
         assert src.memoized_digest(300_000) == hash_(one).hexdigest()
         assert src.memoized_digest(300_002) is None  # never computed on demand
         assert ContentSource(StreamParams(), 0).known_digest(10) is None
+
+
+@given(sizes=st.lists(st.integers(0, 3 * 65536 // 2).map(lambda n: 2 * n), max_size=4))
+@settings(max_examples=30, deadline=None)
+def test_fill_in_place_gives_the_same_bytes_as_chunks(sizes: list[int]) -> None:
+    params = StreamParams(count=len(sizes), min_size=0, max_size=max(sizes, default=0))
+    chunked, filled = ContentSource(params, 11), ContentSource(params, 11)
+    assert filled.fills_in_place
+    for size in sizes:
+        expected = b"".join(chunked.file_chunks(size))
+        out = bytearray(b"\xaa" * (size + FILL_MARGIN))
+        for start in range(0, size, CHUNK_SIZE):
+            filled.fill(memoryview(out)[start:], min(CHUNK_SIZE, size - start))
+        assert bytes(out[:size]) == expected
+        assert out[size:] == b"\xaa" * FILL_MARGIN  # nothing past the bytes asked for
+
+
+def test_float_samples_are_not_filled_in_place() -> None:
+    assert not ContentSource(StreamParams(dtype="float32"), 1).fills_in_place
+    assert not ContentSource(StreamParams(content="sine"), 1).fills_in_place

@@ -8,6 +8,7 @@ it was.
 
 from __future__ import annotations
 
+import functools
 import json
 import numbers
 import operator
@@ -59,14 +60,19 @@ def _json_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=64)
+def _file_header_middle(dtype: str, byteorder: str) -> str:
+    # The members a stream's files share, formatted once per stream kind.
+    return f',"dtype":{_json_str(dtype)},"byteorder":{_json_str(byteorder)},"offset":'
+
+
 def _fast_file_header(
     index: int, name: str, size: int, dtype: str, byteorder: str, offset: float
 ) -> bytes:
     """The ``F`` frame, byte-identical to ``encode_json_frame`` for valid members."""
     payload = (
-        f'{{"index":{index},"name":{_json_str(name)},"size":{int(size)},'
-        f'"dtype":{_json_str(dtype)},"byteorder":{_json_str(byteorder)},'
-        f'"offset":{float(offset)!r}}}'
+        f'{{"index":{index},"name":{_json_str(name)},"size":{int(size)}'
+        f"{_file_header_middle(dtype, byteorder)}{float(offset)!r}}}"
     ).encode()
     return _pack_header(_FILE, len(payload)) + payload
 
@@ -120,8 +126,9 @@ class StreamEncoder:
 
     def __init__(self, *, validate: bool = True, version: int = STREAM_VERSION) -> None:
         """``validate=False`` is for trusted senders on a hot path (the wirelab server): the
-        grammar, indexes and sizes are still enforced, but ``F`` and ``E`` members are not
-        checked against the schema and are formatted without ``json.dumps`` (same bytes).
+        grammar, indexes and sizes are still enforced, but ``S``, ``F`` and ``E`` members
+        are not checked against the schema, and ``F`` and ``E`` are formatted without
+        ``json.dumps`` (same bytes).
 
         ``version`` is the format version to write (1 only to reproduce old captures: it
         knows SHA-256 only).
@@ -185,10 +192,12 @@ class StreamEncoder:
             obj["digest"] = digest
         # A copy: json.dumps takes only dicts, and the caller may change its mapping.
         obj["params"] = dict(params) if isinstance(params, Mapping) else params
-        header = _validate(parse_stream_header, obj)
-        self._algorithm = header.digest
+        if self._validate:
+            header = _validate(parse_stream_header, obj)
+            self._algorithm, self._count = header.digest, header.count
+        else:  # a trusted sender (see __init__): its members are not checked
+            self._algorithm, self._count = digest, operator.index(obj["count"])
         frame = encode_json_frame(FrameType.STREAM, obj)
-        self._count = header.count
         self._phase = _BETWEEN_FILES
         return PREAMBLE + frame
 

@@ -26,7 +26,7 @@ from ..relay import build_router as build_relay_router
 from ..relay import install as install_relay
 from ..storage import LocalBlobStore
 from ..stream import StreamRuntime
-from ..stream._routes import RAW_SEND_KEY
+from ..stream._routes import RAW_SEND_KEY, FastPath, build_fast_path
 from ..stream._routes import build_router as build_stream_router
 from ._config import ServerConfig
 from ._docs import install_docs
@@ -44,15 +44,28 @@ file queues between users (the relay, `docs/relay.md`). The stream wire format i
 
 
 class _App(FastAPI):
-    """FastAPI, plus the server's own ``send`` stored in the scope for streaming routes.
+    """FastAPI, plus the server's own ``send`` stored in the scope for streaming routes,
+    and a fast path for ``GET /v1/stream`` (``stream_fast_path``, when set).
 
     Every middleware layer wraps ``send``; a paced stream sends one message per file, so
     the stream routes send their body messages through the unwrapped callable (the head
-    still goes through the wrappers, so they all see the response start).
+    still goes through the wrappers, so they all see the response start). Thousands of
+    streams may open within a second, so a valid stream request skips the framework
+    altogether (see :func:`wirelab.stream._routes.build_fast_path`).
     """
+
+    stream_fast_path: FastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            fast = self.stream_fast_path
+            if (
+                fast is not None
+                and scope["path"] == "/v1/stream"
+                and scope["method"] == "GET"
+                and await fast(scope, receive, send)
+            ):
+                return
             scope[RAW_SEND_KEY] = send
         await super().__call__(scope, receive, send)
 
@@ -147,6 +160,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         }
 
     app.include_router(build_stream_router(runtime, config.stream_limits))
+    if not config.cors_origins:  # CORS headers come from middleware: full stack then
+        app.stream_fast_path = build_fast_path(runtime, config.stream_limits)
     app.include_router(build_relay_router(relay))
     app.include_router(build_media_router(media))
     if config.media_classic_user is not None:

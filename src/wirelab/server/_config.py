@@ -29,13 +29,21 @@ class ConnectionLimits:
     is closed after this many seconds. ``max_connections`` (``WIRELAB_MAX_CONNECTIONS``):
     open connections past this are answered 503 and closed; ``None`` is three quarters
     of the process's open-file limit, so that the rest is left for files and the database.
-    ``head_timeout`` 0 disables that timeout.
+    ``head_timeout`` 0 disables that timeout. ``backlog`` (``WIRELAB_BACKLOG``): the listen
+    backlog, connections the kernel holds until the server accepts them (a burst larger
+    than this waits for the client's retransmission, a second or more); the kernel caps it
+    at ``net.core.somaxconn``, which is logged at start.
     """
 
     max_header_bytes: int = 64 * 1024
     head_timeout: float = 10.0
     keepalive_timeout: float = 5.0
     max_connections: int | None = None
+    backlog: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.backlog < 1:
+            raise UsageError(f"the listen backlog must be at least 1, got {self.backlog}")
 
     def connection_cap(self) -> int:
         """``max_connections``, or the default computed from ``RLIMIT_NOFILE``."""

@@ -6,6 +6,7 @@ import asyncio
 import copy
 import gc
 import importlib.util
+import logging.config
 import math
 import socket
 import ssl
@@ -20,6 +21,7 @@ from ._app import create_app
 from ._config import ServerConfig
 from ._lock import DataDirLock
 from ._malloc import tune_malloc
+from ._os_limits import listen_backlog, raise_open_file_limit
 
 __all__ = ["GC_THRESHOLDS", "Server", "build_server", "run", "tls_options"]
 
@@ -110,6 +112,7 @@ def build_server(config: ServerConfig, log_config: dict[str, Any] | None = None)
         timeout_graceful_shutdown=int(config.graceful_timeout),
         timeout_keep_alive=max(1, math.ceil(limits.keepalive_timeout)),  # for h11
         h11_max_incomplete_event_size=limits.max_header_bytes,
+        backlog=listen_backlog(limits.backlog),
         server_header=False,
         **tls_options(config),
     )
@@ -136,7 +139,11 @@ def run(config: ServerConfig) -> None:
     holds ``config.data_dir`` (see :mod:`._lock`); the lock is held until return.
     """
     with DataDirLock(config.data_dir):
-        server = build_server(config, log_config(config.log_level))
+        logging_setup = log_config(config.log_level)
+        logging.config.dictConfig(logging_setup)  # before the limits are logged
+        # Before the app is built: the default connection cap follows the soft limit.
+        raise_open_file_limit()
+        server = build_server(config, logging_setup)
         tune_gc()
         tune_malloc()
         server.run()

@@ -36,6 +36,7 @@ from ._params import SAMPLE_WIDTH, StreamParams
 __all__ = [
     "CHUNK_SIZE",
     "DIGESTS",
+    "FILL_MARGIN",
     "Chunk",
     "ContentSource",
     "DigestMemo",
@@ -53,6 +54,9 @@ Chunk: TypeAlias = bytes | memoryview
 RandomBits: TypeAlias = Literal["aes-ctr", "sfc64"]
 
 _ZEROS = memoryview(bytes(CHUNK_SIZE))  # AES-CTR of zeros is the keystream
+#: Bytes a buffer given to :meth:`ContentSource.fill` must have past the ones it fills:
+#: the cipher's block size - 1 (it checks the room; a stream cipher writes nothing there).
+FILL_MARGIN = 15
 _KEY_LABEL = b"wirelab stream random v2"
 
 #: Sine: 480 Hz at a nominal 48 kHz sample rate is a period of exactly 100 samples.
@@ -178,9 +182,14 @@ def random_key(seed: int) -> bytes:
     return hashlib.sha256(_KEY_LABEL + seed.to_bytes(8, "little")).digest()[:16]
 
 
+#: CTR with an all-zero initial counter block (a 128-bit big-endian counter from 0). The
+#: mode object is immutable: made once, not per stream (its checks cost a short stream's
+#: request measurably).
+_CTR_FROM_ZERO = modes.CTR(bytes(16))
+
+
 def _keystream(seed: int) -> CipherContext:
-    # CTR with an all-zero initial counter block (a 128-bit big-endian counter from 0).
-    return Cipher(algorithms.AES(random_key(seed)), modes.CTR(bytes(16))).encryptor()
+    return Cipher(algorithms.AES(random_key(seed)), _CTR_FROM_ZERO).encryptor()
 
 
 class ContentSource:
@@ -256,6 +265,20 @@ class ContentSource:
         if self._bits is not None:
             return self._random_chunks(self._bits, size)
         return _periodic_chunks(self._content, self._dtype, self._byteorder, size)
+
+    @property
+    def fills_in_place(self) -> bool:
+        """Whether :meth:`fill` can make this stream's files: ``random`` content of integer
+        samples, whose bytes are the keystream itself."""
+        return self._keystream is not None and self._dtype != "float32"
+
+    def fill(self, out: memoryview, n: int) -> None:
+        """Write the next ``n`` bytes (at most :data:`CHUNK_SIZE`) of the current file at
+        ``out[:n]``, without an intermediate object: the same bytes as the next ``n`` of
+        :meth:`file_chunks`. ``out`` must be at least ``n + FILL_MARGIN`` bytes long;
+        nothing past ``n`` changes. Only when :attr:`fills_in_place`."""
+        assert self._keystream is not None and n <= CHUNK_SIZE
+        self._keystream.update_into(_ZEROS[:n], out)
 
     def _keystream_chunks(self, keystream: CipherContext, size: int) -> Iterator[Chunk]:
         for start in range(0, size, CHUNK_SIZE):

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..framing import FrameType, StreamEncoder, encode_frame_header
-from ._content import CHUNK_SIZE, Chunk, ContentSource
+from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
+from ._pacer import Pacer
 from ._params import StreamParams
 from ._plan import FileSpec, iter_plan
 from ._slice import SLICE_SECONDS, TimeSlice
@@ -40,6 +41,9 @@ Receive = Callable[[], Awaitable[Message]]
 
 #: Bytes of ``D`` frames per ASGI message (one HTTP chunk, one write) for large files.
 MESSAGE_SIZE = 1024 * 1024
+#: Room at the end of a message filled in place: the fill margin, and the ``E`` and ``Z``
+#: frames that end a file and a stream (JSON of a few integers and a 64-digit digest).
+_TAIL_ROOM = 1024
 
 
 @dataclass(eq=False)
@@ -48,9 +52,10 @@ class StreamRuntime:
 
     ``active`` holds the tasks of streams in progress so shutdown can end them with an
     ``X`` frame (``/healthz`` reports how many). The counters are for tests and
-    diagnostics: ``files_started`` (files whose generation began) shows that generation
-    stopped; ``pauses`` (turns given to the loop, added when a stream ends) shows that
-    streams shared the loop. ``slice_seconds`` and ``clock`` set each stream's
+    diagnostics: ``fast_requests`` counts streams served past the framework (see
+    ``_routes.build_fast_path``); ``files_started`` (files whose generation began) shows
+    that generation stopped; ``pauses`` (turns given to the loop, added when a stream
+    ends) shows that streams shared the loop. ``slice_seconds`` and ``clock`` set each stream's
     :class:`TimeSlice`.
     """
 
@@ -59,11 +64,20 @@ class StreamRuntime:
     active: set[asyncio.Task[Any]] = field(default_factory=set)
     shutting_down: bool = False
     streams_disconnected: int = 0
+    fast_requests: int = 0
     files_sent: int = 0
     files_started: int = 0
     pauses: int = 0
     slice_seconds: float = SLICE_SECONDS
     clock: Callable[[], float] = time.perf_counter
+    _pacer: Pacer | None = field(default=None, repr=False)
+
+    def pacer(self) -> Pacer:
+        """The shared timer of the running loop's paced streams (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._pacer is None or self._pacer.loop is not loop:
+            self._pacer = Pacer(loop)
+        return self._pacer
 
     def new_slice(self) -> TimeSlice:
         """A time slice for one stream, with this runtime's length and clock."""
@@ -86,33 +100,49 @@ async def _watch_disconnect(receive: Receive) -> None:
 async def _run_until_disconnect(
     runtime: StreamRuntime, receive: Receive, body: Awaitable[None]
 ) -> None:
-    """Run ``body`` until it ends or the client goes away, whichever is first."""
-    producer = asyncio.ensure_future(body)
+    """Run ``body`` in this task until it ends or the client goes away, whichever is first.
+
+    One helper task watches for the disconnect and cancels this one (the body runs in the
+    request's own task: a second task and ``asyncio.wait`` per stream were a measurable
+    part of a short stream's cost). ``runtime.shutdown`` cancels this task too; the body
+    tells the two apart by ``runtime.shutting_down``.
+    """
+    task = asyncio.current_task()
+    assert task is not None
     watcher = asyncio.ensure_future(_watch_disconnect(receive))
-    runtime.active.add(producer)
+    disconnected, running = False, True
+
+    def on_watcher_done(done: asyncio.Future[None]) -> None:
+        nonlocal disconnected
+        if running and not done.cancelled():
+            # The client disconnected (or receive failed): stop generating at once.
+            disconnected = True
+            task.cancel("wirelab: client disconnected")
+
+    watcher.add_done_callback(on_watcher_done)
+    runtime.active.add(task)
     try:
-        await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await body
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        task.uncancel()
+        runtime.streams_disconnected += 1
     finally:
-        runtime.active.discard(producer)
-        if not producer.done():
-            # The client disconnected (or we were cancelled): stop generating at once.
-            producer.cancel()
-            runtime.streams_disconnected += 1
+        running = False  # a callback already scheduled must not cancel the task now
+        runtime.active.discard(task)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        with contextlib.suppress(asyncio.CancelledError):
-            await producer
-    if producer.done() and not producer.cancelled():
-        producer.result()  # re-raise an unexpected error in the producer
+    if disconnected and not watcher.cancelled():
+        watcher.result()  # re-raise an unexpected error of receive()
 
 
-async def _wait_until(loop: asyncio.AbstractEventLoop, deadline: float, slice_: TimeSlice) -> None:
-    """Sleep until ``deadline`` (loop time); when it has passed, pause only if the slice
-    is used up (an unpaced stream must still give the loop back)."""
-    delay = deadline - loop.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
+async def _wait_until(pacer: Pacer, deadline: float, slice_: TimeSlice) -> None:
+    """Wait until ``deadline`` (loop time) on the shared timer; when it has passed, pause
+    only if the slice is used up (an unpaced stream must still give the loop back)."""
+    if deadline > pacer.loop.time():
+        await pacer.sleep_until(deadline)
         slice_.restart()
     else:
         await slice_.checkpoint()
@@ -209,7 +239,7 @@ class _FramedStream:
     async def run(self, t0: float) -> None:
         """Send the stream; ``t0`` (loop time) is when the request was accepted: the
         schedule counts from there, so time spent sending the head is not added to it."""
-        loop = asyncio.get_running_loop()
+        pacer = self.runtime.pacer()
         start = self.encoder.start(
             seed=self.seed,
             count=self.params.count,
@@ -217,10 +247,11 @@ class _FramedStream:
             digest=self.params.digest,
         )
         await self.send(_body(start))
+        last = self.params.count - 1
         try:
             for spec in iter_plan(self.params, self.seed):
-                await _wait_until(loop, t0 + spec.offset, self.slice)
-                await self._send_file(spec)
+                await _wait_until(pacer, t0 + spec.offset, self.slice)
+                await self._send_file(spec, spec.index == last)
         except asyncio.CancelledError:
             if not self.runtime.shutting_down:
                 raise
@@ -232,9 +263,12 @@ class _FramedStream:
             return
         finally:
             self.runtime.pauses += self.slice.pauses
-        await self.send(_body(self.encoder.end(), more=False))
+        if not self.encoder.finished:  # no file: the Z frame goes alone
+            await self.send(_body(self.encoder.end(), more=False))
 
-    async def _send_file(self, spec: FileSpec) -> None:
+    async def _send_file(self, spec: FileSpec, last: bool) -> None:
+        """Send one file; the last one's final message also carries the ``Z`` frame (one
+        write fewer per stream: both are due at the same moment)."""
         self.runtime.files_started += 1
         header = self.encoder.file_start(
             index=spec.index,
@@ -254,18 +288,69 @@ class _FramedStream:
         if digest is not None and spec.size <= self.runtime.body_cache.max_entry:
             # Periodic content: the framed body is shared; F, D..., E go out as one message.
             body = self._cached_body(spec.size, chunks)
-            await self.send(_body(b"".join((header, body, self.encoder.file_end(digest)))))
+            await self._send_last([header, body, self.encoder.file_end(digest)], last)
         elif spec.size <= CHUNK_SIZE:
-            # Small file: F, D, E in one message (one HTTP chunk, one write).
+            # Small file: F, D, E in one message (one HTTP chunk, one write, one join).
+            parts: list[Chunk] = [header]
             hasher = None if digest is not None else self.content.new_hasher()
-            body = _frame_chunks(chunks, self.encoder, hasher, CHUNK_SIZE, header)
-            digest = digest or _hexdigest(hasher)
-            await self.send(_body(b"".join((body, self.encoder.file_end(digest)))))
+            for chunk in chunks:
+                if hasher is not None:
+                    hasher.update(chunk)
+                parts += (self.encoder.data_header(len(chunk)), chunk)
+            parts.append(self.encoder.file_end(digest or _hexdigest(hasher)))
+            await self._send_last(parts, last)
+        elif self.content.fills_in_place and self.runtime.executor is None:
+            await self._send_filled(header, spec.size, last)
         else:
             digest = await self._send_large(header, chunks, digest)
             self.content.remember_digest(spec.size, digest)
-            await self.send(_body(self.encoder.file_end(digest)))
+            await self._send_last([self.encoder.file_end(digest)], last)
         self.runtime.files_sent += 1
+
+    async def _send_last(self, parts: list[Chunk], last: bool) -> None:
+        """Send a file's final message: ``parts`` joined, plus the ``Z`` frame if ``last``."""
+        if last:
+            parts.append(self.encoder.end())
+        await self.send(_body(b"".join(parts), more=not last))
+
+    async def _send_filled(self, header: bytes, size: int, last: bool) -> None:
+        """Send a large ``random`` file whose bytes are generated straight into the message
+        (:meth:`ContentSource.fill`): no chunk objects, no join. Each message holds about
+        :data:`MESSAGE_SIZE` bytes of ``D`` frames (the same frames as the other paths:
+        one per :data:`CHUNK_SIZE` bytes of the file); the first starts with ``F``, the
+        last ends with ``E`` (and ``Z`` for the stream's last file), in room kept for
+        them. Pauses between chunks when the slice is used up, like :meth:`_send_sliced`.
+        """
+        hasher = self.content.new_hasher()
+        done = 0
+        while done < size:
+            n_msg = min(MESSAGE_SIZE, size - done)
+            frames = -(-n_msg // CHUNK_SIZE)
+            used = len(header) + frames * 5 + n_msg
+            buf = memoryview(bytearray(used + _TAIL_ROOM))
+            buf[: len(header)] = header
+            pos = len(header)
+            for start in range(0, n_msg, CHUNK_SIZE):
+                n = min(CHUNK_SIZE, n_msg - start)
+                buf[pos : pos + 5] = self.encoder.data_header(n)
+                self.content.fill(buf[pos + 5 :], n)
+                hasher.update(buf[pos + 5 : pos + 5 + n])
+                pos += 5 + n
+                await self.slice.checkpoint()
+            done += n_msg
+            header = b""
+            if done < size:
+                await self.send(_body(buf[:pos]))
+                continue
+            tail = self.encoder.file_end(_hexdigest(hasher))
+            if last:
+                tail += self.encoder.end()
+            if len(tail) <= _TAIL_ROOM - FILL_MARGIN:
+                buf[pos : pos + len(tail)] = tail
+                await self.send(_body(buf[: pos + len(tail)], more=not last))
+            else:  # pragma: no cover - E and Z frames are ~150 bytes
+                await self.send(_body(buf[:pos]))
+                await self.send(_body(tail, more=not last))
 
     def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
         key = (self.params.content, self.params.dtype, self.params.byteorder, size)
@@ -356,13 +441,13 @@ async def _raw_files(
     send: Send,
     t0: float,
 ) -> None:
-    loop = asyncio.get_running_loop()
+    pacer = runtime.pacer()
     # The classic endpoints keep their original generator: a seed gives the bytes it gave.
     content = ContentSource(params, seed, random="sfc64")
     slice_ = runtime.new_slice()
     try:
         for spec in iter_plan(params, seed, size_unit=size_unit):
-            await _wait_until(loop, t0 + spec.offset, slice_)
+            await _wait_until(pacer, t0 + spec.offset, slice_)
             runtime.files_started += 1
             # One ASGI body message per file: the server writes it as exactly one HTTP
             # chunk (at most 1 MiB of random bits: well under a millisecond of work).

@@ -10,9 +10,10 @@ parameter (generated from the same table).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +27,14 @@ from ._params import StreamLimits, StreamParams
 from ._plan import iter_plan, new_seed
 from ._query import QueryError, openapi_parameters, parse_stream_query
 
-__all__ = ["RAW_SEND_KEY", "STREAM_MEDIA_TYPE", "build_router"]
+__all__ = [
+    "RAW_SEND_KEY",
+    "STREAM_MEDIA_TYPE",
+    "FastPath",
+    "build_fast_path",
+    "build_router",
+    "split_query",
+]
 
 #: Scope key under which the app stores the server's own ``send`` callable.
 RAW_SEND_KEY = "wirelab.raw_send"
@@ -37,6 +45,9 @@ _CLASSIC_DEFAULT_COUNT = 100
 _CLASSIC_QUERY = frozenset(("seed", "speed"))
 
 Runner = Callable[[Receive, Send, Send], Awaitable[None]]
+#: ``await fast(scope, receive, send)``: True when the request was served, False when it
+#: must go through the app's full stack (see :func:`build_fast_path`).
+FastPath = Callable[[Scope, Receive, Send], Awaitable[bool]]
 
 
 class _ASGIResponse(Response):
@@ -127,9 +138,15 @@ def _parse(request: Request, limits: StreamLimits, **options: Any) -> tuple[Stre
     """The validated parameters, set to the seed the response uses (picked if none was
     sent, so that the ``S`` frame and the manifest echo it), and that seed."""
     try:
-        params = parse_stream_query(request.query_params.multi_items(), limits, **options)
+        return _parse_pairs(request.query_params.multi_items(), limits, **options)
     except QueryError as exc:
         raise RequestValidationError(exc.errors) from None
+
+
+def _parse_pairs(
+    pairs: Iterable[tuple[str, str]], limits: StreamLimits, **options: Any
+) -> tuple[StreamParams, int]:
+    params = parse_stream_query(pairs, limits, **options)
     if params.seed is not None:
         return params, params.seed
     seed = new_seed()
@@ -144,6 +161,40 @@ def _classic_count(request: Request) -> int:
         detail = f"Not Found: n in the path must be a whole number >= 0, got {raw!r}"
         raise HTTPException(404, detail)
     return count
+
+
+def split_query(query: str) -> list[tuple[str, str]]:
+    """The query's pairs, as Starlette splits them (``parse_qsl(query,
+    keep_blank_values=True)``), without its per-pair unquoting when nothing is quoted (a
+    stream's query is plain digits and words: that is most of ``parse_qsl``'s cost)."""
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    return [(name, value) for name, _, value in (f.partition("=") for f in query.split("&") if f)]
+
+
+def build_fast_path(runtime: StreamRuntime, limits: StreamLimits) -> FastPath:
+    """``GET /v1/stream`` straight from the server, without the framework's routing,
+    dependency solving and middleware (about half the CPU of a short stream's request:
+    benchmarks/README.md, connection bursts).
+
+    It serves only valid requests: an invalid query returns False before anything is sent,
+    and the app then passes the request to its full stack, which answers the 422 (so every
+    error keeps its shape). The app uses it only when no middleware must see streams (no
+    CORS). The query is split as Starlette splits it, so both paths see the same pairs.
+    """
+
+    async def fast(scope: Scope, receive: Receive, send: Send) -> bool:
+        query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            params, seed = _parse_pairs(split_query(query), limits)
+        except QueryError:
+            return False
+        headers = _stream_headers(seed, params.count, STREAM_MEDIA_TYPE)
+        runtime.fast_requests += 1
+        await run_framed_stream(runtime, params, seed, headers, receive, send)
+        return True
+
+    return fast
 
 
 def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
