@@ -27,7 +27,13 @@ from wirelab.media._ffmpeg import classify_failure
 from wirelab.media._probe import probe_keyframes, probe_output, probe_source
 from wirelab.media._progress import ProgressParser
 from wirelab.media._tools import Tools, find_tools
-from wirelab.media.testing import KEYFRAME_INTERVAL, TestMedia, probe, stream_duration
+from wirelab.media.testing import (
+    KEYFRAME_INTERVAL,
+    MediaServer,
+    TestMedia,
+    probe,
+    stream_duration,
+)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +180,7 @@ def test_pyav_probes_like_ffprobe(test_media: TestMedia) -> None:
     path = str(test_media.root / test_media.mp4)
 
     async def both() -> None:
-        _, _, by_probe = await probe_source(tools, path, None, 1.0)
+        _, _, by_probe = await probe_source(tools, path, None, 1.0, in_process=False)
         _, _, by_av = await probe_source(pyav, path, None, 1.0)
         assert by_probe is not None and by_av is not None
         assert by_av.duration == pytest.approx(by_probe.duration, abs=Decimal("0.05"))
@@ -182,10 +188,12 @@ def test_pyav_probes_like_ffprobe(test_media: TestMedia) -> None:
         assert by_av.audio is not None and by_av.audio.codec == "aac"
         window = [(Decimal(3), Decimal(9))]
         keys = await probe_keyframes(pyav, path, None, by_av, window, 1.0)
-        assert [k for k in keys if 3 <= k < 9] == [
+        assert [k for k in keys.positions if 3 <= k < 9] == [
             Decimal(k) for k in range(4, 9, KEYFRAME_INTERVAL)
         ]
-        assert await probe_keyframes(tools, path, None, by_probe, window, 1.0) == keys
+        by_ffprobe = await probe_keyframes(tools, path, None, by_probe, window, 1.0)
+        assert by_ffprobe == keys
+        assert keys.reorder_delay == 2  # x264's default: 3 B-frames with pyramid
         out_av = await probe_output(pyav, path, 1.0)
         assert float(out_av.duration) == pytest.approx(stream_duration(Path(path)), abs=0.05)
 
@@ -221,6 +229,42 @@ def test_result_measured_in_process_as_ffprobe_does(
     video = next(s for s in doc["streams"] if s["codec_type"] == "video")
     assert float(measured.duration) == pytest.approx(float(video["duration"]), abs=0.001)
     assert float(measured.start_offset) == pytest.approx(float(video["start_time"]), abs=0.001)
+
+
+def test_source_probed_in_process_as_ffprobe_does(source: MediaServer) -> None:
+    """Sources are probed with PyAV in-process (no ffprobe run) when it is installed,
+    over HTTP (HLS and MP4), with ffprobe's numbers; a source PyAV cannot read is
+    described by ffprobe (its error message is the job's)."""
+    tools = find_tools()
+    runs: list[object] = []
+    real = _probe._ffprobe_json
+
+    async def counting_ffprobe(*args: object) -> object:
+        runs.append(args)
+        return await real(*args)  # type: ignore[arg-type]
+
+    async def probes(url: str) -> tuple[object, object]:
+        _, _, fast = await probe_source(tools, url, None, 5.0)
+        assert runs == []
+        _, _, slow = await probe_source(tools, url, None, 5.0, in_process=False)
+        assert len(runs) == 1
+        runs.clear()
+        return fast, slow
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_probe, "_ffprobe_json", counting_ffprobe)
+        for path in ("hls/index.m3u8", "video.mp4"):
+            fast, slow = asyncio.run(probes(source.url(path)))
+            assert isinstance(fast, SourceInfo) and isinstance(slow, SourceInfo)
+            assert fast.video == slow.video and fast.audio is not None and slow.audio is not None
+            assert fast.audio.codec == slow.audio.codec == "aac"
+            assert (fast.start_time, fast.format_name) == (slow.start_time, slow.format_name)
+            assert fast.duration == pytest.approx(slow.duration, abs=Decimal("0.001"))
+        status, stderr, info = asyncio.run(
+            probe_source(tools, source.url("missing.mp4"), None, 5.0)
+        )
+    assert info is None and status != 0 and "404" in stderr
+    assert len(runs) == 1  # PyAV failed: ffprobe said why
 
 
 def test_result_falls_back_to_ffprobe_when_pyav_cannot_read(
