@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from wirelab.media.testing import (
     KEYFRAME_INTERVAL,
     MediaServer,
     TestMedia,
+    media_server,
     probe,
     stream_duration,
 )
@@ -140,6 +142,20 @@ def test_fast_cut_seeks_before_the_input() -> None:
     assert args[args.index("-http_proxy") + 1] == "http://127.0.0.1:1"
     assert args[args.index("-c:v") + 1] == "copy"
     assert args[-1] == "/w/clip.mp4"
+
+
+def test_exact_cut_trims_the_end_on_the_output() -> None:
+    """An exact cut reads up to one frame past the end (input ``-to``) and trims to the
+    requested length on the output (``-t``), which is frame exact."""
+    request = ClipRequest("http://e.com/v.m3u8", Decimal(3), Decimal("7.5"), "exact", "mp4")
+    video = StreamInfo("h264", frame_rate=Fraction(25))
+    info = SourceInfo(Decimal(30), video, StreamInfo("aac"))
+    [step] = cut_plan(request, info, url=request.source, proxy=None,
+                      output="/w/clip.mp4", max_size=10)  # fmt: skip
+    args = step.args
+    assert args[args.index("-to") + 1] == "7.54"
+    assert args.index("-to") < args.index("-i") < args.index("-t")
+    assert args[args.index("-t") + 1] == "4.5"
 
 
 def test_progress_parser_is_monotonic() -> None:
@@ -288,3 +304,22 @@ def test_imageio_ffmpeg_is_the_fallback(monkeypatch: pytest.MonkeyPatch, tmp_pat
         assert tools.ffprobe is None
     finally:
         find_tools.cache_clear()
+
+
+def test_media_server_is_quiet_when_a_client_hangs_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ffmpeg closes connections early: the test media server prints no traceback for a
+    broken pipe or a reset connection, and still does for other errors."""
+    with media_server(tmp_path) as server:
+        for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset")):
+            try:
+                raise error
+            except OSError:
+                server._server.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:
+            raise ValueError("a real bug")
+        except ValueError:
+            server._server.handle_error(None, ("127.0.0.1", 1))
+        assert "ValueError: a real bug" in capsys.readouterr().err
