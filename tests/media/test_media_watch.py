@@ -23,7 +23,7 @@ def _submit(media: Media, **body: Any) -> str:
     return str(response.json()["id"])
 
 
-def _look(media: Media, job_id: str, wait: object) -> tuple[dict[str, Any], float]:
+def _look(media: Media, job_id: str, wait: float) -> tuple[dict[str, Any], float]:
     began = time.monotonic()
     response = media.alice.get(f"/v1/media/jobs/{job_id}", params={"wait": wait})
     assert response.status_code == 200, response.text
