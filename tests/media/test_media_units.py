@@ -27,6 +27,7 @@ from wirelab.media._commands import SourceInfo, StreamInfo, cut_plan, smart_part
 from wirelab.media._ffmpeg import classify_failure
 from wirelab.media._probe import probe_keyframes, probe_output, probe_source
 from wirelab.media._progress import ProgressParser
+from wirelab.media._proxy import resolve_checked
 from wirelab.media._tools import Tools, find_tools
 from wirelab.media.testing import (
     KEYFRAME_INTERVAL,
@@ -323,3 +324,19 @@ def test_media_server_is_quiet_when_a_client_hangs_up(
         except ValueError:
             server._server.handle_error(None, ("127.0.0.1", 1))
         assert "ValueError: a real bug" in capsys.readouterr().err
+
+
+def test_resolve_checked_takes_literals_as_they_are_and_resolves_names() -> None:
+    """Address literals are checked without a resolver; names and shorthands such as
+    ``127.1`` are resolved, then checked; none allowed is a refusal naming why."""
+    open_loopback = NetworkPolicy(parse_networks("127.0.0.0/8"))
+
+    async def run() -> None:
+        assert await resolve_checked(open_loopback, "127.0.0.1", 80) == ["127.0.0.1"]
+        assert await resolve_checked(open_loopback, "127.1", 80) == ["127.0.0.1"]
+        assert "127.0.0.1" in await resolve_checked(open_loopback, "localhost", 80)
+        for host in ("10.0.0.1", "::1", "fe80::1%1", "::ffff:192.168.0.1", "127.0.0.1"):
+            with pytest.raises(SourceRefused, match="address"):
+                await resolve_checked(NetworkPolicy(()), host, 80)
+
+    asyncio.run(run())
