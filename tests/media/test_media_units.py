@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
+import sys
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +19,7 @@ from wirelab.media import (
     MediaSettings,
     NetworkPolicy,
     SourceRefused,
+    _ffmpeg,
     _probe,
     format_seconds,
     parse_networks,
@@ -340,3 +343,13 @@ def test_resolve_checked_takes_literals_as_they_are_and_resolves_names() -> None
                 await resolve_checked(NetworkPolicy(()), host, 80)
 
     asyncio.run(run())
+
+
+def test_ffmpeg_gets_its_death_signal_from_setpriv_when_installed() -> None:
+    """With util-linux's setpriv (Debian has it), ffmpeg is started through it, so the
+    server spawns without fork + preexec_fn; without it, preexec_fn sets the signal."""
+    launcher = _ffmpeg._find_launcher()
+    if sys.platform == "linux" and shutil.which("setpriv"):
+        assert launcher[1:] == ["--pdeathsig", "KILL", "--"]
+    else:
+        assert launcher == []
