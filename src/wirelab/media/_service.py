@@ -34,7 +34,7 @@ from ._safety import validate_source_url
 from ._settings import MediaSettings
 from ._times import format_seconds
 from ._tools import find_tools
-from ._watch import WATCH_POLL, JobChanges, NotifyingQueue, job_look
+from ._watch import WATCH_POLL, JobChanges, job_look
 
 __all__ = ["MediaService"]
 
@@ -301,7 +301,7 @@ class MediaService:
 def _embedded(service: MediaService) -> JobRunner:
     settings = service.settings
     return EmbeddedRunner(
-        NotifyingQueue(service.db.media, service.changes.notify),
+        service.db.media,
         service.run_job,
         RunnerSettings(
             workers=settings.workers,
@@ -310,6 +310,7 @@ def _embedded(service: MediaService) -> JobRunner:
             backoff=settings.retry_backoff,
         ),
         clock=service.clock,
+        on_change=service.changes.notify,
     )
 
 

@@ -1,21 +1,20 @@
 """Change notices for jobs, so that ``GET /v1/media/jobs/{id}?wait=`` answers at once.
 
 The db is the truth; these notices only make a waiting request look again sooner. Every
-job write made in this process (the runner's claims, heartbeats and ends, the service's
-success and cancel requests) calls :meth:`JobChanges.notify`; a waiter that hears nothing
-still looks at the db every :data:`WATCH_POLL` seconds, which is how it sees the writes of
-runners in other processes.
+job write made in this process (the embedded runner's claims, heartbeats and ends, through
+its ``on_change``; the service's success and cancel requests) calls
+:meth:`JobChanges.notify`; a waiter that hears nothing still looks at the db every
+:data:`WATCH_POLL` seconds, which is how it sees the writes of runners in other processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 
-from ..db import Heartbeat, MediaJob, MediaJobRepository
+from ..db import MediaJob
 
-__all__ = ["WATCH_POLL", "JobChanges", "NotifyingQueue", "job_look"]
+__all__ = ["WATCH_POLL", "JobChanges", "job_look"]
 
 WATCH_POLL = 0.2
 """Seconds between two db reads of a waiting request that heard no notice."""
@@ -66,45 +65,3 @@ class JobChanges:
             # The last waiter to leave drops its entry (none is left behind per job).
             if not waiters.count and self._waiting.get(job_id) is waiters:
                 del self._waiting[job_id]
-
-
-class NotifyingQueue:
-    """The runner's view of the job table (a :class:`~wirelab.jobs.JobQueue`): the
-    repository's writes, each followed by a notice."""
-
-    def __init__(self, jobs: MediaJobRepository, notify: Callable[[str], None]) -> None:
-        self._jobs = jobs
-        self._notify = notify
-
-    async def claim(self, worker: str, now: float, lease_until: float) -> MediaJob | None:
-        job = await self._jobs.claim(worker, now, lease_until)
-        if job is not None:
-            self._notify(job.id)
-        return job
-
-    async def heartbeat(
-        self, job_id: str, worker: str, now: float, lease_until: float, progress: float, phase: str
-    ) -> Heartbeat:
-        beat = await self._jobs.heartbeat(job_id, worker, now, lease_until, progress, phase)
-        self._notify(job_id)
-        return beat
-
-    async def finish(
-        self,
-        job_id: str,
-        worker: str,
-        now: float,
-        state: str,
-        message: str | None = None,
-        retryable: bool | None = None,
-        not_before: float | None = None,
-    ) -> bool:
-        done = await self._jobs.finish(job_id, worker, now, state, message, retryable, not_before)
-        self._notify(job_id)
-        return done
-
-    async def requeue(self, now: float, *, expired_only: bool) -> list[str]:
-        requeued = await self._jobs.requeue(now, expired_only=expired_only)
-        for job_id in requeued:
-            self._notify(job_id)
-        return requeued
