@@ -3,9 +3,10 @@
 Questions and targets:
 
 1. one job, a 20 s ``exact`` clip of the local HLS source, submit to downloaded result
-   (``MediaClient.submit`` + ``follow``: polling, download, SHA-256 check, atomic write),
-   vs the same ffmpeg command run directly: target <= 1.15x. The same for a 4 s ``fast``
-   clip (reported; there ffmpeg takes a fraction of a second, so fixed costs dominate).
+   (``MediaClient.submit`` + ``follow``: long polls, download, SHA-256 check, atomic
+   write), vs the same ffmpeg command run directly: target <= 1.15x. The same for a 4 s
+   ``fast`` clip (reported; there ffmpeg takes a fraction of a second, so fixed costs
+   dominate). Case ``proxy``: the checking proxy's share of ffmpeg's time for both clips.
 2. 8 concurrent jobs on a server with ``--media-workers 2`` vs the 8 bare ffmpeg commands
    run two at a time: total time (reported), and the server's peak RSS, target <= 200 MB
    (VmHWM of the server process; the ffmpeg children are other processes).
@@ -17,18 +18,23 @@ served by ``wirelab.media.testing.media_server`` on 127.0.0.1; a ``wirelab serve
 subprocess (its own data folder, ``--media-allow-network 127.0.0.0/8``) and one user. The
 direct command is the service's own (``wirelab.media._commands.cut_plan`` after
 ``probe_source``), without the checking proxy; the service's run adds the proxy, the
-source probe, the output probe, the storage copy, polling and the download. Each round runs
-the service leg and the direct leg, the order alternating; after a service leg the job is
-deleted (untimed) so that the next identical request makes a new job. Medians over
-``--rounds`` (default 5). For each job the server's timestamps split the service time into:
-``queue`` (created to started), ``run`` (started to finished: probe, ffmpeg, measuring,
-storing), ``seen`` (finished to the client's last poll) and ``download`` (the rest). The
-ratio is that of the medians; the median of the per-round ratios is printed too (each
-round's two legs ran back to back, so it is less sensitive to load changing during the
-run). The concurrent case runs four rounds on a fresh server: bare, service, service (its
-jobs deleted first), bare; medians.
+source probe, the output probe, storing, following the job and the download. Each round
+runs the service leg and the direct leg, the order alternating; round 0 warms caches and
+is dropped; after a service leg the job is deleted (untimed) so that the next identical
+request makes a new job. Medians over ``--rounds`` (default 5). For each job the server's
+timestamps split the service time into: ``submit``, ``queue`` (created to started),
+``run`` (started to finished), ``seen`` (finished to the client's last look) and
+``download`` (the rest); the server's log line for the job splits ``run`` into
+``run.probe`` (proxy start, source probe), ``run.ffmpeg``, ``run.measure`` (the output
+probe), ``run.store`` and ``run.other`` (db writes, clean-up). The ratio is that of the
+medians; the median of the per-round ratios is printed too (each round's two legs ran
+back to back, so it is less sensitive to load changing during the run). The proxy case
+runs the direct command with and without a checking proxy served by the benchmark's own
+event loop, interleaved. The concurrent case runs four rounds on a fresh server: bare,
+service, service (its jobs deleted first), bare; medians.
 
-Run: ``.venv/bin/python benchmarks/media_jobs.py [--rounds 5] [--size 640x360] [--json]``;
+Run: ``.venv/bin/python benchmarks/media_jobs.py [--rounds 5] [--cases exact20,fast4,...]
+[--size 640x360] [--json]``;
 exit status 0 when every target is met.
 """
 
@@ -38,6 +44,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -53,16 +60,17 @@ from _relay_procs import RssSampler, WirelabServer, add_user
 from _util import MB, fmt_table, loadavg, log, median, proc_stats, venv_script
 
 from wirelab.client import MediaClient, MediaJob
-from wirelab.media import MediaSettings, parse_request
+from wirelab.media import MediaSettings, NetworkPolicy, parse_networks, parse_request
 from wirelab.media._commands import cut_plan
 from wirelab.media._probe import probe_source
+from wirelab.media._proxy import CheckingProxy
 from wirelab.media._tools import find_tools
 from wirelab.media.testing import make_test_media, media_server
 
 TARGET_RATIO = 1.15
 TARGET_RSS = 200 * MB
 CONCURRENT = 8
-CASES = ("exact20", "fast4", "smart60", "concurrent")
+CASES = ("exact20", "fast4", "proxy", "smart60", "concurrent")
 
 
 @dataclass
@@ -95,8 +103,24 @@ def breakdown(job: MediaJob, submitted: float, seen: float, done: float) -> dict
     }
 
 
-def service_leg(client: MediaClient, body: dict[str, Any], out: Path) -> tuple[float, Any]:
-    """Submit, follow, download (verified); then delete the job (untimed)."""
+_JOB_TIMINGS = re.compile(r"media job ([0-9a-f]{32}) succeeded: (.*)")
+
+
+def job_timings(server_log: Path, job_id: str) -> dict[str, float]:
+    """The server's own split of a job's ``run`` (its log line for the job: probe,
+    ffmpeg, measure, store); ``{}`` when the line is not (yet) there."""
+    for match in _JOB_TIMINGS.finditer(server_log.read_text(errors="replace")):
+        if match.group(1) == job_id:
+            parts = (item.rsplit(" ", 2) for item in match.group(2).split(", "))
+            return {f"run.{name}": float(value) for name, value, _unit in parts}
+    return {}
+
+
+def service_leg(
+    client: MediaClient, body: dict[str, Any], out: Path, server_log: Path | None = None
+) -> tuple[float, Any]:
+    """Submit, follow, download (verified); then delete the job (untimed). With the
+    server's log, the job's ``run`` is split as the server measured it."""
     t0 = time.time()
     job = client.submit(**body)
     last: list[float] = [t0]
@@ -112,18 +136,25 @@ def service_leg(client: MediaClient, body: dict[str, Any], out: Path) -> tuple[f
     t1 = time.time()
     client.cancel(job.id)
     out.unlink()
-    return t1 - t0, breakdown(final, t0, seen_at, t1)
+    parts = breakdown(final, t0, seen_at, t1)
+    if server_log is not None:
+        inner = job_timings(server_log, job.id)
+        if inner:
+            parts.update(inner)
+            parts["run.other"] = parts["run"] - sum(inner.values())
+    return t1 - t0, parts
 
 
-def direct_command(body: dict[str, Any], output: Path) -> list[str]:
-    """The service's ffmpeg command for ``body``, without the checking proxy."""
+def direct_command(body: dict[str, Any], output: Path, proxy: str | None = None) -> list[str]:
+    """The service's ffmpeg command for ``body``, without the checking proxy (or with
+    the one at ``proxy``)."""
     tools = find_tools()
     settings = MediaSettings()
     request = parse_request(body, template=None, limits=settings)
     status, stderr, info = asyncio.run(probe_source(tools, request.source, None, 5.0))
     if info is None:
         raise SystemExit(f"ffprobe failed ({status}): {stderr}")
-    steps = cut_plan(request, info, url=request.source, proxy=None, output=str(output),
+    steps = cut_plan(request, info, url=request.source, proxy=proxy, output=str(output),
                      max_size=settings.max_output_size)  # fmt: skip
     if len(steps) != 1:
         raise SystemExit(f"expected one ffmpeg step for {body}, got {len(steps)}")
@@ -139,7 +170,12 @@ def direct_leg(argv: list[str], out: Path) -> float:
 
 
 def compare(
-    name: str, client: MediaClient, body: dict[str, Any], work: Path, rounds: int
+    name: str,
+    client: MediaClient,
+    body: dict[str, Any],
+    work: Path,
+    rounds: int,
+    server_log: Path,
 ) -> dict[str, Any]:
     """Question 1 for one clip: the service vs the direct command, ``rounds`` times."""
     out = work / f"{name}.mp4"
@@ -148,7 +184,7 @@ def compare(
     for i in range(rounds + 1):  # round 0 warms caches and is not counted
         direct_first = i % 2 == 0
         direct_s = direct_leg(argv, out) if direct_first else 0.0
-        service_s, parts = service_leg(client, body, out)
+        service_s, parts = service_leg(client, body, out, server_log)
         if not direct_first:
             direct_s = direct_leg(argv, out)
         if i:
@@ -157,7 +193,7 @@ def compare(
             direct.times.append(direct_s)
         shares = ", ".join(f"{k} {v:.3f}" for k, v in parts.items())
         log(f"{name} round {i}: service {service_s:.3f} s ({shares}), direct {direct_s:.3f} s")
-    parts = {k: median([p[k] for p in service.parts]) for k in service.parts[0]}
+    parts = {k: median([p.get(k, float("nan")) for p in service.parts]) for k in service.parts[0]}
     paired = [a / b for a, b in zip(service.times, direct.times, strict=True)]
     return {
         "service_s": service.median,
@@ -167,6 +203,48 @@ def compare(
         "service_parts_s": parts,
         "service_all_s": service.times,
         "direct_all_s": direct.times,
+    }
+
+
+def proxy_share(name: str, body: dict[str, Any], work: Path, rounds: int) -> dict[str, Any]:
+    """The checking proxy's share of ffmpeg's time: the direct command with and without
+    the proxy (served by this process's event loop, as in the server), interleaved, round
+    0 dropped; medians and the median of the per-round ratios."""
+    out = work / f"{name}-proxy.mp4"
+    plain = direct_command(body, out)
+
+    async def ffmpeg(argv: list[str]) -> float:
+        t0 = time.time()
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        if await process.wait() != 0:
+            raise SystemExit(f"ffmpeg failed: {argv}")
+        out.unlink()
+        return time.time() - t0
+
+    async def legs() -> dict[str, list[float]]:
+        times: dict[str, list[float]] = {"proxy": [], "direct": []}
+        async with CheckingProxy(NetworkPolicy(parse_networks("127.0.0.0/8"))) as proxy:
+            proxied = await asyncio.to_thread(direct_command, body, out, proxy.url)
+            for i in range(rounds + 1):
+                order = ("proxy", "direct") if i % 2 else ("direct", "proxy")
+                for leg in order:
+                    took = await ffmpeg(proxied if leg == "proxy" else plain)
+                    if i:
+                        times[leg].append(took)
+        return times
+
+    times = asyncio.run(legs())
+    paired = [a / b for a, b in zip(times["proxy"], times["direct"], strict=True)]
+    proxy_s, direct_s = median(times["proxy"]), median(times["direct"])
+    log(f"{name} proxy share: with {proxy_s:.3f} s, without {direct_s:.3f} s")
+    return {
+        "with_proxy_s": proxy_s,
+        "without_s": direct_s,
+        "ratio": proxy_s / direct_s,
+        "ratio_paired_median": median(paired),
+        "all_s": times,
     }
 
 
@@ -219,9 +297,18 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 exact20 = {"source": hls, "start": "5", "end": "25", "accuracy": "exact"}
                 fast4 = {"source": hls, "start": "10", "end": "14", "accuracy": "fast"}
                 if "exact20" in cases:
-                    results["exact_20s"] = compare("exact20", client, exact20, work, args.rounds)
+                    results["exact_20s"] = compare(
+                        "exact20", client, exact20, work, args.rounds, server.log_path
+                    )
                 if "fast4" in cases:
-                    results["fast_4s"] = compare("fast4", client, fast4, work, args.rounds)
+                    results["fast_4s"] = compare(
+                        "fast4", client, fast4, work, args.rounds, server.log_path
+                    )
+                if "proxy" in cases:
+                    results["proxy"] = {
+                        name: proxy_share(name, body, work, args.rounds)
+                        for name, body in (("exact20", exact20), ("fast4", fast4))
+                    }
                 if "smart60" in cases:
                     results["smart_vs_exact_60s"] = smart_vs_exact(client, hls, work, args.rounds)
         finally:
@@ -281,30 +368,43 @@ def concurrency(work: Path, hls: str) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any]) -> bool:
-    if not all(k in results for k in ("exact_20s", "fast_4s", "smart_vs_exact_60s", "concurrent")):
-        print(json.dumps(results, indent=2))  # a subset: no table
-        return met(results)
-    exact, fast = results["exact_20s"], results["fast_4s"]
-    smart, conc = results["smart_vs_exact_60s"], results["concurrent"]
-    rows = [
-        ["20 s exact, HLS", f"{exact['service_s']:.2f}", f"{exact['direct_s']:.2f}",
-         f"{exact['ratio']:.2f}x", f"<= {TARGET_RATIO}x"],
-        ["4 s fast, HLS", f"{fast['service_s']:.2f}", f"{fast['direct_s']:.2f}",
-         f"{fast['ratio']:.2f}x", "report"],
-        [f"{conc['jobs']} x 10 s exact, 2 workers", f"{conc['service_s']:.2f}",
-         f"{conc['direct_two_at_a_time_s']:.2f}", f"{conc['ratio']:.2f}x", "report"],
-        ["60 s smart vs exact (service)", f"{smart['smart_s']:.2f}", f"{smart['exact_s']:.2f}",
-         f"{smart['ratio']:.2f}x", "report"],
-    ]  # fmt: skip
+    """Print a table of the cases that ran, where the service's time went, and the
+    memory; whether every target is met."""
+    rows = []
+    for key, label, target in (
+        ("exact_20s", "20 s exact, HLS", f"<= {TARGET_RATIO}x"),
+        ("fast_4s", "4 s fast, HLS", "report"),
+    ):
+        if key in results:
+            case = results[key]
+            rows.append([label, f"{case['service_s']:.2f}", f"{case['direct_s']:.2f}",
+                         f"{case['ratio']:.2f}x (per round {case['ratio_paired_median']:.2f}x)",
+                         target])  # fmt: skip
+    for name, case in results.get("proxy", {}).items():
+        rows.append([f"{name}: ffmpeg with / without the proxy", f"{case['with_proxy_s']:.3f}",
+                     f"{case['without_s']:.3f}",
+                     f"{case['ratio']:.2f}x (per round {case['ratio_paired_median']:.2f}x)",
+                     "report"])  # fmt: skip
+    if "concurrent" in results:
+        conc = results["concurrent"]
+        rows.append([f"{conc['jobs']} x 10 s exact, 2 workers", f"{conc['service_s']:.2f}",
+                     f"{conc['direct_two_at_a_time_s']:.2f}", f"{conc['ratio']:.2f}x",
+                     "report"])  # fmt: skip
+    if "smart_vs_exact_60s" in results:
+        smart = results["smart_vs_exact_60s"]
+        rows.append(["60 s smart vs exact (service)", f"{smart['smart_s']:.2f}",
+                     f"{smart['exact_s']:.2f}", f"{smart['ratio']:.2f}x", "report"])  # fmt: skip
     print(fmt_table(["case", "service s", "direct s", "ratio", "target"], rows))
     for name in ("exact_20s", "fast_4s"):
-        parts = ", ".join(f"{k} {v:.3f}" for k, v in results[name]["service_parts_s"].items())
-        print(f"{name} service time (median s): {parts}")
-        print(f"{name} median of the per-round ratios: {results[name]['ratio_paired_median']:.2f}x")
-    print(
-        f"server RSS: idle {conc['server_rss_idle_mb']:.0f} MB, peak "
-        f"{conc['server_vmhwm_mb']:.0f} MB (VmHWM; target <= {TARGET_RSS / MB:.0f} MB)"
-    )
+        if name in results:
+            parts = results[name]["service_parts_s"].items()
+            print(f"{name} service time (median s): {', '.join(f'{k} {v:.3f}' for k, v in parts)}")
+    if "concurrent" in results:
+        conc = results["concurrent"]
+        print(
+            f"server RSS: idle {conc['server_rss_idle_mb']:.0f} MB, peak "
+            f"{conc['server_vmhwm_mb']:.0f} MB (VmHWM; target <= {TARGET_RSS / MB:.0f} MB)"
+        )
     print(f"load average at start: {results['load_average_at_start']:.2f}")
     return met(results)
 

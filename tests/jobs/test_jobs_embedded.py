@@ -80,7 +80,8 @@ def test_retryable_failures_are_retried_then_recorded(tmp_path: Path) -> None:
                 calls[job.id] += 1
                 raise JobFailed("the network is down", retryable=job.id == "job0")
 
-            runner = EmbeddedRunner(db.media, handler, FAST)
+            changed: list[str] = []
+            runner = EmbeddedRunner(db.media, handler, FAST, on_change=changed.append)
             await runner.start()
             await db.media.create(_job(0), time.time())
             await db.media.create(_job(1), time.time())
@@ -89,6 +90,9 @@ def test_retryable_failures_are_retried_then_recorded(tmp_path: Path) -> None:
             await _until(_count(db, "failed", 2))
             await runner.stop()
             assert calls == Counter({"job0": 2, "job1": 1})  # retries=1
+            # Each write (claim, end) was announced: long polls answer at once.
+            changes = Counter(changed)
+            assert changes["job0"] >= 4 and changes["job1"] >= 2
             job0 = await db.media.get("alice", "job0")
             assert job0 is not None and job0.error_retryable is True
             assert job0.error_message == "the network is down"

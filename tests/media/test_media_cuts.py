@@ -39,19 +39,29 @@ def _cut(media: Media, tmp_path: Path, **body: object) -> tuple[dict[str, object
     return job, out
 
 
-@pytest.mark.parametrize("path", ["hls/index.m3u8", "dash/manifest.mpd", "video.mp4"])
+@pytest.mark.parametrize(
+    ("path", "start", "end"),
+    [
+        ("hls/index.m3u8", "00:00:05.120", "13.36"),
+        ("dash/manifest.mpd", "00:00:05.120", "13.36"),
+        ("video.mp4", "00:00:05.120", "13.36"),
+        # The end on a frame bound: the input's -to alone let one frame more through.
+        ("hls/index.m3u8", "3", "7.5"),
+        ("video.mp4", "0", "4.5"),
+    ],
+)
 def test_exact_cut_is_frame_accurate(
-    media: Media, source: MediaServer, tmp_path: Path, path: str
+    media: Media, source: MediaServer, tmp_path: Path, path: str, start: str, end: str
 ) -> None:
-    job, out = _cut(
-        media, tmp_path, source=source.url(path), start="00:00:05.120", end="13.36",
-        accuracy="exact",
-    )  # fmt: skip
+    job, out = _cut(media, tmp_path, source=source.url(path), start=start, end=end,
+                    accuracy="exact")  # fmt: skip
     result = job["result"]
     assert isinstance(result, dict)
-    assert abs(stream_duration(out) - 8.24) <= FRAME
-    assert abs(result["duration"] - 8.24) <= FRAME
-    assert result["start"] == pytest.approx(5.12, abs=FRAME)
+    length = float(end) - (5.12 if ":" in start else float(start))
+    assert abs(stream_duration(out) - length) <= FRAME
+    assert abs(stream_duration(out, "audio") - length) <= FRAME
+    assert abs(result["duration"] - length) <= FRAME
+    assert result["start"] == pytest.approx(float(end) - length, abs=FRAME)
     assert {s["codec_name"] for s in probe(out)["streams"]} == {"h264", "aac"}
 
 

@@ -289,6 +289,9 @@ def test_openapi_lists_the_media_endpoints(media: Media) -> None:
     paths = spec["paths"]
     assert set(paths["/v1/media/jobs"]) == {"get", "post"}
     assert set(paths["/v1/media/jobs/{job_id}"]) == {"get", "delete"}
+    [wait] = [p for p in paths["/v1/media/jobs/{job_id}"]["get"]["parameters"]
+              if p["name"] == "wait"]  # fmt: skip
+    assert wait["in"] == "query" and wait["schema"]["maximum"] == 60
     assert set(paths["/v1/media/jobs/{job_id}/result"]) == {"get", "head"}
     body = paths["/v1/media/jobs"]["post"]["requestBody"]["content"]["application/json"]
     assert set(body["schema"]["properties"]) >= {"source", "video_id", "start", "end"}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
+import sys
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from wirelab.media import (
     MediaSettings,
     NetworkPolicy,
     SourceRefused,
+    _ffmpeg,
     _probe,
     format_seconds,
     parse_networks,
@@ -26,8 +30,16 @@ from wirelab.media._commands import SourceInfo, StreamInfo, cut_plan, smart_part
 from wirelab.media._ffmpeg import classify_failure
 from wirelab.media._probe import probe_keyframes, probe_output, probe_source
 from wirelab.media._progress import ProgressParser
+from wirelab.media._proxy import resolve_checked
 from wirelab.media._tools import Tools, find_tools
-from wirelab.media.testing import KEYFRAME_INTERVAL, TestMedia, probe, stream_duration
+from wirelab.media.testing import (
+    KEYFRAME_INTERVAL,
+    MediaServer,
+    TestMedia,
+    media_server,
+    probe,
+    stream_duration,
+)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +148,20 @@ def test_fast_cut_seeks_before_the_input() -> None:
     assert args[-1] == "/w/clip.mp4"
 
 
+def test_exact_cut_trims_the_end_on_the_output() -> None:
+    """An exact cut reads up to one frame past the end (input ``-to``) and trims to the
+    requested length on the output (``-t``), which is frame exact."""
+    request = ClipRequest("http://e.com/v.m3u8", Decimal(3), Decimal("7.5"), "exact", "mp4")
+    video = StreamInfo("h264", frame_rate=Fraction(25))
+    info = SourceInfo(Decimal(30), video, StreamInfo("aac"))
+    [step] = cut_plan(request, info, url=request.source, proxy=None,
+                      output="/w/clip.mp4", max_size=10)  # fmt: skip
+    args = step.args
+    assert args[args.index("-to") + 1] == "7.54"
+    assert args.index("-to") < args.index("-i") < args.index("-t")
+    assert args[args.index("-t") + 1] == "4.5"
+
+
 def test_progress_parser_is_monotonic() -> None:
     parser = ProgressParser()
     assert parser.feed(b"frame=1\nout_time_us=N/A\nprogress=continue\n") is False
@@ -174,7 +200,7 @@ def test_pyav_probes_like_ffprobe(test_media: TestMedia) -> None:
     path = str(test_media.root / test_media.mp4)
 
     async def both() -> None:
-        _, _, by_probe = await probe_source(tools, path, None, 1.0)
+        _, _, by_probe = await probe_source(tools, path, None, 1.0, in_process=False)
         _, _, by_av = await probe_source(pyav, path, None, 1.0)
         assert by_probe is not None and by_av is not None
         assert by_av.duration == pytest.approx(by_probe.duration, abs=Decimal("0.05"))
@@ -182,10 +208,12 @@ def test_pyav_probes_like_ffprobe(test_media: TestMedia) -> None:
         assert by_av.audio is not None and by_av.audio.codec == "aac"
         window = [(Decimal(3), Decimal(9))]
         keys = await probe_keyframes(pyav, path, None, by_av, window, 1.0)
-        assert [k for k in keys if 3 <= k < 9] == [
+        assert [k for k in keys.positions if 3 <= k < 9] == [
             Decimal(k) for k in range(4, 9, KEYFRAME_INTERVAL)
         ]
-        assert await probe_keyframes(tools, path, None, by_probe, window, 1.0) == keys
+        by_ffprobe = await probe_keyframes(tools, path, None, by_probe, window, 1.0)
+        assert by_ffprobe == keys
+        assert keys.reorder_delay == 2  # x264's default: 3 B-frames with pyramid
         out_av = await probe_output(pyav, path, 1.0)
         assert float(out_av.duration) == pytest.approx(stream_duration(Path(path)), abs=0.05)
 
@@ -223,6 +251,42 @@ def test_result_measured_in_process_as_ffprobe_does(
     assert float(measured.start_offset) == pytest.approx(float(video["start_time"]), abs=0.001)
 
 
+def test_source_probed_in_process_as_ffprobe_does(source: MediaServer) -> None:
+    """Sources are probed with PyAV in-process (no ffprobe run) when it is installed,
+    over HTTP (HLS and MP4), with ffprobe's numbers; a source PyAV cannot read is
+    described by ffprobe (its error message is the job's)."""
+    tools = find_tools()
+    runs: list[object] = []
+    real = _probe._ffprobe_json
+
+    async def counting_ffprobe(*args: object) -> object:
+        runs.append(args)
+        return await real(*args)  # type: ignore[arg-type]
+
+    async def probes(url: str) -> tuple[object, object]:
+        _, _, fast = await probe_source(tools, url, None, 5.0)
+        assert runs == []
+        _, _, slow = await probe_source(tools, url, None, 5.0, in_process=False)
+        assert len(runs) == 1
+        runs.clear()
+        return fast, slow
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_probe, "_ffprobe_json", counting_ffprobe)
+        for path in ("hls/index.m3u8", "video.mp4"):
+            fast, slow = asyncio.run(probes(source.url(path)))
+            assert isinstance(fast, SourceInfo) and isinstance(slow, SourceInfo)
+            assert fast.video == slow.video and fast.audio is not None and slow.audio is not None
+            assert fast.audio.codec == slow.audio.codec == "aac"
+            assert (fast.start_time, fast.format_name) == (slow.start_time, slow.format_name)
+            assert fast.duration == pytest.approx(slow.duration, abs=Decimal("0.001"))
+        status, stderr, info = asyncio.run(
+            probe_source(tools, source.url("missing.mp4"), None, 5.0)
+        )
+    assert info is None and status != 0 and "404" in stderr
+    assert len(runs) == 1  # PyAV failed: ffprobe said why
+
+
 def test_result_falls_back_to_ffprobe_when_pyav_cannot_read(
     test_media: TestMedia, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -244,3 +308,48 @@ def test_imageio_ffmpeg_is_the_fallback(monkeypatch: pytest.MonkeyPatch, tmp_pat
         assert tools.ffprobe is None
     finally:
         find_tools.cache_clear()
+
+
+def test_media_server_is_quiet_when_a_client_hangs_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ffmpeg closes connections early: the test media server prints no traceback for a
+    broken pipe or a reset connection, and still does for other errors."""
+    with media_server(tmp_path) as server:
+        for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset")):
+            try:
+                raise error
+            except OSError:
+                server._server.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:
+            raise ValueError("a real bug")
+        except ValueError:
+            server._server.handle_error(None, ("127.0.0.1", 1))
+        assert "ValueError: a real bug" in capsys.readouterr().err
+
+
+def test_resolve_checked_takes_literals_as_they_are_and_resolves_names() -> None:
+    """Address literals are checked without a resolver; names and shorthands such as
+    ``127.1`` are resolved, then checked; none allowed is a refusal naming why."""
+    open_loopback = NetworkPolicy(parse_networks("127.0.0.0/8"))
+
+    async def run() -> None:
+        assert await resolve_checked(open_loopback, "127.0.0.1", 80) == ["127.0.0.1"]
+        assert await resolve_checked(open_loopback, "127.1", 80) == ["127.0.0.1"]
+        assert "127.0.0.1" in await resolve_checked(open_loopback, "localhost", 80)
+        for host in ("10.0.0.1", "::1", "fe80::1%1", "::ffff:192.168.0.1", "127.0.0.1"):
+            with pytest.raises(SourceRefused, match="address"):
+                await resolve_checked(NetworkPolicy(()), host, 80)
+
+    asyncio.run(run())
+
+
+def test_ffmpeg_gets_its_death_signal_from_setpriv_when_installed() -> None:
+    """With util-linux's setpriv (Debian has it), ffmpeg is started through it, so the
+    server spawns without fork + preexec_fn; without it, preexec_fn sets the signal."""
+    launcher = _ffmpeg._find_launcher()
+    if sys.platform == "linux" and shutil.which("setpriv"):
+        assert launcher[1:] == ["--pdeathsig", "KILL", "--"]
+    else:
+        assert launcher == []

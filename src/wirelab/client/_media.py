@@ -14,13 +14,15 @@ from ._relay_models import InboxFile, NoProgress, Progress
 from ._relay_receive import download_file
 from ._token import TokenClient
 
-__all__ = ["MIN_POLL_S", "MediaClient", "poll_interval"]
+__all__ = ["LONG_POLL_S", "MIN_POLL_S", "MediaClient", "poll_interval"]
 
 JOBS_PATH: Final = "/v1/media/jobs"
 MIN_POLL_S: Final = 0.02
 """The shortest wait between two looks at a job."""
 MAX_POLL_S: Final = 0.25
-"""The longest wait between two looks at a job (a result is picked up this late at most)."""
+"""The longest wait between two looks at a job when the server does not hold them."""
+LONG_POLL_S: Final = 15.0
+"""How long one look asks the server to hold it until the job changes (``?wait=``)."""
 ACCURACIES: Final = ("fast", "exact", "smart")
 CONTAINERS: Final = ("mp4", "mkv", "m4a", "mp3")
 
@@ -93,9 +95,15 @@ class MediaClient(TokenClient):
         )
         return parse_job(doc)
 
-    def job(self, job_id: str) -> MediaJob:
-        """The job ``job_id`` as it is now (404 :class:`~wirelab.HTTPStatusError` if unknown)."""
-        return parse_job(self._json("GET", self._job_path(job_id)))
+    def job(self, job_id: str, *, wait: float = 0.0) -> MediaJob:
+        """The job ``job_id`` (404 :class:`~wirelab.HTTPStatusError` if unknown): as it is
+        now, or with ``wait`` (seconds, at most 60) as soon as its state, phase or progress
+        changes or it is final, else after ``wait`` seconds (a long poll)."""
+        if wait <= 0:
+            return parse_job(self._json("GET", self._job_path(job_id)))
+        timeout = None if self._timeout is None else self._timeout + wait
+        doc = self._json("GET", self._job_path(job_id), params={"wait": wait}, timeout=timeout)
+        return parse_job(doc)
 
     def jobs(self, state: str | None = None) -> list[MediaJob]:
         """This user's jobs, newest first; only those in ``state`` if given."""
@@ -127,27 +135,38 @@ class MediaClient(TokenClient):
     ) -> MediaJob:
         """Follow the job until it is final; return it (whatever its final state).
 
-        ``on_update`` sees the job after every look (progress bars). Looks are spaced by
-        :func:`poll_interval`. ``timeout`` (seconds) raises :class:`~wirelab.TimeoutError`
-        when the job is still not final; the job goes on on the server.
+        ``on_update`` sees the job after every look (progress bars). Each look after the
+        first is a long poll (the server answers when the job changes, so its end is seen
+        within milliseconds); a server that answers an unchanged job at once (one that does
+        not hold looks) is polled instead, spaced by :func:`poll_interval`. ``timeout``
+        (seconds) raises :class:`~wirelab.TimeoutError` when the job is still not final;
+        the job goes on on the server.
         """
         started = time.monotonic()
         interval = MIN_POLL_S
         origin: tuple[float, float] | None = None  # the first look with progress: (time, %)
+        job = self.job(job_id)
         while True:
-            job = self.job(job_id)
             now = time.monotonic()
             if on_update is not None:
                 on_update(job)
             if job.finished:
                 return job
-            if timeout is not None and now - started > timeout:
+            left = None if timeout is None else timeout - (now - started)
+            if left is not None and left <= 0:
                 raise WirelabTimeout(f"media job {job_id} is still {job.state} after {timeout:g} s")
             if origin is None and job.progress > 0:
                 origin = (now, job.progress)
-            since, base = origin or (now, job.progress)
-            interval = poll_interval(interval, now - since, job.progress - base, 100 - job.progress)
-            sleep(interval)
+            hold = LONG_POLL_S if left is None else min(LONG_POLL_S, left)
+            previous = job
+            job = self.job(job_id, wait=hold)
+            if _look(job) == _look(previous) and time.monotonic() - now < hold / 2:
+                # Not held: an older server. Poll, spaced by the job's rate.
+                since, base = origin or (now, job.progress)
+                interval = poll_interval(
+                    interval, now - since, job.progress - base, 100 - job.progress
+                )
+                sleep(interval)
 
     def download(
         self,
@@ -211,3 +230,7 @@ class MediaClient(TokenClient):
         if not JOB_ID.fullmatch(job_id):
             raise UsageError(f"{job_id!r} is not a job id")
         return f"{JOBS_PATH}/{job_id}"
+
+
+def _look(job: MediaJob) -> tuple[object, ...]:
+    return (job.state, job.phase, job.progress, job.error)

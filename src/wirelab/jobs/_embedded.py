@@ -44,7 +44,10 @@ class _Context:
 
 
 class EmbeddedRunner(Generic[J]):
-    """A :class:`~wirelab.jobs.JobRunner` running ``handler`` for the jobs of ``queue``."""
+    """A :class:`~wirelab.jobs.JobRunner` running ``handler`` for the jobs of ``queue``.
+
+    ``on_change(job_id)`` is called after each of its writes to a job (claim, heartbeat,
+    end, requeue), once the write is done: long polls on the job answer at once."""
 
     def __init__(
         self,
@@ -53,11 +56,13 @@ class EmbeddedRunner(Generic[J]):
         settings: RunnerSettings,
         *,
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.queue = queue
         self.handler = handler
         self.settings = settings
         self.clock = clock
+        self._changed = on_change or _ignore
         self.id = f"embedded-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -67,6 +72,8 @@ class EmbeddedRunner(Generic[J]):
         requeued = await self.queue.requeue(self.clock(), expired_only=False)
         if requeued:
             _log.info("requeued %d media job(s) interrupted by a stop", len(requeued))
+        for job_id in requeued:
+            self._changed(job_id)
         for index in range(max(1, self.settings.workers)):
             worker = f"{self.id}-{index}"
             self._tasks.append(asyncio.create_task(self._work(worker), name=worker))
@@ -101,6 +108,7 @@ class EmbeddedRunner(Generic[J]):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), settings.poll)
                 continue
+            self._changed(job.id)
             # Another worker may find a second due job.
             self._wake.set()
             await self._attempt(job, worker)
@@ -116,10 +124,12 @@ class EmbeddedRunner(Generic[J]):
             await _cancel(task)
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.queue.finish(job.id, worker, self.clock(), "queued"))
+            self._changed(job.id)
             raise
         finally:
             self._hints.pop(job.id, None)
         await self._conclude(job, worker, task, reason)
+        self._changed(job.id)
 
     async def _monitor(
         self,
@@ -150,6 +160,7 @@ class EmbeddedRunner(Generic[J]):
             beat = await self.queue.heartbeat(
                 job.id, worker, now, now + settings.lease, context.percent, context.phase
             )
+            self._changed(job.id)
             if task.done():  # it finished (and released the lease) meanwhile
                 break
             reason = None
@@ -193,6 +204,10 @@ class EmbeddedRunner(Generic[J]):
             await self.queue.finish(job.id, worker, now, "queued", message, True, now + delay)
             return
         await self.queue.finish(job.id, worker, now, "failed", message, retryable)
+
+
+def _ignore(job_id: str) -> None:
+    pass
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -7,7 +7,8 @@ progress on stdout (``-progress pipe:1``) and writes one file in the job's folde
 - **fast**: ``-ss``/``-to`` *before* ``-i`` and stream copy: ffmpeg seeks in the input,
   so only the needed HLS segments or byte ranges are fetched; the cut starts at the
   keyframe at or before ``start`` (MP4 hides the pre-roll with an edit list).
-- **exact**: the same input seek, re-encoded (H.264 + AAC, or MP3): frame accurate.
+- **exact**: the same input seek, re-encoded (H.264 + AAC, or MP3), the end trimmed by
+  the output's ``-t``: frame accurate.
 - **smart**: frame accurate with little re-encoding. With the source's keyframes ``k1``
   (first at or after ``start``) and ``k2`` (last at or before ``end``): re-encode
   ``[start, k1)`` and ``[k2, end)`` with the source's codec parameters, stream-copy
@@ -209,12 +210,20 @@ def cut_plan(
         if any(kind == "copy" for kind, _, _ in parts):
             return _smart_plan(request, source, url, proxy, output, max_size, parts)
     video = [] if request.audio_only else (["-c:v", "copy"] if copy else _video_encoder(source))
+    read_to, trim = request.end, []
+    if not copy and request.end is not None:
+        # The input's -to alone lets a frame too many through now and then (a frame on
+        # the end bound, container timestamps rounded): it now only bounds what is read
+        # (one frame late), and the output's -t trims frames and samples exactly, so the
+        # clip lasts ceil(length / frame) frames: within one frame of the request.
+        read_to, trim = request.end + source.frame, ["-t", format_seconds(request.end - start)]
     args = [
         *_head(),
-        *input_args(url, proxy, request.start, request.end),
+        *input_args(url, proxy, request.start, read_to),
         *_maps(request, source),
         *video,
         *(_audio_codec(request, source, copy) if source.audio else []),
+        *trim,
         *_output(request, output, max_size),
     ]
     phase = "copying" if copy else "encoding"

@@ -7,6 +7,7 @@ written in ``workdir``; the caller removes it whatever happens.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -40,6 +41,8 @@ class CutResult:
     path: Path
     output: OutputInfo
     start: Decimal
+    timings: dict[str, float]
+    """Seconds spent probing the source, in ffmpeg and measuring the result."""
 
 
 Report = Callable[[str, float], None]
@@ -55,6 +58,8 @@ async def cut(
     on_start: Callable[[int], None] | None = None,
 ) -> CutResult:
     """Cut ``request`` into a file in ``workdir``; :class:`JobFailed` on failure."""
+    clock = time.monotonic
+    began = clock()
     async with CheckingProxy(settings.policy) as proxy:
         report("probing", 0.0)
         url, info = await _probe(request.source, tools, proxy, settings)
@@ -63,7 +68,7 @@ async def cut(
         keyframes = None
         if request.accuracy == "smart" and not request.audio_only and info.video is not None:
             report("finding keyframes", 1.0)
-            keyframes = await probe_keyframes(
+            found = await probe_keyframes(
                 tools,
                 request.source,
                 proxy.url,
@@ -71,6 +76,10 @@ async def cut(
                 _windows(request, info),
                 settings.cancel_grace,
             )
+            keyframes = found.positions
+            # The source probe may only know whether there are B-frames; the smart cut's
+            # joins need the exact delay, measured with the keyframes.
+            info = replace(info, video=replace(info.video, reorder_delay=found.reorder_delay))
         output = str(workdir / f"clip.{request.container}")
         steps = cut_plan(
             request,
@@ -81,7 +90,9 @@ async def cut(
             max_size=settings.max_output_size,
             keyframes=keyframes,
         )
+        probed = clock()
         await _run_steps(steps, tools, settings, proxy, report, on_start)
+    cut_done = clock()
     report("measuring", 99.0)
     path = Path(output)
     size = (await asyncio.to_thread(path.stat)).st_size
@@ -91,7 +102,8 @@ async def cut(
         )
     measured = await probe_output(tools, output, settings.cancel_grace)
     start = (request.start or Decimal(0)) + measured.start_offset
-    return CutResult(path=path, output=measured, start=start)
+    timings = {"probe": probed - began, "ffmpeg": cut_done - probed, "measure": clock() - cut_done}
+    return CutResult(path=path, output=measured, start=start, timings=timings)
 
 
 async def _probe(

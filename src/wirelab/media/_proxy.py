@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -156,12 +157,17 @@ async def resolve_checked(policy: NetworkPolicy, host: str, port: int) -> list[s
     :class:`SourceRefused` when none is allowed (naming why each was refused);
     ``OSError`` when the name does not resolve.
     """
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        # An address literal needs no resolver (and no trip to its thread pool): it is
+        # checked as it is. Anything else (names, "127.1" shorthands) is resolved.
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [str(info[4][0]) for info in infos]
     allowed: list[str] = []
     reasons: list[str] = []
-    for info in infos:
-        address = str(info[4][0])
+    for address in addresses:
         reason = policy.refusal(address)
         if reason is None:
             allowed.append(address)

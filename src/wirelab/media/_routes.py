@@ -20,7 +20,7 @@ from ..relay import Auth, content_disposition, http_error, range_answer
 from ..storage import BlobReader
 from ._errors import MediaError
 from ._request import ClipRequest
-from ._service import LIST_MAX, MediaService
+from ._service import LIST_MAX, WAIT_MAX, MediaService
 
 __all__ = ["MediaRuntime", "build_router", "job_json"]
 
@@ -172,9 +172,26 @@ def build_router(runtime: MediaRuntime) -> APIRouter:
             raise http_error(exc) from None
 
     @router.get("/jobs/{job_id}", summary="A job's state and progress", responses=_JOB)
-    async def job(user: Auth, job_id: str) -> Any:
+    async def job(
+        user: Auth,
+        job_id: str,
+        wait: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=WAIT_MAX,
+                allow_inf_nan=False,
+                description="Long poll: answer as soon as the job's state, phase or "
+                "progress changes or it is final, or after this many seconds "
+                f"(0-{WAIT_MAX:g}; 0, the default: at once).",
+            ),
+        ] = 0.0,
+    ) -> Any:
         """State, progress (0-100), phase, error and, once succeeded, the result."""
-        return job_json(await _job(user.name, job_id))
+        try:
+            return job_json(await runtime.require().watch(user.name, job_id, wait))
+        except MediaError as exc:
+            raise http_error(exc) from None
 
     @router.delete(
         "/jobs/{job_id}",

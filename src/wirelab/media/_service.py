@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..db import Database, MediaJob
 from ..jobs import EmbeddedRunner, JobContext, JobRunner, RunnerSettings
-from ..storage import BlobReader, BlobStore, UploadExistsError, UploadNotFoundError
+from ..storage import BlobReader, BlobStore, UploadNotFoundError
 from ._cut import cut
 from ._errors import InvalidRequest, JobFailed, JobNotFound, ToolMissing, TooManyJobs
 from ._proxy import resolve_checked
@@ -34,6 +34,7 @@ from ._safety import validate_source_url
 from ._settings import MediaSettings
 from ._times import format_seconds
 from ._tools import find_tools
+from ._watch import WATCH_POLL, JobChanges, job_look
 
 __all__ = ["MediaService"]
 
@@ -42,6 +43,8 @@ _log = logging.getLogger("wirelab.media")
 _SWEEP_BATCH = 200
 _READ_CHUNK = 1024 * 1024
 LIST_MAX = 1000
+WAIT_MAX = 60.0
+"""The longest a job look may wait for a change (``GET .../jobs/{id}?wait=``), s."""
 
 
 def new_job_id() -> str:
@@ -71,6 +74,8 @@ class MediaService:
         self.settings = settings
         self.workdir = workdir
         self.clock = clock
+        self.changes = JobChanges()
+        """Wake-ups for job looks that wait for a change (writes made in this process)."""
         self.runner = (runner or _embedded)(self)
         self._sweeper: asyncio.Task[None] | None = None
         self.pids: dict[str, int] = {}
@@ -153,6 +158,25 @@ class MediaService:
             raise JobNotFound(f"no media job {job_id!r}")
         return job
 
+    async def watch(self, owner: str, job_id: str, wait: float) -> MediaJob:
+        """Job ``job_id`` of ``owner`` once it differs from how it is now (state, phase,
+        shown progress, cancel flag, attempts, error), or is final, or after ``wait``
+        seconds (at most :data:`WAIT_MAX`), whichever comes first. A long poll: a client
+        that follows a job sees its end within milliseconds without polling fast.
+        :class:`JobNotFound`."""
+        job = await self.get(owner, job_id)
+        if not job.active or wait <= 0:
+            return job
+        look = job_look(job)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(wait, WAIT_MAX)
+        while (left := deadline - loop.time()) > 0:
+            await self.changes.wait(job_id, min(left, WATCH_POLL))
+            job = await self.get(owner, job_id)
+            if not job.active or job_look(job) != look:
+                break
+        return job
+
     async def jobs(
         self, owner: str, state: str | None = None, limit: int = LIST_MAX
     ) -> list[MediaJob]:
@@ -167,6 +191,7 @@ class MediaService:
             found = await self.db.media.request_cancel(owner, job_id, self.clock())
             assert found is not None  # jobs are deleted only once finished
             job = found
+            self.changes.notify(job_id)
             self.runner.cancel(job_id)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
@@ -205,7 +230,9 @@ class MediaService:
                 on_start=lambda pid: self.pids.__setitem__(job.id, pid),
             )
             context.report("storing", 99.5)
+            stored_at = time.monotonic()
             size, sha256 = await self._store(job.id, result.path)
+            timings = {**result.timings, "store": time.monotonic() - stored_at}
             now = self.clock()
             stored = await self.db.media.succeed(
                 job.id,
@@ -221,26 +248,28 @@ class MediaService:
                 },
                 now + self.settings.result_ttl,
             )
+            self.changes.notify(job.id)
             if not stored:  # canceled or taken over meanwhile: the result is not wanted
                 await self.blobs.delete(job.id)
+            else:
+                spent = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in timings.items())
+                _log.info("media job %s succeeded: %s", job.id, spent)
         finally:
             self.pids.pop(job.id, None)
             await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     async def _store(self, key: str, path: Path) -> tuple[int, str]:
-        """Commit ``path`` as blob ``key`` (replacing an earlier attempt's); return its
-        size and SHA-256."""
-        sha256 = await asyncio.to_thread(_file_sha256, path)
-        with contextlib.suppress(UploadNotFoundError):
+        """Store ``path`` as blob ``key`` (replacing an earlier attempt's); return its
+        size and SHA-256. One pass: the store hashes the bytes as it writes them and
+        makes them durable once (a crash midway leaves the job running: it is requeued
+        and stored again over whatever was left)."""
+        with contextlib.suppress(UploadNotFoundError):  # an older version's upload
             await self.blobs.abort_upload(key)
         await self.blobs.delete(key)
-        try:
-            await self.blobs.create_upload(key)
-        except UploadExistsError:  # pragma: no cover - aborted just above
-            raise
-        size = await self.blobs.append(key, 0, _chunks(path))
-        await self.blobs.commit(key, key, expected_sha256=sha256)
-        return size, sha256
+        info = await self.blobs.put(key, _chunks(path), expected_sha256=None)
+        if info.sha256 is None:  # a store that does not say: hash the file
+            return info.size, await asyncio.to_thread(_file_sha256, path)
+        return info.size, info.sha256
 
     # --- expiry -------------------------------------------------------------------------
 
@@ -281,6 +310,7 @@ def _embedded(service: MediaService) -> JobRunner:
             backoff=settings.retry_backoff,
         ),
         clock=service.clock,
+        on_change=service.changes.notify,
     )
 
 

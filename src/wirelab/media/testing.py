@@ -23,6 +23,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -159,6 +160,13 @@ class _Server(http.server.ThreadingHTTPServer):
             return _Handler(*args, directory=str(directory))
 
         super().__init__(("127.0.0.1", 0), handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet when the client hung up early (ffmpeg closes a connection once it has
+        read what it needs: not an error); other errors are printed as usual."""
+        if isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+            return
+        super().handle_error(request, client_address)
 
 
 class MediaServer:
