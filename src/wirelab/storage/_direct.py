@@ -35,10 +35,11 @@ def _unlink(path: Path) -> None:
 
 
 async def write_new(
-    path: Path, chunks: AsyncIterator[bytes], hasher: Hasher, expected: str | None
+    path: Path, chunks: AsyncIterator[bytes], hasher: Hasher, algorithm: str, expected: str | None
 ) -> int:
     """Create *path* (``FileExistsError`` if it exists), write *chunks* to it, check their
-    SHA-256 against *expected* (:class:`DigestMismatchError`), ``fdatasync`` it; the size.
+    digest (*hasher*, in *algorithm*) against *expected* (:class:`DigestMismatchError`),
+    ``fdatasync`` it; the size.
 
     On any failure the file is removed (best effort: a crash leaves it for the caller's
     journal). The directory entry is not synced here.
@@ -50,9 +51,10 @@ async def write_new(
         actual = hasher.hexdigest()
         if expected is not None and actual != expected:
             raise DigestMismatchError(
-                f"the body has SHA-256 {actual}, expected {expected}",
+                f"the body has {algorithm} digest {actual}, expected {expected}",
                 expected=expected,
                 actual=actual,
+                algorithm=algorithm,
             )
         # fdatasync includes the new size: all a reader needs (times are not).
         await run_io(os.fdatasync, fd)

@@ -5,7 +5,9 @@ Layout under ``root``::
     uploads/<upload_id>.data   the bytes received so far (may hold a torn tail after a crash)
     uploads/<upload_id>.json   the record: durable offset, created_at, updated_at
     blobs/<xx>/<key>           committed blobs; xx = first 2 hex digits of sha256(key)
-    blobs/<xx>/<key>.sha256    the blob's digest, written before the blob appears
+    blobs/<xx>/<key>.sha256    the blob's digest, written before the blob appears: ``HEX``
+                               for SHA-256 (as before digests had names), else
+                               ``ALGORITHM HEX``
     tmp/                       temporary files (removed by recover())
     reserve                    space kept for deletes on a full disk (``_space.py``)
 
@@ -22,7 +24,7 @@ loss):
   ``checksum`` has no checkpoint: its record is written only once the checksum matched.
 * An upload exists iff its record exists; ``create_upload`` writes the empty data file
   first, the record last.
-* ``commit`` re-checks the length, verifies the SHA-256, writes the
+* ``commit`` re-checks the length, verifies the digest, writes the
   digest file, then renames the data file into ``blobs/`` (atomic: the blob is never half
   visible) and fsyncs both directories before removing the record. A crash before the
   rename leaves the upload intact; after it, ``recover()`` drops the stale record.
@@ -32,10 +34,12 @@ loss):
   digest file. The caller journals the key before and deletes it after a crash.
 * ``delete`` unlinks the blob, then its digest file, then fsyncs the directory.
 
-The SHA-256 that ``commit`` checks comes from a *running hash* when the appends that
+The digest that ``commit`` checks comes from a *running hash* (in the algorithm
+``create_upload`` was given) when the appends that
 wrote every byte of the upload ran in this store instance, one after the other from
 offset 0: then ``commit`` does not read the file again. The running hash is kept only
-while it covers exactly the bytes below the durable offset: an append whose write or
+while it covers exactly the bytes below the durable offset (and is in the algorithm
+``commit`` asks for): an append whose write or
 fsync failed drops it (it may have consumed bytes that were never made durable), and a
 new instance (a restart) has none. Without it ``commit`` re-reads the file in 1 MiB
 chunks. An append interrupted by its client keeps it, since what arrived is made durable.
@@ -56,6 +60,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._digests import new_hasher
 from .._exceptions import IntegrityError, UsageError
 from .._fsio import atomic_write, fsync_dir
 from ._base import (
@@ -106,6 +111,35 @@ def _checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
         raise UsageError(f"unsupported checksum algorithm {checksum[0]!r}") from None
 
 
+def _bulk_hasher(algorithm: str) -> Hasher:
+    """The running hash of a blob: large batches, so BLAKE3 may use several threads."""
+    return new_hasher(algorithm, threads=True)
+
+
+def _expected(digest: str | None, algorithm: str) -> str | None:
+    """The announced digest, normalized (also checks *algorithm*, before any I/O)."""
+    if digest is None:
+        normalize_digest("0" * 64, algorithm)
+        return None
+    return normalize_digest(digest, algorithm)
+
+
+def _verify(what: str, algorithm: str, expected: str | None, actual: str) -> None:
+    """:class:`DigestMismatchError` unless *actual* is *expected* (``None``: anything)."""
+    if expected is not None and actual != expected:
+        raise DigestMismatchError(
+            f"{what} has {algorithm} digest {actual}, expected {expected}",
+            expected=expected,
+            actual=actual,
+            algorithm=algorithm,
+        )
+
+
+def _sidecar(digest: str, algorithm: str) -> bytes:
+    """The digest file's content; SHA-256 keeps the form it had before algorithms."""
+    return (f"{digest}\n" if algorithm == "sha256" else f"{algorithm} {digest}\n").encode()
+
+
 class LocalBlobStore(BlobStore):
     """A :class:`BlobStore` in the folder *root* (created if missing); see the module doc."""
 
@@ -124,8 +158,9 @@ class LocalBlobStore(BlobStore):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._checkpoint = checkpoint_bytes
         self._locks: weakref.WeakValueDictionary[str, Lock] = weakref.WeakValueDictionary()
-        # upload id -> (offset, hash of bytes [0, offset)) for appends made by this process
-        self._hashes: dict[str, tuple[int, Hasher]] = {}
+        # upload id -> (offset, algorithm, hash of bytes [0, offset)) for appends made by
+        # this process
+        self._hashes: dict[str, tuple[int, str, Hasher]] = {}
         self._dir_sync = DirSync()
 
     # -- paths and records -------------------------------------------------------------
@@ -189,8 +224,8 @@ class LocalBlobStore(BlobStore):
         self._write_record(new)
         return new
 
-    def _hash_file(self, upload_id: str, length: int) -> str:
-        hasher = hashlib.sha256()
+    def _hash_file(self, upload_id: str, length: int, algorithm: str) -> str:
+        hasher = _bulk_hasher(algorithm)
         with open(self._data_path(upload_id), "rb") as f:
             remaining = length
             while remaining:
@@ -201,7 +236,7 @@ class LocalBlobStore(BlobStore):
                 remaining -= len(block)
         return hasher.hexdigest()
 
-    def _commit_sync(self, info: UploadInfo, key: str, digest: str) -> None:
+    def _commit_sync(self, info: UploadInfo, key: str, digest: str, algorithm: str) -> None:
         data, blob = self._data_path(info.upload_id), self._blob_path(key)
         if blob.exists():
             raise BlobExistsError(f"blob {key!r} already exists")
@@ -213,7 +248,7 @@ class LocalBlobStore(BlobStore):
             os.close(fd)
         self._blob_dir_sync(blob)
         sidecar = blob.with_name(f"{key}.sha256")
-        atomic_write(sidecar, f"{digest}\n".encode(), tmp_dir=self._tmp, sync_dir=False)
+        atomic_write(sidecar, _sidecar(digest, algorithm), tmp_dir=self._tmp, sync_dir=False)
         os.rename(data, blob)  # the commit point: the blob appears whole
         fsync_dir(blob.parent)
         fsync_dir(self._uploads)
@@ -267,10 +302,11 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {key!r}") from None
         try:
-            digest: str | None = blob.with_name(f"{key}.sha256").read_text().strip()
+            words = blob.with_name(f"{key}.sha256").read_text().split()
         except FileNotFoundError:
-            digest = None
-        return BlobInfo(key, size, digest)
+            return BlobInfo(key, size, None)
+        algorithm, digest = ("sha256", *words) if len(words) == 1 else words
+        return BlobInfo(key, size, digest, algorithm)
 
     def _open_sync(self, key: str, start: int, end: int | None) -> LocalReader:
         try:
@@ -325,12 +361,13 @@ class LocalBlobStore(BlobStore):
     async def restore_reserve(self) -> None:
         await run_io(self._reserve.restore)
 
-    async def create_upload(self, upload_id: str) -> UploadInfo:
+    async def create_upload(self, upload_id: str, *, algorithm: str = "sha256") -> UploadInfo:
         validate_name(upload_id, "upload id")
+        normalize_digest("0" * 64, algorithm)  # UsageError for an unknown algorithm
         async with self._lock(upload_id):
             with no_space("a new upload"):
                 info = await run_io(self._create_sync, upload_id)
-            self._hashes[upload_id] = (0, hashlib.sha256())
+            self._hashes[upload_id] = (0, algorithm, _bulk_hasher(algorithm))
             return info
 
     async def upload_offset(self, upload_id: str) -> int:
@@ -359,7 +396,7 @@ class LocalBlobStore(BlobStore):
             # leaves the cache for the append and comes back only if every byte it
             # consumed was made durable.
             cached = self._hashes.pop(upload_id, None)
-            hasher = cached[1] if cached is not None and cached[0] == offset else None
+            hasher = cached[2] if cached is not None and cached[0] == offset else None
             hashers = [h for h in (hasher, check) if h is not None]
             fd = await run_io(self._open_at, upload_id, offset)
             writer = WriteBehind(fd, offset, hashers)
@@ -374,8 +411,10 @@ class LocalBlobStore(BlobStore):
             finally:
                 writer.close_when_idle()
                 durable = progress.info.offset
-                if hasher is not None and not writer.failed and writer.written == durable:
-                    self._hashes[upload_id] = (durable, hasher)
+                kept = cached is not None and hasher is not None and not writer.failed
+                if kept and writer.written == durable:
+                    assert cached is not None and hasher is not None
+                    self._hashes[upload_id] = (durable, cached[1], hasher)
                 if writer.failed:  # free what the failed writes took (a full disk) now
                     with contextlib.suppress(OSError):
                         await run_io(os.truncate, self._data_path(upload_id), durable)
@@ -456,43 +495,45 @@ class LocalBlobStore(BlobStore):
         validate_name(upload_id, "upload id")
         return await run_io(self._open_upload_sync, upload_id, start, end)
 
-    async def commit(self, upload_id: str, key: str, *, expected_sha256: str | None) -> BlobInfo:
+    async def commit(
+        self, upload_id: str, key: str, *, expected_sha256: str | None, algorithm: str = "sha256"
+    ) -> BlobInfo:
         validate_name(upload_id, "upload id")
         validate_name(key, "key")
-        expected = None if expected_sha256 is None else normalize_digest(expected_sha256)
+        expected = _expected(expected_sha256, algorithm)
         async with self._lock(upload_id), self._lock(f"blob:{key}"):
             info = await run_io(self._read_record, upload_id)
             cached = self._hashes.get(upload_id)
-            if cached is not None and cached[0] == info.offset:
-                actual = cached[1].hexdigest()
+            if cached is not None and cached[:2] == (info.offset, algorithm):
+                actual = cached[2].hexdigest()
             else:
-                actual = await run_io(self._hash_file, upload_id, info.offset)
-            if expected is not None and actual != expected:
-                raise DigestMismatchError(
-                    f"upload {upload_id!r} has SHA-256 {actual}, expected {expected}",
-                    expected=expected,
-                    actual=actual,
-                )
+                actual = await run_io(self._hash_file, upload_id, info.offset, algorithm)
+            _verify(f"upload {upload_id!r}", algorithm, expected, actual)
             with no_space("the committed file"):
-                await run_io(self._commit_sync, info, key, actual)
+                await run_io(self._commit_sync, info, key, actual, algorithm)
             self._hashes.pop(upload_id, None)
-            return BlobInfo(key, info.offset, actual)
+            return BlobInfo(key, info.offset, actual, algorithm)
 
     async def put(
-        self, key: str, chunks: AsyncIterator[bytes], *, expected_sha256: str | None
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        expected_sha256: str | None,
+        algorithm: str = "sha256",
     ) -> BlobInfo:
         """One-step store (:mod:`._direct`): the blob's own fdatasync, then one directory
         fsync shared with concurrent puts. No digest file: :meth:`stat` says ``None``
         (the caller keeps the digest with its metadata)."""
         validate_name(key, "key")
-        expected = None if expected_sha256 is None else normalize_digest(expected_sha256)
+        expected = _expected(expected_sha256, algorithm)
         blob = self._blob_path(key)
-        hasher = hashlib.sha256()
+        hasher = _bulk_hasher(algorithm)
         async with self._lock(f"blob:{key}"):
             with no_space("the file's bytes"):
                 await run_io(self._blob_dir_sync, blob)
                 try:
-                    size = await write_new(blob, chunks, hasher, expected)
+                    size = await write_new(blob, chunks, hasher, algorithm, expected)
                 except FileExistsError:
                     raise BlobExistsError(f"blob {key!r} already exists") from None
                 try:
@@ -500,7 +541,7 @@ class LocalBlobStore(BlobStore):
                 except BaseException:
                     await run_io(self._delete_sync, key)
                     raise
-        return BlobInfo(key, size, hasher.hexdigest())
+        return BlobInfo(key, size, hasher.hexdigest(), algorithm)
 
     async def abort_upload(self, upload_id: str) -> None:
         validate_name(upload_id, "upload id")

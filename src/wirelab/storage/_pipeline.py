@@ -1,7 +1,7 @@
 """Write-behind for :meth:`LocalBlobStore.append`: disk writes overlap the receiving.
 
 Without it an append alternates between waiting for the next megabyte of the body and
-writing (and hashing) the previous one, so the network, the disk and SHA-256 take turns
+writing (and hashing) the previous one, so the network, the disk and the hash take turns
 on one core at a time. :class:`WriteBehind` starts the write of a batch in a worker
 thread and returns, so that the caller collects the next batch meanwhile; the SHA-256
 update of the batch runs in a second worker thread at the same time as its write.
@@ -13,20 +13,13 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+
+from .._digests import Hasher
 
 __all__ = ["Hasher", "WriteBehind", "settle", "write_batches", "writev_all"]
 
 # POSIX guarantees at least 16; Linux and macOS allow 1024 buffers per writev call.
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
-
-
-class Hasher(Protocol):
-    """The part of :func:`hashlib.sha256` objects that the store uses."""
-
-    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
-    def digest(self) -> bytes: ...
-    def hexdigest(self) -> str: ...
 
 
 def writev_all(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) -> None:
