@@ -325,9 +325,9 @@ class BlobStore(abc.ABC):
 
         On return the blob is durable and its digest (in *algorithm*) verified
         (:class:`DigestMismatchError` otherwise, :class:`BlobExistsError` if *key* exists).
-        On any failure the store keeps nothing that a later :meth:`delete` of *key* would not remove: a crash in between
-        may leave a partial blob or upload named *key*, so the caller journals *key* first
-        and deletes it at start-up. This default composes an upload; stores override it to
+        On any failure the store keeps nothing that a later :meth:`delete` of *key* would
+        not remove: a crash in between may leave a partial blob or upload named *key*, so
+        the caller journals *key* first and deletes it at start-up. This default composes an upload; stores override it to
         pay for durability once.
         """
         await self.create_upload(key, algorithm=algorithm)
