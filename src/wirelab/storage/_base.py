@@ -327,8 +327,8 @@ class BlobStore(abc.ABC):
         (:class:`DigestMismatchError` otherwise, :class:`BlobExistsError` if *key* exists).
         On any failure the store keeps nothing that a later :meth:`delete` of *key* would
         not remove: a crash in between may leave a partial blob or upload named *key*, so
-        the caller journals *key* first and deletes it at start-up. This default composes an upload; stores override it to
-        pay for durability once.
+        the caller journals *key* first and deletes it at start-up. This default composes
+        an upload; stores override it to pay for durability once.
         """
         await self.create_upload(key, algorithm=algorithm)
         try:
