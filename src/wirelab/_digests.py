@@ -20,6 +20,7 @@ import blake3
 __all__ = [
     "DEFAULT_DIGEST",
     "DIGEST_ALGORITHMS",
+    "DIGEST_LABELS",
     "Hasher",
     "check_algorithm",
     "empty_digest",
@@ -31,6 +32,8 @@ __all__ = [
 DIGEST_ALGORITHMS: Final = ("blake3", "sha256")
 #: What wirelab's server and clients use unless told otherwise.
 DEFAULT_DIGEST: Final = "blake3"
+#: How messages name each algorithm.
+DIGEST_LABELS: Final = {"blake3": "BLAKE3", "sha256": "SHA-256"}
 
 # Both algorithms give 32 bytes (BLAKE3 by default): 64 lowercase hex digits.
 _HEX = re.compile(r"[0-9a-f]{64}")

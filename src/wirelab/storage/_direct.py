@@ -16,6 +16,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from .._digests import DIGEST_LABELS
 from ._base import DigestMismatchError
 from ._fsutil import run_io
 from ._pipeline import Hasher, WriteBehind, write_batches
@@ -51,7 +52,7 @@ async def write_new(
         actual = hasher.hexdigest()
         if expected is not None and actual != expected:
             raise DigestMismatchError(
-                f"the body has {algorithm} digest {actual}, expected {expected}",
+                f"the body has {DIGEST_LABELS[algorithm]} {actual}, expected {expected}",
                 expected=expected,
                 actual=actual,
                 algorithm=algorithm,

@@ -60,7 +60,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._digests import new_hasher
+from .._digests import DIGEST_LABELS, new_hasher
 from .._exceptions import IntegrityError, UsageError
 from .._fsio import atomic_write, fsync_dir
 from ._base import (
@@ -128,7 +128,7 @@ def _verify(what: str, algorithm: str, expected: str | None, actual: str) -> Non
     """:class:`DigestMismatchError` unless *actual* is *expected* (``None``: anything)."""
     if expected is not None and actual != expected:
         raise DigestMismatchError(
-            f"{what} has {algorithm} digest {actual}, expected {expected}",
+            f"{what} has {DIGEST_LABELS[algorithm]} {actual}, expected {expected}",
             expected=expected,
             actual=actual,
             algorithm=algorithm,
