@@ -23,6 +23,7 @@ __all__ = [
     "DIGEST_LABELS",
     "Hasher",
     "check_algorithm",
+    "digest_etag",
     "empty_digest",
     "is_hex_digest",
     "new_hasher",
@@ -76,6 +77,13 @@ def new_hasher(algorithm: str, *, threads: bool = False) -> Hasher:
 def empty_digest(algorithm: str) -> str:
     """The hex digest of zero bytes in *algorithm*."""
     return new_hasher(algorithm).hexdigest()
+
+
+def digest_etag(algorithm: str, digest: str) -> str:
+    """The quoted HTTP ETag of content with this digest: the plain SHA-256 hex as before
+    algorithms had names (what generic clients and caches know), ``"ALGORITHM:HEX"``
+    for the others."""
+    return f'"{digest}"' if algorithm == "sha256" else f'"{algorithm}:{digest}"'
 
 
 def is_hex_digest(value: str) -> bool:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import base64
 
-from .._digests import DIGEST_ALGORITHMS, is_hex_digest
+from .._digests import DIGEST_ALGORITHMS, digest_etag, is_hex_digest
 
 __all__ = [
     "DigestSyntaxError",
     "digest_headers",
-    "etag",
     "metadata_digest",
     "parse_hex",
     "request_digest",
@@ -81,16 +80,10 @@ def metadata_digest(fields: dict[str, str | None], where: str) -> tuple[str, str
     return key, parse_hex(value, f"{where} {key!r}")
 
 
-def etag(algorithm: str, digest: str) -> str:
-    """The quoted ETag of a file: its SHA-256 hex as before algorithms had names (what
-    generic clients and old caches know), ``"ALGORITHM:HEX"`` for the others."""
-    return f'"{digest}"' if algorithm == "sha256" else f'"{algorithm}:{digest}"'
-
-
 def digest_headers(algorithm: str, digest: str) -> dict[str, str]:
     """The digest headers of a download: ``ETag``, ``Wirelab-Digest``, and for SHA-256
     ``Wirelab-Sha256`` and ``Repr-Digest``."""
-    headers = {"ETag": etag(algorithm, digest), "Wirelab-Digest": f"{algorithm}={digest}"}
+    headers = {"ETag": digest_etag(algorithm, digest), "Wirelab-Digest": f"{algorithm}={digest}"}
     if algorithm == "sha256":
         raw = base64.b64encode(bytes.fromhex(digest)).decode()
         headers |= {"Wirelab-Sha256": digest, "Repr-Digest": f"sha-256=:{raw}:"}

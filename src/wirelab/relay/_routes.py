@@ -14,13 +14,13 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from .._digests import DIGEST_LABELS
+from .._digests import DIGEST_LABELS, digest_etag
 from .._exceptions import UsageError
 from .._validate import INT64_MAX
 from ..auth import AuthenticationError, InvalidCredentials, parse_bearer
 from ..db import RelayFile, RelayUpload, User
 from ..storage import BlobReader, DigestMismatchError
-from ._digest_http import DigestSyntaxError, digest_headers, etag, parse_hex, request_digest
+from ._digest_http import DigestSyntaxError, digest_headers, parse_hex, request_digest
 from ._errors import RelayError
 from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range, range_answer
 from ._params import STRICT_FLOAT, STRICT_INT, StrictJSONRoute
@@ -322,7 +322,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             request.headers.get("range"),
             request.headers.get("if-range"),
             file.size,
-            etag(file.digest_algorithm, file.sha256),
+            digest_etag(file.digest_algorithm, file.sha256),
         )
         return status, selected, {**_headers(file), **extra}
 
