@@ -18,7 +18,8 @@ loss):
   new offset (temp file + fsync + rename + directory fsync). The record therefore never
   counts a byte that is not on disk; bytes beyond it are a torn tail that every append
   and ``recover()`` truncate away. Long appends checkpoint every ``checkpoint_bytes``
-  (a checkpoint covers the writes completed before it, one batch behind what arrived).
+  (a checkpoint covers the writes completed before it, one batch behind what arrived;
+  it runs in a worker thread while the body keeps arriving, one checkpoint at a time).
   The writes run behind the receiving (:mod:`wirelab.storage._pipeline`): one batch is
   written and hashed in worker threads while the next one arrives. An append with a
   ``checksum`` has no checkpoint: its record is written only once the checksum matched.
@@ -83,7 +84,7 @@ from ._base import (
 from ._direct import write_new
 from ._fsutil import LocalReader, remove_tmp_files, run_io
 from ._groupsync import DirSync
-from ._pipeline import Hasher, WriteBehind, settle, write_batches
+from ._pipeline import Background, Hasher, WriteBehind, settle, write_batches
 from ._space import DiskReserve, no_space
 
 __all__ = ["LocalBlobStore"]
@@ -459,11 +460,18 @@ class LocalBlobStore(BlobStore):
         """fsync what the completed writes wrote and record it as the durable offset."""
         progress.info = await run_io(self._durable_sync, writer, progress.info, writer.written)
 
+    def _checkpoint_sync(self, writer: WriteBehind, progress: _Progress, offset: int) -> None:
+        """A checkpoint in a worker thread: the writes below *offset* have completed;
+        later ones may run meanwhile (fsync covers them too, the record does not)."""
+        progress.info = self._durable_sync(writer, progress.info, offset)
+
     async def _append_chunks(
         self, writer: WriteBehind, progress: _Progress, chunks: AsyncIterator[bytes]
     ) -> None:
         batch: list[bytes] = []
         size = 0
+        # One checkpoint at a time runs behind the receiving, so records only grow.
+        checkpoint = Background()
         try:
             async for chunk in chunks:
                 if not chunk:
@@ -474,11 +482,15 @@ class LocalBlobStore(BlobStore):
                 if size >= _WRITE_SIZE:
                     await writer.submit(batch)  # returns while the batch is written
                     batch, size = [], 0
-                    if writer.written - progress.info.offset >= self._checkpoint:
-                        await self._durable(writer, progress)
+                    due = writer.written - progress.info.offset >= self._checkpoint
+                    if due and checkpoint.idle:
+                        await checkpoint.collect()  # done: raises its error, if any
+                        checkpoint.start(self._checkpoint_sync, writer, progress, writer.written)
             await writer.submit(batch)
             await writer.drain()
+            await checkpoint.collect()
         except BaseException:
+            await checkpoint.settle()  # a failed checkpoint set writer.failed
             if not await settle(writer):
                 raise  # our own I/O failed: the record keeps the last durable offset
             # The client went away (or we were cancelled between chunks): make what
