@@ -38,6 +38,7 @@ from .._exceptions import TimeoutError as WirelabTimeout
 from .._filenames import sanitize_filename
 from .._fsio import fsync_dir, install
 from ._bulk import BLOCK, BulkConnection, read_into
+from ._direct import BlockWriter
 from ._hashing import HashingBuffers
 from ._relay_models import DestinationExistsError, InboxFile, Progress, ReceivedFile
 
@@ -273,11 +274,14 @@ def _fetch(
             partial.restart()
         else:
             raise bulk.error_of(response, path)
-        partial.f.seek(partial.have)
+        partial.f.flush()
         progress.begin(f"receiving {file.name}", file.size, partial.have)
-        # The hash runs on a second core, a block behind the network and the disk.
-        with HashingBuffers(BLOCK, hasher=partial.hasher) as ring:
-            try:
+        # The hash and the disk write run on a second core, a block behind the network
+        # (the write around the page cache where it can: _direct).
+        disk = BlockWriter(Path(partial.f.name), partial.have)
+        ring = HashingBuffers(BLOCK, hasher=partial.hasher, sink=disk.write)
+        try:
+            with disk, ring:
                 while True:
                     index, view = ring.take()
                     n = read_into(response, view, f"GET {path}")
@@ -285,13 +289,15 @@ def _fetch(
                         break
                     if partial.have + n > file.size:
                         raise ProtocolError(f"GET {path}: more bytes than the file's {file.size}")
-                    partial.f.write(view[:n])
                     ring.hash(index, n)
                     partial.have += n
                     progress.advance(n)
-            finally:
-                partial.f.flush()  # keep what arrived: the next attempt resumes from it
-                progress.end()
+        finally:
+            # The ring wrote every block handed over before it closed, unless a write
+            # failed: then its error wins (not retried: the hash has seen that block).
+            partial.have = min(partial.have, disk.position)
+            progress.end()
+            ring.check()
     if partial.have != file.size:
         raise ProtocolError(f"GET {path}: {partial.have} of {file.size} bytes")
 
