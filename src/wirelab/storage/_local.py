@@ -30,9 +30,10 @@ loss):
   visible) and fsyncs both directories before removing the record. A crash before the
   rename leaves the upload intact; after it, ``recover()`` drops the stale record.
 * ``put`` (a direct send, never resumed) skips the upload: it writes the blob in place
-  (created exclusively), verifies it, ``fdatasync``s it and fsyncs its folder, that
-  fsync shared by concurrent puts (:mod:`wirelab.storage._groupsync`). It writes no
-  digest file. The caller journals the key before and deletes it after a crash.
+  (created exclusively), verifies it, ``fdatasync``s it and, at the same time, fsyncs
+  its folder, that fsync shared by concurrent puts (:mod:`wirelab.storage._groupsync`).
+  It writes no digest file. The caller journals the key before and deletes it after a
+  crash. The 256 fan-out folders are created by ``recover()``, so no put creates one.
 * ``delete`` unlinks the blob, then its digest file, then fsyncs the directory.
 
 The digest that ``commit`` checks comes from a *running hash* (in the algorithm
@@ -57,7 +58,7 @@ import os
 import time
 import weakref
 from asyncio import Lock
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,9 @@ def _verify(what: str, algorithm: str, expected: str | None, actual: str) -> Non
 def _sidecar(digest: str, algorithm: str) -> bytes:
     """The digest file's content; SHA-256 keeps the form it had before algorithms."""
     return (f"{digest}\n" if algorithm == "sha256" else f"{algorithm} {digest}\n").encode()
+
+
+_FANOUT = [f"{i:02x}" for i in range(256)]
 
 
 class LocalBlobStore(BlobStore):
@@ -269,6 +273,13 @@ class LocalBlobStore(BlobStore):
         fsync_dir(self._uploads)
 
     def _recover_sync(self) -> None:
+        # Every fan-out folder exists from the start, so that no send pays for creating
+        # one (and for the fsync of blobs/ that makes it durable).
+        missing = [d for d in _FANOUT if not (self._blobs / d).is_dir()]
+        for name in missing:
+            (self._blobs / name).mkdir(exist_ok=True, mode=0o700)
+        if missing:
+            fsync_dir(self._blobs)
         remove_tmp_files(self._tmp)
         remove_tmp_files(self._uploads)
         names = {entry.name for entry in os.scandir(self._uploads)}
@@ -541,18 +552,19 @@ class LocalBlobStore(BlobStore):
         expected = _expected(expected_sha256, algorithm)
         blob = self._blob_path(key)
         hasher = _bulk_hasher(algorithm)
+
+        def directory() -> Awaitable[None]:
+            return self._dir_sync.sync(blob.parent)
+
         async with self._lock(f"blob:{key}"):
             with no_space("the file's bytes"):
                 await run_io(self._blob_dir_sync, blob)
                 try:
-                    size = await write_new(blob, chunks, hasher, algorithm, expected)
+                    size = await write_new(
+                        blob, chunks, hasher, algorithm, expected, sync_dir=directory
+                    )
                 except FileExistsError:
                     raise BlobExistsError(f"blob {key!r} already exists") from None
-                try:
-                    await self._dir_sync.sync(blob.parent)
-                except BaseException:
-                    await run_io(self._delete_sync, key)
-                    raise
         return BlobInfo(key, size, hasher.hexdigest(), algorithm)
 
     async def abort_upload(self, upload_id: str) -> None:
