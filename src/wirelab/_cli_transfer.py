@@ -140,8 +140,8 @@ def send(
 
     Each file is hashed (BLAKE3, or --digest sha256) while it is sent and verified by the
     server before the recipient can see it; several files arrive together, as one batch.
-    If the send is interrupted, run the same command again: it resumes. A file the recipient still has
-    from you, unchanged, is not sent twice (unless --again).
+    If the send is interrupted, run the same command again: it resumes. A file the
+    recipient still has from you, unchanged, is not sent twice (unless --again).
 
     \b
     Examples:
