@@ -3,11 +3,16 @@ back to buffered writes for unaligned blocks and file systems that refuse it."""
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from pathlib import Path
 
+import pytest
+from blake3 import blake3
+
 from wirelab.client._direct import BlockWriter
+from wirelab.client._hashing import HashingBuffers
 
 
 def _aligned(data: bytes) -> memoryview:
@@ -45,3 +50,21 @@ def test_unaligned_buffers_are_written_too(tmp_path: Path) -> None:
     with BlockWriter(path, 0) as disk:
         disk.write(memoryview(bytearray(b"x" + data))[1:])  # address off by one byte
     assert path.read_bytes() == data
+
+
+def test_a_failing_sink_stops_the_ring_and_its_error_is_raised() -> None:
+    sunk: list[bytes] = []
+
+    def sink(block: memoryview) -> None:  # a disk write that finds the disk full
+        if sunk:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        sunk.append(bytes(block))
+
+    ring = HashingBuffers(16, hasher=blake3(), sink=sink)
+    with ring, pytest.raises(OSError, match="No space"):  # by take() or check()
+        for text in (b"first", b"second", b"third", b"fourth", b"fifth"):
+            index, view = ring.take()
+            view[: len(text)] = text
+            ring.hash(index, len(text))
+        ring.check()
+    assert sunk == [b"first"]  # nothing after the failed block
