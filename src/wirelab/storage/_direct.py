@@ -18,9 +18,8 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from .._digests import DIGEST_LABELS
-from ._base import DigestMismatchError
 from ._fsutil import run_io
+from ._hashing import verify_digest
 from ._pipeline import Hasher, WriteBehind, write_batches
 
 __all__ = ["write_new"]
@@ -58,14 +57,7 @@ async def write_new(
     writer = WriteBehind(fd, 0, [hasher])
     try:
         await write_batches(writer, chunks, _WRITE_SIZE)
-        actual = hasher.hexdigest()
-        if expected is not None and actual != expected:
-            raise DigestMismatchError(
-                f"the body has {DIGEST_LABELS[algorithm]} {actual}, expected {expected}",
-                expected=expected,
-                actual=actual,
-                algorithm=algorithm,
-            )
+        verify_digest("the body", algorithm, expected, hasher.hexdigest())
         # fdatasync includes the new size: all a reader needs (times are not).
         await run_io(os.fdatasync, fd)
         await entry

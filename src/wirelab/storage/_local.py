@@ -62,7 +62,6 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._digests import DIGEST_LABELS, new_hasher
 from .._exceptions import IntegrityError, UsageError
 from .._fsio import atomic_write, fsync_dir
 from ._base import (
@@ -73,7 +72,6 @@ from ._base import (
     BlobReader,
     BlobStore,
     ChecksumMismatchError,
-    DigestMismatchError,
     OffsetMismatchError,
     UploadExistsError,
     UploadInfo,
@@ -85,6 +83,14 @@ from ._base import (
 from ._direct import write_new
 from ._fsutil import LocalReader, remove_tmp_files, run_io
 from ._groupsync import DirSync
+from ._hashing import (
+    bulk_hasher,
+    checksum_hasher,
+    expected_digest,
+    parse_sidecar,
+    sidecar,
+    verify_digest,
+)
 from ._pipeline import Background, Hasher, WriteBehind, settle, write_batches
 from ._space import DiskReserve, no_space
 
@@ -101,45 +107,6 @@ class _Progress:
     """The durable state of an append in progress (what the record on disk says)."""
 
     info: UploadInfo
-
-
-def _checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
-    """A fresh hasher for an append's ``checksum``; UsageError for an unknown algorithm."""
-    if checksum is None:
-        return None
-    try:
-        return hashlib.new(checksum[0])
-    except (ValueError, TypeError):
-        raise UsageError(f"unsupported checksum algorithm {checksum[0]!r}") from None
-
-
-def _bulk_hasher(algorithm: str) -> Hasher:
-    """The running hash of a blob: large batches, so BLAKE3 may use several threads."""
-    return new_hasher(algorithm, threads=True)
-
-
-def _expected(digest: str | None, algorithm: str) -> str | None:
-    """The announced digest, normalized (also checks *algorithm*, before any I/O)."""
-    if digest is None:
-        normalize_digest("0" * 64, algorithm)
-        return None
-    return normalize_digest(digest, algorithm)
-
-
-def _verify(what: str, algorithm: str, expected: str | None, actual: str) -> None:
-    """:class:`DigestMismatchError` unless *actual* is *expected* (``None``: anything)."""
-    if expected is not None and actual != expected:
-        raise DigestMismatchError(
-            f"{what} has {DIGEST_LABELS[algorithm]} {actual}, expected {expected}",
-            expected=expected,
-            actual=actual,
-            algorithm=algorithm,
-        )
-
-
-def _sidecar(digest: str, algorithm: str) -> bytes:
-    """The digest file's content; SHA-256 keeps the form it had before algorithms."""
-    return (f"{digest}\n" if algorithm == "sha256" else f"{algorithm} {digest}\n").encode()
 
 
 _FANOUT = [f"{i:02x}" for i in range(256)]
@@ -230,7 +197,7 @@ class LocalBlobStore(BlobStore):
         return new
 
     def _hash_file(self, upload_id: str, length: int, algorithm: str) -> str:
-        hasher = _bulk_hasher(algorithm)
+        hasher = bulk_hasher(algorithm)
         with open(self._data_path(upload_id), "rb") as f:
             remaining = length
             while remaining:
@@ -252,8 +219,8 @@ class LocalBlobStore(BlobStore):
         finally:
             os.close(fd)
         self._blob_dir_sync(blob)
-        sidecar = blob.with_name(f"{key}.sha256")
-        atomic_write(sidecar, _sidecar(digest, algorithm), tmp_dir=self._tmp, sync_dir=False)
+        digest_file = blob.with_name(f"{key}.sha256")
+        atomic_write(digest_file, sidecar(digest, algorithm), tmp_dir=self._tmp, sync_dir=False)
         os.rename(data, blob)  # the commit point: the blob appears whole
         fsync_dir(blob.parent)
         fsync_dir(self._uploads)
@@ -314,10 +281,9 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {key!r}") from None
         try:
-            words = blob.with_name(f"{key}.sha256").read_text().split()
+            algorithm, digest = parse_sidecar(blob.with_name(f"{key}.sha256").read_text())
         except FileNotFoundError:
             return BlobInfo(key, size, None)
-        algorithm, digest = ("sha256", *words) if len(words) == 1 else words
         return BlobInfo(key, size, digest, algorithm)
 
     def _open_sync(self, key: str, start: int, end: int | None) -> LocalReader:
@@ -379,7 +345,7 @@ class LocalBlobStore(BlobStore):
         async with self._lock(upload_id):
             with no_space("a new upload"):
                 info = await run_io(self._create_sync, upload_id)
-            self._hashes[upload_id] = (0, algorithm, _bulk_hasher(algorithm))
+            self._hashes[upload_id] = (0, algorithm, bulk_hasher(algorithm))
             return info
 
     async def upload_offset(self, upload_id: str) -> int:
@@ -395,7 +361,7 @@ class LocalBlobStore(BlobStore):
         checksum: tuple[str, bytes] | None = None,
     ) -> int:
         validate_name(upload_id, "upload id")
-        check = _checksum_hasher(checksum)
+        check = checksum_hasher(checksum)
         async with self._lock(upload_id):
             info = await run_io(self._read_record, upload_id)
             if offset != info.offset:
@@ -523,7 +489,7 @@ class LocalBlobStore(BlobStore):
     ) -> BlobInfo:
         validate_name(upload_id, "upload id")
         validate_name(key, "key")
-        expected = _expected(expected_sha256, algorithm)
+        expected = expected_digest(expected_sha256, algorithm)
         async with self._lock(upload_id), self._lock(f"blob:{key}"):
             info = await run_io(self._read_record, upload_id)
             cached = self._hashes.get(upload_id)
@@ -531,7 +497,7 @@ class LocalBlobStore(BlobStore):
                 actual = cached[2].hexdigest()
             else:
                 actual = await run_io(self._hash_file, upload_id, info.offset, algorithm)
-            _verify(f"upload {upload_id!r}", algorithm, expected, actual)
+            verify_digest(f"upload {upload_id!r}", algorithm, expected, actual)
             with no_space("the committed file"):
                 await run_io(self._commit_sync, info, key, actual, algorithm)
             self._hashes.pop(upload_id, None)
@@ -549,9 +515,9 @@ class LocalBlobStore(BlobStore):
         fsync shared with concurrent puts. No digest file: :meth:`stat` says ``None``
         (the caller keeps the digest with its metadata)."""
         validate_name(key, "key")
-        expected = _expected(expected_sha256, algorithm)
+        expected = expected_digest(expected_sha256, algorithm)
         blob = self._blob_path(key)
-        hasher = _bulk_hasher(algorithm)
+        hasher = bulk_hasher(algorithm)
 
         def directory() -> Awaitable[None]:
             return self._dir_sync.sync(blob.parent)
