@@ -30,8 +30,8 @@ loss):
   visible) and fsyncs both directories before removing the record. A crash before the
   rename leaves the upload intact; after it, ``recover()`` drops the stale record.
 * ``put`` (a direct send, never resumed) skips the upload: it writes the blob in place
-  (created exclusively), verifies it, ``fdatasync``s it and, at the same time, fsyncs
-  its folder, that fsync shared by concurrent puts (:mod:`wirelab.storage._groupsync`).
+  (created exclusively), verifies it, ``fdatasync``s it, then fsyncs its folder, that
+  fsync shared by concurrent puts (:mod:`wirelab.storage._groupsync`).
   It writes no digest file. The caller journals the key before and deletes it after a
   crash. The 256 fan-out folders are created by ``recover()``, so no put creates one.
 * ``delete`` unlinks the blob, then its digest file, then fsyncs the directory.
@@ -58,7 +58,7 @@ import os
 import time
 import weakref
 from asyncio import Lock
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -519,18 +519,18 @@ class LocalBlobStore(BlobStore):
         blob = self._blob_path(key)
         hasher = bulk_hasher(algorithm)
 
-        def directory() -> Awaitable[None]:
-            return self._dir_sync.sync(blob.parent)
-
         async with self._lock(f"blob:{key}"):
             with no_space("the file's bytes"):
                 await run_io(self._blob_dir_sync, blob)
                 try:
-                    size = await write_new(
-                        blob, chunks, hasher, algorithm, expected, sync_dir=directory
-                    )
+                    size = await write_new(blob, chunks, hasher, algorithm, expected)
                 except FileExistsError:
                     raise BlobExistsError(f"blob {key!r} already exists") from None
+                try:
+                    await self._dir_sync.sync(blob.parent)
+                except BaseException:
+                    await run_io(self._delete_sync, key)
+                    raise
         return BlobInfo(key, size, hasher.hexdigest(), algorithm)
 
     async def abort_upload(self, upload_id: str) -> None:
