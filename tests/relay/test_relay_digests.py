@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from wirelab import IntegrityError
 from wirelab.cli import main
-from wirelab.client import RelayClient
+from wirelab.client import DuplicateError, RelayClient
 from wirelab.client._relay_receive import PART_SUFFIX
 
 from .conftest import Relay
@@ -261,7 +261,7 @@ def test_client_refuses_a_duplicate_by_blake3(
     src.write_bytes(b"twice")
     alice = client("alice")
     alice.send([src], to="bob")
-    with pytest.raises(Exception, match="identical copy"):
+    with pytest.raises(DuplicateError, match="identical copy"):
         alice.send([src], to="bob")
     assert [f.digest for f in alice.queued("bob", b3(b"twice"), algorithm="blake3")] == [
         b3(b"twice")
