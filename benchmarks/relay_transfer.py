@@ -13,9 +13,10 @@ guest memory on first touch, which would penalize the first legs). Each round ru
 steps, the wirelab pair first in even rounds and piping-server first in odd ones (a leg
 reusing pages freed by the previous one is cheaper), each output deleted once checked:
 
-1. ``wirelab send FILE --to bob`` as alice, timed as a whole subprocess;
-2. ``wirelab receive --out DIR`` as bob, timed as a whole subprocess (download, SHA-256
-   check, atomic write, acknowledgement); the script then checks the received bytes'
+1. ``wirelab send FILE --to bob`` as alice, timed as a whole subprocess (BLAKE3, the
+   CLI's default digest; ``--digest sha256`` in ``WIRELAB_DIGEST`` to compare);
+2. ``wirelab receive --out DIR`` as bob, timed as a whole subprocess (download, digest
+   check, fsync, atomic write, acknowledgement); the script then checks the received bytes'
    SHA-256 against the original's (untimed);
 3. piping-server (``npm ci`` in benchmarks/piping): ``curl -T FILE`` and ``curl -o OUT``
    on the same path, started together, timed from the first start to the last exit; the

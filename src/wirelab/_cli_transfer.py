@@ -37,6 +37,8 @@ def _sent_doc(sent: SentFile) -> dict[str, Any]:
         "path": str(sent.path),
         "name": sent.name,
         "size": sent.size,
+        "digest_algorithm": sent.algorithm,
+        "digest": sent.digest,
         "sha256": sent.sha256,
         "file_url": sent.file_url,
         "resumed_from": sent.resumed_from,
@@ -112,6 +114,14 @@ def _spool_stdin(target: Path) -> Path:
     show_envvar=True,
     help="Bytes per upload request (e.g. 8M); the server makes each one durable.",
 )
+@click.option(
+    "--digest",
+    type=click.Choice(["blake3", "sha256"]),
+    default="blake3",
+    envvar="WIRELAB_DIGEST",
+    show_envvar=True,
+    help="Digest the server verifies the files with (sha256: for generic tools).",
+)
 @connection_options
 @handle_errors
 def send(
@@ -123,14 +133,15 @@ def send(
     again: bool,
     stdin_name: str,
     chunk_size: int,
+    digest: str,
     **opts: Any,
 ) -> None:
     """Send FILES (files, folders, or - for standard input) to user --to as one delivery.
 
-    Each file is hashed (SHA-256) while it is sent and verified by the server before the
-    recipient can see it; several files arrive together, as one batch. If the send is
-    interrupted, run the same command again: it resumes. A file the recipient still has
-    from you, unchanged, is not sent twice (unless --again).
+    Each file is hashed (BLAKE3, or --digest sha256) while it is sent and verified by the
+    server before the recipient can see it; several files arrive together, as one batch.
+    If the send is interrupted, run the same command again: it resumes. A file the
+    recipient still has from you, unchanged, is not sent twice (unless --again).
 
     \b
     Examples:
@@ -153,6 +164,7 @@ def send(
                     progress=bar,
                     resume=not from_stdin,
                     allow_duplicates=again,
+                    digest=digest,
                 )
             except UsageError as exc:
                 queued = getattr(exc, "queued", None)
@@ -175,6 +187,8 @@ def _received_doc(got: ReceivedFile) -> dict[str, Any]:
         "sender": got.file.sender,
         "path": str(got.path),
         "size": got.file.size,
+        "digest_algorithm": got.file.algorithm,
+        "digest": got.file.digest,
         "sha256": got.file.sha256,
         "note": got.file.note,
         "resumed_from": got.resumed_from,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 
 from wirelab import HTTPStatusError, IntegrityError, NetworkError, UsageError
 from wirelab.client import RelayClient, SentFile
@@ -28,15 +29,16 @@ def test_send_then_receive_round_trip(client: Callable[[str], RelayClient], tmp_
     data = os.urandom(3 * 1024 * 1024 + 17)
     src = _file(tmp_path, "report.bin", data)
     [sent] = client("alice").send([src], to="bob", note="Q3", chunk_size=1024 * 1024)
-    assert sent.sha256 == hashlib.sha256(data).hexdigest()
+    assert (sent.algorithm, sent.digest) == ("blake3", blake3(data).hexdigest())
+    assert sent.sha256 is None  # BLAKE3 by default: no SHA-256 was computed
     assert sent.resumed_from == 0 and sent.file_url is not None
 
     bob = client("bob")
     [listed] = bob.inbox()
-    assert (listed.name, listed.size, listed.sha256, listed.note, listed.sender) == (
+    assert (listed.name, listed.size, listed.digest, listed.note, listed.sender) == (
         "report.bin",
         len(data),
-        sent.sha256,
+        sent.digest,
         "Q3",
         "alice",
     )
@@ -77,7 +79,7 @@ def test_interrupted_send_resumes_on_the_next_call(
     assert client("bob").inbox() == []  # nothing visible before the upload completes
     [sent] = alice.send([src], to="bob", chunk_size=2 * 1024 * 1024)
     assert sent.resumed_from >= 2 * 1024 * 1024  # at least the first PATCH was durable
-    assert sent.sha256 == hashlib.sha256(data).hexdigest()
+    assert sent.digest == blake3(data).hexdigest()
     [got] = client("bob").receive(tmp_path / "out")
     assert got.path.read_bytes() == data
 
@@ -152,7 +154,7 @@ def test_corrupt_partial_download_is_discarded_and_not_acknowledged(
     out = tmp_path / "out"
     out.mkdir()
     (out / f".{file.id}{PART_SUFFIX}").write_bytes(b"\0" * 1000)  # not the file's bytes
-    with pytest.raises(IntegrityError, match="do not match the SHA-256"):
+    with pytest.raises(IntegrityError, match="do not match the BLAKE3"):
         bob.receive(out, lease=0.5)
     assert not (out / "x.bin").exists()
     assert not list(out.glob(f"*{PART_SUFFIX}"))

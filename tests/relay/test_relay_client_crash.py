@@ -8,7 +8,6 @@ delivered twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 
 from wirelab.client import RelayClient
 
@@ -57,12 +57,12 @@ def test_send_and_receive_survive_repeated_server_kills(tmp_path: Path, seed: in
         with RelayClient(server.url, token=tokens["alice"], state_dir=tmp_path / "st") as alice:
             [sent] = alice.send([src], to="bob", chunk_size=4 * _MIB, progress=kills_up)
         assert kills_up.kills == 3
-        assert sent.sha256 == hashlib.sha256(data).hexdigest()
+        assert sent.digest == blake3(data).hexdigest()
 
         out = tmp_path / "out"
         with RelayClient(server.url, token=tokens["bob"]) as bob:
             [listed] = bob.inbox()  # exactly one file: no duplicate from the retries
-            assert (listed.size, listed.sha256) == (len(data), sent.sha256)
+            assert (listed.size, listed.digest) == (len(data), sent.digest)
             kills_down = _KillAt(server, [rng.randrange(1, len(data)) for _ in range(3)])
             [got] = bob.receive(out, progress=kills_down)
             assert kills_down.kills == 3

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 from click.testing import CliRunner
 
 from wirelab import IntegrityError, UsageError
@@ -42,7 +42,7 @@ def test_encrypted_send_stores_only_ciphertext(
     assert listed.size == sent.size > len(plain) + HEADER_SIZE
     stored = relay.bob.get(f"/v1/relay/files/{listed.id}").content  # what the server holds
     assert stored.startswith(MAGIC) and b"secret plans" not in stored
-    assert hashlib.sha256(stored).hexdigest() == listed.sha256 == sent.sha256
+    assert blake3(stored).hexdigest() == listed.digest == sent.digest
     [got] = bob.receive(tmp_path / "out")
     assert got.path.read_bytes() == plain
     assert got.path.name == "plans.txt" and got.acknowledged

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -76,15 +78,26 @@ async def test_long_append_checkpoints(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path, checkpoint_bytes=1)
     seen: list[int] = []
 
+    async def durable_reaching(target: int) -> int:
+        """The durable offset once it reached *target* (checkpoints run behind the
+        receiving, in a worker thread), or whatever it is after 10 s."""
+        deadline = time.monotonic() + 10
+        while True:
+            offset = await LocalBlobStore(tmp_path).upload_offset("u")
+            if offset >= target or time.monotonic() > deadline:
+                return offset
+            await asyncio.sleep(0.005)
+
     async def chunks() -> AsyncIterator[bytes]:
-        for _ in range(3):
+        for i in range(3):
             yield b"x" * (1024 * 1024)
-            seen.append(await LocalBlobStore(tmp_path).upload_offset("u"))
+            seen.append(await durable_reaching(i * 1024 * 1024))
 
     await store.create_upload("u")
     assert await store.append("u", 0, chunks()) == 3 * 1024 * 1024
     # A batch is written while the next one arrives, and a checkpoint covers the writes
-    # completed before it: the durable offset runs one batch behind what was received.
+    # completed before it: the durable offset runs one batch behind what was received,
+    # and grows while the body still arrives (the append is suspended in the body here).
     assert seen == [0, 1024 * 1024, 2 * 1024 * 1024]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from wirelab.storage import DigestMismatchError, LocalBlobStore
+from wirelab.storage import DigestMismatchError, LocalBlobStore, UploadInfo
 
 MIB = 1024 * 1024
 DATA = random.Random(7).randbytes(3 * MIB + 17)
@@ -165,4 +165,30 @@ async def test_a_failed_write_drops_the_running_hash(tmp_path: Path) -> None:
     assert await store.upload_offset("u") == MIB  # nothing of the failed append counts
     await store.append("u", MIB, pieces(DATA[MIB:]))
     await store.commit("u", "k", expected_sha256=sha(DATA))
+    assert await blob(store, "k") == DATA
+
+
+@pytest.mark.asyncio
+async def test_a_failed_checkpoint_keeps_the_last_durable_offset(tmp_path: Path) -> None:
+    """A checkpoint runs behind the receiving; when its fsync fails, the append fails,
+    nothing after the previous checkpoint is recorded, and the upload resumes from it."""
+    store = LocalBlobStore(tmp_path, checkpoint_bytes=1)
+    real = store._make_durable
+    calls = 0
+
+    def second_fails(fd: int, info: UploadInfo, offset: int) -> UploadInfo:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(errno.EIO, "fsync failed")
+        return real(fd, info, offset)
+
+    store._make_durable = second_fails  # type: ignore[method-assign]
+    await store.create_upload("u")
+    with pytest.raises(OSError):
+        await store.append("u", 0, pieces(DATA))
+    assert await store.upload_offset("u") == MIB  # the first checkpoint's offset
+    store._make_durable = real  # type: ignore[method-assign]
+    await store.append("u", MIB, pieces(DATA[MIB:]))
+    await store.commit("u", "k", expected_sha256=sha(DATA))  # re-read: the hash was dropped
     assert await blob(store, "k") == DATA

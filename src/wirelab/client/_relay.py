@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._digests import DEFAULT_DIGEST
 from .._exceptions import HTTPStatusError, ProtocolError, TruncatedError, UsageError
 from ._relay_leases import LeaseMarker, stale_markers
 from ._relay_models import (
@@ -345,16 +346,17 @@ class RelayClient(TokenClient):
 
     # --- sender side ----------------------------------------------------------------
 
-    def queued(self, to: str, sha256: str) -> list[InboxFile]:
-        """The files this user sent to ``to`` with content ``sha256`` that are still in
-        ``to``'s inbox (not yet acknowledged), oldest first."""
-        doc = self._json("GET", SENT_PATH, params={"to": to, "sha256": sha256})
+    def queued(self, to: str, digest: str, *, algorithm: str = "sha256") -> list[InboxFile]:
+        """The files this user sent to ``to`` whose content has ``digest`` (hex, in
+        ``algorithm``: ``sha256`` or ``blake3``) that are still in ``to``'s inbox (not yet
+        acknowledged), oldest first."""
+        doc = self._json("GET", SENT_PATH, params={"to": to, algorithm: digest})
         if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
             raise ProtocolError("the server's answer to /sent is not {'files': [...]}")
         return [parse_file(item) for item in doc["files"]]
 
-    def _refuse_duplicate(self, to: str, file: Source, sha256: str) -> None:
-        queued = self.queued(to, sha256)
+    def _refuse_duplicate(self, to: str, file: Source, algorithm: str, digest: str) -> None:
+        queued = self.queued(to, digest, algorithm=algorithm)
         if queued:
             first = queued[0]
             raise DuplicateError(
@@ -376,21 +378,23 @@ class RelayClient(TokenClient):
         progress: Progress | None = None,
         resume: bool = True,
         allow_duplicates: bool = False,
+        digest: str = DEFAULT_DIGEST,
     ) -> list[SentFile]:
         """Send files to user ``to`` as one delivery (a batch when there are several).
 
         Resumable: with ``resume`` (the default), an interrupted send is remembered in
         the state folder and the same call later continues from the server's offsets.
-        Every file is hashed while it is sent and verified by the server before the
-        recipient can see it. Raises :class:`~wirelab.UsageError` for a missing or
-        unreadable file or one that changed while it was sent.
+        Every file is hashed while it is sent (``digest``: ``blake3``, the default, or
+        ``sha256``) and verified by the server before the recipient can see it. Raises
+        :class:`~wirelab.UsageError` for a missing or unreadable file or one that changed
+        while it was sent.
 
         With ``encrypt``, the files are encrypted for ``to``'s published key (see
         :mod:`wirelab.crypto`); the server only sees ciphertext, and the results' ``size``
-        and ``sha256`` are those of the ciphertext.
+        and ``digest`` are those of the ciphertext.
 
         Unless ``allow_duplicates``, a file whose content ``to`` still has in their inbox
-        from this user (same SHA-256, not yet acknowledged) raises
+        from this user (same digest, not yet acknowledged) raises
         :class:`~wirelab.client.DuplicateError` before the upload completes: nothing is
         delivered, and the same call with ``allow_duplicates=True`` resumes and finishes.
         """
@@ -400,6 +404,8 @@ class RelayClient(TokenClient):
         files = [LocalFile.open(Path(p)) for p in paths]
         options: dict[str, Any] = {"note": note, "max_downloads": max_downloads}
         identity = [self.base_url, self._user, to, options, encrypt, [f.identity() for f in files]]
+        if digest != "sha256":  # resume state saved before digests had names stays valid
+            identity.append(digest)
         state = SendState(self._state_dir if resume else None, send_key(identity))
         check = None if allow_duplicates else functools.partial(self._refuse_duplicate, to)
         sender = Sender(
@@ -408,6 +414,7 @@ class RelayClient(TokenClient):
             progress or NoProgress(),
             chunk_size=chunk_size,
             before_final=check,
+            digest=digest,
         )
         if not encrypt:
             return sender.send(files, to, options, state)

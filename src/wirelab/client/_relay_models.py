@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from .._digests import DIGEST_ALGORITHMS
 from .._exceptions import ProtocolError, UsageError
 
 __all__ = [
@@ -57,6 +58,7 @@ class InboxFile:
     before using it as a path (never trust a peer's file name). ``lease_id`` is set for a
     file taken with ``next``; ``batch`` is ``{"id", "index", "count"}`` for a file sent
     in a batch; ``encryption`` describes an end-to-end encrypted file (``None`` if plain).
+    ``digest`` is the content's hex digest in ``algorithm`` (``blake3`` or ``sha256``).
     """
 
     id: str
@@ -65,7 +67,7 @@ class InboxFile:
     name: str
     media_type: str
     size: int
-    sha256: str
+    digest: str
     note: str | None
     created_at: str
     expires_at: str
@@ -76,7 +78,13 @@ class InboxFile:
     encryption: str | None = None
     downloads: int | None = None
     max_downloads: int | None = None
+    algorithm: str = "sha256"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def sha256(self) -> str | None:
+        """The content's SHA-256 hex digest, if that is its algorithm."""
+        return self.digest if self.algorithm == "sha256" else None
 
 
 def _field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -86,13 +94,24 @@ def _field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any
     return value
 
 
+def _digest(doc: dict[str, Any]) -> tuple[str, str]:
+    """A file's digest algorithm and hex digest (a server before digest agility sends
+    only ``sha256``)."""
+    algorithm = doc.get("digest_algorithm", "sha256")
+    if algorithm not in DIGEST_ALGORITHMS:
+        raise ProtocolError(f"the server sent an unknown digest algorithm {algorithm!r}")
+    digest = doc.get("digest", doc.get("sha256"))
+    digest = digest.lower() if isinstance(digest, str) else ""
+    if not _SHA256.fullmatch(digest):
+        raise ProtocolError(f"the server sent an invalid {algorithm} digest {digest!r}")
+    return str(algorithm), digest
+
+
 def parse_file(doc: Any) -> InboxFile:
     """An :class:`InboxFile` from the server's JSON; :class:`~wirelab.ProtocolError` if bad."""
     if not isinstance(doc, dict):
         raise ProtocolError("expected a file description (a JSON object) from the server")
-    sha256 = _field(doc, "sha256", str).lower()
-    if not _SHA256.fullmatch(sha256):
-        raise ProtocolError(f"the server sent an invalid sha256 {sha256!r}")
+    algorithm, digest = _digest(doc)
     size = _field(doc, "size", int)
     if size < 0:
         raise ProtocolError(f"the server sent a negative size {size}")
@@ -106,7 +125,8 @@ def parse_file(doc: Any) -> InboxFile:
         name=_field(doc, "name", str),
         media_type=str(doc.get("media_type") or "application/octet-stream"),
         size=size,
-        sha256=sha256,
+        digest=digest,
+        algorithm=algorithm,
         note=doc.get("note") if isinstance(doc.get("note"), str) else None,
         created_at=str(doc.get("created_at", "")),
         expires_at=str(doc.get("expires_at", "")),
@@ -134,10 +154,16 @@ class SentFile:
     path: Path
     name: str
     size: int
-    sha256: str
+    digest: str
     upload_url: str
     file_url: str | None
     resumed_from: int
+    algorithm: str = "sha256"
+
+    @property
+    def sha256(self) -> str | None:
+        """The content's SHA-256 hex digest, if that is its algorithm."""
+        return self.digest if self.algorithm == "sha256" else None
 
 
 @dataclass(frozen=True, slots=True)

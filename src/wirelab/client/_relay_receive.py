@@ -18,7 +18,6 @@ replaced (``"overwrite"``).
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Literal
 
+from .._digests import DIGEST_LABELS, digest_etag, new_hasher
 from .._exceptions import (
     IntegrityError,
     NetworkError,
@@ -38,6 +38,7 @@ from .._exceptions import TimeoutError as WirelabTimeout
 from .._filenames import sanitize_filename
 from .._fsio import fsync_dir, install
 from ._bulk import BLOCK, BulkConnection, read_into
+from ._direct import BlockWriter
 from ._hashing import HashingBuffers
 from ._relay_models import DestinationExistsError, InboxFile, Progress, ReceivedFile
 
@@ -75,7 +76,7 @@ def _part_path(out_dir: Path, file: InboxFile) -> Path:
     return out_dir / f".{file.id}{PART_SUFFIX}"
 
 
-Hasher = Any  # hashlib's object type is private
+Hasher = Any  # hashlib's and blake3's object types
 PartialHash = tuple[int, Hasher]
 """A partial file's size and the hash of its bytes."""
 
@@ -91,6 +92,14 @@ def _hash_existing(f: BinaryIO, size: int, hasher: Hasher) -> None:
         left -= len(block)
 
 
+def _hasher(algorithm: str) -> Hasher:
+    """A hasher for a download in *algorithm* (large blocks: BLAKE3 may use threads)."""
+    try:
+        return new_hasher(algorithm, threads=True)
+    except ValueError as exc:
+        raise ProtocolError(f"the server names an unknown digest: {exc}") from None
+
+
 @dataclass(slots=True)
 class _Partial:
     """The partial file of a download: its open file, size, and the hash of its bytes."""
@@ -100,23 +109,27 @@ class _Partial:
     hasher: Hasher
     resumed_from: int
 
+    algorithm: str
+
     @classmethod
-    def open(cls, f: BinaryIO, size: int, known: PartialHash | None = None) -> _Partial:
-        """``known``: the hash of the partial file's bytes, if this process just wrote
-        them (a live stream); it is used only when the file still has that size."""
+    def open(
+        cls, f: BinaryIO, size: int, algorithm: str, known: PartialHash | None = None
+    ) -> _Partial:
+        """``known``: the hash of the partial file's bytes (in ``algorithm``), if this
+        process just wrote them (a live stream); used only if the file still has that size."""
         have = f.seek(0, os.SEEK_END)
         if have > size:  # not a prefix of this file: start over
             f.truncate(0)
             have = 0
         if known is not None and known[0] == have:
-            return cls(f, have, known[1], have)
-        hasher = hashlib.sha256()
+            return cls(f, have, known[1], have, algorithm)
+        hasher = _hasher(algorithm)
         _hash_existing(f, have, hasher)
-        return cls(f, have, hasher, have)
+        return cls(f, have, hasher, have, algorithm)
 
     def restart(self) -> None:
         self.f.truncate(0)
-        self.have, self.hasher, self.resumed_from = 0, hashlib.sha256(), 0
+        self.have, self.hasher, self.resumed_from = 0, _hasher(self.algorithm), 0
 
 
 def download_file(
@@ -142,7 +155,7 @@ def download_file(
     received. ``exists`` says what to do when the name is taken by a different file
     (module docstring): ``"fail"`` raises :class:`DestinationExistsError` (checked before
     downloading and again, atomically, at the rename). Raises
-    :class:`~wirelab.IntegrityError` when the bytes do not match the SHA-256 (the partial
+    :class:`~wirelab.IntegrityError` when the bytes do not match the digest (the partial
     file is then removed, so the next run starts afresh). When the retries run out, or the
     disk is full, the partial file stays for the next run to resume (the error says so).
 
@@ -191,7 +204,7 @@ def _download_into(
     """The body of :func:`download_file` once the source, the destination and the partial
     file are known: resume, fetch, verify, place."""
     with open(part, "a+b") as f:
-        partial = _Partial.open(f, file.size, known)
+        partial = _Partial.open(f, file.size, file.algorithm, known)
         delays = iter(RETRY_DELAYS)
         while partial.have < file.size:
             before = partial.have
@@ -204,12 +217,13 @@ def _download_into(
                 if delay is None:
                     raise type(exc)(f"{exc}; run the same command again to resume") from exc
                 sleep(delay)
-        if partial.hasher.hexdigest() != file.sha256:
+        if partial.hasher.hexdigest() != file.digest:
             f.close()
             part.unlink(missing_ok=True)
             raise IntegrityError(
-                f"{file.name}: the received bytes do not match the SHA-256 "
-                f"{file.sha256[:16]}…; nothing was written, run again to download anew"
+                f"{file.name}: the received bytes do not match the"
+                f" {DIGEST_LABELS.get(file.algorithm, file.algorithm)} {file.digest[:16]}…;"
+                " nothing was written, run again to download anew"
             )
         f.flush()
         os.fsync(f.fileno())
@@ -224,17 +238,17 @@ def _download_into(
 
 
 def _same_content(dest: Path, file: InboxFile) -> bool:
-    """Whether ``dest`` is a regular file with ``file``'s size and SHA-256."""
+    """Whether ``dest`` is a regular file with ``file``'s size and digest."""
     try:
         st = os.lstat(dest)
         if not os.path.isfile(dest) or os.path.islink(dest) or st.st_size != file.size:
             return False
-        hasher = hashlib.sha256()
+        hasher = _hasher(file.algorithm)
         with open(dest, "rb") as f:
             _hash_existing(f, file.size, hasher)
     except (OSError, UsageError):  # unreadable, or changed meanwhile: not known to be it
         return False
-    return bool(hasher.hexdigest() == file.sha256)
+    return bool(hasher.hexdigest() == file.digest)
 
 
 def numbered(dest: Path, n: int) -> Path:
@@ -250,7 +264,7 @@ def _fetch(
     have = partial.have
     headers = {"Accept-Encoding": "identity"}
     if have:
-        headers |= {"Range": f"bytes={have}-", "If-Range": f'"{file.sha256}"'}
+        headers |= {"Range": f"bytes={have}-", "If-Range": digest_etag(file.algorithm, file.digest)}
     with bulk.get(path, headers) as response:
         if response.status == 206 and have:
             expected = f"bytes {have}-{file.size - 1}/{file.size}"
@@ -260,11 +274,14 @@ def _fetch(
             partial.restart()
         else:
             raise bulk.error_of(response, path)
-        partial.f.seek(partial.have)
+        partial.f.flush()
         progress.begin(f"receiving {file.name}", file.size, partial.have)
-        # The hash runs on a second core, a block behind the network and the disk.
-        with HashingBuffers(BLOCK, hasher=partial.hasher) as ring:
-            try:
+        # The hash and the disk write run on a second core, a block behind the network
+        # (the write around the page cache where it can: _direct).
+        disk = BlockWriter(Path(partial.f.name), partial.have)
+        ring = HashingBuffers(BLOCK, hasher=partial.hasher, sink=disk.write)
+        try:
+            with disk, ring:
                 while True:
                     index, view = ring.take()
                     n = read_into(response, view, f"GET {path}")
@@ -272,13 +289,15 @@ def _fetch(
                         break
                     if partial.have + n > file.size:
                         raise ProtocolError(f"GET {path}: more bytes than the file's {file.size}")
-                    partial.f.write(view[:n])
                     ring.hash(index, n)
                     partial.have += n
                     progress.advance(n)
-            finally:
-                partial.f.flush()  # keep what arrived: the next attempt resumes from it
-                progress.end()
+        finally:
+            # The ring wrote every block handed over before it closed, unless a write
+            # failed: then its error wins (not retried: the hash has seen that block).
+            partial.have = min(partial.have, disk.position)
+            progress.end()
+            ring.check()
     if partial.have != file.size:
         raise ProtocolError(f"GET {path}: {partial.have} of {file.size} bytes")
 
@@ -304,7 +323,7 @@ def stream_live(
 
     Returns the file id and the partial file's size and hash (for :func:`download_file`'s
     ``known``). Nothing is verified or placed here: once the upload completed,
-    :func:`download_file` checks the partial file against the stored file's SHA-256 (and
+    :func:`download_file` checks the partial file against the stored file's digest (and
     fetches whatever a broken live stream left out, with ``Range``), and decides what to
     do about an existing name (its content is known only then). Network errors are
     swallowed for that reason; protocol errors are not.
@@ -312,13 +331,14 @@ def stream_live(
     try:
         file_id, name, size = str(doc["id"]), str(doc["name"]), int(doc["size"])
         path = _FILES_PREFIX_LIVE + file_id
+        algorithm = str(doc.get("digest_algorithm", "sha256"))
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError("the server's live upload description is incomplete") from exc
     placeholder = InboxFile(file_id, "", "", name, "", size, "0" * 64, None, "", "")
     out_dir.mkdir(parents=True, exist_ok=True)
     part = _part_path(out_dir, placeholder)
     progress.begin(f"receiving {name} (live)", size, 0)
-    hasher, have = hashlib.sha256(), 0
+    hasher, have = _hasher(algorithm), 0
     try:
         with (
             open(part, "wb") as f,

@@ -1,8 +1,9 @@
 """Sending files to a relay inbox over tus 1.0, resumable within a run and across runs.
 
-The SHA-256 is computed while the bytes go out (a file is read once, not twice): every
-``PATCH`` but the last streams its range and feeds the hash; the last range is hashed
-first, so that its ``PATCH`` can carry the whole file's digest in ``Wirelab-Sha256`` and
+The digest (BLAKE3 by default, SHA-256 on request) is computed while the bytes go out (a
+file is read once, not twice): every ``PATCH`` but the last streams its range and feeds
+the hash; the last range is hashed first, so that its ``PATCH`` can carry the whole
+file's digest in ``Wirelab-Digest`` (the upload's metadata names the algorithm) and
 the server verifies before the file becomes visible. A network error mid-``PATCH`` is
 retried a few times: ``HEAD`` says which offset the server made durable, the hash is
 rewound to a checkpoint (or recomputed) and the upload continues from there. When the
@@ -12,7 +13,6 @@ retries run out, the command fails with the state saved; running it again resume
 from __future__ import annotations
 
 import base64
-import hashlib
 import mimetypes
 import os
 import stat
@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
+from .._digests import DEFAULT_DIGEST, check_algorithm, new_hasher
 from .._exceptions import (
     HTTPStatusError,
     IntegrityError,
@@ -52,7 +53,7 @@ RETRY_DELAYS: Final = (0.5, 1.0, 2.0, 4.0)
 
 _RETRYABLE: Final = (NetworkError, WirelabTimeout, TruncatedError)
 _MAX_CONFLICTS: Final = 3  # 409 answers in a row before giving up
-Hasher = Any  # hashlib's object type is private
+Hasher = Any  # hashlib's and blake3's object types
 
 
 class Source(Protocol):
@@ -167,8 +168,9 @@ class Sender:
 
     ``http`` carries the small requests, ``bulk`` the ``PATCH`` bodies; both already
     authenticate. ``sleep`` is the wait between retries (tests pass a recorder).
-    ``before_final(file, sha256)`` runs before the ``PATCH`` that would complete a file,
-    once its digest is known; raising there keeps the upload resumable and unfinished.
+    ``before_final(file, algorithm, digest)`` runs before the ``PATCH`` that would
+    complete a file, once its digest is known; raising there keeps the upload resumable
+    and unfinished. ``digest`` names the algorithm of the files' digests.
     """
 
     def __init__(
@@ -179,10 +181,15 @@ class Sender:
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         sleep: Callable[[float], None] = time.sleep,
-        before_final: Callable[[Source, str], None] | None = None,
+        before_final: Callable[[Source, str, str], None] | None = None,
+        digest: str = DEFAULT_DIGEST,
     ) -> None:
         if chunk_size < 1:
             raise UsageError("chunk_size must be at least 1 byte")
+        try:
+            self._algorithm = check_algorithm(digest)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self._http = http
         self._bulk = bulk
         self._progress = progress
@@ -206,6 +213,7 @@ class Sender:
         """Create the uploads of a send (one tus upload, or a batch); their paths."""
         if len(files) == 1:
             meta = {"filename": files[0].name, "to": to, "filetype": files[0].media_type}
+            meta["digest_algorithm"] = self._algorithm
             meta.update({k: str(v) for k, v in options.items() if v is not None})
             meta.update(files[0].metadata())
             response = self._check(
@@ -226,7 +234,15 @@ class Sender:
         body = {
             "to": to,
             **{k: v for k, v in options.items() if v is not None},
-            "files": [{"name": f.name, "size": f.size, "media_type": f.media_type} for f in files],
+            "files": [
+                {
+                    "name": f.name,
+                    "size": f.size,
+                    "media_type": f.media_type,
+                    "digest_algorithm": self._algorithm,
+                }
+                for f in files
+            ],
         }
         doc = self._check(self._request("POST", BATCHES_PATH, json=body)).json()
         try:
@@ -267,7 +283,7 @@ class Sender:
 
     def upload(self, file: Source, url: str, at: _Offset) -> SentFile:
         """Send the rest of ``file`` to the upload at ``url``, which is at ``at``."""
-        hasher = hashlib.sha256()
+        hasher = new_hasher(self._algorithm, threads=True)
         self._hash(file, 0, at.offset, hasher, report=True)
         resumed_from, offset, file_url = at.offset, at.offset, at.file_url
         checkpoint = (offset, hasher.copy())
@@ -303,10 +319,11 @@ class Sender:
             path=file.path,
             name=sanitize_filename(file.name),
             size=file.size,
-            sha256=hasher.hexdigest(),
+            digest=hasher.hexdigest(),
             upload_url=url,
             file_url=file_url,
             resumed_from=resumed_from,
+            algorithm=self._algorithm,
         )
 
     def _patch(self, file: Source, url: str, start: int, end: int, hasher: Hasher) -> BulkResponse:
@@ -318,9 +335,10 @@ class Sender:
         final = end == file.size
         if final:  # the digest must be in the headers: hash the last range first
             self._hash(file, start, end, hasher, report=False)
-            headers["Wirelab-Sha256"] = hasher.hexdigest()
+            digest = hasher.hexdigest()
+            headers["Wirelab-Digest"] = f"{self._algorithm}={digest}"
             if self._before_final is not None:
-                self._before_final(file, headers["Wirelab-Sha256"])
+                self._before_final(file, self._algorithm, digest)
 
         def body() -> Iterator[memoryview]:
             blocks = file.blocks(start, end) if final else file.hashed_blocks(start, end, hasher)
@@ -336,7 +354,7 @@ class Sender:
         """The offset (and file URL, once complete) after a ``PATCH``'s ``answer``."""
         if answer.status == 422 and end == file.size:
             raise IntegrityError(
-                f"the server refused {file.name}: its SHA-256 did not match what was "
+                f"the server refused {file.name}: its digest did not match what was "
                 "received (did the file change while it was sent?); send it again"
             )
         if answer.status not in (204, 409):
@@ -372,7 +390,7 @@ class Sender:
         """The hash of bytes ``0:offset``, from the checkpoint when it is behind ``offset``."""
         start, saved = checkpoint
         if offset < start:
-            start, saved = 0, hashlib.sha256()
+            start, saved = 0, new_hasher(self._algorithm, threads=True)
         hasher = saved.copy()
         self._hash(file, start, offset, hasher, report=False)
         return hasher

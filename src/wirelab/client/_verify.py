@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from .._digests import DIGEST_LABELS
 from .._exceptions import IntegrityError, UsageError
 from ..framing._digests import DIGEST_ALGORITHMS, new_hasher
 from ._download import MANIFEST_NAME, is_safe_name
@@ -59,7 +60,7 @@ def _load_manifest(out: Path) -> dict[str, Any]:
 
 
 _BLOCK = 1024 * 1024
-_LABELS = {"blake3": "BLAKE3", "sha256": "SHA-256"}
+_LABELS = DIGEST_LABELS
 
 
 def _file_digest(path: Path, algorithm: str) -> str:

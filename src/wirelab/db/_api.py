@@ -235,6 +235,9 @@ class RelayFile:
     batch_index: int | None = None
     batch_count: int | None = None
     encryption: str | None = None
+    #: The algorithm of ``sha256``, which holds the hex digest in it (``blake3`` or
+    #: ``sha256``; files stored before digests had names are ``sha256``).
+    digest_algorithm: str = "sha256"
 
     @property
     def exhausted(self) -> bool:
@@ -248,6 +251,7 @@ class RelayUpload:
 
     Its id is also the partial upload's id in the blob store, the future blob key and
     file id. ``length`` is the announced size, ``sha256`` the announced whole-file digest
+    (hex, in ``digest_algorithm``)
     (``None``: deferred to the completing ``PATCH``; the digest of the file once
     complete). ``state`` is ``"receiving"`` or ``"complete"`` (the file was delivered; the
     row is kept until ``expires_at`` so that its owner can still ask about it).
@@ -268,6 +272,8 @@ class RelayUpload:
     batch_id: str | None = None
     batch_index: int | None = None
     encryption: str | None = None
+    #: The algorithm of ``sha256`` (announced or not): the upload's digest is in it.
+    digest_algorithm: str = "sha256"
 
     @property
     def complete(self) -> bool:
@@ -411,10 +417,11 @@ class RelayRepository(Protocol):
         ...
 
     async def find_queued(
-        self, sender: str, recipient: str, sha256: str, now: float
+        self, sender: str, recipient: str, sha256: str, now: float, algorithm: str = "sha256"
     ) -> list[RelayFile]:
-        """The unexpired files ``sender`` sent to ``recipient`` with content ``sha256``,
-        still in the inbox (not acknowledged), oldest first."""
+        """The unexpired files ``sender`` sent to ``recipient`` whose content has the
+        digest ``sha256`` in ``algorithm``, still in the inbox (not acknowledged), oldest
+        first."""
         ...
 
     async def delete_expired(self, now: float, limit: int) -> list[str]:

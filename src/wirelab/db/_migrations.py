@@ -189,6 +189,12 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE idempotency_key IS NOT NULL;
     CREATE INDEX media_jobs_expiry ON media_jobs (expires_at) WHERE result_key IS NOT NULL;
     """,
+    # 11: digest agility: the algorithm of each relay digest (the `sha256` columns hold
+    # the hex digest in it); rows written before are SHA-256
+    """
+    ALTER TABLE relay_files ADD COLUMN digest_algorithm TEXT NOT NULL DEFAULT 'sha256';
+    ALTER TABLE relay_uploads ADD COLUMN digest_algorithm TEXT NOT NULL DEFAULT 'sha256';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

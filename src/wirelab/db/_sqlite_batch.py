@@ -63,6 +63,7 @@ def _deliver(
             batch_index=u.batch_index,
             batch_count=batch.count,
             encryption=u.encryption,
+            digest_algorithm=u.digest_algorithm,
         )
         for u in _uploads(conn, batch.id)
     ]

@@ -24,14 +24,14 @@ __all__ = ["SQLiteRelay"]
 _COLUMNS = (
     "id, recipient, sender, name, media_type, note, size, sha256, blob_key, "
     "created_at, expires_at, lease_id, lease_until, deliveries, downloads, max_downloads,"
-    " batch_id, batch_index, batch_count, encryption"
+    " batch_id, batch_index, batch_count, encryption, digest_algorithm"
 )
 _FILE_VALUES = ", ".join("?" * len(_COLUMNS.split(",")))
 
 
 _UPLOAD_COLUMNS = (
     "id, owner, recipient, name, media_type, note, length, sha256, created_at, expires_at,"
-    " state, max_downloads, batch_id, batch_index, encryption"
+    " state, max_downloads, batch_id, batch_index, encryption, digest_algorithm"
 )
 _UPLOAD_VALUES = ", ".join("?" * len(_UPLOAD_COLUMNS.split(",")))
 
@@ -269,15 +269,16 @@ class SQLiteRelay:
         return await self._db.write(release)
 
     async def find_queued(
-        self, sender: str, recipient: str, sha256: str, now: float
+        self, sender: str, recipient: str, sha256: str, now: float, algorithm: str = "sha256"
     ) -> list[RelayFile]:
         """See :meth:`wirelab.db.RelayRepository.find_queued`."""
 
         return await self._db.run(
             lambda conn: _select_files(
                 conn,
-                "sender = ? AND recipient = ? AND sha256 = ? AND expires_at > ? ORDER BY seq",
-                (sender, recipient, sha256, now),
+                "sender = ? AND recipient = ? AND sha256 = ? AND digest_algorithm = ?"
+                " AND expires_at > ? ORDER BY seq",
+                (sender, recipient, sha256, algorithm, now),
             )
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from .._validate import INT64_MAX
 from ..db import RelayBatch, RelayUpload
 from ._batches import BatchFile, BatchGone, BatchRequest
+from ._digest_http import DigestSyntaxError, metadata_digest
 from ._errors import RelayError
 from ._http import sanitize_filename
 from ._params import STRICT_FLOAT, STRICT_INT
@@ -39,6 +40,12 @@ class BatchFileIn(BaseModel):
     size: Annotated[int, STRICT_INT] = Field(ge=0, le=INT64_MAX, description="Exact size in bytes.")
     sha256: Annotated[str | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = Field(
         None, description="SHA-256, 64 hex digits; or null: sent on the completing PATCH."
+    )
+    blake3: Annotated[str | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = Field(
+        None, description="BLAKE3, 64 hex digits (instead of `sha256`)."
+    )
+    digest_algorithm: Literal["blake3", "sha256"] | None = Field(
+        None, description="The algorithm of a digest sent on the completing PATCH."
     )
     media_type: str | None = Field(None, description="Media type (default octet-stream).")
     encryption: str | None = Field(
@@ -79,8 +86,14 @@ def _files(body: BatchIn) -> list[BatchFile]:
             raise _invalid(i, "media_type", "not a valid media type")
         if entry.encryption is not None and not valid_encryption(entry.encryption):
             raise _invalid(i, "encryption", "must be printable ASCII, at most 2048 characters")
-        sha256 = None if entry.sha256 is None else entry.sha256.lower()
-        files.append(BatchFile(name, entry.size, sha256, media_type, entry.encryption))
+        fields = {"sha256": entry.sha256, "blake3": entry.blake3}
+        try:
+            algorithm, digest = metadata_digest(
+                {**fields, "digest_algorithm": entry.digest_algorithm}, f"files[{i}]"
+            )
+        except DigestSyntaxError as exc:
+            raise _invalid(i, "digest_algorithm", str(exc)) from None
+        files.append(BatchFile(name, entry.size, digest, media_type, entry.encryption, algorithm))
     return files
 
 

@@ -15,9 +15,10 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._digests import empty_digest
 from ..db import RelayBatch, RelayFile, RelayUpload
 from ._errors import DigestConflict, FileTooLarge, RecipientNotFound, RelayError
-from ._uploads import EMPTY_SHA256, new_id
+from ._uploads import new_id
 
 if TYPE_CHECKING:
     from ._service import RelayService
@@ -46,6 +47,8 @@ class BatchFile:
     sha256: str | None = None
     media_type: str = "application/octet-stream"
     encryption: str | None = None
+    #: The algorithm of ``sha256`` (a hex digest in it) and of the file's digest.
+    digest_algorithm: str = "sha256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +82,9 @@ class Batches:
         for i, spec in enumerate(req.files):
             if spec.size > limit:
                 raise FileTooLarge(f"files[{i}]: {spec.size} bytes exceed the maximum of {limit}")
-            if spec.size == 0 and spec.sha256 not in (None, EMPTY_SHA256):
-                raise DigestConflict(f"files[{i}]: an empty file hashes to {EMPTY_SHA256}")
+            empty = empty_digest(spec.digest_algorithm)
+            if spec.size == 0 and spec.sha256 not in (None, empty):
+                raise DigestConflict(f"files[{i}]: an empty file hashes to {empty}")
         await service.check_space(sum(spec.size for spec in req.files))
         now = service.clock()
         batch = RelayBatch(
@@ -98,7 +102,7 @@ class Batches:
         await service.reserve([(u.id, u.length) for u in uploads], req.recipient, req.owner)
         try:
             for upload in uploads:
-                await service.blobs.create_upload(upload.id)
+                await service.blobs.create_upload(upload.id, algorithm=upload.digest_algorithm)
             await service.db.relay.create_batch(batch, uploads)
         except BaseException:
             for upload in uploads:
@@ -107,7 +111,7 @@ class Batches:
             raise
         for upload in uploads:
             if upload.length == 0:
-                await service.uploads.complete(upload, EMPTY_SHA256)
+                await service.uploads.complete(upload, empty_digest(upload.digest_algorithm))
         return batch, await service.db.relay.batch_uploads(batch.id)
 
     async def get(self, batch_id: str) -> RelayBatch | None:
@@ -173,4 +177,5 @@ def _upload(batch: RelayBatch, index: int, spec: BatchFile) -> RelayUpload:
         batch_id=batch.id,
         batch_index=index,
         encryption=spec.encryption,
+        digest_algorithm=spec.digest_algorithm,
     )

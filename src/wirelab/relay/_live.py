@@ -47,6 +47,7 @@ def live_json(upload: RelayUpload) -> dict[str, Any]:
         "name": upload.name,
         "media_type": upload.media_type,
         "size": upload.length,
+        "digest_algorithm": upload.digest_algorithm,
         "note": upload.note,
         "encryption": upload.encryption,
         "url": f"{LIVE_PATH}/{upload.id}",

@@ -89,7 +89,9 @@ TUS_CREATE_HEADERS: Final = [
     _header(
         "Upload-Metadata",
         "Comma-separated `key base64(value)` pairs: `filename` and `to` (required),"
-        " `sha256`, `filetype`, `note`, `max_downloads` (a positive integer),"
+        " `sha256` or `blake3` (the file's digest, 64 hex digits), `digest_algorithm`"
+        " (`blake3` or `sha256`: the algorithm of a digest sent on the completing PATCH;"
+        " default `sha256`), `filetype`, `note`, `max_downloads` (a positive integer),"
         " `encryption`.",
         {"type": "string"},
     ),
@@ -108,8 +110,11 @@ TUS_PATCH_HEADERS: Final = [
             _OFFSET, required=True),
     _header("Upload-Checksum", "`sha1|sha256 BASE64DIGEST` of this chunk.",
             {"type": "string"}),
-    _header("Wirelab-Sha256", "SHA-256 of the whole file (64 hex digits), if the"
-            " upload has no `sha256` metadata; checked when the last byte arrives.",
+    _header("Wirelab-Digest", "`ALGORITHM=HEX`: the whole file's digest in the"
+            " upload's algorithm (`blake3` or `sha256`), if its metadata has none;"
+            " checked when the last byte arrives.", {"type": "string"}),
+    _header("Wirelab-Sha256", "SHA-256 of the whole file (64 hex digits): the same as"
+            " `Wirelab-Digest: sha256=HEX`.",
             {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}),
 ]  # fmt: skip
 

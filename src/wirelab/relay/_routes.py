@@ -14,11 +14,13 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .._digests import DIGEST_LABELS, digest_etag
 from .._exceptions import UsageError
 from .._validate import INT64_MAX
 from ..auth import AuthenticationError, InvalidCredentials, parse_bearer
 from ..db import RelayFile, RelayUpload, User
 from ..storage import BlobReader, DigestMismatchError
+from ._digest_http import DigestSyntaxError, digest_headers, parse_hex, request_digest
 from ._errors import RelayError
 from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range, range_answer
 from ._params import STRICT_FLOAT, STRICT_INT, StrictJSONRoute
@@ -27,7 +29,6 @@ from ._service import RelayService, SendRequest
 
 __all__ = ["Auth", "RelayRuntime", "build_router", "current_user"]
 
-SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MEDIA_TYPE_RE = re.compile(r"[\x21-\x7e]+/[\x21-\x7e]+(\s*;[\x20-\x7e]*)?")
 NOTE_MAX = 4096
 
@@ -76,7 +77,9 @@ def file_json(file: RelayFile) -> dict[str, Any]:
         "name": file.name,
         "media_type": file.media_type,
         "size": file.size,
-        "sha256": file.sha256,
+        "digest_algorithm": file.digest_algorithm,
+        "digest": file.sha256,
+        "sha256": file.sha256 if file.digest_algorithm == "sha256" else None,
         "note": file.note,
         "created_at": _iso(file.created_at),
         "expires_at": _iso(file.expires_at),
@@ -164,7 +167,14 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         user: Auth,
         to: Annotated[str, Query(description="Recipient's user name.")],
         name: Annotated[str, Query(description="File name (sanitized by the server).")],
-        wirelab_sha256: Annotated[str, Header(description="SHA-256 of the body, 64 hex digits.")],
+        wirelab_sha256: Annotated[
+            str | None,
+            Header(description="SHA-256 of the body, 64 hex digits (or `Wirelab-Digest`)."),
+        ] = None,
+        wirelab_digest: Annotated[
+            str | None,
+            Header(description="`blake3=HEX` or `sha256=HEX`: the body's digest."),
+        ] = None,
         note: Annotated[
             str | None, Query(max_length=NOTE_MAX, description="Free text for the recipient.")
         ] = None,
@@ -189,11 +199,16 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         """Upload the request body as a file for user `to`.
 
         The file becomes visible in the recipient's inbox only once fully received,
-        verified against `Wirelab-Sha256` and flushed to disk.
+        verified against `Wirelab-Digest` (or `Wirelab-Sha256`) and flushed to disk.
         """
         service = runtime.require()
-        if SHA256_RE.fullmatch(wirelab_sha256.strip()) is None:
-            raise _invalid("header", "wirelab-sha256", "must be 64 hexadecimal digits")
+        try:
+            announced = request_digest(wirelab_digest, wirelab_sha256)
+        except DigestSyntaxError as exc:
+            raise _invalid("header", "wirelab-digest", str(exc)) from None
+        if announced is None:
+            raise _invalid("header", "wirelab-digest", "Wirelab-Digest or Wirelab-Sha256 needed")
+        algorithm, digest = announced
         if ttl is not None and ttl > service.limits.max_ttl:
             raise _invalid("query", "ttl", f"must be at most {service.limits.max_ttl:g} seconds")
         media_type = (content_type or "").strip() or "application/octet-stream"
@@ -208,7 +223,8 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             recipient=to,
             name=name,
             media_type=media_type,
-            sha256=wirelab_sha256.strip().lower(),
+            sha256=digest,
+            digest_algorithm=algorithm,
             note=note,
             ttl=ttl,
             content_length=content_length,
@@ -222,8 +238,8 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
         except DigestMismatchError as exc:
             raise HTTPException(
                 422,
-                f"SHA-256 mismatch: the body hashes to {exc.actual}, "
-                f"the Wirelab-Sha256 header says {exc.expected}; nothing was stored",
+                f"{DIGEST_LABELS[algorithm]} mismatch: the body hashes to {exc.actual}, "
+                f"the announced digest is {exc.expected}; nothing was stored",
             ) from None
         except ClientDisconnect:
             return Response(status_code=400)
@@ -281,12 +297,11 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
 
     def _headers(file: RelayFile) -> dict[str, str]:
         return {
-            "ETag": f'"{file.sha256}"',
+            **digest_headers(file.digest_algorithm, file.sha256),
             "Accept-Ranges": "bytes",
             "Content-Disposition": content_disposition(file.name),
             "Content-Type": file.media_type,
             "Cache-Control": "private, no-store",
-            "Wirelab-Sha256": file.sha256,
         }
 
     async def _lookup(user: User, file_id: str) -> RelayFile:
@@ -307,7 +322,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             request.headers.get("range"),
             request.headers.get("if-range"),
             file.size,
-            f'"{file.sha256}"',
+            digest_etag(file.digest_algorithm, file.sha256),
         )
         return status, selected, {**_headers(file), **extra}
 
@@ -334,7 +349,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     @router.get("/files/{file_id}", summary="Download a file", responses=download_responses,
                 openapi_extra=range_doc)  # fmt: skip
     async def download(request: Request, user: Auth, file_id: str) -> Response:
-        """The file's bytes, with `ETag` (its SHA-256) and `Range` support (one range)."""
+        """The file's bytes, with `ETag` (its digest) and `Range` support (one range)."""
         file = await _lookup(user, file_id)
         status, selected, headers = _range_answer(file, request)
         if status == 416:
@@ -397,13 +412,23 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     async def sent(
         user: Auth,
         to: Annotated[str, Query(max_length=64, description="Recipient's user name.")],
-        sha256: Annotated[str, Query(description="Content's SHA-256, 64 hex digits.")],
+        sha256: Annotated[
+            str | None, Query(description="Content's SHA-256, 64 hex digits.")
+        ] = None,
+        blake3: Annotated[str | None, Query(description="Content's BLAKE3, 64 hex digits.")] = None,
     ) -> Any:
-        """The files you sent to `to` with this content that are still in their inbox
-        (not yet acknowledged): a client checks this to avoid delivering a copy twice."""
-        if SHA256_RE.fullmatch(sha256) is None:
-            raise _invalid("query", "sha256", "must be 64 hexadecimal digits")
-        files = await runtime.require().queued(user.name, to, sha256.lower())
+        """The files you sent to `to` with this content (give `sha256` or `blake3`) that
+        are still in their inbox (not yet acknowledged): a client checks this to avoid
+        delivering a copy twice."""
+        given = [(name, v) for name, v in (("sha256", sha256), ("blake3", blake3)) if v]
+        if len(given) != 1:
+            raise _invalid("query", "sha256", "give exactly one of 'sha256' and 'blake3'")
+        algorithm, value = given[0]
+        try:
+            digest = parse_hex(value, algorithm)
+        except DigestSyntaxError as exc:
+            raise _invalid("query", algorithm, str(exc)) from None
+        files = await runtime.require().queued(user.name, to, digest, algorithm)
         return {"files": [file_json(f) for f in files]}
 
     @router.get("/me", summary="Who you are", responses=_AUTH_RESPONSES)

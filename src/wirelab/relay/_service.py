@@ -5,7 +5,8 @@ Commit order of a send (the crash analysis is in ``docs/relay.md``):
 1. journal the new blob key in the db (durable), with its quota reservation -- from now
    on a crash leaves garbage that the next start-up removes, never a leak;
 2. stream the body into a partial upload of the blob store;
-3. ``commit``: verify the SHA-256 and atomically turn the upload into the blob (fsynced);
+3. ``commit``: verify the digest (in the file's algorithm) and atomically turn the
+   upload into the blob (fsynced);
 4. insert the file row and drop the journal entry in one db transaction: the file
    becomes visible, complete and durable at this single instant.
 
@@ -75,6 +76,8 @@ class SendRequest:
     content_length: int | None = None
     max_downloads: int | None = None
     encryption: str | None = None
+    #: The algorithm of ``sha256`` (the hex digest the sender announced).
+    digest_algorithm: str = "sha256"
 
 
 class RelayService:
@@ -172,7 +175,9 @@ class RelayService:
             chunks = self.renewing(key, _limited(body, limit, quota), renewed=reserved)
             # One step, no resumable upload: durable and verified on return (the
             # journal entry of reserve() removes what a crash leaves of it).
-            info = await self.blobs.put(key, chunks, expected_sha256=req.sha256)
+            info = await self.blobs.put(
+                key, chunks, expected_sha256=req.sha256, algorithm=req.digest_algorithm
+            )
             size = info.size
             now = self.clock()
             file = RelayFile(
@@ -189,6 +194,7 @@ class RelayService:
                 expires_at=now + (req.ttl if req.ttl is not None else self.limits.default_ttl),
                 max_downloads=req.max_downloads,
                 encryption=req.encryption,
+                digest_algorithm=req.digest_algorithm,
             )
             await self.db.relay.insert_file(file, self.quota if chunked else None)
         except UserNotFoundError:  # the recipient was removed while the body arrived
@@ -302,9 +308,12 @@ class RelayService:
             self.notify(recipient)  # a waiting `next` may take it now
         return file
 
-    async def queued(self, sender: str, recipient: str, sha256: str) -> list[RelayFile]:
-        """The files ``sender`` sent to ``recipient`` with this content, still queued."""
-        return await self.db.relay.find_queued(sender, recipient, sha256, self.clock())
+    async def queued(
+        self, sender: str, recipient: str, sha256: str, algorithm: str = "sha256"
+    ) -> list[RelayFile]:
+        """The files ``sender`` sent to ``recipient`` with this content (its digest in
+        ``algorithm``), still queued."""
+        return await self.db.relay.find_queued(sender, recipient, sha256, self.clock(), algorithm)
 
     async def _delete_blob(self, key: str) -> None:
         try:

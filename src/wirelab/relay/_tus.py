@@ -17,10 +17,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
+from .._digests import DIGEST_LABELS
 from .._validate import InvalidField, parse_int
 from ..db import RelayUpload, User
 from ..storage import ChecksumMismatchError, DigestMismatchError, OffsetMismatchError
 from ._batch_routes import add_batch_routes
+from ._digest_http import DigestSyntaxError, metadata_digest, request_digest
 from ._errors import RelayError
 from ._key_routes import add_key_routes
 from ._live import add_live_routes
@@ -35,7 +37,6 @@ from ._responses import (
 )
 from ._routes import (
     NOTE_MAX,
-    SHA256_RE,
     RelayRuntime,
     clean_note,
     current_user,
@@ -158,17 +159,26 @@ def _required(meta: dict[str, str], key: str) -> str:
     return value
 
 
-def _digest(value: str | None, where: str) -> str | None:
-    """A lowercase SHA-256 hex digest from ``value`` (``None`` if absent); 400 if invalid."""
-    if value is None or not value.strip():
+def _given_digest(upload: RelayUpload, wirelab_digest: str | None, wirelab_sha256: str | None
+                  ) -> str | None:  # fmt: skip
+    """The completing digest a PATCH announces, in the upload's algorithm; 400 if
+    malformed, 422 if it names another algorithm."""
+    try:
+        given = request_digest(wirelab_digest, wirelab_sha256)
+    except DigestSyntaxError as exc:
+        raise TusError(400, str(exc)) from None
+    if given is None:
         return None
-    if SHA256_RE.fullmatch(value.strip()) is None:
-        raise TusError(400, f"{where} must be 64 hexadecimal digits")
-    return value.strip().lower()
+    if given[0] != upload.digest_algorithm:
+        raise TusError(422, f"this upload's digest is {upload.digest_algorithm}, not {given[0]}")
+    return given[1]
 
 
 def _request(user: User, meta: dict[str, str], length: int) -> UploadRequest:
-    sha256 = _digest(meta.get("sha256"), "Upload-Metadata 'sha256'")
+    try:
+        algorithm, sha256 = metadata_digest(dict(meta), "Upload-Metadata")
+    except DigestSyntaxError as exc:
+        raise TusError(400, str(exc)) from None
     media_type = (meta.get("filetype") or meta.get("content_type") or "").strip()
     media_type = media_type or "application/octet-stream"
     if not valid_media_type(media_type):
@@ -185,6 +195,7 @@ def _request(user: User, meta: dict[str, str], length: int) -> UploadRequest:
         name=_required(meta, "filename"),
         media_type=media_type,
         sha256=sha256,
+        digest_algorithm=algorithm,
         length=length,
         note=note or None,
         max_downloads=_max_downloads(meta.get("max_downloads")),
@@ -213,7 +224,9 @@ def _completed(upload: RelayUpload, given: str | None, body_length: int | None) 
     if body_length:
         raise TusError(413, "the upload is complete: the body goes past Upload-Length")
     if given is not None and given != upload.sha256:
-        raise TusError(422, f"the upload completed with SHA-256 {upload.sha256}, not {given}")
+        raise TusError(
+            422, f"the upload completed with {upload.digest_algorithm} {upload.sha256}, not {given}"
+        )
     headers = {
         "Upload-Offset": str(upload.length),
         "Upload-Expires": _http_date(upload.expires_at),
@@ -326,17 +339,18 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         upload_offset: Annotated[str | None, Header(include_in_schema=False)] = None,
         upload_checksum: Annotated[str | None, Header(include_in_schema=False)] = None,
         wirelab_sha256: Annotated[str | None, Header(include_in_schema=False)] = None,
+        wirelab_digest: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Response:
         """Append the body at `Upload-Offset`; the last byte completes the file, verified
-        against the `sha256` metadata or this PATCH's `Wirelab-Sha256` when either was
-        given (else the server computes the file's SHA-256)."""
+        against the digest metadata or this PATCH's `Wirelab-Digest` (`Wirelab-Sha256`)
+        when either was given (else the server computes the file's digest)."""
         try:
             if (content_type or "").split(";")[0].strip().lower() != _OFFSET_TYPE:
                 raise TusError(415, f"Content-Type must be {_OFFSET_TYPE}")
             claimed = _header_int(upload_offset, "Upload-Offset")
             wanted = _parse_checksum(upload_checksum)
-            given = _digest(wirelab_sha256, "Wirelab-Sha256")
             upload, offset = await lookup(user, upload_id)
+            given = _given_digest(upload, wirelab_digest, wirelab_sha256)
             if claimed != offset:
                 raise TusError(409, f"Upload-Offset is {offset}", {"Upload-Offset": str(offset)})
             length = request.headers.get("content-length")
@@ -384,8 +398,8 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         except DigestMismatchError as exc:
             raise TusError(
                 422,
-                f"SHA-256 mismatch: the upload hashes to {exc.actual}, the announced"
-                f" digest is {exc.expected}; the upload was deleted"
+                f"{DIGEST_LABELS[exc.algorithm]} mismatch: the upload hashes to {exc.actual},"
+                f" the announced digest is {exc.expected}; the upload was deleted"
                 + ("" if upload.batch_id is None else " (a batch's upload: reset to offset 0)"),
             ) from None
         except RelayError as exc:

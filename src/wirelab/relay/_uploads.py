@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._digests import DIGEST_LABELS, empty_digest
 from .._exceptions import IntegrityError
 from ..auth import UserNotFoundError
 from ..db import RelayFile, RelayUpload
@@ -51,8 +52,8 @@ __all__ = [
     "resolve_digest",
 ]
 
-#: The SHA-256 of zero bytes: the digest of every empty upload.
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+#: The SHA-256 of zero bytes: the digest of every empty upload (in that algorithm).
+EMPTY_SHA256 = empty_digest("sha256")
 
 
 def new_id() -> str:
@@ -74,7 +75,8 @@ class UploadExpired(RelayError):
 
 @dataclass(frozen=True, slots=True)
 class UploadRequest:
-    """What ``POST /v1/relay/uploads`` declares (``sha256`` may be deferred: ``None``)."""
+    """What ``POST /v1/relay/uploads`` declares (``sha256`` may be deferred: ``None``;
+    it is a hex digest in ``digest_algorithm``)."""
 
     owner: str
     recipient: str
@@ -85,15 +87,17 @@ class UploadRequest:
     note: str | None = None
     max_downloads: int | None = None
     encryption: str | None = None
+    digest_algorithm: str = "sha256"
 
 
 def resolve_digest(announced: str | None, given: str | None) -> str | None:
-    """The digest to verify at completion: the ``sha256`` metadata or the completing
-    PATCH's ``Wirelab-Sha256`` (lowercase hex); :class:`DigestConflict` if they differ."""
+    """The digest to verify at completion: the digest metadata or the completing
+    PATCH's ``Wirelab-Digest`` / ``Wirelab-Sha256`` (lowercase hex, in the upload's
+    algorithm); :class:`DigestConflict` if they differ."""
     if announced is not None and given is not None and announced != given:
         raise DigestConflict(
-            f"Wirelab-Sha256 {given} differs from the upload's 'sha256' metadata {announced};"
-            " nothing was stored"
+            f"the completing digest {given} differs from the upload's digest metadata"
+            f" {announced}; nothing was stored"
         )
     return given if given is not None else announced
 
@@ -124,10 +128,11 @@ class Uploads:
         limit = service.limits.max_file_size
         if req.length > limit:
             raise FileTooLarge(f"Upload-Length {req.length} exceeds the maximum of {limit} bytes")
-        if req.length == 0 and req.sha256 not in (None, EMPTY_SHA256):
+        empty = empty_digest(req.digest_algorithm)
+        if req.length == 0 and req.sha256 not in (None, empty):
             raise DigestConflict(
-                f"SHA-256 mismatch: an empty upload hashes to {EMPTY_SHA256}, its 'sha256'"
-                f" metadata says {req.sha256}; nothing was stored"
+                f"{DIGEST_LABELS[req.digest_algorithm]} mismatch: an empty upload hashes to"
+                f" {empty}, its digest metadata says {req.sha256}; nothing was stored"
             )
         await service.check_space(req.length)
         now = self._now()
@@ -144,10 +149,11 @@ class Uploads:
             expires_at=now + service.limits.upload_expiry,
             max_downloads=req.max_downloads,
             encryption=req.encryption,
+            digest_algorithm=req.digest_algorithm,
         )
         await service.reserve([(upload.id, upload.length)], upload.recipient, upload.owner)
         try:
-            await service.blobs.create_upload(upload.id)
+            await service.blobs.create_upload(upload.id, algorithm=upload.digest_algorithm)
             await service.db.relay.insert_upload(upload)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -158,7 +164,7 @@ class Uploads:
             return upload, None
         # A crash before this commit leaves a resumable empty upload that a PATCH at
         # offset 0 (empty body) completes.
-        return upload, await self.complete(upload, EMPTY_SHA256)
+        return upload, await self.complete(upload, empty)
 
     async def live_candidate(self, recipient: str) -> RelayUpload | None:
         """The oldest single upload in progress for ``recipient`` not yet offered live."""
@@ -243,7 +249,9 @@ class Uploads:
         """
         service = self.service
         try:
-            info = await service.blobs.commit(upload.id, upload.id, expected_sha256=sha256)
+            info = await service.blobs.commit(
+                upload.id, upload.id, expected_sha256=sha256, algorithm=upload.digest_algorithm
+            )
         except UploadNotFoundError:
             raise UploadGone(f"no upload {upload.id!r}") from None
         except StorageFullError as exc:  # every byte is kept: a retried PATCH completes
@@ -254,11 +262,11 @@ class Uploads:
                     await self.terminate(upload)
                 else:  # the key stays journaled; the row stays 'receiving'
                     await service.blobs.abort_upload(upload.id)
-                    await service.blobs.create_upload(upload.id)
+                    await service.blobs.create_upload(upload.id, algorithm=upload.digest_algorithm)
             raise
         digest = info.sha256 or sha256
         if digest is None:  # a store that neither verified nor computed a digest
-            raise IntegrityError(f"no SHA-256 is known for upload {upload.id!r}")
+            raise IntegrityError(f"no digest is known for upload {upload.id!r}")
         return await self._finish(upload, info.size, digest)
 
     async def _finish(self, upload: RelayUpload, size: int, sha256: str) -> RelayFile | None:
@@ -289,6 +297,7 @@ class Uploads:
             expires_at=now + self.service.limits.default_ttl,
             max_downloads=upload.max_downloads,
             encryption=upload.encryption,
+            digest_algorithm=upload.digest_algorithm,
         )
         try:
             await self.service.db.relay.finish_upload(upload.id, file)

@@ -22,6 +22,14 @@ Guarantees every implementation gives (checked by the contract tests):
 * Upload ids and keys match :data:`NAME_PATTERN`; anything else is refused with
   :class:`InvalidNameError` before any I/O, so no name can escape the store.
 
+Digests: every whole-blob digest has an *algorithm*, one of
+:data:`wirelab._digests.DIGEST_ALGORITHMS` (``blake3``, ``sha256``), named by the
+``algorithm`` keyword of :meth:`BlobStore.create_upload`, :meth:`BlobStore.commit` and
+:meth:`BlobStore.put` (default ``sha256``: what the store did before digests had names) and
+reported in :attr:`BlobInfo.algorithm`. The ``expected_sha256`` keyword and the
+:attr:`BlobInfo.sha256` field keep their names for compatibility but hold the lowercase hex
+digest *in that algorithm*. Implementations hash through :func:`wirelab._digests.new_hasher`.
+
 Errors are :class:`wirelab.UsageError` subclasses (the caller asked for something that is
 not possible in the current state) except :class:`DigestMismatchError`, which is a
 :class:`wirelab.IntegrityError`.
@@ -36,6 +44,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 
+from .._digests import check_algorithm, is_hex_digest
 from .._exceptions import IntegrityError, UsageError
 
 __all__ = [
@@ -110,16 +119,19 @@ class OffsetMismatchError(UsageError):
 
 
 class DigestMismatchError(IntegrityError):
-    """The uploaded bytes do not have the SHA-256 digest the sender announced.
+    """The uploaded bytes do not have the digest the sender announced.
 
     The upload is left intact (see :meth:`BlobStore.commit`); ``expected`` and ``actual``
-    are lowercase hex digests.
+    are lowercase hex digests in ``algorithm``.
     """
 
-    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+    def __init__(
+        self, message: str, *, expected: str, actual: str, algorithm: str = "sha256"
+    ) -> None:
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+        self.algorithm = algorithm
 
 
 class ChecksumMismatchError(IntegrityError):
@@ -143,21 +155,28 @@ def validate_name(name: str, what: str = "name") -> str:
     return name
 
 
-def normalize_digest(digest: str) -> str:
-    """Return a SHA-256 hex digest in lowercase, or raise :class:`wirelab.UsageError`."""
+def normalize_digest(digest: str, algorithm: str = "sha256") -> str:
+    """Return a hex digest in lowercase, or raise :class:`wirelab.UsageError` (also for an
+    unknown *algorithm*)."""
+    try:
+        check_algorithm(algorithm)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     lowered = digest.lower() if isinstance(digest, str) else ""
-    if re.fullmatch(r"[0-9a-f]{64}", lowered) is None:
-        raise UsageError(f"invalid SHA-256 hex digest {digest!r}")
+    if not is_hex_digest(lowered):
+        raise UsageError(f"invalid {algorithm} hex digest {digest!r}")
     return lowered
 
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
-    """A committed blob: its key, size in bytes and lowercase hex SHA-256 (if known)."""
+    """A committed blob: its key, size in bytes and lowercase hex digest (if known) in
+    ``algorithm`` (the field is named ``sha256`` for compatibility)."""
 
     key: str
     size: int
     sha256: str | None = None
+    algorithm: str = "sha256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +252,13 @@ class BlobStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def create_upload(self, upload_id: str) -> UploadInfo:
-        """Create an empty upload, durably; :class:`UploadExistsError` if the id is taken."""
+    async def create_upload(self, upload_id: str, *, algorithm: str = "sha256") -> UploadInfo:
+        """Create an empty upload, durably; :class:`UploadExistsError` if the id is taken.
+
+        *algorithm* is the digest the upload will most likely be committed with: a store
+        may keep a running hash of the appended bytes in it (a hint; :meth:`commit` with
+        another algorithm must still work).
+        """
 
     @abc.abstractmethod
     async def append(
@@ -274,11 +298,14 @@ class BlobStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def commit(self, upload_id: str, key: str, *, expected_sha256: str | None) -> BlobInfo:
-        """Verify an upload's SHA-256 and turn it atomically into the blob *key*.
+    async def commit(
+        self, upload_id: str, key: str, *, expected_sha256: str | None, algorithm: str = "sha256"
+    ) -> BlobInfo:
+        """Verify an upload's digest and turn it atomically into the blob *key*.
 
-        ``expected_sha256=None`` verifies nothing (no digest was announced): the store
-        computes the digest and returns it in the :class:`BlobInfo`.
+        ``expected_sha256`` is the hex digest in *algorithm*; ``None`` verifies nothing
+        (no digest was announced): the store computes the digest and returns it in the
+        :class:`BlobInfo`.
 
         On success the upload no longer exists and the blob is durable. On a digest
         mismatch :class:`DigestMismatchError` is raised and the upload is left intact and
@@ -287,21 +314,26 @@ class BlobStore(abc.ABC):
         """
 
     async def put(
-        self, key: str, chunks: AsyncIterator[bytes], *, expected_sha256: str | None
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        expected_sha256: str | None,
+        algorithm: str = "sha256",
     ) -> BlobInfo:
         """Store *chunks* as the new blob *key* in one step (a direct send: never resumed).
 
-        On return the blob is durable and its digest verified (:class:`DigestMismatchError`
-        otherwise, :class:`BlobExistsError` if *key* exists). On any failure the store keeps
-        nothing that a later :meth:`delete` of *key* would not remove: a crash in between
-        may leave a partial blob or upload named *key*, so the caller journals *key* first
-        and deletes it at start-up. This default composes an upload; stores override it to
-        pay for durability once.
+        On return the blob is durable and its digest (in *algorithm*) verified
+        (:class:`DigestMismatchError` otherwise, :class:`BlobExistsError` if *key* exists).
+        On any failure the store keeps nothing that a later :meth:`delete` of *key* would
+        not remove: a crash in between may leave a partial blob or upload named *key*, so
+        the caller journals *key* first and deletes it at start-up. This default composes
+        an upload; stores override it to pay for durability once.
         """
-        await self.create_upload(key)
+        await self.create_upload(key, algorithm=algorithm)
         try:
             await self.append(key, 0, chunks)
-            return await self.commit(key, key, expected_sha256=expected_sha256)
+            return await self.commit(key, key, expected_sha256=expected_sha256, algorithm=algorithm)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.abort_upload(key)

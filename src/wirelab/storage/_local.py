@@ -5,7 +5,9 @@ Layout under ``root``::
     uploads/<upload_id>.data   the bytes received so far (may hold a torn tail after a crash)
     uploads/<upload_id>.json   the record: durable offset, created_at, updated_at
     blobs/<xx>/<key>           committed blobs; xx = first 2 hex digits of sha256(key)
-    blobs/<xx>/<key>.sha256    the blob's digest, written before the blob appears
+    blobs/<xx>/<key>.sha256    the blob's digest, written before the blob appears: ``HEX``
+                               for SHA-256 (as before digests had names), else
+                               ``ALGORITHM HEX``
     tmp/                       temporary files (removed by recover())
     reserve                    space kept for deletes on a full disk (``_space.py``)
 
@@ -16,26 +18,30 @@ loss):
   new offset (temp file + fsync + rename + directory fsync). The record therefore never
   counts a byte that is not on disk; bytes beyond it are a torn tail that every append
   and ``recover()`` truncate away. Long appends checkpoint every ``checkpoint_bytes``
-  (a checkpoint covers the writes completed before it, one batch behind what arrived).
+  (a checkpoint covers the writes completed before it, one batch behind what arrived;
+  it runs in a worker thread while the body keeps arriving, one checkpoint at a time).
   The writes run behind the receiving (:mod:`wirelab.storage._pipeline`): one batch is
   written and hashed in worker threads while the next one arrives. An append with a
   ``checksum`` has no checkpoint: its record is written only once the checksum matched.
 * An upload exists iff its record exists; ``create_upload`` writes the empty data file
   first, the record last.
-* ``commit`` re-checks the length, verifies the SHA-256, writes the
+* ``commit`` re-checks the length, verifies the digest, writes the
   digest file, then renames the data file into ``blobs/`` (atomic: the blob is never half
   visible) and fsyncs both directories before removing the record. A crash before the
   rename leaves the upload intact; after it, ``recover()`` drops the stale record.
 * ``put`` (a direct send, never resumed) skips the upload: it writes the blob in place
-  (created exclusively), verifies it, ``fdatasync``s it and fsyncs its folder, that
-  fsync shared by concurrent puts (:mod:`wirelab.storage._groupsync`). It writes no
-  digest file. The caller journals the key before and deletes it after a crash.
+  (created exclusively), verifies it, ``fdatasync``s it, then fsyncs its folder, that
+  fsync shared by concurrent puts (:mod:`wirelab.storage._groupsync`).
+  It writes no digest file. The caller journals the key before and deletes it after a
+  crash. The 256 fan-out folders are created by ``recover()``, so no put creates one.
 * ``delete`` unlinks the blob, then its digest file, then fsyncs the directory.
 
-The SHA-256 that ``commit`` checks comes from a *running hash* when the appends that
+The digest that ``commit`` checks comes from a *running hash* (in the algorithm
+``create_upload`` was given) when the appends that
 wrote every byte of the upload ran in this store instance, one after the other from
 offset 0: then ``commit`` does not read the file again. The running hash is kept only
-while it covers exactly the bytes below the durable offset: an append whose write or
+while it covers exactly the bytes below the durable offset (and is in the algorithm
+``commit`` asks for): an append whose write or
 fsync failed drops it (it may have consumed bytes that were never made durable), and a
 new instance (a restart) has none. Without it ``commit`` re-reads the file in 1 MiB
 chunks. An append interrupted by its client keeps it, since what arrived is made durable.
@@ -66,7 +72,6 @@ from ._base import (
     BlobReader,
     BlobStore,
     ChecksumMismatchError,
-    DigestMismatchError,
     OffsetMismatchError,
     UploadExistsError,
     UploadInfo,
@@ -78,7 +83,15 @@ from ._base import (
 from ._direct import write_new
 from ._fsutil import LocalReader, remove_tmp_files, run_io
 from ._groupsync import DirSync
-from ._pipeline import Hasher, WriteBehind, settle, write_batches
+from ._hashing import (
+    bulk_hasher,
+    checksum_hasher,
+    expected_digest,
+    parse_sidecar,
+    sidecar,
+    verify_digest,
+)
+from ._pipeline import Background, Hasher, WriteBehind, settle, write_batches
 from ._space import DiskReserve, no_space
 
 __all__ = ["LocalBlobStore"]
@@ -96,14 +109,7 @@ class _Progress:
     info: UploadInfo
 
 
-def _checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
-    """A fresh hasher for an append's ``checksum``; UsageError for an unknown algorithm."""
-    if checksum is None:
-        return None
-    try:
-        return hashlib.new(checksum[0])
-    except (ValueError, TypeError):
-        raise UsageError(f"unsupported checksum algorithm {checksum[0]!r}") from None
+_FANOUT = [f"{i:02x}" for i in range(256)]
 
 
 class LocalBlobStore(BlobStore):
@@ -124,8 +130,9 @@ class LocalBlobStore(BlobStore):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._checkpoint = checkpoint_bytes
         self._locks: weakref.WeakValueDictionary[str, Lock] = weakref.WeakValueDictionary()
-        # upload id -> (offset, hash of bytes [0, offset)) for appends made by this process
-        self._hashes: dict[str, tuple[int, Hasher]] = {}
+        # upload id -> (offset, algorithm, hash of bytes [0, offset)) for appends made by
+        # this process
+        self._hashes: dict[str, tuple[int, str, Hasher]] = {}
         self._dir_sync = DirSync()
 
     # -- paths and records -------------------------------------------------------------
@@ -189,8 +196,8 @@ class LocalBlobStore(BlobStore):
         self._write_record(new)
         return new
 
-    def _hash_file(self, upload_id: str, length: int) -> str:
-        hasher = hashlib.sha256()
+    def _hash_file(self, upload_id: str, length: int, algorithm: str) -> str:
+        hasher = bulk_hasher(algorithm)
         with open(self._data_path(upload_id), "rb") as f:
             remaining = length
             while remaining:
@@ -201,7 +208,7 @@ class LocalBlobStore(BlobStore):
                 remaining -= len(block)
         return hasher.hexdigest()
 
-    def _commit_sync(self, info: UploadInfo, key: str, digest: str) -> None:
+    def _commit_sync(self, info: UploadInfo, key: str, digest: str, algorithm: str) -> None:
         data, blob = self._data_path(info.upload_id), self._blob_path(key)
         if blob.exists():
             raise BlobExistsError(f"blob {key!r} already exists")
@@ -212,8 +219,8 @@ class LocalBlobStore(BlobStore):
         finally:
             os.close(fd)
         self._blob_dir_sync(blob)
-        sidecar = blob.with_name(f"{key}.sha256")
-        atomic_write(sidecar, f"{digest}\n".encode(), tmp_dir=self._tmp, sync_dir=False)
+        digest_file = blob.with_name(f"{key}.sha256")
+        atomic_write(digest_file, sidecar(digest, algorithm), tmp_dir=self._tmp, sync_dir=False)
         os.rename(data, blob)  # the commit point: the blob appears whole
         fsync_dir(blob.parent)
         fsync_dir(self._uploads)
@@ -233,6 +240,13 @@ class LocalBlobStore(BlobStore):
         fsync_dir(self._uploads)
 
     def _recover_sync(self) -> None:
+        # Every fan-out folder exists from the start, so that no send pays for creating
+        # one (and for the fsync of blobs/ that makes it durable).
+        missing = [d for d in _FANOUT if not (self._blobs / d).is_dir()]
+        for name in missing:
+            (self._blobs / name).mkdir(exist_ok=True, mode=0o700)
+        if missing:
+            fsync_dir(self._blobs)
         remove_tmp_files(self._tmp)
         remove_tmp_files(self._uploads)
         names = {entry.name for entry in os.scandir(self._uploads)}
@@ -267,10 +281,10 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {key!r}") from None
         try:
-            digest: str | None = blob.with_name(f"{key}.sha256").read_text().strip()
+            algorithm, digest = parse_sidecar(blob.with_name(f"{key}.sha256").read_text())
         except FileNotFoundError:
-            digest = None
-        return BlobInfo(key, size, digest)
+            return BlobInfo(key, size, None)
+        return BlobInfo(key, size, digest, algorithm)
 
     def _open_sync(self, key: str, start: int, end: int | None) -> LocalReader:
         try:
@@ -325,12 +339,13 @@ class LocalBlobStore(BlobStore):
     async def restore_reserve(self) -> None:
         await run_io(self._reserve.restore)
 
-    async def create_upload(self, upload_id: str) -> UploadInfo:
+    async def create_upload(self, upload_id: str, *, algorithm: str = "sha256") -> UploadInfo:
         validate_name(upload_id, "upload id")
+        normalize_digest("0" * 64, algorithm)  # UsageError for an unknown algorithm
         async with self._lock(upload_id):
             with no_space("a new upload"):
                 info = await run_io(self._create_sync, upload_id)
-            self._hashes[upload_id] = (0, hashlib.sha256())
+            self._hashes[upload_id] = (0, algorithm, bulk_hasher(algorithm))
             return info
 
     async def upload_offset(self, upload_id: str) -> int:
@@ -346,7 +361,7 @@ class LocalBlobStore(BlobStore):
         checksum: tuple[str, bytes] | None = None,
     ) -> int:
         validate_name(upload_id, "upload id")
-        check = _checksum_hasher(checksum)
+        check = checksum_hasher(checksum)
         async with self._lock(upload_id):
             info = await run_io(self._read_record, upload_id)
             if offset != info.offset:
@@ -359,7 +374,7 @@ class LocalBlobStore(BlobStore):
             # leaves the cache for the append and comes back only if every byte it
             # consumed was made durable.
             cached = self._hashes.pop(upload_id, None)
-            hasher = cached[1] if cached is not None and cached[0] == offset else None
+            hasher = cached[2] if cached is not None and cached[0] == offset else None
             hashers = [h for h in (hasher, check) if h is not None]
             fd = await run_io(self._open_at, upload_id, offset)
             writer = WriteBehind(fd, offset, hashers)
@@ -374,8 +389,10 @@ class LocalBlobStore(BlobStore):
             finally:
                 writer.close_when_idle()
                 durable = progress.info.offset
-                if hasher is not None and not writer.failed and writer.written == durable:
-                    self._hashes[upload_id] = (durable, hasher)
+                kept = cached is not None and hasher is not None and not writer.failed
+                if kept and writer.written == durable:
+                    assert cached is not None and hasher is not None
+                    self._hashes[upload_id] = (durable, cached[1], hasher)
                 if writer.failed:  # free what the failed writes took (a full disk) now
                     with contextlib.suppress(OSError):
                         await run_io(os.truncate, self._data_path(upload_id), durable)
@@ -420,11 +437,18 @@ class LocalBlobStore(BlobStore):
         """fsync what the completed writes wrote and record it as the durable offset."""
         progress.info = await run_io(self._durable_sync, writer, progress.info, writer.written)
 
+    def _checkpoint_sync(self, writer: WriteBehind, progress: _Progress, offset: int) -> None:
+        """A checkpoint in a worker thread: the writes below *offset* have completed;
+        later ones may run meanwhile (fsync covers them too, the record does not)."""
+        progress.info = self._durable_sync(writer, progress.info, offset)
+
     async def _append_chunks(
         self, writer: WriteBehind, progress: _Progress, chunks: AsyncIterator[bytes]
     ) -> None:
         batch: list[bytes] = []
         size = 0
+        # One checkpoint at a time runs behind the receiving, so records only grow.
+        checkpoint = Background()
         try:
             async for chunk in chunks:
                 if not chunk:
@@ -435,11 +459,15 @@ class LocalBlobStore(BlobStore):
                 if size >= _WRITE_SIZE:
                     await writer.submit(batch)  # returns while the batch is written
                     batch, size = [], 0
-                    if writer.written - progress.info.offset >= self._checkpoint:
-                        await self._durable(writer, progress)
+                    due = writer.written - progress.info.offset >= self._checkpoint
+                    if due and checkpoint.idle:
+                        await checkpoint.collect()  # done: raises its error, if any
+                        checkpoint.start(self._checkpoint_sync, writer, progress, writer.written)
             await writer.submit(batch)
             await writer.drain()
+            await checkpoint.collect()
         except BaseException:
+            await checkpoint.settle()  # a failed checkpoint set writer.failed
             if not await settle(writer):
                 raise  # our own I/O failed: the record keeps the last durable offset
             # The client went away (or we were cancelled between chunks): make what
@@ -456,43 +484,46 @@ class LocalBlobStore(BlobStore):
         validate_name(upload_id, "upload id")
         return await run_io(self._open_upload_sync, upload_id, start, end)
 
-    async def commit(self, upload_id: str, key: str, *, expected_sha256: str | None) -> BlobInfo:
+    async def commit(
+        self, upload_id: str, key: str, *, expected_sha256: str | None, algorithm: str = "sha256"
+    ) -> BlobInfo:
         validate_name(upload_id, "upload id")
         validate_name(key, "key")
-        expected = None if expected_sha256 is None else normalize_digest(expected_sha256)
+        expected = expected_digest(expected_sha256, algorithm)
         async with self._lock(upload_id), self._lock(f"blob:{key}"):
             info = await run_io(self._read_record, upload_id)
             cached = self._hashes.get(upload_id)
-            if cached is not None and cached[0] == info.offset:
-                actual = cached[1].hexdigest()
+            if cached is not None and cached[:2] == (info.offset, algorithm):
+                actual = cached[2].hexdigest()
             else:
-                actual = await run_io(self._hash_file, upload_id, info.offset)
-            if expected is not None and actual != expected:
-                raise DigestMismatchError(
-                    f"upload {upload_id!r} has SHA-256 {actual}, expected {expected}",
-                    expected=expected,
-                    actual=actual,
-                )
+                actual = await run_io(self._hash_file, upload_id, info.offset, algorithm)
+            verify_digest(f"upload {upload_id!r}", algorithm, expected, actual)
             with no_space("the committed file"):
-                await run_io(self._commit_sync, info, key, actual)
+                await run_io(self._commit_sync, info, key, actual, algorithm)
             self._hashes.pop(upload_id, None)
-            return BlobInfo(key, info.offset, actual)
+            return BlobInfo(key, info.offset, actual, algorithm)
 
     async def put(
-        self, key: str, chunks: AsyncIterator[bytes], *, expected_sha256: str | None
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        expected_sha256: str | None,
+        algorithm: str = "sha256",
     ) -> BlobInfo:
         """One-step store (:mod:`._direct`): the blob's own fdatasync, then one directory
         fsync shared with concurrent puts. No digest file: :meth:`stat` says ``None``
         (the caller keeps the digest with its metadata)."""
         validate_name(key, "key")
-        expected = None if expected_sha256 is None else normalize_digest(expected_sha256)
+        expected = expected_digest(expected_sha256, algorithm)
         blob = self._blob_path(key)
-        hasher = hashlib.sha256()
+        hasher = bulk_hasher(algorithm)
+
         async with self._lock(f"blob:{key}"):
             with no_space("the file's bytes"):
                 await run_io(self._blob_dir_sync, blob)
                 try:
-                    size = await write_new(blob, chunks, hasher, expected)
+                    size = await write_new(blob, chunks, hasher, algorithm, expected)
                 except FileExistsError:
                     raise BlobExistsError(f"blob {key!r} already exists") from None
                 try:
@@ -500,7 +531,7 @@ class LocalBlobStore(BlobStore):
                 except BaseException:
                     await run_io(self._delete_sync, key)
                     raise
-        return BlobInfo(key, size, hasher.hexdigest())
+        return BlobInfo(key, size, hasher.hexdigest(), algorithm)
 
     async def abort_upload(self, upload_id: str) -> None:
         validate_name(upload_id, "upload id")

@@ -1,7 +1,7 @@
 """Write-behind for :meth:`LocalBlobStore.append`: disk writes overlap the receiving.
 
 Without it an append alternates between waiting for the next megabyte of the body and
-writing (and hashing) the previous one, so the network, the disk and SHA-256 take turns
+writing (and hashing) the previous one, so the network, the disk and the hash take turns
 on one core at a time. :class:`WriteBehind` starts the write of a batch in a worker
 thread and returns, so that the caller collects the next batch meanwhile; the SHA-256
 update of the batch runs in a second worker thread at the same time as its write.
@@ -12,21 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
 
-__all__ = ["Hasher", "WriteBehind", "settle", "write_batches", "writev_all"]
+from .._digests import Hasher
+
+__all__ = ["Background", "Hasher", "WriteBehind", "settle", "write_batches", "writev_all"]
 
 # POSIX guarantees at least 16; Linux and macOS allow 1024 buffers per writev call.
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
-
-
-class Hasher(Protocol):
-    """The part of :func:`hashlib.sha256` objects that the store uses."""
-
-    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
-    def digest(self) -> bytes: ...
-    def hexdigest(self) -> str: ...
 
 
 def writev_all(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) -> None:
@@ -129,6 +122,48 @@ class WriteBehind:
 
         for job in pending:
             job.add_done_callback(done)
+
+
+class Background:
+    """One blocking job at a time in a worker thread, behind the caller: an append's
+    checkpoints (fsync + record) run while the body keeps arriving, instead of stopping
+    the receiving for each one.
+
+    Like :class:`WriteBehind`'s batches, a job is a plain executor future: cancelling the
+    awaiting task never interrupts it, and :meth:`settle` waits for it through
+    cancellations.
+    """
+
+    def __init__(self) -> None:
+        self._job: asyncio.Future[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Whether no job is running (a finished one may still hold its error)."""
+        return self._job is None or self._job.done()
+
+    def start(self, func: Callable[..., None], *args: object) -> None:
+        """Run ``func(*args)`` in a worker thread; the previous job must be collected."""
+        if self._job is not None:
+            raise RuntimeError("the previous job was not collected")
+        self._job = asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+    async def collect(self) -> None:
+        """Wait for the job in flight, if any; raise its error."""
+        job = self._job
+        if job is None:
+            return
+        await asyncio.wait([job])
+        self._job = None
+        job.result()
+
+    async def settle(self) -> None:
+        """Wait for the job in flight through cancellations; its error is dropped (the
+        job records its own failure, see ``WriteBehind.failed``)."""
+        while self._job is not None and not self._job.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([self._job])
+        self._job = None
 
 
 async def settle(writer: WriteBehind) -> bool:

@@ -1,0 +1,70 @@
+"""The digests of the local store: hashers, announced digests, verification, digest files.
+
+One place for what :mod:`._local` and :mod:`._direct` both need; the algorithms themselves
+are wirelab's shared ones (:mod:`wirelab._digests`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .._digests import DIGEST_LABELS, Hasher, new_hasher
+from .._exceptions import UsageError
+from ._base import DigestMismatchError, normalize_digest
+
+__all__ = [
+    "bulk_hasher",
+    "checksum_hasher",
+    "expected_digest",
+    "parse_sidecar",
+    "sidecar",
+    "verify_digest",
+]
+
+
+def checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
+    """A fresh hasher for an append's ``checksum``; UsageError for an unknown algorithm."""
+    if checksum is None:
+        return None
+    try:
+        return hashlib.new(checksum[0])
+    except (ValueError, TypeError):
+        raise UsageError(f"unsupported checksum algorithm {checksum[0]!r}") from None
+
+
+def bulk_hasher(algorithm: str) -> Hasher:
+    """The running hash of a blob: large batches, so BLAKE3 may use several threads."""
+    return new_hasher(algorithm, threads=True)
+
+
+def expected_digest(digest: str | None, algorithm: str) -> str | None:
+    """The announced digest, normalized (also checks *algorithm*, before any I/O)."""
+    if digest is None:
+        normalize_digest("0" * 64, algorithm)
+        return None
+    return normalize_digest(digest, algorithm)
+
+
+def verify_digest(what: str, algorithm: str, expected: str | None, actual: str) -> None:
+    """:class:`DigestMismatchError` unless *actual* is *expected* (``None``: anything)."""
+    if expected is not None and actual != expected:
+        raise DigestMismatchError(
+            f"{what} has {DIGEST_LABELS[algorithm]} {actual}, expected {expected}",
+            expected=expected,
+            actual=actual,
+            algorithm=algorithm,
+        )
+
+
+def sidecar(digest: str, algorithm: str) -> bytes:
+    """A digest file's content: ``HEX`` for SHA-256 (the form it had before digests had
+    names), ``ALGORITHM HEX`` otherwise."""
+    return (f"{digest}\n" if algorithm == "sha256" else f"{algorithm} {digest}\n").encode()
+
+
+def parse_sidecar(text: str) -> tuple[str, str]:
+    """The algorithm and hex digest of a digest file's content."""
+    words = text.split()
+    if len(words) == 1:
+        return "sha256", words[0]
+    return words[0], words[1]
