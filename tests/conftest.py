@@ -223,6 +223,57 @@ def postgres_admin_url() -> str:
     return POSTGRES_ADMIN_URL
 
 
+def _postgres_admin(admin_url: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _postgres_url(admin_url: str, name: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_admin_url: str) -> Iterator[str]:
+    """The name of a database migrated to the current schema once per run, to copy from
+    (``CREATE DATABASE ... TEMPLATE``: much faster than migrating each test's database)."""
+    import psycopg
+
+    from wirelab.db._pg_schema import migrate
+
+    name = f"wirelab_tpl_{uuid.uuid4().hex[:12]}"
+    _postgres_admin(postgres_admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(_postgres_url(postgres_admin_url, name), autocommit=True) as conn:
+            migrate(conn)
+        yield name
+    finally:
+        _postgres_admin(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_factory(
+    postgres_admin_url: str, postgres_template: str
+) -> Iterator[Callable[..., str]]:
+    """``make(migrated=True)``: the URL of a new database of this test only (with the
+    current schema, or empty), dropped after the test."""
+    made: list[str] = []
+
+    def make(migrated: bool = True) -> str:
+        name = f"wirelab_test_{uuid.uuid4().hex[:12]}"
+        template = f' TEMPLATE "{postgres_template}"' if migrated else ""
+        _postgres_admin(postgres_admin_url, f'CREATE DATABASE "{name}"{template}')
+        made.append(name)
+        return _postgres_url(postgres_admin_url, name)
+
+    yield make
+    _postgres_admin(
+        postgres_admin_url, *(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in made)
+    )
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The machine's Redis; tests keep their keys under their own prefix (see
