@@ -187,7 +187,7 @@ async def test_the_last_two_commits_of_a_batch_deliver_it_once(stores: list[Data
                 expires_at=now + 3600,
                 batch_id=batch_id,
                 batch_index=i,
-            )  # fmt: skip
+            )
             for i in range(2)
         ]
         await stores[0].relay.create_batch(batch, uploads)

@@ -67,6 +67,7 @@ __all__ = [
     "Usage",
     "User",
     "UserRepository",
+    "check_schema",
     "connect",
     "sqlite_url",
     "upgrade",
@@ -94,6 +95,18 @@ async def connect(url: str) -> Database:
     from ._postgres import PostgresDatabase
 
     return await PostgresDatabase.open(url)
+
+
+async def check_schema(url: str) -> None:
+    """Raise :class:`SchemaVersionError` if the store at ``url`` would be refused by
+    :func:`connect` for its schema version (a server checks before it starts). An SQLite
+    store always passes: it is migrated when opened. Other errors as for :func:`connect`."""
+    if _backend(url) == "sqlite":
+        _sqlite_path(url)
+        return
+    from ._postgres import check_schema as check_postgres
+
+    await check_postgres(url)
 
 
 async def upgrade(url: str) -> tuple[int, int]:

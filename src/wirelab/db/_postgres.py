@@ -45,7 +45,14 @@ from ._repo_media import MediaJobs
 from ._repo_users import Users
 from ._sql import Conn, Cursor, Dialect
 
-__all__ = ["MAX_ATTEMPTS", "POOL_SIZE", "PostgresDatabase", "PostgresDialect", "upgrade"]
+__all__ = [
+    "MAX_ATTEMPTS",
+    "POOL_SIZE",
+    "PostgresDatabase",
+    "PostgresDialect",
+    "check_schema",
+    "upgrade",
+]
 
 T = TypeVar("T")
 
@@ -147,6 +154,24 @@ def _upgrade(url: str) -> tuple[int, int]:
         return before, migrate(conn)
 
 
+def _check(url: str) -> None:
+    with _connect(url) as conn:
+        check_version(conn)
+
+
+async def _blocking(verb: str, func: Callable[[str], T], url: str) -> T:
+    """``func(url)`` in a thread; a psycopg error becomes a DatabaseError naming ``verb``."""
+    try:
+        return await asyncio.to_thread(func, url)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot {verb} database {display_url(url)}: {exc}") from exc
+
+
+async def check_schema(url: str) -> None:
+    """:class:`~wirelab.db.SchemaVersionError` unless the schema at ``url`` is current."""
+    await _blocking("open", _check, url)
+
+
 async def upgrade(url: str) -> tuple[int, int]:
     """Migrate the PostgreSQL database at ``url``; return (version before, version after).
 
@@ -155,10 +180,7 @@ async def upgrade(url: str) -> tuple[int, int]:
     migration fails (rolled back), :class:`~wirelab.db.SchemaVersionError` when the
     database is newer than this wirelab.
     """
-    try:
-        return await asyncio.to_thread(_upgrade, url)
-    except psycopg.Error as exc:
-        raise DatabaseError(f"cannot upgrade database {display_url(url)}: {exc}") from exc
+    return await _blocking("upgrade", _upgrade, url)
 
 
 class PostgresDatabase:
@@ -181,10 +203,7 @@ class PostgresDatabase:
         ``wirelab db upgrade``) or a newer one, :class:`~wirelab.db.DatabaseError` when
         the server cannot be reached.
         """
-        try:
-            pool, version = await asyncio.to_thread(_open_pool, url)
-        except psycopg.Error as exc:
-            raise DatabaseError(f"cannot open database {display_url(url)}: {exc}") from exc
+        pool, version = await _blocking("open", _open_pool, url)
         return cls(pool, url, version)
 
     @property

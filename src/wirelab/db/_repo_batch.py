@@ -10,9 +10,9 @@ backend with concurrent writers, the second sees the first and delivers the batc
 
 from __future__ import annotations
 
-
 from dataclasses import astuple
 from typing import Any
+
 from ._api import RelayBatch, RelayFile, RelayUpload
 from ._repo_relay import (
     _UPLOAD_COLUMNS,

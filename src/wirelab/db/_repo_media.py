@@ -8,7 +8,6 @@ its owner's lock, so the de-duplication checks and the insert are one step.
 
 from __future__ import annotations
 
-
 from dataclasses import astuple
 from typing import Any
 

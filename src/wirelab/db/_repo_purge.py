@@ -8,7 +8,6 @@ addressed to the old user can reach a new user of the same name, and nothing lea
 
 from __future__ import annotations
 
-
 from ._repo_reserve import JOURNAL_UPSERT
 from ._sql import Conn
 

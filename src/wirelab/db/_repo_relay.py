@@ -10,7 +10,6 @@ where transactions run concurrently, so one file is never leased twice.
 
 from __future__ import annotations
 
-
 from dataclasses import astuple, replace
 from typing import Any
 

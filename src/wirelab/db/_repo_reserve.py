@@ -15,7 +15,6 @@ backend with concurrent writers, two reservations can never both see the same fr
 
 from __future__ import annotations
 
-
 from ._api import PendingExceeded, PendingLimits, QuotaDefaults, QuotaExceeded, Usage
 from ._sql import Conn, Dialect
 
