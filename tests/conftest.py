@@ -235,6 +235,20 @@ def _postgres_url(admin_url: str, name: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
+def _new_postgres(admin_url: str, template: str | None, made: list[str]) -> str:
+    """Create a database (a copy of ``template``, or empty), note its name in ``made``
+    (to drop), return its URL."""
+    name = f"wirelab_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    _postgres_admin(admin_url, f'CREATE DATABASE "{name}"{copy}')
+    made.append(name)
+    return _postgres_url(admin_url, name)
+
+
+def _drop_postgres(admin_url: str, made: list[str]) -> None:
+    _postgres_admin(admin_url, *(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in made))
+
+
 @pytest.fixture(scope="session")
 def postgres_template(postgres_admin_url: str) -> Iterator[str]:
     """The name of a database migrated to the current schema once per run, to copy from
@@ -262,16 +276,35 @@ def postgres_factory(
     made: list[str] = []
 
     def make(migrated: bool = True) -> str:
-        name = f"wirelab_test_{uuid.uuid4().hex[:12]}"
-        template = f' TEMPLATE "{postgres_template}"' if migrated else ""
-        _postgres_admin(postgres_admin_url, f'CREATE DATABASE "{name}"{template}')
-        made.append(name)
-        return _postgres_url(postgres_admin_url, name)
+        return _new_postgres(postgres_admin_url, postgres_template if migrated else None, made)
 
     yield make
-    _postgres_admin(
-        postgres_admin_url, *(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in made)
+    _drop_postgres(postgres_admin_url, made)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--server-database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="metadata store of the servers that server_factory and module servers start",
     )
+
+
+@pytest.fixture(scope="session")
+def server_database(request: pytest.FixtureRequest) -> Iterator[Callable[[], str | None]]:
+    """``make()``: the ``database_url`` for a server a test starts: ``None`` (SQLite in
+    its data folder, the default) or, with ``--server-database postgresql``, a new
+    PostgreSQL database with the current schema, dropped at the end of the run."""
+    if request.config.getoption("--server-database") == "sqlite":
+        yield lambda: None
+        return
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    template: str = request.getfixturevalue("postgres_template")
+    made: list[str] = []
+
+    yield lambda: _new_postgres(admin_url, template, made)
+    _drop_postgres(admin_url, made)
 
 
 @pytest.fixture(scope="session")
@@ -293,7 +326,7 @@ def redis_prefix() -> str:
 
 @pytest.fixture
 def server_factory(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, server_database: Callable[[], str | None]
 ) -> Iterator[Callable[..., LiveServer]]:
     """Start servers with custom settings: ``server_factory(stream_limits=...)``.
 
@@ -306,6 +339,8 @@ def server_factory(
         def make(**settings: Any) -> LiveServer:
             if "data_dir" not in settings:
                 settings["data_dir"] = tmp_path_factory.mktemp("server-data")
+            if "database_url" not in settings:
+                settings["database_url"] = server_database()
             config = ServerConfig(**settings)
             return stack.enter_context(live_server(config))
 
