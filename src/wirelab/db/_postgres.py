@@ -30,8 +30,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
@@ -40,10 +39,8 @@ from psycopg_pool import ConnectionPool
 from .._exceptions import UsageError
 from ._api import DatabaseError, DatabaseFullError
 from ._pg_schema import check_version, current_version, migrate
-from ._repo_batch import RelayStore
-from ._repo_media import MediaJobs
-from ._repo_users import Users
 from ._sql import Conn, Cursor, Dialect
+from ._store import Store
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -183,17 +180,14 @@ async def upgrade(url: str) -> tuple[int, int]:
     return await _blocking("upgrade", _upgrade, url)
 
 
-class PostgresDatabase:
+class PostgresDatabase(Store):
     """A :class:`~wirelab.db.Database` in a PostgreSQL database. Create with :meth:`open`."""
 
     def __init__(self, pool: ConnectionPool, url: str, version: int) -> None:
         self._pool: ConnectionPool | None = pool
         self._executor = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="wirelab-pg")
         self._url = display_url(url)
-        self._version = version
-        self._users = Users(self)
-        self._relay = RelayStore(self)
-        self._media = MediaJobs(self)
+        super().__init__(version)
 
     @classmethod
     async def open(cls, url: str) -> PostgresDatabase:
@@ -215,26 +209,6 @@ class PostgresDatabase:
     def path(self) -> str:
         """The URL of the database, without its password."""
         return self._url
-
-    @property
-    def users(self) -> Users:
-        """The users and their tokens."""
-        return self._users
-
-    @property
-    def relay(self) -> RelayStore:
-        """The relay files and the blob journal."""
-        return self._relay
-
-    @property
-    def media(self) -> MediaJobs:
-        """The media jobs."""
-        return self._media
-
-    @property
-    def schema_version(self) -> int:
-        """The schema version (the ``schema_version`` table) at open time."""
-        return self._version
 
     def _pool_or_fail(self) -> ConnectionPool:
         if self._pool is None:
@@ -293,14 +267,3 @@ class PostgresDatabase:
             await loop.run_in_executor(self._executor, pool.close)
         finally:
             self._executor.shutdown(wait=True)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -26,17 +26,14 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 from .._exceptions import UsageError
 from ._api import DatabaseError, DatabaseFullError
 from ._migrations import migrate, schema_version
-from ._repo_batch import RelayStore
-from ._repo_media import MediaJobs
-from ._repo_users import Users
 from ._sql import Dialect
 from ._sqlite_group import GroupCommit
+from ._store import Store
 
 __all__ = ["BUSY_TIMEOUT_MS", "SQLITE", "SQLiteDatabase", "upgrade_sqlite"]
 
@@ -91,7 +88,7 @@ def _observe(fut: asyncio.Future[None]) -> None:
         fut.exception()
 
 
-class SQLiteDatabase:
+class SQLiteDatabase(Store):
     """A :class:`~wirelab.db.Database` in one SQLite file. Create with :meth:`open`."""
 
     def __init__(
@@ -100,11 +97,8 @@ class SQLiteDatabase:
         self._conn: sqlite3.Connection | None = conn
         self._executor = executor
         self._path = path
-        self._version = version
-        self._users = Users(self)
-        self._relay = RelayStore(self)
+        super().__init__(version)
         self._group = GroupCommit()
-        self._media = MediaJobs(self)
 
     @classmethod
     async def open(cls, path: str) -> SQLiteDatabase:
@@ -134,26 +128,6 @@ class SQLiteDatabase:
     def dialect(self) -> Dialect:
         """SQLite's :class:`~wirelab.db._sql.Dialect`."""
         return SQLITE
-
-    @property
-    def users(self) -> Users:
-        """The users and their tokens."""
-        return self._users
-
-    @property
-    def relay(self) -> RelayStore:
-        """The relay files and the blob journal."""
-        return self._relay
-
-    @property
-    def media(self) -> MediaJobs:
-        """The media jobs."""
-        return self._media
-
-    @property
-    def schema_version(self) -> int:
-        """The schema version (``PRAGMA user_version``) at open time."""
-        return self._version
 
     async def run(self, func: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``func(conn)`` in the database thread, after all earlier calls, and return.
@@ -208,14 +182,3 @@ class SQLiteDatabase:
             await loop.run_in_executor(self._executor, conn.close)
         finally:
             self._executor.shutdown(wait=True)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
