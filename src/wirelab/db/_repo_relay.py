@@ -4,8 +4,8 @@ FIFO order is the ``seq`` column (SQLite ``AUTOINCREMENT``, PostgreSQL identity:
 reused). Every method is one statement or one write transaction of the backend, so a
 delete and its journal entry commit together. Order and leases hold on every backend:
 a file is inserted under its recipient's lock (:meth:`Dialect.lock`), so ``seq`` grows in
-commit order within a queue, and a lease picks its row with ``FOR UPDATE SKIP LOCKED``
-where transactions run concurrently, so one file is never leased twice.
+commit order within a queue, and a lease locks the row it picks (``FOR UPDATE`` where
+transactions run concurrently), so one file is never leased twice.
 """
 
 from __future__ import annotations
@@ -232,7 +232,11 @@ class Relay:
                 # A file at its download limit cannot be downloaded: offering it would
                 # block every receiver behind it.
                 " AND (max_downloads IS NULL OR downloads < max_downloads)"
-                f" ORDER BY seq LIMIT 1{self._dialect.skip_locked}",
+                # FOR UPDATE, not SKIP LOCKED: the head of a queue that another transaction
+                # merely updates (a download being counted) must not be passed over (FIFO);
+                # a waiter re-checks the row when it is released and moves on to the next
+                # file if the head was leased meanwhile.
+                f" ORDER BY seq LIMIT 1{self._dialect.for_update}",
                 (recipient, now, now),
             ).fetchone()
             if row is None:
