@@ -6,6 +6,7 @@ pickup: reserve quota, insert the file (under quota), lease it, delete it (journ
 (so both see the same machine load); the ratio of the medians is the result.
 
     .venv/bin/python benchmarks/db_backends.py [--seconds 3] [--rounds 3] [--concurrency 16]
+        [--pool-sizes 2 8 16]   # PostgreSQL connections per store (default: the shipped 8)
 
 Needs the machine's PostgreSQL (``--admin-url``, default the local superuser with trust
 auth): a database is created for the run and dropped after it.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 
-from wirelab.db import Database, QuotaDefaults, RelayFile, connect, sqlite_url, upgrade
+from wirelab.db import Database, QuotaDefaults, RelayFile, _postgres, connect, sqlite_url, upgrade
 
 QUOTA = QuotaDefaults(bytes=10**15, files=10**9)
 
@@ -62,7 +63,8 @@ async def _sends(db: Database, seconds: float, concurrency: int) -> float:
 async def _open(url: str) -> Database:
     db = await connect(url)
     for r in range(4):
-        await db.users.add_user(f"r{r}")
+        if await db.users.get_user(f"r{r}") is None:
+            await db.users.add_user(f"r{r}")
     return db
 
 
@@ -75,10 +77,10 @@ async def main(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as folder:
             pg_url = f"{base}/{name}"
             await upgrade(pg_url)
-            stores = {
-                "sqlite": await _open(sqlite_url(Path(folder) / "w.db")),
-                "postgresql": await _open(pg_url),
-            }
+            stores = {"sqlite": await _open(sqlite_url(Path(folder) / "w.db"))}
+            for size in args.pool_sizes:
+                _postgres.POOL_SIZE = size  # read when a store opens
+                stores[f"pg pool={size}"] = await _open(pg_url)
             rates: dict[str, list[float]] = {k: [] for k in stores}
             try:
                 for _ in range(args.rounds):
@@ -93,8 +95,9 @@ async def main(args: argparse.Namespace) -> None:
     medians = {kind: statistics.median(r) for kind, r in rates.items()}
     print(f"db sends/s, {args.concurrency} concurrent tasks, median of {args.rounds} rounds")
     for kind, rate in medians.items():
-        print(f"  {kind:<10} {rate:8.0f}   rounds: {', '.join(f'{r:.0f}' for r in rates[kind])}")
-    print(f"  ratio postgresql/sqlite: {medians['postgresql'] / medians['sqlite']:.2f}")
+        ratio = rate / medians["sqlite"]
+        rounds = ", ".join(f"{r:.0f}" for r in rates[kind])
+        print(f"  {kind:<12} {rate:8.0f}  x{ratio:.2f} of sqlite   rounds: {rounds}")
 
 
 if __name__ == "__main__":
@@ -102,5 +105,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--pool-sizes", type=int, nargs="+", default=[8])
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     asyncio.run(main(parser.parse_args()))

@@ -200,3 +200,22 @@ async def test_the_last_two_commits_of_a_batch_deliver_it_once(stores: list[Data
         assert sorted(len(d) for d in delivered) == [0, 2]
         files = await stores[0].relay.batch_files(batch_id, now)
         assert [f.batch_index for f in files] == [0, 1]
+
+
+@pytest.mark.asyncio
+async def test_a_lease_never_misses_a_file_committed_before_it(stores: list[Database]) -> None:
+    """Each racer inserts a file, then leases one: as many files as leases are there, so
+    no lease may come back empty (a snapshot older than a competitor's insert would)."""
+    now = time.time()
+
+    async def send_and_take(store: Database, who: int) -> list[str]:
+        taken = []
+        for n in range(6):
+            await store.relay.insert_file(_file(who * 100 + n, now))
+            leased = await store.relay.lease_next("bob", now, f"l{who}", now + 60)
+            assert leased is not None
+            taken.append(leased.id)
+        return taken
+
+    taken = await asyncio.gather(*(send_and_take(s, i) for i, s in enumerate(stores)))
+    assert len({f for t in taken for f in t}) == 6 * RACERS

@@ -4,8 +4,9 @@ FIFO order is the ``seq`` column (SQLite ``AUTOINCREMENT``, PostgreSQL identity:
 reused). Every method is one statement or one write transaction of the backend, so a
 delete and its journal entry commit together. Order and leases hold on every backend:
 a file is inserted under its recipient's lock (:meth:`Dialect.lock`), so ``seq`` grows in
-commit order within a queue, and a lease locks the row it picks (``FOR UPDATE`` where
-transactions run concurrently), so one file is never leased twice.
+commit order within a queue; a lease takes the same lock and locks the row it picks
+(``FOR UPDATE`` where transactions run concurrently), so one file is never leased twice
+and a lease never misses a file committed before it.
 """
 
 from __future__ import annotations
@@ -225,6 +226,10 @@ class Relay:
         """See :meth:`wirelab.db.RelayRepository.lease_next`."""
 
         def lease(conn: Conn) -> RelayFile | None:
+            # Leases of one inbox take turns, as on SQLite: the SELECT below then runs on a
+            # snapshot taken after the previous lease and every insert into the queue
+            # committed, so it never misses a file that arrived while it waited for a row.
+            self._dialect.lock(conn, queue_lock(recipient))
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
                 " WHERE recipient = ? AND expires_at > ?"
