@@ -51,27 +51,27 @@ def _sender_lock(sender: str) -> str:
 
 def usage(conn: Conn, recipient: str, now: float, quota: QuotaDefaults) -> Usage | None:
     """``recipient``'s usage (files + held reservations) and quotas; ``None``: no user."""
-    user = conn.execute(
-        "SELECT quota_bytes, quota_files FROM users WHERE name = ?", (recipient,)
+    # One statement (one round trip on a client-server engine) instead of three.
+    row = conn.execute(
+        "SELECT quota_bytes, quota_files,"
+        " (SELECT COALESCE(SUM(size), 0) FROM relay_files"
+        "  WHERE recipient = ? AND expires_at > ?),"
+        " (SELECT COUNT(*) FROM relay_files WHERE recipient = ? AND expires_at > ?),"
+        " (SELECT COALESCE(SUM(reserved_bytes), 0) FROM relay_blob_journal"
+        "  WHERE recipient = ? AND (reserved_until IS NULL OR reserved_until > ?)),"
+        " (SELECT COALESCE(SUM(reserved_files), 0) FROM relay_blob_journal"
+        "  WHERE recipient = ? AND (reserved_until IS NULL OR reserved_until > ?))"
+        " FROM users WHERE name = ?",
+        (recipient, now) * 4 + (recipient,),
     ).fetchone()
-    if user is None:
+    if row is None:
         return None
-    files = conn.execute(
-        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM relay_files"
-        " WHERE recipient = ? AND expires_at > ?",
-        (recipient, now),
-    ).fetchone()
-    reserved = conn.execute(
-        "SELECT COALESCE(SUM(reserved_bytes), 0), COALESCE(SUM(reserved_files), 0)"
-        " FROM relay_blob_journal WHERE recipient = ?"
-        " AND (reserved_until IS NULL OR reserved_until > ?)",
-        (recipient, now),
-    ).fetchone()
+    quota_bytes, quota_files, file_bytes, file_count, held_bytes, held_files = row
     return Usage(
-        used_bytes=int(files[0]) + int(reserved[0]),
-        used_files=int(files[1]) + int(reserved[1]),
-        limit_bytes=quota.bytes if user[0] is None else int(user[0]),
-        limit_files=quota.files if user[1] is None else int(user[1]),
+        used_bytes=int(file_bytes) + int(held_bytes),
+        used_files=int(file_count) + int(held_files),
+        limit_bytes=quota.bytes if quota_bytes is None else int(quota_bytes),
+        limit_files=quota.files if quota_files is None else int(quota_files),
     )
 
 
