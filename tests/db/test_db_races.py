@@ -4,13 +4,16 @@ and PostgreSQL gets from explicit locks (leases, claims, quotas, a batch's last 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 import pytest_asyncio
 
+from wirelab.auth import UserNotFoundError
 from wirelab.db import (
     Database,
     MediaJob,
@@ -219,3 +222,27 @@ async def test_a_lease_never_misses_a_file_committed_before_it(stores: list[Data
 
     taken = await asyncio.gather(*(send_and_take(s, i) for i, s in enumerate(stores)))
     assert len({f for t in taken for f in t}) == 6 * RACERS
+
+
+@pytest.mark.asyncio
+async def test_no_file_sent_while_a_user_is_removed_reaches_its_successor(
+    stores: list[Database],
+) -> None:
+    now = time.time()
+    for round_ in range(5):
+        name = f"dave{round_}"
+        await stores[0].users.add_user(name)
+
+        async def send(i: int, file: RelayFile) -> None:
+            with contextlib.suppress(UserNotFoundError):
+                await stores[i].relay.insert_file(file, QUOTA)
+
+        await asyncio.gather(
+            stores[0].users.remove_user(name),
+            *(
+                send(i, replace(_file(round_ * 100 + i, now), recipient=name))
+                for i in range(1, RACERS)
+            ),
+        )
+        await stores[0].users.add_user(name)
+        assert await stores[0].relay.list_inbox(name, now) == []

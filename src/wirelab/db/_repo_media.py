@@ -14,7 +14,7 @@ from typing import Any
 from ._media_api import Heartbeat, MediaJob
 from ._sql import Backend, Conn
 
-__all__ = ["MediaJobs", "orphan_media_jobs"]
+__all__ = ["MediaJobs", "orphan_media_jobs", "owner_lock"]
 
 _COLUMNS = (
     "id, owner, state, request, request_hash, idempotency_key, progress, phase,"
@@ -43,6 +43,11 @@ def _one(conn: Conn, where: str, params: tuple[Any, ...]) -> MediaJob | None:
     return found[0] if found else None
 
 
+def owner_lock(owner: str) -> str:
+    """The lock name of ``owner``'s jobs (creating one; removing the owner)."""
+    return "media-owner:" + owner
+
+
 def _row(job: MediaJob) -> tuple[Any, ...]:
     values = list(astuple(job))
     values[9] = None if values[9] is None else int(values[9])
@@ -59,7 +64,7 @@ class MediaJobs:
 
     async def create(self, job: MediaJob, now: float) -> tuple[MediaJob, bool]:
         def create(conn: Conn) -> tuple[MediaJob, bool]:
-            self._dialect.lock(conn, "media-owner:" + job.owner)
+            self._dialect.lock(conn, owner_lock(job.owner))
             if job.idempotency_key is not None:
                 found = _one(
                     conn, "owner = ? AND idempotency_key = ?", (job.owner, job.idempotency_key)

@@ -18,8 +18,9 @@ from ..auth import (
     validate_user_name,
 )
 from ._api import UNCHANGED, Unchanged, User
-from ._repo_media import orphan_media_jobs
+from ._repo_media import orphan_media_jobs, owner_lock
 from ._repo_purge import purge_user
+from ._repo_reserve import queue_lock
 from ._sql import Backend, Conn
 
 __all__ = ["Users"]
@@ -110,6 +111,10 @@ class Users:
         """See :meth:`wirelab.db.UserRepository.remove_user`."""
 
         def delete(conn: Conn) -> None:
+            # Inserts into the user's inbox and job creations wait, or are waited for: none
+            # can slip in between the purge below and the commit (where writers run
+            # concurrently), so none survives for a new user of the same name.
+            self._db.dialect.lock(conn, queue_lock(name), owner_lock(name))
             if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise UserNotFoundError(f"no user named {name!r}")
             # A new user of the same name must not inherit the old one's inbox, uploads,
