@@ -331,16 +331,17 @@ def server_factory(
     """Start servers with custom settings: ``server_factory(stream_limits=...)``.
 
     Every server started is stopped at teardown. Each gets its own data folder (unless
-    ``data_dir=`` is given), outside
+    ``data_dir=`` is given: then the folder's state, its SQLite store included, is the
+    test's, and ``--server-database`` does not apply), outside
     the test's ``tmp_path`` so that a test's own files are never mixed with the server's.
     """
     with ExitStack() as stack:
 
         def make(**settings: Any) -> LiveServer:
+            if "data_dir" not in settings and "database_url" not in settings:
+                settings["database_url"] = server_database()
             if "data_dir" not in settings:
                 settings["data_dir"] = tmp_path_factory.mktemp("server-data")
-            if "database_url" not in settings:
-                settings["database_url"] = server_database()
             config = ServerConfig(**settings)
             return stack.enter_context(live_server(config))
 
