@@ -223,6 +223,90 @@ def postgres_admin_url() -> str:
     return POSTGRES_ADMIN_URL
 
 
+def _postgres_admin(admin_url: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _postgres_url(admin_url: str, name: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _new_postgres(admin_url: str, template: str | None, made: list[str]) -> str:
+    """Create a database (a copy of ``template``, or empty), note its name in ``made``
+    (to drop), return its URL."""
+    name = f"wirelab_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    _postgres_admin(admin_url, f'CREATE DATABASE "{name}"{copy}')
+    made.append(name)
+    return _postgres_url(admin_url, name)
+
+
+def _drop_postgres(admin_url: str, made: list[str]) -> None:
+    _postgres_admin(admin_url, *(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in made))
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_admin_url: str) -> Iterator[str]:
+    """The name of a database migrated to the current schema once per run, to copy from
+    (``CREATE DATABASE ... TEMPLATE``: much faster than migrating each test's database)."""
+    import psycopg
+
+    from wirelab.db._pg_schema import migrate
+
+    name = f"wirelab_tpl_{uuid.uuid4().hex[:12]}"
+    _postgres_admin(postgres_admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(_postgres_url(postgres_admin_url, name), autocommit=True) as conn:
+            migrate(conn)
+        yield name
+    finally:
+        _postgres_admin(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_factory(
+    postgres_admin_url: str, postgres_template: str
+) -> Iterator[Callable[..., str]]:
+    """``make(migrated=True)``: the URL of a new database of this test only (with the
+    current schema, or empty), dropped after the test."""
+    made: list[str] = []
+
+    def make(migrated: bool = True) -> str:
+        return _new_postgres(postgres_admin_url, postgres_template if migrated else None, made)
+
+    yield make
+    _drop_postgres(postgres_admin_url, made)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--server-database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="metadata store of the servers that server_factory and module servers start",
+    )
+
+
+@pytest.fixture(scope="session")
+def server_database(request: pytest.FixtureRequest) -> Iterator[Callable[[], str | None]]:
+    """``make()``: the ``database_url`` for a server a test starts: ``None`` (SQLite in
+    its data folder, the default) or, with ``--server-database postgresql``, a new
+    PostgreSQL database with the current schema, dropped at the end of the run."""
+    if request.config.getoption("--server-database") == "sqlite":
+        yield lambda: None
+        return
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    template: str = request.getfixturevalue("postgres_template")
+    made: list[str] = []
+
+    yield lambda: _new_postgres(admin_url, template, made)
+    _drop_postgres(admin_url, made)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The machine's Redis; tests keep their keys under their own prefix (see
@@ -242,17 +326,20 @@ def redis_prefix() -> str:
 
 @pytest.fixture
 def server_factory(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, server_database: Callable[[], str | None]
 ) -> Iterator[Callable[..., LiveServer]]:
     """Start servers with custom settings: ``server_factory(stream_limits=...)``.
 
     Every server started is stopped at teardown. Each gets its own data folder (unless
-    ``data_dir=`` is given), outside
+    ``data_dir=`` is given: then the folder's state, its SQLite store included, is the
+    test's, and ``--server-database`` does not apply), outside
     the test's ``tmp_path`` so that a test's own files are never mixed with the server's.
     """
     with ExitStack() as stack:
 
         def make(**settings: Any) -> LiveServer:
+            if "data_dir" not in settings and "database_url" not in settings:
+                settings["database_url"] = server_database()
             if "data_dir" not in settings:
                 settings["data_dir"] = tmp_path_factory.mktemp("server-data")
             config = ServerConfig(**settings)

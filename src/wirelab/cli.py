@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import _cli_media, _cli_relay, _cli_stream, _cli_users
+from . import _cli_db, _cli_media, _cli_relay, _cli_stream, _cli_users
 from ._cli_common import (
     EXIT_DATA,
     ByteSize,
@@ -508,6 +508,7 @@ def stream(
 
 # --- users (server side) ----------------------------------------------------------------
 main.add_command(_cli_users.users)
+main.add_command(_cli_db.db)
 
 # --- relay (client side): login, logout, send, inbox, receive ------------------------
 _cli_relay.register(main)

@@ -20,12 +20,12 @@ from wirelab.crypto import (
     Encryptor,
     generate_keypair,
 )
-from wirelab.db import connect, sqlite_url
+from wirelab.db import connect
 from wirelab.testing._live import LiveServer
 
 
 def _add_users(server: LiveServer, *names: str) -> dict[str, str]:
-    url = sqlite_url(server.app.state.config.data_dir / "wirelab.db")
+    url = server.app.state.config.metadata_url
 
     async def run() -> dict[str, str]:
         async with await connect(url) as db:

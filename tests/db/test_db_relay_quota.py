@@ -1,4 +1,5 @@
-"""Quotas in the SQLite store: per-user settings, atomic reservations, migration of old data."""
+"""Quotas in the store (every backend): per-user settings, atomic reservations; and the
+migration of old SQLite data."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from wirelab.auth import UserNotFoundError
-from wirelab.db import UNCHANGED, Database, QuotaDefaults, QuotaExceeded, connect, sqlite_url
+from wirelab.db import UNCHANGED, Database, QuotaDefaults, QuotaExceeded, connect
 from wirelab.db._migrations import MIGRATIONS, migrate
 
 DEFAULTS = QuotaDefaults(bytes=100, files=10)
 
 
 @pytest.mark.asyncio
-async def test_set_quota_keeps_what_is_unchanged(tmp_path: Path) -> None:
-    async with await connect(sqlite_url(tmp_path / "w.db")) as db:
+async def test_set_quota_keeps_what_is_unchanged(db_url: str) -> None:
+    async with await connect(db_url) as db:
         await db.users.add_user("bob")
         user = await db.users.set_quota("bob", quota_bytes=5)
         assert (user.quota_bytes, user.quota_files) == (5, None)
@@ -34,8 +35,8 @@ async def test_set_quota_keeps_what_is_unchanged(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_reservations_count_and_end_with_their_journal_entry(tmp_path: Path) -> None:
-    async with await connect(sqlite_url(tmp_path / "w.db")) as db:
+async def test_reservations_count_and_end_with_their_journal_entry(db_url: str) -> None:
+    async with await connect(db_url) as db:
         await db.users.add_user("bob")
         now = time.time()
         usage = await db.relay.reserve([("k1", 60), ("k2", 30)], "bob", now, DEFAULTS)
@@ -52,8 +53,8 @@ async def test_reservations_count_and_end_with_their_journal_entry(tmp_path: Pat
 
 
 @pytest.mark.asyncio
-async def test_concurrent_reservations_from_two_stores_never_overshoot(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "w.db")
+async def test_concurrent_reservations_from_two_stores_never_overshoot(db_url: str) -> None:
+    url = db_url
     stores: list[Database] = [await connect(url), await connect(url)]
     try:
         await stores[0].users.add_user("bob")

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from wirelab.db import connect, sqlite_url
+from wirelab.db import connect
 from wirelab.media import MediaSettings, parse_networks
 from wirelab.media.testing import FPS, MediaServer, TestMedia, make_test_media, media_server
 from wirelab.testing._live import LiveServer
@@ -41,7 +41,7 @@ def source(test_media: TestMedia) -> Iterator[MediaServer]:
 
 def add_users(server: LiveServer, *names: str) -> dict[str, str]:
     """Create users in the server's store; return their tokens."""
-    url = sqlite_url(server.app.state.config.data_dir / "wirelab.db")
+    url = server.app.state.config.metadata_url
 
     async def run() -> dict[str, str]:
         async with await connect(url) as db:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from wirelab import UsageError
 from wirelab.cli import main
-from wirelab.db import connect, sqlite_url
+from wirelab.db import connect
 from wirelab.media import MediaSettings
 from wirelab.media.testing import MediaServer, stream_duration
 from wirelab.server import ServerConfig
@@ -49,7 +49,7 @@ def hopster(server: LiveServer) -> Iterator[HopsterClient]:
 
 def classic_jobs(server: LiveServer) -> list[Any]:
     """The classic user's jobs, newest first, read from the server's store."""
-    url = sqlite_url(server.app.state.config.data_dir / "wirelab.db")
+    url = server.app.state.config.metadata_url
 
     async def run() -> list[Any]:
         async with await connect(url) as db:

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from wirelab.cli import main
-from wirelab.db import connect, sqlite_url
+from wirelab.db import connect
 from wirelab.media.testing import MediaServer
 
 from .conftest import Media, ffmpeg_processes, group_alive, wait_job
@@ -356,7 +356,7 @@ def test_a_removed_users_jobs_go_with_it(media: Media, source: MediaServer) -> N
     job, _ = wait_job(media.alice, str(_submit(media, source=source.url("video.mp4"), end="1",
                                                accuracy="fast")["id"]))  # fmt: skip
     assert job["state"] == "succeeded"
-    url = sqlite_url(media.data_dir / "wirelab.db")
+    url = media.server.app.state.config.metadata_url
 
     async def replace_alice() -> str:
         async with await connect(url) as db:

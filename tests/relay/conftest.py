@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from wirelab.client import RelayClient
-from wirelab.db import connect, sqlite_url
+from wirelab.db import connect
 from wirelab.relay import RelayLimits
 from wirelab.server import ServerConfig
 from wirelab.stream import StreamLimits
@@ -42,7 +42,7 @@ class Relay:
 
 def add_users(server: LiveServer, *names: str) -> dict[str, str]:
     """Create users through the db API, in the server's own store; return their tokens."""
-    url = sqlite_url(server.app.state.config.data_dir / "wirelab.db")
+    url = server.app.state.config.metadata_url
 
     async def run() -> dict[str, str]:
         async with await connect(url) as db:
@@ -105,11 +105,14 @@ def client(relay: Relay, tmp_path: Path) -> Iterator[Callable[[str], RelayClient
 
 
 @pytest.fixture(scope="module")
-def module_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+def module_relay(
+    tmp_path_factory: pytest.TempPathFactory, server_database: Callable[[], str | None]
+) -> Iterator[Relay]:
     """One server per test module (users alice, bob and carol), for modules whose tests
     only read or add state; small stream and relay limits so that no request is long."""
     config = ServerConfig(
         data_dir=tmp_path_factory.mktemp("module-server-data"),
+        database_url=server_database(),
         stream_limits=StreamLimits(
             max_count=20, max_file_size=64 * 1024, max_total_bytes=256 * 1024, max_duration=0.3
         ),

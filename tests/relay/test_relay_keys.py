@@ -10,7 +10,7 @@ import os
 import httpx
 import pytest
 
-from wirelab.db import connect, sqlite_url
+from wirelab.db import connect
 
 from .conftest import Relay, add_users
 
@@ -61,7 +61,7 @@ def test_keys_need_a_token(relay: Relay) -> None:
 
 def test_a_new_user_of_the_same_name_has_no_key(relay: Relay) -> None:
     relay.bob.put("/v1/relay/keys/me", json={"algorithm": "x25519", "public_key": _b64(bytes(32))})
-    url = sqlite_url(relay.server.app.state.config.data_dir / "wirelab.db")
+    url = relay.server.app.state.config.metadata_url
 
     async def remove() -> None:
         async with await connect(url) as db:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from wirelab.db import UNCHANGED, connect, sqlite_url
+from wirelab.db import UNCHANGED, connect
 from wirelab.relay import RelayLimits
 
 from .conftest import Relay
@@ -152,7 +152,7 @@ def test_concurrent_chunked_sender_cannot_overshoot(relay_factory: Callable[...,
 
 
 def test_per_user_quota_overrides_the_default(relay: Relay) -> None:
-    url = sqlite_url(relay.server.app.state.config.data_dir / "wirelab.db")
+    url = relay.server.app.state.config.metadata_url
 
     async def set_bytes(value: int | None) -> None:
         async with await connect(url) as db:

@@ -31,6 +31,12 @@ def _files_under(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
+def _store(relay: Relay) -> list[str]:
+    """The options of ``wirelab users`` for the server's own store (SQLite or not)."""
+    config = relay.server.app.state.config
+    return ["--data-dir", str(config.data_dir), "--database-url", config.metadata_url]
+
+
 def test_reused_name_starts_empty(relay_factory: Callable[..., Relay]) -> None:
     relay = relay_factory(relay_limits=RelayLimits(sweep_interval=0.2))
     data = b"for the old bob"
@@ -45,7 +51,7 @@ def test_reused_name_starts_empty(relay_factory: Callable[..., Relay]) -> None:
     )
     assert batch.status_code == 201, batch.text
     data_dir = relay.server.app.state.config.data_dir
-    result = CliRunner().invoke(main, ["users", "remove", "bob", "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(main, ["users", "remove", "bob", *_store(relay)])
     assert result.exit_code == 0, result.output
 
     token = add_users(relay.server, "bob")["bob"]
@@ -82,7 +88,6 @@ def test_files_the_removed_user_sent_stay_with_their_recipients(relay: Relay) ->
     data = b"from bob"
     sent = _send(relay.bob, "alice", "keep.txt", data)
     assert sent.status_code == 201
-    data_dir = relay.server.app.state.config.data_dir
-    result = CliRunner().invoke(main, ["users", "remove", "bob", "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(main, ["users", "remove", "bob", *_store(relay)])
     assert result.exit_code == 0, result.output
     assert relay.alice.get(sent.json()["url"]).content == data

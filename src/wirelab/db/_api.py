@@ -49,7 +49,9 @@ class DatabaseFullError(DatabaseError):
 
 
 class SchemaVersionError(DatabaseError):
-    """The database was written by a newer wirelab: its schema version is unknown here."""
+    """The database's schema version is not this wirelab's: newer (written by a newer
+    wirelab, unknown here), or older on a backend that is not migrated when opened
+    (PostgreSQL: run ``wirelab db upgrade``)."""
 
 
 @dataclass(frozen=True, slots=True)

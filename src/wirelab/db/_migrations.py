@@ -1,19 +1,39 @@
-"""The SQLite schema as a versioned list of migrations, and the code that applies them.
+"""The schema as one versioned list of migrations for every backend, and the code that
+applies them.
 
-The schema version is ``PRAGMA user_version``: migration ``i`` (0-based) takes the
-database from version ``i`` to ``i + 1``. Append new migrations; never edit or reorder
-applied ones. Each migration runs in one ``BEGIN IMMEDIATE`` transaction together with the
-version bump (the header field is transactional in SQLite), so a crash leaves the database
-at either the old or the new version, never in between.
+Migration ``i`` (0-based) takes the database from version ``i`` to ``i + 1``. Append new
+migrations; never edit or reorder applied ones. They are written in SQLite's dialect, in
+the subset of types both engines share (``TEXT``, ``INTEGER``, ``REAL``, ``BLOB``,
+``INTEGER PRIMARY KEY [AUTOINCREMENT]``, ``STRICT`` tables); a backend rewrites the type
+names for its engine (:class:`Versioning` ``ddl``: PostgreSQL's in ``_pg_schema``), so
+one list serves both and SQLite runs the text unchanged.
+
+Each migration runs in one transaction together with the version bump, so a crash leaves
+the database at either the old or the new version, never in between. The version lives
+where the engine keeps it transactionally: ``PRAGMA user_version`` in SQLite (existing
+files keep upgrading), a ``schema_version`` table in PostgreSQL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from ._api import SchemaVersionError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Versioning",
+    "apply_migrations",
+    "migrate",
+    "outdated",
+    "schema_version",
+    "too_new",
+]
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: users and the hashes of their API tokens
@@ -207,36 +227,89 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def too_new(version: int, target: int = SCHEMA_VERSION) -> SchemaVersionError:
+    """The error for a database at ``version``, newer than this wirelab's ``target``."""
+    return SchemaVersionError(
+        f"database schema version {version} is newer than this wirelab supports "
+        f"({target}); upgrade wirelab"
+    )
+
+
+def outdated(version: int, target: int = SCHEMA_VERSION) -> SchemaVersionError:
+    """The error for a database at ``version``, older than ``target``: it needs an upgrade."""
+    return SchemaVersionError(
+        f"database schema version {version} is older than this wirelab's ({target}): "
+        "run 'wirelab db upgrade' (with the same --database-url) first"
+    )
+
+
+@dataclass(frozen=True)
+class Versioning:
+    """How one engine opens a migration transaction and keeps the schema version.
+
+    Every callable gets a connection in autocommit mode (statements ``BEGIN``/``COMMIT``
+    are sent as SQL). ``begin`` opens the transaction and takes whatever lock makes
+    concurrent migrators wait; ``read``/``write`` get/set the version inside it; ``ddl``
+    rewrites a migration's text for the engine; ``error`` is the engine's error class.
+    """
+
+    begin: Callable[[Any], None]
+    read: Callable[[Any], int]
+    write: Callable[[Any, int], None]
+    ddl: Callable[[str], str]
+    error: type[Exception]
+
+
+def _sqlite_write(conn: sqlite3.Connection, version: int) -> None:
+    conn.execute(f"PRAGMA user_version = {version:d}")
+
+
+SQLITE_VERSIONING = Versioning(
+    begin=lambda conn: conn.execute("BEGIN IMMEDIATE"),
+    read=schema_version,
+    write=_sqlite_write,
+    ddl=lambda script: script,
+    error=sqlite3.Error,
+)
+
+
 def migrate(conn: sqlite3.Connection, migrations: tuple[str, ...] = MIGRATIONS) -> int:
-    """Apply the pending ``migrations`` to ``conn`` and return the resulting version.
+    """Apply the pending ``migrations`` to the SQLite ``conn``; return the new version.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``) with no open
-    transaction. Re-running is a no-op. The version is re-read inside each write
-    transaction, so two processes migrating at once apply every migration once.
+    transaction. See :func:`apply_migrations`.
+    """
+    return apply_migrations(conn, SQLITE_VERSIONING, migrations)
+
+
+def apply_migrations(
+    conn: Any, versioning: Versioning, migrations: tuple[str, ...] = MIGRATIONS
+) -> int:
+    """Apply the pending ``migrations`` to ``conn`` and return the resulting version.
+
+    Re-running is a no-op. The version is re-read inside each write transaction (under
+    the engine's lock), so two processes migrating at once apply every migration once.
     Raises :class:`SchemaVersionError` when the database is newer than ``migrations``.
-    A failing migration is rolled back and its ``sqlite3.Error`` propagates.
+    A failing migration is rolled back and the engine's error propagates.
     """
     target = len(migrations)
     while True:
-        conn.execute("BEGIN IMMEDIATE")
+        versioning.begin(conn)
         try:
-            version = schema_version(conn)
+            version = versioning.read(conn)
             if version > target:
-                raise SchemaVersionError(
-                    f"database schema version {version} is newer than this wirelab "
-                    f"supports ({target}); upgrade wirelab"
-                )
+                raise too_new(version, target)
             if version == target:
                 conn.execute("COMMIT")
                 return version
             # executescript() would commit the open transaction first: run statements
             # one by one instead, so the migration and the version bump commit together.
-            for statement in _statements(migrations[version]):
+            for statement in _statements(versioning.ddl(migrations[version])):
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version + 1:d}")
+            versioning.write(conn, version + 1)
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
+            with contextlib.suppress(versioning.error):  # no transaction left to roll back
                 conn.execute("ROLLBACK")
             raise
 

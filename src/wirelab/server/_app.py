@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._fsio import private_dir
 from .._version import __version__
-from ..db import connect, sqlite_url
+from ..db import connect
 from ..media import MediaRuntime, MediaService
 from ..media import build_router as build_media_router
 from ..media._classic_routes import build_classic_router
@@ -102,8 +102,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             max_workers=max(1, config.worker_threads), thread_name_prefix="wirelab-gen"
         ) as executor:
             runtime.executor = executor if config.worker_threads else None
-            url = config.database_url or sqlite_url(config.data_dir / "wirelab.db")
-            async with await connect(url) as db:
+            async with await connect(config.metadata_url) as db:
                 limits = config.relay_limits
                 blobs = LocalBlobStore(config.data_dir / "relay", reserve_bytes=limits.disk_reserve)
                 service = RelayService(db, blobs, limits)

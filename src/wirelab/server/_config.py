@@ -113,3 +113,10 @@ class ServerConfig:
     def scheme(self) -> str:
         """``https`` when a certificate is configured, else ``http``."""
         return "http" if self.tls_certfile is None else "https"
+
+    @property
+    def metadata_url(self) -> str:
+        """The metadata store's URL: ``database_url``, else ``wirelab.db`` in ``data_dir``."""
+        from ..db import sqlite_url
+
+        return self.database_url or sqlite_url(self.data_dir / "wirelab.db")

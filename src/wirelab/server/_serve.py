@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from .._exceptions import UsageError
+from ..db import check_schema
 from ..stream import StreamRuntime
 from ._access_log import install_access_log_redaction
 from ._app import create_app
@@ -139,6 +140,8 @@ def run(config: ServerConfig) -> None:
     holds ``config.data_dir`` (see :mod:`._lock`); the lock is held until return.
     """
     with DataDirLock(config.data_dir):
+        if config.database_url:  # refused here in one line, not as a failed start-up
+            asyncio.run(check_schema(config.database_url))
         logging_setup = log_config(config.log_level)
         logging.config.dictConfig(logging_setup)  # before the limits are logged
         # Before the app is built: the default connection cap follows the soft limit.

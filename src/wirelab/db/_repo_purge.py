@@ -1,4 +1,4 @@
-"""Removing a user's relay data with the user (SQLite): a reused name starts empty.
+"""Removing a user's relay data with the user: a reused name starts empty.
 
 Runs inside the transaction that deletes the user row. Rows go at once; every blob key
 they referenced is journaled with reason ``"delete"`` (and no reservation), so the relay's
@@ -8,28 +8,27 @@ addressed to the old user can reach a new user of the same name, and nothing lea
 
 from __future__ import annotations
 
-import sqlite3
+from ._repo_reserve import JOURNAL_UPSERT
+from ._sql import Conn
 
 __all__ = ["purge_user"]
 
 
-def _orphan(conn: sqlite3.Connection, keys: list[str], now: float) -> None:
+def _orphan(conn: Conn, keys: list[str], now: float) -> None:
     """Journal ``keys`` for deletion, replacing their upload reservations."""
-    conn.executemany(
-        "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at)"
-        " VALUES (?, 'delete', ?)",
-        [(key, now) for key in keys],
-    )
+    conn.executemany(JOURNAL_UPSERT, [(key, "delete", now, None, 0, 0, None, None) for key in keys])
 
 
-def purge_user(conn: sqlite3.Connection, name: str, now: float) -> None:
+def purge_user(conn: Conn, name: str, now: float) -> None:
     """Delete everything addressed to ``name`` and every upload ``name`` was sending.
 
     Files ``name`` sent that were already delivered to others stay theirs.
     """
     keys = [
         str(row[0])
-        for row in conn.execute("SELECT blob_key FROM relay_files WHERE recipient = ?", (name,))
+        for row in conn.execute(
+            "SELECT blob_key FROM relay_files WHERE recipient = ?", (name,)
+        ).fetchall()
     ]
     conn.execute("DELETE FROM relay_files WHERE recipient = ?", (name,))
     # Uploads to or from the user: a complete one is only a record (its file, if it was
@@ -50,7 +49,7 @@ def purge_user(conn: sqlite3.Connection, name: str, now: float) -> None:
         str(row[0])
         for row in conn.execute(
             "SELECT blob_key FROM relay_blob_journal WHERE recipient = ?", (name,)
-        )
+        ).fetchall()
     ]
     _orphan(conn, keys, now)
     conn.execute("DELETE FROM relay_keys WHERE name = ?", (name,))

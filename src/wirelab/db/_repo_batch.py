@@ -1,26 +1,28 @@
-"""Batches in the SQLite relay store: several uploads delivered in one transaction.
+"""Batches in the relay store: several uploads delivered in one transaction.
 
 A batch's uploads go ``receiving`` -> ``committed`` (blob verified and in place, journal
 entry and quota reservation kept) -> ``complete``. The commit of the last one delivers
 the whole batch in the same transaction: the file rows are inserted in manifest order (so
 they are adjacent in FIFO order), the journal entries dropped, the batch marked delivered.
+The commit locks the batch row first, so of two last uploads committing at once on a
+backend with concurrent writers, the second sees the first and delivers the batch.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import astuple
 from typing import Any
 
 from ._api import RelayBatch, RelayFile, RelayUpload
-from ._sqlite_relay import (
+from ._repo_relay import (
     _UPLOAD_COLUMNS,
-    SQLiteRelay,
+    Relay,
     _insert_file,
     _select_files,
 )
+from ._sql import Conn, Dialect
 
-__all__ = ["SQLiteRelayStore"]
+__all__ = ["RelayStore"]
 
 _BATCH_COLUMNS = (
     "id, owner, recipient, note, ttl, max_downloads, count, created_at, expires_at, delivered_at"
@@ -31,7 +33,7 @@ def _batch(row: tuple[Any, ...] | None) -> RelayBatch | None:
     return None if row is None else RelayBatch(*row)
 
 
-def _uploads(conn: sqlite3.Connection, batch_id: str) -> list[RelayUpload]:
+def _uploads(conn: Conn, batch_id: str) -> list[RelayUpload]:
     cursor = conn.execute(
         f"SELECT {_UPLOAD_COLUMNS} FROM relay_uploads"  # noqa: S608
         " WHERE batch_id = ? ORDER BY batch_index",
@@ -41,7 +43,7 @@ def _uploads(conn: sqlite3.Connection, batch_id: str) -> list[RelayUpload]:
 
 
 def _deliver(
-    conn: sqlite3.Connection, batch: RelayBatch, now: float, default_ttl: float
+    conn: Conn, dialect: Dialect, batch: RelayBatch, now: float, default_ttl: float
 ) -> list[RelayFile]:
     """Insert the files of ``batch`` (all committed) in manifest order; mark delivered."""
     ttl = default_ttl if batch.ttl is None else batch.ttl
@@ -68,7 +70,7 @@ def _deliver(
         for u in _uploads(conn, batch.id)
     ]
     for file in files:
-        _insert_file(conn, file)
+        _insert_file(conn, dialect, file)
     conn.execute("UPDATE relay_uploads SET state = 'complete' WHERE batch_id = ?", (batch.id,))
     conn.execute(
         "UPDATE relay_batches SET delivered_at = ?, expires_at = ? WHERE id = ?",
@@ -77,7 +79,7 @@ def _deliver(
     return files
 
 
-def _drop(conn: sqlite3.Connection, batch_id: str) -> list[str]:
+def _drop(conn: Conn, batch_id: str) -> list[str]:
     """Delete an undelivered batch and its uploads; the keys to discard."""
     keys = [u.id for u in _uploads(conn, batch_id) if not u.complete]
     conn.execute("DELETE FROM relay_uploads WHERE batch_id = ?", (batch_id,))
@@ -85,13 +87,13 @@ def _drop(conn: sqlite3.Connection, batch_id: str) -> list[str]:
     return keys
 
 
-class SQLiteRelayStore(SQLiteRelay):
+class RelayStore(Relay):
     """The relay repository with batches (see :class:`~wirelab.db.RelayRepository`)."""
 
     async def create_batch(self, batch: RelayBatch, uploads: list[RelayUpload]) -> None:
         """See :meth:`wirelab.db.RelayRepository.create_batch`."""
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: Conn) -> None:
             conn.execute(
                 f"INSERT INTO relay_batches ({_BATCH_COLUMNS})"  # noqa: S608
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -108,7 +110,7 @@ class SQLiteRelayStore(SQLiteRelay):
     async def get_batch(self, batch_id: str) -> RelayBatch | None:
         """See :meth:`wirelab.db.RelayRepository.get_batch`."""
 
-        def select(conn: sqlite3.Connection) -> RelayBatch | None:
+        def select(conn: Conn) -> RelayBatch | None:
             row = conn.execute(
                 f"SELECT {_BATCH_COLUMNS} FROM relay_batches WHERE id = ?",  # noqa: S608
                 (batch_id,),
@@ -135,25 +137,26 @@ class SQLiteRelayStore(SQLiteRelay):
     ) -> list[RelayFile]:
         """See :meth:`wirelab.db.RelayRepository.commit_batch_upload`."""
 
-        def commit(conn: sqlite3.Connection) -> list[RelayFile]:
+        def commit(conn: Conn) -> list[RelayFile]:
+            row = conn.execute(
+                f"SELECT {_BATCH_COLUMNS} FROM relay_batches WHERE id ="  # noqa: S608
+                " (SELECT batch_id FROM relay_uploads WHERE id = ?)"
+                f"{self._dialect.for_update}",
+                (upload_id,),
+            ).fetchone()
             conn.execute(
                 "UPDATE relay_uploads SET state = 'committed', sha256 = ?"
                 " WHERE id = ? AND state = 'receiving'",
                 (sha256, upload_id),
             )
-            row = conn.execute(
-                f"SELECT {_BATCH_COLUMNS} FROM relay_batches WHERE id ="  # noqa: S608
-                " (SELECT batch_id FROM relay_uploads WHERE id = ?) AND delivered_at IS NULL",
-                (upload_id,),
-            ).fetchone()
             batch = _batch(row)
-            if batch is None:
+            if batch is None or batch.delivered_at is not None:
                 return []
             waiting = conn.execute(
                 "SELECT COUNT(*) FROM relay_uploads WHERE batch_id = ? AND state = 'receiving'",
                 (batch.id,),
             ).fetchone()[0]
-            return [] if waiting else _deliver(conn, batch, now, default_ttl)
+            return [] if waiting else _deliver(conn, self._dialect, batch, now, default_ttl)
 
         return await self._db.write(commit)
 
@@ -164,7 +167,7 @@ class SQLiteRelayStore(SQLiteRelay):
     async def delete_expired_batches(self, now: float) -> list[str]:
         """See :meth:`wirelab.db.RelayRepository.delete_expired_batches`."""
 
-        def delete(conn: sqlite3.Connection) -> list[str]:
+        def delete(conn: Conn) -> list[str]:
             keys: list[str] = []
             rows = conn.execute(
                 "SELECT id, delivered_at FROM relay_batches WHERE expires_at <= ?", (now,)
@@ -181,10 +184,12 @@ class SQLiteRelayStore(SQLiteRelay):
     async def set_public_key(self, name: str, algorithm: str, public_key: str, now: float) -> None:
         """See :meth:`wirelab.db.RelayRepository.set_public_key`."""
 
-        def upsert(conn: sqlite3.Connection) -> None:
+        def upsert(conn: Conn) -> None:
             conn.execute(
-                "INSERT OR REPLACE INTO relay_keys (name, algorithm, public_key, updated_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO relay_keys (name, algorithm, public_key, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " algorithm = excluded.algorithm, public_key = excluded.public_key,"
+                " updated_at = excluded.updated_at",
                 (name, algorithm, public_key, now),
             )
 
@@ -193,7 +198,7 @@ class SQLiteRelayStore(SQLiteRelay):
     async def get_public_key(self, name: str) -> tuple[str, str] | None:
         """See :meth:`wirelab.db.RelayRepository.get_public_key`."""
 
-        def select(conn: sqlite3.Connection) -> tuple[str, str] | None:
+        def select(conn: Conn) -> tuple[str, str] | None:
             row = conn.execute(
                 "SELECT k.algorithm, k.public_key FROM relay_keys k"
                 " JOIN users u ON u.name = k.name WHERE k.name = ?",

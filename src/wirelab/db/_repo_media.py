@@ -1,21 +1,20 @@
-"""The SQLite :class:`~wirelab.db.MediaJobRepository`: the ``media_jobs`` table.
+"""The backend-neutral :class:`~wirelab.db.MediaJobRepository`: the ``media_jobs`` table.
 
-Claims are one ``BEGIN IMMEDIATE`` transaction in the database thread, so a job is never
-handed to two workers; every worker write checks ``lease_owner`` in its ``WHERE``.
+A claim is one write transaction that picks its row with ``FOR UPDATE SKIP LOCKED`` where
+writers run concurrently (SQLite runs one at a time), so a job is never handed to two
+workers; every worker write checks ``lease_owner`` in its ``WHERE``. Creating a job holds
+its owner's lock, so the de-duplication checks and the insert are one step.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import astuple
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._media_api import Heartbeat, MediaJob
+from ._sql import Backend, Conn
 
-if TYPE_CHECKING:
-    from ._sqlite import SQLiteDatabase
-
-__all__ = ["SQLiteMediaJobs", "orphan_media_jobs"]
+__all__ = ["MediaJobs", "orphan_media_jobs", "owner_lock"]
 
 _COLUMNS = (
     "id, owner, state, request, request_hash, idempotency_key, progress, phase,"
@@ -34,24 +33,38 @@ def _job(row: tuple[Any, ...]) -> MediaJob:
     return MediaJob(*values)
 
 
-def _select(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[MediaJob]:
+def _select(conn: Conn, where: str, params: tuple[Any, ...]) -> list[MediaJob]:
     cursor = conn.execute(f"SELECT {_COLUMNS} FROM media_jobs WHERE {where}", params)  # noqa: S608
     return [_job(row) for row in cursor.fetchall()]
 
 
-def _one(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> MediaJob | None:
+def _one(conn: Conn, where: str, params: tuple[Any, ...]) -> MediaJob | None:
     found = _select(conn, where + " LIMIT 1", params)
     return found[0] if found else None
 
 
-class SQLiteMediaJobs:
+def owner_lock(owner: str) -> str:
+    """The lock name of ``owner``'s jobs (creating one; removing the owner)."""
+    return "media-owner:" + owner
+
+
+def _row(job: MediaJob) -> tuple[Any, ...]:
+    values = list(astuple(job))
+    values[9] = None if values[9] is None else int(values[9])
+    values[10] = int(values[10])
+    return tuple(values)
+
+
+class MediaJobs:
     """See :class:`wirelab.db.MediaJobRepository` for each method's contract."""
 
-    def __init__(self, db: SQLiteDatabase) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
+        self._dialect = db.dialect
 
     async def create(self, job: MediaJob, now: float) -> tuple[MediaJob, bool]:
-        def create(conn: sqlite3.Connection) -> tuple[MediaJob, bool]:
+        def create(conn: Conn) -> tuple[MediaJob, bool]:
+            self._dialect.lock(conn, owner_lock(job.owner))
             if job.idempotency_key is not None:
                 found = _one(
                     conn, "owner = ? AND idempotency_key = ?", (job.owner, job.idempotency_key)
@@ -69,7 +82,7 @@ class SQLiteMediaJobs:
                 return found, False
             conn.execute(
                 f"INSERT INTO media_jobs ({_COLUMNS}) VALUES ({_VALUES})",  # noqa: S608
-                astuple(job),
+                _row(job),
             )
             return job, True
 
@@ -95,12 +108,16 @@ class SQLiteMediaJobs:
         return await self._db.run(lambda c: _one(c, where, (owner, request_hash)))
 
     async def claim(self, worker: str, now: float, lease_until: float) -> MediaJob | None:
-        def claim(conn: sqlite3.Connection) -> MediaJob | None:
-            job = _one(
-                conn, "state = 'queued' AND not_before <= ? ORDER BY not_before, seq", (now,)
+        def claim(conn: Conn) -> MediaJob | None:
+            found = _select(
+                conn,
+                "state = 'queued' AND not_before <= ? ORDER BY not_before, seq"
+                f" LIMIT 1{self._dialect.skip_locked}",
+                (now,),
             )
-            if job is None:
+            if not found:
                 return None
+            job = found[0]
             conn.execute(
                 "UPDATE media_jobs SET state = 'running', lease_owner = ?, lease_until = ?,"
                 " attempts = attempts + 1, started_at = COALESCE(started_at, ?),"
@@ -120,12 +137,13 @@ class SQLiteMediaJobs:
         progress: float,
         phase: str,
     ) -> Heartbeat:
-        def beat(conn: sqlite3.Connection) -> Heartbeat:
+        def beat(conn: Conn) -> Heartbeat:
             cursor = conn.execute(
-                "UPDATE media_jobs SET lease_until = ?, progress = MAX(progress, ?),"
+                "UPDATE media_jobs SET lease_until = ?,"
+                " progress = CASE WHEN progress > ? THEN progress ELSE ? END,"
                 " phase = ?, updated_at = ? WHERE id = ? AND lease_owner = ?"
                 " AND state = 'running'",
-                (lease_until, progress, phase, now, job_id, worker),
+                (lease_until, progress, progress, phase, now, job_id, worker),
             )
             row = conn.execute(
                 "SELECT cancel_requested FROM media_jobs WHERE id = ?", (job_id,)
@@ -145,7 +163,7 @@ class SQLiteMediaJobs:
         values = [result[name] for name in _RESULT_FIELDS]
         sets = ", ".join(f"result_{name} = ?" for name in _RESULT_FIELDS)
 
-        def succeed(conn: sqlite3.Connection) -> bool:
+        def succeed(conn: Conn) -> bool:
             cursor = conn.execute(
                 f"UPDATE media_jobs SET {sets}, state = 'succeeded', progress = 100,"  # noqa: S608
                 " phase = 'done', error_message = NULL, error_retryable = NULL,"
@@ -170,22 +188,21 @@ class SQLiteMediaJobs:
     ) -> bool:
         terminal = state != "queued"
 
-        def finish(conn: sqlite3.Connection) -> bool:
+        def finish(conn: Conn) -> bool:
             cursor = conn.execute(
                 "UPDATE media_jobs SET state = ?, phase = ?, error_message = ?,"
                 " error_retryable = ?, lease_owner = NULL, lease_until = NULL,"
                 " not_before = COALESCE(?, not_before), updated_at = ?,"
-                " finished_at = CASE WHEN ? THEN ? ELSE finished_at END"
+                " finished_at = COALESCE(?, finished_at)"
                 " WHERE id = ? AND lease_owner = ? AND state = 'running'",
                 (
                     state,
                     state if terminal else "waiting to retry",
                     message,
-                    retryable,
+                    None if retryable is None else int(retryable),
                     not_before,
                     now,
-                    terminal,
-                    now,
+                    now if terminal else None,
                     job_id,
                     worker,
                 ),
@@ -195,7 +212,7 @@ class SQLiteMediaJobs:
         return await self._db.write(finish)
 
     async def request_cancel(self, owner: str, job_id: str, now: float) -> MediaJob | None:
-        def cancel(conn: sqlite3.Connection) -> MediaJob | None:
+        def cancel(conn: Conn) -> MediaJob | None:
             conn.execute(
                 "UPDATE media_jobs SET state = 'canceled', phase = 'canceled',"
                 " cancel_requested = 1, finished_at = ?, updated_at = ?"
@@ -212,7 +229,7 @@ class SQLiteMediaJobs:
         return await self._db.write(cancel)
 
     async def delete(self, owner: str, job_id: str) -> MediaJob | None:
-        def delete(conn: sqlite3.Connection) -> MediaJob | None:
+        def delete(conn: Conn) -> MediaJob | None:
             job = _one(conn, "id = ? AND owner = ?", (job_id, owner))
             if job is not None and not job.active:
                 conn.execute("DELETE FROM media_jobs WHERE id = ?", (job_id,))
@@ -224,16 +241,15 @@ class SQLiteMediaJobs:
         where = "state = 'running'" + (" AND lease_until < ?" if expired_only else "")
         params: tuple[Any, ...] = (now,) if expired_only else ()
 
-        def requeue(conn: sqlite3.Connection) -> list[str]:
+        def requeue(conn: Conn) -> list[str]:
             jobs = _select(conn, where, params)
             for job in jobs:
                 state = "canceled" if job.cancel_requested else "queued"
                 conn.execute(
                     "UPDATE media_jobs SET state = ?, phase = ?, lease_owner = NULL,"
                     " lease_until = NULL, updated_at = ?,"
-                    " finished_at = CASE WHEN ? = 'canceled' THEN ? ELSE NULL END"
-                    " WHERE id = ?",
-                    (state, state, now, state, now, job.id),
+                    " finished_at = ? WHERE id = ?",
+                    (state, state, now, now if state == "canceled" else None, job.id),
                 )
             return [job.id for job in jobs]
 
@@ -249,16 +265,17 @@ class SQLiteMediaJobs:
         )
 
     async def clear_result(self, job_id: str, now: float) -> None:
-        await self._db.write(
-            lambda c: c.execute(
+        def clear(conn: Conn) -> None:
+            conn.execute(
                 "UPDATE media_jobs SET result_key = NULL, updated_at = ?, phase = 'expired'"
                 " WHERE id = ?",
                 (now, job_id),
             )
-        )
+
+        await self._db.write(clear)
 
 
-def orphan_media_jobs(conn: sqlite3.Connection, name: str, now: float) -> None:
+def orphan_media_jobs(conn: Conn, name: str, now: float) -> None:
     """Detach the media jobs of removed user ``name`` (inside the removing transaction).
 
     Their owner becomes ``""`` (no user can have that name, so a new user of the same

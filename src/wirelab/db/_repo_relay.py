@@ -1,25 +1,33 @@
-"""The SQLite :class:`~wirelab.db.RelayRepository`: relay files and the blob journal.
+"""The backend-neutral :class:`~wirelab.db.RelayRepository`: relay files and the blob journal.
 
-FIFO order is the ``seq`` column (``AUTOINCREMENT``: never reused, increasing in commit
-order). Every method is one statement or one ``BEGIN IMMEDIATE`` transaction in the
-database thread, so a lease cannot be handed out twice and a delete and its journal entry
-commit together.
+FIFO order is the ``seq`` column (SQLite ``AUTOINCREMENT``, PostgreSQL identity: never
+reused). Every method is one statement or one write transaction of the backend, so a
+delete and its journal entry commit together. Order and leases hold on every backend:
+a file is inserted under its recipient's lock (:meth:`Dialect.lock`), so ``seq`` grows in
+commit order within a queue; a lease takes the same lock and locks the row it picks
+(``FOR UPDATE`` where transactions run concurrently), so one file is never leased twice
+and a lease never misses a file committed before it.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import astuple, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..auth import UserNotFoundError
 from ._api import PendingLimits, QuotaDefaults, RelayFile, RelayUpload, Usage
-from ._sqlite_reserve import check, hold, release, reserve_keys, usage
+from ._repo_reserve import (
+    JOURNAL_UPSERT,
+    check,
+    hold,
+    queue_lock,
+    release,
+    reserve_keys,
+    usage,
+)
+from ._sql import Backend, Conn, Dialect
 
-if TYPE_CHECKING:
-    from ._sqlite import SQLiteDatabase
-
-__all__ = ["SQLiteRelay"]
+__all__ = ["Relay"]
 
 _COLUMNS = (
     "id, recipient, sender, name, media_type, note, size, sha256, blob_key, "
@@ -40,9 +48,7 @@ def _file(row: tuple[Any, ...]) -> RelayFile:
     return RelayFile(*row)
 
 
-def _select_file(
-    conn: sqlite3.Connection, recipient: str, file_id: str, now: float
-) -> RelayFile | None:
+def _select_file(conn: Conn, recipient: str, file_id: str, now: float) -> RelayFile | None:
     """File ``file_id`` of ``recipient`` if it has not expired at ``now``."""
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
@@ -52,26 +58,24 @@ def _select_file(
     return None if row is None else _file(row)
 
 
-def _select_files(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[RelayFile]:
+def _select_files(conn: Conn, where: str, params: tuple[Any, ...]) -> list[RelayFile]:
     """The files matching ``where`` (SQL after ``WHERE``, with ``?`` for ``params``)."""
     cursor = conn.execute(f"SELECT {_COLUMNS} FROM relay_files WHERE {where}", params)  # noqa: S608
     return [_file(row) for row in cursor.fetchall()]
 
 
-def _journal(conn: sqlite3.Connection, blob_key: str, reason: str, now: float) -> None:
+def _journal(conn: Conn, blob_key: str, reason: str, now: float) -> None:
     """Record ``blob_key`` in the blob journal (replacing an entry for the same key)."""
-    conn.execute(
-        "INSERT OR REPLACE INTO relay_blob_journal (blob_key, reason, created_at) VALUES (?, ?, ?)",
-        (blob_key, reason, now),
-    )
+    conn.execute(JOURNAL_UPSERT, (blob_key, reason, now, None, 0, 0, None, None))
 
 
-def _insert_file(conn: sqlite3.Connection, file: RelayFile) -> None:
+def _insert_file(conn: Conn, dialect: Dialect, file: RelayFile) -> None:
     """Insert ``file`` and drop its blob key from the journal (inside the caller's commit).
 
     :class:`~wirelab.auth.UserNotFoundError` when the recipient was removed meanwhile: a
     new user of the same name must never receive it.
     """
+    dialect.lock(conn, queue_lock(file.recipient))
     if conn.execute("SELECT 1 FROM users WHERE name = ?", (file.recipient,)).fetchone() is None:
         raise UserNotFoundError(f"no user named {file.recipient!r}")
     conn.execute(
@@ -82,16 +86,17 @@ def _insert_file(conn: sqlite3.Connection, file: RelayFile) -> None:
     conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
 
 
-class SQLiteRelay:
-    """The :class:`~wirelab.db.RelayRepository` of a :class:`SQLiteDatabase`."""
+class Relay:
+    """The :class:`~wirelab.db.RelayRepository` of a database ``db``."""
 
-    def __init__(self, db: SQLiteDatabase) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
+        self._dialect = db.dialect
 
     async def journal_add(self, blob_key: str, reason: str, now: float) -> None:
         """See :meth:`wirelab.db.RelayRepository.journal_add`."""
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: Conn) -> None:
             _journal(conn, blob_key, reason, now)
 
         await self._db.write(insert)
@@ -109,9 +114,17 @@ class SQLiteRelay:
     ) -> Usage:
         """See :meth:`wirelab.db.RelayRepository.reserve`."""
 
-        def insert(conn: sqlite3.Connection) -> Usage:
+        def insert(conn: Conn) -> Usage:
             return reserve_keys(
-                conn, keys, recipient, now, quota, sender=sender, pending=pending, until=until
+                conn,
+                self._dialect,
+                keys,
+                recipient,
+                now,
+                quota,
+                sender=sender,
+                pending=pending,
+                until=until,
             )
 
         return await self._db.write(insert)
@@ -120,7 +133,7 @@ class SQLiteRelay:
         self, blob_key: str, now: float, quota: QuotaDefaults, until: float
     ) -> None:
         """See :meth:`wirelab.db.RelayRepository.hold_reservation`."""
-        await self._db.write(lambda conn: hold(conn, blob_key, now, quota, until))
+        await self._db.write(lambda conn: hold(conn, self._dialect, blob_key, now, quota, until))
 
     async def release_reservation(self, blob_key: str, until: float) -> None:
         """See :meth:`wirelab.db.RelayRepository.release_reservation`."""
@@ -129,7 +142,7 @@ class SQLiteRelay:
     async def journal_remove(self, blob_key: str) -> None:
         """See :meth:`wirelab.db.RelayRepository.journal_remove`."""
 
-        def delete(conn: sqlite3.Connection) -> None:
+        def delete(conn: Conn) -> None:
             conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (blob_key,))
 
         await self._db.write(delete)
@@ -137,7 +150,7 @@ class SQLiteRelay:
     async def journal_list(self, reason: str | None = None) -> list[str]:
         """See :meth:`wirelab.db.RelayRepository.journal_list`."""
 
-        def select(conn: sqlite3.Connection) -> list[str]:
+        def select(conn: Conn) -> list[str]:
             if reason is None:
                 cursor = conn.execute("SELECT blob_key FROM relay_blob_journal ORDER BY created_at")
             else:
@@ -152,24 +165,25 @@ class SQLiteRelay:
     async def insert_file(self, file: RelayFile, quota: QuotaDefaults | None = None) -> None:
         """See :meth:`wirelab.db.RelayRepository.insert_file`."""
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: Conn) -> None:
             if quota is not None:
                 # The file's own reservation (one file, 0 bytes) is replaced by the file.
                 conn.execute(
                     "UPDATE relay_blob_journal SET reserved_files = 0 WHERE blob_key = ?",
                     (file.blob_key,),
                 )
+                self._dialect.lock(conn, queue_lock(file.recipient))
                 used = usage(conn, file.recipient, file.created_at, quota)
                 if used is not None:
                     check(file.recipient, used, file.size, 1)
-            _insert_file(conn, file)
+            _insert_file(conn, self._dialect, file)
 
         await self._db.write(insert)
 
     async def count_download(self, file_id: str) -> None:
         """See :meth:`wirelab.db.RelayRepository.count_download`."""
 
-        def update(conn: sqlite3.Connection) -> None:
+        def update(conn: Conn) -> None:
             conn.execute(
                 "UPDATE relay_files SET downloads = downloads + 1 WHERE id = ?", (file_id,)
             )
@@ -188,7 +202,7 @@ class SQLiteRelay:
     async def get_file(self, recipient: str, file_id: str, now: float) -> RelayFile | None:
         """See :meth:`wirelab.db.RelayRepository.get_file`."""
 
-        def select(conn: sqlite3.Connection) -> RelayFile | None:
+        def select(conn: Conn) -> RelayFile | None:
             return _select_file(conn, recipient, file_id, now)
 
         return await self._db.run(select)
@@ -196,7 +210,7 @@ class SQLiteRelay:
     async def delete_file(self, recipient: str, file_id: str, now: float) -> RelayFile | None:
         """See :meth:`wirelab.db.RelayRepository.delete_file`."""
 
-        def delete(conn: sqlite3.Connection) -> RelayFile | None:
+        def delete(conn: Conn) -> RelayFile | None:
             file = _select_file(conn, recipient, file_id, now)
             if file is None:
                 return None
@@ -211,7 +225,11 @@ class SQLiteRelay:
     ) -> RelayFile | None:
         """See :meth:`wirelab.db.RelayRepository.lease_next`."""
 
-        def lease(conn: sqlite3.Connection) -> RelayFile | None:
+        def lease(conn: Conn) -> RelayFile | None:
+            # Leases of one inbox take turns, as on SQLite: the SELECT below then runs on a
+            # snapshot taken after the previous lease and every insert into the queue
+            # committed, so it never misses a file that arrived while it waited for a row.
+            self._dialect.lock(conn, queue_lock(recipient))
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
                 " WHERE recipient = ? AND expires_at > ?"
@@ -219,7 +237,11 @@ class SQLiteRelay:
                 # A file at its download limit cannot be downloaded: offering it would
                 # block every receiver behind it.
                 " AND (max_downloads IS NULL OR downloads < max_downloads)"
-                " ORDER BY seq LIMIT 1",
+                # FOR UPDATE, not SKIP LOCKED: the head of a queue that another transaction
+                # merely updates (a download being counted) must not be passed over (FIFO);
+                # a waiter re-checks the row when it is released and moves on to the next
+                # file if the head was leased meanwhile.
+                f" ORDER BY seq LIMIT 1{self._dialect.for_update}",
                 (recipient, now, now),
             ).fetchone()
             if row is None:
@@ -239,7 +261,7 @@ class SQLiteRelay:
     async def next_lease_end(self, recipient: str, now: float) -> float | None:
         """See :meth:`wirelab.db.RelayRepository.next_lease_end`."""
 
-        def select(conn: sqlite3.Connection) -> float | None:
+        def select(conn: Conn) -> float | None:
             row = conn.execute(
                 "SELECT MIN(lease_until) FROM relay_files"
                 " WHERE recipient = ? AND expires_at > ? AND lease_until > ?",
@@ -254,7 +276,7 @@ class SQLiteRelay:
     ) -> RelayFile | None:
         """See :meth:`wirelab.db.RelayRepository.release_lease`."""
 
-        def release(conn: sqlite3.Connection) -> RelayFile | None:
+        def release(conn: Conn) -> RelayFile | None:
             file = _select_file(conn, recipient, file_id, now)
             if file is None:
                 return None
@@ -285,10 +307,10 @@ class SQLiteRelay:
     async def delete_expired(self, now: float, limit: int) -> list[str]:
         """See :meth:`wirelab.db.RelayRepository.delete_expired`."""
 
-        def delete(conn: sqlite3.Connection) -> list[str]:
+        def delete(conn: Conn) -> list[str]:
             rows = conn.execute(
-                "SELECT id, blob_key FROM relay_files WHERE expires_at <= ?"
-                " ORDER BY expires_at LIMIT ?",
+                "SELECT id, blob_key FROM relay_files WHERE expires_at <= ?"  # noqa: S608
+                f" ORDER BY expires_at LIMIT ?{self._dialect.skip_locked}",
                 (now, limit),
             ).fetchall()
             for file_id, blob_key in rows:
@@ -301,7 +323,7 @@ class SQLiteRelay:
     async def insert_upload(self, upload: RelayUpload) -> None:
         """See :meth:`wirelab.db.RelayRepository.insert_upload`."""
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: Conn) -> None:
             conn.execute(
                 f"INSERT INTO relay_uploads ({_UPLOAD_COLUMNS})"  # noqa: S608
                 f" VALUES ({_UPLOAD_VALUES})",
@@ -313,7 +335,7 @@ class SQLiteRelay:
     async def get_upload(self, upload_id: str) -> RelayUpload | None:
         """See :meth:`wirelab.db.RelayRepository.get_upload`."""
 
-        def select(conn: sqlite3.Connection) -> RelayUpload | None:
+        def select(conn: Conn) -> RelayUpload | None:
             row = conn.execute(
                 f"SELECT {_UPLOAD_COLUMNS} FROM relay_uploads WHERE id = ?",  # noqa: S608
                 (upload_id,),
@@ -325,7 +347,7 @@ class SQLiteRelay:
     async def list_uploads(self) -> list[RelayUpload]:
         """See :meth:`wirelab.db.RelayRepository.list_uploads`."""
 
-        def select(conn: sqlite3.Connection) -> list[RelayUpload]:
+        def select(conn: Conn) -> list[RelayUpload]:
             cursor = conn.execute(
                 f"SELECT {_UPLOAD_COLUMNS} FROM relay_uploads ORDER BY created_at"  # noqa: S608
             )
@@ -336,7 +358,7 @@ class SQLiteRelay:
     async def delete_upload(self, upload_id: str) -> None:
         """See :meth:`wirelab.db.RelayRepository.delete_upload`."""
 
-        def delete(conn: sqlite3.Connection) -> None:
+        def delete(conn: Conn) -> None:
             conn.execute("DELETE FROM relay_uploads WHERE id = ?", (upload_id,))
 
         await self._db.write(delete)
@@ -344,8 +366,8 @@ class SQLiteRelay:
     async def finish_upload(self, upload_id: str, file: RelayFile) -> None:
         """See :meth:`wirelab.db.RelayRepository.finish_upload`."""
 
-        def finish(conn: sqlite3.Connection) -> None:
-            _insert_file(conn, file)
+        def finish(conn: Conn) -> None:
+            _insert_file(conn, self._dialect, file)
             conn.execute(
                 "UPDATE relay_uploads SET state = 'complete', sha256 = ? WHERE id = ?",
                 (file.sha256, upload_id),

@@ -1,0 +1,171 @@
+"""The backend-neutral :class:`~wirelab.db.UserRepository`: users and their token hashes.
+
+Domain rules live here, not in a backend: names are validated, tokens are minted here and
+only their hashes are stored, and removing a user purges what was addressed to it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from ..auth import (
+    UserExistsError,
+    UserNotFoundError,
+    generate_token,
+    hash_token,
+    is_token_shaped,
+    validate_user_name,
+)
+from ._api import UNCHANGED, Unchanged, User
+from ._repo_media import orphan_media_jobs, owner_lock
+from ._repo_purge import purge_user
+from ._repo_reserve import queue_lock
+from ._sql import Backend, Conn
+
+__all__ = ["Users"]
+
+_USER_COLUMNS = "name, created_at, token_issued_at, quota_bytes, quota_files"
+_UserRow = tuple[str, str, str, int | None, int | None]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _user(row: _UserRow) -> User:
+    name, created_at, token_issued_at, quota_bytes, quota_files = row
+    return User(
+        name=name,
+        created_at=datetime.fromisoformat(created_at),
+        token_issued_at=datetime.fromisoformat(token_issued_at),
+        quota_bytes=quota_bytes,
+        quota_files=quota_files,
+    )
+
+
+class Users:
+    """The :class:`~wirelab.db.UserRepository` of a database ``db``."""
+
+    def __init__(self, db: Backend) -> None:
+        self._db = db
+
+    async def add_user(self, name: str) -> tuple[User, str]:
+        """See :meth:`wirelab.db.UserRepository.add_user`."""
+        validate_user_name(name)
+        token = generate_token()
+        now = _now()
+
+        def insert(conn: Conn) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO users (name, token_hash, created_at, token_issued_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (name, hash_token(token), now, now),
+                )
+            except Exception as exc:
+                if not self._db.dialect.is_unique_violation(exc, "users", "name"):
+                    raise
+                raise UserExistsError(f"user {name!r} already exists") from exc
+
+        await self._db.write(insert)
+        return _user((name, now, now, None, None)), token
+
+    async def get_user_by_token(self, token: str) -> User | None:
+        """See :meth:`wirelab.db.UserRepository.get_user_by_token`."""
+        if not isinstance(token, str) or not is_token_shaped(token):
+            return None
+        return await self._select_one("token_hash", hash_token(token))
+
+    async def get_user(self, name: str) -> User | None:
+        """See :meth:`wirelab.db.UserRepository.get_user`."""
+        return await self._select_one("name", name)
+
+    async def _select_one(self, column: str, value: str) -> User | None:
+        """The user whose (unique) ``column`` equals ``value``; ``column`` is a constant."""
+
+        def select(conn: Conn) -> _UserRow | None:
+            cursor = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE {column} = ?",  # noqa: S608
+                (value,),
+            )
+            row: _UserRow | None = cursor.fetchone()
+            return row
+
+        row = await self._db.run(select)
+        return None if row is None else _user(row)
+
+    async def list_users(self) -> list[User]:
+        """See :meth:`wirelab.db.UserRepository.list_users`."""
+
+        def select(conn: Conn) -> list[_UserRow]:
+            cursor = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users ORDER BY name"  # noqa: S608
+            )
+            rows: list[_UserRow] = cursor.fetchall()
+            return rows
+
+        return [_user(row) for row in await self._db.run(select)]
+
+    async def remove_user(self, name: str) -> None:
+        """See :meth:`wirelab.db.UserRepository.remove_user`."""
+
+        def delete(conn: Conn) -> None:
+            # Inserts into the user's inbox and job creations wait, or are waited for: none
+            # can slip in between the purge below and the commit (where writers run
+            # concurrently), so none survives for a new user of the same name.
+            self._db.dialect.lock(conn, queue_lock(name), owner_lock(name))
+            if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+                raise UserNotFoundError(f"no user named {name!r}")
+            # A new user of the same name must not inherit the old one's inbox, uploads,
+            # public key or media jobs.
+            purge_user(conn, name, time.time())
+            orphan_media_jobs(conn, name, time.time())
+
+        await self._db.write(delete)
+
+    async def rotate_token(self, name: str) -> str:
+        """See :meth:`wirelab.db.UserRepository.rotate_token`."""
+        token = generate_token()
+        now = _now()
+
+        def update(conn: Conn) -> None:
+            cursor = conn.execute(
+                "UPDATE users SET token_hash = ?, token_issued_at = ? WHERE name = ?",
+                (hash_token(token), now, name),
+            )
+            if cursor.rowcount == 0:
+                raise UserNotFoundError(f"no user named {name!r}")
+
+        await self._db.write(update)
+        return token
+
+    async def set_quota(
+        self,
+        name: str,
+        *,
+        quota_bytes: int | Unchanged | None = UNCHANGED,
+        quota_files: int | Unchanged | None = UNCHANGED,
+    ) -> User:
+        """See :meth:`wirelab.db.UserRepository.set_quota`."""
+        changes = {
+            column: value
+            for column, value in (("quota_bytes", quota_bytes), ("quota_files", quota_files))
+            if not isinstance(value, Unchanged)
+        }
+        for column, value in changes.items():
+            if value is not None and value < 0:
+                raise ValueError(f"{column} must be >= 0, not {value}")
+
+        def update(conn: Conn) -> _UserRow:
+            for column, value in changes.items():  # column is one of two constants
+                conn.execute(f"UPDATE users SET {column} = ? WHERE name = ?", (value, name))  # noqa: S608
+            row: _UserRow | None = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?",  # noqa: S608
+                (name,),
+            ).fetchone()
+            if row is None:
+                raise UserNotFoundError(f"no user named {name!r}")
+            return row
+
+        return _user(await self._db.write(update))

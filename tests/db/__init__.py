@@ -1,0 +1,1 @@
+"""Tests of the metadata store (the db contract suite: every backend)."""
