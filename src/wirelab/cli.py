@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import _cli_media, _cli_relay, _cli_stream, _cli_users
+from . import _cli_media, _cli_relay, _cli_stream, _cli_users, _cli_worker
 from ._cli_common import (
     EXIT_DATA,
     ByteSize,
@@ -259,6 +259,7 @@ def _tls_options(func: F) -> F:
     "user NAME; needs --media-source-template.  [default: off]",
 )
 @_tls_options
+@_cli_worker.jobs_options(lease=False)
 @click.option(
     "--cors-origins",
     envvar="WIRELAB_CORS_ORIGINS",
@@ -289,6 +290,8 @@ def serve(
     tls_keyfile: Path | None,
     classic_user: str | None,
     cors_origins: str | None,
+    jobs_url: str | None,
+    jobs_queue: str,
     as_json: bool,
     **limits: Any,
 ) -> None:
@@ -348,6 +351,8 @@ def serve(
         tls_keyfile=tls_keyfile,
         media_classic_user=classic_user,
         cors_origins=parse_origins(cors_origins),
+        jobs_url=jobs_url or None,
+        jobs_queue=jobs_queue,
     )
     _check_data_dir(config.data_dir, as_json)
     run(config)
@@ -510,3 +515,6 @@ _cli_relay.register(main)
 
 # --- media (client side): fetch, jobs, show, cancel -------------------------------------
 _cli_media.register(main)
+
+# --- worker (server side): runs media jobs queued on Celery ------------------------------
+main.add_command(_cli_worker.worker_command(_media_options))

@@ -46,6 +46,8 @@ class _Context:
 class EmbeddedRunner(Generic[J]):
     """A :class:`~wirelab.jobs.JobRunner` running ``handler`` for the jobs of ``queue``."""
 
+    remote = False
+
     def __init__(
         self,
         queue: JobQueue[J],
@@ -79,8 +81,13 @@ class EmbeddedRunner(Generic[J]):
                 await task
         self._tasks.clear()
 
-    def wake(self) -> None:
+    def wake(self, job_id: str | None = None) -> None:
         self._wake.set()
+
+    async def run(self, job: J, worker: str) -> None:
+        """Run one attempt of ``job``, claimed by ``worker``, as the embedded workers do
+        (heartbeats, cancel, time limit, retries); what a remote worker calls."""
+        await self._attempt(job, worker)
 
     def cancel(self, job_id: str) -> None:
         hint = self._hints.get(job_id)

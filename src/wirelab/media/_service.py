@@ -77,8 +77,10 @@ class MediaService:
         """The running ffmpeg (process group id) of each job attempt in this process."""
 
     async def start(self) -> None:
-        """Recover the blob store, clear stale work files, start the runner and sweeper."""
-        await self.blobs.recover()
+        """Recover the blob store (unless jobs run in other processes, which write it),
+        clear stale work files, start the runner and sweeper."""
+        if not self.runner.remote:
+            await self.blobs.recover()
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.runner.start()
@@ -119,7 +121,7 @@ class MediaService:
         ):
             raise InvalidRequest("this Idempotency-Key was used for a different request")
         if created:
-            self.runner.wake()
+            self.runner.wake(found.id)
         return found, created
 
     async def _check_active(self, owner: str) -> None:

@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._fsio import private_dir
 from .._version import __version__
-from ..db import connect, sqlite_url
+from ..db import connect
 from ..media import MediaRuntime, MediaService
 from ..media import build_router as build_media_router
 from ..media._classic_routes import build_classic_router
@@ -28,6 +28,7 @@ from ..storage import LocalBlobStore
 from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY
 from ..stream._routes import build_router as build_stream_router
+from ._assembly import database_url, media_blob_store, media_runner
 from ._config import ServerConfig
 from ._docs import install_docs
 from ._errors import install_error_handlers
@@ -89,8 +90,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             max_workers=max(1, config.worker_threads), thread_name_prefix="wirelab-gen"
         ) as executor:
             runtime.executor = executor if config.worker_threads else None
-            url = config.database_url or sqlite_url(config.data_dir / "wirelab.db")
-            async with await connect(url) as db:
+            async with await connect(database_url(config)) as db:
                 limits = config.relay_limits
                 blobs = LocalBlobStore(config.data_dir / "relay", reserve_bytes=limits.disk_reserve)
                 service = RelayService(db, blobs, limits)
@@ -99,9 +99,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 sweeper = asyncio.create_task(service.run_sweeper(), name="wirelab-relay-sweep")
                 media_service = MediaService(
                     db,
-                    LocalBlobStore(config.data_dir / "media"),
+                    media_blob_store(config),
                     config.media,
                     config.data_dir / "media-work",
+                    runner=media_runner(config),
                 )
                 await media_service.start()
                 media.service = media_service

@@ -1,0 +1,45 @@
+"""What the server and ``wirelab worker`` build alike from one :class:`ServerConfig`,
+so that both use the same database, the same media blob store and the same job runner
+settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..db import sqlite_url
+from ..jobs import CeleryRunner, JobRunner, RunnerSettings
+from ..media import MediaService
+from ..storage import BlobStore, LocalBlobStore
+from ._config import ServerConfig
+
+__all__ = ["database_url", "media_blob_store", "media_runner", "runner_settings"]
+
+
+def database_url(config: ServerConfig) -> str:
+    """The metadata store: ``database_url``, else SQLite in the data folder."""
+    return config.database_url or sqlite_url(config.data_dir / "wirelab.db")
+
+
+def media_blob_store(config: ServerConfig) -> BlobStore:
+    """The store of media results (the workers write it, the server reads it)."""
+    return LocalBlobStore(config.data_dir / "media")
+
+
+def runner_settings(config: ServerConfig) -> RunnerSettings:
+    """The settings of media job attempts, wherever they run."""
+    media = config.media
+    return RunnerSettings(
+        workers=media.workers,
+        timeout=media.job_timeout,
+        retries=media.retries,
+        backoff=media.retry_backoff,
+        lease=config.jobs_lease,
+    )
+
+
+def media_runner(config: ServerConfig) -> Callable[[MediaService], JobRunner] | None:
+    """The server's runner: ``None`` (the service's embedded default) or Celery."""
+    url = config.jobs_url
+    if url is None:
+        return None
+    return lambda _service: CeleryRunner(url, config.jobs_queue)
