@@ -5,7 +5,8 @@ machine's Redis, with its own queue and key prefix)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -16,6 +17,7 @@ from wirelab.jobs import (
     CeleryRunner,
     CeleryWorker,
     EmbeddedRunner,
+    JobContext,
     JobHandler,
     JobQueue,
     JobRunner,
@@ -27,6 +29,7 @@ StartRunner = Callable[
     [JobQueue[MediaJob], JobHandler[MediaJob], RunnerSettings],
     AbstractAsyncContextManager[JobRunner],
 ]
+Handler = Callable[[MediaJob, JobContext], Coroutine[Any, Any, None]]
 
 
 @asynccontextmanager
@@ -50,13 +53,11 @@ class _Worker:
     def __init__(self, sender: CeleryRunner, worker: CeleryWorker[MediaJob]) -> None:
         self.sender, self.worker = sender, worker
 
-    async def start(self) -> None:
-        await self.sender.start()
-        await self.worker.start()
+    async def start(self) -> None:  # pragma: no cover - started by celery() below
+        raise NotImplementedError
 
-    async def stop(self) -> None:
-        await self.worker.stop()
-        await self.sender.stop()
+    async def stop(self) -> None:  # pragma: no cover
+        raise NotImplementedError
 
     def wake(self, job_id: str | None = None) -> None:
         self.sender.wake(job_id)
@@ -65,31 +66,69 @@ class _Worker:
         self.sender.cancel(job_id)
 
 
+class _Consumers:
+    """Celery consumers in threads of the test process. Celery stops them all at once
+    (a process-wide flag), so they are stopped when the last one is no longer needed;
+    until then a worker stopped earlier hands the messages it gets back to the queue."""
+
+    def __init__(self) -> None:
+        self.live: list[tuple[Any, threading.Thread]] = []
+        self.needed = 0
+
+    def start(self, app: Any, concurrency: int) -> None:
+        from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
+
+        class Controller(TestWorkController):  # type: ignore[misc]
+            def should_use_eventloop(self) -> bool:
+                # kombu's event loop (hub) is process-wide: two consumers in one process
+                # would share it. The blocking loop keeps each on its own connection.
+                return False
+
+        setup_app_for_worker(app, "WARNING", None)
+        controller = Controller(
+            app=app, concurrency=concurrency, pool="threads", loglevel="WARNING",
+            logfile=None, ready_callback=None, without_heartbeat=True, without_mingle=True,
+            without_gossip=True, hostname=f"test-{len(self.live)}@localhost",
+        )  # fmt: skip
+        thread = threading.Thread(target=controller.start, daemon=True)
+        thread.start()
+        controller.ensure_started()
+        self.live.append((controller, thread))
+        self.needed += 1
+
+    def release(self) -> None:
+        from celery.worker import state
+
+        self.needed -= 1
+        if self.needed:
+            return
+        state.should_terminate = 0
+        for _, thread in self.live:
+            thread.join(30)
+            assert not thread.is_alive(), "a Celery consumer did not stop"
+        self.live.clear()
+        state.should_terminate = None
+
+
 def celery(url: str, queue: str) -> StartRunner:
+    consumers = _Consumers()
+
     @asynccontextmanager
     async def start(
         jobs: JobQueue[MediaJob], handler: JobHandler[MediaJob], settings: RunnerSettings
     ) -> AsyncIterator[JobRunner]:
-        from celery.contrib.testing.worker import start_worker
-
         sender = CeleryRunner(url, queue)
         runner = _Worker(sender, CeleryWorker(jobs, handler, settings, sender))
-        await runner.start()
+        await sender.start()
+        await runner.worker.start()
         register_task(sender.app, runner.worker, asyncio.get_running_loop())
-        consumer = start_worker(
-            sender.app,
-            concurrency=settings.workers,
-            pool="threads",
-            perform_ping_check=False,
-            loglevel="WARNING",
-            shutdown_timeout=20,
-        )
-        await asyncio.to_thread(consumer.__enter__)
+        await asyncio.to_thread(consumers.start, sender.app, settings.workers)
         try:
             yield runner
         finally:
-            await runner.stop()
-            await asyncio.to_thread(consumer.__exit__, None, None, None)
+            await runner.worker.stop()
+            await asyncio.to_thread(consumers.release)
+            await sender.stop()
 
     return start
 

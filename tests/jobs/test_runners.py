@@ -15,7 +15,7 @@ from wirelab.db import Database, MediaJob, connect, sqlite_url
 from wirelab.jobs import JobContext, RunnerSettings
 from wirelab.media import JobFailed
 
-from .conftest import StartRunner
+from .conftest import Handler, StartRunner
 
 FAST = RunnerSettings(
     workers=2, timeout=5, retries=1, backoff=0.05, heartbeat=0.05, poll=0.05, lease=2
@@ -43,7 +43,7 @@ async def _until(predicate: Callable[[], Awaitable[bool]]) -> None:
         await asyncio.sleep(0.02)
 
 
-def _succeeding(db: Database, handled: Counter[str]) -> Callable[..., Awaitable[None]]:
+def _succeeding(db: Database, handled: Counter[str]) -> Handler:
     """A handler that counts its calls, reports progress and records a success."""
 
     async def handler(job: MediaJob, context: JobContext) -> None:

@@ -142,10 +142,10 @@ class CeleryWorker(Generic[J]):
 
         The claim takes the oldest due job, usually the message's own; when that one is
         already taken (a duplicate) or done, another due job or nothing."""
-        if self._stopping:
-            await self.queue.announce(hint)
-            return
         async with self._slots:
+            if self._stopping:  # a message that came after the stop: for another worker
+                await self.queue.announce(hint)
+                return
             claimed = await self._claim()
             if claimed is None:
                 _log.debug("message for job %s: nothing due (done, or delivered twice)", hint)
@@ -184,7 +184,11 @@ class CeleryWorker(Generic[J]):
             return
         task = asyncio.create_task(self._run_claimed(*claimed))
         self._background.add(task)
-        task.add_done_callback(lambda done: (self._background.discard(done), self._slots.release()))
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        self._slots.release()
 
     async def _check_loop(self) -> None:
         period = max(0.05, self.settings.lease / 2)
