@@ -120,6 +120,8 @@ _MEDIA_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("result_ttl", _SECONDS, "Clips are deleted this long after their job ended, s.  "
      "[default: 1 day]"),
     ("job_timeout", _SECONDS, "Longest attempt of a media job, s.  [default: 3600]"),
+    ("retries", click.IntRange(0, 100), "Extra attempts after a network failure.  [default: 2]"),
+    ("retry_backoff", _SECONDS, "Wait before the first retry (doubles), s.  [default: 1]"),
     ("max_source_duration", _SECONDS, "Longest source accepted, s.  [default: 6 h]"),
     ("max_clip_duration", _SECONDS, "Longest clip, s.  [default: 3 h]"),
     ("max_output_size", ByteSize(), "Largest clip file (e.g. 4G).  [default: 4 GiB]"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -134,24 +134,10 @@ def celery(url: str, queue: str) -> StartRunner:
 
 
 @pytest.fixture(params=["embedded", "celery"])
-def start_runner(request: pytest.FixtureRequest) -> Iterator[StartRunner]:
+def start_runner(request: pytest.FixtureRequest) -> StartRunner:
     """``async with start_runner(queue, handler, settings) as runner``: a started runner
     of each kind (for Celery, with its worker; several share one Redis queue)."""
     if request.param == "embedded":
-        yield embedded
-        return
-    url: str = request.getfixturevalue("redis_url")
-    prefix: str = request.getfixturevalue("redis_prefix")
-    yield celery(url, prefix.rstrip(":"))
-    delete_keys(url, prefix)
-
-
-def delete_keys(url: str, prefix: str) -> None:
-    """Delete every Redis key starting with ``prefix``."""
-    import redis
-
-    client: Any = redis.Redis.from_url(url)
-    with client:
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
+        return embedded
+    url, prefix = request.getfixturevalue("redis_scratch")
+    return celery(url, prefix.rstrip(":"))
