@@ -139,11 +139,11 @@ def main() -> None:
         results["jobs_per_min_1_worker"] = round(batch(celery, source, args.jobs, 0.0), 1)
         stack.enter_context(worker(wirelab, root / "celery", queue, root / "worker2.log"))
         results["jobs_per_min_2_workers"] = round(batch(celery, source, args.jobs, 0.5), 1)
-    client: Any = redis.Redis.from_url(REDIS)
-    keys = list(client.scan_iter(match=f"{queue}:*"))
+    store: Any = redis.Redis.from_url(REDIS)
+    keys = list(store.scan_iter(match=f"{queue}:*"))
     if keys:
-        client.delete(*keys)
-    client.close()
+        store.delete(*keys)
+    store.close()
     if args.json:
         print(json.dumps(results))
     else:

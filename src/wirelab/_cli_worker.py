@@ -105,11 +105,13 @@ def worker_command(media_options: Decorator) -> click.Command:
         """
         if not jobs_url:
             raise click.UsageError("give --jobs-url (or WIRELAB_JOBS_URL): the Redis of the jobs")
+        from ._cli_users import database_url as existing_store
         from ._paths import default_data_dir
         from .media import media_settings
         from .server import ServerConfig
         from .server._worker import run_worker
 
+        existing_store(database_url, data_dir)  # a mistyped --data-dir: one line, exit 5
         media = {k.removeprefix("media_"): v for k, v in options.items()}
         config = ServerConfig(
             data_dir=data_dir or default_data_dir(),

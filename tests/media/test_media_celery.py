@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -133,10 +134,15 @@ def test_a_stopped_workers_job_goes_back_to_the_queue(media: Media, source: Medi
     assert media.work_files() == []
 
 
-def test_bad_jobs_settings_are_one_readable_line(runner: str) -> None:
+def test_bad_jobs_settings_are_one_readable_line(runner: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--jobs-url", "http://127.0.0.1:6379"])
     assert result.exit_code != 0
     assert "the jobs URL must be redis://" in result.output
     result = CliRunner().invoke(main, ["worker"])
     assert result.exit_code != 0
     assert "give --jobs-url" in result.output
+    result = CliRunner().invoke(
+        main, ["worker", "--jobs-url", "redis://127.0.0.1:1/0", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 5
+    assert "no wirelab database here" in result.output

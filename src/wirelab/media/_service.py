@@ -271,18 +271,19 @@ class MediaService:
                     _log.info("media sweep removed %d expired results", removed)
 
 
+def runner_settings(settings: MediaSettings) -> RunnerSettings:
+    """How attempts of media jobs run, wherever they run (server or worker)."""
+    return RunnerSettings(
+        workers=settings.workers,
+        timeout=settings.job_timeout,
+        retries=settings.retries,
+        backoff=settings.retry_backoff,
+    )
+
+
 def _embedded(service: MediaService) -> JobRunner:
-    settings = service.settings
     return EmbeddedRunner(
-        service.db.media,
-        service.run_job,
-        RunnerSettings(
-            workers=settings.workers,
-            timeout=settings.job_timeout,
-            retries=settings.retries,
-            backoff=settings.retry_backoff,
-        ),
-        clock=service.clock,
+        service.db.media, service.run_job, runner_settings(service.settings), clock=service.clock
     )
 
 

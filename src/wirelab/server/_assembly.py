@@ -5,10 +5,12 @@ settings."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..db import sqlite_url
 from ..jobs import CeleryRunner, JobRunner, RunnerSettings
 from ..media import MediaService
+from ..media._service import runner_settings as media_runner_settings
 from ..storage import BlobStore, LocalBlobStore
 from ._config import ServerConfig
 
@@ -26,15 +28,8 @@ def media_blob_store(config: ServerConfig) -> BlobStore:
 
 
 def runner_settings(config: ServerConfig) -> RunnerSettings:
-    """The settings of media job attempts, wherever they run."""
-    media = config.media
-    return RunnerSettings(
-        workers=media.workers,
-        timeout=media.job_timeout,
-        retries=media.retries,
-        backoff=media.retry_backoff,
-        lease=config.jobs_lease,
-    )
+    """The settings of media job attempts on a worker (the server's, plus the lease)."""
+    return replace(media_runner_settings(config.media), lease=config.jobs_lease)
 
 
 def media_runner(config: ServerConfig) -> Callable[[MediaService], JobRunner] | None:

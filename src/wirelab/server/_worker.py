@@ -88,6 +88,7 @@ def run_worker(config: ServerConfig) -> None:
             await db.close()
             shutil.rmtree(folder, ignore_errors=True)
             with contextlib.suppress(OSError):
+                folder.with_suffix(".lock").unlink()
                 os.close(fd)
 
         return worker, teardown
