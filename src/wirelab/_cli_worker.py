@@ -11,9 +11,37 @@ import click
 
 from ._cli_common import handle_errors, json_option
 
-__all__ = ["jobs_options", "worker_command"]
+__all__ = [
+    "data_dir_option",
+    "database_url_option",
+    "jobs_options",
+    "log_level_option",
+    "worker_command",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The options of the server's process that ``serve`` and ``worker`` share.
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="WIRELAB_DATA_DIR",
+    show_envvar=True,
+    help="Folder for server data.  [default: $XDG_DATA_HOME/wirelab]",
+)
+database_url_option = click.option(
+    "--database-url",
+    envvar="WIRELAB_DATABASE_URL",
+    show_envvar=True,
+    help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
+)
+log_level_option = click.option(
+    "--log-level",
+    default="info",
+    envvar="WIRELAB_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
+)
 
 
 def jobs_options(*, lease: bool) -> Callable[[F], F]:
@@ -57,26 +85,9 @@ def worker_command(media_options: Decorator) -> click.Command:
     options (one definition for both commands)."""
 
     @click.command("worker")
-    @click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="WIRELAB_DATA_DIR",
-        show_envvar=True,
-        help="The server's data folder.  [default: $XDG_DATA_HOME/wirelab]",
-    )
-    @click.option(
-        "--database-url",
-        envvar="WIRELAB_DATABASE_URL",
-        show_envvar=True,
-        help="The server's metadata store.  [default: sqlite:///DATA_DIR/wirelab.db]",
-    )
-    @click.option(
-        "--log-level",
-        default="info",
-        envvar="WIRELAB_LOG_LEVEL",
-        show_envvar=True,
-        type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
-    )
+    @data_dir_option
+    @database_url_option
+    @log_level_option
     @jobs_options(lease=True)
     @media_options
     @json_option

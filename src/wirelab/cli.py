@@ -218,20 +218,8 @@ def _tls_options(func: F) -> F:
     show_envvar=True,
     help="TCP port (0 picks a free one).",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="WIRELAB_DATA_DIR",
-    show_envvar=True,
-    help="Folder for server data.  [default: $XDG_DATA_HOME/wirelab]",
-)
-@click.option(
-    "--log-level",
-    default="info",
-    envvar="WIRELAB_LOG_LEVEL",
-    show_envvar=True,
-    type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
-)
+@_cli_worker.data_dir_option
+@_cli_worker.log_level_option
 @_stream_limit_options
 @click.option(
     "--worker-threads",
@@ -242,12 +230,7 @@ def _tls_options(func: F) -> F:
     help="Threads that generate and hash large random files, shared by all streams "
     "(0: on the event loop, the faster choice on 2 cores; see docs/design.md).",
 )
-@click.option(
-    "--database-url",
-    envvar="WIRELAB_DATABASE_URL",
-    show_envvar=True,
-    help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
-)
+@_cli_worker.database_url_option
 @_relay_options
 @_connection_options
 @_media_options

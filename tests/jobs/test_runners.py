@@ -7,12 +7,13 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
 from wirelab.db import Database, MediaJob, connect, sqlite_url
-from wirelab.jobs import JobContext, RunnerSettings
+from wirelab.jobs import JobContext, JobRunner, RunnerSettings
 from wirelab.media import JobFailed
 
 from .conftest import Handler, StartRunner
@@ -172,9 +173,17 @@ async def _sleeper(stopped: list[str], job: MediaJob, context: JobContext) -> No
         stopped.append(job.id)
 
 
-def _sleeping(limit: float) -> RunnerSettings:
-    """One worker, a ``limit`` of seconds per attempt."""
-    return RunnerSettings(workers=1, timeout=limit, heartbeat=0.05, poll=0.05, lease=2)
+@asynccontextmanager
+async def _sleeping_job(
+    start_runner: StartRunner, db: Database, limit: float, stopped: list[str]
+) -> AsyncIterator[JobRunner]:
+    """A runner (one worker, a ``limit`` of seconds per attempt) given one job that sleeps
+    until stopped (then its id goes to ``stopped``)."""
+    settings = RunnerSettings(workers=1, timeout=limit, heartbeat=0.05, poll=0.05, lease=2)
+    async with start_runner(db.media, partial(_sleeper, stopped), settings) as runner:
+        await db.media.create(_job(0), time.time())
+        runner.wake("job0")
+        yield runner
 
 
 def test_the_cancel_flag_in_the_db_stops_the_handler(
@@ -183,10 +192,7 @@ def test_the_cancel_flag_in_the_db_stops_the_handler(
     async def run() -> None:
         async with await connect(sqlite_url(tmp_path / "db.sqlite")) as db:
             stopped: list[str] = []
-            handler = partial(_sleeper, stopped)
-            async with start_runner(db.media, handler, _sleeping(60)) as runner:
-                await db.media.create(_job(0), time.time())
-                runner.wake("job0")
+            async with _sleeping_job(start_runner, db, 60, stopped):
                 await _until(_count(db, "running", 1))
                 # No hint to the runner: the flag in the db is enough.
                 await db.media.request_cancel("alice", "job0", time.time())
@@ -200,10 +206,7 @@ def test_an_attempt_past_the_timeout_fails(tmp_path: Path, start_runner: StartRu
     async def run() -> None:
         async with await connect(sqlite_url(tmp_path / "db.sqlite")) as db:
             stopped: list[str] = []
-            handler = partial(_sleeper, stopped)
-            async with start_runner(db.media, handler, _sleeping(0.3)) as runner:
-                await db.media.create(_job(0), time.time())
-                runner.wake("job0")
+            async with _sleeping_job(start_runner, db, 0.3, stopped):
                 await _until(_count(db, "failed", 1))
             assert stopped == ["job0"]
             job = await db.media.get("alice", "job0")
@@ -220,10 +223,7 @@ def test_a_stopped_runner_hands_its_job_back(tmp_path: Path, start_runner: Start
     async def run() -> None:
         async with await connect(sqlite_url(tmp_path / "db.sqlite")) as db:
             stopped: list[str] = []
-            handler = partial(_sleeper, stopped)
-            async with start_runner(db.media, handler, _sleeping(60)) as runner:
-                await db.media.create(_job(0), time.time())
-                runner.wake("job0")
+            async with _sleeping_job(start_runner, db, 60, stopped):
                 await _until(_count(db, "running", 1))
             assert stopped == ["job0"]
             assert len(await db.media.list_jobs("alice", "queued", 10)) == 1
