@@ -1,7 +1,8 @@
-"""Real ``wirelab worker`` child processes for the media tests on Celery."""
+"""Real ``wirelab worker`` (and ``wirelab serve``) child processes for the media tests."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from wirelab.media import MediaSettings
 
@@ -74,3 +76,13 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
+
+
+def serve_process_module() -> Any:
+    """tests/relay/_serve_process.py (the relay tests' real-server helper)."""
+    path = Path(__file__).parents[1] / "relay" / "_serve_process.py"
+    spec = importlib.util.spec_from_file_location("_relay_serve_process", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

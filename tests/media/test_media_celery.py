@@ -17,7 +17,7 @@ from wirelab.cli import main
 from wirelab.jobs import CeleryRunner
 from wirelab.media.testing import MediaServer
 
-from ._workers import WorkerProcess, media_flags
+from ._workers import WorkerProcess, media_flags, serve_process_module
 from .conftest import Media, ffmpeg_processes, group_alive, wait_job
 
 pytestmark = pytest.mark.parametrize("runner", ["celery"])
@@ -146,3 +146,39 @@ def test_bad_jobs_settings_are_one_readable_line(runner: str, tmp_path: Path) ->
     )
     assert result.exit_code == 5
     assert "no wirelab database here" in result.output
+
+
+def test_a_worker_beside_a_real_server_survives_its_restart(
+    tmp_path: Path, source: MediaServer, redis_scratch: tuple[str, str], runner: str
+) -> None:
+    """``wirelab serve`` holds the data folder's lock; a worker on the same folder runs
+    beside it. SIGKILL the server mid-job and start it again: the job keeps running on
+    the worker (the restarted server neither requeues it nor recovers the media store
+    under it) and completes once."""
+    serve = serve_process_module()
+    url, prefix = redis_scratch
+    queue = prefix.rstrip(":")
+    data = tmp_path / "data"
+    tokens = serve.add_users(data, "alice")
+    jobs = ["--jobs-url", url, "--jobs-queue", queue]
+    server = serve.ServeProcess(data, "--media-allow-network", "127.0.0.0/8", *jobs)
+    worker = WorkerProcess(data, url, queue, "--media-allow-network", "127.0.0.0/8")
+    source.slow_delay = 0.5
+    try:
+        headers = {"Authorization": f"Bearer {tokens['alice']}"}
+        with httpx.Client(base_url=server.url, headers=headers) as client:
+            job_id = _submit(
+                client, source=source.url("slow/hls/index.m3u8"), end="16", accuracy="exact"
+            )
+            _ffmpeg_of([worker])
+            server.kill()
+            server.start()
+            job, seen = wait_job(client, job_id)
+            assert job["state"] == "succeeded", job
+            assert job["attempts"] == 1
+            assert any(0 < p < 100 for p in seen)  # progress, through the new server
+            data_bytes = client.get(job["result"]["url"]).content
+            assert hashlib.sha256(data_bytes).hexdigest() == job["result"]["sha256"]
+    finally:
+        server.kill()
+        worker.stop()
