@@ -175,11 +175,17 @@ async def _sleeper(stopped: list[str], job: MediaJob, context: JobContext) -> No
 
 @asynccontextmanager
 async def _sleeping_job(
-    start_runner: StartRunner, db: Database, limit: float, stopped: list[str]
+    start_runner: StartRunner,
+    db: Database,
+    limit: float,
+    stopped: list[str],
+    heartbeat: float = 0.05,
 ) -> AsyncIterator[JobRunner]:
     """A runner (one worker, a ``limit`` of seconds per attempt) given one job that sleeps
     until stopped (then its id goes to ``stopped``)."""
-    settings = RunnerSettings(workers=1, timeout=limit, heartbeat=0.05, poll=0.05, lease=2)
+    settings = RunnerSettings(
+        workers=1, timeout=limit, heartbeat=heartbeat, poll=0.05, lease=max(2, 2 * heartbeat)
+    )
     async with start_runner(db.media, partial(_sleeper, stopped), settings) as runner:
         await db.media.create(_job(0), time.time())
         runner.wake("job0")
@@ -196,6 +202,26 @@ def test_the_cancel_flag_in_the_db_stops_the_handler(
                 await _until(_count(db, "running", 1))
                 # No hint to the runner: the flag in the db is enough.
                 await db.media.request_cancel("alice", "job0", time.time())
+                await _until(_count(db, "canceled", 1))
+            assert stopped == ["job0"]
+
+    asyncio.run(run())
+
+
+def test_a_cancel_hint_stops_the_handler_before_the_next_heartbeat(
+    tmp_path: Path, start_runner: StartRunner
+) -> None:
+    """The server's hint (for Celery: a Redis pub/sub message to the worker) makes the
+    runner read the flag at once: with a 60 s heartbeat, the job still ends within the
+    20 s that ``_until`` waits."""
+
+    async def run() -> None:
+        async with await connect(sqlite_url(tmp_path / "db.sqlite")) as db:
+            stopped: list[str] = []
+            async with _sleeping_job(start_runner, db, 600, stopped, heartbeat=60) as runner:
+                await _until(_count(db, "running", 1))
+                await db.media.request_cancel("alice", "job0", time.time())
+                runner.cancel("job0")
                 await _until(_count(db, "canceled", 1))
             assert stopped == ["job0"]
 
