@@ -17,6 +17,7 @@ with ``<queue>:``, so several deployments (or test runs) share one Redis safely.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 from typing import Any
 
@@ -40,11 +41,17 @@ DEFAULT_QUEUE = "wirelab"
 
 
 def check_jobs_url(url: str) -> str:
-    """``url`` if it is a Redis URL; :class:`~wirelab.UsageError` otherwise."""
+    """``url`` if it is a Redis URL and Celery is installed; :class:`~wirelab.UsageError`
+    otherwise."""
     scheme = url.partition("://")[0].lower()
     if scheme not in ("redis", "rediss") or "://" not in url:
         raise UsageError(
             f"the jobs URL must be redis://HOST[:PORT][/DB] (or rediss://), not {url!r}"
+        )
+    missing = [name for name in ("celery", "redis") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"jobs on Celery need {' and '.join(missing)}: pip install 'wirelab[celery]'"
         )
     return url
 
@@ -57,13 +64,10 @@ def cancel_channel(queue: str) -> str:
 def celery_app(url: str, queue: str) -> Any:
     """The Celery app of the broker at ``url`` (Redis) and ``queue``; both the server
     (which only sends) and the workers build it with this function, so they agree."""
-    try:
-        from celery import Celery
-    except ImportError as exc:  # pragma: no cover - the celery extra is missing
-        raise UsageError(
-            f"Celery jobs need extra packages: pip install 'wirelab[celery]' ({exc})"
-        ) from exc
-    app = Celery("wirelab", broker=check_jobs_url(url), set_as_current=False)
+    check_jobs_url(url)
+    from celery import Celery
+
+    app = Celery("wirelab", broker=url, set_as_current=False)
     app.conf.update(
         task_default_queue=queue,
         broker_transport_options={"global_keyprefix": f"{queue}:"},
