@@ -133,6 +133,23 @@ def test_a_job_left_running_by_a_dead_worker_completes(
     asyncio.run(run())
 
 
+def test_a_job_queued_without_a_wake_up_still_runs(
+    tmp_path: Path, start_runner: StartRunner
+) -> None:
+    """The wake-up (for Celery: the message) is lost, e.g. the broker was down: the
+    embedded runner's poll, or an idle Celery worker's lease check, finds the job."""
+
+    async def run() -> None:
+        async with await connect(sqlite_url(tmp_path / "db.sqlite")) as db:
+            handled: Counter[str] = Counter()
+            async with start_runner(db.media, _succeeding(db, handled), FAST):
+                await db.media.create(_job(0), time.time())
+                await _until(_count(db, "succeeded", 1))
+            assert handled == Counter({"job0": 1})
+
+    asyncio.run(run())
+
+
 def test_progress_is_written_while_the_job_runs(tmp_path: Path, start_runner: StartRunner) -> None:
     async def run() -> None:
         async with await connect(sqlite_url(tmp_path / "db.sqlite")) as db:
