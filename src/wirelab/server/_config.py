@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._exceptions import UsageError
 from .._paths import default_data_dir
-from ..jobs import check_jobs_url
+from ..jobs import DEFAULT_QUEUE, check_jobs_url
 from ..media import MediaSettings
 from ..relay import RelayLimits
 from ..stream import StreamLimits
@@ -97,7 +97,7 @@ class ServerConfig:
     tls_keyfile: Path | None = None
     media_classic_user: str | None = None
     jobs_url: str | None = None
-    jobs_queue: str = "wirelab"
+    jobs_queue: str = DEFAULT_QUEUE
     jobs_lease: float = 30.0
 
     def __post_init__(self) -> None:
