@@ -321,6 +321,19 @@ def redis_prefix() -> str:
     return f"wirelab-test-{uuid.uuid4().hex[:12]}:"
 
 
+@pytest.fixture
+def redis_scratch(redis_url: str, redis_prefix: str) -> Iterator[tuple[str, str]]:
+    """``(redis_url, redis_prefix)``; every key under the prefix is deleted after the test."""
+    yield redis_url, redis_prefix
+    import redis
+
+    client: Any = redis.Redis.from_url(redis_url)
+    with client:
+        keys = list(client.scan_iter(match=redis_prefix + "*"))
+        if keys:
+            client.delete(*keys)
+
+
 # --- servers -----------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import _cli_db, _cli_media, _cli_relay, _cli_stream, _cli_users
+from . import _cli_db, _cli_media, _cli_relay, _cli_stream, _cli_users, _cli_worker
 from ._cli_common import (
     EXIT_DATA,
     ByteSize,
@@ -120,6 +120,8 @@ _MEDIA_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("result_ttl", _SECONDS, "Clips are deleted this long after their job ended, s.  "
      "[default: 1 day]"),
     ("job_timeout", _SECONDS, "Longest attempt of a media job, s.  [default: 3600]"),
+    ("retries", click.IntRange(0, 100), "Extra attempts after a network failure.  [default: 2]"),
+    ("retry_backoff", _SECONDS, "Wait before the first retry (doubles), s.  [default: 1]"),
     ("max_source_duration", _SECONDS, "Longest source accepted, s.  [default: 6 h]"),
     ("max_clip_duration", _SECONDS, "Longest clip, s.  [default: 3 h]"),
     ("max_output_size", ByteSize(), "Largest clip file (e.g. 4G).  [default: 4 GiB]"),
@@ -218,20 +220,8 @@ def _tls_options(func: F) -> F:
     show_envvar=True,
     help="TCP port (0 picks a free one).",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="WIRELAB_DATA_DIR",
-    show_envvar=True,
-    help="Folder for server data.  [default: $XDG_DATA_HOME/wirelab]",
-)
-@click.option(
-    "--log-level",
-    default="info",
-    envvar="WIRELAB_LOG_LEVEL",
-    show_envvar=True,
-    type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
-)
+@_cli_worker.data_dir_option
+@_cli_worker.log_level_option
 @_stream_limit_options
 @click.option(
     "--worker-threads",
@@ -242,12 +232,7 @@ def _tls_options(func: F) -> F:
     help="Threads that generate and hash large random files, shared by all streams "
     "(0: on the event loop, the faster choice on 2 cores; see docs/design.md).",
 )
-@click.option(
-    "--database-url",
-    envvar="WIRELAB_DATABASE_URL",
-    show_envvar=True,
-    help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
-)
+@_cli_worker.database_url_option
 @_relay_options
 @_connection_options
 @_media_options
@@ -261,6 +246,7 @@ def _tls_options(func: F) -> F:
     "user NAME; needs --media-source-template.  [default: off]",
 )
 @_tls_options
+@_cli_worker.jobs_options(lease=False)
 @click.option(
     "--cors-origins",
     envvar="WIRELAB_CORS_ORIGINS",
@@ -292,6 +278,8 @@ def serve(
     tls_keyfile: Path | None,
     classic_user: str | None,
     cors_origins: str | None,
+    jobs_url: str | None,
+    jobs_queue: str,
     as_json: bool,
     **limits: Any,
 ) -> None:
@@ -352,6 +340,8 @@ def serve(
         tls_keyfile=tls_keyfile,
         media_classic_user=classic_user,
         cors_origins=parse_origins(cors_origins),
+        jobs_url=jobs_url or None,
+        jobs_queue=jobs_queue,
     )
     _check_data_dir(config.data_dir, as_json)
     run(config)
@@ -515,3 +505,6 @@ _cli_relay.register(main)
 
 # --- media (client side): fetch, jobs, show, cancel -------------------------------------
 _cli_media.register(main)
+
+# --- worker (server side): runs media jobs queued on Celery ------------------------------
+main.add_command(_cli_worker.worker_command(_media_options))

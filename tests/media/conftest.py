@@ -20,6 +20,8 @@ from wirelab.media import MediaSettings, parse_networks
 from wirelab.media.testing import FPS, MediaServer, TestMedia, make_test_media, media_server
 from wirelab.testing._live import LiveServer
 
+from ._workers import WorkerProcess, media_flags
+
 LOOPBACK = parse_networks("127.0.0.0/8")
 FRAME_TOLERANCE = 1 / FPS + 1e-9
 """One frame of the test media (plus float rounding): the accuracy of exact cuts."""
@@ -55,6 +57,7 @@ class Media:
     """A live server with media enabled and a client per user."""
 
     server: LiveServer
+    workers: list[WorkerProcess] = field(default_factory=list)
     clients: dict[str, httpx.Client] = field(default_factory=dict)
 
     @property
@@ -69,6 +72,11 @@ class Media:
     def data_dir(self) -> Path:
         path: Path = self.server.app.state.config.data_dir
         return path
+
+    def work_files(self) -> list[Path]:
+        """Files of job attempts left in the work folders (the server's, the workers')."""
+        folders = [self.data_dir / "media-work", self.data_dir / "media-workers"]
+        return [p for f in folders for p in f.rglob("*") if p.is_file() and p.suffix != ".lock"]
 
 
 def wait_job(
@@ -88,16 +96,39 @@ def wait_job(
         time.sleep(0.05)
 
 
+RUNNERS = pytest.mark.parametrize("runner", ["embedded", "celery"])
+"""Run a test against both job runners: in the server, and on a ``wirelab worker``."""
+
+
 @pytest.fixture
-def media_factory(server_factory: Callable[..., LiveServer]) -> Iterator[Callable[..., Media]]:
-    """``media_factory(**media_settings)``: a server whose sources may be on loopback."""
+def runner() -> str:
+    """Where media jobs run: ``embedded`` (the default), or ``celery`` (a real ``wirelab
+    worker`` process on the machine's Redis); tests choose both with :data:`RUNNERS`."""
+    return "embedded"
+
+
+@pytest.fixture
+def media_factory(
+    server_factory: Callable[..., LiveServer], runner: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Media]]:
+    """``media_factory(**media_settings)``: a server whose sources may be on loopback
+    (with a ``wirelab worker`` running its jobs when ``runner`` is ``celery``)."""
     made: list[Media] = []
+    workers: list[WorkerProcess] = []
 
     def make(**settings: Any) -> Media:
         media = replace(MediaSettings(allow_network=LOOPBACK, sweep_interval=0.2), **settings)
-        server = server_factory(media=media)
+        jobs: dict[str, Any] = {}
+        if runner == "celery":
+            url, prefix = request.getfixturevalue("redis_scratch")
+            queue = prefix.rstrip(":")
+            jobs = {"jobs_url": url, "jobs_queue": queue}
+        server = server_factory(media=media, **jobs)
+        if jobs:
+            data_dir = server.app.state.config.data_dir
+            workers.append(WorkerProcess(data_dir, url, queue, *media_flags(media)))
         tokens = add_users(server, "alice", "bob")
-        env = Media(server)
+        env = Media(server, workers)
         for name, token in tokens.items():
             env.clients[name] = httpx.Client(
                 base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
@@ -106,6 +137,8 @@ def media_factory(server_factory: Callable[..., LiveServer]) -> Iterator[Callabl
         return env
 
     yield make
+    for worker in workers:
+        worker.stop()
     for env in made:
         for client in env.clients.values():
             client.close()

@@ -17,7 +17,7 @@ from wirelab.media.testing import (
     stream_duration,
 )
 
-from .conftest import FRAME_TOLERANCE, Media, wait_job
+from .conftest import FRAME_TOLERANCE, RUNNERS, Media, wait_job
 
 FRAME = FRAME_TOLERANCE
 
@@ -174,6 +174,7 @@ def test_mkv_container(media: Media, source: MediaServer, tmp_path: Path) -> Non
     assert download.headers["content-type"] == "video/x-matroska"
 
 
+@RUNNERS
 def test_progress_is_monotonic_and_ends_at_100(media: Media, source: MediaServer) -> None:
     source.slow_delay = 0.15
     response = media.alice.post("/v1/media/jobs", json={

@@ -17,7 +17,7 @@ from wirelab.cli import main
 from wirelab.db import connect
 from wirelab.media.testing import MediaServer
 
-from .conftest import Media, ffmpeg_processes, group_alive, wait_job
+from .conftest import RUNNERS, Media, ffmpeg_processes, group_alive, wait_job
 
 
 def _submit(media: Media, **body: Any) -> dict[str, Any]:
@@ -35,6 +35,7 @@ def _failure(media: Media, **body: Any) -> dict[str, Any]:
     return error
 
 
+@RUNNERS
 def test_missing_source_fails_for_good(media: Media, source: MediaServer) -> None:
     error = _failure(media, source=source.url("no-such-video.mp4"), end="2")
     assert "404" in error["message"]
@@ -56,6 +57,7 @@ def test_non_media_source_fails_for_good(media: Media, source: MediaServer) -> N
     assert error["retryable"] is False
 
 
+@RUNNERS
 def test_unreachable_host_is_retried_then_fails_retryable(
     media_factory: Callable[..., Media], unused_port: int
 ) -> None:
@@ -71,6 +73,7 @@ def test_unreachable_host_is_retried_then_fails_retryable(
     assert "cannot connect" in error["message"]
 
 
+@RUNNERS
 def test_job_timeout(media_factory: Callable[..., Media], source: MediaServer) -> None:
     source.slow_delay = 0.5
     media = media_factory(job_timeout=1.5)
@@ -91,6 +94,7 @@ def _running(media: Media, job_id: str) -> int:
     raise AssertionError("the job never ran ffmpeg")
 
 
+@RUNNERS
 def test_cancel_running_job_stops_ffmpeg_and_leaves_no_file(
     media: Media, source: MediaServer
 ) -> None:
@@ -101,13 +105,13 @@ def test_cancel_running_job_stops_ffmpeg_and_leaves_no_file(
     assert response.status_code == 200
     assert response.json()["state"] == "canceled"
     assert not group_alive(pgid)
-    work = media.data_dir / "media-work"
-    assert [p for p in work.rglob("*") if p.is_file()] == []
+    assert media.work_files() == []
     assert [p for p in (media.data_dir / "media").rglob("*") if p.is_file()] == []
     assert media.alice.get(f"/v1/media/jobs/{job_id}/result").status_code == 409
     assert media.alice.get(f"/v1/media/jobs/{job_id}").json()["state"] == "canceled"
 
 
+@RUNNERS
 def test_cancel_queued_job(media_factory: Callable[..., Media], source: MediaServer) -> None:
     source.slow_delay = 0.5
     media = media_factory(workers=1)
@@ -121,6 +125,7 @@ def test_cancel_queued_job(media_factory: Callable[..., Media], source: MediaSer
     assert media.alice.delete(f"/v1/media/jobs/{first}").json()["state"] == "canceled"
 
 
+@RUNNERS
 def test_delete_finished_job_deletes_its_result(media: Media, source: MediaServer) -> None:
     job, _ = wait_job(media.alice, str(_submit(media, source=source.url("video.mp4"), end="1",
                                                accuracy="fast")["id"]))  # fmt: skip
@@ -297,6 +302,7 @@ def test_openapi_lists_the_media_endpoints(media: Media) -> None:
     assert set(body["schema"]["properties"]) >= {"source", "video_id", "start", "end"}
 
 
+@RUNNERS
 def test_workers_bound_the_jobs_that_run_at_once(
     media_factory: Callable[..., Media], source: MediaServer
 ) -> None:

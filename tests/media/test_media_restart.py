@@ -3,30 +3,19 @@ the restart, and the killed server's ffmpeg does not outlive it."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from wirelab.media.testing import MediaServer
 
+from ._workers import serve_process_module
 from .conftest import ffmpeg_processes, group_alive, wait_job
 
 
-def _serve_process_module() -> Any:
-    """tests/relay/_serve_process.py (the relay tests' real-server helper)."""
-    path = Path(__file__).parents[1] / "relay" / "_serve_process.py"
-    spec = importlib.util.spec_from_file_location("_relay_serve_process", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_job_survives_a_server_kill(tmp_path: Path, source: MediaServer) -> None:
-    serve = _serve_process_module()
+    serve = serve_process_module()
     tokens = serve.add_users(tmp_path / "data", "alice")
     server = serve.ServeProcess(tmp_path / "data", "--media-allow-network", "127.0.0.0/8")
     source.slow_delay = 0.3

@@ -7,7 +7,7 @@ reporting progress, cancels the handler when the job's cancel flag is set or its
 up, and records failures (retrying those that can succeed later, with backoff). Nothing
 outside :mod:`wirelab.jobs` may assume where or how handlers run: today the embedded
 runner runs them as tasks of the server's event loop; a distributed runner (Celery
-workers) will claim the same rows from other processes.
+workers, :mod:`._celery`) claims the same rows from other processes.
 """
 
 from __future__ import annotations
@@ -96,14 +96,21 @@ class RunnerSettings:
 class JobRunner(Protocol):
     """Runs the jobs of one queue. ``start`` after the db is open, ``stop`` before it
     closes; ``wake`` and ``cancel`` are hints that make things happen sooner (the db
-    is the truth: a runner elsewhere polls it)."""
+    is the truth: a runner elsewhere polls it).
+
+    ``remote`` is true when jobs run in other processes (Celery workers), which then
+    also write the service's blob store: the service must not run the store's start-up
+    recovery, which assumes no other process has uploads in flight."""
+
+    @property
+    def remote(self) -> bool: ...
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
-    def wake(self) -> None:
-        """A job was queued."""
+    def wake(self, job_id: str | None = None) -> None:
+        """Job ``job_id`` (or some job) was queued."""
         ...
 
     def cancel(self, job_id: str) -> None:

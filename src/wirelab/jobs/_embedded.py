@@ -49,6 +49,8 @@ class EmbeddedRunner(Generic[J]):
     ``on_change(job_id)`` is called after each of its writes to a job (claim, heartbeat,
     end, requeue), once the write is done: long polls on the job answer at once."""
 
+    remote = False
+
     def __init__(
         self,
         queue: JobQueue[J],
@@ -86,8 +88,13 @@ class EmbeddedRunner(Generic[J]):
                 await task
         self._tasks.clear()
 
-    def wake(self) -> None:
+    def wake(self, job_id: str | None = None) -> None:
         self._wake.set()
+
+    async def run(self, job: J, worker: str) -> None:
+        """Run one attempt of ``job``, claimed by ``worker``, as the embedded workers do
+        (heartbeats, cancel, time limit, retries); what a remote worker calls."""
+        await self._attempt(job, worker)
 
     def cancel(self, job_id: str) -> None:
         hint = self._hints.get(job_id)

@@ -82,8 +82,10 @@ class MediaService:
         """The running ffmpeg (process group id) of each job attempt in this process."""
 
     async def start(self) -> None:
-        """Recover the blob store, clear stale work files, start the runner and sweeper."""
-        await self.blobs.recover()
+        """Recover the blob store (unless jobs run in other processes, which write it),
+        clear stale work files, start the runner and sweeper."""
+        if not self.runner.remote:
+            await self.blobs.recover()
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.runner.start()
@@ -124,7 +126,7 @@ class MediaService:
         ):
             raise InvalidRequest("this Idempotency-Key was used for a different request")
         if created:
-            self.runner.wake()
+            self.runner.wake(found.id)
         return found, created
 
     async def _check_active(self, owner: str) -> None:
@@ -298,17 +300,21 @@ class MediaService:
                     _log.info("media sweep removed %d expired results", removed)
 
 
+def runner_settings(settings: MediaSettings) -> RunnerSettings:
+    """How attempts of media jobs run, wherever they run (server or worker)."""
+    return RunnerSettings(
+        workers=settings.workers,
+        timeout=settings.job_timeout,
+        retries=settings.retries,
+        backoff=settings.retry_backoff,
+    )
+
+
 def _embedded(service: MediaService) -> JobRunner:
-    settings = service.settings
     return EmbeddedRunner(
         service.db.media,
         service.run_job,
-        RunnerSettings(
-            workers=settings.workers,
-            timeout=settings.job_timeout,
-            retries=settings.retries,
-            backoff=settings.retry_backoff,
-        ),
+        runner_settings(service.settings),
         clock=service.clock,
         on_change=service.changes.notify,
     )

@@ -28,6 +28,7 @@ from ..storage import LocalBlobStore
 from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY, FastPath, build_fast_path
 from ..stream._routes import build_router as build_stream_router
+from ._assembly import media_blob_store, media_runner
 from ._config import ServerConfig
 from ._docs import install_docs
 from ._errors import install_error_handlers
@@ -111,9 +112,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 sweeper = asyncio.create_task(service.run_sweeper(), name="wirelab-relay-sweep")
                 media_service = MediaService(
                     db,
-                    LocalBlobStore(config.data_dir / "media"),
+                    media_blob_store(config),
                     config.media,
                     config.data_dir / "media-work",
+                    runner=media_runner(config),
                 )
                 await media_service.start()
                 media.service = media_service

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .._exceptions import UsageError
 from .._paths import default_data_dir
+from ..jobs import DEFAULT_QUEUE, check_jobs_url
 from ..media import MediaSettings
 from ..relay import RelayLimits
 from ..stream import StreamLimits
@@ -77,6 +78,13 @@ class ServerConfig:
     ``media_classic_user`` the classic clip API is served under ``/hopster``, its jobs
     owned by that user (it needs ``media.source_template``).
 
+    ``jobs_url`` (``WIRELAB_JOBS_URL``): ``None`` runs media jobs in the server's own
+    process (the embedded runner); ``redis://...`` sends them to Celery workers
+    (``wirelab worker``) through that Redis, on the queue ``jobs_queue``
+    (``WIRELAB_JOBS_QUEUE``, also the prefix of every Redis key and channel used).
+    ``jobs_lease`` (``WIRELAB_JOBS_LEASE``, s): how long a worker's claim on a job lasts
+    without a heartbeat; a job of a dead worker is requeued that long after its last one.
+
     ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
     call the API from a browser; empty (the default): no CORS headers at all.
     """
@@ -96,8 +104,15 @@ class ServerConfig:
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     media_classic_user: str | None = None
+    jobs_url: str | None = None
+    jobs_queue: str = DEFAULT_QUEUE
+    jobs_lease: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.jobs_url is not None:
+            check_jobs_url(self.jobs_url)
+        if not self.jobs_queue.strip():
+            raise UsageError("the jobs queue name is empty")
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise UsageError("HTTPS needs both a certificate file and a key file, or neither")
         if self.media_classic_user is not None:
