@@ -73,6 +73,7 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("sender_pending_bytes", _BYTES, "Bytes a sender's uploads hold (20G).  [default: 20 GiB]"),
     ("sender_pending_uploads", click.IntRange(0), "Uploads one sender has open.  [default: 100]"),
     ("disk_reserve", _BYTES, "Disk space kept for deletes (e.g. 4M).  [default: 4 MiB]"),
+    ("lock_ttl", _SECONDS, "Leases of a dead process expire after, s.  [default: 15]"),
 ]  # fmt: skip
 
 

@@ -153,6 +153,23 @@ async def test_set_if_absent_marks_expire(pair: Pair) -> None:
     await eventually(marked_again)
 
 
+async def test_presence_lists_live_members(pair: Pair) -> None:
+    a, b = pair
+    await a.join("servers", "one", 30)
+    await b.join("servers", "two", 0.2)
+    assert await a.members("servers") == {"one", "two"}
+    assert await b.members("others") == set()
+
+    async def two_expired() -> bool:
+        return await b.members("servers") == {"one"}
+
+    await eventually(two_expired)
+    await b.join("servers", "two", 30)  # joins again
+    await a.leave("servers", "one")
+    await a.leave("servers", "one")  # idempotent
+    assert await a.members("servers") == {"two"}
+
+
 async def test_hold_waits_for_a_release(pair: Pair) -> None:
     a, b = pair
     order: list[str] = []

@@ -15,6 +15,8 @@ host) never blocks the others for longer than that:
   background and releases: the usual way to use a lease.
 * **Set once**: :meth:`Coordinator.set_if_absent` atomically marks a name for a TTL and
   says whether this call marked it (e.g. an upload offered live to one receiver only).
+* **Presence**: :meth:`Coordinator.join` a group (renewed like a lease) and list its
+  live :meth:`~Coordinator.members` (e.g. the server processes that are running).
 
 Names are free text of printable characters; implementations add their own namespace.
 """
@@ -188,6 +190,20 @@ class Coordinator(abc.ABC):
     @abc.abstractmethod
     async def set_if_absent(self, name: str, ttl: float) -> bool:
         """Mark ``name`` for ``ttl`` seconds; whether this call marked it (atomic)."""
+
+    # -- presence ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def join(self, group: str, member: str, ttl: float) -> None:
+        """Count ``member`` in ``group`` for ``ttl`` seconds from now (join or renew)."""
+
+    @abc.abstractmethod
+    async def leave(self, group: str, member: str) -> None:
+        """Stop counting ``member`` in ``group`` (idempotent)."""
+
+    @abc.abstractmethod
+    async def members(self, group: str) -> set[str]:
+        """The members of ``group`` whose TTL has not run out."""
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ class EmbeddedCoordinator(Coordinator):
         self._clock = clock
         self._leases: dict[str, tuple[str, float]] = {}  # name -> (token, deadline)
         self._marks: dict[str, float] = {}  # name -> deadline
+        self._groups: dict[str, dict[str, float]] = {}  # group -> member -> deadline
 
     def _live(self, table: dict[str, tuple[str, float]], name: str) -> tuple[str, float] | None:
         entry = table.get(name)
@@ -62,3 +63,15 @@ class EmbeddedCoordinator(Coordinator):
             return False
         self._marks[name] = now + ttl
         return True
+
+    async def join(self, group: str, member: str, ttl: float) -> None:
+        self._groups.setdefault(group, {})[member] = self._clock() + ttl
+
+    async def leave(self, group: str, member: str) -> None:
+        self._groups.get(group, {}).pop(member, None)
+
+    async def members(self, group: str) -> set[str]:
+        now = self._clock()
+        live = {m: d for m, d in self._groups.get(group, {}).items() if d > now}
+        self._groups[group] = live
+        return set(live)

@@ -10,6 +10,8 @@
   created with ``SET NX PX`` (so it vanishes after its TTL without any process's help);
   renewal and release are Lua scripts that act only while the key still holds the token.
 * A set-once mark is ``SET <prefix>mark:<name> 1 NX PX``.
+* A presence group is the sorted set ``<prefix>group:<name>``: members scored by their
+  deadline on the Redis server's clock (so the processes' clocks do not matter).
 
 The URL is redis-py's (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for
 TLS) plus an optional ``prefix`` query parameter (default ``wirelab:``) that keeps the
@@ -51,6 +53,20 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
 end
 return 0
+"""
+
+# KEYS[1] the group, ARGV[1] the member ('' to only list), ARGV[2] the TTL in ms.
+_PRESENCE: Final = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+if ARGV[1] ~= '' then
+    redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+    if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then
+        redis.call('pexpire', KEYS[1], ARGV[2])  -- the set outlives its last member only
+    end
+end
+return redis.call('zrange', KEYS[1], 0, -1)
 """
 
 
@@ -201,3 +217,18 @@ class RedisCoordinator(Coordinator):
 
     async def set_if_absent(self, name: str, ttl: float) -> bool:
         return bool(await self._call("SET NX", f"{self.prefix}mark:{name}", "1", _ms(ttl)))
+
+    async def join(self, group: str, member: str, ttl: float) -> None:
+        if not member:
+            raise CoordinationError("a group member needs a name")
+        await self._call(_PRESENCE, f"{self.prefix}group:{group}", member, _ms(ttl))
+
+    async def leave(self, group: str, member: str) -> None:
+        try:
+            await self._redis().zrem(f"{self.prefix}group:{group}", member)
+        except (RedisError, OSError) as exc:
+            raise CoordinationError(f"coordination service {self._where}: {exc}") from None
+
+    async def members(self, group: str) -> set[str]:
+        found = await self._call(_PRESENCE, f"{self.prefix}group:{group}", "", 0)
+        return {m.decode() for m in found}
