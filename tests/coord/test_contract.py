@@ -114,6 +114,7 @@ async def test_release_checks_the_token(pair: Pair) -> None:
 async def test_wake_ups_reach_the_other_client(pair: Pair) -> None:
     a, b = pair
     with b.listen("inbox:bob") as bob, b.listen("inbox:carol") as carol:
+        assert b.listening("inbox:bob")
         a.publish("inbox:bob")
         assert await bob.wait(5)
         assert not carol.event.is_set()
@@ -121,6 +122,7 @@ async def test_wake_ups_reach_the_other_client(pair: Pair) -> None:
         assert not await bob.wait(0.05)  # nothing new since the clear
         a.publish("inbox:bob")
         assert await bob.wait(5)
+    assert not b.listening("inbox:bob")
 
 
 async def test_a_closed_listener_is_not_woken(pair: Pair) -> None:

@@ -123,6 +123,9 @@ class _Topics:
             if not events:
                 del self._events[topic]
 
+    def __contains__(self, topic: str) -> bool:
+        return topic in self._events
+
     def wake(self, topic: str) -> None:
         for event in self._events.get(topic, ()):
             event.set()
@@ -163,6 +166,10 @@ class Coordinator(abc.ABC):
         """Start listening to ``topic`` (before reading the state waited for, so that a
         change in between is not missed)."""
         return Listener(self._topics, topic)
+
+    def listening(self, topic: str) -> bool:
+        """Whether a listener of ``topic`` exists in this process."""
+        return topic in self._topics
 
     def publish(self, topic: str) -> None:
         """Wake every listener of ``topic``: this process's at once, other processes'

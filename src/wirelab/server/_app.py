@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._fsio import private_dir
 from .._version import __version__
+from ..coord import coordinator_for
 from ..db import connect, sqlite_url
 from ..media import MediaRuntime, MediaService
 from ..media import build_router as build_media_router
@@ -90,13 +91,13 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         ) as executor:
             runtime.executor = executor if config.worker_threads else None
             url = config.database_url or sqlite_url(config.data_dir / "wirelab.db")
-            async with await connect(url) as db:
+            async with await connect(url) as db, coordinator_for(config.coordination_url) as coord:
                 limits = config.relay_limits
                 blobs = LocalBlobStore(config.data_dir / "relay", reserve_bytes=limits.disk_reserve)
-                service = RelayService(db, blobs, limits)
+                service = RelayService(db, blobs, limits, coord=coord)
                 await service.recover()
                 relay.service = service
-                sweeper = asyncio.create_task(service.run_sweeper(), name="wirelab-relay-sweep")
+                sweeper = asyncio.create_task(service.run_background(), name="wirelab-relay")
                 media_service = MediaService(
                     db,
                     LocalBlobStore(config.data_dir / "media"),

@@ -69,6 +69,11 @@ class ServerConfig:
     ``media_classic_user`` the classic clip API is served under ``/hopster``, its jobs
     owned by that user (it needs ``media.source_template``).
 
+    ``coordination_url`` (``WIRELAB_COORDINATION_URL``): what the server processes of one
+    deployment share (long-poll wake-ups, upload leases, the sweeper's lead; see
+    ``docs/deploy.md``): unset for one process, ``redis://HOST:PORT/DB[?prefix=P]`` for
+    several (``wirelab serve --workers N``, or several hosts).
+
     ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
     call the API from a browser; empty (the default): no CORS headers at all.
     """
@@ -88,6 +93,7 @@ class ServerConfig:
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     media_classic_user: str | None = None
+    coordination_url: str | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):

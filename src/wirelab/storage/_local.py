@@ -37,7 +37,10 @@ wrote every byte of the upload ran in this store instance, one after the other f
 offset 0: then ``commit`` does not read the file again. The running hash is kept only
 while it covers exactly the bytes below the durable offset: an append whose write or
 fsync failed drops it (it may have consumed bytes that were never made durable), and a
-new instance (a restart) has none. Without it ``commit`` re-reads the file in 1 MiB
+new instance (a restart) has none. It is trusted only while the upload's record is the
+one this instance last wrote (same offset and ``updated_at``): another process that
+appended to, or re-created, the upload (several server processes share a folder, one
+writer at a time by their leases) leaves it stale, and then the bytes are read again. Without it ``commit`` re-reads the file in 1 MiB
 chunks. An append interrupted by its client keeps it, since what arrived is made durable.
 
 One process owns a root at a time; call ``await store.recover()`` at startup.
@@ -124,8 +127,9 @@ class LocalBlobStore(BlobStore):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._checkpoint = checkpoint_bytes
         self._locks: weakref.WeakValueDictionary[str, Lock] = weakref.WeakValueDictionary()
-        # upload id -> (offset, hash of bytes [0, offset)) for appends made by this process
-        self._hashes: dict[str, tuple[int, Hasher]] = {}
+        # upload id -> (record written, hash of bytes [0, record.offset)) for appends made
+        # by this instance
+        self._hashes: dict[str, tuple[UploadInfo, Hasher]] = {}
         self._dir_sync = DirSync()
 
     # -- paths and records -------------------------------------------------------------
@@ -330,7 +334,7 @@ class LocalBlobStore(BlobStore):
         async with self._lock(upload_id):
             with no_space("a new upload"):
                 info = await run_io(self._create_sync, upload_id)
-            self._hashes[upload_id] = (0, hashlib.sha256())
+            self._hashes[upload_id] = (info, hashlib.sha256())
             return info
 
     async def upload_offset(self, upload_id: str) -> int:
@@ -359,7 +363,7 @@ class LocalBlobStore(BlobStore):
             # leaves the cache for the append and comes back only if every byte it
             # consumed was made durable.
             cached = self._hashes.pop(upload_id, None)
-            hasher = cached[1] if cached is not None and cached[0] == offset else None
+            hasher = cached[1] if cached is not None and cached[0] == info else None
             hashers = [h for h in (hasher, check) if h is not None]
             fd = await run_io(self._open_at, upload_id, offset)
             writer = WriteBehind(fd, offset, hashers)
@@ -375,7 +379,7 @@ class LocalBlobStore(BlobStore):
                 writer.close_when_idle()
                 durable = progress.info.offset
                 if hasher is not None and not writer.failed and writer.written == durable:
-                    self._hashes[upload_id] = (durable, hasher)
+                    self._hashes[upload_id] = (progress.info, hasher)
                 if writer.failed:  # free what the failed writes took (a full disk) now
                     with contextlib.suppress(OSError):
                         await run_io(os.truncate, self._data_path(upload_id), durable)
@@ -463,7 +467,7 @@ class LocalBlobStore(BlobStore):
         async with self._lock(upload_id), self._lock(f"blob:{key}"):
             info = await run_io(self._read_record, upload_id)
             cached = self._hashes.get(upload_id)
-            if cached is not None and cached[0] == info.offset:
+            if cached is not None and cached[0] == info:
                 actual = cached[1].hexdigest()
             else:
                 actual = await run_io(self._hash_file, upload_id, info.offset)
