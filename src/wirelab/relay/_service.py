@@ -105,6 +105,7 @@ class RelayService:
         self.clock = clock
         self.coord = coord if coord is not None else EmbeddedCoordinator()
         self.instance = instance_name()
+        self.long_polls = 0  # waiting in next() in this process (for /healthz)
         self.uploads = Uploads(self)
         self.batches = Batches(self)
 
@@ -348,6 +349,16 @@ class RelayService:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        self.long_polls += 1
+        try:
+            return await self._next(recipient, lease, deadline, live)
+        finally:
+            self.long_polls -= 1
+
+    async def _next(
+        self, recipient: str, lease: float, deadline: float, live: bool
+    ) -> RelayFile | RelayUpload | None:
+        loop = asyncio.get_running_loop()
         with self.coord.listen(f"inbox:{recipient}") as listener:
             while True:
                 listener.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -139,12 +140,16 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
-        """Liveness: 200 while the server accepts requests."""
+        """Liveness: 200 while the server accepts requests. ``pid`` names the server
+        process that answered (``serve --workers N`` runs several), ``relay_long_polls``
+        the long polls it holds open."""
         return {
             "status": "ok",
             "version": __version__,
+            "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - started, 3),
             "streams_active": len(runtime.active),
+            "relay_long_polls": relay.service.long_polls if relay.service else 0,
         }
 
     app.include_router(build_stream_router(runtime, config.stream_limits))
