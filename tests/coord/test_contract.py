@@ -30,9 +30,9 @@ pytestmark = pytest.mark.asyncio
 Pair = tuple[Coordinator, Coordinator]
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    """Poll ``check`` until it is true; fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)

@@ -216,8 +216,8 @@ def test_exactly_one_process_sweeps_and_another_takes_over_when_it_dies(
 ) -> None:
     options = ("--relay-sweep-interval", "0.1", "--log-level", "debug")
     servers = [cluster.start(*options), cluster.start(*options)]
-    logs = [s.log for s in servers]
-    assert logs[0] is not None and logs[1] is not None
+    logs = [s.log for s in servers if s.log is not None]
+    assert len(logs) == 2
     eventually(lambda: sum(len(_sweeps(log)) for log in logs) >= 10, what="10 sweeps")
     counts = [len(_sweeps(log)) for log in logs]
     assert counts.count(0) == 1, counts  # one process sweeps, the other never did

@@ -133,8 +133,8 @@ def test_the_folder_lock_is_shared_by_one_coordination_only(tmp_path: Path) -> N
     with first, second:  # the same coordination: shared
         with pytest.raises(DataDirLockedError, match="coordinated through redis://h:6379/0"):
             DataDirLock(tmp_path).acquire()  # an uncoordinated server
-        with pytest.raises(DataDirLockedError, match="give every server .* the same"):
+        with pytest.raises(DataDirLockedError, match=r"give every server .* the same"):
             DataDirLock(tmp_path, "redis://h:6379/0 prefix b:").acquire()
-    with DataDirLock(tmp_path):  # released: a lone server may have it again
-        with pytest.raises(DataDirLockedError, match="without coordination"):
-            DataDirLock(tmp_path, "redis://h:6379/0 prefix a:").acquire()
+    lone = DataDirLock(tmp_path)  # released: a lone server may have it again
+    with lone, pytest.raises(DataDirLockedError, match="without coordination"):
+        DataDirLock(tmp_path, "redis://h:6379/0 prefix a:").acquire()

@@ -76,7 +76,7 @@ class Listener:
     """Wake-ups of one topic in this process (from :meth:`Coordinator.listen`).
 
     Use as a context manager; :meth:`wait` returns when a wake-up arrived since the last
-    :meth:`clear` (or creation), or after ``timeout`` seconds.
+    :meth:`clear` (or creation), or after the given time.
     """
 
     def __init__(self, topics: _Topics, topic: str) -> None:
@@ -89,10 +89,10 @@ class Listener:
         """Forget the wake-ups seen so far."""
         self.event.clear()
 
-    async def wait(self, timeout: float) -> bool:
-        """Whether a wake-up arrived (``False``: the timeout passed first)."""
+    async def wait(self, seconds: float) -> bool:
+        """Whether a wake-up arrived within ``seconds`` (``False``: it did not)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.event.wait(), max(0.0, timeout))
+            await asyncio.wait_for(self.event.wait(), max(0.0, seconds))
             return True
         return False
 

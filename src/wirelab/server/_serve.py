@@ -201,7 +201,9 @@ def _serve_worker(sock: socket.socket, ready: Callable[[], None], config: Server
 
 def _ready(port: int, pids: list[int]) -> None:
     pid_list = ", ".join(map(str, pids))
-    print(f"wirelab serve: {len(pids)} server processes ({pid_list}) on port {port}", file=sys.stderr)
+    print(
+        f"wirelab serve: {len(pids)} server processes ({pid_list}) on port {port}", file=sys.stderr
+    )
 
 
 def tune_gc() -> None:

@@ -71,7 +71,9 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _child(main: WorkerMain, host: str, port: int, ready: Connection, args: tuple[Any, ...]) -> None:
+def _child(
+    main: WorkerMain, host: str, port: int, ready: Connection, args: tuple[Any, ...]
+) -> None:
     os.setpgid(0, 0)  # the parent alone gets a terminal's Ctrl-C, and forwards it once
     _die_with_parent()
     sock = reuseport_socket(host, port)
@@ -148,7 +150,9 @@ class _Supervisor:
                 if child.exitcode != 0:
                     status = 1
                     if not self.stopping:
-                        _log.error("server process %s exited with status %s", child.pid, child.exitcode)
+                        _log.error(
+                            "server process %s exited with status %s", child.pid, child.exitcode
+                        )
         return status
 
 

@@ -40,10 +40,13 @@ fsync failed drops it (it may have consumed bytes that were never made durable),
 new instance (a restart) has none. It is trusted only while the upload's record is the
 one this instance last wrote (same offset and ``updated_at``): another process that
 appended to, or re-created, the upload (several server processes share a folder, one
-writer at a time by their leases) leaves it stale, and then the bytes are read again. Without it ``commit`` re-reads the file in 1 MiB
-chunks. An append interrupted by its client keeps it, since what arrived is made durable.
+writer at a time by their leases) leaves it stale, and then the bytes are read again.
+Without it ``commit`` re-reads the file in 1 MiB chunks. An append interrupted by its
+client keeps it, since what arrived is made durable.
 
-One process owns a root at a time; call ``await store.recover()`` at startup.
+One process owns a root at a time, or several that coordinate (one writer per upload, and
+``recover()`` only while no other runs: see ``wirelab.relay._shared``); call
+``await store.recover()`` at startup.
 """
 
 from __future__ import annotations
