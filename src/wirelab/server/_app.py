@@ -104,6 +104,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                     LocalBlobStore(config.data_dir / "media"),
                     config.media,
                     config.data_dir / "media-work",
+                    shared=coord.distributed,
                 )
                 await media_service.start()
                 media.service = media_service
