@@ -222,6 +222,9 @@ class Coordinator(abc.ABC):
     async def acquire(self, name: str, ttl: float, wait: float | None) -> Lease | None:
         """:meth:`try_acquire`, re-tried for up to ``wait`` seconds (``None``: forever);
         a release in any process wakes the waiter at once."""
+        lease = await self.try_acquire(name, ttl)  # the usual case: free
+        if lease is not None or wait == 0:
+            return lease
         loop = asyncio.get_running_loop()
         deadline = None if wait is None else loop.time() + wait
         pause = _POLL_MIN_S
