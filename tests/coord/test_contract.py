@@ -189,6 +189,17 @@ async def _hold_briefly(c: Coordinator, name: str, order: list[str]) -> None:
         order.append("b held")
 
 
+async def test_a_quiet_release_is_found_by_polling(pair: Pair) -> None:
+    a, b = pair
+    lease = await a.try_acquire("quiet", 30)
+    assert lease is not None
+    waiter = asyncio.create_task(b.acquire("quiet", 1.0, wait=10))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    assert await a.release(lease, announce=False)
+    assert await asyncio.wait_for(waiter, 10) is not None
+
+
 async def test_hold_refuses_when_busy(pair: Pair) -> None:
     a, b = pair
     async with a.hold("commit:busy", 30):

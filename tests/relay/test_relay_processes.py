@@ -291,3 +291,21 @@ def test_starting_a_process_leaves_the_uploads_in_flight_elsewhere_intact(
     assert direct.response is not None and direct.response.status_code == 201
     assert download(cluster, b, upload.response.headers["Wirelab-File-Url"]) == data
     assert download(cluster, b, f"/v1/relay/files/{direct.response.json()['id']}") == direct_data
+
+
+def test_one_writer_per_upload_across_processes(cluster: Cluster) -> None:
+    a, b = cluster.start(), cluster.start()
+    data = os.urandom(3 * MiB)
+    location = create_upload(cluster, a, data)
+    digest = {"Wirelab-Sha256": hashlib.sha256(data).hexdigest()}
+    writer = StalledBody(data[: 2 * MiB], data[2 * MiB :])
+    thread = writer.run(lambda body: patch(cluster, a, location, 0, body, **digest))
+    eventually(lambda: partial_size(cluster, location) > MiB, what="bytes on disk")
+    # A second writer through b waits for a's lease (renewed: a is alive), then gives up.
+    busy = patch(cluster, b, location, offset_of(cluster, b, location), b"x" * 10)
+    assert busy.status_code == 423, busy.text
+    assert "another request" in busy.json()["detail"]
+    writer.go()
+    thread.join(60)
+    assert writer.response is not None and writer.response.status_code == 204
+    assert download(cluster, b, writer.response.headers["Wirelab-File-Url"]) == data

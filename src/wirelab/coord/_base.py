@@ -188,9 +188,10 @@ class Coordinator(abc.ABC):
         by its token (expired, or taken over)."""
 
     @abc.abstractmethod
-    async def release(self, lease: Lease) -> bool:
+    async def release(self, lease: Lease, *, announce: bool = True) -> bool:
         """Give ``lease`` up; ``False`` (and nothing done) if its token no longer holds it.
-        A release publishes :func:`released_topic` so that waiters retry at once."""
+        With ``announce``, publishes :func:`released_topic` so that waiters retry at once
+        (without: they find out by polling; for names nobody else can know yet)."""
 
     # -- set once ---------------------------------------------------------------------
 
@@ -241,9 +242,12 @@ class Coordinator(abc.ABC):
                 pause = min(pause * 2, max(_POLL_MIN_S, ttl / 4))
 
     @contextlib.asynccontextmanager
-    async def hold(self, name: str, ttl: float, wait: float | None = 0.0) -> AsyncIterator[Lease]:
+    async def hold(
+        self, name: str, ttl: float, wait: float | None = 0.0, *, announce: bool = True
+    ) -> AsyncIterator[Lease]:
         """Hold ``name`` for the body: acquired within ``wait`` seconds (else
-        :class:`LeaseBusy`), renewed every third of ``ttl``, released at the end.
+        :class:`LeaseBusy`), renewed every third of ``ttl``, released at the end
+        (``announce``: see :meth:`release`).
 
         If a renewal fails, the body is cancelled and :class:`LeaseLost` raised: work that
         needs exclusivity must not go on without it.
@@ -265,7 +269,7 @@ class Coordinator(abc.ABC):
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             if not lost.is_set():
-                await self._release_quietly(lease)
+                await self._release_quietly(lease, announce)
 
     async def _keep(
         self, lease: Lease, ttl: float, owner: asyncio.Task[object] | None, lost: asyncio.Event
@@ -284,9 +288,9 @@ class Coordinator(abc.ABC):
                     owner.cancel()
                 return
 
-    async def _release_quietly(self, lease: Lease) -> None:
+    async def _release_quietly(self, lease: Lease, announce: bool) -> None:
         try:
-            await self.release(lease)
+            await self.release(lease, announce=announce)
         except CoordinationError:  # it expires by itself
             _log.warning("cannot release the lease %s; it expires by itself", lease.name)
 

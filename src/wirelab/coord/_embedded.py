@@ -46,12 +46,13 @@ class EmbeddedCoordinator(Coordinator):
         self._leases[lease.name] = (lease.token, self._clock() + ttl)
         return True
 
-    async def release(self, lease: Lease) -> bool:
+    async def release(self, lease: Lease, *, announce: bool = True) -> bool:
         entry = self._live(self._leases, lease.name)
         if entry is None or entry[0] != lease.token:
             return False
         del self._leases[lease.name]
-        self.publish(released_topic(lease.name))
+        if announce:
+            self.publish(released_topic(lease.name))
         return True
 
     async def set_if_absent(self, name: str, ttl: float) -> bool:

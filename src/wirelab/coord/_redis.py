@@ -208,10 +208,10 @@ class RedisCoordinator(Coordinator):
         key = f"{self.prefix}lease:{lease.name}"
         return bool(await self._call(_RENEW, key, lease.token, _ms(ttl)))
 
-    async def release(self, lease: Lease) -> bool:
+    async def release(self, lease: Lease, *, announce: bool = True) -> bool:
         key = f"{self.prefix}lease:{lease.name}"
         released = bool(await self._call(_RELEASE, key, lease.token))
-        if released:
+        if released and announce:
             self.publish(released_topic(lease.name))
         return released
 

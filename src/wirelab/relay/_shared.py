@@ -64,7 +64,8 @@ async def exclusive(service: RelayService, key: str, *, wait: bool = True) -> As
     ttl = service.limits.lock_ttl
     async with contextlib.AsyncExitStack() as stack:
         try:
-            hold = service.coord.hold(f"upload:{key}", ttl, ttl + 1 if wait else 0)
+            # A key nobody waits for (a new one) is released without a message.
+            hold = service.coord.hold(f"upload:{key}", ttl, ttl + 1 if wait else 0, announce=wait)
             await stack.enter_async_context(hold)
         except LeaseBusy:
             raise UploadBusy(
