@@ -29,4 +29,3 @@ def test_a_starting_shared_runner_leaves_running_jobs_to_their_runner(tmp_path: 
             assert stopped == ["job0"]
 
     asyncio.run(run())
-
