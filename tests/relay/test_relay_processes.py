@@ -6,6 +6,7 @@ deleted afterwards), one SQLite database and one blob folder shared by both.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -20,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
+
+from wirelab.db import connect, sqlite_url
 
 from ._serve_process import ServeProcess, add_users
 
@@ -309,3 +312,35 @@ def test_one_writer_per_upload_across_processes(cluster: Cluster) -> None:
     thread.join(60)
     assert writer.response is not None and writer.response.status_code == 204
     assert download(cluster, b, writer.response.headers["Wirelab-File-Url"]) == data
+
+
+def _journal(data_dir: Path) -> list[str]:
+    async def read() -> list[str]:
+        async with await connect(sqlite_url(data_dir / "wirelab.db")) as db:
+            return await db.relay.journal_list()
+
+    return asyncio.run(read())
+
+
+def test_the_sweep_removes_what_a_dead_process_was_sending(cluster: Cluster) -> None:
+    a, _b = cluster.start(), cluster.start("--relay-sweep-interval", "0.2")
+    data = os.urandom(3 * MiB)
+    sending = StalledBody(data[: 2 * MiB], data[2 * MiB :])
+    thread = sending.run(
+        lambda body: httpx.post(
+            f"{a.url}/v1/relay/files",
+            params={"to": "bob", "name": "lost.bin"},
+            headers={**cluster.auth("alice"), "Wirelab-Sha256": hashlib.sha256(data).hexdigest()},
+            content=body,
+            timeout=60,
+        )
+    )
+    blobs = cluster.data_dir / "relay" / "blobs"
+    eventually(lambda: any(p.is_file() for p in blobs.rglob("*")), what="a partial blob")
+    assert len(_journal(cluster.data_dir)) == 1
+    a.kill()  # mid-send: its journaled key and partial blob are left behind
+    sending.go()
+    thread.join(60)
+    # b (leading the sweep once a's leases ran out) removes both; b never restarted.
+    eventually(lambda: not _journal(cluster.data_dir), what="an empty journal")
+    assert not any(p.is_file() for p in blobs.rglob("*"))

@@ -51,7 +51,14 @@ from ._errors import (
 )
 from ._http import sanitize_filename
 from ._limits import RelayLimits
-from ._shared import exclusive, instance_name, recover, run_presence, run_sweeper
+from ._shared import (
+    exclusive,
+    instance_name,
+    recover,
+    run_presence,
+    run_sweeper,
+    sweep_orphans,
+)
 from ._uploads import Uploads, new_id
 
 __all__ = ["RelayService", "SendRequest", "new_id"]
@@ -391,6 +398,7 @@ class RelayService:
                 break
         for key in await self.db.relay.journal_list("delete"):
             await self._delete_blob(key)
+        await sweep_orphans(self)  # what a process that died while others run left
         await self.batches.sweep()
         await self.uploads.sweep()
         await self.blobs.sweep_uploads(self.limits.upload_expiry, now=self.clock())

@@ -14,7 +14,9 @@
   or removed only under its lease, re-read after the lease is held; a key whose lease is
   held is in flight elsewhere and left alone.
 * **The sweeper** (:func:`run_sweeper`): only the holder of ``relay:sweeper`` sweeps; a
-  dead leader's lease ends after ``lock_ttl`` and another process takes over.
+  dead leader's lease ends after ``lock_ttl`` and another process takes over. Each sweep
+  also removes what a process that died while others ran left behind: journaled keys
+  with no upload row whose lease is free (:func:`sweep_orphans`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
     "recover",
     "run_presence",
     "run_sweeper",
+    "sweep_orphans",
 ]
 
 _log = logging.getLogger("wirelab.relay")
@@ -139,6 +142,17 @@ async def _discard_orphans(service: RelayService, keep: set[str], claims: Claims
     for key in claimed:
         if key in journaled and key not in uploads:
             await service.discard(key)
+
+
+async def sweep_orphans(service: RelayService) -> None:
+    """Discard the journaled keys without an upload row that no process is writing: what
+    a send or an upload creation left when its process died."""
+    claims = Claims(service)
+    try:
+        uploads = {u.id for u in await service.db.relay.list_uploads()}
+        await _discard_orphans(service, uploads, claims)
+    finally:
+        await claims.aclose()
 
 
 async def run_presence(service: RelayService) -> None:
