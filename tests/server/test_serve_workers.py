@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -55,7 +56,9 @@ def _children(pid: int) -> set[int]:
 
 
 @pytest.mark.slow
-def test_two_workers_answer_on_one_port_from_two_pids(tmp_path: Path, coordination: str) -> None:
+def test_two_workers_answer_on_one_port_from_two_pids_and_are_replaced(
+    tmp_path: Path, coordination: str
+) -> None:
     data_dir = tmp_path / "data"
     log = tmp_path / "serve.log"
     with log.open("wb") as err:
@@ -80,6 +83,16 @@ def test_two_workers_answer_on_one_port_from_two_pids(tmp_path: Path, coordinati
             assert time.monotonic() < deadline, seen
             seen.add(httpx.get(url + "/healthz").json()["pid"])
 
+        # A child that dies is replaced; the port keeps answering.
+        os.kill(min(pids), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not seen - pids:
+            assert time.monotonic() < deadline, seen
+            with contextlib.suppress(httpx.TransportError):
+                seen.add(httpx.get(url + "/healthz").json()["pid"])
+        assert "exited with status -9" in log.read_text()
+        pids = _children(parent.pid)
+
         # An uncoordinated server on the same folder is refused, naming the coordination.
         alone = _run("--data-dir", str(data_dir))
         assert alone.returncode == 1
@@ -88,7 +101,10 @@ def test_two_workers_answer_on_one_port_from_two_pids(tmp_path: Path, coordinati
 
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(60) == 0
-        assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+        deadline = time.monotonic() + 30  # every child (and the resource tracker) ends
+        while any(Path(f"/proc/{pid}").exists() for pid in pids):
+            assert time.monotonic() < deadline, pids
+            time.sleep(0.05)
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -10,7 +10,8 @@ The parent forwards SIGTERM and SIGINT to the children (which are in their own p
 group, so a terminal's Ctrl-C reaches them once, through the parent) and returns when all
 have exited; a child that dies with its parent is asked to by ``PR_SET_PDEATHSIG``. It
 reports failure (a non-zero status) when a child fails to start, and then stops the
-others, or when a child exits with a non-zero status.
+others, or when a child exits with a non-zero status. A child that exits after all
+started, while the parent is not stopping, is replaced (at most N times a minute).
 
 Generic: the child's work is any picklable ``main(sock, ready, *args)`` that serves on
 ``sock`` (bound, not listening) and calls ``ready()`` once it accepts connections.
@@ -42,6 +43,7 @@ _log = logging.getLogger("wirelab.server")
 WorkerMain = Callable[..., None]
 _STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 _PR_SET_PDEATHSIG: Final = 1
+_RESTART_WINDOW_S: Final = 60.0
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
@@ -95,20 +97,21 @@ class _Supervisor:
         self.stopping = False
 
     def start(self, port: int) -> list[Connection]:
+        """Start the children; the pipes on which each announces it is ready."""
+        return [self._spawn(port) for _ in range(self.count)]
+
+    def _spawn(self, port: int) -> Connection:
         ctx = multiprocessing.get_context("spawn")
-        pipes = []
-        for i in range(self.count):
-            receive, send = ctx.Pipe(duplex=False)
-            child = ctx.Process(
-                target=_child,
-                args=(self.main, self.host, port, send, self.args),
-                name=f"wirelab-worker-{i}",
-            )
-            child.start()
-            send.close()
-            self.children.append(child)
-            pipes.append(receive)
-        return pipes
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(
+            target=_child,
+            args=(self.main, self.host, port, send, self.args),
+            name="wirelab-worker",
+        )
+        child.start()
+        send.close()
+        self.children.append(child)
+        return receive
 
     def forward(self, signum: int, _frame: FrameType | None) -> None:
         self.stopping = True
@@ -138,21 +141,29 @@ class _Supervisor:
                     return None
         return pids
 
-    def wait_all(self) -> int:
-        """Wait for every child to exit; 0 if all exited with status 0."""
+    def wait_all(self, port: int | None = None) -> int:
+        """Wait for every child to exit; 0 if all exited with status 0 (a replaced one
+        aside). With ``port``, a child that exits while not stopping is replaced (at most
+        ``count`` times a minute; past that every child is stopped: status 1)."""
         status = 0
-        remaining = list(self.children)
-        while remaining:
-            for sentinel in wait([c.sentinel for c in remaining]):
-                child = next(c for c in remaining if c.sentinel == sentinel)
+        restarts: list[float] = []
+        while self.children:
+            for sentinel in wait([c.sentinel for c in self.children]):
+                child = next(c for c in self.children if c.sentinel == sentinel)
                 child.join()
-                remaining.remove(child)
-                if child.exitcode != 0:
+                self.children.remove(child)
+                if self.stopping or port is None:
+                    status = status or int(child.exitcode != 0)
+                    continue
+                _log.error("server process %s exited with status %s", child.pid, child.exitcode)
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < _RESTART_WINDOW_S] + [now]
+                if len(restarts) > self.count:
+                    _log.error("server processes keep exiting: stopping")
                     status = 1
-                    if not self.stopping:
-                        _log.error(
-                            "server process %s exited with status %s", child.pid, child.exitcode
-                        )
+                    self.forward(signal.SIGTERM, None)
+                else:
+                    self._spawn(port).close()  # it serves as soon as it is up
         return status
 
 
@@ -183,7 +194,7 @@ def run_workers(
             return 1
         if pids is not None and on_ready is not None:
             on_ready(actual, pids)
-        return supervisor.wait_all()
+        return supervisor.wait_all(actual)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
