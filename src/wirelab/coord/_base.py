@@ -91,6 +91,8 @@ class Listener:
 
     async def wait(self, seconds: float) -> bool:
         """Whether a wake-up arrived within ``seconds`` (``False``: it did not)."""
+        if self.event.is_set():
+            return True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.event.wait(), max(0.0, seconds))
             return True
