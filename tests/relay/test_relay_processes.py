@@ -344,3 +344,33 @@ def test_the_sweep_removes_what_a_dead_process_was_sending(cluster: Cluster) -> 
     # b (leading the sweep once a's leases ran out) removes both; b never restarted.
     eventually(lambda: not _journal(cluster.data_dir), what="an empty journal")
     assert not any(p.is_file() for p in blobs.rglob("*"))
+
+
+def test_an_upload_is_offered_live_once_across_processes(cluster: Cluster) -> None:
+    a, b = cluster.start(), cluster.start()
+    data = os.urandom(2 * MiB)
+    location = create_upload(cluster, a, data)
+
+    def take_live(server: ServeProcess) -> httpx.Response:
+        return httpx.post(
+            f"{server.url}/v1/relay/inbox/next",
+            params={"live": "true", "wait": 0},
+            headers=cluster.auth("bob"),
+        )
+
+    offered = take_live(b)
+    assert offered.status_code == 200 and offered.json()["live"] is True
+    assert take_live(a).status_code == 204  # offered once, by whichever process
+    received: dict[str, bytes] = {}
+
+    def receive() -> None:
+        url = b.url + offered.json()["url"]
+        with httpx.stream("GET", url, headers=cluster.auth("bob"), timeout=60) as r:
+            received["body"] = r.read()
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    digest = {"Wirelab-Sha256": hashlib.sha256(data).hexdigest()}
+    assert patch(cluster, a, location, 0, data, **digest).status_code == 204
+    reader.join(60)
+    assert received["body"] == data  # streamed by b from what a wrote
