@@ -93,6 +93,18 @@ def test_two_workers_answer_on_one_port_from_two_pids_and_are_replaced(
         assert "exited with status -9" in log.read_text()
         pids = _children(parent.pid)
 
+        # Another set of workers (another data folder) does not get a share of the port.
+        intruder = subprocess.run(
+            [*_WIRELAB[:-1], ready[3], "--workers", "2", "--data-dir", str(tmp_path / "other")],
+            env={**os.environ, "WIRELAB_COORDINATION_URL": coordination},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert intruder.returncode == 2, intruder.stderr
+        assert f"cannot bind 127.0.0.1:{ready[3]}" in intruder.stderr
+
         # An uncoordinated server on the same folder is refused, naming the coordination.
         alone = _run("--data-dir", str(data_dir))
         assert alone.returncode == 1

@@ -46,14 +46,24 @@ _PR_SET_PDEATHSIG: Final = 1
 _RESTART_WINDOW_S: Final = 60.0
 
 
-def reuseport_socket(host: str, port: int) -> socket.socket:
+def reuseport_socket(host: str, port: int, *, alone: bool = False) -> socket.socket:
     """A TCP socket bound to ``(host, port)`` with ``SO_REUSEPORT``, not listening yet.
 
-    :class:`~wirelab.UsageError` (one line) when the address cannot be bound.
+    ``alone``: fail if any socket is bound to the port already, even one that would share
+    it (another set of server processes, perhaps of another data folder, would otherwise
+    silently get a share of the connections). :class:`~wirelab.UsageError` (one line)
+    when the address cannot be bound.
     """
     if not hasattr(socket, "SO_REUSEPORT"):  # pragma: no cover - not Linux/BSD
         raise UsageError("several server processes need SO_REUSEPORT, missing on this system")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if alone and port:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise UsageError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -181,7 +191,7 @@ def run_workers(
 
     ``on_ready(port, pids)`` is called once every child accepts connections.
     """
-    holder = reuseport_socket(host, port)
+    holder = reuseport_socket(host, port, alone=True)
     supervisor = _Supervisor(count, main, args, host)
     previous = {s: signal.signal(s, supervisor.forward) for s in _STOP_SIGNALS}
     try:
