@@ -57,6 +57,7 @@ return 0
 
 # KEYS[1] the group, ARGV[1] the member ('' to only list), ARGV[2] the TTL in ms.
 _PRESENCE: Final = """
+redis.replicate_commands()  -- writes after TIME (the default since Redis 7)
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('zremrangebyscore', KEYS[1], '-inf', now)
