@@ -73,6 +73,7 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("sender_pending_bytes", _BYTES, "Bytes a sender's uploads hold (20G).  [default: 20 GiB]"),
     ("sender_pending_uploads", click.IntRange(0), "Uploads one sender has open.  [default: 100]"),
     ("disk_reserve", _BYTES, "Disk space kept for deletes (e.g. 4M).  [default: 4 MiB]"),
+    ("lock_ttl", _SECONDS, "Leases of a dead process expire after, s.  [default: 15]"),
 ]  # fmt: skip
 
 
@@ -233,6 +234,23 @@ def _tls_options(func: F) -> F:
     "(0: on the event loop, the faster choice on 2 cores; see docs/design.md).",
 )
 @_cli_worker.database_url_option
+@click.option(
+    "--coordination-url",
+    envvar="WIRELAB_COORDINATION_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="What several server processes share (wake-ups, upload leases, the sweeper): "
+    "redis://HOST:PORT/DB[?prefix=P].  [default: none, one process]",
+)
+@click.option(
+    "--workers",
+    default=1,
+    type=click.IntRange(1, 64),
+    envvar="WIRELAB_WORKERS",
+    show_envvar=True,
+    help="Server processes on the one port (SO_REUSEPORT); more than 1 needs "
+    "--coordination-url.  [default: 1]",
+)
 @_relay_options
 @_connection_options
 @_media_options
@@ -269,6 +287,8 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    coordination_url: str | None,
+    workers: int,
     max_header_bytes: int,
     head_timeout: float,
     keepalive_timeout: float,
@@ -292,6 +312,7 @@ def serve(
       wirelab serve                                  # 127.0.0.1:8080, data in $XDG_DATA_HOME
       wirelab serve --port 9000 --data-dir /srv/wirelab --relay-quota-bytes 100G
       wirelab serve --tls-certfile cert.pem --tls-keyfile key.pem   # HTTPS
+      wirelab serve --workers 4 --coordination-url redis://127.0.0.1:6379/0
     """
     if (tls_certfile is None) != (tls_keyfile is None):
         raise click.UsageError(
@@ -342,9 +363,12 @@ def serve(
         cors_origins=parse_origins(cors_origins),
         jobs_url=jobs_url or None,
         jobs_queue=jobs_queue,
+        coordination_url=coordination_url or None,
     )
     _check_data_dir(config.data_dir, as_json)
-    run(config)
+    status = run(config, workers)
+    if status:
+        raise SystemExit(status)
 
 
 def _check_data_dir(folder: Path, as_json: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -35,11 +37,15 @@ def add_users(data_dir: Path, *names: str) -> dict[str, str]:
 
 
 class ServeProcess:
-    """``wirelab serve`` on 127.0.0.1 with ``data_dir``; :meth:`restart` keeps the port."""
+    """``wirelab serve`` on 127.0.0.1 with ``data_dir``; :meth:`restart` keeps the port.
 
-    def __init__(self, data_dir: Path, *extra: str) -> None:
+    With ``log``, the server's log (stderr) goes to that file (appended to on restarts).
+    """
+
+    def __init__(self, data_dir: Path, *extra: str, log: Path | None = None) -> None:
         self.data_dir = data_dir
         self.extra = extra
+        self.log = log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -47,7 +53,13 @@ class ServeProcess:
 
     def start(self) -> None:
         """Start the server and wait until it answers ``/healthz``."""
-        self.proc = subprocess.Popen(
+        with contextlib.ExitStack() as files:
+            log = None if self.log is None else files.enter_context(self.log.open("ab"))
+            self.proc = self._popen(log)
+        self.wait_ready()
+
+    def _popen(self, log: IO[bytes] | None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -62,8 +74,12 @@ class ServeProcess:
                 *self.extra,
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if log is None else log,
         )
+
+    def wait_ready(self) -> None:
+        """Wait until the server answers ``/healthz`` (kill it if it does not start)."""
+        assert self.proc is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -374,9 +374,9 @@ def test_long_poll_wakes_up_when_a_file_arrives(relay: Relay) -> None:
     waiter.start()
     deadline = time.monotonic() + 10
     service = relay.server.app.state.relay_runtime.service
-    while "bob" not in service._waiters and time.monotonic() < deadline:
+    while not service.coord.listening("inbox:bob") and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert "bob" in service._waiters
+    assert service.coord.listening("inbox:bob")
     sent = send(relay.alice, b"arrived").json()
     waiter.join(30)
     assert not waiter.is_alive()

@@ -8,7 +8,9 @@ handler when the flag is set, when the attempt's time is up, or when the lease w
 (another worker took over).
 
 At start-up every ``running`` job is requeued: the embedded runner is the only one on its
-database, so such a job belonged to a process that died (its ffmpeg died with it). On a
+database, so such a job belonged to a process that died (its ffmpeg died with it). With
+``requeue_all=False`` (server processes that share the database) only the jobs whose
+lease expired are: the others are running in another process. On a
 clean stop the jobs in progress are requeued too, so they resume at the next start.
 """
 
@@ -59,19 +61,21 @@ class EmbeddedRunner(Generic[J]):
         *,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[str], None] | None = None,
+        requeue_all: bool = True,
     ) -> None:
         self.queue = queue
         self.handler = handler
         self.settings = settings
         self.clock = clock
         self._changed = on_change or _ignore
+        self.requeue_all = requeue_all
         self.id = f"embedded-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._hints: dict[str, asyncio.Event] = {}
 
     async def start(self) -> None:
-        requeued = await self.queue.requeue(self.clock(), expired_only=False)
+        requeued = await self.queue.requeue(self.clock(), expired_only=not self.requeue_all)
         if requeued:
             _log.info("requeued %d media job(s) interrupted by a stop", len(requeued))
         for job_id in requeued:

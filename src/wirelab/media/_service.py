@@ -57,6 +57,11 @@ class MediaService:
 
     ``workdir`` holds the files of attempts in progress (one folder each, removed when
     the attempt ends, and all of them at start-up).
+
+    ``shared``: other server processes use the same database, blob folder and workdir
+    (a distributed coordination, ``docs/deploy.md``). Start-up then leaves the blob
+    store's recovery and the work files alone (they may be another process's jobs in
+    progress), and the embedded runner requeues only the jobs whose lease expired.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class MediaService:
         *,
         runner: Callable[[MediaService], JobRunner] | None = None,
         clock: Callable[[], float] = time.time,
+        shared: bool = False,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -76,17 +82,20 @@ class MediaService:
         self.clock = clock
         self.changes = JobChanges()
         """Wake-ups for job looks that wait for a change (writes made in this process)."""
+        self.shared = shared
         self.runner = (runner or _embedded)(self)
         self._sweeper: asyncio.Task[None] | None = None
         self.pids: dict[str, int] = {}
         """The running ffmpeg (process group id) of each job attempt in this process."""
 
     async def start(self) -> None:
-        """Recover the blob store (unless jobs run in other processes, which write it),
-        clear stale work files, start the runner and sweeper."""
-        if not self.runner.remote:
-            await self.blobs.recover()
-        await asyncio.to_thread(shutil.rmtree, self.workdir, True)
+        """Recover the blob store (unless jobs run in other processes, which write it) and
+        clear stale work files (neither when ``shared`` with other server processes), start
+        the runner and sweeper."""
+        if not self.shared:
+            if not self.runner.remote:
+                await self.blobs.recover()
+            await asyncio.to_thread(shutil.rmtree, self.workdir, True)
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.runner.start()
         self._sweeper = asyncio.create_task(self._run_sweeper(), name="wirelab-media-sweep")
@@ -317,6 +326,7 @@ def _embedded(service: MediaService) -> JobRunner:
         runner_settings(service.settings),
         clock=service.clock,
         on_change=service.changes.notify,
+        requeue_all=not service.shared,
     )
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from .._digests import empty_digest
 from ..db import RelayBatch, RelayFile, RelayUpload
 from ._errors import DigestConflict, FileTooLarge, RecipientNotFound, RelayError
+from ._shared import exclusive_all
 from ._uploads import new_id
 
 if TYPE_CHECKING:
@@ -99,16 +100,17 @@ class Batches:
             expires_at=now + service.limits.upload_expiry,
         )
         uploads = [_upload(batch, i, spec) for i, spec in enumerate(req.files)]
-        await service.reserve([(u.id, u.length) for u in uploads], req.recipient, req.owner)
-        try:
-            for upload in uploads:
-                await service.blobs.create_upload(upload.id, algorithm=upload.digest_algorithm)
-            await service.db.relay.create_batch(batch, uploads)
-        except BaseException:
-            for upload in uploads:
-                with contextlib.suppress(Exception):
-                    await service.discard(upload.id)
-            raise
+        async with exclusive_all(service, [u.id for u in uploads]):  # see _shared
+            await service.reserve([(u.id, u.length) for u in uploads], req.recipient, req.owner)
+            try:
+                for upload in uploads:
+                    await service.blobs.create_upload(upload.id, algorithm=upload.digest_algorithm)
+                await service.db.relay.create_batch(batch, uploads)
+            except BaseException:
+                for upload in uploads:
+                    with contextlib.suppress(Exception):
+                        await service.discard(upload.id)
+                raise
         for upload in uploads:
             if upload.length == 0:
                 await service.uploads.complete(upload, empty_digest(upload.digest_algorithm))
@@ -153,12 +155,12 @@ class Batches:
             raise BatchDelivered(f"batch {batch_id!r} was delivered; acknowledge its files")
         service = self.service
         for key in await service.freeing(lambda: service.db.relay.delete_batch(batch_id)):
-            await service.discard(key)
+            await service.discard_exclusive(key)
 
     async def sweep(self) -> None:
         """Remove expired batches: undelivered ones with their uploads and bytes."""
         for key in await self.service.db.relay.delete_expired_batches(self.service.clock()):
-            await self.service.discard(key)
+            await self.service.discard_exclusive(key)
 
 
 def _upload(batch: RelayBatch, index: int, spec: BatchFile) -> RelayUpload:

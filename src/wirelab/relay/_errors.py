@@ -14,6 +14,7 @@ __all__ = [
     "RecipientNotFound",
     "RelayError",
     "TooManyPending",
+    "UploadBusy",
 ]
 
 
@@ -73,3 +74,10 @@ class TooManyPending(RelayError):
     def __init__(self, cause: PendingExceeded) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class UploadBusy(RelayError):
+    """Another request (in this or another server process) is writing the upload, and
+    did not finish within the wait: retry after it (423)."""
+
+    status_code = 423

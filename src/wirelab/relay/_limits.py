@@ -38,6 +38,10 @@ class RelayLimits:
     - ``disk_reserve`` (``WIRELAB_RELAY_DISK_RESERVE``, bytes): disk space uploads may
       never use, kept in a file that acknowledging and deleting release when the disk is
       full anyway (they must record the delete before they free the bytes).
+    - ``lock_ttl`` (``WIRELAB_RELAY_LOCK_TTL``, seconds): how long the lease of an upload
+      being written (and the sweeper's leadership) outlives a process that died holding
+      it; held leases are renewed every third of it. A request that finds an upload
+      busy waits up to this long (plus a second) before it is answered 423.
     """
 
     max_file_size: int = 10 * 1024**3
@@ -54,3 +58,4 @@ class RelayLimits:
     sender_pending_bytes: int = 20 * 1024**3
     sender_pending_uploads: int = 100
     disk_reserve: int = 4 * 1024**2
+    lock_ttl: float = 15.0

@@ -69,7 +69,7 @@ async def refuse(service: RelayService, recipient: str, upload_id: str) -> None:
         return
     batch_id = upload.batch_id
     for key in await service.freeing(lambda: service.db.relay.delete_batch(batch_id)):
-        await service.discard(key)
+        await service.discard_exclusive(key)
 
 
 def add_pending_routes(router: APIRouter, runtime: RelayRuntime) -> None:

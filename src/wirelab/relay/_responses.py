@@ -43,9 +43,12 @@ _GENERIC: Final[dict[int, str]] = {
     415: "Wrong `Content-Type`.",
     416: "The `Range` selects no byte of the file, or a position is past 64 bits.",
     422: "Invalid parameter or body: the JSON `detail` names the field.",
+    423: "Another request (through this or another server process) is writing the upload"
+    " and did not finish in time: retry.",
     429: "The recipient's inbox is at its file-count quota.",
     460: "`Upload-Checksum` mismatch: the chunk was not stored.",
-    503: "The relay is starting or stopping.",
+    503: "The relay is starting or stopping, or the coordination service of several"
+    " server processes is unreachable (with `Retry-After`).",
     507: "Not enough storage: the recipient's byte quota, or the server's disk (any"
     " write can meet a full disk).",
 }

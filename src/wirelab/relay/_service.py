@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..auth import UserNotFoundError
+from ..coord import Coordinator, EmbeddedCoordinator
 from ..db import (
     Database,
     DatabaseFullError,
@@ -51,6 +52,14 @@ from ._errors import (
 )
 from ._http import sanitize_filename
 from ._limits import RelayLimits
+from ._shared import (
+    exclusive,
+    instance_name,
+    recover,
+    run_presence,
+    run_sweeper,
+    sweep_orphans,
+)
 from ._uploads import Uploads, new_id
 
 __all__ = ["RelayService", "SendRequest", "new_id"]
@@ -81,11 +90,14 @@ class SendRequest:
 
 
 class RelayService:
-    """One server's relay. ``recover()`` at start-up, then serve; ``sweep()`` periodically.
+    """One server process's relay. ``recover()`` at start-up, then serve, with
+    ``run_background()`` running (the sweeper, when this process leads).
 
-    Long polls wait on one :class:`asyncio.Event` per waiting request, set when a file for
-    that recipient is committed (in this process) or, by timeout, when the earliest
-    running lease of the recipient ends: no polling of the database.
+    What several processes share goes through ``coord`` (default: an embedded one, for a
+    process that owns its data alone; see :mod:`wirelab.relay._shared`). Long polls
+    listen to the topic ``inbox:<recipient>``, published when a file for that recipient
+    is committed in any process; they wake by timeout when the earliest running lease of
+    the recipient ends: no polling of the database.
     """
 
     def __init__(
@@ -95,23 +107,30 @@ class RelayService:
         limits: RelayLimits,
         *,
         clock: Callable[[], float] = time.time,
+        coord: Coordinator | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
         self.limits = limits
         self.clock = clock
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self.coord = coord if coord is not None else EmbeddedCoordinator()
+        self.instance = instance_name()
+        self.long_polls = 0  # waiting in next() in this process (for /healthz)
         self.uploads = Uploads(self)
         self.batches = Batches(self)
 
     async def recover(self) -> None:
         """Finish what a crash interrupted: a journaled blob key is garbage unless it
-        belongs to a resumable upload in progress (those stay resumable)."""
-        await self.blobs.recover()
-        keep = await self.uploads.recover()
-        for key in await self.db.relay.journal_list():
-            if key not in keep:
-                await self.discard(key)
+        belongs to a resumable upload in progress (those stay resumable) or another
+        server process is writing it (see :func:`wirelab.relay._shared.recover`)."""
+        await recover(self)
+
+    async def run_background(self) -> None:
+        """This process's part in the shared work until cancelled: its presence among the
+        server processes, and the sweeper while it leads."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(run_presence(self))
+            group.create_task(run_sweeper(self))
 
     async def discard(self, key: str) -> None:
         """Remove the partial upload and the blob ``key``, then its journal entry."""
@@ -165,7 +184,14 @@ class RelayService:
             )
         await self.check_space(req.content_length or 0)
         file_id = new_id()
+        async with exclusive(self, file_id, wait=False):  # see _shared (recovery)
+            file = await self._send(req, file_id, body)
+        self.notify(req.recipient)
+        return file
+
+    async def _send(self, req: SendRequest, file_id: str, body: AsyncIterator[bytes]) -> RelayFile:
         key = file_id
+        limit = self.limits.max_file_size
         reserved = self.clock()
         usage = await self.reserve([(key, req.content_length or 0)], req.recipient, req.sender)
         chunked = req.content_length is None
@@ -211,13 +237,17 @@ class RelayService:
             with contextlib.suppress(Exception):
                 await self.discard(key)
             raise
-        self.notify(req.recipient)
         return file
 
     def notify(self, recipient: str) -> None:
-        """Wake the long polls of ``recipient``: a file was committed."""
-        for event in self._waiters.get(recipient, ()):
-            event.set()
+        """Wake the long polls of ``recipient`` in every server process: a file was
+        committed (or released, or an upload to them started)."""
+        self.coord.publish(f"inbox:{recipient}")
+
+    async def discard_exclusive(self, key: str) -> None:
+        """:meth:`discard` once no request (in any server process) writes ``key``."""
+        async with exclusive(self, key):
+            await self.discard(key)
 
     async def inbox(self, recipient: str) -> list[RelayFile]:
         """The recipient's unexpired files, oldest first."""
@@ -335,12 +365,19 @@ class RelayService:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        event = asyncio.Event()
-        waiters = self._waiters.setdefault(recipient, set())
-        waiters.add(event)
+        self.long_polls += 1
         try:
+            return await self._next(recipient, lease, deadline, live)
+        finally:
+            self.long_polls -= 1
+
+    async def _next(
+        self, recipient: str, lease: float, deadline: float, live: bool
+    ) -> RelayFile | RelayUpload | None:
+        loop = asyncio.get_running_loop()
+        with self.coord.listen(f"inbox:{recipient}") as listener:
             while True:
-                event.clear()
+                listener.clear()
                 now = self.clock()
                 file = await self.db.relay.lease_next(recipient, now, new_id(), now + lease)
                 if file is not None:
@@ -353,12 +390,7 @@ class RelayService:
                 lease_end = await self.db.relay.next_lease_end(recipient, now)
                 if lease_end is not None:
                     remaining = min(remaining, max(0.0, lease_end - self.clock()) + 0.001)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), remaining)
-        finally:
-            waiters.discard(event)
-            if not waiters:
-                self._waiters.pop(recipient, None)
+                await listener.wait(remaining)
 
     async def sweep(self) -> int:
         """Remove expired files, blobs whose deletion failed, and stale partial uploads.
@@ -375,6 +407,7 @@ class RelayService:
                 break
         for key in await self.db.relay.journal_list("delete"):
             await self._delete_blob(key)
+        await sweep_orphans(self)  # what a process that died while others run left
         await self.batches.sweep()
         await self.uploads.sweep()
         await self.blobs.sweep_uploads(self.limits.upload_expiry, now=self.clock())
@@ -382,16 +415,9 @@ class RelayService:
         return removed
 
     async def run_sweeper(self) -> None:
-        """Call :meth:`sweep` every ``sweep_interval`` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(self.limits.sweep_interval)
-            try:
-                removed = await self.sweep()
-            except Exception:
-                _log.exception("relay sweep failed")
-            else:
-                if removed:
-                    _log.info("relay sweep removed %d expired files", removed)
+        """Call :meth:`sweep` every ``sweep_interval`` seconds while this process leads
+        the sweep (in one process: always), until cancelled."""
+        await run_sweeper(self)
 
 
 async def _limited(

@@ -325,7 +325,7 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         "/uploads/{upload_id}",
         summary="tus: append bytes",
         status_code=204,
-        responses=answers(400, 404, 409, 410, 412, 413, 415, 422, 429, 460, 507,
+        responses=answers(400, 404, 409, 410, 412, 413, 415, 422, 423, 429, 460, 507,
                           _409="`Upload-Offset` is not the upload's offset (which the"
                           " answer's `Upload-Offset` gives).",
                           _422="SHA-256 mismatch: the upload was deleted."),
@@ -409,7 +409,7 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         return headers
 
     @router.delete("/uploads/{upload_id}", summary="tus: terminate", status_code=204,
-                   responses=answers(404, 409, 410, 412, 507),
+                   responses=answers(404, 409, 410, 412, 423, 507),
                    openapi_extra=_RESUMABLE)  # fmt: skip
     async def terminate(user: TusUser, upload_id: str) -> Response:
         """Delete the upload and its bytes."""
@@ -424,6 +424,8 @@ def add_tus_routes(router: APIRouter, runtime: RelayRuntime) -> None:
             await runtime.require().uploads.terminate(upload)
         except TusError as exc:
             return _fail(exc)
+        except RelayError as exc:  # busy (423), or a full disk (507)
+            return _fail(TusError(exc.status_code, str(exc)))
         return _answer(204)
 
 

@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ from ._errors import (
     RelayError,
 )
 from ._http import sanitize_filename
+from ._shared import exclusive
 
 if TYPE_CHECKING:
     from ._service import RelayService
@@ -107,8 +108,8 @@ class Uploads:
 
     def __init__(self, service: RelayService) -> None:
         self.service = service
-        self._offered_live: set[str] = set()  # each upload goes live to one receiver
-        #: upload id -> live streams of it in progress (they count towards max_downloads)
+        #: upload id -> live streams of it in progress in this process (they count
+        #: towards max_downloads)
         self.live_streams: Counter[str] = Counter()
 
     def _now(self) -> float:
@@ -151,14 +152,15 @@ class Uploads:
             encryption=req.encryption,
             digest_algorithm=req.digest_algorithm,
         )
-        await service.reserve([(upload.id, upload.length)], upload.recipient, upload.owner)
-        try:
-            await service.blobs.create_upload(upload.id, algorithm=upload.digest_algorithm)
-            await service.db.relay.insert_upload(upload)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await service.discard(upload.id)
-            raise
+        async with exclusive(service, upload.id, wait=False):  # see _shared (recovery)
+            await service.reserve([(upload.id, upload.length)], upload.recipient, upload.owner)
+            try:
+                await service.blobs.create_upload(upload.id, algorithm=upload.digest_algorithm)
+                await service.db.relay.insert_upload(upload)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await service.discard(upload.id)
+                raise
         if upload.length:
             service.notify(upload.recipient)  # a waiting recipient may take it live
             return upload, None
@@ -167,23 +169,22 @@ class Uploads:
         return upload, await self.complete(upload, empty)
 
     async def live_candidate(self, recipient: str) -> RelayUpload | None:
-        """The oldest single upload in progress for ``recipient`` not yet offered live."""
+        """The oldest single upload in progress for ``recipient`` not yet offered live
+        (by any server process: an atomic set-once mark that lasts as long as the upload
+        may)."""
         now = self._now()
-        uploads = await self.service.db.relay.list_uploads()
-        self._offered_live &= {u.id for u in uploads}  # forget finished ones
         waiting = [
             u
-            for u in uploads
+            for u in await self.service.db.relay.list_uploads()
             if u.recipient == recipient
             and u.state == "receiving"
             and u.batch_id is None
             and u.expires_at > now
-            and u.id not in self._offered_live
         ]
-        upload = min(waiting, key=lambda u: u.created_at, default=None)
-        if upload is not None:
-            self._offered_live.add(upload.id)
-        return upload
+        for upload in sorted(waiting, key=lambda u: u.created_at):
+            if await self.service.coord.set_if_absent(f"live:{upload.id}", upload.expires_at - now):
+                return upload
+        return None
 
     async def get(self, owner: str, upload_id: str) -> tuple[RelayUpload, int]:
         """The upload and its durable offset; :class:`UploadGone`, :class:`UploadExpired`.
@@ -229,7 +230,8 @@ class Uploads:
         service = self.service
         body = service.renewing(upload.id, _capped(body, upload.length - offset))
         try:
-            return await service.blobs.append(upload.id, offset, body, checksum=checksum)
+            async with exclusive(service, upload.id):  # one writer across processes
+                return await service.blobs.append(upload.id, offset, body, checksum=checksum)
         except StorageFullError as exc:
             durable = offset
             with contextlib.suppress(Exception):  # what arrived is durable up to here
@@ -247,6 +249,10 @@ class Uploads:
         On a mismatch (``DigestMismatchError``) a single upload is removed entirely; a
         batch's upload is reset to offset 0 (the batch stays completable).
         """
+        async with exclusive(self.service, upload.id):
+            return await self._complete(upload, sha256)
+
+    async def _complete(self, upload: RelayUpload, sha256: str | None) -> RelayFile | None:
         service = self.service
         try:
             info = await service.blobs.commit(
@@ -259,7 +265,7 @@ class Uploads:
         except BaseException:
             with contextlib.suppress(Exception):
                 if upload.batch_id is None:
-                    await self.terminate(upload)
+                    await self._terminate(upload)
                 else:  # the key stays journaled; the row stays 'receiving'
                     await service.blobs.abort_upload(upload.id)
                     await service.blobs.create_upload(upload.id, algorithm=upload.digest_algorithm)
@@ -311,18 +317,25 @@ class Uploads:
     async def terminate(self, upload: RelayUpload) -> None:
         """Delete the upload row, then its bytes, then its journal entry.
 
-        A complete upload only loses its record: its bytes are the file's now.
+        A complete upload only loses its record: its bytes are the file's now. Waits for
+        a request writing the upload (in any server process) to end.
         """
+        async with exclusive(self.service, upload.id):
+            await self._terminate(upload)
+
+    async def _terminate(self, upload: RelayUpload) -> None:
         service = self.service
         await service.freeing(lambda: service.db.relay.delete_upload(upload.id))
         if not upload.complete:
             await service.discard(upload.id)
 
-    async def recover(self) -> set[str]:
+    async def recover(self, claim: Callable[[str], Awaitable[bool]]) -> set[str]:
         """After a crash: the ids of the uploads to keep (their journal keys stay).
 
         Expired uploads are removed. An upload whose blob commit finished but whose file
         row was not written (a crash in between) is finished now: its bytes are verified.
+        Either happens only once ``claim(id)`` got the upload's lease (else another
+        server process is working on it: kept), and on the upload as re-read then.
         """
         keep: set[str] = set()
         service = self.service
@@ -338,16 +351,30 @@ class Uploads:
                 keep.add(upload.id)  # a reservation held for good (older rows) lapses
                 await service.db.relay.release_reservation(upload.id, renew)
                 continue
-            try:
-                blob = await service.blobs.stat(upload.id)
-            except BlobNotFoundError:
-                await self.terminate(upload)
-                continue
-            # The blob commit verified the digest; the store records it beside the blob.
-            await self._finish(upload, blob.size, blob.sha256 or upload.sha256 or "")
-            if upload.batch_id is not None:
-                keep.add(upload.id)  # committed (or delivered: then no longer journaled)
+            if not await claim(upload.id) or await self._recover_one(upload.id):
+                keep.add(upload.id)
         return keep
+
+    async def _recover_one(self, upload_id: str) -> bool:
+        """Finish or remove an upload left by a crash (its lease held); whether to keep it."""
+        service = self.service
+        upload = await service.db.relay.get_upload(upload_id)  # moved on meanwhile?
+        if upload is None or upload.complete:
+            return False
+        if upload.received:
+            return True
+        if upload.expires_at > self._now():
+            with contextlib.suppress(UploadNotFoundError):
+                await service.blobs.upload_offset(upload_id)
+                return True  # created (or resumed) by another process meanwhile
+        try:
+            blob = await service.blobs.stat(upload.id)
+        except BlobNotFoundError:
+            await self._terminate(upload)
+            return False
+        # The blob commit verified the digest; the store records it beside the blob.
+        await self._finish(upload, blob.size, blob.sha256 or upload.sha256 or "")
+        return upload.batch_id is not None  # committed (or delivered: no longer journaled)
 
     async def sweep(self) -> int:
         """Remove expired uploads (the records of complete ones too); returns how many."""
@@ -357,9 +384,13 @@ class Uploads:
             for u in await self.service.db.relay.list_uploads()
             if u.expires_at <= now and (u.batch_id is None or u.complete)
         ]  # the uploads of undelivered batches go with their batch (Batches.sweep)
+        removed = 0
         for upload in expired:
-            await self.terminate(upload)
-        return len(expired)
+            with contextlib.suppress(RelayError):  # busy: written right now, next sweep
+                async with exclusive(self.service, upload.id, wait=False):
+                    await self._terminate(upload)
+                    removed += 1
+        return removed
 
 
 async def _capped(body: AsyncIterator[bytes], room: int) -> AsyncIterator[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._fsio import private_dir
 from .._version import __version__
+from ..coord import coordinator_for
 from ..db import connect
 from ..media import MediaRuntime, MediaService
 from ..media import build_router as build_media_router
@@ -103,19 +105,23 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             max_workers=max(1, config.worker_threads), thread_name_prefix="wirelab-gen"
         ) as executor:
             runtime.executor = executor if config.worker_threads else None
-            async with await connect(config.metadata_url) as db:
+            async with (
+                await connect(config.metadata_url) as db,
+                coordinator_for(config.coordination_url) as coord,
+            ):
                 limits = config.relay_limits
                 blobs = LocalBlobStore(config.data_dir / "relay", reserve_bytes=limits.disk_reserve)
-                service = RelayService(db, blobs, limits)
+                service = RelayService(db, blobs, limits, coord=coord)
                 await service.recover()
                 relay.service = service
-                sweeper = asyncio.create_task(service.run_sweeper(), name="wirelab-relay-sweep")
+                sweeper = asyncio.create_task(service.run_background(), name="wirelab-relay")
                 media_service = MediaService(
                     db,
                     media_blob_store(config),
                     config.media,
                     config.data_dir / "media-work",
                     runner=media_runner(config),
+                    shared=coord.distributed,
                 )
                 await media_service.start()
                 media.service = media_service
@@ -152,12 +158,16 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
-        """Liveness: 200 while the server accepts requests."""
+        """Liveness: 200 while the server accepts requests. ``pid`` names the server
+        process that answered (``serve --workers N`` runs several), ``relay_long_polls``
+        the long polls it holds open."""
         return {
             "status": "ok",
             "version": __version__,
+            "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - started, 3),
             "streams_active": len(runtime.active),
+            "relay_long_polls": relay.service.long_polls if relay.service else 0,
         }
 
     app.include_router(build_stream_router(runtime, config.stream_limits))

@@ -84,6 +84,10 @@ class ServerConfig:
     (``WIRELAB_JOBS_QUEUE``, also the prefix of every Redis key and channel used).
     ``jobs_lease`` (``WIRELAB_JOBS_LEASE``, s): how long a worker's claim on a job lasts
     without a heartbeat; a job of a dead worker is requeued that long after its last one.
+    ``coordination_url`` (``WIRELAB_COORDINATION_URL``): what the server processes of one
+    deployment share (long-poll wake-ups, upload leases, the sweeper's lead; see
+    ``docs/deploy.md``): unset for one process, ``redis://HOST:PORT/DB[?prefix=P]`` for
+    several (``wirelab serve --workers N``, or several hosts).
 
     ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
     call the API from a browser; empty (the default): no CORS headers at all.
@@ -107,6 +111,7 @@ class ServerConfig:
     jobs_url: str | None = None
     jobs_queue: str = DEFAULT_QUEUE
     jobs_lease: float = 30.0
+    coordination_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.jobs_url is not None:

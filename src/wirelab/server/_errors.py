@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse
 
 from .._validate import InvalidField, json_safe
+from ..coord import CoordinationError
 
 __all__ = ["install_error_handlers"]
 
@@ -60,7 +61,18 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": [_item(e) for e in errors]}, status_code=422)
 
 
+async def _coordination(request: Request, exc: Exception) -> JSONResponse:
+    """The coordination service (Redis) is unreachable: the request cannot be served
+    safely now (503; the client retries)."""
+    return JSONResponse(
+        {"detail": f"service temporarily unavailable: {exc}"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the input-error handlers on ``app``."""
+    """Register the input-error (and coordination outage) handlers on ``app``."""
     app.add_exception_handler(InvalidField, _invalid_field)
     app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(CoordinationError, _coordination)

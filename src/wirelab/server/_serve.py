@@ -10,11 +10,14 @@ import logging.config
 import math
 import socket
 import ssl
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 
 from .._exceptions import UsageError
+from ..coord import Coordinator, coordinator_for
 from ..db import check_schema
 from ..stream import StreamRuntime
 from ._access_log import install_access_log_redaction
@@ -23,6 +26,7 @@ from ._config import ServerConfig
 from ._lock import DataDirLock
 from ._malloc import tune_malloc
 from ._os_limits import listen_backlog, raise_open_file_limit
+from ._workers import run_workers
 
 __all__ = ["GC_THRESHOLDS", "Server", "build_server", "run", "tls_options"]
 
@@ -46,6 +50,8 @@ class Server(uvicorn.Server):
         super().__init__(config)
         self.runtime = runtime
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: called once the server accepts connections (``serve --workers``)
+        self.on_ready: Callable[[], None] | None = None
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
@@ -60,6 +66,8 @@ class Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.started and self.on_ready is not None:
+            self.on_ready()
 
 
 def _http_protocol(config: ServerConfig) -> type[asyncio.Protocol] | str:
@@ -133,23 +141,79 @@ def log_config(level: str) -> dict[str, Any]:
     return conf
 
 
-def run(config: ServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM; returns after a clean shutdown.
+def run(config: ServerConfig, workers: int = 1) -> int:
+    """Serve until SIGINT/SIGTERM with ``workers`` processes; the exit status (0 after a
+    clean shutdown).
 
     Raises :class:`~wirelab.server._lock.DataDirLockedError` at once if another server
-    holds ``config.data_dir`` (see :mod:`._lock`); the lock is held until return.
+    holds ``config.data_dir`` (see :mod:`._lock`; the lock is held until return), and
+    :class:`~wirelab.UsageError` for several workers without a distributed coordination
+    or when the coordination service cannot be reached.
     """
-    with DataDirLock(config.data_dir):
+    coord = coordinator_for(config.coordination_url)
+    if workers > 1 and not coord.distributed:
+        raise UsageError(
+            f"--workers {workers} needs a coordination the processes share: set"
+            " WIRELAB_COORDINATION_URL (or --coordination-url) to redis://HOST:PORT/DB"
+        )
+    _check_reachable(coord)
+    shared_by = coord.description if coord.distributed else None
+    with DataDirLock(config.data_dir, shared_by):
         if config.database_url:  # refused here in one line, not as a failed start-up
             asyncio.run(check_schema(config.database_url))
-        logging_setup = log_config(config.log_level)
-        logging.config.dictConfig(logging_setup)  # before the limits are logged
-        # Before the app is built: the default connection cap follows the soft limit.
-        raise_open_file_limit()
-        server = build_server(config, logging_setup)
-        tune_gc()
-        tune_malloc()
-        server.run()
+        if workers == 1:
+            return 0 if _serve(config) else 1
+        return run_workers(
+            workers, _serve_worker, config, host=config.host, port=config.port, on_ready=_ready
+        )
+
+
+def _check_reachable(coord: Coordinator) -> None:
+    """Fail with one line now rather than in each process's start-up."""
+    if not coord.distributed:
+        return
+
+    async def check() -> None:
+        async with coord:
+            pass
+
+    try:
+        asyncio.run(check())
+    except Exception as exc:  # CoordinationError: one line
+        raise UsageError(str(exc)) from None
+
+
+def _serve(
+    config: ServerConfig,
+    sock: socket.socket | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> bool:
+    """Serve until stopped; whether the server had started (else its start-up failed)."""
+    logging_setup = log_config(config.log_level)
+    logging.config.dictConfig(logging_setup)  # before the limits are logged
+    # Before the app is built: the default connection cap follows the soft limit.
+    raise_open_file_limit()
+    server = build_server(config, logging_setup)
+    server.on_ready = on_ready
+    tune_gc()
+    tune_malloc()
+    server.run(sockets=None if sock is None else [sock])
+    return server.started
+
+
+def _serve_worker(sock: socket.socket, ready: Callable[[], None], config: ServerConfig) -> None:
+    """One process of ``serve --workers N`` (see :mod:`._workers`)."""
+    coord = coordinator_for(config.coordination_url)
+    with DataDirLock(config.data_dir, coord.description):
+        if not _serve(config, sock, ready):
+            sys.exit(1)
+
+
+def _ready(port: int, pids: list[int]) -> None:
+    pid_list = ", ".join(map(str, pids))
+    print(
+        f"wirelab serve: {len(pids)} server processes ({pid_list}) on port {port}", file=sys.stderr
+    )
 
 
 def tune_gc() -> None:

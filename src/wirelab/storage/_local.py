@@ -43,10 +43,16 @@ offset 0: then ``commit`` does not read the file again. The running hash is kept
 while it covers exactly the bytes below the durable offset (and is in the algorithm
 ``commit`` asks for): an append whose write or
 fsync failed drops it (it may have consumed bytes that were never made durable), and a
-new instance (a restart) has none. Without it ``commit`` re-reads the file in 1 MiB
-chunks. An append interrupted by its client keeps it, since what arrived is made durable.
+new instance (a restart) has none. It is trusted only while the upload's record is the
+one this instance last wrote (same offset and ``updated_at``): another process that
+appended to, or re-created, the upload (several server processes share a folder, one
+writer at a time by their leases) leaves it stale, and then the bytes are read again.
+Without it ``commit`` re-reads the file in 1 MiB chunks. An append interrupted by its
+client keeps it, since what arrived is made durable.
 
-One process owns a root at a time; call ``await store.recover()`` at startup.
+One process owns a root at a time, or several that coordinate (one writer per upload, and
+``recover()`` only while no other runs: see ``wirelab.relay._shared``); call
+``await store.recover()`` at startup.
 """
 
 from __future__ import annotations
@@ -130,9 +136,9 @@ class LocalBlobStore(BlobStore):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._checkpoint = checkpoint_bytes
         self._locks: weakref.WeakValueDictionary[str, Lock] = weakref.WeakValueDictionary()
-        # upload id -> (offset, algorithm, hash of bytes [0, offset)) for appends made by
-        # this process
-        self._hashes: dict[str, tuple[int, str, Hasher]] = {}
+        # upload id -> (record written, algorithm, hash of bytes [0, record.offset)) for
+        # appends made by this instance
+        self._hashes: dict[str, tuple[UploadInfo, str, Hasher]] = {}
         self._dir_sync = DirSync()
 
     # -- paths and records -------------------------------------------------------------
@@ -345,7 +351,7 @@ class LocalBlobStore(BlobStore):
         async with self._lock(upload_id):
             with no_space("a new upload"):
                 info = await run_io(self._create_sync, upload_id)
-            self._hashes[upload_id] = (0, algorithm, bulk_hasher(algorithm))
+            self._hashes[upload_id] = (info, algorithm, bulk_hasher(algorithm))
             return info
 
     async def upload_offset(self, upload_id: str) -> int:
@@ -374,7 +380,7 @@ class LocalBlobStore(BlobStore):
             # leaves the cache for the append and comes back only if every byte it
             # consumed was made durable.
             cached = self._hashes.pop(upload_id, None)
-            hasher = cached[2] if cached is not None and cached[0] == offset else None
+            hasher = cached[2] if cached is not None and cached[0] == info else None
             hashers = [h for h in (hasher, check) if h is not None]
             fd = await run_io(self._open_at, upload_id, offset)
             writer = WriteBehind(fd, offset, hashers)
@@ -392,7 +398,7 @@ class LocalBlobStore(BlobStore):
                 kept = cached is not None and hasher is not None and not writer.failed
                 if kept and writer.written == durable:
                     assert cached is not None and hasher is not None
-                    self._hashes[upload_id] = (durable, cached[1], hasher)
+                    self._hashes[upload_id] = (progress.info, cached[1], hasher)
                 if writer.failed:  # free what the failed writes took (a full disk) now
                     with contextlib.suppress(OSError):
                         await run_io(os.truncate, self._data_path(upload_id), durable)
@@ -493,7 +499,7 @@ class LocalBlobStore(BlobStore):
         async with self._lock(upload_id), self._lock(f"blob:{key}"):
             info = await run_io(self._read_record, upload_id)
             cached = self._hashes.get(upload_id)
-            if cached is not None and cached[:2] == (info.offset, algorithm):
+            if cached is not None and cached[:2] == (info, algorithm):
                 actual = cached[2].hexdigest()
             else:
                 actual = await run_io(self._hash_file, upload_id, info.offset, algorithm)
