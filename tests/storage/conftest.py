@@ -1,34 +1,74 @@
 """The BlobStore contract fixtures: every test written against ``store`` / ``store_factory``
 runs for each implementation listed in ``IMPLEMENTATIONS``.
 
-To run the contract against a new implementation, add a factory here: it receives a
-fresh temporary folder and returns a function that opens a *new instance* on the same
-backing storage each time it is called (the tests use that to simulate a restart).
+To run the contract against a new implementation, add a factory here: it receives the
+test's fixture request and a fresh temporary folder and returns a function that opens a
+*new instance* on the same backing storage each time it is called (the tests use that to
+simulate a restart, or another server process).
+
+The S3 store runs against moto in server mode (a subprocess started once per session),
+with a bucket per test, configured through the standard ``AWS_*`` variables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from wirelab.storage import BlobStore, LocalBlobStore
+from wirelab.storage._s3 import MIN_PART_SIZE, S3BlobStore
+from wirelab.storage._s3client import make_client
+
+from ._s3servers import S3Server, aws_env, moto_server, rclone_server
 
 StoreFactory = Callable[[], BlobStore]
 
 
-def _local(tmp: Path) -> StoreFactory:
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server, one per session."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """``rclone serve s3`` (checks signatures and presigned URL expiry), one per session."""
+    with rclone_server(tmp_path_factory.mktemp("rclone")) as server:
+        yield server
+
+
+def new_bucket(server: S3Server, mp: pytest.MonkeyPatch, tmp: Path) -> str:
+    """A fresh bucket on *server*, with the ``AWS_*`` variables pointing at it."""
+    aws_env(mp, server, tmp)
+    bucket = f"t-{uuid.uuid4().hex[:20]}"
+    make_client().create_bucket(Bucket=bucket)
+    return bucket
+
+
+def _local(request: pytest.FixtureRequest, tmp: Path) -> StoreFactory:
     return lambda: LocalBlobStore(tmp / "store")
 
 
-IMPLEMENTATIONS: dict[str, Callable[[Path], StoreFactory]] = {"local": _local}
+def _s3(request: pytest.FixtureRequest, tmp: Path) -> StoreFactory:
+    server: S3Server = request.getfixturevalue("moto_s3")
+    bucket = new_bucket(server, request.getfixturevalue("monkeypatch"), tmp)
+    return lambda: S3BlobStore(bucket, "wl/", part_size=MIN_PART_SIZE)
+
+
+IMPLEMENTATIONS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]] = {
+    "local": _local,
+    "s3": _s3,
+}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """Opens new store instances on one backing storage (one per test)."""
-    return IMPLEMENTATIONS[request.param](tmp_path)
+    return IMPLEMENTATIONS[request.param](request, tmp_path)
 
 
 @pytest.fixture

@@ -65,13 +65,14 @@ from ._base import (
     BlobNotFoundError,
     BlobReader,
     BlobStore,
-    ChecksumMismatchError,
-    DigestMismatchError,
-    OffsetMismatchError,
     UploadExistsError,
     UploadInfo,
     UploadNotFoundError,
+    check_checksum,
+    check_digest,
+    check_offset,
     check_range,
+    checksum_hasher,
     normalize_digest,
     validate_name,
 )
@@ -94,16 +95,6 @@ class _Progress:
     """The durable state of an append in progress (what the record on disk says)."""
 
     info: UploadInfo
-
-
-def _checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
-    """A fresh hasher for an append's ``checksum``; UsageError for an unknown algorithm."""
-    if checksum is None:
-        return None
-    try:
-        return hashlib.new(checksum[0])
-    except (ValueError, TypeError):
-        raise UsageError(f"unsupported checksum algorithm {checksum[0]!r}") from None
 
 
 class LocalBlobStore(BlobStore):
@@ -346,15 +337,10 @@ class LocalBlobStore(BlobStore):
         checksum: tuple[str, bytes] | None = None,
     ) -> int:
         validate_name(upload_id, "upload id")
-        check = _checksum_hasher(checksum)
+        check = checksum_hasher(checksum)
         async with self._lock(upload_id):
             info = await run_io(self._read_record, upload_id)
-            if offset != info.offset:
-                raise OffsetMismatchError(
-                    f"upload {upload_id!r} is at offset {info.offset}, not {offset}",
-                    expected=info.offset,
-                    actual=offset,
-                )
+            check_offset(upload_id, info.offset, offset)
             # The running hash serves only if it covers exactly [0, durable offset). It
             # leaves the cache for the append and comes back only if every byte it
             # consumed was made durable.
@@ -393,16 +379,7 @@ class LocalBlobStore(BlobStore):
         once their checksum matched (else they stay a torn tail, cut by the next append,
         commit or recover)."""
         await write_batches(writer, chunks, _WRITE_SIZE)
-        algorithm, expected = checksum
-        actual = check.digest()
-        if actual != expected:
-            raise ChecksumMismatchError(
-                f"the {algorithm} checksum of the appended bytes does not match; "
-                "nothing was recorded",
-                algorithm=algorithm,
-                expected=expected,
-                actual=actual,
-            )
+        check_checksum(check, checksum)
         if writer.written != progress.info.offset:
             await self._durable(writer, progress)
 
@@ -467,12 +444,7 @@ class LocalBlobStore(BlobStore):
                 actual = cached[1].hexdigest()
             else:
                 actual = await run_io(self._hash_file, upload_id, info.offset)
-            if expected is not None and actual != expected:
-                raise DigestMismatchError(
-                    f"upload {upload_id!r} has SHA-256 {actual}, expected {expected}",
-                    expected=expected,
-                    actual=actual,
-                )
+            check_digest(upload_id, expected, actual)
             with no_space("the committed file"):
                 await run_io(self._commit_sync, info, key, actual)
             self._hashes.pop(upload_id, None)
