@@ -53,15 +53,19 @@ def _local(request: pytest.FixtureRequest, tmp: Path) -> StoreFactory:
     return lambda: LocalBlobStore(tmp / "store")
 
 
-def _s3(request: pytest.FixtureRequest, tmp: Path) -> StoreFactory:
-    server: S3Server = request.getfixturevalue("moto_s3")
-    bucket = new_bucket(server, request.getfixturevalue("monkeypatch"), tmp)
-    return lambda: S3BlobStore(bucket, "wl/", part_size=MIN_PART_SIZE)
+def _s3(server_fixture: str) -> Callable[[pytest.FixtureRequest, Path], StoreFactory]:
+    def make(request: pytest.FixtureRequest, tmp: Path) -> StoreFactory:
+        server: S3Server = request.getfixturevalue(server_fixture)
+        bucket = new_bucket(server, request.getfixturevalue("monkeypatch"), tmp)
+        return lambda: S3BlobStore(bucket, "wl/", part_size=MIN_PART_SIZE)
+
+    return make
 
 
 IMPLEMENTATIONS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]] = {
     "local": _local,
-    "s3": _s3,
+    "s3": _s3("moto_s3"),
+    "s3-rclone": _s3("rclone_s3"),
 }
 
 

@@ -46,8 +46,12 @@ class Bucket:
 
     async def put(self, key: str, data: bytes, what: str, *, exclusive: bool = False) -> None:
         """Write an object; *exclusive*: only if the key is free (else
-        :class:`PreconditionFailed`), atomically on the server (``If-None-Match: *``)."""
+        :class:`PreconditionFailed`): atomically on servers that honour
+        ``If-None-Match: *`` (AWS S3 and most others), and checked by a HEAD first for
+        those that ignore it (then two processes racing for one key both succeed)."""
         extra = {"IfNoneMatch": "*"} if exclusive else {}
+        if exclusive and await self.exists(key, what):
+            raise PreconditionFailed(key)
         try:
             await call(what, self.client.put_object, Bucket=self.name, Key=key, Body=data, **extra)
         except Exception as exc:
@@ -71,10 +75,16 @@ class Bucket:
         return await call(what, listing)
 
     async def multipart_ids(self, key: str, what: str) -> list[str]:
-        """The ids of the multipart uploads in progress whose target is *key*."""
-        response = await call(
-            what, self.client.list_multipart_uploads, Bucket=self.name, Prefix=key
-        )
+        """The ids of the multipart uploads in progress whose target is *key* (none on
+        servers without ListMultipartUploads, such as ``rclone serve s3``)."""
+        try:
+            response = await call(
+                what, self.client.list_multipart_uploads, Bucket=self.name, Prefix=key
+            )
+        except Exception as exc:
+            if is_missing(exc) or error_code(exc) in {"NotImplemented", "501"}:
+                return []
+            raise
         return [u["UploadId"] for u in response.get("Uploads", ()) if u["Key"] == key]
 
     async def abort_multipart(self, key: str, multipart_id: str, what: str) -> None:

@@ -69,8 +69,14 @@ def make_client(**overrides: Any) -> Any:
     except ImportError:  # pragma: no cover - depends on the installation
         raise UsageError("S3 storage needs boto3: pip install 'wirelab[s3]'") from None
     # Enough pooled connections for the worker threads that share the client; retries
-    # in the standard mode (exponential back-off on throttling and 5xx).
-    config = Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 4})
+    # in the standard mode (exponential back-off on throttling and 5xx); SigV4 for
+    # presigned URLs too (boto3 would sign them with the legacy SigV2, which current
+    # regions and many S3-compatible servers refuse).
+    config = Config(
+        max_pool_connections=32,
+        retries={"mode": "standard", "max_attempts": 4},
+        signature_version="s3v4",
+    )
     return boto3.session.Session().client("s3", config=config, **overrides)
 
 
@@ -93,8 +99,14 @@ def _translate(exc: Exception, what: str) -> Exception | None:
 
     code = error_code(exc)
     if code in _ACCESS:
-        message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", "")) or code
-        return StorageAccessError(f"S3 refused {what}: {code}: {message}")
+        message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
+        hint = (
+            "check the bucket name in the storage URL"
+            if code == "NoSuchBucket"
+            else "check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+            "AWS_PROFILE) and the bucket's permissions"
+        )
+        return StorageAccessError(f"S3 refused {what}: {code} {message}".rstrip() + f"; {hint}")
     if isinstance(exc, NoCredentialsError):
         return StorageAccessError(
             f"S3 refused {what}: no credentials (set AWS_ACCESS_KEY_ID and "

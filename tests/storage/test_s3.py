@@ -1,0 +1,198 @@
+"""What is particular to :class:`S3BlobStore` (the shared contract is test_contract.py):
+how uploads map to multipart uploads and staged objects, resuming from another instance,
+cleaning up, and the storage URL. Runs against moto in server mode."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from wirelab import UsageError
+from wirelab.storage import (
+    DigestMismatchError,
+    LocalBlobStore,
+    S3BlobStore,
+    UploadNotFoundError,
+    open_blob_store,
+)
+from wirelab.storage._s3 import MIN_PART_SIZE
+from wirelab.storage._s3client import make_client
+
+from ._s3servers import S3Server
+from .conftest import new_bucket
+
+MIB = 1024 * 1024
+PART = MIN_PART_SIZE
+DATA = random.Random(7).randbytes(2 * PART + 3 * MIB + 11)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def pieces(data: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def read_all(store: S3BlobStore, key: str, start: int = 0, end: int | None = None) -> bytes:
+    async with await store.open(key, start, end) as reader:
+        return b"".join([part async for part in reader])
+
+
+class Bucket:
+    """A fresh bucket and a way to open store instances and look inside it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.client: Any = make_client()
+
+    def store(self) -> S3BlobStore:
+        return S3BlobStore(self.name, "p/", part_size=PART)
+
+    def multipart_uploads(self) -> list[dict[str, Any]]:
+        uploads: list[dict[str, Any]] = self.client.list_multipart_uploads(Bucket=self.name).get(
+            "Uploads", []
+        )
+        return uploads
+
+    def keys(self, prefix: str = "") -> list[str]:
+        listing = self.client.list_objects_v2(Bucket=self.name, Prefix=prefix)
+        return [item["Key"] for item in listing.get("Contents", [])]
+
+
+@pytest.fixture
+def bucket(moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Bucket:
+    return Bucket(new_bucket(moto_s3, monkeypatch, tmp_path))
+
+
+@pytest.mark.asyncio
+async def test_small_appends_are_staged_without_a_multipart_upload(bucket: Bucket) -> None:
+    store = bucket.store()
+    await store.create_upload("u")
+    offset = 0
+    for i in range(20):  # 20 small PATCHes, each acknowledged durable
+        offset = await store.append("u", offset, pieces(DATA[i * 10_000 : (i + 1) * 10_000]))
+        assert await bucket.store().upload_offset("u") == offset  # seen by a new instance
+    assert bucket.multipart_uploads() == []  # nothing reached a part yet
+    staged = [k for k in bucket.keys("p/uploads/u/") if "staged-" in k]
+    assert len(staged) == 1  # replaced staged objects are removed
+    assert bucket.client.head_object(Bucket=bucket.name, Key=staged[0])["ContentLength"] == offset
+    # crossing the part size starts the multipart upload with one full part
+    offset = await store.append("u", offset, pieces(DATA[offset : PART + 5]))
+    [upload] = bucket.multipart_uploads()
+    parts = bucket.client.list_parts(Bucket=bucket.name, Key=upload["Key"], UploadId=upload["UploadId"])
+    assert [p["Size"] for p in parts["Parts"]] == [PART]
+    await store.commit("u", "k", expected_sha256=sha(DATA[:offset]))
+    assert await read_all(bucket.store(), "k") == DATA[:offset]
+    assert bucket.multipart_uploads() == []
+    assert bucket.keys("p/uploads/") == []
+
+
+@pytest.mark.asyncio
+async def test_resume_on_another_instance_continues_the_same_multipart_upload(
+    bucket: Bucket,
+) -> None:
+    first = bucket.store()
+    await first.create_upload("u")
+    cut = PART + 1234
+    assert await first.append("u", 0, pieces(DATA[:cut])) == cut
+    [before] = bucket.multipart_uploads()
+    second = bucket.store()  # another process: no running hash, nothing in memory
+    await second.recover()
+    assert await second.upload_offset("u") == cut
+    assert await second.append("u", cut, pieces(DATA[cut:])) == len(DATA)
+    assert [u["UploadId"] for u in bucket.multipart_uploads()] == [before["UploadId"]]
+    info = await second.commit("u", "k", expected_sha256=sha(DATA))  # digest read back
+    assert (info.size, info.sha256) == (len(DATA), sha(DATA))
+    assert await read_all(first, "k") == DATA
+    assert await read_all(first, "k", PART - 3, PART + 3) == DATA[PART - 3 : PART + 3]
+
+
+@pytest.mark.asyncio
+async def test_digest_mismatch_read_back_leaves_the_upload_resumable(bucket: Bucket) -> None:
+    first = bucket.store()
+    await first.create_upload("u")
+    cut = 2 * PART + 100
+    await first.append("u", 0, pieces(DATA[:cut]))
+    second = bucket.store()  # no running hash: commit must complete, read back, reopen
+    with pytest.raises(DigestMismatchError) as info:
+        await second.commit("u", "k", expected_sha256=sha(DATA))
+    assert info.value.actual == sha(DATA[:cut])
+    assert await second.upload_offset("u") == cut
+    assert len(bucket.multipart_uploads()) == 1  # the parts, copied into a new upload
+    assert [k for k in bucket.keys("p/data/")] == []  # the completed object is gone
+    await bucket.store().append("u", cut, pieces(DATA[cut:]))
+    await bucket.store().commit("u", "k", expected_sha256=sha(DATA))
+    assert await read_all(first, "k") == DATA
+
+
+@pytest.mark.asyncio
+async def test_abort_and_sweep_abort_the_multipart_uploads(bucket: Bucket) -> None:
+    store = bucket.store()
+    for name in ("a", "b"):
+        await store.create_upload(name)
+        await store.append(name, 0, pieces(DATA[: PART + 10]))
+    # an append that crashed after starting a multipart upload it never recorded
+    await store.create_upload("c")
+    state = await store._load("c")
+    bucket.client.create_multipart_upload(Bucket=bucket.name, Key=state.data_key)
+    assert len(bucket.multipart_uploads()) == 3
+    await store.abort_upload("a")
+    await store.abort_upload("c")
+    assert [u["Key"].rsplit("/", 1)[1][:1] for u in bucket.multipart_uploads()] == ["b"]
+    assert await bucket.store().sweep_uploads(-1.0) == ["b"]
+    assert bucket.multipart_uploads() == []
+    assert bucket.keys() == []
+    with pytest.raises(UploadNotFoundError):
+        await store.upload_offset("b")
+
+
+@pytest.mark.asyncio
+async def test_recover_leaves_other_processes_uploads_alone(bucket: Bucket) -> None:
+    busy = bucket.store()
+    await busy.create_upload("u")
+    await busy.append("u", 0, pieces(DATA[: PART + 99]))
+    keys = bucket.keys()
+    await bucket.store().recover()  # a second server starting up
+    assert bucket.keys() == keys
+    assert len(bucket.multipart_uploads()) == 1
+    assert await busy.append("u", PART + 99, pieces(DATA[PART + 99 :])) == len(DATA)
+    await busy.commit("u", "k", expected_sha256=sha(DATA))  # running hash kept
+
+
+@pytest.mark.asyncio
+async def test_presigned_url_serves_the_blob_with_ranges(bucket: Bucket, tmp_path: Path) -> None:
+    store = bucket.store()
+    await store.put("k", pieces(DATA[:1000]), expected_sha256=sha(DATA[:1000]))
+    url = await store.presigned_url("k", 60)
+    assert url is not None
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(url)).content == DATA[:1000]
+        ranged = await client.get(url, headers={"Range": "bytes=10-19"})
+    assert (ranged.status_code, ranged.content) == (206, DATA[10:20])
+    local = LocalBlobStore(tmp_path / "local")
+    await local.put("k", pieces(b"x"), expected_sha256=None)
+    assert await local.presigned_url("k", 60) is None  # the caller streams instead
+
+
+def test_storage_url_selects_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = open_blob_store(None, "relay", tmp_path)
+    assert isinstance(local, LocalBlobStore)
+    assert local.root == tmp_path / "relay"
+    folder = open_blob_store(str(tmp_path / "elsewhere"), "media", tmp_path)
+    assert isinstance(folder, LocalBlobStore)
+    assert folder.root == tmp_path / "elsewhere" / "media"
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    s3 = open_blob_store("s3://bkt/some/prefix/", "relay", tmp_path)
+    assert isinstance(s3, S3BlobStore)
+    assert (s3.bucket.name, s3.layout.prefix) == ("bkt", "some/prefix/relay/")
+    for bad in ("s3://", "http://x/y", "gs://b/p"):
+        with pytest.raises(UsageError, match="bucket|unsupported"):
+            open_blob_store(bad, "relay", tmp_path)
