@@ -246,6 +246,14 @@ def _tls_options(func: F) -> F:
     show_envvar=True,
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
 )
+@click.option(
+    "--storage-url",
+    envvar="WIRELAB_STORAGE_URL",
+    show_envvar=True,
+    help="Where relayed files and media results are kept: a folder, or s3://bucket/prefix "
+    "(endpoint, region and credentials from the AWS_* settings; needs wirelab[s3]).  "
+    "[default: DATA_DIR]",
+)
 @_relay_options
 @_connection_options
 @_media_options
@@ -281,6 +289,7 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    storage_url: str | None,
     max_header_bytes: int,
     head_timeout: float,
     keepalive_timeout: float,
@@ -336,6 +345,7 @@ def serve(
         ),
         worker_threads=worker_threads,
         database_url=database_url,
+        storage_url=storage_url,
         relay_limits=relay_limits,
         connection_limits=ConnectionLimits(
             max_header_bytes=max_header_bytes,

@@ -105,7 +105,9 @@ def client(relay: Relay, tmp_path: Path) -> Iterator[Callable[[str], RelayClient
 
 
 @pytest.fixture(scope="module")
-def module_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+def module_relay(
+    tmp_path_factory: pytest.TempPathFactory, server_storage_url: Callable[[], str | None]
+) -> Iterator[Relay]:
     """One server per test module (users alice, bob and carol), for modules whose tests
     only read or add state; small stream and relay limits so that no request is long."""
     config = ServerConfig(
@@ -114,6 +116,7 @@ def module_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
             max_count=20, max_file_size=64 * 1024, max_total_bytes=256 * 1024, max_duration=0.3
         ),
         relay_limits=RelayLimits(max_wait=0.2, max_file_size=1024 * 1024),
+        storage_url=server_storage_url(),
     )
     with live_server(config) as server:
         tokens = add_users(server, "alice", "bob", "carol")

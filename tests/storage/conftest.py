@@ -6,47 +6,30 @@ test's fixture request and a fresh temporary folder and returns a function that 
 *new instance* on the same backing storage each time it is called (the tests use that to
 simulate a restart, or another server process).
 
-The S3 store runs against moto in server mode (a subprocess started once per session),
-with a bucket per test, configured through the standard ``AWS_*`` variables.
+The S3 store runs against moto in server mode and ``rclone serve s3`` (subprocesses
+started once per session: ``moto_s3``, ``rclone_s3`` in the root conftest), with a bucket
+per test, configured through the standard ``AWS_*`` variables.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from wirelab.storage import BlobStore, LocalBlobStore
 from wirelab.storage._s3 import MIN_PART_SIZE, S3BlobStore
-from wirelab.storage._s3client import make_client
-
-from ._s3servers import S3Server, aws_env, moto_server, rclone_server
+from wirelab.testing._s3server import S3Server, aws_env
 
 StoreFactory = Callable[[], BlobStore]
 
 
-@pytest.fixture(scope="session")
-def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """moto's S3 server, one per session."""
-    with moto_server(tmp_path_factory.mktemp("moto")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """``rclone serve s3`` (checks signatures and presigned URL expiry), one per session."""
-    with rclone_server(tmp_path_factory.mktemp("rclone")) as server:
-        yield server
-
-
 def new_bucket(server: S3Server, mp: pytest.MonkeyPatch, tmp: Path) -> str:
     """A fresh bucket on *server*, with the ``AWS_*`` variables pointing at it."""
-    aws_env(mp, server, tmp)
-    bucket = f"t-{uuid.uuid4().hex[:20]}"
-    make_client().create_bucket(Bucket=bucket)
-    return bucket
+    for name, value in aws_env(server, tmp).items():
+        mp.setenv(name, value) if value is not None else mp.delenv(name, raising=False)
+    return server.new_bucket()
 
 
 def _local(request: pytest.FixtureRequest, tmp: Path) -> StoreFactory:

@@ -23,8 +23,8 @@ from wirelab.storage import (
 )
 from wirelab.storage._s3 import MIN_PART_SIZE
 from wirelab.storage._s3client import make_client
+from wirelab.testing._s3server import S3Server
 
-from ._s3servers import S3Server
 from .conftest import new_bucket
 
 MIB = 1024 * 1024
@@ -87,7 +87,9 @@ async def test_small_appends_are_staged_without_a_multipart_upload(bucket: Bucke
     # crossing the part size starts the multipart upload with one full part
     offset = await store.append("u", offset, pieces(DATA[offset : PART + 5]))
     [upload] = bucket.multipart_uploads()
-    parts = bucket.client.list_parts(Bucket=bucket.name, Key=upload["Key"], UploadId=upload["UploadId"])
+    parts = bucket.client.list_parts(
+        Bucket=bucket.name, Key=upload["Key"], UploadId=upload["UploadId"]
+    )
     assert [p["Size"] for p in parts["Parts"]] == [PART]
     await store.commit("u", "k", expected_sha256=sha(DATA[:offset]))
     assert await read_all(bucket.store(), "k") == DATA[:offset]
@@ -127,7 +129,7 @@ async def test_digest_mismatch_read_back_leaves_the_upload_resumable(bucket: Buc
     assert info.value.actual == sha(DATA[:cut])
     assert await second.upload_offset("u") == cut
     assert len(bucket.multipart_uploads()) == 1  # the parts, copied into a new upload
-    assert [k for k in bucket.keys("p/data/")] == []  # the completed object is gone
+    assert bucket.keys("p/data/") == []  # the completed object is gone
     await bucket.store().append("u", cut, pieces(DATA[cut:]))
     await bucket.store().commit("u", "k", expected_sha256=sha(DATA))
     assert await read_all(first, "k") == DATA
@@ -194,5 +196,5 @@ def test_storage_url_selects_the_store(tmp_path: Path, monkeypatch: pytest.Monke
     assert isinstance(s3, S3BlobStore)
     assert (s3.bucket.name, s3.layout.prefix) == ("bkt", "some/prefix/relay/")
     for bad in ("s3://", "http://x/y", "gs://b/p"):
-        with pytest.raises(UsageError, match="bucket|unsupported"):
+        with pytest.raises(UsageError, match=r"bucket|unsupported"):
             open_blob_store(bad, "relay", tmp_path)

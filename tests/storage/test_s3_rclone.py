@@ -16,8 +16,8 @@ import pytest
 from wirelab import UsageError
 from wirelab.storage import S3BlobStore, StorageAccessError
 from wirelab.storage._s3 import MIN_PART_SIZE
+from wirelab.testing._s3server import S3Server
 
-from ._s3servers import S3Server
 from .conftest import new_bucket
 
 DATA = random.Random(5).randbytes(MIN_PART_SIZE + 12345)

@@ -24,7 +24,7 @@ from ..media._classic_routes import build_classic_router
 from ..relay import RelayRuntime, RelayService
 from ..relay import build_router as build_relay_router
 from ..relay import install as install_relay
-from ..storage import LocalBlobStore
+from ..storage import open_blob_store
 from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY
 from ..stream._routes import build_router as build_stream_router
@@ -92,14 +92,16 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             url = config.database_url or sqlite_url(config.data_dir / "wirelab.db")
             async with await connect(url) as db:
                 limits = config.relay_limits
-                blobs = LocalBlobStore(config.data_dir / "relay", reserve_bytes=limits.disk_reserve)
+                blobs = open_blob_store(
+                    config.storage_url, "relay", config.data_dir, reserve_bytes=limits.disk_reserve
+                )
                 service = RelayService(db, blobs, limits)
                 await service.recover()
                 relay.service = service
                 sweeper = asyncio.create_task(service.run_sweeper(), name="wirelab-relay-sweep")
                 media_service = MediaService(
                     db,
-                    LocalBlobStore(config.data_dir / "media"),
+                    open_blob_store(config.storage_url, "media", config.data_dir),
                     config.media,
                     config.data_dir / "media-work",
                 )

@@ -28,7 +28,7 @@ from ._base import (
     validate_name,
 )
 from ._local import LocalBlobStore
-from ._open import open_blob_store
+from ._open import check_storage_url, open_blob_store
 from ._s3 import S3BlobStore  # boto3 (wirelab[s3]) is imported only when one is made
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "UploadExistsError",
     "UploadInfo",
     "UploadNotFoundError",
+    "check_storage_url",
     "open_blob_store",
     "validate_name",
 ]

@@ -9,12 +9,23 @@ from .._exceptions import UsageError
 from ._base import BlobStore
 from ._local import LocalBlobStore
 
-__all__ = ["open_blob_store"]
+__all__ = ["check_storage_url", "open_blob_store"]
 
 
-def open_blob_store(
-    url: str | None, area: str, data_dir: Path, **local_options: Any
-) -> BlobStore:
+def check_storage_url(url: str) -> str:
+    """Return *url* if :func:`open_blob_store` accepts it, else raise :class:`UsageError`."""
+    if url.startswith("s3://"):
+        from ._s3client import parse_s3_url
+
+        parse_s3_url(url)
+    elif "://" in url and not url.startswith("file://"):
+        raise UsageError(
+            f"unsupported storage URL {url!r}: give a folder, file:///folder or s3://bucket/prefix"
+        )
+    return url
+
+
+def open_blob_store(url: str | None, area: str, data_dir: Path, **local_options: Any) -> BlobStore:
     """The store for *area* (``"relay"``, ``"media"``) of the storage at *url*.
 
     ``None`` or an empty URL: the folder ``data_dir/area`` (the embedded default). A path
@@ -25,6 +36,7 @@ def open_blob_store(
     """
     if not url:
         return LocalBlobStore(data_dir / area, **local_options)
+    check_storage_url(url)
     if url.startswith("s3://"):
         from ._s3 import S3BlobStore
         from ._s3client import parse_s3_url
@@ -33,8 +45,4 @@ def open_blob_store(
         return S3BlobStore(location.bucket, f"{location.prefix}{area}/")
     if url.startswith("file://"):
         return LocalBlobStore(Path(url[len("file://") :]) / area, **local_options)
-    if "://" in url:
-        raise UsageError(
-            f"unsupported storage URL {url!r}: give a folder, file:///folder or s3://bucket/prefix"
-        )
     return LocalBlobStore(Path(url) / area, **local_options)

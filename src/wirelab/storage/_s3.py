@@ -291,7 +291,9 @@ class S3BlobStore(BlobStore):
                     CopySource={"Bucket": bucket, "Key": state.data_key},
                     CopySourceRange=f"bytes={start}-{start + part.size - 1}",
                 )
-                parts.append(part.__class__(part.number, response["CopyPartResult"]["ETag"], part.size))
+                parts.append(
+                    part.__class__(part.number, response["CopyPartResult"]["ETag"], part.size)
+                )
                 start += part.size
             new = new.evolve(parts=tuple(parts))
         await save_state(self.bucket, self.layout, new)
@@ -314,12 +316,16 @@ class S3BlobStore(BlobStore):
                 await self.bucket.abort_multipart(state.data_key, multipart_id, what)
         state_key = self.layout.state(state.upload_id)
         if completed:  # the upload ceases to exist at once; leftovers are harmless
-            await call(what, self.bucket.client.delete_object, Bucket=self.bucket.name, Key=state_key)
+            await call(
+                what, self.bucket.client.delete_object, Bucket=self.bucket.name, Key=state_key
+            )
         for key in await self.bucket.keys(self.layout.upload_dir(state.upload_id), what):
             if key != state_key:
                 await self.bucket.delete(key, what)
         if not completed:
-            await call(what, self.bucket.client.delete_object, Bucket=self.bucket.name, Key=state_key)
+            await call(
+                what, self.bucket.client.delete_object, Bucket=self.bucket.name, Key=state_key
+            )
 
     async def list_uploads(self) -> list[UploadInfo]:
         infos = []
@@ -329,7 +335,9 @@ class S3BlobStore(BlobStore):
                 continue
             with contextlib.suppress(UploadNotFoundError):
                 state = await self._load(upload_id)
-                infos.append(UploadInfo(upload_id, state.offset, state.created_at, state.updated_at))
+                infos.append(
+                    UploadInfo(upload_id, state.offset, state.created_at, state.updated_at)
+                )
         return infos
 
     async def sweep_uploads(self, older_than: float, *, now: float | None = None) -> list[str]:
