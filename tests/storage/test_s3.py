@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -198,3 +200,22 @@ def test_storage_url_selects_the_store(tmp_path: Path, monkeypatch: pytest.Monke
     for bad in ("s3://", "http://x/y", "gs://b/p"):
         with pytest.raises(UsageError, match=r"bucket|unsupported"):
             open_blob_store(bad, "relay", tmp_path)
+
+
+def test_large_transfers_do_not_hold_the_file_in_memory(bucket: Bucket) -> None:
+    child = Path(__file__).with_name("s3_memory_child.py")
+
+    def peak_kib(size: int) -> int:
+        out = subprocess.run(
+            [sys.executable, str(child), bucket.name, str(size)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return int(out.stdout.split()[-1])
+
+    small, large = peak_kib(4 * MIB), peak_kib(64 * MIB)
+    # 60 MiB more data may cost a few parts' worth of buffers, never the file itself
+    assert large - small < 32 * 1024, (small, large)

@@ -187,6 +187,9 @@ class S3BlobStore(BlobStore):
         except BaseException:
             if check is None and writer.received > writer.durable.offset:
                 await writer.finish()
+            else:  # nothing to record: only let the part in flight end
+                with contextlib.suppress(Exception):
+                    await writer.drain()
             raise
         if checksum is not None and check is not None:
             await writer.hash_rest()

@@ -9,6 +9,8 @@ unreferenced part (overwritten by the next upload of that part number) or staged
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 
@@ -66,6 +68,9 @@ class PartWriter:
         self._buffer = bytearray()
         self._unhashed = 0  # index in _buffer of the first byte the hashers have not seen
         self.received = state.offset
+        # The part being uploaded while the next one is collected (at most one: parts are
+        # uploaded, hashed and recorded in order, and memory stays at two parts).
+        self._in_flight: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load the staged tail: the next part begins with it."""
@@ -81,7 +86,20 @@ class PartWriter:
             skip = self._unhashed
             del self._buffer[: self._part_size]
             self._unhashed = max(0, self._unhashed - self._part_size)
-            await self._upload_part(data, skip)
+            await self.drain()
+            self._in_flight = asyncio.ensure_future(self._upload_part(data, skip))
+
+    async def drain(self) -> None:
+        """Wait for the part in flight (its error, if any, is raised here)."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # we were cancelled: the upload still finishes (or fails) before we go on
+                with contextlib.suppress(BaseException):
+                    await task
+                raise
 
     def _hash(self, data: bytes | bytearray, skip: int) -> None:
         if skip < len(data):
@@ -120,6 +138,7 @@ class PartWriter:
 
     async def hash_rest(self) -> None:
         """Let the hashers see the bytes still in the buffer (before a checksum test)."""
+        await self.drain()
         buffer, skip = self._buffer, self._unhashed
         self._unhashed = len(buffer)
         await call("hashing", self._hash, buffer, skip)
