@@ -89,9 +89,7 @@ def main() -> None:
     print(f"{'store':<10} {'upload':>10} {'download':>10}")
     for label, row in (("local", local), ("s3 (moto)", s3)):
         print(f"{label:<10} {row['upload_MBps']:>10.1f} {row['download_MBps']:>10.1f}")
-    print(
-        f"s3/local   {report['ratio_upload']:>10.2f}x {report['ratio_download']:>9.2f}x"
-    )
+    print(f"s3/local   {report['ratio_upload']:>10.2f}x {report['ratio_download']:>9.2f}x")
 
 
 if __name__ == "__main__":

@@ -418,10 +418,19 @@ class BlobStore(abc.ABC):
     async def list_uploads(self) -> list[UploadInfo]:
         """All partial uploads, in no particular order."""
 
-    async def presigned_url(self, key: str, expires: float) -> str | None:
+    async def presigned_url(
+        self,
+        key: str,
+        expires: float,
+        *,
+        disposition: str | None = None,
+        media_type: str | None = None,
+    ) -> str | None:
         """A URL from which anyone holding it can GET the blob *key* (HTTP ``Range``
         included) for *expires* seconds, or ``None`` when the store cannot hand one out
-        (the caller streams the blob itself). :class:`BlobNotFoundError` if absent."""
+        (the caller streams the blob itself). The answer carries the ``Content-Type``
+        *media_type* and the ``Content-Disposition`` *disposition*, when given.
+        :class:`BlobNotFoundError` if absent."""
         validate_name(key, "key")
         await self.stat(key)
         return None

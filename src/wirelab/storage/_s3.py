@@ -402,16 +402,28 @@ class S3BlobStore(BlobStore):
             )
             await self.bucket.delete(pointer.data_key, "deleting a blob's bytes")
 
-    async def presigned_url(self, key: str, expires: float) -> str | None:
+    async def presigned_url(
+        self,
+        key: str,
+        expires: float,
+        *,
+        disposition: str | None = None,
+        media_type: str | None = None,
+    ) -> str | None:
         """An expiring GET URL of the blob's bytes (signed locally: no request is sent
         but the one reading the blob's record)."""
         validate_name(key, "key")
         pointer = await self._pointer(key)
+        params = {"Bucket": self.bucket.name, "Key": pointer.data_key}
+        if disposition is not None:
+            params["ResponseContentDisposition"] = disposition
+        if media_type is not None:
+            params["ResponseContentType"] = media_type
         url: str = await call(
             "signing a URL",
             self.bucket.client.generate_presigned_url,
             "get_object",
-            Params={"Bucket": self.bucket.name, "Key": pointer.data_key},
+            Params=params,
             ExpiresIn=max(1, int(expires)),
         )
         return url
