@@ -219,3 +219,19 @@ def test_large_transfers_do_not_hold_the_file_in_memory(bucket: Bucket) -> None:
     small, large = peak_kib(4 * MIB), peak_kib(64 * MIB)
     # 60 MiB more data may cost a few parts' worth of buffers, never the file itself
     assert large - small < 32 * 1024, (small, large)
+
+
+@pytest.mark.asyncio
+async def test_a_failed_direct_put_leaves_nothing_in_the_bucket(bucket: Bucket) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        async for chunk in pieces(DATA[: PART + 10]):
+            yield chunk
+        raise ConnectionResetError("client went away")
+
+    store = bucket.store()
+    with pytest.raises(ConnectionResetError):
+        await store.put("k", broken(), expected_sha256=None)
+    with pytest.raises(DigestMismatchError):
+        await store.put("k", pieces(DATA[: PART + 10]), expected_sha256=sha(b"x"))
+    assert bucket.multipart_uploads() == []
+    assert bucket.keys() == []

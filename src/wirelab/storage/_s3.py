@@ -63,6 +63,7 @@ from ._base import (
 from ._pipeline import Hasher
 from ._s3bucket import Bucket, PreconditionFailed
 from ._s3client import S3Reader, call, is_missing, make_client, parse_s3_url
+from ._s3direct import write_object
 from ._s3parts import PartWriter, read_staged, save_state
 from ._s3state import Layout, Pointer, UploadState
 
@@ -301,6 +302,32 @@ class S3BlobStore(BlobStore):
             new = new.evolve(parts=tuple(parts))
         await save_state(self.bucket, self.layout, new)
         await self.bucket.delete(state.data_key, what)
+
+    async def put(
+        self, key: str, chunks: AsyncIterator[bytes], *, expected_sha256: str | None
+    ) -> BlobInfo:
+        """A direct send without upload state (:mod:`._s3direct`), then the pointer. A
+        crash in between leaves at most an unreferenced object or multipart upload."""
+        validate_name(key, "key")
+        expected = None if expected_sha256 is None else normalize_digest(expected_sha256)
+        pointer_key = self.layout.pointer(key)
+        async with self._lock(f"blob:{key}"):
+            if await self.bucket.exists(pointer_key, "checking a blob"):
+                raise BlobExistsError(f"blob {key!r} already exists")
+            hasher = content_hasher()
+            data_key = self.layout.new_data(key)
+            size = await write_object(self.bucket, data_key, chunks, hasher, self.part_size)
+            actual = hasher.hexdigest()
+            try:
+                check_digest(key, expected, actual)
+                pointer = Pointer(data_key, size, actual).to_json()
+                await self.bucket.put(pointer_key, pointer, "committing", exclusive=True)
+            except BaseException as exc:
+                await self.bucket.delete(data_key, "removing a refused file")
+                if isinstance(exc, PreconditionFailed):
+                    raise BlobExistsError(f"blob {key!r} already exists") from None
+                raise
+        return BlobInfo(key, size, actual)
 
     async def abort_upload(self, upload_id: str) -> None:
         validate_name(upload_id, "upload id")
