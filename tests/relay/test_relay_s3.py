@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from wirelab.storage._s3client import make_client
 from wirelab.testing._s3server import S3Server, aws_env
 
 from .conftest import Relay
@@ -18,17 +19,40 @@ from .test_relay_tus import _create, _offset, _patch
 
 
 @pytest.fixture
-def s3_relay(
-    relay_factory: Callable[..., Relay],
-    moto_s3: S3Server,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> Relay:
+def s3_env(moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Server:
+    """The ``AWS_*`` variables pointing at moto."""
     for name, value in aws_env(moto_s3, tmp_path).items():
         monkeypatch.setenv(name, value) if value is not None else monkeypatch.delenv(
             name, raising=False
         )
-    return relay_factory(storage_url=f"s3://{moto_s3.new_bucket()}/wirelab")
+    return moto_s3
+
+
+@pytest.fixture
+def s3_relay(relay_factory: Callable[..., Relay], s3_env: S3Server) -> Relay:
+    return relay_factory(storage_url=f"s3://{s3_env.new_bucket()}/wirelab")
+
+
+def test_a_missing_bucket_stops_start_up_then_is_a_503(
+    relay_factory: Callable[..., Relay], s3_env: S3Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(RuntimeError, match="failed to start"):
+        relay_factory(storage_url="s3://no-such-bucket-here/wirelab")
+    assert "NoSuchBucket" in caplog.text
+    assert "check the bucket name in the storage URL" in caplog.text
+    caplog.clear()
+    bucket = s3_env.new_bucket()
+    relay = relay_factory(storage_url=f"s3://{bucket}/wirelab")
+    make_client().delete_bucket(Bucket=bucket)  # gone while the server runs
+    r = relay.alice.post(
+        "/v1/relay/files",
+        params={"to": "bob", "name": "a"},
+        content=b"x",
+        headers={"Wirelab-Sha256": hashlib.sha256(b"x").hexdigest()},
+    )
+    assert r.status_code == 503, r.text
+    assert r.json()["detail"] == "the server's storage is unavailable (503: try again later)"
+    assert "NoSuchBucket" in caplog.text
 
 
 def _send(relay: Relay, data: bytes) -> str:
