@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-
 from typing import Final
 from urllib.parse import urlsplit
 
