@@ -106,3 +106,18 @@ def test_redirect_on_local_storage_serves_the_bytes(relay: Relay) -> None:
     url = _send(relay, b"local bytes")
     answer = relay.bob.get(url, params={"redirect": "1"})
     assert (answer.status_code, answer.content) == (200, b"local bytes")
+
+
+def test_live_pass_through_is_not_offered_on_s3(s3_relay: Relay) -> None:
+    data = os.urandom(100_000)
+    location = _create(s3_relay.alice, data)
+    assert _patch(s3_relay.alice, location, 0, data[:1000]).status_code == 204
+    offered = s3_relay.bob.post("/v1/relay/inbox/next", params={"live": "true"})
+    assert offered.status_code == 204  # as without live=true: nothing stored yet
+    upload_id = location.rsplit("/", 1)[1]
+    live = s3_relay.bob.get(f"/v1/relay/live/{upload_id}")
+    assert live.status_code == 501
+    assert "not offered on this server's storage (S3)" in live.json()["detail"]
+    assert _patch(s3_relay.alice, location, 1000, data[1000:]).status_code == 204
+    (doc,) = s3_relay.bob.get("/v1/relay/inbox").json()["files"]
+    assert s3_relay.bob.get(doc["url"]).content == data

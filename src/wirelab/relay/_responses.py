@@ -45,7 +45,8 @@ _GENERIC: Final[dict[int, str]] = {
     422: "Invalid parameter or body: the JSON `detail` names the field.",
     429: "The recipient's inbox is at its file-count quota.",
     460: "`Upload-Checksum` mismatch: the chunk was not stored.",
-    503: "The relay is starting or stopping.",
+    501: "Not offered on this server's storage.",
+    503: "The relay is starting or stopping, or its storage is unavailable.",
     507: "Not enough storage: the recipient's byte quota, or the server's disk (any"
     " write can meet a full disk).",
 }

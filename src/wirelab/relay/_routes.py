@@ -269,6 +269,9 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             raise _invalid("query", "lease", f"must be at most {limits.max_lease:g} seconds")
         if wait > limits.max_wait:
             raise _invalid("query", "wait", f"must be at most {limits.max_wait:g} seconds")
+        # A store that cannot read unfinished uploads (S3) offers no upload live: the
+        # receiver gets the file once stored, as without live=true.
+        live = live and service.blobs.live_reads
         file = await service.next(user.name, lease, wait, live=live)
         if file is None:
             return Response(status_code=204)
