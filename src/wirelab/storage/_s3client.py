@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -73,11 +74,25 @@ def make_client(**overrides: Any) -> Any:
     # presigned URLs too (boto3 would sign them with the legacy SigV2, which current
     # regions and many S3-compatible servers refuse).
     config = Config(
-        max_pool_connections=32,
+        max_pool_connections=_POOL_SIZE,
         retries={"mode": "standard", "max_attempts": 4},
         signature_version="s3v4",
     )
     return boto3.session.Session().client("s3", config=config, **overrides)
+
+
+# S3 requests wait on the network, not a CPU: they get threads of their own, as many as
+# the client's pooled connections, so that they neither queue behind nor starve the
+# default pool's few threads (CPU count + 4) that file I/O and hashing use.
+_POOL_SIZE = 32
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_POOL_SIZE, thread_name_prefix="wirelab-s3")
+    return _pool
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -129,7 +144,7 @@ async def call(what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> 
         return func(*args, **kwargs)
 
     try:
-        return await run_io(run)
+        return await run_io(run, executor=_executor())
     except Exception as exc:
         translated = _translate(exc, what)
         if translated is None:
