@@ -94,7 +94,7 @@ def full(small_disk: Path) -> Iterator[Full]:
 
 def test_announced_size_that_does_not_fit_is_507_before_the_body(full: Full) -> None:
     r = _create(full.alice, 8 * 1024 * _KIB)
-    assert r.status_code == 507
+    assert r.status_code == 507 and r.headers["Tus-Resumable"] == "1.0.0"
     assert "do not fit on the server's disk" in r.json()["detail"]
     # A direct send with Content-Length: answered before its body is sent.
     conn = http.client.HTTPConnection("127.0.0.1", full.server.port, timeout=30)

@@ -125,8 +125,16 @@ def parse_origins(text: str | None) -> tuple[str, ...]:
     return tuple(origins)
 
 
+_TUS_PATH = "/v1/relay/uploads"
+
+
 async def _disk_full(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"detail": f"{exc} (507: try again later)"}, status_code=507)
+    # A tus client needs the protocol header on every answer, errors included.
+    tus = request.url.path == _TUS_PATH or request.url.path.startswith(_TUS_PATH + "/")
+    headers = {"Tus-Resumable": "1.0.0"} if tus else None
+    return JSONResponse(
+        {"detail": f"{exc} (507: try again later)"}, status_code=507, headers=headers
+    )
 
 
 async def _storage_refused(request: Request, exc: Exception) -> Response:
