@@ -93,9 +93,11 @@ def media_factory(server_factory: Callable[..., LiveServer]) -> Iterator[Callabl
     """``media_factory(**media_settings)``: a server whose sources may be on loopback."""
     made: list[Media] = []
 
-    def make(**settings: Any) -> Media:
+    def make(storage_url: str | None = None, **settings: Any) -> Media:
         media = replace(MediaSettings(allow_network=LOOPBACK, sweep_interval=0.2), **settings)
-        server = server_factory(media=media)
+        server = server_factory(
+            media=media, **({"storage_url": storage_url} if storage_url else {})
+        )
         tokens = add_users(server, "alice", "bob")
         env = Media(server)
         for name, token in tokens.items():
