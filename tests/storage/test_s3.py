@@ -235,3 +235,15 @@ async def test_a_failed_direct_put_leaves_nothing_in_the_bucket(bucket: Bucket) 
         await store.put("k", pieces(DATA[: PART + 10]), expected_sha256=sha(b"x"))
     assert bucket.multipart_uploads() == []
     assert bucket.keys() == []
+
+
+def test_serve_refuses_an_unsupported_storage_url(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from wirelab.cli import main
+
+    result = CliRunner().invoke(
+        main, ["serve", "--data-dir", str(tmp_path), "--storage-url", "gs://bucket/x"]
+    )
+    assert result.exit_code != 0
+    assert "unsupported storage URL 'gs://bucket/x'" in result.output
