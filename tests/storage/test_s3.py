@@ -216,8 +216,9 @@ def test_large_transfers_do_not_hold_the_file_in_memory(bucket: Bucket) -> None:
         assert out.returncode == 0, out.stderr[-3000:]
         return int(out.stdout.split()[-1])
 
-    small, large = peak_kib(4 * MIB), peak_kib(64 * MIB)
-    # 60 MiB more data may cost a few parts' worth of buffers, never the file itself
+    # both sizes use multipart uploads (a few part buffers); 64 MiB more data must not
+    # show up in memory (measured: about +10 MiB, allocator noise and timing of parts)
+    small, large = peak_kib(16 * MIB), peak_kib(80 * MIB)
     assert large - small < 32 * 1024, (small, large)
 
 

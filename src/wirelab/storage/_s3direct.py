@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from ._pipeline import Hasher
 from ._s3bucket import Bucket
 from ._s3client import call
+from ._s3parts import take
 
 __all__ = ["write_object"]
 
@@ -49,9 +50,7 @@ async def write_object(
             buffer += chunk
             size += len(chunk)
             while len(buffer) >= part_size:
-                data = bytes(buffer[:part_size])
-                del buffer[:part_size]
-                await upload(data)
+                await upload(take(buffer, part_size))
         if multipart_id is None:
             tail = bytes(buffer)
             await call(what, hasher.update, tail)

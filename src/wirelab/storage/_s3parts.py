@@ -19,7 +19,15 @@ from ._s3bucket import Bucket
 from ._s3client import call
 from ._s3state import Layout, Part, UploadState
 
-__all__ = ["PartWriter", "read_staged", "save_state"]
+__all__ = ["PartWriter", "read_staged", "save_state", "take"]
+
+
+def take(buffer: bytearray, size: int) -> bytes:
+    """Remove the first *size* bytes of *buffer* and return them (one copy, not two)."""
+    with memoryview(buffer) as view:
+        data = bytes(view[:size])
+    del buffer[:size]
+    return data
 
 
 async def save_state(bucket: Bucket, layout: Layout, state: UploadState) -> None:
@@ -82,9 +90,8 @@ class PartWriter:
         self._buffer += chunk
         self.received += len(chunk)
         while len(self._buffer) >= self._part_size:
-            data = bytes(self._buffer[: self._part_size])
+            data = take(self._buffer, self._part_size)
             skip = self._unhashed
-            del self._buffer[: self._part_size]
             self._unhashed = max(0, self._unhashed - self._part_size)
             await self.drain()
             self._in_flight = asyncio.ensure_future(self._upload_part(data, skip))
