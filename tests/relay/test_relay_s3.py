@@ -102,7 +102,10 @@ def test_tus_upload_resumes_and_commits_through_s3(s3_relay: Relay) -> None:
     assert s3_relay.bob.get(doc["url"]).content == data
 
 
-def test_redirect_on_local_storage_serves_the_bytes(relay: Relay) -> None:
+def test_redirect_on_local_storage_serves_the_bytes(
+    relay_factory: Callable[..., Relay], tmp_path: Path
+) -> None:
+    relay = relay_factory(storage_url=str(tmp_path / "files"))  # a folder, in every mode
     url = _send(relay, b"local bytes")
     answer = relay.bob.get(url, params={"redirect": "1"})
     assert (answer.status_code, answer.content) == (200, b"local bytes")
