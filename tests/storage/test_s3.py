@@ -4,10 +4,13 @@ cleaning up, and the storage URL. Runs against moto in server mode."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import random
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -248,3 +251,32 @@ def test_serve_refuses_an_unsupported_storage_url(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert "unsupported storage URL 'gs://bucket/x'" in result.output
+
+
+@pytest.mark.asyncio
+async def test_an_upload_resumes_after_its_process_was_killed(bucket: Bucket) -> None:
+    from .s3_crash_child import TOTAL, chunks, pattern
+
+    child = Path(__file__).with_name("s3_crash_child.py")
+    store = S3BlobStore(bucket.name, "crash/", part_size=PART)
+    for target in (PART + 1, 3 * PART):  # killed twice, each time mid-append
+        proc = await asyncio.create_subprocess_exec(sys.executable, str(child), bucket.name)
+        try:
+            deadline = time.monotonic() + 120
+            while True:  # poll the durable offset another process writes
+                with contextlib.suppress(UploadNotFoundError):
+                    if await store.upload_offset("u") >= target:
+                        break
+                assert proc.returncode is None, "the child ended early"
+                assert time.monotonic() < deadline, "the child made no progress"
+                await asyncio.sleep(0.05)
+        finally:
+            proc.kill()
+            await proc.wait()
+    offset = await store.upload_offset("u")
+    assert 3 * PART <= offset < TOTAL
+    assert await store.append("u", offset, chunks(offset, TOTAL)) == TOTAL
+    expected = hashlib.sha256(pattern(0, TOTAL)).hexdigest()
+    info = await store.commit("u", "k", expected_sha256=expected)  # digest read back
+    assert info.sha256 == expected
+    assert await read_all(store, "k", offset - 10, offset + 10) == pattern(offset - 10, offset + 10)
