@@ -280,3 +280,25 @@ async def test_an_upload_resumes_after_its_process_was_killed(bucket: Bucket) ->
     info = await store.commit("u", "k", expected_sha256=expected)  # digest read back
     assert info.sha256 == expected
     assert await read_all(store, "k", offset - 10, offset + 10) == pattern(offset - 10, offset + 10)
+
+
+@pytest.mark.asyncio
+async def test_the_running_hash_survives_an_interrupted_append(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        async for chunk in pieces(DATA[: PART + 100]):
+            yield chunk
+        raise ConnectionResetError("client went away")
+
+    async def no_read_back(*args: object) -> str:
+        raise AssertionError("the digest was read back instead of kept")
+
+    store = bucket.store()
+    await store.create_upload("u")
+    with pytest.raises(ConnectionResetError):
+        await store.append("u", 0, broken())
+    assert await store.upload_offset("u") == PART + 100
+    await store.append("u", PART + 100, pieces(DATA[PART + 100 :]))
+    monkeypatch.setattr(store.bucket, "hash_object", no_read_back)
+    assert (await store.commit("u", "k", expected_sha256=sha(DATA))).sha256 == sha(DATA)

@@ -167,9 +167,11 @@ class S3BlobStore(BlobStore):
                 checkpoint=check is None,
             )
             await writer.start()
-            await self._receive(writer, chunks, checksum, check)
-            if hasher is not None and writer.received == writer.durable.offset:
-                self._hashes[upload_id] = (writer.durable.offset, hasher)
+            try:
+                await self._receive(writer, chunks, checksum, check)
+            finally:  # kept, even when the client went away, if every byte it saw is stored
+                if hasher is not None and writer.received == writer.durable.offset:
+                    self._hashes[upload_id] = (writer.durable.offset, hasher)
             return writer.durable.offset
 
     async def _receive(
