@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,15 @@ class Relay:
     @property
     def carol(self) -> httpx.Client:
         return self.clients["carol"]
+
+
+NEEDS_LIVE_READS = pytest.mark.skipif(
+    os.environ.get("WIRELAB_TEST_STORAGE") == "s3",
+    reason="live pass-through is not offered on S3 storage (docs/server.md); "
+    "test_relay_s3.py checks the 501 that says so",
+)
+"""For tests of live pass-through: their servers run on S3 with ``WIRELAB_TEST_STORAGE=s3``
+(read at import: the tests themselves run without ``WIRELAB_*`` variables)."""
 
 
 def stored_files(relay: Relay, under: str = "") -> list[str]:
