@@ -29,6 +29,7 @@ import pytest_asyncio
 
 from wirelab.server import ServerConfig, create_app
 from wirelab.testing._live import LiveServer, live_server
+from wirelab.testing._s3server import S3Server, aws_env, moto_server, rclone_server
 
 # --- the user's files: never touched -----------------------------------------------------
 
@@ -201,6 +202,9 @@ that need it instead of skipping them."""
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+TEST_STORAGE = os.environ.get("WIRELAB_TEST_STORAGE", "local")
+"""``s3`` runs every server of the tests on S3 storage (moto in server mode, a bucket per
+server; see :func:`server_storage_url`) instead of the data folder."""
 
 
 def need_service(name: str, port: int, how: str) -> None:
@@ -339,7 +343,9 @@ def redis_scratch(redis_url: str, redis_prefix: str) -> Iterator[tuple[str, str]
 
 @pytest.fixture
 def server_factory(
-    tmp_path_factory: pytest.TempPathFactory, server_database: Callable[[], str | None]
+    tmp_path_factory: pytest.TempPathFactory,
+    server_database: Callable[[], str | None],
+    server_storage_url: Callable[[], str | None],
 ) -> Iterator[Callable[..., LiveServer]]:
     """Start servers with custom settings: ``server_factory(stream_limits=...)``.
 
@@ -355,6 +361,7 @@ def server_factory(
                 settings["database_url"] = server_database()
             if "data_dir" not in settings:
                 settings["data_dir"] = tmp_path_factory.mktemp("server-data")
+            settings.setdefault("storage_url", server_storage_url())
             config = ServerConfig(**settings)
             return stack.enter_context(live_server(config))
 
@@ -383,11 +390,15 @@ async def in_process_client(config: ServerConfig) -> AsyncIterator[httpx.AsyncCl
 
 
 @pytest_asyncio.fixture
-async def app_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
+async def app_client(
+    tmp_path_factory: pytest.TempPathFactory, server_storage_url: Callable[[], str | None]
+) -> AsyncIterator[httpx.AsyncClient]:
     """The in-process tier: the app with default settings and its own data folder, no
     socket (see :func:`in_process_client`). Tests using it are ``async`` and marked
     ``pytest.mark.asyncio``."""
-    config = ServerConfig(data_dir=tmp_path_factory.mktemp("server-data"))
+    config = ServerConfig(
+        data_dir=tmp_path_factory.mktemp("server-data"), storage_url=server_storage_url()
+    )
     async with in_process_client(config) as client:
         yield client
 
@@ -411,3 +422,36 @@ def no_leaks() -> Iterator[None]:
     after = _open_fds()
     if fds is not None and after is not None:
         assert after - fds == set()
+
+
+# --- S3 servers (subprocesses from PyPI packages, no Docker) ------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 in server mode (a subprocess), one per session."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """``rclone serve s3`` (checks signatures and presigned URL expiry), one per session."""
+    with rclone_server(tmp_path_factory.mktemp("rclone")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def server_storage_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[], str | None]]:
+    """The storage URL for each new test server: ``None`` (its data folder), or with
+    ``WIRELAB_TEST_STORAGE=s3`` a new bucket on a session moto server."""
+    if TEST_STORAGE != "s3":
+        yield lambda: None
+        return
+    server: S3Server = request.getfixturevalue("moto_s3")
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in aws_env(server, tmp_path_factory.mktemp("aws")).items():
+            mp.setenv(name, value) if value is not None else mp.delenv(name, raising=False)
+        yield lambda: f"s3://{server.new_bucket()}/wirelab"

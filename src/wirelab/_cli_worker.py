@@ -16,6 +16,7 @@ __all__ = [
     "database_url_option",
     "jobs_options",
     "log_level_option",
+    "storage_url_option",
     "worker_command",
 ]
 
@@ -34,6 +35,14 @@ database_url_option = click.option(
     envvar="WIRELAB_DATABASE_URL",
     show_envvar=True,
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
+)
+storage_url_option = click.option(
+    "--storage-url",
+    envvar="WIRELAB_STORAGE_URL",
+    show_envvar=True,
+    help="Where relayed files and media results are kept: a folder, or s3://bucket/prefix "
+    "(endpoint, region and credentials from the AWS_* settings; needs wirelab[s3]).  "
+    "[default: DATA_DIR]",
 )
 log_level_option = click.option(
     "--log-level",
@@ -87,6 +96,7 @@ def worker_command(media_options: Decorator) -> click.Command:
     @click.command("worker")
     @data_dir_option
     @database_url_option
+    @storage_url_option
     @log_level_option
     @jobs_options(lease=True)
     @media_options
@@ -95,6 +105,7 @@ def worker_command(media_options: Decorator) -> click.Command:
     def worker(
         data_dir: Path | None,
         database_url: str | None,
+        storage_url: str | None,
         log_level: str,
         jobs_url: str | None,
         jobs_queue: str,
@@ -127,6 +138,7 @@ def worker_command(media_options: Decorator) -> click.Command:
         config = ServerConfig(
             data_dir=data_dir or default_data_dir(),
             database_url=database_url,
+            storage_url=storage_url,
             log_level=log_level.lower(),
             media=media_settings(media),
             jobs_url=jobs_url,

@@ -251,6 +251,7 @@ def _tls_options(func: F) -> F:
     help="Server processes on the one port (SO_REUSEPORT); more than 1 needs "
     "--coordination-url.  [default: 1]",
 )
+@_cli_worker.storage_url_option
 @_relay_options
 @_connection_options
 @_media_options
@@ -289,6 +290,7 @@ def serve(
     database_url: str | None,
     coordination_url: str | None,
     workers: int,
+    storage_url: str | None,
     max_header_bytes: int,
     head_timeout: float,
     keepalive_timeout: float,
@@ -348,6 +350,7 @@ def serve(
         ),
         worker_threads=worker_threads,
         database_url=database_url,
+        storage_url=storage_url,
         relay_limits=relay_limits,
         connection_limits=ConnectionLimits(
             max_header_bytes=max_header_bytes,

@@ -116,15 +116,17 @@ def media_factory(
     made: list[Media] = []
     workers: list[WorkerProcess] = []
 
-    def make(**settings: Any) -> Media:
+    def make(storage_url: str | None = None, **settings: Any) -> Media:
         media = replace(MediaSettings(allow_network=LOOPBACK, sweep_interval=0.2), **settings)
         jobs: dict[str, Any] = {}
         if runner == "celery":
             url, prefix = request.getfixturevalue("redis_scratch")
             queue = prefix.rstrip(":")
             jobs = {"jobs_url": url, "jobs_queue": queue}
+        if storage_url:
+            jobs["storage_url"] = storage_url
         server = server_factory(media=media, **jobs)
-        if jobs:
+        if runner == "celery":
             data_dir = server.app.state.config.data_dir
             workers.append(WorkerProcess(data_dir, url, queue, *media_flags(media)))
         tokens = add_users(server, "alice", "bob")

@@ -14,7 +14,7 @@ import pytest
 
 from wirelab.relay import RelayLimits
 
-from .conftest import Relay
+from .conftest import Relay, stored_files
 
 
 def sha(data: bytes) -> str:
@@ -170,9 +170,7 @@ def test_digest_mismatch_is_422_and_nothing_is_stored(relay: Relay) -> None:
     assert response.status_code == 422
     assert "SHA-256" in response.json()["detail"]
     assert inbox(relay.bob) == []
-    root = relay.server.app.state.config.data_dir / "relay"
-    kept = [p for p in root.rglob("*") if p.is_file()]
-    assert kept == [root / "reserve"]  # only the disk reserve (docs/relay.md)
+    assert stored_files(relay) == []  # (a folder keeps its disk reserve: docs/relay.md)
 
 
 @pytest.mark.parametrize(
@@ -314,12 +312,11 @@ def test_expired_files_disappear(relay_factory: Callable[..., Relay]) -> None:
         time.sleep(0.05)
     assert [f["id"] for f in inbox(relay.bob)] == [long["id"]]
     assert relay.bob.get(short["url"]).status_code == 404
-    root = relay.server.app.state.config.data_dir / "relay" / "blobs"
     while time.monotonic() < deadline:  # the sweeper removes the blob too
-        if len([p for p in root.rglob("*") if p.is_file() and p.suffix != ".sha256"]) == 1:
+        if len(stored_files(relay, "blobs")) == 1:
             break
         time.sleep(0.05)
-    assert len([p for p in root.rglob("*") if p.is_file() and p.suffix != ".sha256"]) == 1
+    assert len(stored_files(relay, "blobs")) == 1
 
 
 def test_next_leases_and_redelivers(relay: Relay) -> None:

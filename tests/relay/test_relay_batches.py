@@ -16,7 +16,7 @@ from wirelab.relay import RelayLimits
 
 from ._serve_process import ServeProcess as _Serve
 from ._serve_process import add_users
-from .conftest import Relay
+from .conftest import Relay, stored_files
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -223,11 +223,9 @@ def test_expired_incomplete_batch_is_swept(relay_factory: Callable[..., Relay]) 
         ).status_code
         == 204
     )
-    data_dir: Path = relay.server.app.state.config.data_dir
 
-    def leftovers() -> list[Path]:
-        found = (data_dir / "relay").rglob("*")
-        return [p for p in found if p.is_file() and p.name != "reserve"]
+    def leftovers() -> list[str]:
+        return stored_files(relay)
 
     assert leftovers()  # the committed blob and the other partial upload
     deadline = time.monotonic() + 5

@@ -15,10 +15,12 @@ from wirelab import TruncatedError
 from wirelab.client import ReceivedFile, RelayClient
 from wirelab.client._relay_receive import PART_SUFFIX
 
-from .conftest import Relay
+from .conftest import NEEDS_LIVE_READS, Relay
 
 TUS = {"Tus-Resumable": "1.0.0"}
 _MIB = 1024 * 1024
+
+pytestmark = NEEDS_LIVE_READS
 
 
 def _b64(text: str) -> str:

@@ -9,8 +9,10 @@ import time
 
 import httpx
 
-from .conftest import Relay
+from .conftest import NEEDS_LIVE_READS, Relay
 from .test_relay_tus import TUS, _create, _patch
+
+pytestmark = NEEDS_LIVE_READS
 
 
 def _upload(relay: Relay, data: bytes, **meta: str) -> str:

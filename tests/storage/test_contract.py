@@ -21,6 +21,7 @@ from wirelab.storage import (
     DigestMismatchError,
     InvalidNameError,
     InvalidRangeError,
+    LiveReadUnsupportedError,
     OffsetMismatchError,
     UploadExistsError,
     UploadNotFoundError,
@@ -331,6 +332,12 @@ async def test_open_upload_reads_only_durable_bytes_of_an_upload_in_progress(
 ) -> None:
     await store.create_upload("live")
     await store.append("live", 0, chunked(b"hello "))
+    if not store.live_reads:  # the store says so clearly instead (S3)
+        with pytest.raises(LiveReadUnsupportedError, match="not offered"):
+            await store.open_upload("live", 0, 6)
+        with pytest.raises(UploadNotFoundError):
+            await store.open_upload("never", 0, 0)
+        return
     async with await store.open_upload("live", 0, 6) as reader:
         assert b"".join([part async for part in reader]) == b"hello "
     async with await store.open_upload("live", 2, 5) as reader:
@@ -343,3 +350,23 @@ async def test_open_upload_reads_only_durable_bytes_of_an_upload_in_progress(
         await store.open_upload("live", 0, 1)
     with pytest.raises(UploadNotFoundError):
         await store.open_upload("never", 0, 0)
+
+
+@pytest.mark.asyncio
+async def test_put_verifies_and_keeps_nothing_it_refused(store: BlobStore) -> None:
+    for size in (0, 1000, 5 * MiB + 7):  # empty, one request, several parts
+        data = random.Random(size).randbytes(size)
+        key = fresh_id("p")
+        info = await store.put(key, chunked(data), expected_sha256=sha(data))
+        assert (info.size, info.sha256) == (size, sha(data))
+        assert await read_all(store, key) == data
+        with pytest.raises(BlobExistsError):
+            await store.put(key, chunked(b"other"), expected_sha256=None)
+        assert await read_all(store, key) == data
+    with pytest.raises(DigestMismatchError):
+        await store.put("bad", chunked(b"body" * 1000), expected_sha256=sha(b"other"))
+    with pytest.raises(BlobNotFoundError):
+        await store.stat("bad")
+    await store.put("bad", chunked(b"again"), expected_sha256=None)  # the key is free
+    assert await read_all(store, "bad") == b"again"
+    assert await store.list_uploads() == []

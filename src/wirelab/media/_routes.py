@@ -16,7 +16,15 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..db import JOB_STATES, MediaJob
-from ..relay import Auth, content_disposition, http_error, range_answer
+from ..relay import (
+    REDIRECT_TTL,
+    Auth,
+    RedirectQuery,
+    content_disposition,
+    http_error,
+    range_answer,
+    redirect_to,
+)
 from ..storage import BlobReader
 from ._errors import MediaError
 from ._request import ClipRequest
@@ -247,11 +255,23 @@ def build_router(runtime: MediaRuntime) -> APIRouter:
         return found, status, selected, headers
 
     @router.get("/jobs/{job_id}/result", summary="Download the clip", responses=download_responses)
-    async def result(request: Request, user: Auth, job_id: str) -> Response:
-        """The clip, with `ETag` (its SHA-256), `Range` and `Content-Disposition`."""
+    async def result(
+        request: Request, user: Auth, job_id: str, redirect: RedirectQuery = False
+    ) -> Response:
+        """The clip, with `ETag` (its SHA-256), `Range` and `Content-Disposition`. With
+        `redirect=1` and S3 storage: a 307 to a presigned URL of the clip instead."""
         found, status, selected, headers = await _answer(request, user.name, job_id)
         if status == 416:
             return Response(status_code=416, headers=headers)
+        if redirect and found.result_key is not None:
+            location = await runtime.require().blobs.presigned_url(
+                found.result_key,
+                REDIRECT_TTL,
+                disposition=headers["Content-Disposition"],
+                media_type=headers["Content-Type"],
+            )
+            if location is not None:
+                return redirect_to(location)
         assert found.result_size is not None
         start, end = (0, found.result_size) if selected is None else (selected.start, selected.end)
         reader = await runtime.require().open_result(found, start, end)

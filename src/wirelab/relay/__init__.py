@@ -32,6 +32,7 @@ from ._http import (
     sanitize_filename,
 )
 from ._limits import RelayLimits
+from ._redirect import REDIRECT_TTL, RedirectQuery, redirect_to
 from ._routes import Auth, RelayRuntime, current_user, http_error
 from ._service import RelayService, SendRequest
 from ._tus import build_router
@@ -39,6 +40,7 @@ from ._tus import build_router
 __all__ = [
     "FALLBACK_NAME",
     "FILENAME_MAX_BYTES",
+    "REDIRECT_TTL",
     "Auth",
     "ByteRange",
     "DigestConflict",
@@ -48,6 +50,7 @@ __all__ = [
     "OverQuota",
     "RangeNotSatisfiable",
     "RecipientNotFound",
+    "RedirectQuery",
     "RelayError",
     "RelayLimits",
     "RelayRuntime",
@@ -61,5 +64,6 @@ __all__ = [
     "parse_origins",
     "parse_range",
     "range_answer",
+    "redirect_to",
     "sanitize_filename",
 ]

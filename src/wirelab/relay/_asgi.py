@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._exceptions import UsageError
 from ..db import DatabaseFullError
-from ..storage import StorageFullError
+from ..storage import StorageAccessError, StorageFullError
 
 __all__ = [
     "CORS_ALLOW_HEADERS",
@@ -35,6 +36,8 @@ __all__ = [
     "install",
     "parse_origins",
 ]
+
+_log = logging.getLogger("wirelab.relay")
 
 TUS_PREFIX: Final = "/v1/relay/uploads"
 _OVERRIDABLE: Final = frozenset({"PATCH", "DELETE"})
@@ -137,6 +140,14 @@ async def _disk_full(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _storage_refused(request: Request, exc: Exception) -> Response:
+    # The client's request was fine: the server's storage is misconfigured or down. The
+    # log names what to fix; the answer does not expose the storage's details.
+    _log.error("storage failure on %s %s: %s", request.method, request.url.path, exc)
+    detail = "the server's storage is unavailable (503: try again later)"
+    return JSONResponse({"detail": detail}, status_code=503)
+
+
 def install(app: Starlette, cors_origins: tuple[str, ...]) -> None:
     """Install :class:`MethodOverride`, the 507 answers of a full disk and, when
     ``cors_origins`` is not empty, CORS (outermost, so that every answer, errors
@@ -144,6 +155,7 @@ def install(app: Starlette, cors_origins: tuple[str, ...]) -> None:
     cookie: no credentials mode."""
     for full in (StorageFullError, DatabaseFullError):
         app.add_exception_handler(full, _disk_full)
+    app.add_exception_handler(StorageAccessError, _storage_refused)
     app.add_middleware(MethodOverride)
     if cors_origins:
         app.add_middleware(

@@ -162,8 +162,10 @@ def add_live_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         responses=answers(
             404,
             410,
+            501,
             _404="No such upload for you, or it finished and its file is gone.",
             _410="The upload expired, or its download limit is reached.",
+            _501="Live pass-through is not offered on this server's storage (S3).",
         ),
     )
     async def live(user: Auth, upload_id: Annotated[str, Path(max_length=64)]) -> StreamingResponse:
@@ -172,6 +174,12 @@ def add_live_routes(router: APIRouter, runtime: RelayRuntime) -> None:
         answers with it once the upload completed) before using them."""
         service = runtime.require()
         upload = await _check(service, user.name, upload_id)
+        if not upload.complete and not service.blobs.live_reads:
+            raise HTTPException(
+                501,
+                "live pass-through is not offered on this server's storage (S3): "
+                f"download /v1/relay/files/{upload.id} once the upload completed",
+            )
         return StreamingResponse(
             _tracked(service, upload.id, live_body(service, upload)),
             media_type=upload.media_type,

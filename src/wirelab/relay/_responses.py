@@ -47,8 +47,9 @@ _GENERIC: Final[dict[int, str]] = {
     " and did not finish in time: retry.",
     429: "The recipient's inbox is at its file-count quota.",
     460: "`Upload-Checksum` mismatch: the chunk was not stored.",
-    503: "The relay is starting or stopping, or the coordination service of several"
-    " server processes is unreachable (with `Retry-After`).",
+    501: "Not offered on this server's storage.",
+    503: "The relay is starting or stopping, its storage is unavailable, or the coordination"
+    " service of several server processes is unreachable (with `Retry-After`).",
     507: "Not enough storage: the recipient's byte quota, or the server's disk (any"
     " write can meet a full disk).",
 }

@@ -24,6 +24,7 @@ from ._digest_http import DigestSyntaxError, digest_headers, parse_hex, request_
 from ._errors import RelayError
 from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range, range_answer
 from ._params import STRICT_FLOAT, STRICT_INT, StrictJSONRoute
+from ._redirect import REDIRECT_TTL, RedirectQuery, redirect_to
 from ._responses import BEARER, RANGE_HEADERS, answers
 from ._service import RelayService, SendRequest
 
@@ -284,6 +285,9 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             raise _invalid("query", "lease", f"must be at most {limits.max_lease:g} seconds")
         if wait > limits.max_wait:
             raise _invalid("query", "wait", f"must be at most {limits.max_wait:g} seconds")
+        # A store that cannot read unfinished uploads (S3) offers no upload live: the
+        # receiver gets the file once stored, as without live=true.
+        live = live and service.blobs.live_reads
         file = await service.next(user.name, lease, wait, live=live)
         if file is None:
             return Response(status_code=204)
@@ -348,14 +352,28 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
 
     @router.get("/files/{file_id}", summary="Download a file", responses=download_responses,
                 openapi_extra=range_doc)  # fmt: skip
-    async def download(request: Request, user: Auth, file_id: str) -> Response:
-        """The file's bytes, with `ETag` (its digest) and `Range` support (one range)."""
+    async def download(
+        request: Request, user: Auth, file_id: str, redirect: RedirectQuery = False
+    ) -> Response:
+        """The file's bytes, with `ETag` (its digest) and `Range` support (one range).
+        With `redirect=1` and S3 storage: a 307 to a presigned URL of the bytes instead."""
         file = await _lookup(user, file_id)
         status, selected, headers = _range_answer(file, request)
         if status == 416:
             return _unsatisfiable(file, request, headers)
         start, end = (0, file.size) if selected is None else (selected.start, selected.end)
         service = runtime.require()
+        if redirect:
+            location = await service.blobs.presigned_url(
+                file.blob_key,
+                REDIRECT_TTL,
+                disposition=headers["Content-Disposition"],
+                media_type=file.media_type,
+            )
+            if location is not None:  # counted as a download once redirected to the end
+                if end == file.size:
+                    await service.count_download(file)
+                return redirect_to(location)
         reader = await service.open(file, start, end)
         # Counted once the last byte was handed to the server (a range reaching the end too).
         done = functools.partial(service.count_download, file) if end == file.size else None

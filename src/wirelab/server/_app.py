@@ -26,7 +26,7 @@ from ..media._classic_routes import build_classic_router
 from ..relay import RelayRuntime, RelayService
 from ..relay import build_router as build_relay_router
 from ..relay import install as install_relay
-from ..storage import LocalBlobStore
+from ..storage import open_blob_store
 from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY, FastPath, build_fast_path
 from ..stream._routes import build_router as build_stream_router
@@ -110,7 +110,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 coordinator_for(config.coordination_url) as coord,
             ):
                 limits = config.relay_limits
-                blobs = LocalBlobStore(config.data_dir / "relay", reserve_bytes=limits.disk_reserve)
+                blobs = open_blob_store(
+                    config.storage_url, "relay", config.data_dir, reserve_bytes=limits.disk_reserve
+                )
                 service = RelayService(db, blobs, limits, coord=coord)
                 await service.recover()
                 relay.service = service

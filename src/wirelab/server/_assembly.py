@@ -10,7 +10,7 @@ from dataclasses import replace
 from ..jobs import CeleryRunner, JobRunner, RunnerSettings
 from ..media import MediaService
 from ..media._service import runner_settings as media_runner_settings
-from ..storage import BlobStore, LocalBlobStore
+from ..storage import BlobStore, open_blob_store
 from ._config import ServerConfig
 
 __all__ = ["media_blob_store", "media_runner", "runner_settings"]
@@ -18,7 +18,7 @@ __all__ = ["media_blob_store", "media_runner", "runner_settings"]
 
 def media_blob_store(config: ServerConfig) -> BlobStore:
     """The store of media results (the workers write it, the server reads it)."""
-    return LocalBlobStore(config.data_dir / "media")
+    return open_blob_store(config.storage_url, "media", config.data_dir)
 
 
 def runner_settings(config: ServerConfig) -> RunnerSettings:

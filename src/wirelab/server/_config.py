@@ -11,6 +11,7 @@ from .._paths import default_data_dir
 from ..jobs import DEFAULT_QUEUE, check_jobs_url
 from ..media import MediaSettings
 from ..relay import RelayLimits
+from ..storage import check_storage_url
 from ..stream import StreamLimits
 
 __all__ = ["LOG_LEVELS", "ConnectionLimits", "ServerConfig", "default_data_dir"]
@@ -67,7 +68,9 @@ class ServerConfig:
 
     The relay keeps its metadata in ``database_url`` (``WIRELAB_DATABASE_URL``; default:
     SQLite ``wirelab.db`` in ``data_dir``, the store ``wirelab users`` uses) and its blobs
-    in ``data_dir/relay``; its limits are ``relay_limits`` (see :class:`RelayLimits` for
+    in ``storage_url`` (``WIRELAB_STORAGE_URL``: a folder, default ``data_dir``, or
+    ``s3://bucket/prefix``; see :func:`wirelab.storage.open_blob_store`) under ``relay``;
+    its limits are ``relay_limits`` (see :class:`RelayLimits` for
     their ``WIRELAB_RELAY_*`` names). The media service's settings are ``media`` (see
     :class:`MediaSettings` for their ``WIRELAB_MEDIA_*`` names); its results live in
     ``data_dir/media``. ``connection_limits`` bound every HTTP connection
@@ -101,6 +104,7 @@ class ServerConfig:
     worker_threads: int = 0
     graceful_timeout: int = 5
     database_url: str | None = None
+    storage_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     media: MediaSettings = field(default_factory=MediaSettings)
@@ -118,6 +122,8 @@ class ServerConfig:
             check_jobs_url(self.jobs_url)
         if not self.jobs_queue.strip():
             raise UsageError("the jobs queue name is empty")
+        if self.storage_url:
+            check_storage_url(self.storage_url)
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise UsageError("HTTPS needs both a certificate file and a key file, or neither")
         if self.media_classic_user is not None:

@@ -39,13 +39,18 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .._digests import check_algorithm, is_hex_digest
 from .._exceptions import IntegrityError, UsageError
+
+if TYPE_CHECKING:
+    from ._pipeline import Hasher
 
 __all__ = [
     "MAX_READ_CHUNK",
@@ -59,11 +64,14 @@ __all__ = [
     "DigestMismatchError",
     "InvalidNameError",
     "InvalidRangeError",
+    "LiveReadUnsupportedError",
     "OffsetMismatchError",
+    "StorageAccessError",
     "StorageFullError",
     "UploadExistsError",
     "UploadInfo",
     "UploadNotFoundError",
+    "content_hasher",
     "validate_name",
 ]
 
@@ -99,6 +107,15 @@ class StorageFullError(UsageError):
 
     Nothing that was not durable before is kept: the write's partial bytes are removed.
     """
+
+
+class StorageAccessError(UsageError):
+    """The backing store refused or could not serve a request: wrong credentials or
+    permissions, a missing bucket, an unreachable endpoint (a configuration problem)."""
+
+
+class LiveReadUnsupportedError(UsageError):
+    """This store cannot read an upload in progress (:meth:`BlobStore.open_upload`)."""
 
 
 class InvalidRangeError(UsageError):
@@ -166,6 +183,58 @@ def normalize_digest(digest: str, algorithm: str = "sha256") -> str:
     if not is_hex_digest(lowered):
         raise UsageError(f"invalid {algorithm} hex digest {digest!r}")
     return lowered
+
+
+def content_hasher() -> Hasher:
+    """A new hasher for the digest a store verifies and reports (``BlobInfo.sha256``).
+
+    Stores compute blob digests only through this function, so that changing the
+    algorithm is one change here (plus :func:`normalize_digest`).
+    """
+    return hashlib.sha256()
+
+
+def checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
+    """A fresh hasher for an append's ``checksum``; UsageError for an unknown algorithm."""
+    if checksum is None:
+        return None
+    try:
+        return hashlib.new(checksum[0])
+    except (ValueError, TypeError):
+        raise UsageError(f"unsupported checksum algorithm {checksum[0]!r}") from None
+
+
+def check_checksum(hasher: Hasher, checksum: tuple[str, bytes]) -> None:
+    """Raise :class:`ChecksumMismatchError` unless *hasher* has the digest *checksum* names."""
+    algorithm, expected = checksum
+    actual = hasher.digest()
+    if actual != expected:
+        raise ChecksumMismatchError(
+            f"the {algorithm} checksum of the appended bytes does not match; nothing was recorded",
+            algorithm=algorithm,
+            expected=expected,
+            actual=actual,
+        )
+
+
+def check_offset(upload_id: str, durable: int, offset: int) -> None:
+    """Raise :class:`OffsetMismatchError` unless an append's *offset* is *durable*."""
+    if offset != durable:
+        raise OffsetMismatchError(
+            f"upload {upload_id!r} is at offset {durable}, not {offset}",
+            expected=durable,
+            actual=offset,
+        )
+
+
+def check_digest(upload_id: str, expected: str | None, actual: str) -> None:
+    """Raise :class:`DigestMismatchError` if *expected* is given and is not *actual*."""
+    if expected is not None and actual != expected:
+        raise DigestMismatchError(
+            f"upload {upload_id!r} has SHA-256 {actual}, expected {expected}",
+            expected=expected,
+            actual=actual,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +309,12 @@ class BlobStore(abc.ABC):
     """Partial uploads and committed blobs; see the module docstring for the guarantees.
 
     Implementations serialize operations on one upload id within one store instance. One
-    store instance (one process) owns a backing store at a time.
+    store instance (one process) owns a backing store at a time (the S3 store lifts this:
+    see :mod:`wirelab.storage._s3`).
     """
+
+    #: Whether :meth:`open_upload` can read uploads in progress (live pass-through).
+    live_reads: bool = True
 
     @abc.abstractmethod
     async def recover(self) -> None:
@@ -294,7 +367,9 @@ class BlobStore(abc.ABC):
 
         ``end`` may not pass the durable offset (:class:`InvalidRangeError`): only bytes
         that survive a crash are handed out. :class:`UploadNotFoundError` if the upload is
-        unknown or already committed (read the blob then).
+        unknown or already committed (read the blob then). Stores whose backend cannot
+        read unfinished uploads raise :class:`LiveReadUnsupportedError` (see
+        :attr:`live_reads`).
         """
 
     @abc.abstractmethod
@@ -374,6 +449,23 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     async def list_uploads(self) -> list[UploadInfo]:
         """All partial uploads, in no particular order."""
+
+    async def presigned_url(
+        self,
+        key: str,
+        expires: float,
+        *,
+        disposition: str | None = None,
+        media_type: str | None = None,
+    ) -> str | None:
+        """A URL from which anyone holding it can GET the blob *key* (HTTP ``Range``
+        included) for *expires* seconds, or ``None`` when the store cannot hand one out
+        (the caller streams the blob itself). The answer carries the ``Content-Type``
+        *media_type* and the ``Content-Disposition`` *disposition*, when given.
+        :class:`BlobNotFoundError` if absent."""
+        validate_name(key, "key")
+        await self.stat(key)
+        return None
 
     @abc.abstractmethod
     async def sweep_uploads(self, older_than: float, *, now: float | None = None) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,14 +17,19 @@ from ._base import MAX_READ_CHUNK, BlobReader
 T = TypeVar("T")
 
 
-async def run_io(func: Callable[..., T], *args: object) -> T:
+async def run_io(func: Callable[..., T], *args: object, executor: Executor | None = None) -> T:
     """Run blocking *func* in a worker thread; a cancellation waits for it to finish.
 
     ``asyncio.to_thread`` alone would let the thread keep writing after the awaiting task
     was cancelled; here the caller only sees the cancellation once the file operation is
-    over, so its view of the file stays exact.
+    over, so its view of the file stays exact. *executor*: a pool of its own instead of
+    the loop's default one.
     """
-    fut = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    fut: asyncio.Future[T]
+    if executor is None:
+        fut = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    else:
+        fut = asyncio.get_running_loop().run_in_executor(executor, func, *args)
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:

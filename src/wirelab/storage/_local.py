@@ -77,12 +77,13 @@ from ._base import (
     BlobNotFoundError,
     BlobReader,
     BlobStore,
-    ChecksumMismatchError,
-    OffsetMismatchError,
     UploadExistsError,
     UploadInfo,
     UploadNotFoundError,
+    check_checksum,
+    check_offset,
     check_range,
+    checksum_hasher,
     normalize_digest,
     validate_name,
 )
@@ -91,7 +92,6 @@ from ._fsutil import LocalReader, remove_tmp_files, run_io
 from ._groupsync import DirSync
 from ._hashing import (
     bulk_hasher,
-    checksum_hasher,
     expected_digest,
     parse_sidecar,
     sidecar,
@@ -370,12 +370,7 @@ class LocalBlobStore(BlobStore):
         check = checksum_hasher(checksum)
         async with self._lock(upload_id):
             info = await run_io(self._read_record, upload_id)
-            if offset != info.offset:
-                raise OffsetMismatchError(
-                    f"upload {upload_id!r} is at offset {info.offset}, not {offset}",
-                    expected=info.offset,
-                    actual=offset,
-                )
+            check_offset(upload_id, info.offset, offset)
             # The running hash serves only if it covers exactly [0, durable offset). It
             # leaves the cache for the append and comes back only if every byte it
             # consumed was made durable.
@@ -416,16 +411,7 @@ class LocalBlobStore(BlobStore):
         once their checksum matched (else they stay a torn tail, cut by the next append,
         commit or recover)."""
         await write_batches(writer, chunks, _WRITE_SIZE)
-        algorithm, expected = checksum
-        actual = check.digest()
-        if actual != expected:
-            raise ChecksumMismatchError(
-                f"the {algorithm} checksum of the appended bytes does not match; "
-                "nothing was recorded",
-                algorithm=algorithm,
-                expected=expected,
-                actual=actual,
-            )
+        check_checksum(check, checksum)
         if writer.written != progress.info.offset:
             await self._durable(writer, progress)
 
