@@ -17,7 +17,8 @@ Key layout: see :class:`wirelab.storage._s3state.Layout`. How the operations map
   so ``stat`` reports it. It completes the multipart upload (the staged tail as the last part),
   then writes the blob's *pointer* ``blobs/<key>`` with ``If-None-Match: *``: the commit
   point, atomic, never overwriting. On a digest mismatch read back, the bytes are put
-  into a new multipart upload by server-side part copies, so the upload stays resumable.
+  into a new multipart upload by part copies (server-side where the store can), so the
+  upload stays resumable.
 * ``abort_upload`` and the expiry sweep abort the multipart uploads of the data key
   (including one started by an append that crashed before recording it) and remove
   the staged objects, then the state.
