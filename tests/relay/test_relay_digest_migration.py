@@ -59,7 +59,8 @@ def test_old_sha256_files_still_verify_after_the_migration(
     folder = tmp_path / "data"
     folder.mkdir()
     file_id = _old_data_folder(folder, data)
-    server = server_factory(data_dir=folder)  # start-up migrates the db
+    # start-up migrates the db; the old blobs are in the data folder (on any test storage)
+    server = server_factory(data_dir=folder, storage_url=None)
     tokens = add_users(server, "alice", "bob")
     conn = sqlite3.connect(folder / "wirelab.db")
     try:

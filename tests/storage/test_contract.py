@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wirelab import IntegrityError, UsageError
+from wirelab._digests import DIGEST_ALGORITHMS, new_hasher
 from wirelab.storage import (
     MAX_READ_CHUNK,
     BlobExistsError,
@@ -127,19 +128,31 @@ async def test_wrong_offset_is_refused_and_writes_nothing(store: BlobStore) -> N
 
 
 @pytest.mark.asyncio
-async def test_resume_on_a_new_instance(store_factory: Callable[[], BlobStore]) -> None:
-    data = random.Random(2).randbytes(3 * MiB)
+@pytest.mark.parametrize("algorithm", DIGEST_ALGORITHMS)
+async def test_resume_on_a_new_instance(
+    store_factory: Callable[[], BlobStore], algorithm: str
+) -> None:
+    data = random.Random(2).randbytes(6 * MiB)  # the resumed append crosses 5 MiB
+    digest = new_hasher(algorithm)
+    digest.update(data)
     first = store_factory()
     await first.recover()
-    await first.create_upload("u")
+    await first.create_upload("u", algorithm=algorithm)
     await first.append("u", 0, chunked(data[: MiB + 17]))
-    second = store_factory()  # a restart: no state in memory
+    second = store_factory()  # a restart (or another process): no state in memory
     await second.recover()
     offset = await second.upload_offset("u")
     assert offset == MiB + 17
     assert await second.append("u", offset, chunked(data[offset:])) == len(data)
-    await second.commit("u", "k", expected_sha256=sha(data))
-    assert await read_all(store_factory(), "k") == data
+    with pytest.raises(DigestMismatchError) as caught:  # verified in the upload's algorithm
+        await second.commit("u", "k", expected_sha256="0" * 64, algorithm=algorithm)
+    assert (caught.value.algorithm, caught.value.actual) == (algorithm, digest.hexdigest())
+    info = await second.commit("u", "k", expected_sha256=digest.hexdigest(), algorithm=algorithm)
+    assert (info.size, info.sha256, info.algorithm) == (len(data), digest.hexdigest(), algorithm)
+    third = store_factory()
+    stat = await third.stat("k")
+    assert (stat.size, stat.sha256, stat.algorithm) == (len(data), digest.hexdigest(), algorithm)
+    assert await read_all(third, "k") == data
 
 
 @pytest.mark.asyncio

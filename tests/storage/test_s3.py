@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from blake3 import blake3
 
 from wirelab import UsageError
 from wirelab.storage import (
@@ -302,3 +303,20 @@ async def test_the_running_hash_survives_an_interrupted_append(
     await store.append("u", PART + 100, pieces(DATA[PART + 100 :]))
     monkeypatch.setattr(store.bucket, "hash_object", no_read_back)
     assert (await store.commit("u", "k", expected_sha256=sha(DATA))).sha256 == sha(DATA)
+
+
+@pytest.mark.asyncio
+async def test_an_upload_created_elsewhere_is_hashed_in_its_recorded_algorithm(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_read_back(*args: object) -> str:
+        raise AssertionError("the digest was read back instead of kept")
+
+    await bucket.store().create_upload("u", algorithm="blake3")  # another process
+    store = bucket.store()  # learns the algorithm from the upload's state object
+    await store.append("u", 0, pieces(DATA))
+    monkeypatch.setattr(store.bucket, "hash_object", no_read_back)
+    digest = blake3(DATA).hexdigest()
+    info = await store.commit("u", "k", expected_sha256=digest, algorithm="blake3")
+    assert (info.sha256, info.algorithm) == (digest, "blake3")
+    assert (await bucket.store().stat("k")).algorithm == "blake3"

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..db import JOB_STATES, MediaJob
 from ..relay import (
+    REDIRECT_ANSWER,
     REDIRECT_TTL,
     Auth,
     RedirectQuery,
@@ -254,7 +255,11 @@ def build_router(runtime: MediaRuntime) -> APIRouter:
         })  # fmt: skip
         return found, status, selected, headers
 
-    @router.get("/jobs/{job_id}/result", summary="Download the clip", responses=download_responses)
+    @router.get(
+        "/jobs/{job_id}/result",
+        summary="Download the clip",
+        responses={**download_responses, **REDIRECT_ANSWER},
+    )
     async def result(
         request: Request, user: Auth, job_id: str, redirect: RedirectQuery = False
     ) -> Response:

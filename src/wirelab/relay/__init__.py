@@ -32,7 +32,7 @@ from ._http import (
     sanitize_filename,
 )
 from ._limits import RelayLimits
-from ._redirect import REDIRECT_TTL, RedirectQuery, redirect_to
+from ._redirect import REDIRECT_ANSWER, REDIRECT_TTL, RedirectQuery, redirect_to
 from ._routes import Auth, RelayRuntime, current_user, http_error
 from ._service import RelayService, SendRequest
 from ._tus import build_router
@@ -40,6 +40,7 @@ from ._tus import build_router
 __all__ = [
     "FALLBACK_NAME",
     "FILENAME_MAX_BYTES",
+    "REDIRECT_ANSWER",
     "REDIRECT_TTL",
     "Auth",
     "ByteRange",

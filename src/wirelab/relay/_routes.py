@@ -24,7 +24,7 @@ from ._digest_http import DigestSyntaxError, digest_headers, parse_hex, request_
 from ._errors import RelayError
 from ._http import ByteRange, RangeNotSatisfiable, content_disposition, parse_range, range_answer
 from ._params import STRICT_FLOAT, STRICT_INT, StrictJSONRoute
-from ._redirect import REDIRECT_TTL, RedirectQuery, redirect_to
+from ._redirect import REDIRECT_ANSWER, REDIRECT_TTL, RedirectQuery, redirect_to
 from ._responses import BEARER, RANGE_HEADERS, answers
 from ._service import RelayService, SendRequest
 
@@ -350,7 +350,8 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
     }  # fmt: skip
     range_doc = {"parameters": RANGE_HEADERS}
 
-    @router.get("/files/{file_id}", summary="Download a file", responses=download_responses,
+    @router.get("/files/{file_id}", summary="Download a file",
+                responses={**download_responses, **REDIRECT_ANSWER},
                 openapi_extra=range_doc)  # fmt: skip
     async def download(
         request: Request, user: Auth, file_id: str, redirect: RedirectQuery = False

@@ -28,7 +28,8 @@ Digests: every whole-blob digest has an *algorithm*, one of
 :meth:`BlobStore.put` (default ``sha256``: what the store did before digests had names) and
 reported in :attr:`BlobInfo.algorithm`. The ``expected_sha256`` keyword and the
 :attr:`BlobInfo.sha256` field keep their names for compatibility but hold the lowercase hex
-digest *in that algorithm*. Implementations hash through :func:`wirelab._digests.new_hasher`.
+digest *in that algorithm*. Implementations hash and verify through
+:mod:`wirelab.storage._hashing` (one place for digests and append checksums).
 
 Errors are :class:`wirelab.UsageError` subclasses (the caller asked for something that is
 not possible in the current state) except :class:`DigestMismatchError`, which is a
@@ -39,18 +40,13 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import hashlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .._digests import check_algorithm, is_hex_digest
 from .._exceptions import IntegrityError, UsageError
-
-if TYPE_CHECKING:
-    from ._pipeline import Hasher
 
 __all__ = [
     "MAX_READ_CHUNK",
@@ -71,7 +67,6 @@ __all__ = [
     "UploadExistsError",
     "UploadInfo",
     "UploadNotFoundError",
-    "content_hasher",
     "validate_name",
 ]
 
@@ -185,38 +180,6 @@ def normalize_digest(digest: str, algorithm: str = "sha256") -> str:
     return lowered
 
 
-def content_hasher() -> Hasher:
-    """A new hasher for the digest a store verifies and reports (``BlobInfo.sha256``).
-
-    Stores compute blob digests only through this function, so that changing the
-    algorithm is one change here (plus :func:`normalize_digest`).
-    """
-    return hashlib.sha256()
-
-
-def checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
-    """A fresh hasher for an append's ``checksum``; UsageError for an unknown algorithm."""
-    if checksum is None:
-        return None
-    try:
-        return hashlib.new(checksum[0])
-    except (ValueError, TypeError):
-        raise UsageError(f"unsupported checksum algorithm {checksum[0]!r}") from None
-
-
-def check_checksum(hasher: Hasher, checksum: tuple[str, bytes]) -> None:
-    """Raise :class:`ChecksumMismatchError` unless *hasher* has the digest *checksum* names."""
-    algorithm, expected = checksum
-    actual = hasher.digest()
-    if actual != expected:
-        raise ChecksumMismatchError(
-            f"the {algorithm} checksum of the appended bytes does not match; nothing was recorded",
-            algorithm=algorithm,
-            expected=expected,
-            actual=actual,
-        )
-
-
 def check_offset(upload_id: str, durable: int, offset: int) -> None:
     """Raise :class:`OffsetMismatchError` unless an append's *offset* is *durable*."""
     if offset != durable:
@@ -224,16 +187,6 @@ def check_offset(upload_id: str, durable: int, offset: int) -> None:
             f"upload {upload_id!r} is at offset {durable}, not {offset}",
             expected=durable,
             actual=offset,
-        )
-
-
-def check_digest(upload_id: str, expected: str | None, actual: str) -> None:
-    """Raise :class:`DigestMismatchError` if *expected* is given and is not *actual*."""
-    if expected is not None and actual != expected:
-        raise DigestMismatchError(
-            f"upload {upload_id!r} has SHA-256 {actual}, expected {expected}",
-            expected=expected,
-            actual=actual,
         )
 
 

@@ -1,7 +1,9 @@
-"""The digests of the local store: hashers, announced digests, verification, digest files.
+"""The digests of the blob stores: hashers, announced digests, verification, append
+checksums, digest files.
 
-One place for what :mod:`._local` and :mod:`._direct` both need; the algorithms themselves
-are wirelab's shared ones (:mod:`wirelab._digests`).
+The one place every store (:mod:`._local`, :mod:`._direct`, :mod:`._s3`) hashes and
+verifies through; the algorithms themselves are wirelab's shared ones
+(:mod:`wirelab._digests`).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import hashlib
 
 from .._digests import DIGEST_LABELS, Hasher, new_hasher
 from .._exceptions import UsageError
-from ._base import DigestMismatchError, normalize_digest
+from ._base import ChecksumMismatchError, DigestMismatchError, normalize_digest
 
 __all__ = [
     "bulk_hasher",
+    "check_checksum",
     "checksum_hasher",
     "expected_digest",
+    "known_algorithm",
     "parse_sidecar",
     "sidecar",
     "verify_digest",
@@ -32,15 +36,34 @@ def checksum_hasher(checksum: tuple[str, bytes] | None) -> Hasher | None:
         raise UsageError(f"unsupported checksum algorithm {checksum[0]!r}") from None
 
 
+def check_checksum(hasher: Hasher, checksum: tuple[str, bytes]) -> None:
+    """Raise :class:`ChecksumMismatchError` unless *hasher* has the digest *checksum* names."""
+    algorithm, expected = checksum
+    actual = hasher.digest()
+    if actual != expected:
+        raise ChecksumMismatchError(
+            f"the {algorithm} checksum of the appended bytes does not match; nothing was recorded",
+            algorithm=algorithm,
+            expected=expected,
+            actual=actual,
+        )
+
+
 def bulk_hasher(algorithm: str) -> Hasher:
     """The running hash of a blob: large batches, so BLAKE3 may use several threads."""
     return new_hasher(algorithm, threads=True)
 
 
+def known_algorithm(algorithm: str) -> str:
+    """*algorithm* if wirelab knows it, else :class:`wirelab.UsageError` (before any I/O)."""
+    normalize_digest("0" * 64, algorithm)
+    return algorithm
+
+
 def expected_digest(digest: str | None, algorithm: str) -> str | None:
     """The announced digest, normalized (also checks *algorithm*, before any I/O)."""
     if digest is None:
-        normalize_digest("0" * 64, algorithm)
+        known_algorithm(algorithm)
         return None
     return normalize_digest(digest, algorithm)
 

@@ -80,11 +80,8 @@ from ._base import (
     UploadExistsError,
     UploadInfo,
     UploadNotFoundError,
-    check_checksum,
     check_offset,
     check_range,
-    checksum_hasher,
-    normalize_digest,
     validate_name,
 )
 from ._direct import write_new
@@ -92,7 +89,10 @@ from ._fsutil import LocalReader, remove_tmp_files, run_io
 from ._groupsync import DirSync
 from ._hashing import (
     bulk_hasher,
+    check_checksum,
+    checksum_hasher,
     expected_digest,
+    known_algorithm,
     parse_sidecar,
     sidecar,
     verify_digest,
@@ -347,7 +347,7 @@ class LocalBlobStore(BlobStore):
 
     async def create_upload(self, upload_id: str, *, algorithm: str = "sha256") -> UploadInfo:
         validate_name(upload_id, "upload id")
-        normalize_digest("0" * 64, algorithm)  # UsageError for an unknown algorithm
+        known_algorithm(algorithm)
         async with self._lock(upload_id):
             with no_space("a new upload"):
                 info = await run_io(self._create_sync, upload_id)

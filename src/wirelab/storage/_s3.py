@@ -9,12 +9,16 @@ Key layout: see :class:`wirelab.storage._s3state.Layout`. How the operations map
 * Appends shorter than a part are *staged*: the tail is written as a staged object before
   the state that counts it, so every acknowledged byte is stored. The next append loads
   the tail back and sends it as the start of its next part.
-* ``commit`` verifies the digest (wirelab's, never the store's ETag): from the running
-  hash this instance kept while it appended every byte, else by reading the completed
-  object back. It completes the multipart upload (the staged tail as the last part),
+* Digests: the algorithm chosen at ``create_upload`` is recorded in the state object,
+  so whichever process appends keeps a running hash in it. ``commit`` verifies the
+  digest in its ``algorithm`` (wirelab's, never the store's ETag): from the running
+  hash this instance kept while it appended every byte (when it is in that algorithm),
+  else by reading the completed object back. The blob's pointer records the algorithm,
+  so ``stat`` reports it. It completes the multipart upload (the staged tail as the last part),
   then writes the blob's *pointer* ``blobs/<key>`` with ``If-None-Match: *``: the commit
   point, atomic, never overwriting. On a digest mismatch read back, the bytes are put
-  into a new multipart upload by server-side part copies, so the upload stays resumable.
+  into a new multipart upload by part copies (server-side where the store can), so the
+  upload stays resumable.
 * ``abort_upload`` and the expiry sweep abort the multipart uploads of the data key
   (including one started by an append that crashed before recording it) and remove
   the staged objects, then the state.
@@ -51,20 +55,23 @@ from ._base import (
     UploadExistsError,
     UploadInfo,
     UploadNotFoundError,
-    check_checksum,
-    check_digest,
     check_offset,
     check_range,
-    checksum_hasher,
-    content_hasher,
-    normalize_digest,
     validate_name,
+)
+from ._hashing import (
+    bulk_hasher,
+    check_checksum,
+    checksum_hasher,
+    expected_digest,
+    known_algorithm,
+    verify_digest,
 )
 from ._pipeline import Hasher
 from ._s3bucket import Bucket, PreconditionFailed
 from ._s3client import S3Reader, call, is_missing, make_client, parse_s3_url
 from ._s3direct import write_object
-from ._s3parts import PartWriter, read_staged, save_state
+from ._s3parts import PartWriter, copy_parts, read_staged, save_state
 from ._s3state import Layout, Pointer, UploadState
 
 __all__ = ["MIN_PART_SIZE", "S3BlobStore"]
@@ -91,8 +98,9 @@ class S3BlobStore(BlobStore):
         self.layout = Layout(prefix)
         self.part_size = part_size
         self._locks: weakref.WeakValueDictionary[str, Lock] = weakref.WeakValueDictionary()
-        # upload id -> (offset, hash of bytes [0, offset)) for appends made by this instance
-        self._hashes: dict[str, tuple[int, Hasher]] = {}
+        # upload id -> (offset, algorithm, hash of bytes [0, offset)) for appends made by
+        # this instance (or from offset 0 by it)
+        self._hashes: dict[str, tuple[int, str, Hasher]] = {}
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> S3BlobStore:
@@ -124,17 +132,19 @@ class S3BlobStore(BlobStore):
         """Forget this instance's running hashes; nothing in the bucket is touched."""
         self._hashes.clear()
 
-    async def create_upload(self, upload_id: str) -> UploadInfo:
+    async def create_upload(self, upload_id: str, *, algorithm: str = "sha256") -> UploadInfo:
         validate_name(upload_id, "upload id")
+        known_algorithm(algorithm)
         async with self._lock(upload_id):
             now = time.time()
-            state = UploadState(upload_id, self.layout.new_data(upload_id), now, now)
+            data_key = self.layout.new_data(upload_id)
+            state = UploadState(upload_id, data_key, now, now, algorithm=algorithm)
             key = self.layout.state(upload_id)
             try:
                 await self.bucket.put(key, state.to_json(), "creating an upload", exclusive=True)
             except PreconditionFailed:
                 raise UploadExistsError(f"upload {upload_id!r} already exists") from None
-            self._hashes[upload_id] = (0, content_hasher())
+            self._hashes[upload_id] = (0, algorithm, bulk_hasher(algorithm))
             return UploadInfo(upload_id, 0, now, now)
 
     async def upload_offset(self, upload_id: str) -> int:
@@ -154,9 +164,14 @@ class S3BlobStore(BlobStore):
         async with self._lock(upload_id):
             state = await self._load(upload_id)
             check_offset(upload_id, state.offset, offset)
-            # The running hash serves only while it covers exactly [0, durable offset).
+            # The running hash serves only while it covers exactly [0, durable offset); an
+            # upload resumed at 0 (created by another process) starts one in its algorithm.
             cached = self._hashes.pop(upload_id, None)
-            hasher = cached[1] if cached is not None and cached[0] == offset else None
+            if cached is None and offset == 0:
+                cached = (0, state.algorithm, bulk_hasher(state.algorithm))
+            algorithm, hasher = state.algorithm, None
+            if cached is not None and cached[0] == offset:
+                _, algorithm, hasher = cached
             hashers = [h for h in (hasher, check) if h is not None]
             writer = PartWriter(
                 self.bucket,
@@ -171,7 +186,7 @@ class S3BlobStore(BlobStore):
                 await self._receive(writer, chunks, checksum, check)
             finally:  # kept, even when the client went away, if every byte it saw is stored
                 if hasher is not None and writer.received == writer.durable.offset:
-                    self._hashes[upload_id] = (writer.durable.offset, hasher)
+                    self._hashes[upload_id] = (writer.durable.offset, algorithm, hasher)
             return writer.durable.offset
 
     async def _receive(
@@ -207,27 +222,31 @@ class S3BlobStore(BlobStore):
             "multipart upload): the file is available once its upload completes"
         )
 
-    async def commit(self, upload_id: str, key: str, *, expected_sha256: str | None) -> BlobInfo:
+    async def commit(
+        self, upload_id: str, key: str, *, expected_sha256: str | None, algorithm: str = "sha256"
+    ) -> BlobInfo:
         validate_name(upload_id, "upload id")
         validate_name(key, "key")
-        expected = None if expected_sha256 is None else normalize_digest(expected_sha256)
+        expected = expected_digest(expected_sha256, algorithm)
+        what = f"upload {upload_id!r}"
         async with self._lock(upload_id), self._lock(f"blob:{key}"):
             state = await self._load(upload_id)
             cached = self._hashes.get(upload_id)
-            actual = cached[1].hexdigest() if cached and cached[0] == state.offset else None
+            usable = cached is not None and cached[:2] == (state.offset, algorithm)
+            actual = cached[2].hexdigest() if cached is not None and usable else None
             if actual is not None:
-                check_digest(upload_id, expected, actual)
+                verify_digest(what, algorithm, expected, actual)
             if await self.bucket.exists(self.layout.pointer(key), "checking a blob"):
                 raise BlobExistsError(f"blob {key!r} already exists")
             await self._complete(state)
             if actual is None:
                 actual = await self.bucket.hash_object(
-                    state.data_key, state.offset, "verifying an upload's digest"
+                    state.data_key, state.offset, algorithm, "verifying an upload's digest"
                 )
                 if expected is not None and actual != expected:
                     await self._reopen(state)
-                    check_digest(upload_id, expected, actual)
-            pointer = Pointer(state.data_key, state.offset, actual)
+                    verify_digest(what, algorithm, expected, actual)
+            pointer = Pointer(state.data_key, state.offset, actual, algorithm)
             try:
                 await self.bucket.put(
                     self.layout.pointer(key), pointer.to_json(), "committing", exclusive=True
@@ -237,7 +256,7 @@ class S3BlobStore(BlobStore):
                 raise BlobExistsError(f"blob {key!r} already exists") from None
             self._hashes.pop(upload_id, None)
             await self._remove_upload(state, completed=True)
-            return BlobInfo(key, state.offset, actual)
+            return BlobInfo(key, state.offset, actual, algorithm)
 
     async def _complete(self, state: UploadState) -> None:
         """Make the data object hold the upload's bytes (the multipart upload completed)."""
@@ -276,60 +295,46 @@ class S3BlobStore(BlobStore):
 
     async def _reopen(self, state: UploadState) -> None:
         """Undo :meth:`_complete`: copy the recorded parts of the completed data object
-        into a new multipart upload (server-side) and record it; the staged tail stays."""
-        what = "reopening an upload"
-        client, bucket = self.bucket.client, self.bucket.name
+        into a new multipart upload (:func:`copy_parts`) and record it; the staged tail stays."""
         new = state.evolve(data_key=self.layout.new_data(state.upload_id), multipart_id=None)
         if state.parts:
-            response = await call(
-                what, client.create_multipart_upload, Bucket=bucket, Key=new.data_key
+            multipart_id, parts = await copy_parts(
+                self.bucket, state.data_key, new.data_key, state.parts
             )
-            new = new.evolve(multipart_id=response["UploadId"])
-            parts, start = [], 0
-            for part in state.parts:
-                response = await call(
-                    what,
-                    client.upload_part_copy,
-                    Bucket=bucket,
-                    Key=new.data_key,
-                    UploadId=new.multipart_id,
-                    PartNumber=part.number,
-                    CopySource={"Bucket": bucket, "Key": state.data_key},
-                    CopySourceRange=f"bytes={start}-{start + part.size - 1}",
-                )
-                parts.append(
-                    part.__class__(part.number, response["CopyPartResult"]["ETag"], part.size)
-                )
-                start += part.size
-            new = new.evolve(parts=tuple(parts))
+            new = new.evolve(multipart_id=multipart_id, parts=parts)
         await save_state(self.bucket, self.layout, new)
-        await self.bucket.delete(state.data_key, what)
+        await self.bucket.delete(state.data_key, "reopening an upload")
 
     async def put(
-        self, key: str, chunks: AsyncIterator[bytes], *, expected_sha256: str | None
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        expected_sha256: str | None,
+        algorithm: str = "sha256",
     ) -> BlobInfo:
         """A direct send without upload state (:mod:`._s3direct`), then the pointer. A
         crash in between leaves at most an unreferenced object or multipart upload."""
         validate_name(key, "key")
-        expected = None if expected_sha256 is None else normalize_digest(expected_sha256)
+        expected = expected_digest(expected_sha256, algorithm)
         pointer_key = self.layout.pointer(key)
         async with self._lock(f"blob:{key}"):
             if await self.bucket.exists(pointer_key, "checking a blob"):
                 raise BlobExistsError(f"blob {key!r} already exists")
-            hasher = content_hasher()
+            hasher = bulk_hasher(algorithm)
             data_key = self.layout.new_data(key)
             size = await write_object(self.bucket, data_key, chunks, hasher, self.part_size)
             actual = hasher.hexdigest()
             try:
-                check_digest(key, expected, actual)
-                pointer = Pointer(data_key, size, actual).to_json()
+                verify_digest("the body", algorithm, expected, actual)
+                pointer = Pointer(data_key, size, actual, algorithm).to_json()
                 await self.bucket.put(pointer_key, pointer, "committing", exclusive=True)
             except BaseException as exc:
                 await self.bucket.delete(data_key, "removing a refused file")
                 if isinstance(exc, PreconditionFailed):
                     raise BlobExistsError(f"blob {key!r} already exists") from None
                 raise
-        return BlobInfo(key, size, actual)
+        return BlobInfo(key, size, actual, algorithm)
 
     async def abort_upload(self, upload_id: str) -> None:
         validate_name(upload_id, "upload id")
@@ -414,7 +419,7 @@ class S3BlobStore(BlobStore):
     async def stat(self, key: str) -> BlobInfo:
         validate_name(key, "key")
         pointer = await self._pointer(key)
-        return BlobInfo(key, pointer.size, pointer.sha256)
+        return BlobInfo(key, pointer.size, pointer.sha256, pointer.algorithm)
 
     async def delete(self, key: str) -> None:
         validate_name(key, "key")

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from ._base import content_hasher
+from ._hashing import bulk_hasher
 from ._s3client import call, error_code, is_missing, iter_body
 
 __all__ = ["Bucket", "PreconditionFailed"]
@@ -100,11 +100,11 @@ class Bucket:
             if not is_missing(exc):
                 raise
 
-    async def hash_object(self, key: str, size: int, what: str) -> str:
-        """The digest (:func:`content_hasher`) of an object, read in chunks."""
+    async def hash_object(self, key: str, size: int, algorithm: str, what: str) -> str:
+        """The hex digest in *algorithm* of an object, read in chunks."""
 
         def digest() -> str:
-            hasher = content_hasher()
+            hasher = bulk_hasher(algorithm)
             if size:
                 response = self.client.get_object(Bucket=self.name, Key=key)
                 for block in iter_body(response["Body"]):
@@ -112,6 +112,10 @@ class Bucket:
             return hasher.hexdigest()
 
         return await call(what, digest)
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Blocking: the bytes ``[start, end)`` of an object (``end > start``), whole."""
+        return b"".join(self.body_chunks(key, start, end))
 
     def body_chunks(self, key: str, start: int, end: int) -> Iterator[bytes]:
         """Blocking: the bytes ``[start, end)`` of an object, in chunks (``end > start``)."""

@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from ._pipeline import Hasher
 from ._s3bucket import Bucket
 from ._s3client import call
 from ._s3state import Layout, Part, UploadState
 
-__all__ = ["PartWriter", "read_staged", "save_state", "take"]
+__all__ = ["PartWriter", "copy_parts", "read_staged", "save_state", "take"]
 
 
 def take(buffer: bytearray, size: int) -> bytes:
@@ -45,6 +46,58 @@ async def read_staged(bucket: Bucket, state: UploadState) -> bytes:
 
         raise IntegrityError(f"the staged bytes of upload {state.upload_id!r} are missing")
     return data[: state.staged_size]
+
+
+async def copy_parts(
+    bucket: Bucket, source_key: str, target_key: str, parts: Sequence[Part]
+) -> tuple[str, tuple[Part, ...]]:
+    """Put the bytes of *parts* (in order, from the start of the object *source_key*)
+    into a new multipart upload of *target_key*; its id and parts.
+
+    Server-side part copies where the store can; a store that answers a part copy
+    without an ETag (``rclone serve s3`` then keeps an empty part it cannot replace)
+    gets a fresh multipart upload with the bytes uploaded again.
+    """
+    copied = await _upload_parts(bucket, source_key, target_key, parts, server_side=True)
+    if copied is None:
+        copied = await _upload_parts(bucket, source_key, target_key, parts, server_side=False)
+    assert copied is not None
+    return copied
+
+
+async def _upload_parts(
+    bucket: Bucket, source_key: str, target_key: str, parts: Sequence[Part], *, server_side: bool
+) -> tuple[str, tuple[Part, ...]] | None:
+    """:func:`copy_parts` one way; ``None`` if a server-side copy gave no ETag."""
+    what, client, name = "reopening an upload", bucket.client, bucket.name
+    response = await call(what, client.create_multipart_upload, Bucket=name, Key=target_key)
+    target: dict[str, Any] = {"Bucket": name, "Key": target_key, "UploadId": response["UploadId"]}
+    done: list[Part] = []
+    start = 0
+    for part in parts:
+        end = start + part.size
+        if server_side:
+            response = await call(
+                what,
+                client.upload_part_copy,
+                PartNumber=part.number,
+                CopySource={"Bucket": name, "Key": source_key},
+                CopySourceRange=f"bytes={start}-{end - 1}",
+                **target,
+            )
+            etag = response.get("CopyPartResult", {}).get("ETag")
+            if etag is None:
+                await bucket.abort_multipart(target_key, target["UploadId"], what)
+                return None
+        else:
+            body = await call(what, bucket.read_range, source_key, start, end)
+            response = await call(
+                what, client.upload_part, PartNumber=part.number, Body=body, **target
+            )
+            etag = response["ETag"]
+        done.append(Part(part.number, str(etag), part.size))
+        start = end
+    return str(target["UploadId"]), tuple(done)
 
 
 class PartWriter:

@@ -35,6 +35,8 @@ class UploadState:
     are the parts, in order; ``[parts_size, offset)`` are the first ``staged_size``
     bytes of ``staged_key``. ``data_key`` is where the committed bytes will be; it is
     unique per upload, so that a reused upload id never overwrites an earlier blob.
+    ``algorithm`` is the digest chosen at creation (state objects written before
+    digests had names are SHA-256): any process resuming the upload hashes in it.
     """
 
     upload_id: str
@@ -45,6 +47,7 @@ class UploadState:
     parts: tuple[Part, ...] = field(default=())
     staged_key: str | None = None
     staged_size: int = 0
+    algorithm: str = "sha256"
 
     @property
     def parts_size(self) -> int:
@@ -66,6 +69,7 @@ class UploadState:
             "parts": [[p.number, p.etag, p.size] for p in self.parts],
             "staged_key": self.staged_key,
             "staged_size": self.staged_size,
+            "algorithm": self.algorithm,
         }
         return json.dumps(body).encode()
 
@@ -83,6 +87,7 @@ class UploadState:
                 parts=parts,
                 staged_key=body["staged_key"],
                 staged_size=int(body["staged_size"]),
+                algorithm=str(body.get("algorithm", "sha256")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"the S3 state of upload {upload_id!r} is damaged") from exc
@@ -90,22 +95,31 @@ class UploadState:
 
 @dataclass(frozen=True)
 class Pointer:
-    """A committed blob: the object holding its bytes, its size and digest."""
+    """A committed blob: the object holding its bytes, its size, and its digest in
+    ``algorithm`` (the JSON keeps the digest under ``sha256``, as before digests had
+    names; a pointer without ``algorithm`` is SHA-256)."""
 
     data_key: str
     size: int
     sha256: str
+    algorithm: str = "sha256"
 
     def to_json(self) -> bytes:
         return json.dumps(
-            {"data": self.data_key, "size": self.size, "sha256": self.sha256}
+            {
+                "data": self.data_key,
+                "size": self.size,
+                "sha256": self.sha256,
+                "algorithm": self.algorithm,
+            }
         ).encode()
 
     @classmethod
     def from_json(cls, key: str, raw: bytes) -> Pointer:
         try:
             body = json.loads(raw)
-            return cls(str(body["data"]), int(body["size"]), str(body["sha256"]))
+            algorithm = str(body.get("algorithm", "sha256"))
+            return cls(str(body["data"]), int(body["size"]), str(body["sha256"]), algorithm)
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"the S3 record of blob {key!r} is damaged") from exc
 
