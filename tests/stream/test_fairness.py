@@ -329,7 +329,12 @@ def test_manifest_limit_option_and_variable(monkeypatch: pytest.MonkeyPatch) -> 
     from wirelab.server import _serve
 
     seen: list[Any] = []
-    monkeypatch.setattr(_serve, "run", seen.append)
+
+    def run(config: Any, workers: int = 1) -> int:
+        seen.append(config)
+        return 0
+
+    monkeypatch.setattr(_serve, "run", run)
     env = {"WIRELAB_STREAM_LIMIT_MANIFEST_BYTES": "12345"}
     result = CliRunner().invoke(cli.main, ["serve", "--port", "0"], env=env)
     assert result.exit_code == 0, result.output
