@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -88,6 +89,20 @@ def _observe(fut: asyncio.Future[None]) -> None:
         fut.exception()
 
 
+def _open_retrying(path: str) -> tuple[sqlite3.Connection, int]:
+    """:func:`_open_connection`, retried while another process holds the lock it needs:
+    switching to WAL and migrating take an exclusive lock that ``busy_timeout`` does not
+    always wait for (several processes of ``serve --workers N`` start at once)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return _open_connection(path)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SQLiteDatabase(Store):
     """A :class:`~wirelab.db.Database` in one SQLite file. Create with :meth:`open`."""
 
@@ -110,7 +125,7 @@ class SQLiteDatabase(Store):
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wirelab-db")
         loop = asyncio.get_running_loop()
         try:
-            conn, version = await loop.run_in_executor(executor, _open_connection, path)
+            conn, version = await loop.run_in_executor(executor, _open_retrying, path)
         except sqlite3.Error as exc:
             executor.shutdown(wait=False)
             raise DatabaseError(f"cannot open database {path}: {exc}") from exc
