@@ -17,8 +17,9 @@ import errno
 import fcntl
 import os
 from pathlib import Path
-from types import TracebackType
 from typing import Final
+
+from .._closing import Closing
 
 __all__ = ["BlockWriter"]
 
@@ -33,7 +34,7 @@ def _address(view: memoryview) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(view))
 
 
-class BlockWriter:
+class BlockWriter(Closing):
     """Writes blocks to *path* from *position* on, in order, with ``pwrite``.
 
     Use as a context manager (closes its descriptor). Not thread-safe: one writer thread.
@@ -76,14 +77,3 @@ class BlockWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-    def __enter__(self) -> BlockWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
