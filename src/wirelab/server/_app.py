@@ -106,7 +106,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         ) as executor:
             runtime.executor = executor if config.worker_threads else None
             async with (
-                await connect(config.metadata_url) as db,
+                await connect(config.metadata_url, pool_size=config.database_pool_size) as db,
                 coordinator_for(config.coordination_url) as coord,
             ):
                 limits = config.relay_limits
