@@ -22,6 +22,5 @@ def check_pool_size(size: int) -> None:
     :data:`MAX_POOL_SIZE`."""
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_POOL_SIZE:
         raise UsageError(
-            f"the database pool size must be a whole number from 1 to {MAX_POOL_SIZE}, "
-            f"got {size!r}"
+            f"the database pool size must be a whole number from 1 to {MAX_POOL_SIZE}, got {size!r}"
         )

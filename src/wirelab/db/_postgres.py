@@ -4,12 +4,12 @@ The repositories are the same code as on SQLite (``_repo_*.py``); this module su
 what differs:
 
 - **Concurrency.** Calls run in parallel on up to ``pool_size`` connections (default
-  :data:`POOL_SIZE`; one per executor thread, so a thread never waits for a connection). Reads run in autocommit
-  (each statement sees the latest commits); ``write`` runs ``func`` in one READ COMMITTED
-  transaction. What SQLite serialised for free is locked explicitly by the repositories
-  through :class:`PostgresDialect`: transaction-scoped advisory locks for a recipient's
-  quota and queue order, ``FOR UPDATE SKIP LOCKED`` for leases and job claims,
-  ``FOR UPDATE`` for a batch's last commit.
+  :data:`POOL_SIZE`; one per executor thread, so a thread never waits for a connection).
+  Reads run in autocommit (each statement sees the latest commits); ``write`` runs
+  ``func`` in one READ COMMITTED transaction. What SQLite serialised for free is locked
+  explicitly by the repositories through :class:`PostgresDialect`: transaction-scoped
+  advisory locks for a recipient's quota and queue order, ``FOR UPDATE SKIP LOCKED`` for
+  leases and job claims, ``FOR UPDATE`` for a batch's last commit.
 - **Transient conflicts.** A deadlock or serialization failure rolls the transaction back
   and runs ``func`` again, at most :data:`MAX_ATTEMPTS` times, after a short random pause.
 - **Placeholders.** SQL is written with ``?``; the adapter sends ``%s`` and booleans as

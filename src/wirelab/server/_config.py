@@ -74,10 +74,10 @@ class ServerConfig:
     its limits are ``relay_limits`` (see :class:`RelayLimits` for
     their ``WIRELAB_RELAY_*`` names). ``database_pool_size``
     (``WIRELAB_DATABASE_POOL_SIZE``, 1 to 1000, default 8): the most connections (and
-    threads) each process opens to a PostgreSQL ``database_url``. The media service's settings are ``media`` (see
-    :class:`MediaSettings` for their ``WIRELAB_MEDIA_*`` names); its results live in
-    ``data_dir/media``. ``connection_limits`` bound every HTTP connection
-    (:class:`ConnectionLimits`).
+    threads) each process opens to a PostgreSQL ``database_url``. The media service's
+    settings are ``media`` (see :class:`MediaSettings` for their ``WIRELAB_MEDIA_*``
+    names); its results live in ``data_dir/media``. ``connection_limits`` bound every
+    HTTP connection (:class:`ConnectionLimits`).
 
     With ``tls_certfile`` and ``tls_keyfile`` (PEM; both or neither, else
     :class:`~wirelab.UsageError`) every capability is served over HTTPS only. With
