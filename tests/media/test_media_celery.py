@@ -46,6 +46,7 @@ def _ffmpeg_of(workers: list[WorkerProcess], timeout: float = 60) -> tuple[Worke
     raise AssertionError("no worker ran ffmpeg")
 
 
+@pytest.mark.distributed
 def test_a_job_runs_on_the_worker_and_downloads_through_the_server(
     media: Media, source: MediaServer
 ) -> None:
@@ -85,6 +86,7 @@ def test_a_job_delivered_twice_runs_once(media: Media, source: MediaServer) -> N
     assert logs.count(f"job {job_id}: attempt") == 1
 
 
+@pytest.mark.distributed
 def test_a_killed_workers_job_is_requeued_and_completes_on_another(
     media_factory: Callable[..., Media], source: MediaServer
 ) -> None:

@@ -95,6 +95,7 @@ def _running(media: Media, job_id: str) -> int:
 
 
 @RUNNERS
+@pytest.mark.distributed
 def test_cancel_running_job_stops_ffmpeg_and_leaves_no_file(
     media: Media, source: MediaServer
 ) -> None:
@@ -162,6 +163,7 @@ def test_a_failed_request_is_tried_again(media: Media, source: MediaServer) -> N
     assert _submit(media, **body)["id"] != first["id"]
 
 
+@pytest.mark.distributed
 def test_idempotency_key(media: Media, source: MediaServer) -> None:
     body = {"source": source.url("video.mp4"), "end": "1", "accuracy": "fast"}
     headers = {"Idempotency-Key": "order-42"}
@@ -177,6 +179,7 @@ def test_idempotency_key(media: Media, source: MediaServer) -> None:
     assert media.bob.post("/v1/media/jobs", json=body, headers=headers).status_code == 202
 
 
+@pytest.mark.distributed
 def test_auth_and_isolation(media: Media, source: MediaServer) -> None:
     anonymous = media.alice.post(
         "/v1/media/jobs", json={"source": source.url("video.mp4")}, headers={"Authorization": ""}

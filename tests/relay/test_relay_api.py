@@ -45,6 +45,7 @@ def inbox(client: httpx.Client) -> list[dict[str, Any]]:
     return files
 
 
+@pytest.mark.distributed
 def test_send_inbox_download_ack(relay: Relay) -> None:
     data = bytes(range(256)) * 40
     sent = send(relay.alice, data, name="report.bin", note="for you")
@@ -302,6 +303,7 @@ def test_media_type_and_openapi(relay: Relay) -> None:
             assert operation["tags"] == ["relay"]
 
 
+@pytest.mark.distributed
 def test_expired_files_disappear(relay_factory: Callable[..., Relay]) -> None:
     relay = relay_factory(relay_limits=RelayLimits(sweep_interval=0.1))
     short = send(relay.alice, b"short", ttl="0.3").json()
@@ -358,6 +360,7 @@ def test_long_poll_wakes_up_when_a_lease_ends(relay: Relay) -> None:
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.distributed
 def test_long_poll_wakes_up_when_a_file_arrives(relay: Relay) -> None:
     result: dict[str, Any] = {}
 

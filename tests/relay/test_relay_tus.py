@@ -89,6 +89,7 @@ def test_options_discovery(relay: Relay) -> None:
     assert r.headers["Tus-Checksum-Algorithm"] == "sha1,sha256"
 
 
+@pytest.mark.distributed
 def test_upload_in_chunks_appears_in_inbox(relay: Relay) -> None:
     data = os.urandom(300_000)
     url = _create(relay.alice, data, note="hi", filetype="text/plain")
@@ -210,6 +211,7 @@ def test_auth_and_ownership(relay: Relay) -> None:
     assert _offset(relay.alice, url) == 0
 
 
+@pytest.mark.distributed
 def test_expired_uploads_are_gone_and_swept(relay_factory: Callable[..., Relay]) -> None:
     relay = relay_factory(relay_limits=RelayLimits(upload_expiry=0.5, sweep_interval=0.2))
     url = _create(relay.alice, b"late")
