@@ -194,7 +194,7 @@ def build_fast_path(runtime: StreamRuntime, limits: StreamLimits) -> FastPath:
         params, seed = parsed
         if seed is None:
             seed = new_seed()
-        params = replace(params, seed=seed)
+        # params.seed stays unset: the engine takes the seed apart (no copy of params).
         headers = _stream_headers(seed, params.count, STREAM_MEDIA_TYPE)
         runtime.fast_requests += 1
         await run_framed_stream(runtime, params, seed, headers, receive, send)
