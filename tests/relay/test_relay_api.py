@@ -306,10 +306,11 @@ def test_media_type_and_openapi(relay: Relay) -> None:
 @pytest.mark.distributed
 def test_expired_files_disappear(relay_factory: Callable[..., Relay]) -> None:
     relay = relay_factory(relay_limits=RelayLimits(sweep_interval=0.1))
-    short = send(relay.alice, b"short", ttl="0.3").json()
+    # A ttl long enough for the listing below on a slow store, short enough to wait for.
+    short = send(relay.alice, b"short", ttl="3").json()
     long = send(relay.alice, b"long").json()
     assert [f["id"] for f in inbox(relay.bob)] == [short["id"], long["id"]]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     while len(inbox(relay.bob)) != 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [f["id"] for f in inbox(relay.bob)] == [long["id"]]
