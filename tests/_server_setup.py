@@ -39,6 +39,29 @@ once on the machine's PostgreSQL (default ``max_connections`` 100), and it exerc
 setting."""
 
 
+def stored_files(config: Any, under: str) -> list[str]:
+    """What a server configured by ``config`` (a ``ServerConfig``) stores under ``under``
+    (``"relay/blobs"``, ``"media"``, ...), in its data folder or its S3 bucket alike: the
+    keys of the objects (unfinished S3 multipart uploads counted, as ``multipart:KEY``) or
+    the paths of the files (a folder's disk reserve and digest files left out)."""
+    from wirelab.storage._s3client import make_client, parse_s3_url
+
+    if config.storage_url and config.storage_url.startswith("s3://"):
+        location = parse_s3_url(config.storage_url)
+        client = make_client()
+        prefix = f"{location.prefix}{under}"
+        listing = client.list_objects_v2(Bucket=location.bucket, Prefix=prefix)
+        found = [str(item["Key"]) for item in listing.get("Contents", [])]
+        uploads = client.list_multipart_uploads(Bucket=location.bucket, Prefix=prefix)
+        return found + [f"multipart:{u['Key']}" for u in uploads.get("Uploads", [])]
+    root = config.data_dir / under
+    return [
+        str(p)
+        for p in root.rglob("*")
+        if p.is_file() and p.name != "reserve" and p.suffix != ".sha256"
+    ]
+
+
 def configs_for(choice: str, marked: bool) -> list[str]:
     """The configurations a relay or media test runs on for ``--server-config choice``;
     ``marked``: the test is in the representative subset (marker ``distributed``)."""

@@ -110,11 +110,40 @@ def runner() -> str:
 
 
 @pytest.fixture
+def media_workers() -> Iterator[dict[str, WorkerProcess]]:
+    """``{server url: its wirelab worker}`` of the servers :func:`server_factory` started
+    with a jobs URL; every worker is stopped at teardown."""
+    workers: dict[str, WorkerProcess] = {}
+    yield workers
+    for worker in workers.values():
+        worker.stop()
+
+
+@pytest.fixture
+def server_factory(
+    server_factory: Callable[..., LiveServer], media_workers: dict[str, WorkerProcess]
+) -> Callable[..., LiveServer]:
+    """The servers of the media tests (tests/conftest.py's ``server_factory``): one whose
+    media jobs go to Celery (a ``jobs_url``: ``runner`` celery, or the distributed
+    configuration) gets a real ``wirelab worker`` of its own, ready when this returns."""
+
+    def make(**settings: Any) -> LiveServer:
+        server = server_factory(**settings)
+        config = server.app.state.config
+        if config.jobs_url:
+            media_workers[server.url] = worker_for(config)
+        return server
+
+    return make
+
+
+@pytest.fixture
 def media_factory(
     server_factory: Callable[..., LiveServer],
     server_setup: ServerSetup,
     runner: str,
     request: pytest.FixtureRequest,
+    media_workers: dict[str, WorkerProcess],
 ) -> Iterator[Callable[..., Media]]:
     """``media_factory(**media_settings)``: a server whose sources may be on loopback,
     with a ``wirelab worker`` running its jobs when they go to Celery (``runner`` is
@@ -131,9 +160,8 @@ def media_factory(
         if storage_url:
             jobs["storage_url"] = storage_url
         server = server_factory(media=media, **jobs)
-        config = server.app.state.config
-        if config.jobs_url:
-            workers.append(worker_for(config))
+        if server.url in media_workers:
+            workers.append(media_workers[server.url])
         tokens = add_users(server, "alice", "bob")
         env = Media(server, workers)
         for name, token in tokens.items():

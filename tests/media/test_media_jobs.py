@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from _server_setup import stored_files
 from wirelab.cli import main
 from wirelab.db import connect
 from wirelab.media.testing import MediaServer
@@ -131,11 +132,11 @@ def test_delete_finished_job_deletes_its_result(media: Media, source: MediaServe
     job, _ = wait_job(media.alice, str(_submit(media, source=source.url("video.mp4"), end="1",
                                                accuracy="fast")["id"]))  # fmt: skip
     assert job["state"] == "succeeded"
-    blobs = media.data_dir / "media" / "blobs"
-    assert [p for p in blobs.rglob("*") if p.is_file()] != []
+    config = media.server.app.state.config  # the result: in the data folder or the bucket
+    assert stored_files(config, "media/blobs") != []
     assert media.alice.delete(f"/v1/media/jobs/{job['id']}").status_code == 204
     assert media.alice.get(f"/v1/media/jobs/{job['id']}").status_code == 404
-    assert [p for p in blobs.rglob("*") if p.is_file()] == []
+    assert stored_files(config, "media/blobs") == []
 
 
 def test_identical_request_returns_the_existing_job(media: Media, source: MediaServer) -> None:

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from _server_setup import ServerSetup
+from _server_setup import stored_files as stored_files_of
 from wirelab.client import RelayClient
 from wirelab.db import connect
 from wirelab.relay import RelayLimits
 from wirelab.server import ServerConfig
-from wirelab.storage._s3client import make_client, parse_s3_url
 from wirelab.stream import StreamLimits
 from wirelab.testing._live import LiveServer, live_server
 
@@ -64,23 +64,9 @@ def live_reads_need_a_folder(request: pytest.FixtureRequest) -> None:
 
 def stored_files(relay: Relay, under: str = "") -> list[str]:
     """What the relay's storage holds under *under* (``""``: everything, ``"blobs"``: one
-    entry per committed file), in a data folder or an S3 bucket alike; the disk reserve
-    and digest files of a folder are left out, unfinished S3 multipart uploads counted."""
-    config = relay.server.app.state.config
-    if config.storage_url and config.storage_url.startswith("s3://"):
-        location = parse_s3_url(config.storage_url)
-        client = make_client()
-        prefix = f"{location.prefix}relay/{under}"
-        listing = client.list_objects_v2(Bucket=location.bucket, Prefix=prefix)
-        found = [str(item["Key"]) for item in listing.get("Contents", [])]
-        uploads = client.list_multipart_uploads(Bucket=location.bucket, Prefix=prefix)
-        return found + [f"multipart:{u['Key']}" for u in uploads.get("Uploads", [])]
-    root: Path = config.data_dir / "relay" / under
-    return [
-        str(p)
-        for p in root.rglob("*")
-        if p.is_file() and p.name != "reserve" and p.suffix != ".sha256"
-    ]
+    entry per committed file), in a data folder or an S3 bucket alike (see
+    :func:`_server_setup.stored_files`)."""
+    return stored_files_of(relay.server.app.state.config, f"relay/{under}")
 
 
 def add_users(server: LiveServer, *names: str) -> dict[str, str]:
