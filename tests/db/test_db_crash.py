@@ -56,9 +56,16 @@ def run_and_kill(url: str, prefix: str, acks: int) -> list[str]:
                 pytest.fail(f"child ended early: {proc.stderr.read()}")
             acked.append(line.rstrip("\n"))
         proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=10)
+        # Read through the same buffered reader as readline(): communicate() would read the
+        # raw pipe and miss lines that reader already buffered, counting acknowledged adds
+        # as unacknowledged.
+        out = proc.stdout.read()
+        proc.wait(timeout=10)
     finally:
         watchdog.cancel()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
     assert proc.returncode == -signal.SIGKILL
     # A line cut by the kill has no newline: that add was not acknowledged.
     acked += [name for name in out.split("\n")[:-1] if name]
