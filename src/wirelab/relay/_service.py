@@ -1,6 +1,8 @@
 """The relay service: sending, inboxes, leases and expiry, over a db and a blob store.
 
-Commit order of a send (the crash analysis is in ``docs/relay.md``):
+A small direct send (``Content-Length`` at most ``inline_max``) is one db commit of the
+row with its bytes (:mod:`wirelab.relay._inline`). Commit order of any other send (the
+crash analysis is in ``docs/relay.md``):
 
 1. journal the new blob key in the db (durable), with its quota reservation -- from now
    on a crash leaves garbage that the next start-up removes, never a leak;
