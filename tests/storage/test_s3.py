@@ -21,6 +21,7 @@ from blake3 import blake3
 
 from wirelab import UsageError
 from wirelab.storage import (
+    BlobExistsError,
     DigestMismatchError,
     LocalBlobStore,
     S3BlobStore,
@@ -240,6 +241,30 @@ async def test_a_failed_direct_put_leaves_nothing_in_the_bucket(bucket: Bucket) 
         await store.put("k", pieces(DATA[: PART + 10]), expected_sha256=sha(b"x"))
     assert bucket.multipart_uploads() == []
     assert bucket.keys() == []
+
+
+@pytest.mark.asyncio
+async def test_a_direct_put_costs_three_requests_and_refuses_an_existing_blob(
+    bucket: Bucket,
+) -> None:
+    """Every S3 request is a botocore call (about a millisecond of CPU) and a round trip:
+    a small direct send writes the bytes, then the pointer exclusively (a HEAD, then a
+    conditional PUT), and nothing else; a second put of the key is refused and leaves
+    the first blob and no stray object."""
+    store = bucket.store()
+    operations: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        operations.append(model.name)
+
+    store.bucket.client.meta.events.register("before-call.s3", record)
+    await store.put("k", pieces(b"first"), expected_sha256=sha(b"first"))
+    assert operations == ["PutObject", "HeadObject", "PutObject"]
+    keys = bucket.keys()
+    with pytest.raises(BlobExistsError):
+        await store.put("k", pieces(b"second"), expected_sha256=None)
+    assert bucket.keys() == keys
+    assert await read_all(store, "k") == b"first"
 
 
 def test_serve_refuses_an_unsupported_storage_url(tmp_path: Path) -> None:

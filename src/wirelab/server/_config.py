@@ -14,9 +14,11 @@ from ..relay import RelayLimits
 from ..storage import check_storage_url
 from ..stream import StreamLimits
 
-__all__ = ["LOG_LEVELS", "ConnectionLimits", "ServerConfig", "default_data_dir"]
+__all__ = ["LOG_LEVELS", "ONLY_CHOICES", "ConnectionLimits", "ServerConfig", "default_data_dir"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+#: Capabilities a server can serve alone (``ServerConfig.only``, ``serve --only``).
+ONLY_CHOICES = ("stream",)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,11 @@ class ServerConfig:
 
     ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
     call the API from a browser; empty (the default): no CORS headers at all.
+
+    ``only`` (``WIRELAB_ONLY``): ``None`` serves every capability; ``"stream"`` serves the
+    Stream service alone (with ``/``, ``/healthz`` and the docs): no database, blob store,
+    relay or media, and nothing in ``data_dir``. Its processes share no state, so
+    ``serve --workers N`` needs no coordination then.
     """
 
     host: str = "127.0.0.1"
@@ -116,8 +123,11 @@ class ServerConfig:
     jobs_queue: str = DEFAULT_QUEUE
     jobs_lease: float = 30.0
     coordination_url: str | None = None
+    only: str | None = None
 
     def __post_init__(self) -> None:
+        if self.only is not None and self.only not in ONLY_CHOICES:
+            raise UsageError(f"only: {self.only!r} cannot be served alone; choose 'stream'")
         if self.jobs_url is not None:
             check_jobs_url(self.jobs_url)
         if not self.jobs_queue.strip():

@@ -314,13 +314,16 @@ class S3BlobStore(BlobStore):
         algorithm: str = "sha256",
     ) -> BlobInfo:
         """A direct send without upload state (:mod:`._s3direct`), then the pointer. A
-        crash in between leaves at most an unreferenced object or multipart upload."""
+        crash in between leaves at most an unreferenced object or multipart upload.
+
+        An existing blob is found by the exclusive write of the pointer (the bytes just
+        written are then deleted): no check before, which would cost every send a round
+        trip (and a botocore call's CPU) for a case the relay never produces (its keys
+        are new)."""
         validate_name(key, "key")
         expected = expected_digest(expected_sha256, algorithm)
         pointer_key = self.layout.pointer(key)
         async with self._lock(f"blob:{key}"):
-            if await self.bucket.exists(pointer_key, "checking a blob"):
-                raise BlobExistsError(f"blob {key!r} already exists")
             hasher = bulk_hasher(algorithm)
             data_key = self.layout.new_data(key)
             size = await write_object(self.bucket, data_key, chunks, hasher, self.part_size)
