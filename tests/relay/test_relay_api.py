@@ -305,7 +305,8 @@ def test_media_type_and_openapi(relay: Relay) -> None:
 
 @pytest.mark.distributed
 def test_expired_files_disappear(relay_factory: Callable[..., Relay]) -> None:
-    relay = relay_factory(relay_limits=RelayLimits(sweep_interval=0.1))
+    # inline_max=0: every file is a blob (inline ones: test_relay_inline.py)
+    relay = relay_factory(relay_limits=RelayLimits(sweep_interval=0.1, inline_max=0))
     # A ttl long enough for the listing below on a slow store, short enough to wait for.
     short = send(relay.alice, b"short", ttl="3").json()
     long = send(relay.alice, b"long").json()

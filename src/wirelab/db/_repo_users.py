@@ -75,13 +75,17 @@ class Users:
         """See :meth:`wirelab.db.UserRepository.get_user_by_token`."""
         if not isinstance(token, str) or not is_token_shaped(token):
             return None
-        return await self._select_one("token_hash", hash_token(token))
+        # Authenticating a request needs no order with writes in flight: read beside the
+        # writer (one per request, so it must not wait for commits or split their groups).
+        return await self._select_one("token_hash", hash_token(token), concurrent=True)
 
     async def get_user(self, name: str) -> User | None:
         """See :meth:`wirelab.db.UserRepository.get_user`."""
         return await self._select_one("name", name)
 
-    async def _select_one(self, column: str, value: str) -> User | None:
+    async def _select_one(
+        self, column: str, value: str, *, concurrent: bool = False
+    ) -> User | None:
         """The user whose (unique) ``column`` equals ``value``; ``column`` is a constant."""
 
         def select(conn: Conn) -> _UserRow | None:
@@ -92,7 +96,8 @@ class Users:
             row: _UserRow | None = cursor.fetchone()
             return row
 
-        row = await self._db.run(select)
+        run = self._db.read_concurrent if concurrent else self._db.run
+        row = await run(select)
         return None if row is None else _user(row)
 
     async def list_users(self) -> list[User]:
