@@ -235,6 +235,7 @@ def _tls_options(func: F) -> F:
     "(0: on the event loop, the faster choice on 2 cores; see docs/design.md).",
 )
 @_cli_worker.database_url_option
+@_cli_worker.database_pool_size_option
 @click.option(
     "--coordination-url",
     envvar="WIRELAB_COORDINATION_URL",
@@ -298,6 +299,7 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    database_pool_size: int,
     coordination_url: str | None,
     workers: int,
     only: str | None,
@@ -362,6 +364,7 @@ def serve(
         ),
         worker_threads=worker_threads,
         database_url=database_url,
+        database_pool_size=database_pool_size,
         storage_url=storage_url,
         relay_limits=relay_limits,
         connection_limits=ConnectionLimits(
