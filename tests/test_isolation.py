@@ -16,6 +16,7 @@ from wirelab.server import default_data_dir
 pytest_plugins = ["pytester"]
 
 CONFTEST = Path(__file__).with_name("conftest.py")
+SERVER_SETUP = Path(__file__).with_name("_server_setup.py")
 
 
 def test_each_test_has_a_private_home(isolated_home: Path) -> None:
@@ -58,6 +59,8 @@ def test_writes_into_the_users_files_fail(
     else:
         monkeypatch.delenv("CI", raising=False)
     pytester.makeconftest(CONFTEST.read_text())
+    # The conftest imports its sibling module (found through pyproject's pythonpath there).
+    pytester.makepyfile(_server_setup=SERVER_SETUP.read_text())
     pytester.makeini(
         "[pytest]\nfilterwarnings = error\nasyncio_mode = strict\n"
         "asyncio_default_fixture_loop_scope = function\n"
