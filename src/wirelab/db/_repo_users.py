@@ -22,6 +22,7 @@ from ._repo_media import orphan_media_jobs, owner_lock
 from ._repo_purge import purge_user
 from ._repo_reserve import queue_lock
 from ._sql import Backend, Conn
+from ._token_cache import TokenCache
 
 __all__ = ["Users"]
 
@@ -49,6 +50,17 @@ class Users:
 
     def __init__(self, db: Backend) -> None:
         self._db = db
+        self._tokens: TokenCache | None = None
+
+    def cache_tokens(self, seconds: float) -> None:
+        """See :meth:`wirelab.db.UserRepository.cache_tokens`."""
+        if seconds < 0:
+            raise ValueError(f"the token cache's lifetime must be >= 0, not {seconds}")
+        self._tokens = TokenCache(seconds) if seconds > 0 else None
+
+    def _forget(self, name: str) -> None:
+        if self._tokens is not None:
+            self._tokens.forget_user(name)
 
     async def add_user(self, name: str) -> tuple[User, str]:
         """See :meth:`wirelab.db.UserRepository.add_user`."""
@@ -75,7 +87,17 @@ class Users:
         """See :meth:`wirelab.db.UserRepository.get_user_by_token`."""
         if not isinstance(token, str) or not is_token_shaped(token):
             return None
-        return await self._select_one("token_hash", hash_token(token))
+        token_hash = hash_token(token)
+        cache = self._tokens
+        if cache is None:
+            return await self._select_one("token_hash", token_hash)
+        if (user := cache.get(token_hash)) is not None:
+            return user
+        generation = cache.generation
+        user = await self._select_one("token_hash", token_hash)
+        if user is not None:
+            cache.put(token_hash, user, generation)
+        return user
 
     async def get_user(self, name: str) -> User | None:
         """See :meth:`wirelab.db.UserRepository.get_user`."""
@@ -122,7 +144,10 @@ class Users:
             purge_user(conn, name, time.time())
             orphan_media_jobs(conn, name, time.time())
 
-        await self._db.write(delete)
+        try:
+            await self._db.write(delete)
+        finally:  # also when the outcome is unknown (the commit may have happened)
+            self._forget(name)
 
     async def rotate_token(self, name: str) -> str:
         """See :meth:`wirelab.db.UserRepository.rotate_token`."""
@@ -137,7 +162,10 @@ class Users:
             if cursor.rowcount == 0:
                 raise UserNotFoundError(f"no user named {name!r}")
 
-        await self._db.write(update)
+        try:
+            await self._db.write(update)
+        finally:
+            self._forget(name)
         return token
 
     async def set_quota(
@@ -168,4 +196,7 @@ class Users:
                 raise UserNotFoundError(f"no user named {name!r}")
             return row
 
-        return _user(await self._db.write(update))
+        try:
+            return _user(await self._db.write(update))
+        finally:
+            self._forget(name)

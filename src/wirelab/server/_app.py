@@ -109,6 +109,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 await connect(config.metadata_url) as db,
                 coordinator_for(config.coordination_url) as coord,
             ):
+                db.users.cache_tokens(config.token_cache_seconds)
                 limits = config.relay_limits
                 blobs = open_blob_store(
                     config.storage_url, "relay", config.data_dir, reserve_bytes=limits.disk_reserve
