@@ -5,7 +5,9 @@ with two ``Database`` objects on one store, as two processes would have."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -108,3 +110,23 @@ async def test_a_negative_lifetime_is_refused(db_url: str) -> None:
     async with await connect(db_url) as db:
         with pytest.raises(ValueError, match=">= 0"):
             db.users.cache_tokens(-1)
+
+
+@pytest.mark.asyncio
+async def test_requests_that_miss_together_share_one_lookup(db_url: str) -> None:
+    async with await connect(db_url) as db:
+        _, token = await db.users.add_user("alice")
+        db.users.cache_tokens(300)
+        calls = 0
+        run = db.run  # type: ignore[attr-defined]
+
+        async def counted(func: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await run(func)
+
+        db.run = counted  # type: ignore[attr-defined]
+        found = await asyncio.gather(*(db.users.get_user_by_token(token) for _ in range(20)))
+        assert {u.name for u in found if u is not None} == {"alice"} and None not in found
+        assert calls == 1
+        assert await db.users.get_user_by_token(token) is not None and calls == 1

@@ -6,6 +6,8 @@ only their hashes are stored, and removing a user purges what was addressed to i
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -51,6 +53,7 @@ class Users:
     def __init__(self, db: Backend) -> None:
         self._db = db
         self._tokens: TokenCache | None = None
+        self._lookups: dict[str, asyncio.Future[User | None]] = {}
 
     def cache_tokens(self, seconds: float) -> None:
         """See :meth:`wirelab.db.UserRepository.cache_tokens`."""
@@ -93,6 +96,21 @@ class Users:
             return await self._select_one("token_hash", token_hash)
         if (user := cache.get(token_hash)) is not None:
             return user
+        # Requests that miss together (a busy client when the entry expires) share one
+        # lookup, in a task of its own so that a cancelled request does not end it.
+        lookup = self._lookups.get(token_hash)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._remember(cache, token_hash))
+            self._lookups[token_hash] = lookup
+            lookup.add_done_callback(functools.partial(self._looked_up, token_hash))
+        return await asyncio.shield(lookup)
+
+    def _looked_up(self, token_hash: str, lookup: asyncio.Future[User | None]) -> None:
+        self._lookups.pop(token_hash, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: its awaiters (if any) raise it themselves
+
+    async def _remember(self, cache: TokenCache, token_hash: str) -> User | None:
         generation = cache.generation
         user = await self._select_one("token_hash", token_hash)
         if user is not None:
