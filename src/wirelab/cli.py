@@ -257,7 +257,16 @@ def _tls_options(func: F) -> F:
     envvar="WIRELAB_WORKERS",
     show_envvar=True,
     help="Server processes on the one port (SO_REUSEPORT); more than 1 needs "
-    "--coordination-url.  [default: 1]",
+    "--coordination-url, unless --only stream.  [default: 1]",
+)
+@click.option(
+    "--only",
+    type=click.Choice(["stream"]),
+    envvar="WIRELAB_ONLY",
+    show_envvar=True,
+    help="Serve this capability alone: 'stream' serves /v1/stream and the classic "
+    "streams, with no database, storage, relay or media; its --workers share nothing "
+    "and need no coordination.  [default: everything]",
 )
 @_cli_worker.storage_url_option
 @_relay_options
@@ -299,6 +308,7 @@ def serve(
     auth_cache_seconds: float | None,
     coordination_url: str | None,
     workers: int,
+    only: str | None,
     storage_url: str | None,
     max_header_bytes: int,
     head_timeout: float,
@@ -324,6 +334,7 @@ def serve(
       wirelab serve --port 9000 --data-dir /srv/wirelab --relay-quota-bytes 100G
       wirelab serve --tls-certfile cert.pem --tls-keyfile key.pem   # HTTPS
       wirelab serve --workers 4 --coordination-url redis://127.0.0.1:6379/0
+      wirelab serve --only stream --workers 2         # a stream test server on 2 cores
     """
     if (tls_certfile is None) != (tls_keyfile is None):
         raise click.UsageError(
@@ -377,8 +388,10 @@ def serve(
         jobs_queue=jobs_queue,
         coordination_url=coordination_url or None,
         auth_cache_seconds=auth_cache_seconds,
+        only=only,
     )
-    _check_data_dir(config.data_dir, as_json)
+    if only is None:  # a stream-only server keeps nothing in the data folder
+        _check_data_dir(config.data_dir, as_json)
     status = run(config, workers)
     if status:
         raise SystemExit(status)

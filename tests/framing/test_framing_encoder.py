@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,9 +17,11 @@ from wirelab import UsageError
 from wirelab.framing import (
     MAX_DATA_PAYLOAD,
     PREAMBLE,
+    FrameType,
     StreamDecoder,
     StreamEncoder,
     encode_frame_header,
+    encode_json_frame,
 )
 
 SHA_EMPTY = hashlib.sha256(b"").hexdigest()
@@ -308,3 +311,49 @@ def test_unvalidated_encoder_emits_the_same_bytes(
     outputs.append((fast.end(), checked.end()))
     for got, expected in outputs:
         assert got == expected
+
+
+_PARAM_VALUES = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(0, 9), max_size=3),  # unhashable: formatted without the cache
+)
+
+
+@given(
+    seeds=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=4),
+    count=st.integers(0, 10**6),
+    params=st.dictionaries(st.text(max_size=6), _PARAM_VALUES, max_size=5),
+    digest=st.sampled_from(["blake3", "sha256"]),
+    seed_in_params=st.booleans(),
+)
+def test_unvalidated_start_is_byte_identical_for_any_seed(
+    seeds: list[int], count: int, params: dict[str, Any], digest: str, seed_in_params: bool
+) -> None:
+    """The S frame of a trusted sender comes from a template cached per members without
+    the seed: every seed (several per template) gives the bytes json.dumps gives."""
+    for seed in seeds:
+        members = {**params, "seed": seed} if seed_in_params else params
+        fast = StreamEncoder(validate=False).start(
+            seed=seed, count=count, params=members, digest=digest
+        )
+        obj = {"version": 2, "seed": seed, "count": count, "digest": digest, "params": members}
+        assert fast == PREAMBLE + encode_json_frame(FrameType.STREAM, obj)
+
+
+def test_unvalidated_start_keeps_a_float_seed_member_apart() -> None:
+    """Only an int equal to the seed stands for the seed: 5.0 and True stay as they are."""
+    as_float = StreamEncoder(validate=False).start(seed=5, count=1, params={"seed": 5.0})
+    as_bool = StreamEncoder(validate=False).start(seed=1, count=1, params={"seed": True})
+    assert as_float.endswith(b'"params":{"seed":5.0}}')
+    assert as_bool.endswith(b'"params":{"seed":true}}')
+
+
+def test_unvalidated_start_refuses_what_json_refuses() -> None:
+    with pytest.raises(UsageError, match="not valid JSON"):
+        StreamEncoder(validate=False).start(seed=1, count=1, params={"x": math.nan})
+    with pytest.raises(UsageError, match="exceeds the limit"):
+        StreamEncoder(validate=False).start(seed=1, count=1, params={"x": "a" * 70_000})

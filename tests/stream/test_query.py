@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wirelab.stream import StreamLimits
-from wirelab.stream._query import QueryError, openapi_parameters, parse_stream_query
+from wirelab.stream._query import QueryCache, QueryError, openapi_parameters, parse_stream_query
 
 LIMITS = StreamLimits()
 
@@ -80,3 +80,50 @@ def test_a_bad_seed_does_not_hide_other_rule_problems() -> None:
     found = errors([("seed", "-1"), ("min_size", "3")])
     assert set(found) == {"seed", "min_size"}
     assert "between 0 and" in str(found["seed"]["msg"])
+
+
+_BASE = [("count", "3"), ("min_interval", "0"), ("max_interval", "0.5")]
+
+
+@pytest.mark.parametrize(
+    "seed_pairs",
+    [[], [("seed", "7")], [("seed", "x"), ("seed", "9")], [("seed", str(2**63 - 1))]],
+)
+def test_query_cache_gives_what_the_full_parser_gives(seed_pairs: list[tuple[str, str]]) -> None:
+    cache = QueryCache(LIMITS)
+    for _ in range(2):  # a miss, then a hit
+        parsed = cache.parse([*_BASE, *seed_pairs])
+        assert parsed is not None
+        params, seed = parsed
+        full = parse_stream_query([*_BASE, *seed_pairs], LIMITS)
+        assert seed == full.seed and params.seed is None
+        assert params.as_dict() | {"seed": seed} == full.as_dict()
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [*_BASE, ("seed", "-1")],
+        [*_BASE, ("seed", str(2**63))],
+        [*_BASE, ("seed", "1.5")],
+        [*_BASE, ("seed", "9"), ("seed", "x")],  # the last one decides
+        [("count", "-1"), ("seed", "1")],
+        [("bogus", "1")],
+    ],
+)
+def test_query_cache_refuses_what_the_full_parser_refuses(pairs: list[tuple[str, str]]) -> None:
+    with pytest.raises(QueryError):
+        parse_stream_query(pairs, LIMITS)
+    assert QueryCache(LIMITS).parse(pairs) is None
+
+
+def test_query_cache_is_bounded_and_keyed_without_the_seed() -> None:
+    cache = QueryCache(LIMITS, max_entries=2)
+    for seed in range(5):  # one entry for every seed of one query
+        cache.parse([*_BASE, ("seed", str(seed))])
+    assert len(cache._entries) == 1
+    for count in range(5):
+        cache.parse([("count", str(count))])
+    assert len(cache._entries) == 2
+    parsed = cache.parse([("count", "4")])  # the newest is kept
+    assert parsed is not None and parsed[0].count == 4

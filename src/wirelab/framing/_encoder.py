@@ -18,7 +18,14 @@ from typing import Any, Final, SupportsIndex, TypeVar
 
 from .._exceptions import ProtocolError, UsageError
 from ._digests import DIGEST_ALGORITHMS
-from ._frames import HEADER, MAX_DATA_PAYLOAD, PREAMBLE, FrameType, encode_json_frame
+from ._frames import (
+    HEADER,
+    MAX_DATA_PAYLOAD,
+    MAX_JSON_PAYLOAD,
+    PREAMBLE,
+    FrameType,
+    encode_json_frame,
+)
 from ._schema import (
     STREAM_VERSION,
     SUPPORTED_VERSIONS,
@@ -51,6 +58,12 @@ _pack_header: Final = HEADER.pack
 _DATA: Final = int(FrameType.DATA)
 _FILE: Final = int(FrameType.FILE)
 _END_FILE: Final = int(FrameType.END_FILE)
+_STREAM: Final = int(FrameType.STREAM)
+_END: Final = int(FrameType.END)
+#: Stands for the seed in a cached ``S`` payload; JSON writes it ``"\u0000seed\u0000"``,
+#: which no other member can produce (a NUL is never part of a trusted sender's params).
+_SEED_MARK: Final = "\x00seed\x00"
+_SEED_MARK_JSON: Final = json.dumps(_SEED_MARK)
 
 
 def _json_str(value: str) -> str:
@@ -75,6 +88,52 @@ def _fast_file_header(
         f"{_file_header_middle(dtype, byteorder)}{float(offset)!r}}}"
     ).encode()
     return _pack_header(_FILE, len(payload)) + payload
+
+
+@functools.lru_cache(maxsize=256)
+def _start_template(
+    version: int, count: int, digest: str, params: tuple[tuple[str, object], ...]
+) -> tuple[str, ...]:
+    """The ``S`` payload for these members with the seed left out: the text around each
+    place the seed goes, so that a burst of streams that differ only in their seeds
+    formats the JSON once. Raises what :func:`encode_json_frame` raises."""
+    frame = encode_json_frame(
+        FrameType.STREAM, _start_members(version, _SEED_MARK, count, digest, dict(params))
+    )
+    return tuple(frame[HEADER.size :].decode().split(_SEED_MARK_JSON))
+
+
+def _start_members(
+    version: int, seed: object, count: object, digest: str, params: object
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {"version": version, "seed": seed, "count": count}
+    if version >= 2:
+        obj["digest"] = digest
+    obj["params"] = params
+    return obj
+
+
+def _fast_start(
+    version: int, seed: int, count: int, digest: str, params: Mapping[str, Any]
+) -> bytes:
+    """The ``S`` frame, byte-identical to ``encode_json_frame`` (from a cached template
+    when the members allow it: hashable, ``seed`` a plain int)."""
+    try:
+        key = tuple(
+            (k, _SEED_MARK if k == "seed" and type(v) is int and v == seed else v)
+            for k, v in params.items()
+        )
+        payload = str(seed).join(_start_template(version, count, digest, key)).encode()
+    except TypeError:  # an unhashable member: format it whole (which reports the problem)
+        payload = b""
+    if not payload or len(payload) > MAX_JSON_PAYLOAD:
+        obj = _start_members(version, seed, count, digest, dict(params))
+        return encode_json_frame(FrameType.STREAM, obj)
+    return _pack_header(_STREAM, len(payload)) + payload
+
+
+def _copy(params: object) -> object:
+    return dict(params) if isinstance(params, Mapping) else params
 
 
 def _as_int(value: object) -> object:
@@ -183,21 +242,20 @@ class StreamEncoder:
             raise UsageError(
                 f"start(): digest {digest!r} is not available in version {self._version}"
             )
-        obj: dict[str, Any] = {
-            "version": self._version,
-            "seed": _as_int(seed),
-            "count": _as_int(count),
-        }
-        if self._version >= 2:
-            obj["digest"] = digest
-        # A copy: json.dumps takes only dicts, and the caller may change its mapping.
-        obj["params"] = dict(params) if isinstance(params, Mapping) else params
+        seed_value, count_value = _as_int(seed), _as_int(count)
         if self._validate:
+            # A copy: json.dumps takes only dicts, and the caller may change its mapping.
+            obj = _start_members(self._version, seed_value, count_value, digest, _copy(params))
             header = _validate(parse_stream_header, obj)
             self._algorithm, self._count = header.digest, header.count
+            frame = encode_json_frame(FrameType.STREAM, obj)
         else:  # a trusted sender (see __init__): its members are not checked
-            self._algorithm, self._count = digest, operator.index(obj["count"])
-        frame = encode_json_frame(FrameType.STREAM, obj)
+            self._algorithm, self._count = digest, operator.index(count_value)  # type: ignore[arg-type]
+            if type(seed_value) is int and isinstance(params, Mapping):
+                frame = _fast_start(self._version, seed_value, self._count, digest, params)
+            else:
+                obj = _start_members(self._version, seed_value, count_value, digest, _copy(params))
+                frame = encode_json_frame(FrameType.STREAM, obj)
         self._phase = _BETWEEN_FILES
         return PREAMBLE + frame
 
@@ -299,7 +357,9 @@ class StreamEncoder:
         self._require("end()", _BETWEEN_FILES)
         if self._files != self._count:
             raise UsageError(f"end() after {self._files} of {self._count} files")
-        frame = encode_json_frame(FrameType.END, {"count": self._files, "bytes": self._total})
+        # Two counters the encoder keeps (ints): formatted directly, as json.dumps would.
+        payload = b'{"count":%d,"bytes":%d}' % (self._files, self._total)
+        frame = _pack_header(_END, len(payload)) + payload
         self._phase = _DONE
         return frame
 

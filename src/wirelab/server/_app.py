@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -87,58 +87,101 @@ def _prepare_data_dir(path: Path) -> None:
         )
 
 
-def create_app(config: ServerConfig | None = None) -> FastAPI:
-    """Build the wirelab ASGI app. ``app.state.stream_runtime`` exposes live counters."""
-    config = config or ServerConfig()
-    runtime = StreamRuntime()
-    relay = RelayRuntime()
-    media = MediaRuntime()
-    started = time.monotonic()
+@contextlib.asynccontextmanager
+async def _stream_executor(config: ServerConfig, runtime: StreamRuntime) -> AsyncIterator[None]:
+    """The streams' worker threads for the app's lifetime; on exit, streams in progress
+    are ended (with an ``X`` frame)."""
+    # 0 worker threads: streams generate and hash on the loop thread, and the manifest
+    # uses the loop's default executor.
+    with ThreadPoolExecutor(
+        max_workers=max(1, config.worker_threads), thread_name_prefix="wirelab-gen"
+    ) as executor:
+        runtime.executor = executor if config.worker_threads else None
+        try:
+            yield
+        finally:
+            runtime.shutdown()
+            runtime.executor = None
+
+
+def _full_lifespan(
+    config: ServerConfig, runtime: StreamRuntime, relay: RelayRuntime, media: MediaRuntime
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Every capability: the data folder, the database, the blob stores, the relay's
+    sweeper and the media service."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _prepare_data_dir(config.data_dir)
         app.state.loop = asyncio.get_running_loop()
-        # 0 worker threads: streams generate and hash on the loop thread, and the manifest
-        # uses the loop's default executor.
-        with ThreadPoolExecutor(
-            max_workers=max(1, config.worker_threads), thread_name_prefix="wirelab-gen"
-        ) as executor:
-            runtime.executor = executor if config.worker_threads else None
-            async with (
-                await connect(config.metadata_url) as db,
-                coordinator_for(config.coordination_url) as coord,
-            ):
-                db.users.cache_tokens(config.token_cache_seconds)
-                limits = config.relay_limits
-                blobs = open_blob_store(
-                    config.storage_url, "relay", config.data_dir, reserve_bytes=limits.disk_reserve
-                )
-                service = RelayService(db, blobs, limits, coord=coord)
-                await service.recover()
-                relay.service = service
-                sweeper = asyncio.create_task(service.run_background(), name="wirelab-relay")
-                media_service = MediaService(
-                    db,
-                    media_blob_store(config),
-                    config.media,
-                    config.data_dir / "media-work",
-                    runner=media_runner(config),
-                    shared=coord.distributed,
-                )
-                await media_service.start()
-                media.service = media_service
-                try:
-                    yield
-                finally:
-                    media.service = None
-                    await media_service.stop()
-                    relay.service = None
-                    sweeper.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await sweeper
-                    runtime.shutdown()
-                    runtime.executor = None
+        async with (
+            _stream_executor(config, runtime),
+            await connect(config.metadata_url) as db,
+            coordinator_for(config.coordination_url) as coord,
+        ):
+            db.users.cache_tokens(config.token_cache_seconds)
+            limits = config.relay_limits
+            blobs = open_blob_store(
+                config.storage_url, "relay", config.data_dir, reserve_bytes=limits.disk_reserve
+            )
+            service = RelayService(db, blobs, limits, coord=coord)
+            await service.recover()
+            relay.service = service
+            sweeper = asyncio.create_task(service.run_background(), name="wirelab-relay")
+            media_service = MediaService(
+                db,
+                media_blob_store(config),
+                config.media,
+                config.data_dir / "media-work",
+                runner=media_runner(config),
+                shared=coord.distributed,
+            )
+            await media_service.start()
+            media.service = media_service
+            try:
+                yield
+            finally:
+                media.service = None
+                await media_service.stop()
+                relay.service = None
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+
+    return lifespan
+
+
+def _stream_lifespan(
+    config: ServerConfig, runtime: StreamRuntime
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The Stream service alone (``only="stream"``): nothing but its worker threads."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.loop = asyncio.get_running_loop()
+        async with _stream_executor(config, runtime):
+            yield
+
+    return lifespan
+
+
+def create_app(config: ServerConfig | None = None) -> FastAPI:
+    """Build the wirelab ASGI app. ``app.state.stream_runtime`` exposes live counters.
+
+    With ``config.only == "stream"`` the app serves the Stream service alone (with ``/``,
+    ``/healthz`` and the docs) and opens nothing at start-up: no data folder, database
+    or blob store."""
+    config = config or ServerConfig()
+    runtime = StreamRuntime()
+    relay = RelayRuntime()
+    media = MediaRuntime()
+    started = time.monotonic()
+    stream_only = config.only == "stream"
+    lifespan = (
+        _stream_lifespan(config, runtime)
+        if stream_only
+        else _full_lifespan(config, runtime, relay, media)
+    )
 
     app = _App(
         title="wirelab",
@@ -157,7 +200,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @app.get("/", response_class=PlainTextResponse, tags=["service"])
     async def root() -> str:
         """A one-line connectivity check naming the service and its version."""
-        return f"wirelab {__version__}: stream, relay and media server is up. API docs: /docs\n"
+        served = "stream" if stream_only else "stream, relay and media"
+        return f"wirelab {__version__}: {served} server is up. API docs: /docs\n"
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
@@ -176,10 +220,12 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.include_router(build_stream_router(runtime, config.stream_limits))
     if not config.cors_origins:  # CORS headers come from middleware: full stack then
         app.stream_fast_path = build_fast_path(runtime, config.stream_limits)
-    app.include_router(build_relay_router(relay))
-    app.include_router(build_media_router(media))
-    if config.media_classic_user is not None:
-        app.include_router(build_classic_router(media, config.media_classic_user))
+    if not stream_only:
+        app.include_router(build_relay_router(relay))
+        app.include_router(build_media_router(media))
+        if config.media_classic_user is not None:
+            app.include_router(build_classic_router(media, config.media_classic_user))
+    # The same middleware (CORS, method override) and error answers in either case.
     install_relay(app, config.cors_origins)
     install_docs(app)
     return app

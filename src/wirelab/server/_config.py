@@ -18,12 +18,15 @@ __all__ = [
     "AUTH_CACHE_DEFAULT",
     "AUTH_CACHE_MAX",
     "LOG_LEVELS",
+    "ONLY_CHOICES",
     "ConnectionLimits",
     "ServerConfig",
     "default_data_dir",
 ]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+#: Capabilities a server can serve alone (``ServerConfig.only``, ``serve --only``).
+ONLY_CHOICES = ("stream",)
 
 AUTH_CACHE_DEFAULT = 1.0
 """Seconds a verified token is remembered on PostgreSQL unless configured otherwise."""
@@ -115,6 +118,11 @@ class ServerConfig:
 
     ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
     call the API from a browser; empty (the default): no CORS headers at all.
+
+    ``only`` (``WIRELAB_ONLY``): ``None`` serves every capability; ``"stream"`` serves the
+    Stream service alone (with ``/``, ``/healthz`` and the docs): no database, blob store,
+    relay or media, and nothing in ``data_dir``. Its processes share no state, so
+    ``serve --workers N`` needs no coordination then.
     """
 
     host: str = "127.0.0.1"
@@ -138,6 +146,7 @@ class ServerConfig:
     jobs_lease: float = 30.0
     coordination_url: str | None = None
     auth_cache_seconds: float | None = None
+    only: str | None = None
 
     def __post_init__(self) -> None:
         if self.auth_cache_seconds is not None and not (
@@ -147,6 +156,8 @@ class ServerConfig:
                 f"the token cache lifetime must be 0 to {AUTH_CACHE_MAX:g} seconds,"
                 f" not {self.auth_cache_seconds:g}"
             )
+        if self.only is not None and self.only not in ONLY_CHOICES:
+            raise UsageError(f"only: {self.only!r} cannot be served alone; choose 'stream'")
         if self.jobs_url is not None:
             check_jobs_url(self.jobs_url)
         if not self.jobs_queue.strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import gc
 import importlib.util
@@ -148,24 +149,33 @@ def run(config: ServerConfig, workers: int = 1) -> int:
     Raises :class:`~wirelab.server._lock.DataDirLockedError` at once if another server
     holds ``config.data_dir`` (see :mod:`._lock`; the lock is held until return), and
     :class:`~wirelab.UsageError` for several workers without a distributed coordination
-    or when the coordination service cannot be reached.
+    or when the coordination service cannot be reached. A stream-only server
+    (``config.only == "stream"``) keeps nothing in the data folder and shares no state
+    between its processes: it takes no lock and needs no coordination.
     """
+    if config.only == "stream":
+        return _run_processes(config, workers)
     coord = coordinator_for(config.coordination_url)
     if workers > 1 and not coord.distributed:
         raise UsageError(
             f"--workers {workers} needs a coordination the processes share: set"
-            " WIRELAB_COORDINATION_URL (or --coordination-url) to redis://HOST:PORT/DB"
+            " WIRELAB_COORDINATION_URL (or --coordination-url) to redis://HOST:PORT/DB,"
+            " or serve streams alone (--only stream), which needs none"
         )
     _check_reachable(coord)
     shared_by = coord.description if coord.distributed else None
     with DataDirLock(config.data_dir, shared_by):
         if config.database_url:  # refused here in one line, not as a failed start-up
             asyncio.run(check_schema(config.database_url))
-        if workers == 1:
-            return 0 if _serve(config) else 1
-        return run_workers(
-            workers, _serve_worker, config, host=config.host, port=config.port, on_ready=_ready
-        )
+        return _run_processes(config, workers)
+
+
+def _run_processes(config: ServerConfig, workers: int) -> int:
+    if workers == 1:
+        return 0 if _serve(config) else 1
+    return run_workers(
+        workers, _serve_worker, config, host=config.host, port=config.port, on_ready=_ready
+    )
 
 
 def _check_reachable(coord: Coordinator) -> None:
@@ -203,8 +213,10 @@ def _serve(
 
 def _serve_worker(sock: socket.socket, ready: Callable[[], None], config: ServerConfig) -> None:
     """One process of ``serve --workers N`` (see :mod:`._workers`)."""
-    coord = coordinator_for(config.coordination_url)
-    with DataDirLock(config.data_dir, coord.description):
+    lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if config.only != "stream":  # a stream-only server keeps nothing in the folder
+        lock = DataDirLock(config.data_dir, coordinator_for(config.coordination_url).description)
+    with lock:
         if not _serve(config, sock, ready):
             sys.exit(1)
 

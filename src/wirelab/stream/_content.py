@@ -67,6 +67,7 @@ _FULL_SCALE = {"int8": 127, "int16": 32767, "int32": 2147483647, "float32": 1.0}
 _RAMP_PERIOD = {"int8": 256, "int16": 65536}
 
 
+@functools.lru_cache(maxsize=16)  # made for every stream: one lookup, not a parse
 def _np_dtype(dtype: str, byteorder: str) -> np.dtype[np.generic]:
     code = {"int8": "i1", "int16": "i2", "int32": "i4", "float32": "f4"}[dtype]
     return np.dtype(("<" if byteorder == "little" else ">") + code)

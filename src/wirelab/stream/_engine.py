@@ -240,11 +240,10 @@ class _FramedStream:
         """Send the stream; ``t0`` (loop time) is when the request was accepted: the
         schedule counts from there, so time spent sending the head is not added to it."""
         pacer = self.runtime.pacer()
+        members = self.params.as_dict()
+        members["seed"] = self.seed  # the seed used (the fast path leaves params' unset)
         start = self.encoder.start(
-            seed=self.seed,
-            count=self.params.count,
-            params=self.params.as_dict(),
-            digest=self.params.digest,
+            seed=self.seed, count=self.params.count, params=members, digest=self.params.digest
         )
         await self.send(_body(start))
         last = self.params.count - 1
@@ -421,7 +420,8 @@ async def run_framed_stream(
     send: Send,
     raw_send: Send | None = None,
 ) -> None:
-    """Serve one ``/v1/stream`` response (params already validated).
+    """Serve one ``/v1/stream`` response (params already validated; ``seed`` is the one
+    used, whatever ``params.seed`` holds).
 
     ``raw_send`` is the server's own send, without the framework's per-message wrappers:
     the head goes through ``send`` (so the framework knows the response started), the body

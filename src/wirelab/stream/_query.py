@@ -17,7 +17,7 @@ from typing import Any
 from .._validate import INT64_MIN, InvalidField, parse_int, parse_number
 from ._params import CONTENTS, DIGESTS, DTYPES, MAX_SEED, InvalidParams, StreamLimits, StreamParams
 
-__all__ = ["PARAMS", "QueryError", "openapi_parameters", "parse_stream_query"]
+__all__ = ["PARAMS", "QueryCache", "QueryError", "openapi_parameters", "parse_stream_query"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +154,47 @@ def openapi_parameters(names: Iterable[str] | None = None) -> list[dict[str, Any
         out.append({"name": name, "in": "query", "required": False,
                     "description": p.description, "schema": schema})  # fmt: skip
     return out
+
+
+class QueryCache:
+    """Valid stream parameters by query, without the seed: the fast path's parser.
+
+    A burst of streams usually differs only in its seeds; validating the same other
+    parameters again for each one was most of a short stream's set-up. The seed is parsed
+    apart, by the same rules as :func:`parse_stream_query`. Only valid queries are cached
+    (at most ``max_entries``, the oldest dropped first); an invalid one is reported by
+    ``parse`` returning ``None``, and the caller answers it through the full parser.
+    """
+
+    def __init__(self, limits: StreamLimits, max_entries: int = 256) -> None:
+        self.limits = limits
+        self.max_entries = max_entries
+        self._entries: dict[tuple[tuple[str, str], ...], StreamParams] = {}
+
+    def parse(self, pairs: Iterable[tuple[str, str]]) -> tuple[StreamParams, int | None] | None:
+        """The parameters (``seed`` unset) and the seed sent (``None``: none), or ``None``
+        when the query is invalid."""
+        raw_seed: str | None = None
+        rest = []
+        for pair in pairs:
+            if pair[0] == "seed":
+                raw_seed = pair[1]  # the last one decides, as in parse_stream_query
+            else:
+                rest.append(pair)
+        key = tuple(rest)
+        params = self._entries.get(key)
+        if params is None:
+            try:
+                params = parse_stream_query(key, self.limits)
+            except QueryError:
+                return None
+            if len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = params
+        if raw_seed is None:
+            return params, None
+        try:
+            seed = parse_int(raw_seed, minimum=INT64_MIN)
+        except InvalidField:
+            return None
+        return (params, seed) if 0 <= seed <= MAX_SEED else None

@@ -25,7 +25,7 @@ from ._content import ContentSource
 from ._engine import StreamRuntime, run_framed_stream, run_raw_stream
 from ._params import StreamLimits, StreamParams
 from ._plan import iter_plan, new_seed
-from ._query import QueryError, openapi_parameters, parse_stream_query
+from ._query import QueryCache, QueryError, openapi_parameters, parse_stream_query
 
 __all__ = [
     "RAW_SEND_KEY",
@@ -180,15 +180,21 @@ def build_fast_path(runtime: StreamRuntime, limits: StreamLimits) -> FastPath:
     It serves only valid requests: an invalid query returns False before anything is sent,
     and the app then passes the request to its full stack, which answers the 422 (so every
     error keeps its shape). The app uses it only when no middleware must see streams (no
-    CORS). The query is split as Starlette splits it, so both paths see the same pairs.
+    CORS). The query is split as Starlette splits it, so both paths see the same pairs;
+    the parameters other than the seed are validated once per distinct query
+    (:class:`~._query.QueryCache`).
     """
 
+    queries = QueryCache(limits)
+
     async def fast(scope: Scope, receive: Receive, send: Send) -> bool:
-        query = scope.get("query_string", b"").decode("latin-1")
-        try:
-            params, seed = _parse_pairs(split_query(query), limits)
-        except QueryError:
+        parsed = queries.parse(split_query(scope.get("query_string", b"").decode("latin-1")))
+        if parsed is None:
             return False
+        params, seed = parsed
+        if seed is None:
+            seed = new_seed()
+        # params.seed stays unset: the engine takes the seed apart (no copy of params).
         headers = _stream_headers(seed, params.count, STREAM_MEDIA_TYPE)
         runtime.fast_requests += 1
         await run_framed_stream(runtime, params, seed, headers, receive, send)
