@@ -130,3 +130,16 @@ async def test_requests_that_miss_together_share_one_lookup(db_url: str) -> None
         assert {u.name for u in found if u is not None} == {"alice"} and None not in found
         assert calls == 1
         assert await db.users.get_user_by_token(token) is not None and calls == 1
+
+
+@pytest.mark.asyncio
+async def test_a_lookup_begun_before_a_local_removal_is_not_joined_after_it(db_url: str) -> None:
+    async with await connect(db_url) as db:
+        _, token = await db.users.add_user("alice")
+        db.users.cache_tokens(300)
+        early = asyncio.ensure_future(db.users.get_user_by_token(token))
+        await asyncio.sleep(0)  # its lookup is under way
+        await db.users.remove_user("alice")
+        assert await db.users.get_user_by_token(token) is None
+        await early  # whatever it saw, it is not remembered
+        assert await db.users.get_user_by_token(token) is None

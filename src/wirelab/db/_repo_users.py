@@ -64,6 +64,9 @@ class Users:
     def _forget(self, name: str) -> None:
         if self._tokens is not None:
             self._tokens.forget_user(name)
+            # A request arriving from now on must not join a lookup that began before
+            # the change (it could answer with the old user).
+            self._lookups.clear()
 
     async def add_user(self, name: str) -> tuple[User, str]:
         """See :meth:`wirelab.db.UserRepository.add_user`."""
@@ -106,7 +109,8 @@ class Users:
         return await asyncio.shield(lookup)
 
     def _looked_up(self, token_hash: str, lookup: asyncio.Future[User | None]) -> None:
-        self._lookups.pop(token_hash, None)
+        if self._lookups.get(token_hash) is lookup:
+            del self._lookups[token_hash]
         if not lookup.cancelled():
             lookup.exception()  # retrieved: its awaiters (if any) raise it themselves
 
