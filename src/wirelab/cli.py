@@ -74,6 +74,7 @@ _RELAY_OPTIONS: list[tuple[str, click.ParamType[Any], str]] = [
     ("sender_pending_uploads", click.IntRange(0), "Uploads one sender has open.  [default: 100]"),
     ("disk_reserve", _BYTES, "Disk space kept for deletes (e.g. 4M).  [default: 4 MiB]"),
     ("lock_ttl", _SECONDS, "Leases of a dead process expire after, s.  [default: 15]"),
+    ("inline_max", _BYTES, "Direct sends up to this size go in the db.  [default: 64 KiB]"),
 ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from wirelab.db import DatabaseError
 from wirelab.db._sqlite import SQLiteDatabase
 from wirelab.db._sqlite_group import MAX_GROUP
 
@@ -93,3 +94,39 @@ async def test_a_read_behind_a_full_group_sees_no_later_write(db: SQLiteDatabase
     await asyncio.gather(blocked, *first, late)
     assert await read == MAX_GROUP + 6
     assert (await _rows(db))[-1] == 1000
+
+
+@pytest.mark.asyncio
+async def test_a_concurrent_read_waits_for_no_commit(db: SQLiteDatabase) -> None:
+    """``read_concurrent`` (a request's token) runs beside the writer: it answers while the
+    database thread is busy, sees every write that returned, writes nothing, and does not
+    split the group of the writes queued around it."""
+    count = "SELECT count(*) FROM t"
+    await db.write(_insert(1))
+    gate = threading.Event()
+    blocked = asyncio.ensure_future(db.run(lambda c: gate.wait(10)))
+    queued = [asyncio.ensure_future(db.write(_insert(n))) for n in (2, 3)]
+    try:
+        seen = await asyncio.wait_for(
+            db.read_concurrent(lambda c: c.execute(count).fetchone()[0]), 5
+        )
+        assert seen == 1  # the returned write; the queued ones are not committed yet
+        with pytest.raises(DatabaseError, match="readonly"):
+            await db.read_concurrent(lambda c: c.execute("INSERT INTO t VALUES (9)"))
+    finally:
+        gate.set()
+    await asyncio.gather(blocked, *queued)
+    assert await db.read_concurrent(lambda c: c.execute(count).fetchone()[0]) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_concurrent_read_of_a_memory_database_is_a_plain_read() -> None:
+    database = await SQLiteDatabase.open(":memory:")
+    try:
+        await database.write(lambda c: c.execute("CREATE TABLE t (n INTEGER)"))
+        await database.write(_insert(5))
+        assert await database.read_concurrent(
+            lambda c: c.execute("SELECT n FROM t").fetchall()
+        ) == [(5,)]
+    finally:
+        await database.close()

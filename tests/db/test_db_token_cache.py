@@ -118,14 +118,14 @@ async def test_requests_that_miss_together_share_one_lookup(db_url: str) -> None
         _, token = await db.users.add_user("alice")
         db.users.cache_tokens(300)
         calls = 0
-        run = db.run  # type: ignore[attr-defined]
+        run = db.read_concurrent  # type: ignore[attr-defined]
 
         async def counted(func: Any) -> Any:
             nonlocal calls
             calls += 1
             return await run(func)
 
-        db.run = counted  # type: ignore[attr-defined]
+        db.read_concurrent = counted  # type: ignore[attr-defined]
         found = await asyncio.gather(*(db.users.get_user_by_token(token) for _ in range(20)))
         assert {u.name for u in found if u is not None} == {"alice"} and None not in found
         assert calls == 1

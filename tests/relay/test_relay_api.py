@@ -303,7 +303,8 @@ def test_media_type_and_openapi(relay: Relay) -> None:
 
 
 def test_expired_files_disappear(relay_factory: Callable[..., Relay]) -> None:
-    relay = relay_factory(relay_limits=RelayLimits(sweep_interval=0.1))
+    # inline_max=0: every file is a blob (inline ones: test_relay_inline.py)
+    relay = relay_factory(relay_limits=RelayLimits(sweep_interval=0.1, inline_max=0))
     short = send(relay.alice, b"short", ttl="0.3").json()
     long = send(relay.alice, b"long").json()
     assert [f["id"] for f in inbox(relay.bob)] == [short["id"], long["id"]]

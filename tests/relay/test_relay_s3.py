@@ -11,10 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from wirelab.relay import RelayLimits
 from wirelab.storage._s3client import make_client
 from wirelab.testing._s3server import S3Server, aws_env
 
-from .conftest import Relay
+from .conftest import Relay, stored_files
 from .test_relay_tus import _create, _offset, _patch
 
 
@@ -42,7 +43,10 @@ def test_a_missing_bucket_stops_start_up_then_is_a_503(
     assert "check the bucket name in the storage URL" in caplog.text
     caplog.clear()
     bucket = s3_env.new_bucket()
-    relay = relay_factory(storage_url=f"s3://{bucket}/wirelab")
+    # inline_max=0: a small send stored inline never touches the bucket
+    relay = relay_factory(
+        storage_url=f"s3://{bucket}/wirelab", relay_limits=RelayLimits(inline_max=0)
+    )
     make_client().delete_bucket(Bucket=bucket)  # gone while the server runs
     r = relay.alice.post(
         "/v1/relay/files",
@@ -69,6 +73,19 @@ def _send(relay: Relay, data: bytes) -> str:
 def _downloads(relay: Relay) -> int:
     (doc,) = relay.bob.get("/v1/relay/inbox").json()["files"]
     return int(doc["downloads"])
+
+
+def test_inline_file_on_s3_is_streamed_not_redirected(s3_relay: Relay) -> None:
+    """A small file is stored inline (in the database): no object in the bucket, no
+    presigned URL, so ``redirect=1`` answers with the bytes."""
+    data = os.urandom(1000)
+    url = _send(s3_relay, data)
+    assert stored_files(s3_relay, "blobs") == []
+    got = s3_relay.bob.get(url, params={"redirect": "1"})
+    assert (got.status_code, got.content) == (200, data)
+    assert _downloads(s3_relay) == 1
+    assert s3_relay.bob.delete(url).status_code == 204
+    assert stored_files(s3_relay) == []
 
 
 def test_redirect_to_a_presigned_url(s3_relay: Relay, moto_s3: S3Server) -> None:

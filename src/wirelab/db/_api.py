@@ -250,6 +250,9 @@ class RelayFile:
     #: The algorithm of ``sha256``, which holds the hex digest in it (``blake3`` or
     #: ``sha256``; files stored before digests had names are ``sha256``).
     digest_algorithm: str = "sha256"
+    #: Whether the bytes are stored inline, in the database with the row (a small direct
+    #: send: :meth:`RelayRepository.insert_inline`), rather than as the blob ``blob_key``.
+    inline: bool = False
 
     @property
     def exhausted(self) -> bool:
@@ -349,7 +352,8 @@ class RelayRepository(Protocol):
         One transaction: the usage is read and the reservations written atomically, so
         concurrent senders cannot overshoot. Returns the usage before these reservations.
         Raises :class:`PendingExceeded` when ``sender`` has ``pending`` limits that these
-        keys would pass, then :class:`QuotaExceeded` (bytes first); nothing is written.
+        keys would pass, then :class:`~wirelab.auth.UserNotFoundError` when there is no
+        user ``recipient``, then :class:`QuotaExceeded` (bytes first); nothing is written.
         A reservation ends when its journal entry is removed (the file row replaces it).
         It counts in the recipient's usage while held: ``until`` is ``None`` (for good)
         or later than the time of the count (see :meth:`hold_reservation`).
@@ -386,6 +390,21 @@ class RelayRepository(Protocol):
         """
         ...
 
+    async def insert_inline(self, file: RelayFile, content: bytes, quota: QuotaDefaults) -> None:
+        """Make ``file`` visible with its bytes ``content`` stored inline, in one commit:
+        the only durable step of a small direct send (no journal entry, no blob).
+
+        In the same transaction, under the recipient's lock: :class:`QuotaExceeded` unless
+        ``file.size`` bytes and one file fit beside the files and held reservations, and
+        :class:`~wirelab.auth.UserNotFoundError` when the recipient does not exist; nothing
+        changed then. The stored file has ``inline`` set.
+        """
+        ...
+
+    async def read_content(self, file_id: str) -> bytes | None:
+        """The inline bytes of file ``file_id``; ``None`` when it is gone or not inline."""
+        ...
+
     async def count_download(self, file_id: str) -> None:
         """Add one to the ``downloads`` of file ``file_id`` (no error if it is gone)."""
         ...
@@ -399,7 +418,8 @@ class RelayRepository(Protocol):
         ...
 
     async def delete_file(self, recipient: str, file_id: str, now: float) -> RelayFile | None:
-        """Delete file ``file_id`` of ``recipient`` and journal its blob key (one commit).
+        """Delete file ``file_id`` of ``recipient`` and journal its blob key (one commit;
+        an inline file's bytes go with its row, nothing is journaled).
 
         Returns the deleted file, or ``None`` when there is no such file.
         """
@@ -436,8 +456,10 @@ class RelayRepository(Protocol):
         first."""
         ...
 
-    async def delete_expired(self, now: float, limit: int) -> list[str]:
-        """Delete up to ``limit`` expired files, journal their blob keys, return the keys."""
+    async def delete_expired(self, now: float, limit: int) -> tuple[int, list[str]]:
+        """Delete up to ``limit`` expired files and journal their blob keys; return the
+        number of files deleted and the keys (inline files' bytes go with their rows:
+        neither journaled nor returned)."""
         ...
 
     async def insert_upload(self, upload: RelayUpload) -> None:

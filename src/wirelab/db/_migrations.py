@@ -215,6 +215,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE relay_files ADD COLUMN digest_algorithm TEXT NOT NULL DEFAULT 'sha256';
     ALTER TABLE relay_uploads ADD COLUMN digest_algorithm TEXT NOT NULL DEFAULT 'sha256';
     """,
+    # 12: small files stored inline: the bytes of a small direct send, committed with its
+    # row in one transaction (NULL: the bytes are the blob `blob_key`, as before). Last
+    # column, so that reading the others never walks the value's overflow pages.
+    """
+    ALTER TABLE relay_files ADD COLUMN content BLOB;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -27,7 +27,9 @@ def purge_user(conn: Conn, name: str, now: float) -> None:
     keys = [
         str(row[0])
         for row in conn.execute(
-            "SELECT blob_key FROM relay_files WHERE recipient = ?", (name,)
+            # inline files' bytes go with their rows: nothing to journal
+            "SELECT blob_key FROM relay_files WHERE recipient = ? AND content IS NULL",
+            (name,),
         ).fetchall()
     ]
     conn.execute("DELETE FROM relay_files WHERE recipient = ?", (name,))

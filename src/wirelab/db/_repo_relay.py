@@ -35,6 +35,9 @@ _COLUMNS = (
     " batch_id, batch_index, batch_count, encryption, digest_algorithm"
 )
 _FILE_VALUES = ", ".join("?" * len(_COLUMNS.split(",")))
+# What a read selects: the columns, then whether the bytes are inline (never the bytes:
+# they are read only by a download, :meth:`Relay.read_content`).
+_SELECT = _COLUMNS + ", content IS NOT NULL"
 
 
 _UPLOAD_COLUMNS = (
@@ -45,13 +48,20 @@ _UPLOAD_VALUES = ", ".join("?" * len(_UPLOAD_COLUMNS.split(",")))
 
 
 def _file(row: tuple[Any, ...]) -> RelayFile:
-    return RelayFile(*row)
+    values = list(row)
+    values[-1] = bool(values[-1])  # `content IS NOT NULL`: 0/1 on SQLite
+    return RelayFile(*values)
+
+
+def _values(file: RelayFile) -> tuple[Any, ...]:
+    """The values of :data:`_COLUMNS` for ``file`` (``inline`` is not a column)."""
+    return astuple(file)[:-1]
 
 
 def _select_file(conn: Conn, recipient: str, file_id: str, now: float) -> RelayFile | None:
     """File ``file_id`` of ``recipient`` if it has not expired at ``now``."""
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
+        f"SELECT {_SELECT} FROM relay_files"  # noqa: S608
         " WHERE id = ? AND recipient = ? AND expires_at > ?",
         (file_id, recipient, now),
     ).fetchone()
@@ -60,7 +70,7 @@ def _select_file(conn: Conn, recipient: str, file_id: str, now: float) -> RelayF
 
 def _select_files(conn: Conn, where: str, params: tuple[Any, ...]) -> list[RelayFile]:
     """The files matching ``where`` (SQL after ``WHERE``, with ``?`` for ``params``)."""
-    cursor = conn.execute(f"SELECT {_COLUMNS} FROM relay_files WHERE {where}", params)  # noqa: S608
+    cursor = conn.execute(f"SELECT {_SELECT} FROM relay_files WHERE {where}", params)  # noqa: S608
     return [_file(row) for row in cursor.fetchall()]
 
 
@@ -81,9 +91,25 @@ def _insert_file(conn: Conn, dialect: Dialect, file: RelayFile) -> None:
     conn.execute(
         f"INSERT INTO relay_files ({_COLUMNS})"  # noqa: S608
         f" VALUES ({_FILE_VALUES})",
-        astuple(file),
+        _values(file),
     )
     conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
+
+
+def _insert_inline(
+    conn: Conn, dialect: Dialect, file: RelayFile, content: bytes, quota: QuotaDefaults
+) -> None:
+    """Check the quota and insert ``file`` with its bytes (inside the caller's commit)."""
+    dialect.lock(conn, queue_lock(file.recipient))
+    used = usage(conn, file.recipient, file.created_at, quota)
+    if used is None:  # no such user (usage() read the users row under the lock)
+        raise UserNotFoundError(f"no user named {file.recipient!r}")
+    check(file.recipient, used, file.size, 1)
+    conn.execute(
+        f"INSERT INTO relay_files ({_COLUMNS}, content)"  # noqa: S608
+        f" VALUES ({_FILE_VALUES}, ?)",
+        (*_values(file), content),
+    )
 
 
 class Relay:
@@ -180,6 +206,23 @@ class Relay:
 
         await self._db.write(insert)
 
+    async def insert_inline(self, file: RelayFile, content: bytes, quota: QuotaDefaults) -> None:
+        """See :meth:`wirelab.db.RelayRepository.insert_inline`."""
+        stored = replace(file, inline=True)
+        await self._db.write(
+            lambda conn: _insert_inline(conn, self._dialect, stored, content, quota)
+        )
+
+    async def read_content(self, file_id: str) -> bytes | None:
+        """See :meth:`wirelab.db.RelayRepository.read_content`."""
+
+        def select(conn: Conn) -> bytes | None:
+            sql = "SELECT content FROM relay_files WHERE id = ?"
+            row = conn.execute(sql, (file_id,)).fetchone()
+            return None if row is None or row[0] is None else bytes(row[0])
+
+        return await self._db.run(select)
+
     async def count_download(self, file_id: str) -> None:
         """See :meth:`wirelab.db.RelayRepository.count_download`."""
 
@@ -215,7 +258,8 @@ class Relay:
             if file is None:
                 return None
             conn.execute("DELETE FROM relay_files WHERE id = ?", (file_id,))
-            _journal(conn, file.blob_key, "delete", now)
+            if not file.inline:  # inline bytes went with the row
+                _journal(conn, file.blob_key, "delete", now)
             return file
 
         return await self._db.write(delete)
@@ -231,7 +275,7 @@ class Relay:
             # committed, so it never misses a file that arrived while it waited for a row.
             self._dialect.lock(conn, queue_lock(recipient))
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM relay_files"  # noqa: S608
+                f"SELECT {_SELECT} FROM relay_files"  # noqa: S608
                 " WHERE recipient = ? AND expires_at > ?"
                 " AND (lease_until IS NULL OR lease_until <= ?)"
                 # A file at its download limit cannot be downloaded: offering it would
@@ -304,19 +348,22 @@ class Relay:
             )
         )
 
-    async def delete_expired(self, now: float, limit: int) -> list[str]:
+    async def delete_expired(self, now: float, limit: int) -> tuple[int, list[str]]:
         """See :meth:`wirelab.db.RelayRepository.delete_expired`."""
 
-        def delete(conn: Conn) -> list[str]:
+        def delete(conn: Conn) -> tuple[int, list[str]]:
             rows = conn.execute(
-                "SELECT id, blob_key FROM relay_files WHERE expires_at <= ?"  # noqa: S608
-                f" ORDER BY expires_at LIMIT ?{self._dialect.skip_locked}",
+                "SELECT id, blob_key, content IS NOT NULL FROM relay_files"  # noqa: S608
+                f" WHERE expires_at <= ? ORDER BY expires_at LIMIT ?{self._dialect.skip_locked}",
                 (now, limit),
             ).fetchall()
-            for file_id, blob_key in rows:
+            keys = []
+            for file_id, blob_key, inline in rows:
                 conn.execute("DELETE FROM relay_files WHERE id = ?", (file_id,))
-                _journal(conn, blob_key, "delete", now)
-            return [str(row[1]) for row in rows]
+                if not inline:  # inline bytes went with the row
+                    _journal(conn, blob_key, "delete", now)
+                    keys.append(str(blob_key))
+            return len(rows), keys
 
         return await self._db.write(delete)
 

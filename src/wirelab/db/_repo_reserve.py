@@ -15,6 +15,7 @@ backend with concurrent writers, two reservations can never both see the same fr
 
 from __future__ import annotations
 
+from ..auth import UserNotFoundError
 from ._api import PendingExceeded, PendingLimits, QuotaDefaults, QuotaExceeded, Usage
 from ._sql import Conn, Dialect
 
@@ -119,8 +120,8 @@ def reserve_keys(
     if sender is not None and pending is not None:
         _check_sender(conn, sender, pending, size, len(keys))
     used = usage(conn, recipient, now, quota)
-    if used is None:  # the caller checked the user; it was removed meanwhile
-        used = Usage(0, 0, 0, 0)
+    if used is None:  # no such user (or removed meanwhile): checked here, in the commit
+        raise UserNotFoundError(f"no user named {recipient!r}")
     check(recipient, used, size, len(keys))
     conn.executemany(
         JOURNAL_UPSERT,

@@ -93,10 +93,12 @@ class Users:
         """See :meth:`wirelab.db.UserRepository.get_user_by_token`."""
         if not isinstance(token, str) or not is_token_shaped(token):
             return None
+        # Authenticating a request needs no order with writes in flight: read beside the
+        # writer (one per request, so it must not wait for commits or split their groups).
         token_hash = hash_token(token)
         cache = self._tokens
         if cache is None:
-            return await self._select_one("token_hash", token_hash)
+            return await self._select_one("token_hash", token_hash, concurrent=True)
         if (user := cache.get(token_hash)) is not None:
             return user
         # Requests that miss together (a busy client when the entry expires) share one
@@ -116,7 +118,7 @@ class Users:
 
     async def _remember(self, cache: TokenCache, token_hash: str) -> User | None:
         generation = cache.generation
-        user = await self._select_one("token_hash", token_hash)
+        user = await self._select_one("token_hash", token_hash, concurrent=True)
         if user is not None:
             cache.put(token_hash, user, generation)
         return user
@@ -125,7 +127,9 @@ class Users:
         """See :meth:`wirelab.db.UserRepository.get_user`."""
         return await self._select_one("name", name)
 
-    async def _select_one(self, column: str, value: str) -> User | None:
+    async def _select_one(
+        self, column: str, value: str, *, concurrent: bool = False
+    ) -> User | None:
         """The user whose (unique) ``column`` equals ``value``; ``column`` is a constant."""
 
         def select(conn: Conn) -> _UserRow | None:
@@ -136,7 +140,8 @@ class Users:
             row: _UserRow | None = cursor.fetchone()
             return row
 
-        row = await self._db.run(select)
+        run = self._db.read_concurrent if concurrent else self._db.run
+        row = await run(select)
         return None if row is None else _user(row)
 
     async def list_users(self) -> list[User]:

@@ -91,3 +91,9 @@ class Backend(Protocol):
 
     async def write(self, func: Callable[[Conn], T]) -> T:
         """Run a write transaction."""
+
+    async def read_concurrent(self, func: Callable[[Conn], T]) -> T:
+        """Run a read that needs no order with calls in flight: it sees every write that
+        returned before it was called, and may or may not see writes in flight (as any
+        concurrent read). The engine may run it beside the writer (SQLite: another
+        connection, so it neither waits for a commit's sync nor splits a group commit)."""

@@ -114,6 +114,9 @@ class SQLiteDatabase(Store):
         self._path = path
         super().__init__(version)
         self._group = GroupCommit()
+        # read_concurrent(): a read-only connection of its own, opened on first use
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wirelab-db-read")
+        self._read_conn: sqlite3.Connection | None = None
 
     @classmethod
     async def open(cls, path: str) -> SQLiteDatabase:
@@ -182,6 +185,31 @@ class SQLiteDatabase(Store):
             raise self._translate(exc) from exc
         return result
 
+    async def read_concurrent(self, func: Callable[[sqlite3.Connection], T]) -> T:
+        """Run the read ``func(conn)`` on a second, read-only connection in its own thread
+        (WAL readers do not block the writer, nor it them): it waits for no commit and
+        leaves the group commit of the writes around it whole. It sees every write that
+        returned before it was called. ``":memory:"`` (private to one connection) runs
+        it as :meth:`run`."""
+        if self._path == ":memory:":
+            return await self.run(func)
+        if self._conn is None:
+            raise UsageError(f"database {self._path} is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._reader, self._read, func)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _read(self, func: Callable[[sqlite3.Connection], T]) -> T:
+        """In the reader thread: open its connection once, then run ``func``."""
+        if self._read_conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            conn.execute("PRAGMA query_only = ON")
+            self._read_conn = conn
+        return func(self._read_conn)
+
     def _translate(self, exc: sqlite3.Error) -> DatabaseError:
         if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
             return DatabaseFullError(f"database {self._path}: {exc}")
@@ -194,6 +222,15 @@ class SQLiteDatabase(Store):
             return
         loop = asyncio.get_running_loop()
         try:
+            await loop.run_in_executor(self._reader, self._close_reader)
+        finally:
+            self._reader.shutdown(wait=True)
+        try:
             await loop.run_in_executor(self._executor, conn.close)
         finally:
             self._executor.shutdown(wait=True)
+
+    def _close_reader(self) -> None:
+        conn, self._read_conn = self._read_conn, None
+        if conn is not None:
+            conn.close()

@@ -42,6 +42,10 @@ class RelayLimits:
       being written (and the sweeper's leadership) outlives a process that died holding
       it; held leases are renewed every third of it. A request that finds an upload
       busy waits up to this long (plus a second) before it is answered 423.
+    - ``inline_max`` (``WIRELAB_RELAY_INLINE_MAX``, bytes): a direct send with a
+      ``Content-Length`` of at most this many bytes is stored inline, in the database
+      with its row (one commit, one sync: see ``docs/design.md``); 0 stores every file
+      as a blob.
     """
 
     max_file_size: int = 10 * 1024**3
@@ -59,3 +63,4 @@ class RelayLimits:
     sender_pending_uploads: int = 100
     disk_reserve: int = 4 * 1024**2
     lock_ttl: float = 15.0
+    inline_max: int = 64 * 1024

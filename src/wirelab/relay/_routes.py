@@ -364,7 +364,7 @@ def build_router(runtime: RelayRuntime) -> APIRouter:
             return _unsatisfiable(file, request, headers)
         start, end = (0, file.size) if selected is None else (selected.start, selected.end)
         service = runtime.require()
-        if redirect:
+        if redirect and not file.inline:  # inline bytes have no URL: streamed below
             location = await service.blobs.presigned_url(
                 file.blob_key,
                 REDIRECT_TTL,

@@ -1,6 +1,8 @@
 """The relay service: sending, inboxes, leases and expiry, over a db and a blob store.
 
-Commit order of a send (the crash analysis is in ``docs/relay.md``):
+A small direct send (``Content-Length`` at most ``inline_max``) is one db commit of the
+row with its bytes (:mod:`wirelab.relay._inline`). Commit order of any other send (the
+crash analysis is in ``docs/relay.md``):
 
 1. journal the new blob key in the db (durable), with its quota reservation -- from now
    on a crash leaves garbage that the next start-up removes, never a leak;
@@ -24,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from ..auth import UserNotFoundError
@@ -51,6 +53,7 @@ from ._errors import (
     TooManyPending,
 )
 from ._http import sanitize_filename
+from ._inline import BytesReader, receive_inline
 from ._limits import RelayLimits
 from ._shared import (
     exclusive,
@@ -148,7 +151,8 @@ class RelayService:
         """Journal ``keys`` with their reservations in ``recipient``'s inbox (one file of
         ``size`` bytes each), charged to ``sender``, held for ``reservation_ttl`` (bytes
         renew them: :meth:`renewing`). :class:`TooManyPending` when the sender's
-        allowance is used up, :class:`OverQuota` when they do not fit."""
+        allowance is used up, :class:`OverQuota` when they do not fit,
+        :class:`RecipientNotFound` when there is no such recipient."""
         now = self.clock()
         limits = self.limits
         try:
@@ -165,6 +169,8 @@ class RelayService:
             raise TooManyPending(exc) from None
         except QuotaExceeded as exc:
             raise OverQuota(exc) from None
+        except UserNotFoundError:
+            raise RecipientNotFound(f"no user named {recipient!r}") from None
 
     async def send(self, req: SendRequest, body: AsyncIterator[bytes]) -> RelayFile:
         """Store ``body`` for ``req.recipient`` and return the visible file.
@@ -175,19 +181,54 @@ class RelayService:
         on any failure nothing is kept. Without ``content_length`` the quota is checked
         again, atomically, when the file row is inserted (concurrent senders).
         """
-        if await self.db.users.get_user(req.recipient) is None:
-            raise RecipientNotFound(f"no user named {req.recipient!r}")
         limit = self.limits.max_file_size
-        if req.content_length is not None and req.content_length > limit:
-            raise FileTooLarge(
-                f"file of {req.content_length} bytes exceeds the maximum of {limit} bytes"
-            )
-        await self.check_space(req.content_length or 0)
+        size = req.content_length
+        if size is not None and size <= min(limit, self.limits.inline_max):
+            # Small: one database commit holds the bytes and the row (_inline.py); the
+            # recipient and the quota are checked in that commit.
+            file = await self._send_inline(req, _limited(body, limit, None))
+            self.notify(req.recipient)
+            return file
+        # The recipient is checked by the reservation's commit (no read before it).
+        if size is not None and size > limit:
+            raise FileTooLarge(f"file of {size} bytes exceeds the maximum of {limit} bytes")
+        await self.check_space(size or 0)
         file_id = new_id()
         async with exclusive(self, file_id, wait=False):  # see _shared (recovery)
             file = await self._send(req, file_id, body)
         self.notify(req.recipient)
         return file
+
+    async def _send_inline(self, req: SendRequest, body: AsyncIterator[bytes]) -> RelayFile:
+        content, digest = await receive_inline(body, req.sha256, req.digest_algorithm)
+        file = self._new_file(req, new_id(), len(content), digest)
+        try:
+            await self.db.relay.insert_inline(file, content, self.quota)
+        except UserNotFoundError:
+            raise RecipientNotFound(f"no user named {req.recipient!r}") from None
+        except QuotaExceeded as exc:
+            raise OverQuota(exc) from None
+        return replace(file, inline=True)
+
+    def _new_file(self, req: SendRequest, file_id: str, size: int, digest: str) -> RelayFile:
+        """The row of a direct send of ``size`` bytes, created now."""
+        now = self.clock()
+        return RelayFile(
+            id=file_id,
+            recipient=req.recipient,
+            sender=req.sender,
+            name=sanitize_filename(req.name),
+            media_type=req.media_type,
+            note=req.note,
+            size=size,
+            sha256=digest,
+            blob_key=file_id,
+            created_at=now,
+            expires_at=now + (req.ttl if req.ttl is not None else self.limits.default_ttl),
+            max_downloads=req.max_downloads,
+            encryption=req.encryption,
+            digest_algorithm=req.digest_algorithm,
+        )
 
     async def _send(self, req: SendRequest, file_id: str, body: AsyncIterator[bytes]) -> RelayFile:
         key = file_id
@@ -204,24 +245,7 @@ class RelayService:
             info = await self.blobs.put(
                 key, chunks, expected_sha256=req.sha256, algorithm=req.digest_algorithm
             )
-            size = info.size
-            now = self.clock()
-            file = RelayFile(
-                id=file_id,
-                recipient=req.recipient,
-                sender=req.sender,
-                name=sanitize_filename(req.name),
-                media_type=req.media_type,
-                note=req.note,
-                size=size,
-                sha256=info.sha256 or req.sha256,
-                blob_key=key,
-                created_at=now,
-                expires_at=now + (req.ttl if req.ttl is not None else self.limits.default_ttl),
-                max_downloads=req.max_downloads,
-                encryption=req.encryption,
-                digest_algorithm=req.digest_algorithm,
-            )
+            file = self._new_file(req, file_id, info.size, info.sha256 or req.sha256)
             await self.db.relay.insert_file(file, self.quota if chunked else None)
         except UserNotFoundError:  # the recipient was removed while the body arrived
             with contextlib.suppress(Exception):
@@ -261,8 +285,14 @@ class RelayService:
         return file
 
     async def open(self, file: RelayFile, start: int, end: int) -> BlobReader:
-        """A reader of the bytes ``[start, end)`` of ``file``."""
-        return await self.blobs.open(file.blob_key, start, end)
+        """A reader of the bytes ``[start, end)`` of ``file`` (from the database when it
+        is inline); :class:`FileNotFound` when an inline file was deleted meanwhile."""
+        if not file.inline:
+            return await self.blobs.open(file.blob_key, start, end)
+        content = await self.db.relay.read_content(file.id)
+        if content is None:
+            raise FileNotFound(f"no file {file.id!r} in your inbox")
+        return BytesReader(content, key=file.id, start=start, end=end)
 
     async def count_download(self, file: RelayFile) -> None:
         """Count one download of ``file`` (its last byte was sent): one db write per
@@ -325,7 +355,8 @@ class RelayService:
         file = await self.freeing(lambda: self.db.relay.delete_file(recipient, file_id, now))
         if file is None:
             raise FileNotFound(f"no file {file_id!r} in your inbox")
-        await self._delete_blob(file.blob_key)
+        if not file.inline:  # an inline file's bytes went with its row
+            await self._delete_blob(file.blob_key)
         return file
 
     async def release(self, recipient: str, file_id: str, lease_id: str | None) -> RelayFile:
@@ -399,11 +430,11 @@ class RelayService:
         """
         removed = 0
         while True:
-            keys = await self.db.relay.delete_expired(self.clock(), _SWEEP_BATCH)
+            count, keys = await self.db.relay.delete_expired(self.clock(), _SWEEP_BATCH)
             for key in keys:
                 await self._delete_blob(key)
-            removed += len(keys)
-            if len(keys) < _SWEEP_BATCH:
+            removed += count
+            if count < _SWEEP_BATCH:
                 break
         for key in await self.db.relay.journal_list("delete"):
             await self._delete_blob(key)
