@@ -27,6 +27,15 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from _server_setup import (  # the folder of this file is on sys.path (pyproject: pythonpath)
+    CHOICES,
+    DISTRIBUTED,
+    EMBEDDED,
+    FUNCTIONAL_SUITES,
+    SUBSET,
+    ServerSetup,
+    configs_for,
+)
 from wirelab.server import ServerConfig, create_app
 from wirelab.testing._live import LiveServer, live_server
 from wirelab.testing._s3server import S3Server, aws_env, moto_server, rclone_server
@@ -202,6 +211,8 @@ that need it instead of skipping them."""
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+TEST_CONFIG = os.environ.get("WIRELAB_TEST_CONFIG", SUBSET)
+"""The default of ``--server-config`` (see :func:`pytest_generate_tests`)."""
 TEST_STORAGE = os.environ.get("WIRELAB_TEST_STORAGE", "local")
 """``s3`` runs every server of the tests on S3 storage (moto in server mode, a bucket per
 server; see :func:`server_storage_url`) instead of the data folder."""
@@ -286,29 +297,26 @@ def postgres_factory(
     _drop_postgres(postgres_admin_url, made)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--server-database",
-        choices=("sqlite", "postgresql"),
-        default="sqlite",
-        help="metadata store of the servers that server_factory and module servers start",
-    )
+@pytest.fixture(scope="session")
+def postgres_databases(
+    postgres_admin_url: str, postgres_template: str
+) -> Iterator[Callable[[], str]]:
+    """``make()``: the URL of a new PostgreSQL database with the current schema, dropped
+    at the end of the run (one per server the tests start)."""
+    made: list[str] = []
+    yield lambda: _new_postgres(postgres_admin_url, postgres_template, made)
+    _drop_postgres(postgres_admin_url, made)
 
 
 @pytest.fixture(scope="session")
-def server_database(request: pytest.FixtureRequest) -> Iterator[Callable[[], str | None]]:
-    """``make()``: the ``database_url`` for a server a test starts: ``None`` (SQLite in
-    its data folder, the default) or, with ``--server-database postgresql``, a new
-    PostgreSQL database with the current schema, dropped at the end of the run."""
+def server_database(request: pytest.FixtureRequest) -> Callable[[], str | None]:
+    """``make()``: the ``database_url`` of the embedded configuration's servers: ``None``
+    (SQLite in its data folder, the default) or, with ``--server-database postgresql``, a
+    new PostgreSQL database (:func:`postgres_databases`)."""
     if request.config.getoption("--server-database") == "sqlite":
-        yield lambda: None
-        return
-    admin_url: str = request.getfixturevalue("postgres_admin_url")
-    template: str = request.getfixturevalue("postgres_template")
-    made: list[str] = []
-
-    yield lambda: _new_postgres(admin_url, template, made)
-    _drop_postgres(admin_url, made)
+        return lambda: None
+    make: Callable[[], str] = request.getfixturevalue("postgres_databases")
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -338,30 +346,111 @@ def redis_scratch(redis_url: str, redis_prefix: str) -> Iterator[tuple[str, str]
             client.delete(*keys)
 
 
+# --- the server configuration: embedded or distributed ----------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--server-config",
+        choices=CHOICES,
+        default=TEST_CONFIG,
+        help="configurations the relay and media tests run on: 'subset' (default: all on "
+        "embedded, those marked 'distributed' on distributed too), 'embedded', "
+        "'distributed' or 'both' (env WIRELAB_TEST_CONFIG)",
+    )
+    parser.addoption(
+        "--server-database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="metadata store of the embedded configuration's servers",
+    )
+
+
+def _in_functional_suite(path: Path) -> bool:
+    tests = Path(__file__).parent
+    return path.is_relative_to(tests) and path.relative_to(tests).parts[0] in FUNCTIONAL_SUITES
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the relay and media tests that start servers on the configurations chosen by
+    ``--server-config`` (ids ``[embedded]``, ``[distributed]``); a test that runs on
+    ``embedded`` alone keeps its plain id."""
+    if "server_setup" not in metafunc.fixturenames:
+        return
+    if not _in_functional_suite(Path(metafunc.definition.path)):
+        return
+    marked = metafunc.definition.get_closest_marker("distributed") is not None
+    configs = configs_for(metafunc.config.getoption("--server-config"), marked)
+    if configs != [EMBEDDED]:
+        metafunc.parametrize("server_setup", configs, indirect=True, scope="module")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On ``distributed`` the media jobs run on Celery: the ``runner=embedded`` case of a
+    test parametrized over both runners would repeat its ``runner=celery`` case there."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        repeat = params.get("server_setup") == DISTRIBUTED and params.get("runner") == EMBEDDED
+        (dropped if repeat else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture(scope="module")
+def server_setup(request: pytest.FixtureRequest) -> Iterator[ServerSetup]:
+    """The configuration of the servers this test starts (:mod:`_server_setup`):
+    ``embedded`` unless :func:`pytest_generate_tests` chose ``distributed``, which needs
+    PostgreSQL, Redis and moto (skipped with what to start, or failed under
+    ``WIRELAB_REQUIRE_SERVICES=1``, when one is missing)."""
+    name = getattr(request, "param", EMBEDDED)
+    if name == EMBEDDED:
+        yield ServerSetup(
+            EMBEDDED,
+            database=request.getfixturevalue("server_database"),
+            storage=request.getfixturevalue("server_storage_url"),
+            on_s3=TEST_STORAGE == "s3",
+        )
+        return
+    setup = ServerSetup(
+        DISTRIBUTED,
+        database=request.getfixturevalue("postgres_databases"),
+        storage=request.getfixturevalue("s3_buckets"),
+        on_s3=True,
+        redis_url=request.getfixturevalue("redis_url"),
+    )
+    try:
+        yield setup
+    finally:
+        setup.delete_redis_keys()
+
+
 # --- servers -----------------------------------------------------------------------------
 
 
 @pytest.fixture
 def server_factory(
-    tmp_path_factory: pytest.TempPathFactory,
-    server_database: Callable[[], str | None],
-    server_storage_url: Callable[[], str | None],
+    tmp_path_factory: pytest.TempPathFactory, server_setup: ServerSetup
 ) -> Iterator[Callable[..., LiveServer]]:
-    """Start servers with custom settings: ``server_factory(stream_limits=...)``.
+    """Start servers with custom settings: ``server_factory(stream_limits=...)``, in the
+    configuration :func:`server_setup` selects.
 
     Every server started is stopped at teardown. Each gets its own data folder (unless
     ``data_dir=`` is given: then the folder's state, its SQLite store included, is the
-    test's, and ``--server-database`` does not apply), outside
+    test's, and only the storage of the configuration applies), outside
     the test's ``tmp_path`` so that a test's own files are never mixed with the server's.
     """
     with ExitStack() as stack:
 
         def make(**settings: Any) -> LiveServer:
-            if "data_dir" not in settings and "database_url" not in settings:
-                settings["database_url"] = server_database()
-            if "data_dir" not in settings:
+            if "data_dir" in settings:
+                settings.setdefault("storage_url", server_setup.new_server()["storage_url"])
+            else:
                 settings["data_dir"] = tmp_path_factory.mktemp("server-data")
-            settings.setdefault("storage_url", server_storage_url())
+                for name, value in server_setup.new_server().items():
+                    settings.setdefault(name, value)
             config = ServerConfig(**settings)
             return stack.enter_context(live_server(config))
 
@@ -391,13 +480,13 @@ async def in_process_client(config: ServerConfig) -> AsyncIterator[httpx.AsyncCl
 
 @pytest_asyncio.fixture
 async def app_client(
-    tmp_path_factory: pytest.TempPathFactory, server_storage_url: Callable[[], str | None]
+    tmp_path_factory: pytest.TempPathFactory, server_setup: ServerSetup
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The in-process tier: the app with default settings and its own data folder, no
-    socket (see :func:`in_process_client`). Tests using it are ``async`` and marked
-    ``pytest.mark.asyncio``."""
+    socket (see :func:`in_process_client`), in the configuration :func:`server_setup`
+    selects. Tests using it are ``async`` and marked ``pytest.mark.asyncio``."""
     config = ServerConfig(
-        data_dir=tmp_path_factory.mktemp("server-data"), storage_url=server_storage_url()
+        data_dir=tmp_path_factory.mktemp("server-data"), **server_setup.new_server()
     )
     async with in_process_client(config) as client:
         yield client
@@ -442,16 +531,22 @@ def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="session")
-def server_storage_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[], str | None]]:
-    """The storage URL for each new test server: ``None`` (its data folder), or with
-    ``WIRELAB_TEST_STORAGE=s3`` a new bucket on a session moto server."""
-    if TEST_STORAGE != "s3":
-        yield lambda: None
-        return
-    server: S3Server = request.getfixturevalue("moto_s3")
+def s3_buckets(
+    moto_s3: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[], str]]:
+    """``make()``: the storage URL of a new bucket on the session's moto server; the AWS_*
+    variables of the run (inherited by server and worker processes) point at moto."""
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in aws_env(server, tmp_path_factory.mktemp("aws")).items():
+        for name, value in aws_env(moto_s3, tmp_path_factory.mktemp("aws")).items():
             mp.setenv(name, value) if value is not None else mp.delenv(name, raising=False)
-        yield lambda: f"s3://{server.new_bucket()}/wirelab"
+        yield lambda: f"s3://{moto_s3.new_bucket()}/wirelab"
+
+
+@pytest.fixture(scope="session")
+def server_storage_url(request: pytest.FixtureRequest) -> Callable[[], str | None]:
+    """The storage URL of the embedded configuration's servers: ``None`` (its data
+    folder), or with ``WIRELAB_TEST_STORAGE=s3`` a new bucket (:func:`s3_buckets`)."""
+    if TEST_STORAGE != "s3":
+        return lambda: None
+    make: Callable[[], str] = request.getfixturevalue("s3_buckets")
+    return make

@@ -13,6 +13,7 @@ from ._cli_common import handle_errors, json_option
 
 __all__ = [
     "data_dir_option",
+    "database_pool_size_option",
     "database_url_option",
     "jobs_options",
     "log_level_option",
@@ -35,6 +36,15 @@ database_url_option = click.option(
     envvar="WIRELAB_DATABASE_URL",
     show_envvar=True,
     help="Metadata store of the relay.  [default: sqlite:///DATA_DIR/wirelab.db]",
+)
+database_pool_size_option = click.option(
+    "--database-pool-size",
+    default=8,
+    type=click.IntRange(1, 1000),
+    envvar="WIRELAB_DATABASE_POOL_SIZE",
+    show_envvar=True,
+    help="Most connections (and threads) this process opens to a PostgreSQL database.  "
+    "[default: 8]",
 )
 storage_url_option = click.option(
     "--storage-url",
@@ -96,6 +106,7 @@ def worker_command(media_options: Decorator) -> click.Command:
     @click.command("worker")
     @data_dir_option
     @database_url_option
+    @database_pool_size_option
     @storage_url_option
     @log_level_option
     @jobs_options(lease=True)
@@ -105,6 +116,7 @@ def worker_command(media_options: Decorator) -> click.Command:
     def worker(
         data_dir: Path | None,
         database_url: str | None,
+        database_pool_size: int,
         storage_url: str | None,
         log_level: str,
         jobs_url: str | None,
@@ -138,6 +150,7 @@ def worker_command(media_options: Decorator) -> click.Command:
         config = ServerConfig(
             data_dir=data_dir or default_data_dir(),
             database_url=database_url,
+            database_pool_size=database_pool_size,
             storage_url=storage_url,
             log_level=log_level.lower(),
             media=media_settings(media),

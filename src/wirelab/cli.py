@@ -235,6 +235,7 @@ def _tls_options(func: F) -> F:
     "(0: on the event loop, the faster choice on 2 cores; see docs/design.md).",
 )
 @_cli_worker.database_url_option
+@_cli_worker.database_pool_size_option
 @click.option(
     "--auth-cache-seconds",
     type=click.FloatRange(0, 300),  # ServerConfig's AUTH_CACHE_MAX
@@ -307,6 +308,7 @@ def serve(
     worker_threads: int,
     database_url: str | None,
     auth_cache_seconds: float | None,
+    database_pool_size: int,
     coordination_url: str | None,
     workers: int,
     only: str | None,
@@ -371,6 +373,7 @@ def serve(
         ),
         worker_threads=worker_threads,
         database_url=database_url,
+        database_pool_size=database_pool_size,
         storage_url=storage_url,
         relay_limits=relay_limits,
         connection_limits=ConnectionLimits(

@@ -132,3 +132,36 @@ async def test_errors_are_translated_without_the_password(
     with pytest.raises(DatabaseError, match="cannot open database") as refused:
         await connect("postgresql://postgres:s3cret@127.0.0.1:1/none")
     assert "s3cret" not in str(refused.value)
+
+
+async def _backends_used(db: Any, calls: int) -> set[int]:
+    """The PostgreSQL backend pids that ``calls`` concurrent half-second calls ran on."""
+
+    def one(conn: Any) -> int:
+        row = conn.execute("SELECT pg_backend_pid(), pg_sleep(0.5)").fetchone()
+        return int(row[0])
+
+    return set(await asyncio.gather(*(db.run(one) for _ in range(calls))))
+
+
+async def test_the_pool_size_caps_the_connections_of_a_process(
+    postgres_factory: Callable[..., str],
+) -> None:
+    url = postgres_factory()
+    async with await connect(url, pool_size=2) as db:
+        assert len(await _backends_used(db, 6)) <= 2
+    async with await connect(url, pool_size=4) as db:
+        used = await _backends_used(db, 8)
+        assert 2 < len(used) <= 4  # the pool grows past 2 when calls wait, up to its size
+
+
+@pytest.mark.parametrize("size", [0, -1, 1001, True, 2.5])
+async def test_a_bad_pool_size_is_refused_before_connecting(size: Any) -> None:
+    from wirelab import UsageError
+    from wirelab.server import ServerConfig
+
+    # Nothing listens on port 1: a size checked after connecting would fail differently.
+    with pytest.raises(UsageError, match=r"pool size must be a whole number from 1 to 1000"):
+        await connect("postgresql://postgres@127.0.0.1:1/none", pool_size=size)
+    with pytest.raises(UsageError, match=r"pool size must be a whole number from 1 to 1000"):
+        ServerConfig(database_pool_size=size)

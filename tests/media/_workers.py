@@ -35,6 +35,27 @@ def media_flags(settings: MediaSettings) -> list[str]:
     return flags
 
 
+def store_flags(database_url: str | None, storage_url: str | None) -> list[str]:
+    """The options that give a worker the server's database and blob store (without
+    them: the SQLite store and blob folder of its ``--data-dir``)."""
+    flags = ["--database-url", database_url] if database_url else []
+    return flags + (["--storage-url", storage_url] if storage_url else [])
+
+
+def worker_for(config: Any, lease: float = 30) -> WorkerProcess:
+    """A ``wirelab worker`` for the jobs of the server configured by ``config`` (a
+    ``ServerConfig`` with a ``jobs_url``): its data folder, database, storage and media
+    options."""
+    return WorkerProcess(
+        config.data_dir,
+        config.jobs_url,
+        config.jobs_queue,
+        *media_flags(config.media),
+        *store_flags(config.database_url, config.storage_url),
+        lease=lease,
+    )
+
+
 class WorkerProcess:
     """``wirelab worker`` on ``data_dir`` for the jobs of ``jobs_url`` / ``queue``;
     started at once, ready (consuming) when the constructor returns."""

@@ -15,12 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from _server_setup import ServerSetup
 from wirelab.db import connect
 from wirelab.media import MediaSettings, parse_networks
 from wirelab.media.testing import FPS, MediaServer, TestMedia, make_test_media, media_server
 from wirelab.testing._live import LiveServer
 
-from ._workers import WorkerProcess, media_flags
+from ._workers import WorkerProcess, worker_for
 
 LOOPBACK = parse_networks("127.0.0.0/8")
 FRAME_TOLERANCE = 1 / FPS + 1e-9
@@ -103,32 +104,64 @@ RUNNERS = pytest.mark.parametrize("runner", ["embedded", "celery"])
 @pytest.fixture
 def runner() -> str:
     """Where media jobs run: ``embedded`` (the default), or ``celery`` (a real ``wirelab
-    worker`` process on the machine's Redis); tests choose both with :data:`RUNNERS`."""
+    worker`` process on the machine's Redis); tests choose both with :data:`RUNNERS`.
+    On the distributed configuration jobs always run on Celery."""
     return "embedded"
 
 
 @pytest.fixture
+def media_workers() -> Iterator[dict[str, WorkerProcess]]:
+    """``{server url: its wirelab worker}`` of the servers :func:`server_factory` started
+    with a jobs URL; every worker is stopped at teardown."""
+    workers: dict[str, WorkerProcess] = {}
+    yield workers
+    for worker in workers.values():
+        worker.stop()
+
+
+@pytest.fixture
+def server_factory(
+    server_factory: Callable[..., LiveServer], media_workers: dict[str, WorkerProcess]
+) -> Callable[..., LiveServer]:
+    """The servers of the media tests (tests/conftest.py's ``server_factory``): one whose
+    media jobs go to Celery (a ``jobs_url``: ``runner`` celery, or the distributed
+    configuration) gets a real ``wirelab worker`` of its own, ready when this returns."""
+
+    def make(**settings: Any) -> LiveServer:
+        server = server_factory(**settings)
+        config = server.app.state.config
+        if config.jobs_url:
+            media_workers[server.url] = worker_for(config)
+        return server
+
+    return make
+
+
+@pytest.fixture
 def media_factory(
-    server_factory: Callable[..., LiveServer], runner: str, request: pytest.FixtureRequest
+    server_factory: Callable[..., LiveServer],
+    server_setup: ServerSetup,
+    runner: str,
+    request: pytest.FixtureRequest,
+    media_workers: dict[str, WorkerProcess],
 ) -> Iterator[Callable[..., Media]]:
-    """``media_factory(**media_settings)``: a server whose sources may be on loopback
-    (with a ``wirelab worker`` running its jobs when ``runner`` is ``celery``)."""
+    """``media_factory(**media_settings)``: a server whose sources may be on loopback,
+    with a ``wirelab worker`` running its jobs when they go to Celery (``runner`` is
+    ``celery``, or the configuration is distributed)."""
     made: list[Media] = []
     workers: list[WorkerProcess] = []
 
     def make(storage_url: str | None = None, **settings: Any) -> Media:
         media = replace(MediaSettings(allow_network=LOOPBACK, sweep_interval=0.2), **settings)
         jobs: dict[str, Any] = {}
-        if runner == "celery":
+        if runner == "celery" and not server_setup.distributed:
             url, prefix = request.getfixturevalue("redis_scratch")
-            queue = prefix.rstrip(":")
-            jobs = {"jobs_url": url, "jobs_queue": queue}
+            jobs = {"jobs_url": url, "jobs_queue": prefix.rstrip(":")}
         if storage_url:
             jobs["storage_url"] = storage_url
         server = server_factory(media=media, **jobs)
-        if runner == "celery":
-            data_dir = server.app.state.config.data_dir
-            workers.append(WorkerProcess(data_dir, url, queue, *media_flags(media)))
+        if server.url in media_workers:
+            workers.append(media_workers[server.url])
         tokens = add_users(server, "alice", "bob")
         env = Media(server, workers)
         for name, token in tokens.items():

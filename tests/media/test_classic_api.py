@@ -69,6 +69,7 @@ def test_welcome(server: LiveServer, hopster: HopsterClient) -> None:
     )
 
 
+@pytest.mark.distributed
 def test_schedule_poll_download(
     server_factory: Callable[..., LiveServer], source: MediaServer, tmp_path: Path
 ) -> None:

@@ -17,7 +17,7 @@ from wirelab.cli import main
 from wirelab.jobs import CeleryRunner
 from wirelab.media.testing import MediaServer
 
-from ._workers import WorkerProcess, media_flags, serve_process_module
+from ._workers import WorkerProcess, serve_process_module, worker_for
 from .conftest import Media, ffmpeg_processes, group_alive, wait_job
 
 pytestmark = pytest.mark.parametrize("runner", ["celery"])
@@ -29,15 +29,8 @@ def _submit(client: httpx.Client, **body: Any) -> str:
     return str(response.json()["id"])
 
 
-def _jobs_of(media: Media) -> tuple[str, str]:
-    config = media.server.app.state.config
-    return config.jobs_url, config.jobs_queue
-
-
 def _add_worker(media: Media, lease: float = 30) -> WorkerProcess:
-    url, queue = _jobs_of(media)
-    config = media.server.app.state.config
-    worker = WorkerProcess(media.data_dir, url, queue, *media_flags(config.media), lease=lease)
+    worker = worker_for(media.server.app.state.config, lease=lease)
     media.workers.append(worker)
     return worker
 
@@ -53,6 +46,7 @@ def _ffmpeg_of(workers: list[WorkerProcess], timeout: float = 60) -> tuple[Worke
     raise AssertionError("no worker ran ffmpeg")
 
 
+@pytest.mark.distributed
 def test_a_job_runs_on_the_worker_and_downloads_through_the_server(
     media: Media, source: MediaServer
 ) -> None:
@@ -79,7 +73,8 @@ def test_a_job_delivered_twice_runs_once(media: Media, source: MediaServer) -> N
         media.alice, source=source.url("slow/hls/index.m3u8"), end="6", accuracy="exact"
     )
     _ffmpeg_of(media.workers)
-    url, queue = _jobs_of(media)
+    config = media.server.app.state.config
+    url, queue = config.jobs_url, config.jobs_queue
     sender = CeleryRunner(url, queue)
     for _ in range(3):  # what a broker redelivering the message would do
         sender.send(job_id)
@@ -91,6 +86,7 @@ def test_a_job_delivered_twice_runs_once(media: Media, source: MediaServer) -> N
     assert logs.count(f"job {job_id}: attempt") == 1
 
 
+@pytest.mark.distributed
 def test_a_killed_workers_job_is_requeued_and_completes_on_another(
     media_factory: Callable[..., Media], source: MediaServer
 ) -> None:

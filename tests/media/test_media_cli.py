@@ -62,6 +62,7 @@ def error_line(result: Result) -> str:
     return lines[0]
 
 
+@pytest.mark.distributed
 def test_fetch_shows_progress_downloads_verifies_and_says_where(
     env: dict[str, str], source: MediaServer, test_media: TestMedia, tmp_path: Path
 ) -> None:

@@ -39,6 +39,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.distributed
 def test_submit_follow_download_verified(
     client: Callable[[str], MediaClient], source: MediaServer, test_media: TestMedia,
     tmp_path: Path,
@@ -145,6 +146,7 @@ def test_jobs_list_cancel_and_isolation(
     assert caught.value.status_code == 404
 
 
+@pytest.mark.distributed
 def test_cancel_a_running_job(
     client: Callable[[str], MediaClient], source: MediaServer, test_media: TestMedia
 ) -> None:

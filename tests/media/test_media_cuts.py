@@ -175,6 +175,7 @@ def test_mkv_container(media: Media, source: MediaServer, tmp_path: Path) -> Non
 
 
 @RUNNERS
+@pytest.mark.distributed
 def test_progress_is_monotonic_and_ends_at_100(media: Media, source: MediaServer) -> None:
     source.slow_delay = 0.15
     response = media.alice.post("/v1/media/jobs", json={

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from wirelab.cli import main
@@ -19,6 +20,7 @@ from wirelab.testing._tls import write_tls_files
 from .conftest import LOOPBACK, add_users
 
 
+@pytest.mark.distributed
 def test_fetch_over_https_with_cacert_and_refused_without(
     server_factory: Callable[..., LiveServer],
     source: MediaServer,

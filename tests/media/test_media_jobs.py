@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from _server_setup import stored_files
 from wirelab.cli import main
 from wirelab.db import connect
 from wirelab.media.testing import MediaServer
@@ -95,6 +96,7 @@ def _running(media: Media, job_id: str) -> int:
 
 
 @RUNNERS
+@pytest.mark.distributed
 def test_cancel_running_job_stops_ffmpeg_and_leaves_no_file(
     media: Media, source: MediaServer
 ) -> None:
@@ -130,11 +132,11 @@ def test_delete_finished_job_deletes_its_result(media: Media, source: MediaServe
     job, _ = wait_job(media.alice, str(_submit(media, source=source.url("video.mp4"), end="1",
                                                accuracy="fast")["id"]))  # fmt: skip
     assert job["state"] == "succeeded"
-    blobs = media.data_dir / "media" / "blobs"
-    assert [p for p in blobs.rglob("*") if p.is_file()] != []
+    config = media.server.app.state.config  # the result: in the data folder or the bucket
+    assert stored_files(config, "media/blobs") != []
     assert media.alice.delete(f"/v1/media/jobs/{job['id']}").status_code == 204
     assert media.alice.get(f"/v1/media/jobs/{job['id']}").status_code == 404
-    assert [p for p in blobs.rglob("*") if p.is_file()] == []
+    assert stored_files(config, "media/blobs") == []
 
 
 def test_identical_request_returns_the_existing_job(media: Media, source: MediaServer) -> None:
@@ -162,6 +164,7 @@ def test_a_failed_request_is_tried_again(media: Media, source: MediaServer) -> N
     assert _submit(media, **body)["id"] != first["id"]
 
 
+@pytest.mark.distributed
 def test_idempotency_key(media: Media, source: MediaServer) -> None:
     body = {"source": source.url("video.mp4"), "end": "1", "accuracy": "fast"}
     headers = {"Idempotency-Key": "order-42"}
@@ -177,6 +180,7 @@ def test_idempotency_key(media: Media, source: MediaServer) -> None:
     assert media.bob.post("/v1/media/jobs", json=body, headers=headers).status_code == 202
 
 
+@pytest.mark.distributed
 def test_auth_and_isolation(media: Media, source: MediaServer) -> None:
     anonymous = media.alice.post(
         "/v1/media/jobs", json={"source": source.url("video.mp4")}, headers={"Authorization": ""}

@@ -15,6 +15,7 @@ from wirelab.testing._s3server import S3Server, aws_env
 from .conftest import Media, wait_job
 
 
+@pytest.mark.distributed
 def test_result_in_s3_and_redirect(
     media_factory: Callable[..., Media],
     source: MediaServer,

@@ -66,6 +66,7 @@ def test_loopback_refused_by_default(default_media: Media, source: MediaServer) 
     assert "loopback" in response.json()["detail"]
 
 
+@pytest.mark.distributed
 def test_allowed_network_opens_loopback_by_name(media: Media, source: MediaServer) -> None:
     url = source.url("video.mp4").replace("127.0.0.1", "localhost")
     job, _ = wait_job(media.alice, media.alice.post(

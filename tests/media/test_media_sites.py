@@ -29,6 +29,7 @@ def pages(tmp_path: Path, test_media: TestMedia) -> Iterator[MediaServer]:
         yield server
 
 
+@pytest.mark.distributed
 def test_a_page_is_resolved_and_cut(media: Media, pages: MediaServer, tmp_path: Path) -> None:
     body = {"source": pages.url("watch.html"), "start": "2", "end": "4", "accuracy": "exact"}
     job, _ = wait_job(media.alice, media.alice.post("/v1/media/jobs", json=body).json()["id"])

@@ -40,6 +40,7 @@ def test_bad_wait_is_422_naming_the_parameter(media: Media, source: MediaServer,
     assert error["loc"] == ["query", "wait"]
 
 
+@pytest.mark.distributed
 def test_a_look_waits_for_a_change_and_answers_on_it(
     media_factory: Callable[..., Media], source: MediaServer, test_media: TestMedia
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from _server_setup import ServerSetup
+from _server_setup import stored_files as stored_files_of
 from wirelab.client import RelayClient
 from wirelab.db import connect
 from wirelab.relay import RelayLimits
 from wirelab.server import ServerConfig
-from wirelab.storage._s3client import make_client, parse_s3_url
 from wirelab.stream import StreamLimits
 from wirelab.testing._live import LiveServer, live_server
 
@@ -42,34 +42,31 @@ class Relay:
         return self.clients["carol"]
 
 
-NEEDS_LIVE_READS = pytest.mark.skipif(
-    os.environ.get("WIRELAB_TEST_STORAGE") == "s3",
-    reason="live pass-through is not offered on S3 storage (docs/server.md); "
-    "test_relay_s3.py checks the 501 that says so",
+NEEDS_LIVE_READS = pytest.mark.live_reads
+"""For tests of live pass-through, which S3 storage does not offer: on a configuration
+with S3 storage they are skipped with that reason (:func:`live_reads_need_a_folder`)."""
+
+LIVE_READS_ON_S3 = (
+    "live pass-through is not offered on S3 storage (docs/server.md): "
+    "test_relay_s3.py checks the 501 that says so"
 )
-"""For tests of live pass-through: their servers run on S3 with ``WIRELAB_TEST_STORAGE=s3``
-(read at import: the tests themselves run without ``WIRELAB_*`` variables)."""
+
+
+@pytest.fixture(autouse=True)
+def live_reads_need_a_folder(request: pytest.FixtureRequest) -> None:
+    """Skip a test marked ``live_reads`` when its servers keep their blobs on S3."""
+    if request.node.get_closest_marker("live_reads") is None:
+        return
+    setup: ServerSetup = request.getfixturevalue("server_setup")
+    if setup.on_s3:
+        pytest.skip(LIVE_READS_ON_S3)
 
 
 def stored_files(relay: Relay, under: str = "") -> list[str]:
     """What the relay's storage holds under *under* (``""``: everything, ``"blobs"``: one
-    entry per committed file), in a data folder or an S3 bucket alike; the disk reserve
-    and digest files of a folder are left out, unfinished S3 multipart uploads counted."""
-    config = relay.server.app.state.config
-    if config.storage_url and config.storage_url.startswith("s3://"):
-        location = parse_s3_url(config.storage_url)
-        client = make_client()
-        prefix = f"{location.prefix}relay/{under}"
-        listing = client.list_objects_v2(Bucket=location.bucket, Prefix=prefix)
-        found = [str(item["Key"]) for item in listing.get("Contents", [])]
-        uploads = client.list_multipart_uploads(Bucket=location.bucket, Prefix=prefix)
-        return found + [f"multipart:{u['Key']}" for u in uploads.get("Uploads", [])]
-    root: Path = config.data_dir / "relay" / under
-    return [
-        str(p)
-        for p in root.rglob("*")
-        if p.is_file() and p.name != "reserve" and p.suffix != ".sha256"
-    ]
+    entry per committed file), in a data folder or an S3 bucket alike (see
+    :func:`_server_setup.stored_files`)."""
+    return stored_files_of(relay.server.app.state.config, f"relay/{under}")
 
 
 def add_users(server: LiveServer, *names: str) -> dict[str, str]:
@@ -138,20 +135,17 @@ def client(relay: Relay, tmp_path: Path) -> Iterator[Callable[[str], RelayClient
 
 @pytest.fixture(scope="module")
 def module_relay(
-    tmp_path_factory: pytest.TempPathFactory,
-    server_database: Callable[[], str | None],
-    server_storage_url: Callable[[], str | None],
+    tmp_path_factory: pytest.TempPathFactory, server_setup: ServerSetup
 ) -> Iterator[Relay]:
     """One server per test module (users alice, bob and carol), for modules whose tests
     only read or add state; small stream and relay limits so that no request is long."""
     config = ServerConfig(
         data_dir=tmp_path_factory.mktemp("module-server-data"),
-        database_url=server_database(),
         stream_limits=StreamLimits(
             max_count=20, max_file_size=64 * 1024, max_total_bytes=256 * 1024, max_duration=0.3
         ),
         relay_limits=RelayLimits(max_wait=0.2, max_file_size=1024 * 1024),
-        storage_url=server_storage_url(),
+        **server_setup.new_server(),
     )
     with live_server(config) as server:
         tokens = add_users(server, "alice", "bob", "carol")

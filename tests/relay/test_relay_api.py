@@ -45,6 +45,7 @@ def inbox(client: httpx.Client) -> list[dict[str, Any]]:
     return files
 
 
+@pytest.mark.distributed
 def test_send_inbox_download_ack(relay: Relay) -> None:
     data = bytes(range(256)) * 40
     sent = send(relay.alice, data, name="report.bin", note="for you")
@@ -302,13 +303,15 @@ def test_media_type_and_openapi(relay: Relay) -> None:
             assert operation["tags"] == ["relay"]
 
 
+@pytest.mark.distributed
 def test_expired_files_disappear(relay_factory: Callable[..., Relay]) -> None:
     # inline_max=0: every file is a blob (inline ones: test_relay_inline.py)
     relay = relay_factory(relay_limits=RelayLimits(sweep_interval=0.1, inline_max=0))
-    short = send(relay.alice, b"short", ttl="0.3").json()
+    # A ttl long enough for the listing below on a slow store, short enough to wait for.
+    short = send(relay.alice, b"short", ttl="3").json()
     long = send(relay.alice, b"long").json()
     assert [f["id"] for f in inbox(relay.bob)] == [short["id"], long["id"]]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     while len(inbox(relay.bob)) != 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [f["id"] for f in inbox(relay.bob)] == [long["id"]]
@@ -359,6 +362,7 @@ def test_long_poll_wakes_up_when_a_lease_ends(relay: Relay) -> None:
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.distributed
 def test_long_poll_wakes_up_when_a_file_arrives(relay: Relay) -> None:
     result: dict[str, Any] = {}
 

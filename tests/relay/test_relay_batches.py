@@ -47,6 +47,7 @@ def _inbox(relay: Relay) -> list[dict[str, Any]]:
     return files
 
 
+@pytest.mark.distributed
 def test_batch_is_delivered_whole_in_manifest_order(relay: Relay) -> None:
     a, c = os.urandom(5000), b"third"
     doc = _created(
@@ -214,6 +215,7 @@ def test_digest_mismatch_resets_the_batch_upload(relay: Relay) -> None:
     assert [f["name"] for f in _inbox(relay)] == ["a"]
 
 
+@pytest.mark.distributed
 def test_expired_incomplete_batch_is_swept(relay_factory: Callable[..., Relay]) -> None:
     relay = relay_factory(relay_limits=RelayLimits(upload_expiry=0.5, sweep_interval=0.2))
     doc = _created(relay.alice, [{"name": "a", "size": 2}, {"name": "b", "size": 2}])

@@ -43,6 +43,7 @@ def one_error_line(result: Result) -> str:
     return lines[0]
 
 
+@pytest.mark.distributed
 def test_send_inbox_receive_with_json(relay: Relay, env: dict[str, str], tmp_path: Path) -> None:
     a = tmp_path / "a.txt"
     b = tmp_path / "b.bin"
@@ -315,6 +316,7 @@ def test_a_note_cannot_forge_an_inbox_line(
     assert "hi\\nfff" in listed.stdout and "\x1b" not in listed.stdout
 
 
+@pytest.mark.distributed
 def test_receive_says_it_waits_and_that_it_resumed(
     relay: Relay, env: dict[str, str], tmp_path: Path
 ) -> None:

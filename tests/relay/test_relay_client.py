@@ -25,6 +25,7 @@ def _file(folder: Path, name: str, data: bytes) -> Path:
     return path
 
 
+@pytest.mark.distributed
 def test_send_then_receive_round_trip(client: Callable[[str], RelayClient], tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
     src = _file(tmp_path, "report.bin", data)
@@ -124,6 +125,7 @@ def test_a_changed_file_is_not_resumed(
     assert got.path.read_bytes() == new
 
 
+@pytest.mark.distributed
 def test_interrupted_download_resumes_from_the_partial_file(
     client: Callable[[str], RelayClient], tmp_path: Path
 ) -> None:
@@ -202,6 +204,7 @@ def test_hostile_names_stay_inside_the_folder(
     assert not (tmp_path / "escape.txt").exists()
 
 
+@pytest.mark.distributed
 def test_long_poll_receives_a_file_sent_while_waiting(
     client: Callable[[str], RelayClient], tmp_path: Path
 ) -> None:

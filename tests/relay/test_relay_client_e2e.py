@@ -49,6 +49,7 @@ def test_encrypted_send_stores_only_ciphertext(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["plans.txt"]
 
 
+@pytest.mark.distributed
 def test_interrupted_encrypted_send_resumes_with_the_same_ciphertext(
     client: Callable[[str], RelayClient], tmp_path: Path
 ) -> None:
@@ -131,6 +132,7 @@ def test_cli_keygen_and_encrypted_send_receive(relay: Relay, tmp_path: Path) -> 
     assert (tmp_path / "o" / "n.txt").read_text() == "quiet"
 
 
+@pytest.mark.distributed
 def test_batch_of_files_arrives_together(
     relay: Relay, client: Callable[[str], RelayClient], tmp_path: Path
 ) -> None:

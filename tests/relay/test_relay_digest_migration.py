@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import pytest
+
 from wirelab.client import RelayClient
 from wirelab.db._migrations import MIGRATIONS, migrate
 from wirelab.storage import LocalBlobStore
@@ -52,6 +54,7 @@ def _old_data_folder(folder: Path, data: bytes) -> str:
     return "old1"
 
 
+@pytest.mark.distributed
 def test_old_sha256_files_still_verify_after_the_migration(
     server_factory: Callable[..., LiveServer], tmp_path: Path
 ) -> None:

@@ -59,6 +59,7 @@ def _patch(client: httpx.Client, url: str, offset: int, chunk: bytes, **h: str) 
 # --- direct sends ---------------------------------------------------------------------
 
 
+@pytest.mark.distributed
 def test_direct_send_with_blake3_names_it_everywhere(relay: Relay) -> None:
     data = os.urandom(70_000)
     r = _post(relay.alice, data, **{"Wirelab-Digest": f"blake3={b3(data).upper()}"})

@@ -31,6 +31,7 @@ def _create_plain(relay: Relay, length: int, **headers: str) -> str:
     return str(r.headers["Location"])
 
 
+@pytest.mark.distributed
 def test_tuspy_without_sha256_metadata(relay: Relay, tmp_path: Path) -> None:
     data = os.urandom(40_000)
     path = tmp_path / "generic.bin"

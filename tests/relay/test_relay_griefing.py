@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import httpx
+import pytest
 
 from wirelab.relay import RelayLimits
 
@@ -106,6 +107,7 @@ def test_recipient_lists_and_refuses_pending_uploads(
     assert list(uploads_dir.glob("*")) == []
 
 
+@pytest.mark.distributed
 def test_a_stalled_direct_send_lets_its_reservation_lapse(
     relay_factory: Callable[..., Relay],
 ) -> None:

@@ -54,6 +54,7 @@ def test_small_send_is_inline_large_one_a_blob(small: Relay) -> None:
 
 
 @pytest.mark.parametrize("inline_max", [0, INLINE_MAX], ids=["blob", "inline"])
+@pytest.mark.distributed
 def test_inline_and_blob_files_answer_alike(
     relay_factory: Callable[..., Relay], inline_max: int
 ) -> None:

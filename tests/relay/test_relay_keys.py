@@ -21,6 +21,7 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+@pytest.mark.distributed
 def test_put_replace_and_get_a_key(relay: Relay) -> None:
     assert relay.alice.get("/v1/relay/keys/bob").status_code == 404  # no key yet
     first, second = os.urandom(32), os.urandom(32)

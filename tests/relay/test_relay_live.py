@@ -60,6 +60,7 @@ def _wait_for_partial(out: Path, size: int) -> None:
     pytest.fail(f"the receiver never had {size} bytes of the live upload")
 
 
+@pytest.mark.distributed
 def test_waiting_recipient_gets_the_bytes_while_they_upload(relay: Relay, tmp_path: Path) -> None:
     data = os.urandom(3 * _MIB + 7)
     out = tmp_path / "out"

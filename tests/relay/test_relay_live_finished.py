@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from .conftest import NEEDS_LIVE_READS, Relay
 from .test_relay_tus import TUS, _create, _patch
@@ -35,6 +36,7 @@ def test_finished_and_acknowledged_upload_is_404_at_once(relay: Relay) -> None:
     assert "no longer in your inbox" in r.json()["detail"]
 
 
+@pytest.mark.distributed
 def test_live_download_counts_towards_max_downloads(relay: Relay) -> None:
     data = b"once only"
     upload_id = _upload(relay, data, max_downloads="1")

@@ -96,6 +96,7 @@ def upload_url(api: Api) -> str:
 
 
 @pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, HUGE.encode(), PAST_64_BITS.encode()])
+@pytest.mark.distributed
 def test_upload_offset(api: Api, upload_url: str, value: bytes) -> None:
     headers = _raw(TUS, {"Content-Type": b"application/offset+octet-stream",
                          "Upload-Offset": value})  # fmt: skip

@@ -32,6 +32,7 @@ def _listed(relay: Relay) -> dict[str, object]:
     return doc
 
 
+@pytest.mark.distributed
 def test_full_and_final_range_downloads_count_then_410(relay: Relay) -> None:
     data = os.urandom(10_000)
     doc = _send(relay, data, max_downloads="2")

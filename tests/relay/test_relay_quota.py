@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from wirelab.db import UNCHANGED, connect
 from wirelab.relay import RelayLimits
@@ -88,6 +89,7 @@ def test_chunked_send_is_stopped_while_streaming(relay_factory: Callable[..., Re
     assert list((data_dir / "relay" / "uploads").glob("*")) == []
 
 
+@pytest.mark.distributed
 def test_tus_uploads_in_progress_reserve_their_length(relay_factory: Callable[..., Relay]) -> None:
     relay = _quota_relay(relay_factory, quota_bytes=100)
     r = _create(relay.alice, 60)
@@ -121,6 +123,7 @@ def test_completion_turns_the_reservation_into_the_file(
     assert _create(relay.alice, 0).status_code == 201  # 0 bytes still fit
 
 
+@pytest.mark.distributed
 def test_concurrent_chunked_sender_cannot_overshoot(relay_factory: Callable[..., Relay]) -> None:
     """A chunked send sees room at its start; a tus upload reserves that room meanwhile:
     the send is refused when its file row would be written, not stored over the quota."""

@@ -75,6 +75,7 @@ def test_me_names_the_user_and_quotas(relay: Relay) -> None:
 # --- the client gives a failed file back ------------------------------------------------
 
 
+@pytest.mark.distributed
 def test_interrupted_receive_gives_the_file_back_and_resumes_at_once(
     client: Callable[[str], RelayClient], tmp_path: Path
 ) -> None:

@@ -108,6 +108,7 @@ def test_redirect_to_a_presigned_url(s3_relay: Relay, moto_s3: S3Server) -> None
     assert s3_relay.carol.get(url, params={"redirect": "1"}).status_code == 404
 
 
+@pytest.mark.distributed
 def test_tus_upload_resumes_and_commits_through_s3(s3_relay: Relay) -> None:
     data = os.urandom(6 * 1024 * 1024 + 5)  # more than one S3 part
     location = _create(s3_relay.alice, data)
@@ -128,6 +129,7 @@ def test_redirect_on_local_storage_serves_the_bytes(
     assert (answer.status_code, answer.content) == (200, b"local bytes")
 
 
+@pytest.mark.distributed
 def test_live_pass_through_is_not_offered_on_s3(s3_relay: Relay) -> None:
     data = os.urandom(100_000)
     location = _create(s3_relay.alice, data)

@@ -61,6 +61,7 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.distributed
 def test_deferred_digest_on_the_completing_patch(relay: Relay) -> None:
     data = os.urandom(200_000)
     url = _new(relay.alice, len(data))  # no 'sha256' metadata

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from wirelab.cli import main
@@ -84,6 +85,7 @@ def test_reused_name_starts_empty(relay_factory: Callable[..., Relay]) -> None:
     assert doc["name"] == "new.txt"
 
 
+@pytest.mark.distributed
 def test_files_the_removed_user_sent_stay_with_their_recipients(relay: Relay) -> None:
     data = b"from bob"
     sent = _send(relay.bob, "alice", "keep.txt", data)

@@ -130,3 +130,16 @@ def test_relay_options_and_users_share_the_data_dir(tmp_path: Path) -> None:
         assert send(b"0123456789!").status_code == 413
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_bad_database_pool_size_is_a_usage_error(command: str) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "wirelab", command, "--jobs-url", "redis://127.0.0.1:1/0"],
+        env={**os.environ, "WIRELAB_DATABASE_POOL_SIZE": "0"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "--database-pool-size" in r.stderr and "0 is not in the range 1<=x<=1000" in r.stderr

@@ -41,11 +41,14 @@ from ._api import (
 )
 from ._media_api import ACTIVE_STATES, JOB_STATES, Heartbeat, MediaJob, MediaJobRepository
 from ._migrations import SCHEMA_VERSION
+from ._pool_size import MAX_POOL_SIZE, POOL_SIZE, check_pool_size
 from ._sqlite import SQLiteDatabase, upgrade_sqlite
 
 __all__ = [
     "ACTIVE_STATES",
     "JOB_STATES",
+    "MAX_POOL_SIZE",
+    "POOL_SIZE",
     "SCHEMA_VERSION",
     "UNCHANGED",
     "Database",
@@ -67,6 +70,7 @@ __all__ = [
     "Usage",
     "User",
     "UserRepository",
+    "check_pool_size",
     "check_schema",
     "connect",
     "sqlite_url",
@@ -81,8 +85,11 @@ def sqlite_url(path: str | PathLike[str]) -> str:
     return "sqlite:///" + fspath(path)
 
 
-async def connect(url: str) -> Database:
+async def connect(url: str, *, pool_size: int = POOL_SIZE) -> Database:
     """Open the store at ``url``, migrated to the current schema, and return it.
+
+    ``pool_size``: the most connections (and threads) a PostgreSQL store opens, 1 to
+    :data:`MAX_POOL_SIZE` (checked for SQLite too, which has one connection per call).
 
     The caller owns the result and must ``await db.close()`` (or use ``async with``).
     Raises :class:`~wirelab.UsageError` for a malformed URL or an unsupported scheme
@@ -90,11 +97,12 @@ async def connect(url: str) -> Database:
     opened or migrated; :class:`SchemaVersionError` for a PostgreSQL database whose
     schema is older (run :func:`upgrade`) or newer than this wirelab's.
     """
+    check_pool_size(pool_size)
     if _backend(url) == "sqlite":
         return await SQLiteDatabase.open(_sqlite_path(url))
     from ._postgres import PostgresDatabase
 
-    return await PostgresDatabase.open(url)
+    return await PostgresDatabase.open(url, pool_size)
 
 
 async def check_schema(url: str) -> None:

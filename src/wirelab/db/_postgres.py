@@ -3,13 +3,13 @@
 The repositories are the same code as on SQLite (``_repo_*.py``); this module supplies
 what differs:
 
-- **Concurrency.** Calls run in parallel on up to :data:`POOL_SIZE` connections (one per
-  executor thread, so a thread never waits for a connection). Reads run in autocommit
-  (each statement sees the latest commits); ``write`` runs ``func`` in one READ COMMITTED
-  transaction. What SQLite serialised for free is locked explicitly by the repositories
-  through :class:`PostgresDialect`: transaction-scoped advisory locks for a recipient's
-  quota and queue order, ``FOR UPDATE SKIP LOCKED`` for leases and job claims,
-  ``FOR UPDATE`` for a batch's last commit.
+- **Concurrency.** Calls run in parallel on up to ``pool_size`` connections (default
+  :data:`POOL_SIZE`; one per executor thread, so a thread never waits for a connection).
+  Reads run in autocommit (each statement sees the latest commits); ``write`` runs
+  ``func`` in one READ COMMITTED transaction. What SQLite serialised for free is locked
+  explicitly by the repositories through :class:`PostgresDialect`: transaction-scoped
+  advisory locks for a recipient's quota and queue order, ``FOR UPDATE SKIP LOCKED`` for
+  leases and job claims, ``FOR UPDATE`` for a batch's last commit.
 - **Transient conflicts.** A deadlock or serialization failure rolls the transaction back
   and runs ``func`` again, at most :data:`MAX_ATTEMPTS` times, after a short random pause.
 - **Placeholders.** SQL is written with ``?``; the adapter sends ``%s`` and booleans as
@@ -39,11 +39,13 @@ from psycopg_pool import ConnectionPool
 from .._exceptions import UsageError
 from ._api import DatabaseError, DatabaseFullError
 from ._pg_schema import check_version, current_version, migrate
+from ._pool_size import MAX_POOL_SIZE, POOL_SIZE, check_pool_size
 from ._sql import Conn, Cursor, Dialect
 from ._store import Store
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "MAX_POOL_SIZE",
     "POOL_SIZE",
     "PostgresDatabase",
     "PostgresDialect",
@@ -52,10 +54,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-POOL_SIZE = 8
-"""Connections (and threads) per process: enough to overlap round trips, few enough that
-several server processes stay well under PostgreSQL's default 100 connections."""
 
 MAX_ATTEMPTS = 5
 """Tries of a write transaction that keeps hitting deadlocks or serialization failures."""
@@ -133,14 +131,15 @@ def _connect(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
 
 
-def _open_pool(url: str) -> tuple[ConnectionPool, int]:
-    """Check the schema on one connection, then open the pool. Runs in a thread."""
+def _open_pool(url: str, size: int) -> tuple[ConnectionPool, int]:
+    """Check the schema on one connection, then open a pool of up to ``size`` connections.
+    Runs in a thread."""
     with _connect(url) as conn:
         version = check_version(conn)
     pool = ConnectionPool(
         url,
         min_size=1,
-        max_size=POOL_SIZE,
+        max_size=size,
         kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
         open=False,
         name="wirelab",
@@ -193,19 +192,25 @@ class PostgresDatabase(Store):
 
     def __init__(self, pool: ConnectionPool, url: str, version: int) -> None:
         self._pool: ConnectionPool | None = pool
-        self._executor = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="wirelab-pg")
+        # One thread per connection the pool may open (``max_size``).
+        self._executor = ThreadPoolExecutor(
+            max_workers=pool.max_size, thread_name_prefix="wirelab-pg"
+        )
         self._url = display_url(url)
         super().__init__(version)
 
     @classmethod
-    async def open(cls, url: str) -> PostgresDatabase:
-        """Connect to ``url`` (a ``postgresql://`` conninfo URL), whose schema must be current.
+    async def open(cls, url: str, pool_size: int = POOL_SIZE) -> PostgresDatabase:
+        """Connect to ``url`` (a ``postgresql://`` conninfo URL), whose schema must be current,
+        with up to ``pool_size`` connections (:class:`~wirelab.UsageError` unless 1 to
+        :data:`MAX_POOL_SIZE`).
 
         Raises :class:`~wirelab.db.SchemaVersionError` for an older schema (run
         ``wirelab db upgrade``) or a newer one, :class:`~wirelab.db.DatabaseError` when
         the server cannot be reached.
         """
-        pool, version = await _blocking("open", _open_pool, url)
+        check_pool_size(pool_size)
+        pool, version = await _blocking("open", functools.partial(_open_pool, size=pool_size), url)
         return cls(pool, url, version)
 
     @property

@@ -116,7 +116,7 @@ def _full_lifespan(
         app.state.loop = asyncio.get_running_loop()
         async with (
             _stream_executor(config, runtime),
-            await connect(config.metadata_url) as db,
+            await connect(config.metadata_url, pool_size=config.database_pool_size) as db,
             coordinator_for(config.coordination_url) as coord,
         ):
             db.users.cache_tokens(config.token_cache_seconds)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .._exceptions import UsageError
 from .._paths import default_data_dir
+from ..db._pool_size import POOL_SIZE, check_pool_size
 from ..jobs import DEFAULT_QUEUE, check_jobs_url
 from ..media import MediaSettings
 from ..relay import RelayLimits
@@ -87,10 +88,12 @@ class ServerConfig:
     in ``storage_url`` (``WIRELAB_STORAGE_URL``: a folder, default ``data_dir``, or
     ``s3://bucket/prefix``; see :func:`wirelab.storage.open_blob_store`) under ``relay``;
     its limits are ``relay_limits`` (see :class:`RelayLimits` for
-    their ``WIRELAB_RELAY_*`` names). The media service's settings are ``media`` (see
-    :class:`MediaSettings` for their ``WIRELAB_MEDIA_*`` names); its results live in
-    ``data_dir/media``. ``connection_limits`` bound every HTTP connection
-    (:class:`ConnectionLimits`).
+    their ``WIRELAB_RELAY_*`` names). ``database_pool_size``
+    (``WIRELAB_DATABASE_POOL_SIZE``, 1 to 1000, default 8): the most connections (and
+    threads) each process opens to a PostgreSQL ``database_url``. The media service's
+    settings are ``media`` (see :class:`MediaSettings` for their ``WIRELAB_MEDIA_*``
+    names); its results live in ``data_dir/media``. ``connection_limits`` bound every
+    HTTP connection (:class:`ConnectionLimits`).
 
     With ``tls_certfile`` and ``tls_keyfile`` (PEM; both or neither, else
     :class:`~wirelab.UsageError`) every capability is served over HTTPS only. With
@@ -133,6 +136,7 @@ class ServerConfig:
     worker_threads: int = 0
     graceful_timeout: int = 5
     database_url: str | None = None
+    database_pool_size: int = POOL_SIZE
     storage_url: str | None = None
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
@@ -156,6 +160,7 @@ class ServerConfig:
                 f"the token cache lifetime must be 0 to {AUTH_CACHE_MAX:g} seconds,"
                 f" not {self.auth_cache_seconds:g}"
             )
+        check_pool_size(self.database_pool_size)
         if self.only is not None and self.only not in ONLY_CHOICES:
             raise UsageError(f"only: {self.only!r} cannot be served alone; choose 'stream'")
         if self.jobs_url is not None:

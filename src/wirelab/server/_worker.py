@@ -74,7 +74,7 @@ def run_worker(config: ServerConfig) -> None:
 
     async def setup() -> tuple[CeleryWorker[Any], Callable[[], Any]]:
         folder, fd = claim_work_folder(config.data_dir / WORK_FOLDERS)
-        db = await connect(config.metadata_url)
+        db = await connect(config.metadata_url, pool_size=config.database_pool_size)
         service = MediaService(
             db, media_blob_store(config), config.media, folder, runner=lambda _: sender
         )
