@@ -237,6 +237,14 @@ def _tls_options(func: F) -> F:
 @_cli_worker.database_url_option
 @_cli_worker.database_pool_size_option
 @click.option(
+    "--auth-cache-seconds",
+    type=click.FloatRange(0, 300),  # ServerConfig's AUTH_CACHE_MAX
+    envvar="WIRELAB_AUTH_CACHE_SECONDS",
+    show_envvar=True,
+    help="Remember a verified API token this long per server process; also the longest a "
+    "user removed by another process keeps working.  [default: 1 on PostgreSQL, 0 on SQLite]",
+)
+@click.option(
     "--coordination-url",
     envvar="WIRELAB_COORDINATION_URL",
     show_envvar=True,
@@ -299,6 +307,7 @@ def serve(
     stream_limit_duration: float,
     worker_threads: int,
     database_url: str | None,
+    auth_cache_seconds: float | None,
     database_pool_size: int,
     coordination_url: str | None,
     workers: int,
@@ -382,6 +391,7 @@ def serve(
         jobs_url=jobs_url or None,
         jobs_queue=jobs_queue,
         coordination_url=coordination_url or None,
+        auth_cache_seconds=auth_cache_seconds,
         only=only,
     )
     if only is None:  # a stream-only server keeps nothing in the data folder

@@ -173,6 +173,16 @@ class UserRepository(Protocol):
         """Return user ``name``, or ``None`` if there is none."""
         ...
 
+    def cache_tokens(self, seconds: float) -> None:
+        """Let :meth:`get_user_by_token` remember a token that matched for ``seconds``
+        (0, the default: look every token up).
+
+        A user removed, or a token rotated, through this repository is forgotten at once;
+        through another process (``wirelab users``, another server process) it keeps
+        working here for at most ``seconds``. Negative is a ``ValueError``.
+        """
+        ...
+
     async def list_users(self) -> list[User]:
         """Return every user, sorted by name."""
         ...

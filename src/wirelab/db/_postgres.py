@@ -96,6 +96,11 @@ class _PgConn:
         return cursor
 
 
+@functools.lru_cache(maxsize=8)
+def _lock_sql(count: int) -> str:
+    return "SELECT " + ", ".join(["pg_advisory_xact_lock(hashtextextended(?, 0))"] * count)
+
+
 class PostgresDialect(Dialect):
     """PostgreSQL: concurrent writers, so explicit locks (see :class:`Dialect`)."""
 
@@ -104,9 +109,12 @@ class PostgresDialect(Dialect):
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def lock(self, conn: Conn, *names: str) -> None:
-        """Transaction-scoped advisory locks on the 64-bit hashes of ``names``."""
-        for name in sorted(set(names)):
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
+        """Transaction-scoped advisory locks on the 64-bit hashes of ``names``, taken in
+        sorted order (so that two transactions cannot wait for each other) in one round
+        trip: a select list is evaluated left to right, one lock after the other."""
+        ordered = sorted(set(names))
+        if ordered:
+            conn.execute(_lock_sql(len(ordered)), ordered)
 
     def is_unique_violation(self, exc: BaseException, table: str, column: str) -> bool:
         """PostgreSQL names a column's ``UNIQUE`` constraint ``<table>_<column>_key``."""

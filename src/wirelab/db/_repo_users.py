@@ -6,6 +6,8 @@ only their hashes are stored, and removing a user purges what was addressed to i
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -22,6 +24,7 @@ from ._repo_media import orphan_media_jobs, owner_lock
 from ._repo_purge import purge_user
 from ._repo_reserve import queue_lock
 from ._sql import Backend, Conn
+from ._token_cache import TokenCache
 
 __all__ = ["Users"]
 
@@ -49,6 +52,21 @@ class Users:
 
     def __init__(self, db: Backend) -> None:
         self._db = db
+        self._tokens: TokenCache | None = None
+        self._lookups: dict[str, asyncio.Future[User | None]] = {}
+
+    def cache_tokens(self, seconds: float) -> None:
+        """See :meth:`wirelab.db.UserRepository.cache_tokens`."""
+        if seconds < 0:
+            raise ValueError(f"the token cache's lifetime must be >= 0, not {seconds}")
+        self._tokens = TokenCache(seconds) if seconds > 0 else None
+
+    def _forget(self, name: str) -> None:
+        if self._tokens is not None:
+            self._tokens.forget_user(name)
+            # A request arriving from now on must not join a lookup that began before
+            # the change (it could answer with the old user).
+            self._lookups.clear()
 
     async def add_user(self, name: str) -> tuple[User, str]:
         """See :meth:`wirelab.db.UserRepository.add_user`."""
@@ -77,7 +95,33 @@ class Users:
             return None
         # Authenticating a request needs no order with writes in flight: read beside the
         # writer (one per request, so it must not wait for commits or split their groups).
-        return await self._select_one("token_hash", hash_token(token), concurrent=True)
+        token_hash = hash_token(token)
+        cache = self._tokens
+        if cache is None:
+            return await self._select_one("token_hash", token_hash, concurrent=True)
+        if (user := cache.get(token_hash)) is not None:
+            return user
+        # Requests that miss together (a busy client when the entry expires) share one
+        # lookup, in a task of its own so that a cancelled request does not end it.
+        lookup = self._lookups.get(token_hash)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._remember(cache, token_hash))
+            self._lookups[token_hash] = lookup
+            lookup.add_done_callback(functools.partial(self._looked_up, token_hash))
+        return await asyncio.shield(lookup)
+
+    def _looked_up(self, token_hash: str, lookup: asyncio.Future[User | None]) -> None:
+        if self._lookups.get(token_hash) is lookup:
+            del self._lookups[token_hash]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: its awaiters (if any) raise it themselves
+
+    async def _remember(self, cache: TokenCache, token_hash: str) -> User | None:
+        generation = cache.generation
+        user = await self._select_one("token_hash", token_hash, concurrent=True)
+        if user is not None:
+            cache.put(token_hash, user, generation)
+        return user
 
     async def get_user(self, name: str) -> User | None:
         """See :meth:`wirelab.db.UserRepository.get_user`."""
@@ -127,7 +171,10 @@ class Users:
             purge_user(conn, name, time.time())
             orphan_media_jobs(conn, name, time.time())
 
-        await self._db.write(delete)
+        try:
+            await self._db.write(delete)
+        finally:  # also when the outcome is unknown (the commit may have happened)
+            self._forget(name)
 
     async def rotate_token(self, name: str) -> str:
         """See :meth:`wirelab.db.UserRepository.rotate_token`."""
@@ -142,7 +189,10 @@ class Users:
             if cursor.rowcount == 0:
                 raise UserNotFoundError(f"no user named {name!r}")
 
-        await self._db.write(update)
+        try:
+            await self._db.write(update)
+        finally:
+            self._forget(name)
         return token
 
     async def set_quota(
@@ -173,4 +223,7 @@ class Users:
                 raise UserNotFoundError(f"no user named {name!r}")
             return row
 
-        return _user(await self._db.write(update))
+        try:
+            return _user(await self._db.write(update))
+        finally:
+            self._forget(name)

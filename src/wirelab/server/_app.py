@@ -119,6 +119,7 @@ def _full_lifespan(
             await connect(config.metadata_url, pool_size=config.database_pool_size) as db,
             coordinator_for(config.coordination_url) as coord,
         ):
+            db.users.cache_tokens(config.token_cache_seconds)
             limits = config.relay_limits
             blobs = open_blob_store(
                 config.storage_url, "relay", config.data_dir, reserve_bytes=limits.disk_reserve

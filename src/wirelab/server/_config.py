@@ -15,11 +15,25 @@ from ..relay import RelayLimits
 from ..storage import check_storage_url
 from ..stream import StreamLimits
 
-__all__ = ["LOG_LEVELS", "ONLY_CHOICES", "ConnectionLimits", "ServerConfig", "default_data_dir"]
+__all__ = [
+    "AUTH_CACHE_DEFAULT",
+    "AUTH_CACHE_MAX",
+    "LOG_LEVELS",
+    "ONLY_CHOICES",
+    "ConnectionLimits",
+    "ServerConfig",
+    "default_data_dir",
+]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 #: Capabilities a server can serve alone (``ServerConfig.only``, ``serve --only``).
 ONLY_CHOICES = ("stream",)
+
+AUTH_CACHE_DEFAULT = 1.0
+"""Seconds a verified token is remembered on PostgreSQL unless configured otherwise."""
+
+AUTH_CACHE_MAX = 300.0
+"""The longest token cache lifetime accepted (the bound on a removed user's access)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,14 @@ class ServerConfig:
     ``docs/deploy.md``): unset for one process, ``redis://HOST:PORT/DB[?prefix=P]`` for
     several (``wirelab serve --workers N``, or several hosts).
 
+    ``auth_cache_seconds`` (``WIRELAB_AUTH_CACHE_SECONDS``): how long a server process
+    remembers an API token that matched a user, so that a busy client's requests skip the
+    token lookup; it is also the longest a user removed (or a token rotated) by another
+    process keeps working in this one. ``None`` (the default): :data:`AUTH_CACHE_DEFAULT`
+    seconds on PostgreSQL, where a lookup is a network round trip, 0 (every request
+    looked up) on SQLite, where it is an in-process read. See
+    :meth:`wirelab.db.UserRepository.cache_tokens`.
+
     ``cors_origins`` (``WIRELAB_CORS_ORIGINS``) lets pages of those origins (or ``*``)
     call the API from a browser; empty (the default): no CORS headers at all.
 
@@ -127,9 +149,17 @@ class ServerConfig:
     jobs_queue: str = DEFAULT_QUEUE
     jobs_lease: float = 30.0
     coordination_url: str | None = None
+    auth_cache_seconds: float | None = None
     only: str | None = None
 
     def __post_init__(self) -> None:
+        if self.auth_cache_seconds is not None and not (
+            0 <= self.auth_cache_seconds <= AUTH_CACHE_MAX
+        ):
+            raise UsageError(
+                f"the token cache lifetime must be 0 to {AUTH_CACHE_MAX:g} seconds,"
+                f" not {self.auth_cache_seconds:g}"
+            )
         check_pool_size(self.database_pool_size)
         if self.only is not None and self.only not in ONLY_CHOICES:
             raise UsageError(f"only: {self.only!r} cannot be served alone; choose 'stream'")
@@ -161,3 +191,13 @@ class ServerConfig:
         from ..db import sqlite_url
 
         return self.database_url or sqlite_url(self.data_dir / "wirelab.db")
+
+    @property
+    def token_cache_seconds(self) -> float:
+        """``auth_cache_seconds``, its default resolved for the metadata store."""
+        if self.auth_cache_seconds is not None:
+            return self.auth_cache_seconds
+        from ..db._api import split_url
+
+        scheme, _ = split_url(self.metadata_url)
+        return 0.0 if scheme == "sqlite" else AUTH_CACHE_DEFAULT
