@@ -268,7 +268,7 @@ class TestConcurrency:
             # its user.
             for name, user in zip(tokens, found[:100], strict=True):
                 if name in rotated:
-                    assert user is None or user.name == name
+                    assert user is None or (isinstance(user, User) and user.name == name)
                 else:
                     assert isinstance(user, User) and user.name == name
             for name in rotated:
