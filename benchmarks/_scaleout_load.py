@@ -20,6 +20,7 @@ import httpx
 from _conc_client import MAX_SOCKETS_PER_WORKER, Plan
 from _conc_report import summarise
 from _util import HOST, MB, Server
+from celery_jobs import finish
 from concurrency import _drive
 from small_files import concurrent
 
@@ -74,18 +75,6 @@ def receive(url: str, token: str, receivers: int, bodies: list[bytes]) -> Rate:
 # media jobs
 
 
-def _finish(client: httpx.Client, ids: list[str]) -> None:
-    pending = set(ids)
-    while pending:
-        for job_id in list(pending):
-            state = client.get(f"/v1/media/jobs/{job_id}").json()["state"]
-            if state == "succeeded":
-                pending.discard(job_id)
-            elif state in ("failed", "canceled"):
-                raise SystemExit(f"media job {job_id} {state}")
-        time.sleep(0.05)
-
-
 def media_batch(url: str, token: str, source: str, jobs: int, clip: float, offset: float) -> Rate:
     """``jobs`` distinct ``exact`` clips of ``clip`` s submitted at once, until all
     succeeded: jobs per second (``mb_per_s``: the results' MB/s). ``offset`` (< 1) makes
@@ -102,7 +91,7 @@ def media_batch(url: str, token: str, source: str, jobs: int, clip: float, offse
             if resp.status_code >= 300:
                 raise SystemExit(f"media job refused: {resp.status_code} {resp.text}")
             ids.append(resp.json()["id"])
-        _finish(client, ids)
+        finish(client, ids)
         wall = time.perf_counter() - t0
         docs = [client.get(f"/v1/media/jobs/{i}").json() for i in ids]
         size = sum((doc.get("result") or {}).get("size") or 0 for doc in docs)

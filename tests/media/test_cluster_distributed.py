@@ -7,7 +7,6 @@ resumes through it."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import os
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from _tus_http import StalledBody, create_upload, download, offset_of, patch
 from wirelab.db import connect
 from wirelab.media.testing import MediaServer
 
@@ -28,8 +28,6 @@ from .conftest import wait_job
 
 pytestmark = pytest.mark.slow
 
-TUS = {"Tus-Resumable": "1.0.0"}
-PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
 MiB = 1024 * 1024
 LOCK_TTL = 2.0
 """``--relay-lock-ttl``: a dead server's upload leases free up this long after it died."""
@@ -103,68 +101,6 @@ def cluster(
             worker.stop()
 
 
-def _create_upload(c: Cluster, server: Any, size: int) -> str:
-    fields = {"to": b"bob", "filename": b"big.bin"}
-    meta = ",".join(f"{k} {base64.b64encode(v).decode()}" for k, v in fields.items())
-    r = httpx.post(
-        f"{server.url}/v1/relay/uploads",
-        headers={**TUS, **c.auth("alice"), "Upload-Length": str(size), "Upload-Metadata": meta},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.headers["Location"])
-
-
-def _patch(c: Cluster, server: Any, location: str, offset: int, body: Any, **headers: str) -> Any:
-    return httpx.patch(
-        server.url + location,
-        headers={**PATCH, **c.auth("alice"), "Upload-Offset": str(offset), **headers},
-        content=body,
-        timeout=60,
-    )
-
-
-def _offset(c: Cluster, server: Any, location: str) -> int:
-    r = httpx.head(server.url + location, headers={**TUS, **c.auth("alice")})
-    assert r.status_code == 200, r.text
-    return int(r.headers["Upload-Offset"])
-
-
-class StalledBody:
-    """A request body that sends ``head``, then waits for :meth:`go` before ``tail``;
-    :attr:`sent` is set once ``head`` is handed to the connection."""
-
-    def __init__(self, head: bytes, tail: bytes) -> None:
-        self.head, self.tail = head, tail
-        self.sent, self.resume = threading.Event(), threading.Event()
-        self.response: httpx.Response | None = None
-        self.error: Exception | None = None
-
-    def chunks(self) -> Iterator[bytes]:
-        for i in range(0, len(self.head), 256 * 1024):
-            yield self.head[i : i + 256 * 1024]
-        self.sent.set()
-        assert self.resume.wait(60)
-        yield self.tail
-
-    def run(self, send: Callable[[Iterator[bytes]], httpx.Response]) -> threading.Thread:
-        def target() -> None:
-            try:
-                self.response = send(self.chunks())
-            except httpx.HTTPError as exc:
-                self.error = exc
-
-        thread = threading.Thread(target=target)
-        thread.start()
-        assert self.sent.wait(60), "the head of the body was not sent"
-        return thread
-
-
-def _downloaded(c: Cluster, server: Any, url: str) -> bytes:
-    r = httpx.get(server.url + url, headers=c.auth("bob"), timeout=60)
-    assert r.status_code == 200, r.text
-    return r.content
-
-
 def _long_poll_wakes_across_servers(c: Cluster) -> None:
     """A long poll waiting in B returns the file sent through A (well before its wait)."""
     result: dict[str, Any] = {}
@@ -193,7 +129,7 @@ def _long_poll_wakes_across_servers(c: Cluster) -> None:
     assert result["response"].status_code == 200, result["response"].text
     assert result["response"].json()["id"] == sent.json()["id"]
     assert result["at"] - sent_at < 15  # woken (pub/sub), not the 30 s wait running out
-    assert _downloaded(c, c.b, f"/v1/relay/files/{sent.json()['id']}") == body
+    assert download(c, c.b, f"/v1/relay/files/{sent.json()['id']}") == body
 
 
 def _media_job_runs_on_a_worker(c: Cluster, source: MediaServer) -> None:
@@ -221,38 +157,40 @@ def _concurrent_appends_never_mix(c: Cluster) -> None:
     """Two appends to one upload at once, through A and B: B's waits for A's lease and
     gets 423; the upload holds A's bytes exactly."""
     data = os.urandom(3 * MiB)
-    location = _create_upload(c, c.a, len(data))
+    location = create_upload(c, c.a, len(data))
     digest = {"Wirelab-Sha256": hashlib.sha256(data).hexdigest()}
     first = StalledBody(data[: 2 * MiB], data[2 * MiB :])
-    thread = first.run(lambda body: _patch(c, c.a, location, 0, body, **digest))
-    second = _patch(c, c.b, location, 0, os.urandom(len(data)))
+    thread = first.run(lambda body: patch(c, c.a, location, 0, body, **digest))
+    first.wait_sent()
+    second = patch(c, c.b, location, 0, os.urandom(len(data)))
     assert second.status_code == 423, second.text
-    first.resume.set()
+    first.go()
     thread.join(60)
     assert first.response is not None and first.response.status_code == 204, first.error
-    stored = _downloaded(c, c.b, first.response.headers["Wirelab-File-Url"])
+    stored = download(c, c.b, first.response.headers["Wirelab-File-Url"])
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
 def _sigkill_mid_upload_and_resume_through_b(c: Cluster) -> None:
     data = os.urandom(14 * MiB)
-    location = _create_upload(c, c.a, len(data))
-    assert _patch(c, c.a, location, 0, data[: 6 * MiB]).status_code == 204
+    location = create_upload(c, c.a, len(data))
+    assert patch(c, c.a, location, 0, data[: 6 * MiB]).status_code == 204
     stalled = StalledBody(data[6 * MiB : 12 * MiB], data[12 * MiB :])
-    thread = stalled.run(lambda body: _patch(c, c.a, location, 6 * MiB, body))
+    thread = stalled.run(lambda body: patch(c, c.a, location, 6 * MiB, body))
+    stalled.wait_sent()
     c.a.kill()  # mid-PATCH, holding the upload's lease
-    stalled.resume.set()
+    stalled.go()
     thread.join(60)
     assert stalled.response is None and stalled.error is not None
 
     assert httpx.get(f"{c.b.url}/healthz").status_code == 200  # B kept serving
-    offset = _offset(c, c.b, location)
+    offset = offset_of(c, c.b, location)
     assert 6 * MiB <= offset < 12 * MiB
     digest = hashlib.sha256(data).hexdigest()
     # B waits for the dead server's lease to run out (LOCK_TTL), then takes the upload.
-    r = _patch(c, c.b, location, offset, data[offset:], **{"Wirelab-Sha256": digest})
+    r = patch(c, c.b, location, offset, data[offset:], **{"Wirelab-Sha256": digest})
     assert r.status_code == 204, r.text
-    stored = _downloaded(c, c.b, r.headers["Wirelab-File-Url"])
+    stored = download(c, c.b, r.headers["Wirelab-File-Url"])
     assert len(stored) == len(data) and hashlib.sha256(stored).hexdigest() == digest
 
 

@@ -7,7 +7,6 @@ deleted afterwards), one SQLite database and one blob folder shared by both.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import os
 import re
@@ -22,14 +21,19 @@ import httpx
 import pytest
 import redis
 
+from _tus_http import (
+    StalledBody,
+    create_upload,
+    download,
+    offset_of,
+    patch,
+)
 from wirelab.db import connect, sqlite_url
 
 from ._serve_process import ServeProcess, add_users
 
 pytestmark = pytest.mark.slow
 
-TUS = {"Tus-Resumable": "1.0.0"}
-PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
 LOCK_TTL = "2"
 MiB = 1024 * 1024
 
@@ -86,77 +90,6 @@ def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[Clust
         client.close()
 
 
-def _meta(**fields: str) -> str:
-    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in fields.items())
-
-
-def create_upload(c: Cluster, server: ServeProcess, data: bytes) -> str:
-    r = httpx.post(
-        f"{server.url}/v1/relay/uploads",
-        headers={
-            **TUS,
-            **c.auth("alice"),
-            "Upload-Length": str(len(data)),
-            "Upload-Metadata": _meta(to="bob", filename="big.bin"),
-        },
-    )
-    assert r.status_code == 201, r.text
-    return r.headers["Location"]
-
-
-def offset_of(c: Cluster, server: ServeProcess, location: str) -> int:
-    r = httpx.head(server.url + location, headers={**TUS, **c.auth("alice")})
-    assert r.status_code == 200
-    return int(r.headers["Upload-Offset"])
-
-
-def patch(
-    c: Cluster, server: ServeProcess, location: str, offset: int, body: Any, **headers: str
-) -> httpx.Response:
-    return httpx.patch(
-        server.url + location,
-        headers={**PATCH, **c.auth("alice"), "Upload-Offset": str(offset), **headers},
-        content=body,
-        timeout=60,
-    )
-
-
-def download(c: Cluster, server: ServeProcess, file_url: str) -> bytes:
-    r = httpx.get(server.url + file_url, headers=c.auth("bob"), timeout=60)
-    assert r.status_code == 200
-    return r.content
-
-
-class StalledBody:
-    """A request body that sends ``head`` then waits for :meth:`go` before ``tail``."""
-
-    def __init__(self, head: bytes, tail: bytes) -> None:
-        self.head, self.tail = head, tail
-        self.resume = threading.Event()
-        self.response: httpx.Response | None = None
-        self.error: Exception | None = None
-
-    def chunks(self) -> Iterator[bytes]:
-        for i in range(0, len(self.head), 256 * 1024):
-            yield self.head[i : i + 256 * 1024]
-        assert self.resume.wait(60)
-        yield self.tail
-
-    def go(self) -> None:
-        self.resume.set()
-
-    def run(self, send: Callable[[Iterator[bytes]], httpx.Response]) -> threading.Thread:
-        def target() -> None:
-            try:
-                self.response = send(self.chunks())
-            except httpx.HTTPError as exc:
-                self.error = exc
-
-        thread = threading.Thread(target=target)
-        thread.start()
-        return thread
-
-
 def partial_size(c: Cluster, location: str) -> int:
     """Bytes on disk of an upload in progress (durable or not)."""
     path = c.data_dir / "relay" / "uploads" / f"{location.rsplit('/', 1)[1]}.data"
@@ -166,7 +99,7 @@ def partial_size(c: Cluster, location: str) -> int:
 def test_a_tus_upload_started_on_one_process_resumes_on_the_other(cluster: Cluster) -> None:
     a, b = cluster.start(), cluster.start()
     data = os.urandom(3 * MiB + 123)
-    location = create_upload(cluster, a, data)
+    location = create_upload(cluster, a, len(data))
     r = patch(cluster, a, location, 0, data[: 2 * MiB])
     assert r.status_code == 204, r.text
     assert offset_of(cluster, b, location) == 2 * MiB
@@ -236,7 +169,7 @@ def test_sigkill_mid_upload_and_the_upload_resumes_through_the_other_process(
 ) -> None:
     a, b = cluster.start(), cluster.start()
     data = os.urandom(6 * MiB)
-    location = create_upload(cluster, a, data)
+    location = create_upload(cluster, a, len(data))
     assert patch(cluster, a, location, 0, data[:MiB]).status_code == 204
     # A second PATCH on a stalls after 3 MiB more (written, not all made durable)...
     stalled = StalledBody(data[MiB : 4 * MiB], data[4 * MiB :])
@@ -264,7 +197,7 @@ def test_starting_a_process_leaves_the_uploads_in_flight_elsewhere_intact(
 ) -> None:
     a = cluster.start()
     data = os.urandom(4 * MiB)
-    location = create_upload(cluster, a, data)
+    location = create_upload(cluster, a, len(data))
     digest = {"Wirelab-Sha256": hashlib.sha256(data).hexdigest()}
     upload = StalledBody(data[: 3 * MiB], data[3 * MiB :])
     upload_thread = upload.run(lambda body: patch(cluster, a, location, 0, body, **digest))
@@ -299,7 +232,7 @@ def test_starting_a_process_leaves_the_uploads_in_flight_elsewhere_intact(
 def test_one_writer_per_upload_across_processes(cluster: Cluster) -> None:
     a, b = cluster.start(), cluster.start()
     data = os.urandom(3 * MiB)
-    location = create_upload(cluster, a, data)
+    location = create_upload(cluster, a, len(data))
     digest = {"Wirelab-Sha256": hashlib.sha256(data).hexdigest()}
     writer = StalledBody(data[: 2 * MiB], data[2 * MiB :])
     thread = writer.run(lambda body: patch(cluster, a, location, 0, body, **digest))
@@ -349,7 +282,7 @@ def test_the_sweep_removes_what_a_dead_process_was_sending(cluster: Cluster) -> 
 def test_an_upload_is_offered_live_once_across_processes(cluster: Cluster) -> None:
     a, b = cluster.start(), cluster.start()
     data = os.urandom(2 * MiB)
-    location = create_upload(cluster, a, data)
+    location = create_upload(cluster, a, len(data))
 
     def take_live(server: ServeProcess) -> httpx.Response:
         return httpx.post(

@@ -96,15 +96,22 @@ def _insert_file(conn: Conn, dialect: Dialect, file: RelayFile) -> None:
     conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
 
 
-def _insert_inline(
-    conn: Conn, dialect: Dialect, file: RelayFile, content: bytes, quota: QuotaDefaults
-) -> None:
-    """Check the quota and insert ``file`` with its bytes (inside the caller's commit)."""
+def _check_room(conn: Conn, dialect: Dialect, file: RelayFile, quota: QuotaDefaults) -> None:
+    """Under the recipient's lock: :class:`~wirelab.auth.UserNotFoundError` when there is
+    no such user, :class:`QuotaExceeded` unless ``file`` fits beside the files and held
+    reservations."""
     dialect.lock(conn, queue_lock(file.recipient))
     used = usage(conn, file.recipient, file.created_at, quota)
     if used is None:  # no such user (usage() read the users row under the lock)
         raise UserNotFoundError(f"no user named {file.recipient!r}")
     check(file.recipient, used, file.size, 1)
+
+
+def _insert_inline(
+    conn: Conn, dialect: Dialect, file: RelayFile, content: bytes, quota: QuotaDefaults
+) -> None:
+    """Check the quota and insert ``file`` with its bytes (inside the caller's commit)."""
+    _check_room(conn, dialect, file, quota)
     conn.execute(
         f"INSERT INTO relay_files ({_COLUMNS}, content)"  # noqa: S608
         f" VALUES ({_FILE_VALUES}, ?)",
@@ -198,10 +205,7 @@ class Relay:
                     "UPDATE relay_blob_journal SET reserved_files = 0 WHERE blob_key = ?",
                     (file.blob_key,),
                 )
-                self._dialect.lock(conn, queue_lock(file.recipient))
-                used = usage(conn, file.recipient, file.created_at, quota)
-                if used is not None:
-                    check(file.recipient, used, file.size, 1)
+                _check_room(conn, self._dialect, file, quota)
             _insert_file(conn, self._dialect, file)
 
         await self._db.write(insert)
