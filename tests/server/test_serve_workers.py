@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from _workers_ready import wait_for_two_workers
 from wirelab.server._lock import DataDirLock, DataDirLockedError
 
 _WIRELAB = (sys.executable, "-m", "wirelab", "serve", "--port", "0")
@@ -69,15 +69,9 @@ def test_two_workers_answer_on_one_port_from_two_pids_and_are_replaced(
         )
     try:
         deadline = time.monotonic() + 60
-        ready = None
-        while ready is None:
-            assert parent.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            ready = re.search(r"2 server processes \((\d+), (\d+)\) on port (\d+)", log.read_text())
-            time.sleep(0.05)
-        pids = {int(ready[1]), int(ready[2])}
+        pids, port = wait_for_two_workers(parent, log, 60)
         assert pids <= _children(parent.pid)  # (beside multiprocessing's resource tracker)
-        url = f"http://127.0.0.1:{ready[3]}"
+        url = f"http://127.0.0.1:{port}"
         seen: set[int] = set()
         while seen != pids:  # each new connection lands on one of the two sockets
             assert time.monotonic() < deadline, seen
@@ -95,7 +89,7 @@ def test_two_workers_answer_on_one_port_from_two_pids_and_are_replaced(
 
         # Another set of workers (another data folder) does not get a share of the port.
         intruder = subprocess.run(
-            [*_WIRELAB[:-1], ready[3], "--workers", "2", "--data-dir", str(tmp_path / "other")],
+            [*_WIRELAB[:-1], str(port), "--workers", "2", "--data-dir", str(tmp_path / "other")],
             env={**os.environ, "WIRELAB_COORDINATION_URL": coordination},
             capture_output=True,
             text=True,
@@ -103,7 +97,7 @@ def test_two_workers_answer_on_one_port_from_two_pids_and_are_replaced(
             check=False,
         )
         assert intruder.returncode == 2, intruder.stderr
-        assert f"cannot bind 127.0.0.1:{ready[3]}" in intruder.stderr
+        assert f"cannot bind 127.0.0.1:{port}" in intruder.stderr
 
         # An uncoordinated server on the same folder is refused, naming the coordination.
         alone = _run("--data-dir", str(data_dir))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from _workers_ready import wait_for_two_workers
 from wirelab import UsageError
 from wirelab.server import ServerConfig, create_app
 
@@ -81,13 +81,7 @@ def test_two_stream_only_workers_serve_streams_without_coordination(tmp_path: Pa
     held: list[socket.socket] = []
     try:
         deadline = time.monotonic() + 90
-        ready = None
-        while ready is None:
-            assert parent.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            ready = re.search(r"2 server processes \((\d+), (\d+)\) on port (\d+)", log.read_text())
-            time.sleep(0.05)
-        pids, port = {int(ready[1]), int(ready[2])}, int(ready[3])
+        pids, port = wait_for_two_workers(parent, log, 90)
         # The kernel spreads connections over both sockets: 24 streams all landing on one
         # process has a chance of 2**-23.
         held = _open_streams(port, 24)
