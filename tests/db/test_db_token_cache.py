@@ -137,9 +137,23 @@ async def test_a_lookup_begun_before_a_local_removal_is_not_joined_after_it(db_u
     async with await connect(db_url) as db:
         _, token = await db.users.add_user("alice")
         db.users.cache_tokens(300)
+        run = db.read_concurrent  # type: ignore[attr-defined]
+        read_done, answer = asyncio.Event(), asyncio.Event()
+
+        async def held(func: Any) -> Any:
+            result = await run(func)
+            if not read_done.is_set():  # the first lookup: it saw alice, answers late
+                read_done.set()
+                await answer.wait()
+            return result
+
+        db.read_concurrent = held  # type: ignore[attr-defined]
         early = asyncio.ensure_future(db.users.get_user_by_token(token))
-        await asyncio.sleep(0)  # its lookup is under way
+        await read_done.wait()
         await db.users.remove_user("alice")
-        assert await db.users.get_user_by_token(token) is None
-        await early  # whatever it saw, it is not remembered
-        assert await db.users.get_user_by_token(token) is None
+        later = asyncio.ensure_future(db.users.get_user_by_token(token))
+        await asyncio.sleep(0)  # `later` has either joined `early` or begun its own lookup
+        answer.set()
+        assert (await early) is not None  # it began before the removal: either side is fine
+        assert await later is None  # begun after it: never the old answer
+        assert await db.users.get_user_by_token(token) is None  # `early` was not remembered
