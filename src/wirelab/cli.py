@@ -394,7 +394,7 @@ def serve(
         auth_cache_seconds=auth_cache_seconds,
         only=only,
     )
-    if only is None:  # a stream-only server keeps nothing in the data folder
+    if not config.stream_only:  # a stream-only server keeps nothing in the data folder
         _check_data_dir(config.data_dir, as_json)
     status = run(config, workers)
     if status:

@@ -176,7 +176,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     relay = RelayRuntime()
     media = MediaRuntime()
     started = time.monotonic()
-    stream_only = config.only == "stream"
+    stream_only = config.stream_only
     lifespan = (
         _stream_lifespan(config, runtime)
         if stream_only

@@ -193,6 +193,12 @@ class ServerConfig:
         return self.database_url or sqlite_url(self.data_dir / "wirelab.db")
 
     @property
+    def stream_only(self) -> bool:
+        """Whether only the Stream service is served: nothing kept in ``data_dir``, no
+        state shared between processes (no data folder lock, no coordination)."""
+        return self.only == "stream"
+
+    @property
     def token_cache_seconds(self) -> float:
         """``auth_cache_seconds``, its default resolved for the metadata store."""
         if self.auth_cache_seconds is not None:

@@ -153,7 +153,7 @@ def run(config: ServerConfig, workers: int = 1) -> int:
     (``config.only == "stream"``) keeps nothing in the data folder and shares no state
     between its processes: it takes no lock and needs no coordination.
     """
-    if config.only == "stream":
+    if config.stream_only:
         return _run_processes(config, workers)
     coord = coordinator_for(config.coordination_url)
     if workers > 1 and not coord.distributed:
@@ -214,7 +214,7 @@ def _serve(
 def _serve_worker(sock: socket.socket, ready: Callable[[], None], config: ServerConfig) -> None:
     """One process of ``serve --workers N`` (see :mod:`._workers`)."""
     lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-    if config.only != "stream":  # a stream-only server keeps nothing in the folder
+    if not config.stream_only:  # a stream-only server keeps nothing in the folder
         lock = DataDirLock(config.data_dir, coordinator_for(config.coordination_url).description)
     with lock:
         if not _serve(config, sock, ready):
