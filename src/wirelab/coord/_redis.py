@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -184,7 +184,8 @@ class RedisCoordinator(Coordinator):
                 _log.warning("wake-up subscription lost (%s); reconnecting", exc)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    # cast: redis's stubs type aclose() in some releases and not in others
+                    await cast(Any, pubsub).aclose()
             await asyncio.sleep(pause)
             pause = min(pause * 2, _RECONNECT_MAX_S)
 
