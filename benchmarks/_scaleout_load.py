@@ -109,6 +109,8 @@ class StreamRun:
     streams: int
     p99_ms: float  # lateness of every file, from the client's request
     complete: bool  # every file of every stream arrived, no error
+    server_cpu_pct: float  # the server's process tree, % of one core over the run
+    client_cpu_pct: float  # all client worker processes together, % of one core
 
     def within(self, bound_ms: float) -> bool:
         return self.complete and self.p99_ms <= bound_ms
@@ -126,4 +128,6 @@ def streams(server: Server, n: int, duration: float, interval: float) -> StreamR
     run: dict[str, Any] = summarise(f"http://{HOST}:{server.port}", plan, measured, [], {})
     p99 = run["lateness_all_ms"]["p99"]
     complete = run["files_received"] == run["files_expected"] and not run["errors"]
-    return StreamRun(n, math.inf if p99 is None else p99, complete)
+    server_cpu = run["server_cpu_pct"] or 0.0
+    client_cpu = sum(run["client_cpu_pct"])
+    return StreamRun(n, math.inf if p99 is None else p99, complete, server_cpu, client_cpu)

@@ -214,9 +214,13 @@ def run_streams(a: argparse.Namespace, one: Server, two: Server) -> dict[str, An
     def probe(server: Server, processes: int, n: int) -> load.StreamRun:
         run = load.streams(server, n, a.stream_duration, 0.5)
         runs.append({"processes": processes, "streams": n, "p99_ms": run.p99_ms,
-                     "complete": run.complete})  # fmt: skip
+                     "complete": run.complete, "server_cpu_pct": run.server_cpu_pct,
+                     "client_cpu_pct": run.client_cpu_pct})  # fmt: skip
+        # CPU in % of one core: what the run asked of the machine's cores, which bounds
+        # what twice the streams can get (twice the server and twice the client work).
         log(f"  streams, {processes} process(es), {n}: p99 {run.p99_ms:.1f} ms"
-            f"{'' if run.complete else ', incomplete'}")  # fmt: skip
+            f"{'' if run.complete else ', incomplete'}; CPU server {run.server_cpu_pct:.0f}%"
+            f" + client {run.client_cpu_pct:.0f}% of a core")  # fmt: skip
         return run
 
     def within(n: int) -> bool:
