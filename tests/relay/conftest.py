@@ -43,8 +43,9 @@ class Relay:
 
 
 NEEDS_LIVE_READS = pytest.mark.live_reads
-"""For tests of live pass-through, which S3 storage does not offer: on a configuration
-with S3 storage they are skipped with that reason (:func:`live_reads_need_a_folder`)."""
+"""For tests of live pass-through, which S3 storage does not offer: their ``distributed``
+cases are not collected (tests/conftest.py), and with ``WIRELAB_TEST_STORAGE=s3`` they are
+skipped with that reason (:func:`live_reads_need_a_folder`)."""
 
 LIVE_READS_ON_S3 = (
     "live pass-through is not offered on S3 storage (docs/server.md): "
