@@ -31,6 +31,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from _util import set_env
+
 from wirelab.storage import S3BlobStore
 from wirelab.testing._s3server import aws_env, rclone_server
 
@@ -104,11 +106,7 @@ def main() -> None:
     modes = modes or {"as installed": None}
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, rclone_server(Path(tmp)) as server:
-        for name, value in aws_env(server, Path(tmp)).items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        set_env(aws_env(server, Path(tmp)))
         bucket = server.new_bucket()
         rows = {label: asyncio.run(measure(bucket, lean, args)) for label, lean in modes.items()}
     report = {"files": args.files, "size_KiB": args.size_kib, "load_start": load}
