@@ -464,6 +464,15 @@ def fmt_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
 
 
+def set_env(values: Mapping[str, str | None]) -> None:
+    """Set this process's environment variables (``None``: remove the variable)."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def loadavg() -> float:
     """The 1-minute load average: other work on the machine skews every figure."""
     with open("/proc/loadavg") as fh:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+from _util import set_env
 
 from wirelab.storage import BlobStore, LocalBlobStore, S3BlobStore
 from wirelab.testing._s3server import aws_env, moto_server
@@ -67,11 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     size = args.size_mib * 1024 * 1024
     with tempfile.TemporaryDirectory() as tmp, moto_server(Path(tmp)) as server:
-        for name, value in aws_env(server, Path(tmp)).items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        set_env(aws_env(server, Path(tmp)))
         bucket = server.new_bucket()
         local = asyncio.run(measure(lambda: LocalBlobStore(Path(tmp) / "local"), size, args.rounds))
         s3 = asyncio.run(measure(lambda: S3BlobStore(bucket, "bench/"), size, args.rounds))

@@ -41,7 +41,8 @@ setting."""
 
 def stored_files(config: Any, under: str) -> list[str]:
     """What a server configured by ``config`` (a ``ServerConfig``) stores under ``under``
-    (``"relay/blobs"``, ``"media"``, ...), in its data folder or its S3 bucket alike: the
+    (``"relay/blobs"``, ``"media"``, ...), in its data folder or its S3 bucket alike (on S3
+    ``.../blobs`` lists both forms of committed blob, pointers and files): the
     keys of the objects (unfinished S3 multipart uploads counted, as ``multipart:KEY``) or
     the paths of the files (a folder's disk reserve and digest files left out)."""
     from wirelab.storage._s3client import make_client, parse_s3_url
@@ -49,11 +50,17 @@ def stored_files(config: Any, under: str) -> list[str]:
     if config.storage_url and config.storage_url.startswith("s3://"):
         location = parse_s3_url(config.storage_url)
         client = make_client()
-        prefix = f"{location.prefix}{under}"
-        listing = client.list_objects_v2(Bucket=location.bucket, Prefix=prefix)
-        found = [str(item["Key"]) for item in listing.get("Contents", [])]
-        uploads = client.list_multipart_uploads(Bucket=location.bucket, Prefix=prefix)
-        return found + [f"multipart:{u['Key']}" for u in uploads.get("Uploads", [])]
+        found: list[str] = []
+        # A committed blob on S3 is a pointer under blobs/ or, for a direct send, one
+        # object under files/ (wirelab.storage._s3state.Layout): "blobs" means both.
+        names = [under, under[: -len("blobs")] + "files"] if under.endswith("blobs") else [under]
+        for name in names:
+            prefix = f"{location.prefix}{name}"
+            listing = client.list_objects_v2(Bucket=location.bucket, Prefix=prefix)
+            found += [str(item["Key"]) for item in listing.get("Contents", [])]
+            uploads = client.list_multipart_uploads(Bucket=location.bucket, Prefix=prefix)
+            found += [f"multipart:{u['Key']}" for u in uploads.get("Uploads", [])]
+        return found
     root = config.data_dir / under
     return [
         str(p)

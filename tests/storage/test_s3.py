@@ -244,26 +244,27 @@ async def test_a_failed_direct_put_leaves_nothing_in_the_bucket(bucket: Bucket) 
 
 
 @pytest.mark.asyncio
-async def test_a_direct_put_costs_three_requests_and_refuses_an_existing_blob(
+async def test_a_direct_put_is_one_request_and_refuses_an_existing_blob(
     bucket: Bucket,
 ) -> None:
-    """Every S3 request is a botocore call (about a millisecond of CPU) and a round trip:
-    a small direct send writes the bytes, then the pointer exclusively (a HEAD, then a
-    conditional PUT), and nothing else; a second put of the key is refused and leaves
-    the first blob and no stray object."""
+    """Every S3 request is a round trip and CPU: a small direct send of a new key is one
+    PUT of its file and nothing else; a put that may reuse a key checks both forms of
+    blob first (a HEAD each), so a second put of the key is refused and leaves the first
+    blob and no stray object."""
     store = bucket.store()
     operations: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        operations.append(model.name)
-
-    store.bucket.client.meta.events.register("before-call.s3", record)
-    await store.put("k", pieces(b"first"), expected_sha256=sha(b"first"))
-    assert operations == ["PutObject", "HeadObject", "PutObject"]
+    store.bucket.watch(operations.append)
+    await store.put("k", pieces(b"first"), expected_sha256=sha(b"first"), new_key=True)
+    assert operations == ["PutObject"]
     keys = bucket.keys()
+    assert keys == ["p/files/k"]
+    operations.clear()
     with pytest.raises(BlobExistsError):
         await store.put("k", pieces(b"second"), expected_sha256=None)
-    assert bucket.keys() == keys
+    assert operations == ["HeadObject"]  # found as a file: the pointer is not looked for
+    await store.put("j", pieces(b"other"), expected_sha256=None)
+    assert operations == ["HeadObject", "HeadObject", "HeadObject", "PutObject"]
+    assert bucket.keys() == ["p/files/j", "p/files/k"]
     assert await read_all(store, "k") == b"first"
 
 

@@ -84,6 +84,6 @@ async def test_wrong_credentials_are_a_clear_error(
     assert isinstance(info.value, UsageError)
     assert "403" in str(info.value)  # a HEAD: the answer has no body
     assert "check the credentials (AWS_ACCESS_KEY_ID" in str(info.value)
-    with pytest.raises(StorageAccessError, match="reading a blob's record") as info:
-        await store.stat("k")
+    with pytest.raises(StorageAccessError, match="S3 refused reading a blob") as info:
+        await store.open("k")  # a GET: the answer names the error
     assert "SignatureDoesNotMatch" in str(info.value)

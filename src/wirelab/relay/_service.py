@@ -242,8 +242,13 @@ class RelayService:
             chunks = self.renewing(key, _limited(body, limit, quota), renewed=reserved)
             # One step, no resumable upload: durable and verified on return (the
             # journal entry of reserve() removes what a crash leaves of it).
+            # new_key: file ids are freshly generated (no request checks them: S3)
             info = await self.blobs.put(
-                key, chunks, expected_sha256=req.sha256, algorithm=req.digest_algorithm
+                key,
+                chunks,
+                expected_sha256=req.sha256,
+                algorithm=req.digest_algorithm,
+                new_key=True,
             )
             file = self._new_file(req, file_id, info.size, info.sha256 or req.sha256)
             await self.db.relay.insert_file(file, self.quota if chunked else None)

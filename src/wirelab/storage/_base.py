@@ -348,11 +348,15 @@ class BlobStore(abc.ABC):
         *,
         expected_sha256: str | None,
         algorithm: str = "sha256",
+        new_key: bool = False,
     ) -> BlobInfo:
         """Store *chunks* as the new blob *key* in one step (a direct send: never resumed).
 
         On return the blob is durable and its digest (in *algorithm*) verified
         (:class:`DigestMismatchError` otherwise, :class:`BlobExistsError` if *key* exists).
+        *new_key*: the caller promises that *key* was freshly generated and nothing holds
+        it, so a store may skip the check that costs it a request (an existing blob may
+        then be replaced or cause an error).
         On any failure the store keeps nothing that a later :meth:`delete` of *key* would
         not remove: a crash in between may leave a partial blob or upload named *key*, so
         the caller journals *key* first and deletes it at start-up. This default composes

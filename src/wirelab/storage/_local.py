@@ -502,10 +502,12 @@ class LocalBlobStore(BlobStore):
         *,
         expected_sha256: str | None,
         algorithm: str = "sha256",
+        new_key: bool = False,
     ) -> BlobInfo:
         """One-step store (:mod:`._direct`): the blob's own fdatasync, then one directory
         fsync shared with concurrent puts. No digest file: :meth:`stat` says ``None``
-        (the caller keeps the digest with its metadata)."""
+        (the caller keeps the digest with its metadata). *new_key* changes nothing here:
+        the exclusive create checks the key for free."""
         validate_name(key, "key")
         expected = expected_digest(expected_sha256, algorithm)
         blob = self._blob_path(key)

@@ -26,6 +26,9 @@ Key layout: see :class:`wirelab.storage._s3state.Layout`. How the operations map
   Leftovers of crashes (an unreferenced data object after a commit that failed between
   its two steps) are small and rare; a bucket lifecycle rule *AbortIncompleteMultipartUpload*
   is the recommended safety net.
+* A direct send (``put``) of at most a part is one object, ``files/<key>``, its digest
+  in its metadata (:mod:`._s3files`): one PUT, and one GET to read it, no pointer; a
+  longer one is a multipart upload of a data object plus a pointer, as a commit writes.
 * ``open`` streams one ranged GET in chunks; :meth:`S3BlobStore.presigned_url` hands out
   an expiring GET URL instead. ``open_upload`` is not offered: S3 cannot read the parts
   of an unfinished multipart upload (:class:`LiveReadUnsupportedError`).
@@ -70,7 +73,8 @@ from ._hashing import (
 from ._pipeline import Hasher
 from ._s3bucket import Bucket, PreconditionFailed
 from ._s3client import S3Reader, call, is_missing, make_client, parse_s3_url
-from ._s3direct import write_object
+from ._s3direct import chain, put_parts
+from ._s3files import file_digest, first_part, open_file, write_file
 from ._s3parts import PartWriter, copy_parts, read_staged, save_state
 from ._s3state import Layout, Pointer, UploadState
 
@@ -85,16 +89,25 @@ class S3BlobStore(BlobStore):
 
     *client* is a boto3 S3 client (default: one configured by boto's chain, see
     :func:`from_url`). ``part_size`` bounds the memory of one append (one part).
+    *lean*: single-object requests through the lean client (:mod:`._s3lean`) where the
+    configuration allows it; false: everything through botocore.
     """
 
     live_reads = False
 
     def __init__(
-        self, bucket: str, prefix: str = "", *, client: Any = None, part_size: int = 8 << 20
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client: Any = None,
+        part_size: int = 8 << 20,
+        lean: bool = True,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise UsageError(f"part_size must be at least {MIN_PART_SIZE} (S3's minimum)")
-        self.bucket = Bucket(client if client is not None else make_client(), bucket)
+        client = client if client is not None else make_client()
+        self.bucket = Bucket(client, bucket, lean=lean)
         self.layout = Layout(prefix)
         self.part_size = part_size
         self._locks: weakref.WeakValueDictionary[str, Lock] = weakref.WeakValueDictionary()
@@ -236,7 +249,7 @@ class S3BlobStore(BlobStore):
             actual = cached[2].hexdigest() if cached is not None and usable else None
             if actual is not None:
                 verify_digest(what, algorithm, expected, actual)
-            if await self.bucket.exists(self.layout.pointer(key), "checking a blob"):
+            if await self._exists(key):
                 raise BlobExistsError(f"blob {key!r} already exists")
             await self._complete(state)
             if actual is None:
@@ -312,32 +325,57 @@ class S3BlobStore(BlobStore):
         *,
         expected_sha256: str | None,
         algorithm: str = "sha256",
+        new_key: bool = False,
     ) -> BlobInfo:
-        """A direct send without upload state (:mod:`._s3direct`), then the pointer. A
-        crash in between leaves at most an unreferenced object or multipart upload.
+        """A direct send without upload state: at most a part is one object
+        (:mod:`._s3files`); more is a multipart upload (:mod:`._s3direct`), then the
+        pointer. A crash in between leaves at most an unreferenced object or upload.
 
-        An existing blob is found by the exclusive write of the pointer (the bytes just
-        written are then deleted): no check before, which would cost every send a round
-        trip (and a botocore call's CPU) for a case the relay never produces (its keys
-        are new)."""
+        With *new_key* (the caller generated *key* and nothing can hold it) no request
+        checks that the key is free; else a HEAD per form does, on top of the exclusive
+        write (which servers such as ``rclone serve s3`` do not honour)."""
         validate_name(key, "key")
         expected = expected_digest(expected_sha256, algorithm)
-        pointer_key = self.layout.pointer(key)
         async with self._lock(f"blob:{key}"):
+            if not new_key and await self._exists(key):
+                raise BlobExistsError(f"blob {key!r} already exists")
             hasher = bulk_hasher(algorithm)
-            data_key = self.layout.new_data(key)
-            size = await write_object(self.bucket, data_key, chunks, hasher, self.part_size)
-            actual = hasher.hexdigest()
-            try:
-                verify_digest("the body", algorithm, expected, actual)
-                pointer = Pointer(data_key, size, actual, algorithm).to_json()
-                await self.bucket.put(pointer_key, pointer, "committing", exclusive=True)
-            except BaseException as exc:
-                await self.bucket.delete(data_key, "removing a refused file")
-                if isinstance(exc, PreconditionFailed):
+            head, ended = await first_part(chunks, self.part_size)
+            if ended:
+                try:
+                    actual = await write_file(
+                        self.bucket,
+                        self.layout.file(key),
+                        bytes(head),
+                        hasher,
+                        algorithm,
+                        expected,
+                        check=False,
+                    )
+                except PreconditionFailed:
                     raise BlobExistsError(f"blob {key!r} already exists") from None
-                raise
-        return BlobInfo(key, size, actual, algorithm)
+                return BlobInfo(key, len(head), actual, algorithm)
+            rest = chain(head, chunks)
+            try:
+                return await put_parts(
+                    self.bucket,
+                    self.layout,
+                    key,
+                    rest,
+                    hasher,
+                    algorithm,
+                    expected,
+                    self.part_size,
+                )
+            except PreconditionFailed:
+                raise BlobExistsError(f"blob {key!r} already exists") from None
+
+    async def _exists(self, key: str) -> bool:
+        """Whether blob *key* exists in either form (two HEADs)."""
+        what = "checking a blob"
+        return await self.bucket.exists(self.layout.file(key), what) or await self.bucket.exists(
+            self.layout.pointer(key), what
+        )
 
     async def abort_upload(self, upload_id: str) -> None:
         validate_name(upload_id, "upload id")
@@ -356,16 +394,12 @@ class S3BlobStore(BlobStore):
                 await self.bucket.abort_multipart(state.data_key, multipart_id, what)
         state_key = self.layout.state(state.upload_id)
         if completed:  # the upload ceases to exist at once; leftovers are harmless
-            await call(
-                what, self.bucket.client.delete_object, Bucket=self.bucket.name, Key=state_key
-            )
+            await self.bucket.remove(state_key, what)
         for key in await self.bucket.keys(self.layout.upload_dir(state.upload_id), what):
             if key != state_key:
                 await self.bucket.delete(key, what)
         if not completed:
-            await call(
-                what, self.bucket.client.delete_object, Bucket=self.bucket.name, Key=state_key
-            )
+            await self.bucket.remove(state_key, what)
 
     async def list_uploads(self) -> list[UploadInfo]:
         infos = []
@@ -400,43 +434,39 @@ class S3BlobStore(BlobStore):
 
     async def open(self, key: str, start: int = 0, end: int | None = None) -> BlobReader:
         validate_name(key, "key")
+        reader = await open_file(self.bucket, self.layout.file(key), key, start, end)
+        if reader is not None:
+            return reader
         pointer = await self._pointer(key)
         first, stop = check_range(key, pointer.size, start, end)
-        body = None
+        got = None
         if stop > first:
-            try:
-                response = await call(
-                    "reading a blob",
-                    self.bucket.client.get_object,
-                    Bucket=self.bucket.name,
-                    Key=pointer.data_key,
-                    Range=f"bytes={first}-{stop - 1}",
-                )
-            except Exception as exc:
-                if is_missing(exc):  # deleted between the pointer and the GET
-                    raise BlobNotFoundError(f"no blob {key!r}") from None
-                raise
-            body = response["Body"]
+            got = await self.bucket.fetch(pointer.data_key, first, stop, "reading a blob")
+            if got is None:  # deleted between the pointer and the GET
+                raise BlobNotFoundError(f"no blob {key!r}")
+        body = None if got is None else got.body
         return S3Reader(body, key=key, size=pointer.size, start=first, end=stop)
 
     async def stat(self, key: str) -> BlobInfo:
         validate_name(key, "key")
+        found = await self.bucket.head(self.layout.file(key), "reading a blob")
+        if found is not None:
+            algorithm, digest = file_digest(key, found.meta)
+            return BlobInfo(key, found.size, digest, algorithm)
         pointer = await self._pointer(key)
         return BlobInfo(key, pointer.size, pointer.sha256, pointer.algorithm)
 
     async def delete(self, key: str) -> None:
+        """Remove the blob's file (a DELETE succeeds whether or not it exists), then,
+        if the blob has the older form, its pointer and data object."""
         validate_name(key, "key")
         async with self._lock(f"blob:{key}"):
+            await self.bucket.remove(self.layout.file(key), "deleting a blob")
             try:
                 pointer = await self._pointer(key)
             except BlobNotFoundError:
                 return
-            await call(
-                "deleting a blob",
-                self.bucket.client.delete_object,
-                Bucket=self.bucket.name,
-                Key=self.layout.pointer(key),
-            )
+            await self.bucket.remove(self.layout.pointer(key), "deleting a blob")
             await self.bucket.delete(pointer.data_key, "deleting a blob's bytes")
 
     async def presigned_url(
@@ -448,10 +478,12 @@ class S3BlobStore(BlobStore):
         media_type: str | None = None,
     ) -> str | None:
         """An expiring GET URL of the blob's bytes (signed locally: no request is sent
-        but the one reading the blob's record)."""
+        but a HEAD of the blob's file, and the read of its pointer if it has none)."""
         validate_name(key, "key")
-        pointer = await self._pointer(key)
-        params = {"Bucket": self.bucket.name, "Key": pointer.data_key}
+        data_key = self.layout.file(key)
+        if not await self.bucket.exists(data_key, "reading a blob"):
+            data_key = (await self._pointer(key)).data_key
+        params = {"Bucket": self.bucket.name, "Key": data_key}
         if disposition is not None:
             params["ResponseContentDisposition"] = disposition
         if media_type is not None:

@@ -73,10 +73,14 @@ def make_client(**overrides: Any) -> Any:
     # in the standard mode (exponential back-off on throttling and 5xx); SigV4 for
     # presigned URLs too (boto3 would sign them with the legacy SigV2, which current
     # regions and many S3-compatible servers refuse).
+    # No request checksums or response validation beyond what S3 requires: wirelab
+    # verifies every blob's digest itself, and botocore's CRC32 of each body costs CPU.
     config = Config(
         max_pool_connections=_POOL_SIZE,
         retries={"mode": "standard", "max_attempts": 4},
         signature_version="s3v4",
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     return boto3.session.Session().client("s3", config=config, **overrides)
 
@@ -96,7 +100,8 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def error_code(exc: BaseException) -> str | None:
-    """The S3 error code of a botocore ``ClientError``, else ``None``."""
+    """The S3 error code of a botocore ``ClientError`` (or the lean client's
+    :class:`._s3lean.LeanError`, shaped alike), else ``None``."""
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
         return None
@@ -110,6 +115,7 @@ def is_missing(exc: BaseException) -> bool:
 
 def _translate(exc: Exception, what: str) -> Exception | None:
     """The wirelab error for a botocore error (``None``: not one to translate)."""
+    import urllib3
     from botocore.exceptions import BotoCoreError, NoCredentialsError
 
     code = error_code(exc)
@@ -127,7 +133,8 @@ def _translate(exc: Exception, what: str) -> Exception | None:
             f"S3 refused {what}: no credentials (set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
         )
-    if isinstance(exc, BotoCoreError):  # endpoint unreachable, bad configuration
+    if isinstance(exc, BotoCoreError | urllib3.exceptions.HTTPError):
+        # endpoint unreachable, bad configuration (urllib3's: the lean client's requests)
         return StorageAccessError(f"S3 failed {what}: {exc}")
     return None
 
@@ -153,7 +160,8 @@ async def call(what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> 
 
 
 class S3Reader(BlobReader):
-    """A :class:`BlobReader` over one ranged GET, read in chunks in worker threads.
+    """A :class:`BlobReader` over one ranged GET, read in chunks in worker threads
+    (*body*: ``read(n)`` and ``close()``, botocore's or the lean client's).
 
     The GET is sent when the reader is opened, so it reads a snapshot even if the object
     is deleted meanwhile (as long as the server keeps serving a started response).

@@ -1,17 +1,54 @@
-"""``S3BlobStore.put``: a direct send, never resumed, so it keeps no upload state: one
-PUT when the body fits in a part, else a multipart upload aborted on any failure."""
+"""``S3BlobStore.put`` of more than a part: a direct send, never resumed, so it keeps no
+upload state: a multipart upload aborted on any failure, then the blob's pointer. (At
+most a part is one object: :mod:`._s3files`.)"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
 
+from ._base import BlobInfo
+from ._hashing import verify_digest
 from ._pipeline import Hasher
 from ._s3bucket import Bucket
 from ._s3client import call
 from ._s3parts import take
+from ._s3state import Layout, Pointer
 
-__all__ = ["write_object"]
+__all__ = ["chain", "put_parts", "write_object"]
+
+
+async def chain(head: bytearray, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """*head*, then the chunks of *rest*."""
+    yield bytes(head)
+    async for chunk in rest:
+        yield chunk
+
+
+async def put_parts(
+    bucket: Bucket,
+    layout: Layout,
+    key: str,
+    chunks: AsyncIterator[bytes],
+    hasher: Hasher,
+    algorithm: str,
+    expected: str | None,
+    part_size: int,
+) -> BlobInfo:
+    """Store *chunks* as blob *key*: a data object, verified, then its pointer written
+    exclusively (:class:`PreconditionFailed` if taken; the data object is removed on
+    any failure)."""
+    data_key = layout.new_data(key)
+    size = await write_object(bucket, data_key, chunks, hasher, part_size)
+    actual = hasher.hexdigest()
+    try:
+        verify_digest("the body", algorithm, expected, actual)
+        pointer = Pointer(data_key, size, actual, algorithm).to_json()
+        await bucket.put(layout.pointer(key), pointer, "committing", exclusive=True, check=False)
+    except BaseException:
+        await bucket.delete(data_key, "removing a refused file")
+        raise
+    return BlobInfo(key, size, actual, algorithm)
 
 
 async def write_object(

@@ -132,8 +132,10 @@ class Layout:
         uploads/<upload_id>/staged-<rand>  a staged tail (a new name at each change)
         data/<upload_id>-<rand>            blob bytes (the multipart upload's target)
         blobs/<key>                        the blob's pointer: data key, size, digest
+        files/<key>                        a blob in one object (a direct send of at
+                                           most a part): bytes, digest in its metadata
 
-    A blob exists iff its pointer does; writing the pointer is the commit point.
+    A blob exists iff its pointer or its file does; writing either is the commit point.
     """
 
     prefix: str
@@ -155,6 +157,9 @@ class Layout:
 
     def pointer(self, key: str) -> str:
         return f"{self.prefix}blobs/{key}"
+
+    def file(self, key: str) -> str:
+        return f"{self.prefix}files/{key}"
 
     def upload_id_of_state(self, object_key: str) -> str | None:
         """The upload id if *object_key* is a state object, else ``None``."""
