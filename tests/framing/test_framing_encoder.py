@@ -357,3 +357,23 @@ def test_unvalidated_start_refuses_what_json_refuses() -> None:
         StreamEncoder(validate=False).start(seed=1, count=1, params={"x": math.nan})
     with pytest.raises(UsageError, match="exceeds the limit"):
         StreamEncoder(validate=False).start(seed=1, count=1, params={"x": "a" * 70_000})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (1, 1.0, True),  # equal and of equal hash, but written 1, 1.0 and true
+        (0, 0.0, -0.0, False),  # 0.0 == -0.0, written apart
+        ((1,), (1.0,), (True,)),  # equal tuples of differently written items
+    ],
+)
+def test_unvalidated_start_keeps_equal_members_of_other_types_apart(
+    values: tuple[Any, ...],
+) -> None:
+    """The cached S template must not serve a member that compares equal but is written
+    differently (the cache key holds the value's type, not only the value)."""
+    for _ in range(2):  # the second round is served from the cache
+        for value in values:
+            fast = StreamEncoder(validate=False).start(seed=7, count=1, params={"x": value})
+            expected = json.dumps({"x": value}, separators=(",", ":")).encode()
+            assert fast.endswith(b'"params":' + expected + b"}"), (value, fast)

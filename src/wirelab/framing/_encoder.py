@@ -92,13 +92,14 @@ def _fast_file_header(
 
 @functools.lru_cache(maxsize=256)
 def _start_template(
-    version: int, count: int, digest: str, params: tuple[tuple[str, object], ...]
+    version: int, count: int, digest: str, params: tuple[tuple[object, ...], ...]
 ) -> tuple[str, ...]:
     """The ``S`` payload for these members with the seed left out: the text around each
     place the seed goes, so that a burst of streams that differ only in their seeds
     formats the JSON once. Raises what :func:`encode_json_frame` raises."""
+    members = {name: value for name, value, _tag in params}
     frame = encode_json_frame(
-        FrameType.STREAM, _start_members(version, _SEED_MARK, count, digest, dict(params))
+        FrameType.STREAM, _start_members(version, _SEED_MARK, count, digest, members)
     )
     return tuple(frame[HEADER.size :].decode().split(_SEED_MARK_JSON))
 
@@ -113,18 +114,38 @@ def _start_members(
     return obj
 
 
+#: Member types whose JSON text depends only on (type, value) (floats: see _member_key).
+_KEYED_TYPES: Final = frozenset((str, int, bool, type(None)))
+
+
+def _member_key(name: str, value: object, seed: int) -> tuple[object, ...]:
+    """The cache key of one ``S`` member, ``(name, value, tag)``: the seed mark, or the
+    value tagged with its type.
+
+    Equal values of other types must not share a template (``1``, ``1.0`` and ``True``
+    are equal and hash alike, but JSON writes them apart); a float is keyed by its
+    ``repr`` (``0.0 == -0.0``). Containers raise TypeError: their items would need the
+    same care, so they are formatted whole.
+    """
+    kind = type(value)
+    if kind is int and name == "seed" and value == seed:
+        return (name, _SEED_MARK, str)
+    if kind is float:
+        return (name, value, repr(value))
+    if kind in _KEYED_TYPES:
+        return (name, value, kind)
+    raise TypeError(f"{kind.__name__} members are not cached")
+
+
 def _fast_start(
     version: int, seed: int, count: int, digest: str, params: Mapping[str, Any]
 ) -> bytes:
     """The ``S`` frame, byte-identical to ``encode_json_frame`` (from a cached template
-    when the members allow it: hashable, ``seed`` a plain int)."""
+    when the members allow it: strings, numbers, booleans and nulls, ``seed`` a plain int)."""
     try:
-        key = tuple(
-            (k, _SEED_MARK if k == "seed" and type(v) is int and v == seed else v)
-            for k, v in params.items()
-        )
+        key = tuple(_member_key(k, v, seed) for k, v in params.items())
         payload = str(seed).join(_start_template(version, count, digest, key)).encode()
-    except TypeError:  # an unhashable member: format it whole (which reports the problem)
+    except TypeError:  # a container member: format it whole (which reports any problem)
         payload = b""
     if not payload or len(payload) > MAX_JSON_PAYLOAD:
         obj = _start_members(version, seed, count, digest, dict(params))

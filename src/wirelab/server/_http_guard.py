@@ -73,6 +73,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # uvicorn formats each request's access line arguments (client, target) whenever
+        # the logger has handlers, even when INFO is off and the line is then dropped: a
+        # per-request cost with nothing to show for it. A level set at run time applies
+        # to the connections made after it.
+        self.access_log = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
         # uvicorn's Config annotates it int (whole seconds); its timer takes any float.
         self.timeout_keep_alive = self.limits.keepalive_timeout  # type: ignore[assignment]
         self._in_head = True  # between requests too: the next bytes start a head

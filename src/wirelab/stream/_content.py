@@ -23,7 +23,7 @@ import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
@@ -189,8 +189,42 @@ def random_key(seed: int) -> bytes:
 _CTR_FROM_ZERO = modes.CTR(bytes(16))
 
 
+def _public_keystream(key: bytes) -> CipherContext:
+    return Cipher(algorithms.AES(key), _CTR_FROM_ZERO).encryptor()
+
+
+def _direct_keystream() -> Callable[[bytes], CipherContext] | None:
+    """The call ``Cipher(...).encryptor()`` ends in, without the checks made on the way
+    (about 40 % of the set-up: ``isinstance`` against abstract classes, the mode's
+    validation, all constant here), or None when this ``cryptography`` lacks it or it
+    does not give the public API's keystream (checked once, at import)."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        create = rust_openssl.ciphers.create_encryption_ctx
+        key, zeros = bytes(range(16)), bytes(64)
+        same = create(algorithms.AES(key), _CTR_FROM_ZERO).update(zeros)
+        if same != _public_keystream(key).update(zeros):
+            return None
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+
+    def direct(key: bytes) -> CipherContext:
+        context: CipherContext = create(algorithms.AES(key), _CTR_FROM_ZERO)
+        return context
+
+    return direct
+
+
+_DIRECT_KEYSTREAM = _direct_keystream()
+
+
 def _keystream(seed: int) -> CipherContext:
-    return Cipher(algorithms.AES(random_key(seed)), _CTR_FROM_ZERO).encryptor()
+    """The AES-128-CTR keystream of a stream's ``random`` content (made per stream)."""
+    key = random_key(seed)
+    if _DIRECT_KEYSTREAM is not None:
+        return _DIRECT_KEYSTREAM(key)
+    return _public_keystream(key)
 
 
 class ContentSource:

@@ -16,10 +16,11 @@ import numpy as np
 
 from ._params import MAX_SEED, StreamParams
 
-__all__ = ["FileSpec", "iter_plan", "new_seed"]
+__all__ = ["FileSpec", "iter_plan", "new_seed", "plan_bits"]
 
 _BLOCK = 512  # files planned per draw from the generator (amortizes numpy call overhead)
 _TWO_POW_53 = float(2**53)
+_MASK32 = 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,24 @@ def new_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
+def plan_bits(seed: int) -> np.random.PCG64:
+    """The plan's generator: exactly ``PCG64(SeedSequence([seed, 0]))`` (``seed >= 0``).
+
+    ``SeedSequence`` turns a list into 32-bit words with numpy scalars, one small array per
+    element and a concatenation, which cost a short stream about as much as the rest of
+    its plan; here the same words (the seed's, least significant first, at least one,
+    then the 0) go in as one ``uint32`` array, so the pool, the state and every output
+    are the same (tests/stream/test_plan_bits.py compares them with numpy's own).
+    """
+    words = [seed & _MASK32]
+    rest = seed >> 32
+    while rest:
+        words.append(rest & _MASK32)
+        rest >>= 32
+    words.append(0)
+    return np.random.PCG64(np.random.SeedSequence(np.array(words, dtype=np.uint32)))
+
+
 def file_name(index: int, dtype: str) -> str:
     return f"{index:06d}.{dtype}"
 
@@ -54,7 +73,7 @@ def iter_plan(
     Sizes are whole multiples of ``size_unit`` (default: the sample width) between
     ``min_size`` and ``max_size``; both bounds must be multiples of it.
     """
-    bits = np.random.PCG64(np.random.SeedSequence([seed, 0]))
+    bits = plan_bits(seed)
     width = size_unit or params.sample_width
     lo_samples = params.min_size // width
     span_samples = params.max_size // width - lo_samples + 1
