@@ -79,7 +79,8 @@ class Backend(Protocol):
     ``run(func)`` calls ``func(conn)`` for reads; ``write(func)`` calls it inside one
     transaction (rolled back if ``func`` raises; it may be called again after a transient
     conflict, so it must not have side effects outside the database) and returns after
-    the commit. Engine errors come out as :class:`~wirelab.db.DatabaseError`.
+    the commit; ``write_one(func)`` likewise for a ``func`` of one statement. Engine
+    errors come out as :class:`~wirelab.db.DatabaseError`.
     """
 
     @property
@@ -91,6 +92,11 @@ class Backend(Protocol):
 
     async def write(self, func: Callable[[Conn], T]) -> T:
         """Run a write transaction."""
+
+    async def write_one(self, func: Callable[[Conn], T]) -> T:
+        """Run a write that is a single statement (``func`` executes exactly one): as
+        durable and as atomic as :meth:`write`, but the engine may skip the explicit
+        transaction (PostgreSQL: autocommit, one round trip instead of three)."""
 
     async def read_concurrent(self, func: Callable[[Conn], T]) -> T:
         """Run a read that needs no order with calls in flight: it sees every write that
