@@ -109,6 +109,7 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    dml_in_with = True
 
     def lock(self, conn: Conn, *names: str) -> None:
         """Transaction-scoped advisory locks on the 64-bit hashes of ``names``, taken in

@@ -14,7 +14,12 @@ the whole rule, and run outside an explicit transaction
   exactly one gets it back (the others wait for its row lock, then find nothing);
 - a file row is inserted only if its recipient exists, in the ``INSERT`` itself.
 
-SQLite (3.35 or later) speaks the same SQL; its single writer serialises it all anyway.
+Where the engine takes data-modifying statements in ``WITH`` (:attr:`Dialect.dml_in_with`:
+PostgreSQL), the journal write that goes with a delete or an insert rides in the same
+statement: an acknowledgement is then one statement in all (no transaction), a file
+insert two (the recipient's lock, then the statement). SQLite (3.35 or later) runs the
+same SQL without the ``WITH``, as two statements of one transaction; its single writer
+serialises it all anyway.
 """
 
 from __future__ import annotations
@@ -23,16 +28,17 @@ from dataclasses import astuple
 from typing import Any
 
 from ._api import RelayFile
+from ._repo_reserve import JOURNAL_UPSERT
 from ._sql import Conn, Dialect
 
 __all__ = [
     "COLUMNS",
     "FILE_VALUES",
     "SELECT",
-    "delete_returning",
+    "delete_journaled",
     "file_row",
     "file_values",
-    "insert_if_recipient",
+    "insert_journaled",
     "lease_one",
 ]
 
@@ -89,23 +95,58 @@ def lease_one(
     return file_row(rows[0]) if rows else None
 
 
-def delete_returning(conn: Conn, recipient: str, file_id: str, now: float) -> RelayFile | None:
-    """Delete file ``file_id`` of ``recipient`` unless it expired at ``now``; the deleted
-    file, or ``None`` when there was none (or a concurrent delete took it first)."""
+_JOURNAL_INSERT = JOURNAL_UPSERT[: JOURNAL_UPSERT.index(" VALUES ")]
+_JOURNAL_CONFLICT = JOURNAL_UPSERT[JOURNAL_UPSERT.index(" ON CONFLICT") :]
+"""``INSERT INTO relay_blob_journal (columns)`` and its ``ON CONFLICT ...`` clause."""
+
+
+def delete_journaled(
+    conn: Conn, dialect: Dialect, recipient: str, file_id: str, now: float
+) -> RelayFile | None:
+    """Delete file ``file_id`` of ``recipient`` unless it expired at ``now``, and journal
+    its blob key for deletion (not an inline file's: its bytes went with the row). The
+    deleted file, or ``None`` when there was none (or a concurrent delete took it first).
+    One statement where :attr:`Dialect.dml_in_with`, else two: run in a transaction."""
+    where = "id = ? AND recipient = ? AND expires_at > ?"
+    if dialect.dml_in_with:
+        rows = conn.execute(
+            f"WITH d AS (DELETE FROM relay_files WHERE {where}"  # noqa: S608
+            f" RETURNING {COLUMNS}, content IS NOT NULL AS is_inline),"
+            f" j AS ({_JOURNAL_INSERT} SELECT blob_key, 'delete', ?, NULL, 0, 0, NULL, NULL"
+            f" FROM d WHERE NOT is_inline{_JOURNAL_CONFLICT})"
+            " SELECT * FROM d",
+            (file_id, recipient, now, now),
+        ).fetchall()
+        return file_row(rows[0]) if rows else None
     rows = conn.execute(
-        "DELETE FROM relay_files WHERE id = ? AND recipient = ? AND expires_at > ?"  # noqa: S608
-        f" RETURNING {SELECT}",
+        f"DELETE FROM relay_files WHERE {where} RETURNING {SELECT}",  # noqa: S608
         (file_id, recipient, now),
     ).fetchall()
-    return file_row(rows[0]) if rows else None
+    if not rows:
+        return None
+    file = file_row(rows[0])
+    if not file.inline:
+        conn.execute(JOURNAL_UPSERT, (file.blob_key, "delete", now, None, 0, 0, None, None))
+    return file
 
 
-def insert_if_recipient(conn: Conn, file: RelayFile, content: bytes | None = None) -> bool:
-    """Insert ``file`` (with ``content`` as its inline bytes) if its recipient exists;
-    whether it was inserted. The caller holds the recipient's lock."""
-    cursor = conn.execute(
-        f"INSERT INTO relay_files ({COLUMNS}, content)"  # noqa: S608
-        f" SELECT {FILE_VALUES}, ? WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)",
-        (*file_values(file), content, file.recipient),
+def insert_journaled(conn: Conn, dialect: Dialect, file: RelayFile) -> bool:
+    """Insert ``file`` if its recipient exists and drop its blob key from the journal;
+    whether it was inserted (if not, nothing changed). The caller holds the recipient's
+    lock, in a transaction (two statements where not :attr:`Dialect.dml_in_with`)."""
+    insert = (
+        f"INSERT INTO relay_files ({COLUMNS})"  # noqa: S608
+        f" SELECT {FILE_VALUES} WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)"
     )
-    return cursor.rowcount == 1
+    if dialect.dml_in_with:
+        row = conn.execute(
+            f"WITH i AS ({insert} RETURNING blob_key),"  # noqa: S608
+            " d AS (DELETE FROM relay_blob_journal WHERE blob_key IN (SELECT blob_key FROM i))"
+            " SELECT COUNT(*) FROM i",
+            (*file_values(file), file.recipient),
+        ).fetchone()
+        return bool(row[0])
+    if conn.execute(insert, (*file_values(file), file.recipient)).rowcount != 1:
+        return False
+    conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
+    return True

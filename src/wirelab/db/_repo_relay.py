@@ -20,7 +20,7 @@ from ._api import PendingLimits, QuotaDefaults, RelayFile, RelayUpload, Usage
 from ._repo_merged import COLUMNS as _COLUMNS
 from ._repo_merged import FILE_VALUES as _FILE_VALUES
 from ._repo_merged import SELECT as _SELECT
-from ._repo_merged import delete_returning, file_row, file_values, insert_if_recipient, lease_one
+from ._repo_merged import delete_journaled, file_row, file_values, insert_journaled, lease_one
 from ._repo_reserve import (
     JOURNAL_UPSERT,
     check,
@@ -71,9 +71,8 @@ def _insert_file(conn: Conn, dialect: Dialect, file: RelayFile) -> None:
     dialect.lock(conn, queue_lock(file.recipient))
     # The recipient's existence is checked by the INSERT itself (one round trip fewer),
     # under the lock that a user's removal takes too.
-    if not insert_if_recipient(conn, file):
+    if not insert_journaled(conn, dialect, file):
         raise UserNotFoundError(f"no user named {file.recipient!r}")
-    conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
 
 
 def _check_room(conn: Conn, dialect: Dialect, file: RelayFile, quota: QuotaDefaults) -> None:
@@ -238,15 +237,13 @@ class Relay:
         """See :meth:`wirelab.db.RelayRepository.delete_file`."""
 
         def delete(conn: Conn) -> RelayFile | None:
-            # One DELETE ... RETURNING, not a read then a delete: of concurrent acknowledges
+            # A DELETE ... RETURNING, not a read then a delete: of concurrent acknowledges
             # of one file exactly one gets it back (the others: None, i.e. 404).
-            file = delete_returning(conn, recipient, file_id, now)
-            if file is None:
-                return None
-            if not file.inline:  # inline bytes went with the row
-                _journal(conn, file.blob_key, "delete", now)
-            return file
+            return delete_journaled(conn, self._dialect, recipient, file_id, now)
 
+        # One statement (delete and journal) where the engine allows: no transaction.
+        if self._dialect.dml_in_with:
+            return await self._db.write_one(delete)
         return await self._db.write(delete)
 
     async def lease_next(

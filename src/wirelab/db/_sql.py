@@ -57,6 +57,10 @@ class Dialect:
     """Appended to a ``SELECT`` whose rows the transaction will change, so that concurrent
     transactions wait for each other (``" FOR UPDATE"`` on PostgreSQL)."""
 
+    dml_in_with = False
+    """Whether ``WITH`` may hold ``INSERT``/``UPDATE``/``DELETE ... RETURNING`` (PostgreSQL
+    does; SQLite does not): two writes in one statement, one round trip."""
+
     skip_locked = ""
     """Appended to a ``SELECT ... LIMIT n`` that picks rows to lease, so that concurrent
     leasers take different rows instead of waiting (``" FOR UPDATE SKIP LOCKED"``)."""
