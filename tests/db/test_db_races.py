@@ -246,3 +246,38 @@ async def test_no_file_sent_while_a_user_is_removed_reaches_its_successor(
         )
         await stores[0].users.add_user(name)
         assert await stores[0].relay.list_inbox(name, now) == []
+
+
+@pytest.mark.asyncio
+async def test_of_racing_acknowledges_of_one_file_exactly_one_wins(
+    stores: list[Database],
+) -> None:
+    """The others find nothing (the relay answers them 404), on every backend: the
+    acknowledge is one DELETE ... RETURNING, not a read then a delete."""
+    now = time.time()
+    for round_ in range(5):
+        file = _file(round_, now)
+        await stores[0].relay.insert_file(file)
+        deleted = await asyncio.gather(*(s.relay.delete_file("bob", file.id, now) for s in stores))
+        won = [d for d in deleted if d is not None]
+        assert len(won) == 1
+        assert won[0].id == file.id
+        assert await stores[0].relay.get_file("bob", file.id, now) is None
+    assert sorted(await stores[0].relay.journal_list("delete")) == [f"f{n}" for n in range(5)]
+
+
+@pytest.mark.asyncio
+async def test_racing_download_counts_are_all_counted(stores: list[Database]) -> None:
+    """Counting is one statement outside an explicit transaction where the engine
+    allows: still atomic, so no increment is lost."""
+    now = time.time()
+    await stores[0].relay.insert_file(_file(0, now))
+
+    async def count(store: Database) -> None:
+        for _ in range(5):
+            await store.relay.count_download("f0")
+
+    await asyncio.gather(*(count(s) for s in stores))
+    file = await stores[0].relay.get_file("bob", "f0", now)
+    assert file is not None
+    assert file.downloads == 5 * RACERS

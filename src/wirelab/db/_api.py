@@ -421,7 +421,8 @@ class RelayRepository(Protocol):
         """Delete file ``file_id`` of ``recipient`` and journal its blob key (one commit;
         an inline file's bytes go with its row, nothing is journaled).
 
-        Returns the deleted file, or ``None`` when there is no such file.
+        Returns the deleted file, or ``None`` when there is no such file. Of concurrent
+        deletes of one file exactly one returns it; the others return ``None``.
         """
         ...
 

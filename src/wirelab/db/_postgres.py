@@ -6,10 +6,12 @@ what differs:
 - **Concurrency.** Calls run in parallel on up to ``pool_size`` connections (default
   :data:`POOL_SIZE`; one per executor thread, so a thread never waits for a connection).
   Reads run in autocommit (each statement sees the latest commits); ``write`` runs
-  ``func`` in one READ COMMITTED transaction. What SQLite serialised for free is locked
-  explicitly by the repositories through :class:`PostgresDialect`: transaction-scoped
-  advisory locks for a recipient's quota and queue order, ``FOR UPDATE SKIP LOCKED`` for
-  leases and job claims, ``FOR UPDATE`` for a batch's last commit.
+  ``func`` in one READ COMMITTED transaction; ``write_one`` (a write of one statement)
+  runs in autocommit too, the statement being its own transaction. What SQLite
+  serialised for free is locked explicitly by the repositories through
+  :class:`PostgresDialect`: transaction-scoped advisory locks for a recipient's quota and
+  queue order, ``FOR UPDATE SKIP LOCKED`` for leases and job claims, ``FOR UPDATE`` for a
+  batch's last commit.
 - **Transient conflicts.** A deadlock or serialization failure rolls the transaction back
   and runs ``func`` again, at most :data:`MAX_ATTEMPTS` times, after a short random pause.
 - **Placeholders.** SQL is written with ``?``; the adapter sends ``%s`` and booleans as
@@ -107,6 +109,7 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    dml_in_with = True
 
     def lock(self, conn: Conn, *names: str) -> None:
         """Transaction-scoped advisory locks on the 64-bit hashes of ``names``, taken in
@@ -187,6 +190,25 @@ async def upgrade(url: str) -> tuple[int, int]:
     return await _blocking("upgrade", _upgrade, url)
 
 
+def _retrying(pool: ConnectionPool, func: Callable[[Conn], T], *, transaction: bool) -> T:
+    """In a pool thread: ``func`` on a pooled connection (inside one transaction if
+    ``transaction``, else in autocommit), run again after a deadlock or serialization
+    failure, at most :data:`MAX_ATTEMPTS` times."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with pool.connection() as conn:
+                if not transaction:
+                    return func(_PgConn(conn))
+                with conn.transaction():
+                    return func(_PgConn(conn))
+        except _TRANSIENT:
+            if attempt == MAX_ATTEMPTS:
+                raise
+        # Randomised back-off, so the transactions that collided do not collide again.
+        time.sleep(random.uniform(0, 0.002 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
 class PostgresDatabase(Store):
     """A :class:`~wirelab.db.Database` in a PostgreSQL database. Create with :meth:`open`."""
 
@@ -246,20 +268,14 @@ class PostgresDatabase(Store):
         """Like :meth:`run`, inside one transaction: committed when ``func`` returns,
         rolled back if it raises; retried after a deadlock or serialization failure."""
         pool = self._pool_or_fail()
+        return await self._submit(functools.partial(_retrying, pool, func, transaction=True))
 
-        def call() -> T:
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                try:
-                    with pool.connection() as conn, conn.transaction():
-                        return func(_PgConn(conn))
-                except _TRANSIENT:
-                    if attempt == MAX_ATTEMPTS:
-                        raise
-                # Randomised back-off, so the transactions that collided do not collide again.
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))
-            raise AssertionError("unreachable")
-
-        return await self._submit(call)
+    async def write_one(self, func: Callable[[Conn], T]) -> T:
+        """Like :meth:`write` for a ``func`` that executes one statement: run in
+        autocommit, the statement is its own transaction (atomic, committed when it
+        returns), without the two round trips of ``BEGIN`` and ``COMMIT``."""
+        pool = self._pool_or_fail()
+        return await self._submit(functools.partial(_retrying, pool, func, transaction=False))
 
     async def _submit(self, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -4,9 +4,10 @@ FIFO order is the ``seq`` column (SQLite ``AUTOINCREMENT``, PostgreSQL identity:
 reused). Every method is one statement or one write transaction of the backend, so a
 delete and its journal entry commit together. Order and leases hold on every backend:
 a file is inserted under its recipient's lock (:meth:`Dialect.lock`), so ``seq`` grows in
-commit order within a queue; a lease takes the same lock and locks the row it picks
-(``FOR UPDATE`` where transactions run concurrently), so one file is never leased twice
-and a lease never misses a file committed before it.
+commit order within a queue; a lease is one statement that locks the row it picks
+(:func:`~._repo_merged.lease_one`), so one file is never leased twice and a lease never
+misses a file committed before it. Single-statement writes go through
+:meth:`~._sql.Backend.write_one` (no explicit transaction where the engine allows).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Any
 
 from ..auth import UserNotFoundError
 from ._api import PendingLimits, QuotaDefaults, RelayFile, RelayUpload, Usage
+from ._repo_merged import COLUMNS as _COLUMNS
+from ._repo_merged import FILE_VALUES as _FILE_VALUES
+from ._repo_merged import SELECT as _SELECT
+from ._repo_merged import delete_journaled, file_row, file_values, insert_journaled, lease_one
 from ._repo_reserve import (
     JOURNAL_UPSERT,
     check,
@@ -29,33 +34,11 @@ from ._sql import Backend, Conn, Dialect
 
 __all__ = ["Relay"]
 
-_COLUMNS = (
-    "id, recipient, sender, name, media_type, note, size, sha256, blob_key, "
-    "created_at, expires_at, lease_id, lease_until, deliveries, downloads, max_downloads,"
-    " batch_id, batch_index, batch_count, encryption, digest_algorithm"
-)
-_FILE_VALUES = ", ".join("?" * len(_COLUMNS.split(",")))
-# What a read selects: the columns, then whether the bytes are inline (never the bytes:
-# they are read only by a download, :meth:`Relay.read_content`).
-_SELECT = _COLUMNS + ", content IS NOT NULL"
-
-
 _UPLOAD_COLUMNS = (
     "id, owner, recipient, name, media_type, note, length, sha256, created_at, expires_at,"
     " state, max_downloads, batch_id, batch_index, encryption, digest_algorithm"
 )
 _UPLOAD_VALUES = ", ".join("?" * len(_UPLOAD_COLUMNS.split(",")))
-
-
-def _file(row: tuple[Any, ...]) -> RelayFile:
-    values = list(row)
-    values[-1] = bool(values[-1])  # `content IS NOT NULL`: 0/1 on SQLite
-    return RelayFile(*values)
-
-
-def _values(file: RelayFile) -> tuple[Any, ...]:
-    """The values of :data:`_COLUMNS` for ``file`` (``inline`` is not a column)."""
-    return astuple(file)[:-1]
 
 
 def _select_file(conn: Conn, recipient: str, file_id: str, now: float) -> RelayFile | None:
@@ -65,13 +48,13 @@ def _select_file(conn: Conn, recipient: str, file_id: str, now: float) -> RelayF
         " WHERE id = ? AND recipient = ? AND expires_at > ?",
         (file_id, recipient, now),
     ).fetchone()
-    return None if row is None else _file(row)
+    return None if row is None else file_row(row)
 
 
 def _select_files(conn: Conn, where: str, params: tuple[Any, ...]) -> list[RelayFile]:
     """The files matching ``where`` (SQL after ``WHERE``, with ``?`` for ``params``)."""
     cursor = conn.execute(f"SELECT {_SELECT} FROM relay_files WHERE {where}", params)  # noqa: S608
-    return [_file(row) for row in cursor.fetchall()]
+    return [file_row(row) for row in cursor.fetchall()]
 
 
 def _journal(conn: Conn, blob_key: str, reason: str, now: float) -> None:
@@ -86,14 +69,10 @@ def _insert_file(conn: Conn, dialect: Dialect, file: RelayFile) -> None:
     new user of the same name must never receive it.
     """
     dialect.lock(conn, queue_lock(file.recipient))
-    if conn.execute("SELECT 1 FROM users WHERE name = ?", (file.recipient,)).fetchone() is None:
+    # The recipient's existence is checked by the INSERT itself (one round trip fewer),
+    # under the lock that a user's removal takes too.
+    if not insert_journaled(conn, dialect, file):
         raise UserNotFoundError(f"no user named {file.recipient!r}")
-    conn.execute(
-        f"INSERT INTO relay_files ({_COLUMNS})"  # noqa: S608
-        f" VALUES ({_FILE_VALUES})",
-        _values(file),
-    )
-    conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
 
 
 def _check_room(conn: Conn, dialect: Dialect, file: RelayFile, quota: QuotaDefaults) -> None:
@@ -115,7 +94,7 @@ def _insert_inline(
     conn.execute(
         f"INSERT INTO relay_files ({_COLUMNS}, content)"  # noqa: S608
         f" VALUES ({_FILE_VALUES}, ?)",
-        (*_values(file), content),
+        (*file_values(file), content),
     )
 
 
@@ -132,7 +111,7 @@ class Relay:
         def insert(conn: Conn) -> None:
             _journal(conn, blob_key, reason, now)
 
-        await self._db.write(insert)
+        await self._db.write_one(insert)
 
     async def reserve(
         self,
@@ -170,7 +149,7 @@ class Relay:
 
     async def release_reservation(self, blob_key: str, until: float) -> None:
         """See :meth:`wirelab.db.RelayRepository.release_reservation`."""
-        await self._db.write(lambda conn: release(conn, blob_key, until))
+        await self._db.write_one(lambda conn: release(conn, blob_key, until))
 
     async def journal_remove(self, blob_key: str) -> None:
         """See :meth:`wirelab.db.RelayRepository.journal_remove`."""
@@ -178,7 +157,7 @@ class Relay:
         def delete(conn: Conn) -> None:
             conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (blob_key,))
 
-        await self._db.write(delete)
+        await self._db.write_one(delete)
 
     async def journal_list(self, reason: str | None = None) -> list[str]:
         """See :meth:`wirelab.db.RelayRepository.journal_list`."""
@@ -235,7 +214,7 @@ class Relay:
                 "UPDATE relay_files SET downloads = downloads + 1 WHERE id = ?", (file_id,)
             )
 
-        await self._db.write(update)
+        await self._db.write_one(update)
 
     async def list_inbox(self, recipient: str, now: float) -> list[RelayFile]:
         """See :meth:`wirelab.db.RelayRepository.list_inbox`."""
@@ -258,14 +237,13 @@ class Relay:
         """See :meth:`wirelab.db.RelayRepository.delete_file`."""
 
         def delete(conn: Conn) -> RelayFile | None:
-            file = _select_file(conn, recipient, file_id, now)
-            if file is None:
-                return None
-            conn.execute("DELETE FROM relay_files WHERE id = ?", (file_id,))
-            if not file.inline:  # inline bytes went with the row
-                _journal(conn, file.blob_key, "delete", now)
-            return file
+            # A DELETE ... RETURNING, not a read then a delete: of concurrent acknowledges
+            # of one file exactly one gets it back (the others: None, i.e. 404).
+            return delete_journaled(conn, self._dialect, recipient, file_id, now)
 
+        # One statement (delete and journal) where the engine allows: no transaction.
+        if self._dialect.dml_in_with:
+            return await self._db.write_one(delete)
         return await self._db.write(delete)
 
     async def lease_next(
@@ -274,37 +252,9 @@ class Relay:
         """See :meth:`wirelab.db.RelayRepository.lease_next`."""
 
         def lease(conn: Conn) -> RelayFile | None:
-            # Leases of one inbox take turns, as on SQLite: the SELECT below then runs on a
-            # snapshot taken after the previous lease and every insert into the queue
-            # committed, so it never misses a file that arrived while it waited for a row.
-            self._dialect.lock(conn, queue_lock(recipient))
-            row = conn.execute(
-                f"SELECT {_SELECT} FROM relay_files"  # noqa: S608
-                " WHERE recipient = ? AND expires_at > ?"
-                " AND (lease_until IS NULL OR lease_until <= ?)"
-                # A file at its download limit cannot be downloaded: offering it would
-                # block every receiver behind it.
-                " AND (max_downloads IS NULL OR downloads < max_downloads)"
-                # FOR UPDATE, not SKIP LOCKED: the head of a queue that another transaction
-                # merely updates (a download being counted) must not be passed over (FIFO);
-                # a waiter re-checks the row when it is released and moves on to the next
-                # file if the head was leased meanwhile.
-                f" ORDER BY seq LIMIT 1{self._dialect.for_update}",
-                (recipient, now, now),
-            ).fetchone()
-            if row is None:
-                return None
-            file = _file(row)
-            conn.execute(
-                "UPDATE relay_files SET lease_id = ?, lease_until = ?,"
-                " deliveries = deliveries + 1 WHERE id = ?",
-                (lease_id, lease_until, file.id),
-            )
-            return replace(
-                file, lease_id=lease_id, lease_until=lease_until, deliveries=file.deliveries + 1
-            )
+            return lease_one(conn, self._dialect, recipient, now, lease_id, lease_until)
 
-        return await self._db.write(lease)
+        return await self._db.write_one(lease)
 
     async def next_lease_end(self, recipient: str, now: float) -> float | None:
         """See :meth:`wirelab.db.RelayRepository.next_lease_end`."""
@@ -381,7 +331,7 @@ class Relay:
                 astuple(upload),
             )
 
-        await self._db.write(insert)
+        await self._db.write_one(insert)
 
     async def get_upload(self, upload_id: str) -> RelayUpload | None:
         """See :meth:`wirelab.db.RelayRepository.get_upload`."""
@@ -412,7 +362,7 @@ class Relay:
         def delete(conn: Conn) -> None:
             conn.execute("DELETE FROM relay_uploads WHERE id = ?", (upload_id,))
 
-        await self._db.write(delete)
+        await self._db.write_one(delete)
 
     async def finish_upload(self, upload_id: str, file: RelayFile) -> None:
         """See :meth:`wirelab.db.RelayRepository.finish_upload`."""

@@ -50,24 +50,38 @@ def _sender_lock(sender: str) -> str:
     return "relay-sender:" + sender
 
 
+_USAGE_SUMS = (
+    " (SELECT COALESCE(SUM(size), 0) FROM relay_files"
+    "  WHERE recipient = ? AND expires_at > ?),"
+    " (SELECT COUNT(*) FROM relay_files WHERE recipient = ? AND expires_at > ?),"
+    " (SELECT COALESCE(SUM(reserved_bytes), 0) FROM relay_blob_journal"
+    "  WHERE recipient = ? AND (reserved_until IS NULL OR reserved_until > ?)),"
+    " (SELECT COALESCE(SUM(reserved_files), 0) FROM relay_blob_journal"
+    "  WHERE recipient = ? AND (reserved_until IS NULL OR reserved_until > ?))"
+)
+"""A recipient's file bytes, file count, held bytes and held files (each ``?, ?``: the
+recipient and now)."""
+_PENDING = (
+    ", (SELECT COUNT(*) FROM relay_blob_journal WHERE sender = ? AND reason = 'upload'),"
+    " (SELECT COALESCE(SUM(reserved_bytes), 0) FROM relay_blob_journal"
+    "  WHERE sender = ? AND reason = 'upload')"
+)
+"""After :data:`_USAGE_SUMS`: a sender's unfinished uploads and their reserved bytes."""
+
+
 def usage(conn: Conn, recipient: str, now: float, quota: QuotaDefaults) -> Usage | None:
     """``recipient``'s usage (files + held reservations) and quotas; ``None``: no user."""
     # One statement (one round trip on a client-server engine) instead of three.
     row = conn.execute(
-        "SELECT quota_bytes, quota_files,"
-        " (SELECT COALESCE(SUM(size), 0) FROM relay_files"
-        "  WHERE recipient = ? AND expires_at > ?),"
-        " (SELECT COUNT(*) FROM relay_files WHERE recipient = ? AND expires_at > ?),"
-        " (SELECT COALESCE(SUM(reserved_bytes), 0) FROM relay_blob_journal"
-        "  WHERE recipient = ? AND (reserved_until IS NULL OR reserved_until > ?)),"
-        " (SELECT COALESCE(SUM(reserved_files), 0) FROM relay_blob_journal"
-        "  WHERE recipient = ? AND (reserved_until IS NULL OR reserved_until > ?))"
-        " FROM users WHERE name = ?",
+        f"SELECT quota_bytes, quota_files,{_USAGE_SUMS} FROM users WHERE name = ?",  # noqa: S608
         (recipient, now) * 4 + (recipient,),
     ).fetchone()
-    if row is None:
-        return None
-    quota_bytes, quota_files, file_bytes, file_count, held_bytes, held_files = row
+    return None if row is None else _usage(row, quota)
+
+
+def _usage(row: tuple[int, ...], quota: QuotaDefaults) -> Usage:
+    """The :class:`Usage` of (quota_bytes, quota_files, the :data:`_USAGE_SUMS`)."""
+    quota_bytes, quota_files, file_bytes, file_count, held_bytes, held_files = row[:6]
     return Usage(
         used_bytes=int(file_bytes) + int(held_bytes),
         used_files=int(file_count) + int(held_files),
@@ -84,15 +98,26 @@ def check(recipient: str, used: Usage, size: int, files: int) -> None:
         raise QuotaExceeded(recipient, "files", used.used_files, files, used.limit_files)
 
 
-def _check_sender(conn: Conn, sender: str, limits: PendingLimits, size: int, count: int) -> None:
-    """Raise :class:`PendingExceeded` unless ``count`` more uploads of ``size`` bytes in
-    all fit in ``sender``'s pending allowance."""
+def _usage_and_pending(
+    conn: Conn, recipient: str, sender: str, now: float, quota: QuotaDefaults
+) -> tuple[Usage | None, int, int]:
+    """:func:`usage` of ``recipient`` (``None``: no such user) and ``sender``'s unfinished
+    uploads and their bytes, in one statement (no ``FROM``: the sender's figures come
+    back even when there is no recipient)."""
+    user = "(SELECT {} FROM users WHERE name = ?)"
     row = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(reserved_bytes), 0) FROM relay_blob_journal"
-        " WHERE sender = ? AND reason = 'upload'",
-        (sender,),
+        f"SELECT {user.format('COUNT(*)')}, {user.format('quota_bytes')},"
+        f" {user.format('quota_files')},{_USAGE_SUMS}{_PENDING}",
+        (recipient,) * 3 + (recipient, now) * 4 + (sender, sender),
     ).fetchone()
-    uploads, pending = int(row[0]), int(row[1])
+    used = _usage(row[1:7], quota) if row[0] else None
+    return used, int(row[7]), int(row[8])
+
+
+def _check_sender(sender: str, limits: PendingLimits, uploads: int, pending: int, size: int,
+                  count: int) -> None:  # fmt: skip
+    """Raise :class:`PendingExceeded` unless ``count`` more uploads of ``size`` bytes in
+    all fit in ``sender``'s pending allowance (``uploads`` of ``pending`` bytes now)."""
     if uploads + count > limits.uploads:
         raise PendingExceeded(sender, "uploads", uploads, count, limits.uploads)
     if pending + size > limits.bytes:
@@ -118,8 +143,11 @@ def reserve_keys(
         locks.append(_sender_lock(sender))
     dialect.lock(conn, *locks)
     if sender is not None and pending is not None:
-        _check_sender(conn, sender, pending, size, len(keys))
-    used = usage(conn, recipient, now, quota)
+        # The sender's allowance and the recipient's quota read in one round trip.
+        used, uploads, held = _usage_and_pending(conn, recipient, sender, now, quota)
+        _check_sender(sender, pending, uploads, held, size, len(keys))
+    else:
+        used = usage(conn, recipient, now, quota)
     if used is None:  # no such user (or removed meanwhile): checked here, in the commit
         raise UserNotFoundError(f"no user named {recipient!r}")
     check(recipient, used, size, len(keys))

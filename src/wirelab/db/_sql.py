@@ -57,6 +57,10 @@ class Dialect:
     """Appended to a ``SELECT`` whose rows the transaction will change, so that concurrent
     transactions wait for each other (``" FOR UPDATE"`` on PostgreSQL)."""
 
+    dml_in_with = False
+    """Whether ``WITH`` may hold ``INSERT``/``UPDATE``/``DELETE ... RETURNING`` (PostgreSQL
+    does; SQLite does not): two writes in one statement, one round trip."""
+
     skip_locked = ""
     """Appended to a ``SELECT ... LIMIT n`` that picks rows to lease, so that concurrent
     leasers take different rows instead of waiting (``" FOR UPDATE SKIP LOCKED"``)."""
@@ -79,7 +83,8 @@ class Backend(Protocol):
     ``run(func)`` calls ``func(conn)`` for reads; ``write(func)`` calls it inside one
     transaction (rolled back if ``func`` raises; it may be called again after a transient
     conflict, so it must not have side effects outside the database) and returns after
-    the commit. Engine errors come out as :class:`~wirelab.db.DatabaseError`.
+    the commit; ``write_one(func)`` likewise for a ``func`` of one statement. Engine
+    errors come out as :class:`~wirelab.db.DatabaseError`.
     """
 
     @property
@@ -91,6 +96,11 @@ class Backend(Protocol):
 
     async def write(self, func: Callable[[Conn], T]) -> T:
         """Run a write transaction."""
+
+    async def write_one(self, func: Callable[[Conn], T]) -> T:
+        """Run a write that is a single statement (``func`` executes exactly one): as
+        durable and as atomic as :meth:`write`, but the engine may skip the explicit
+        transaction (PostgreSQL: autocommit, one round trip instead of three)."""
 
     async def read_concurrent(self, func: Callable[[Conn], T]) -> T:
         """Run a read that needs no order with calls in flight: it sees every write that

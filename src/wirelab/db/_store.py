@@ -41,6 +41,11 @@ class Store(ABC):
     async def write(self, func: Callable[[Conn], T]) -> T:
         """Run a write transaction (see :class:`~wirelab.db._sql.Backend`)."""
 
+    async def write_one(self, func: Callable[[Conn], T]) -> T:
+        """A write of one statement (see :class:`~wirelab.db._sql.Backend`); by default
+        :meth:`write`."""
+        return await self.write(func)
+
     async def read_concurrent(self, func: Callable[[Conn], T]) -> T:
         """A read with no order to calls in flight (see :class:`~wirelab.db._sql.Backend`);
         by default :meth:`run`."""
