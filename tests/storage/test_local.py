@@ -80,8 +80,8 @@ async def test_long_append_checkpoints(tmp_path: Path) -> None:
 
     async def durable_reaching(target: int) -> int:
         """The durable offset once it reached *target* (checkpoints run behind the
-        receiving, in a worker thread), or whatever it is after 10 s."""
-        deadline = time.monotonic() + 10
+        receiving, in a worker thread), or whatever it is after 3 s."""
+        deadline = time.monotonic() + 3
         while True:
             offset = await LocalBlobStore(tmp_path).upload_offset("u")
             if offset >= target or time.monotonic() > deadline:
@@ -95,10 +95,16 @@ async def test_long_append_checkpoints(tmp_path: Path) -> None:
 
     await store.create_upload("u")
     assert await store.append("u", 0, chunks()) == 3 * 1024 * 1024
+    assert await store.upload_offset("u") == 3 * 1024 * 1024
     # A batch is written while the next one arrives, and a checkpoint covers the writes
-    # completed before it: the durable offset runs one batch behind what was received,
-    # and grows while the body still arrives (the append is suspended in the body here).
-    assert seen == [0, 1024 * 1024, 2 * 1024 * 1024]
+    # completed before it: the durable offset runs behind what was received, and grows
+    # while the body still arrives (the append is suspended in the body here). How far
+    # behind depends on the threads' timing (one checkpoint at a time: a new one starts
+    # only when a chunk arrives and the last one is done), so the test pins the contract,
+    # not the lag: the first MiB is durable before the last chunk was even sent.
+    assert seen == sorted(seen)
+    assert seen[1] == 1024 * 1024
+    assert seen[2] >= 1024 * 1024
 
 
 def test_checkpoint_must_be_positive(tmp_path: Path) -> None:
