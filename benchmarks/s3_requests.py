@@ -2,11 +2,11 @@
 
 A relayed file goes through the S3 store as the relay drives it: *send* (a direct
 ``put`` of a freshly generated key), *download* (``open`` and read it all) and
-*acknowledge* (``delete``). For each leg this counts the S3 requests per file (every
-request, through botocore or the lean client, see ``S3BlobStore.bucket.watch``) and the
-CPU seconds of this process per file (the store's own cost: hashing, signing, HTTP,
-threads; rclone runs in its own process and is not counted). The CPU figure does not
-depend on the machine's load as a wall-clock rate does.
+*acknowledge* (``delete``), ``--concurrency`` files at a time. For each leg this counts
+the S3 requests per file (every request, through botocore or the lean client, see
+``S3BlobStore.bucket.watch``) and the CPU seconds of this process per file (the store's
+own cost: hashing, signing, HTTP, threads; rclone runs in its own process and is not
+counted). The CPU figure depends far less on the machine's load than a rate does.
 
 Two rows: ``lean`` (single-object requests through the lean client, the default) and
 ``botocore`` (``S3BlobStore(lean=False)``: everything through botocore). Run against an
@@ -14,6 +14,7 @@ older checkout (``PYTHONPATH=<its src>``), the script measures what that version
 (one row: as installed).
 
     .venv/bin/python benchmarks/s3_requests.py [--files 200] [--size-kib 256] [--rounds 3]
+        [--concurrency 1] [--json]
 """
 
 from __future__ import annotations
@@ -55,19 +56,21 @@ def _watch(store: S3BlobStore, seen: list[str]) -> None:
     )
 
 
-async def one_round(store: S3BlobStore, data: bytes, files: int) -> dict[str, dict[str, float]]:
-    """Per leg: requests per file, CPU ms per file, and the operations of the first file."""
+async def one_round(
+    store: S3BlobStore, data: bytes, files: int, concurrency: int
+) -> dict[str, dict[str, Any]]:
+    """Per leg: requests per file, CPU ms per file, and the operations of one file (at
+    concurrency 1: the first file's, in order)."""
     seen: list[str] = []
     _watch(store, seen)
     digest = hashlib.sha256(data).hexdigest()
     keys = [uuid.uuid4().hex for _ in range(files)]
     new_key = "new_key" in inspect.signature(store.put).parameters
     extra: dict[str, Any] = {"new_key": True} if new_key else {}
-    result: dict[str, dict[str, Any]] = {}
-    for leg in LEGS:
-        seen.clear()
-        cpu = time.process_time()
-        for key in keys:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(leg: str, key: str) -> None:
+        async with slots:
             if leg == "send":
                 await store.put(key, body(data), expected_sha256=digest, **extra)
             elif leg == "download":
@@ -76,6 +79,12 @@ async def one_round(store: S3BlobStore, data: bytes, files: int) -> dict[str, di
                 assert size == len(data)
             else:
                 await store.delete(key)
+
+    result: dict[str, dict[str, Any]] = {}
+    for leg in LEGS:
+        seen.clear()
+        cpu = time.process_time()
+        await asyncio.gather(*(one(leg, key) for key in keys))
         used = time.process_time() - cpu
         first = seen[: len(seen) // files]
         result[leg] = {"requests": len(seen) / files, "cpu_ms": used * 1000 / files, "ops": first}
@@ -86,8 +95,11 @@ async def measure(bucket: str, lean: bool | None, args: argparse.Namespace) -> d
     options = {} if lean is None else {"lean": lean}
     store = S3BlobStore(bucket, f"bench-{uuid.uuid4().hex[:8]}/", **options)
     data = os.urandom(args.size_kib * 1024)
-    await one_round(store, data, 5)  # warm-up: connections, imports, signing keys
-    rounds = [await one_round(store, data, args.files) for _ in range(args.rounds)]
+    # warm-up: connections, imports, signing keys
+    await one_round(store, data, 5, args.concurrency)
+    rounds = [
+        await one_round(store, data, args.files, args.concurrency) for _ in range(args.rounds)
+    ]
     best: dict[str, Any] = {}
     for leg in LEGS:
         best[leg] = dict(rounds[0][leg], cpu_ms=min(r[leg]["cpu_ms"] for r in rounds))
@@ -99,6 +111,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--size-kib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=1, help="files in flight at once")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     has_lean = "lean" in inspect.signature(S3BlobStore).parameters
@@ -109,13 +122,15 @@ def main() -> None:
         set_env(aws_env(server, Path(tmp)))
         bucket = server.new_bucket()
         rows = {label: asyncio.run(measure(bucket, lean, args)) for label, lean in modes.items()}
-    report = {"files": args.files, "size_KiB": args.size_kib, "load_start": load}
+    report = {"files": args.files, "size_KiB": args.size_kib, "concurrency": args.concurrency}
+    report["load_start"] = load
     report |= {"load_end": os.getloadavg()[0], "rows": rows}
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(
-        f"{args.files} files of {args.size_kib} KiB, rclone serve s3; CPU: best of "
+        f"{args.files} files of {args.size_kib} KiB, {args.concurrency} at a time, rclone "
+        f"serve s3; CPU: best of "
         f"{args.rounds} rounds; load average {load:.1f} -> {report['load_end']:.1f}"
     )
     print(f"{'client':<13}" + "".join(f"{leg + ' req':>16}{'ms CPU':>8}" for leg in LEGS))
