@@ -74,6 +74,10 @@ def _json_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: ``_json_str`` of file names, memoized: a sender's names repeat from stream to stream.
+_name_json: Final = functools.lru_cache(maxsize=8192)(_json_str)
+
+
 @functools.lru_cache(maxsize=64)
 def _file_header_middle(dtype: str, byteorder: str) -> str:
     # The members a stream's files share, formatted once per stream kind.
@@ -86,7 +90,7 @@ def _fast_file_header(
     """The ``F`` frame, byte-identical to ``encode_json_frame`` for valid members (the
     offset already in its JSON form: ``repr`` of the float)."""
     payload = (
-        f'{{"index":{index},"name":{_json_str(name)},"size":{int(size)}'
+        f'{{"index":{index},"name":{_name_json(name)},"size":{int(size)}'
         f"{_file_header_middle(dtype, byteorder)}{offset_json}}}"
     ).encode()
     return _pack_header(_FILE, len(payload)) + payload

@@ -30,7 +30,7 @@ from ._bodies import MESSAGE_SIZE, BodyCache, frame_chunks, frame_plain, small_f
 from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
 from ._pacer import Pacer
 from ._params import StreamParams
-from ._plan import file_name, iter_plan, plan_rows
+from ._plan import iter_plan, plan_rows
 from ._slice import SLICE_SECONDS, TimeSlice
 
 __all__ = ["MESSAGE_SIZE", "StreamRuntime", "run_framed_stream", "run_raw_stream"]
@@ -185,9 +185,9 @@ class _FramedStream:
         await self.send(_body(start))
         last = self.params.count - 1
         try:
-            for index, size, _, offset in plan_rows(self.params, self.seed):
+            for index, name, size, _, offset in plan_rows(self.params, self.seed):
                 await _wait_until(pacer, t0 + offset, self.slice)
-                await self._send_file(index, size, offset, index == last)
+                await self._send_file(index, name, size, offset, index == last)
         except asyncio.CancelledError:
             if not self.runtime.shutting_down:
                 raise
@@ -202,7 +202,7 @@ class _FramedStream:
         if not self.encoder.finished:  # no file: the Z frame goes alone
             await self.send(_body(self.encoder.end(), more=False))
 
-    async def _send_file(self, index: int, size: int, offset: float, last: bool) -> None:
+    async def _send_file(self, index: int, name: str, size: int, offset: float, last: bool) -> None:
         """Send one file; the last one's final message also carries the ``Z`` frame (one
         write fewer per stream: both are due at the same moment)."""
         self.runtime.files_started += 1
@@ -212,14 +212,14 @@ class _FramedStream:
             # (and Z) built in one piece and sent as one message: one HTTP chunk, one write.
             body, digest = small_file(self.content, size, params.digest)
             message = self.encoder.whole_file(
-                index=index, name=file_name(index, params.dtype), size=size,
+                index=index, name=name, size=size,
                 dtype=params.dtype, byteorder=params.byteorder, offset=offset,
                 round_offset=True, body=body, digest_hex=digest, end=last,
             )  # fmt: skip
             await self.send({"type": "http.response.body", "body": message, "more_body": not last})
         else:
             header = self.encoder.file_start(
-                index=index, name=file_name(index, params.dtype), size=size,
+                index=index, name=name, size=size,
                 dtype=params.dtype, byteorder=params.byteorder, offset=round(offset, 6),
             )  # fmt: skip
             await self._send_large_file(header, size, last)

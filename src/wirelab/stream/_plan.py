@@ -8,6 +8,7 @@ guarantees stream stability for raw bit generator output).
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = ["FileSpec", "file_name", "iter_plan", "new_seed", "plan_rows"]
 _BLOCK = 512  # files planned per draw from the generator (amortizes numpy call overhead)
 #: Blocks of at least this many files are converted with numpy (see :func:`plan_rows`).
 _VECTOR_MIN = 16
+_NAMED = 4096  # files whose names are made once per dtype (see _names)
 _TWO_POW_53 = float(2**53)
 
 
@@ -50,6 +52,13 @@ def file_name(index: int, dtype: str) -> str:
     return f"{index:06d}.{dtype}"
 
 
+@functools.lru_cache(maxsize=8)
+def _names(dtype: str) -> tuple[str, ...]:
+    # The first names of every stream of a dtype, made once: formatting one per file
+    # cost a few percent of a small file.
+    return tuple(file_name(index, dtype) for index in range(_NAMED))
+
+
 def iter_plan(
     params: StreamParams, seed: int, *, size_unit: int | None = None
 ) -> Iterator[FileSpec]:
@@ -58,16 +67,15 @@ def iter_plan(
     Sizes are whole multiples of ``size_unit`` (default: the sample width) between
     ``min_size`` and ``max_size``; both bounds must be multiples of it.
     """
-    dtype = params.dtype
-    for index, size, wait, offset in plan_rows(params, seed, size_unit=size_unit):
-        yield FileSpec(index, file_name(index, dtype), size, wait, offset)
+    for row in plan_rows(params, seed, size_unit=size_unit):
+        yield FileSpec(*row)
 
 
 def plan_rows(
     params: StreamParams, seed: int, *, size_unit: int | None = None
-) -> Iterator[tuple[int, int, float, float]]:
-    """:func:`iter_plan` as plain ``(index, size, wait, offset)`` tuples (the stream engine
-    reads these: a frozen dataclass and a name per file cost more than the file's draw).
+) -> Iterator[tuple[int, str, int, float, float]]:
+    """:func:`iter_plan` as plain ``(index, name, size, wait, offset)`` tuples (the stream
+    engine reads these: a frozen dataclass per file costs more than the file's draw).
 
     A block of at least :data:`_VECTOR_MIN` files is converted with numpy, element-wise
     the same operations in the same order as the per-file loop (integer modulo, exact
@@ -77,6 +85,7 @@ def plan_rows(
     """
     bits = np.random.PCG64(np.random.SeedSequence([seed, 0]))
     draw = _Draw(params, size_unit or params.sample_width)
+    names, dtype = _names(params.dtype), params.dtype
     offset = 0.0
     index = 0
     while index < params.count:
@@ -84,12 +93,15 @@ def plan_rows(
         raw = bits.random_raw(2 * block)
         if block >= _VECTOR_MIN:
             sizes, waits, offsets = draw.vector(raw, offset)
-            yield from zip(range(index, index + block), sizes, waits, offsets, strict=True)
+            rows = zip(range(index, index + block), sizes, waits, offsets, strict=True)
+            for i, size, wait, at in rows:
+                yield i, names[i] if i < _NAMED else file_name(i, dtype), size, wait, at
             offset = offsets[-1]
         else:
             for i, (size, wait) in enumerate(draw.scalar(raw.tolist())):
                 offset += wait / params.speed
-                yield index + i, size, wait, offset
+                name = names[index + i] if index + i < _NAMED else file_name(index + i, dtype)
+                yield index + i, name, size, wait, offset
         index += block
 
 
