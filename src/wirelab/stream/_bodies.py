@@ -140,6 +140,11 @@ def small_file(source: ContentSource, size: int, algorithm: str) -> tuple[Chunk,
         out = _THREAD.scratch
         source.fill(out, size)
         body: Chunk = out[:size]
+        if algorithm == "blake3":  # hexdigest_of, inlined (per small file)
+            hasher = _THREAD.blake3
+            hasher.reset()
+            hasher.update(body)
+            return body, hasher.digest().hex()
         return body, hexdigest_of(algorithm, body)
     body = next(iter(source.file_chunks(size)), b"")
     # Periodic content (memoized digest, computed once per size) or random floats.
