@@ -71,6 +71,14 @@ AROUND_CHUNK: tuple[dict[str, Any], list[tuple[int, str]], str] = (
     "9118dfe254bb8defd1e783dfb0205f3ee70532e12946e57acf73b215fd86fc2f",
 )
 
+# Empty files (no D frame), seed 3: (StreamParams members, SHA-256 of the whole body).
+EMPTY_FILES: list[tuple[dict[str, Any], str]] = [
+    ({}, "f142be3c2fa6a9b9e262b7649586f863ba2440b0fcf2f0fcfe9cd5f8cef726b5"),
+    ({"content": "ramp"}, "9862ff464515b8fd3dc0aeb942b5ba975e124f58f7f5e27aff33f3e4c8aa79b4"),
+    ({"dtype": "float32"}, "4c889d969e4d7d14cd8dd07ab8d6656b47641c7343f936161db1f42090a4b502"),
+    ({"digest": "sha256"}, "621a26dcd88fcd3cb26b723c09fa85c3a592157deb83044af7171736ec05121f"),
+]
+
 # count: (speed, min_interval, max_interval, SHA-256 of "index name size wait offset" lines
 # of the plan with seed 5, sizes 2..1 MiB): counts on both sides of the block sizes.
 PLANS: dict[int, tuple[float, float, float, str]] = {
@@ -82,7 +90,7 @@ PLANS: dict[int, tuple[float, float, float, str]] = {
 }
 
 
-async def sent_files(params: StreamParams) -> tuple[list[tuple[int, str]], str]:
+async def sent_files(params: StreamParams, seed: int = SEED) -> tuple[list[tuple[int, str]], str]:
     """Run the engine; return each file's (size, digest prefix) as the decoder read them
     (it checks every digest against the bytes) and the SHA-256 of the whole body."""
     decoder = StreamDecoder()
@@ -102,7 +110,7 @@ async def sent_files(params: StreamParams) -> tuple[list[tuple[int, str]], str]:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    await run_framed_stream(StreamRuntime(), params, SEED, [], receive, send)
+    await run_framed_stream(StreamRuntime(), params, seed, [], receive, send)
     decoder.close()  # raises if the body was cut short
     assert len(files) == params.count
     return files, body.hexdigest()
@@ -122,6 +130,16 @@ async def test_files_around_one_chunk_are_unchanged() -> None:
     members, first_files, body = AROUND_CHUNK
     files, digest = await sent_files(StreamParams(seed=SEED, **members))
     assert files[:3] == first_files
+    assert digest == body
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("members", "body"), EMPTY_FILES)
+async def test_empty_files_are_unchanged(members: dict[str, Any], body: str) -> None:
+    params = StreamParams(seed=3, count=3, min_size=0, max_size=0, min_interval=0,
+                          max_interval=0, **members)  # fmt: skip
+    files, digest = await sent_files(params, seed=3)
+    assert [size for size, _ in files] == [0, 0, 0]
     assert digest == body
 
 

@@ -390,14 +390,15 @@ class StreamEncoder:
         round_offset: bool = False,
     ) -> bytes:
         """Return a whole file in one piece: ``F``, one ``D`` frame carrying *body* (a
-        copy: the caller may reuse its buffer), ``E``, and the ``Z`` frame too when *end*.
+        copy: the caller may reuse its buffer; no ``D`` frame for an empty body), ``E``,
+        and the ``Z`` frame too when *end*.
 
-        The same bytes, checks and errors as :meth:`file_start`, :meth:`data`,
-        :meth:`file_end` (and :meth:`end`) called in turn, with *size* the length of
-        *body* (at most :data:`MAX_DATA_PAYLOAD`) and ``offset=round(offset, 6)`` if
-        *round_offset* (microseconds, as the wirelab server writes offsets); one call
-        instead of four for a sender of many small files. A call that raises leaves the
-        encoder as it was.
+        The same bytes, checks and errors as :meth:`file_start`, :meth:`data` (if *body*
+        is not empty), :meth:`file_end` (and :meth:`end`) called in turn, with *size* the
+        length of *body* (at most :data:`MAX_DATA_PAYLOAD`) and ``offset=round(offset,
+        6)`` if *round_offset* (microseconds, as the wirelab server writes offsets); one
+        call instead of four for a sender of many small files. A call that raises leaves
+        the encoder as it was.
         """
         if (
             self._validate
@@ -422,6 +423,8 @@ class StreamEncoder:
             body,
             _fast_file_end(index, self._algorithm, digest_hex),
         ]
+        if not size:  # an empty file has no D frame (as a sender looping over chunks)
+            del parts[1:3]
         self._files = index + 1
         self._total += size
         self._file_index, self._file_size, self._file_sent = index, size, size
@@ -445,7 +448,7 @@ class StreamEncoder:
                     index=index, name=name, size=size, dtype=dtype, byteorder=byteorder,
                     offset=offset,
                 ),
-                self.data(body),
+                self.data(body) if len(body) else b"",
                 self.file_end(digest_hex),
             ]  # fmt: skip
             if end:
