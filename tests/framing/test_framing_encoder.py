@@ -377,3 +377,67 @@ def test_unvalidated_start_keeps_equal_members_of_other_types_apart(
             fast = StreamEncoder(validate=False).start(seed=7, count=1, params={"x": value})
             expected = json.dumps({"x": value}, separators=(",", ":")).encode()
             assert fast.endswith(b'"params":' + expected + b"}"), (value, fast)
+
+
+def _four_calls(encoder: StreamEncoder, body: bytes, digest: str, end: bool, **kw: Any) -> bytes:
+    out = encoder.file_start(**kw)
+    out += encoder.data(body) if body else b""  # no D frame for an empty file
+    out += encoder.file_end(digest)
+    return out + encoder.end() if end else out
+
+
+@pytest.mark.parametrize("validate", [True, False])
+@given(
+    sizes=st.lists(st.integers(0, 300), min_size=1, max_size=4),
+    offset=st.floats(0, 2e9, allow_nan=False) | st.sampled_from([0.0, 1e-5, 0.5, 1e-4]),
+    round_offset=st.booleans(),
+)
+def test_whole_file_is_the_four_calls(
+    validate: bool, sizes: list[int], offset: float, round_offset: bool
+) -> None:
+    # Two encoders fed the same stream, one file at a time, give the same bytes.
+    one, four = (StreamEncoder(validate=validate) for _ in range(2))
+    for encoder in (one, four):
+        encoder.start(seed=1, count=len(sizes), params={}, digest="blake3")
+    for index, size in enumerate(sizes):
+        kw = file_kwargs(index, 2 * size, offset=offset)
+        body, end = memoryview(bytes(range(256)) * 3)[: 2 * size], index == len(sizes) - 1
+        written = round(offset, 6) if round_offset else offset
+        expected = _four_calls(four, bytes(body), "ab" * 32, end, **{**kw, "offset": written})
+        got = one.whole_file(**kw, body=body, digest_hex="ab" * 32, end=end,
+                             round_offset=round_offset)  # fmt: skip
+        assert got == expected
+    assert one.finished and one.total_bytes == four.total_bytes
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_whole_file_misuse_raises_and_changes_nothing(validate: bool) -> None:
+    encoder = StreamEncoder(validate=validate)
+    encoder.start(seed=1, count=1, params={}, digest="sha256")
+    bad: list[dict[str, Any]] = [
+        {**file_kwargs(1, 4), "body": b"abcd"},  # wrong index
+        {**file_kwargs(0, 4), "body": b"abc"},  # body shorter than size
+        # checked only when validating, as file_start and file_end do
+        {**file_kwargs(0, 3), "body": b"abc"} if validate else {},  # not whole int16 samples
+        {**file_kwargs(0, 4), "body": b"abcd", "digest_hex": "short"} if validate else {},
+    ]
+    for kw in filter(None, bad):
+        kw.setdefault("digest_hex", SHA_EMPTY)
+        with pytest.raises(UsageError):
+            encoder.whole_file(**kw)
+    frames = encoder.whole_file(**file_kwargs(0, 4), body=b"abcd", digest_hex=SHA_EMPTY, end=True)
+    assert encoder.finished and encoder.files_completed == 1
+    assert frames.endswith(encoder_end_frame(1, 4))
+
+
+def encoder_end_frame(count: int, total: int) -> bytes:
+    return encode_json_frame(FrameType.END, {"count": count, "bytes": total})
+
+
+@given(st.floats(0, 1e10, allow_nan=False) | st.integers(0, 10**6) | st.sampled_from(
+    [0.0, -0.0, 1e-4, 9.99999e-5, 5e-5, 0.5, 999999999.9999995, 1e9, 123.0000004]
+))  # fmt: skip
+def test_offsets_rounded_to_microseconds_are_written_as_repr_of_round(offset: float) -> None:
+    from wirelab.framing._encoder import _microseconds_json
+
+    assert _microseconds_json(offset) == repr(round(float(offset), 6))

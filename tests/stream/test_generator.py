@@ -145,6 +145,31 @@ class TestPlan:
         assert all(s % 1024 == 0 for s in sizes)
         assert min(sizes) >= 1024 and max(sizes) <= 1024 * 1024
 
+    @given(
+        seed=st.integers(0, 2**63 - 1),
+        count=st.integers(1, 700),
+        lo=st.floats(0, 5),
+        span=st.floats(0, 60),
+        speed=st.sampled_from([0.1, 0.7, 1.0, 3.0, 1000.0]),
+    )
+    @settings(max_examples=40)
+    def test_plan_in_blocks_is_the_per_file_draw(
+        self, seed: int, count: int, lo: float, span: float, speed: float
+    ) -> None:
+        # The per-file formula of the format (docs/protocol/stream.md), in plain Python:
+        # numpy's block conversion must give exactly the same sizes, waits and offsets.
+        p = StreamParams(
+            count=count, min_size=2, max_size=2 * 10**6, min_interval=lo,
+            max_interval=lo + span, speed=speed,
+        )  # fmt: skip
+        raw = np.random.PCG64(np.random.SeedSequence([seed, 0])).random_raw(2 * count).tolist()
+        offset, expected = 0.0, []
+        for i in range(count):
+            wait = lo + (raw[2 * i + 1] >> 11) / float(2**53) * (p.max_interval - lo)
+            offset += wait / speed
+            expected.append((i, (1 + raw[2 * i] % 10**6) * 2, wait, offset))
+        assert [(f.index, f.size, f.wait, f.offset) for f in iter_plan(p, seed)] == expected
+
     def test_plan_is_lazy(self) -> None:
         plan = iter_plan(StreamParams(count=10**9), 1)
         assert next(plan).index == 0

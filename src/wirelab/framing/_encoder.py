@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import numbers
 import operator
 import struct
@@ -73,6 +74,10 @@ def _json_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: ``_json_str`` of file names, memoized: a sender's names repeat from stream to stream.
+_name_json: Final = functools.lru_cache(maxsize=8192)(_json_str)
+
+
 @functools.lru_cache(maxsize=64)
 def _file_header_middle(dtype: str, byteorder: str) -> str:
     # The members a stream's files share, formatted once per stream kind.
@@ -80,14 +85,38 @@ def _file_header_middle(dtype: str, byteorder: str) -> str:
 
 
 def _fast_file_header(
-    index: int, name: str, size: int, dtype: str, byteorder: str, offset: float
+    index: int, name: str, size: int, dtype: str, byteorder: str, offset_json: str
 ) -> bytes:
-    """The ``F`` frame, byte-identical to ``encode_json_frame`` for valid members."""
+    """The ``F`` frame, byte-identical to ``encode_json_frame`` for valid members (the
+    offset already in its JSON form: ``repr`` of the float)."""
     payload = (
-        f'{{"index":{index},"name":{_json_str(name)},"size":{int(size)}'
-        f"{_file_header_middle(dtype, byteorder)}{float(offset)!r}}}"
+        f'{{"index":{index},"name":{_name_json(name)},"size":{int(size)}'
+        f"{_file_header_middle(dtype, byteorder)}{offset_json}}}"
     ).encode()
     return _pack_header(_FILE, len(payload)) + payload
+
+
+def _microseconds_json(offset: float) -> str:
+    """``repr(round(offset, 6))``, the JSON of an offset rounded to microseconds, with one
+    decimal conversion instead of two (``round`` and ``repr`` each convert).
+
+    Exact: for 1e-4 <= offset < 1e9, ``".6f"`` gives the correctly rounded six decimals
+    that ``round`` gives, and the double nearest them has no shorter round-tripping form
+    than those decimals less their trailing zeros (its ulp is below 1e-6, the distance
+    between any two such decimals), which is what ``repr`` writes in that range. Other
+    values take the two conversions."""
+    if 1e-4 <= offset < 1e9:
+        text = f"{offset:.6f}".rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    if offset == 0 and math.copysign(1.0, offset) > 0:  # the first file of most streams
+        return "0.0"
+    return repr(round(float(offset), 6))
+
+
+def _fast_file_end(index: int, algorithm: str, digest_hex: str) -> bytes:
+    """The ``E`` frame, byte-identical to ``encode_json_frame`` for valid members."""
+    payload = b'{"index":%d,"%s":"%s"}' % (index, algorithm.encode(), digest_hex.encode())
+    return _pack_header(_END_FILE, len(payload)) + payload
 
 
 @functools.lru_cache(maxsize=256)
@@ -306,7 +335,9 @@ class StreamEncoder:
             size = _validate(parse_file_header, obj).size
             frame = encode_json_frame(FrameType.FILE, obj)
         else:
-            frame = _fast_file_header(self._files, name, size, dtype, byteorder, offset)
+            frame = _fast_file_header(
+                self._files, name, size, dtype, byteorder, repr(float(offset))
+            )
         self._file_index = self._files
         self._file_size = size
         self._file_sent = 0
@@ -359,16 +390,95 @@ class StreamEncoder:
             _validate(lambda o: parse_file_end(o, self._algorithm), obj)
             frame = encode_json_frame(FrameType.END_FILE, obj)
         else:
-            payload = b'{"index":%d,"%s":"%s"}' % (
-                self._file_index,
-                self._algorithm.encode(),
-                digest_hex.encode(),
-            )
-            frame = _pack_header(_END_FILE, len(payload)) + payload
+            frame = _fast_file_end(self._file_index, self._algorithm, digest_hex)
         self._files += 1
         self._total += self._file_size
         self._phase = _BETWEEN_FILES
         return frame
+
+    def whole_file(
+        self,
+        *,
+        index: int,
+        name: str,
+        size: int,
+        dtype: str,
+        byteorder: str,
+        offset: float,
+        body: bytes | bytearray | memoryview,
+        digest_hex: str,
+        end: bool = False,
+        round_offset: bool = False,
+    ) -> bytes:
+        """Return a whole file in one piece: ``F``, one ``D`` frame carrying *body* (a
+        copy: the caller may reuse its buffer; no ``D`` frame for an empty body), ``E``,
+        and the ``Z`` frame too when *end*.
+
+        The same bytes, checks and errors as :meth:`file_start`, :meth:`data` (if *body*
+        is not empty), :meth:`file_end` (and :meth:`end`) called in turn, with *size* the
+        length of *body* (at most :data:`MAX_DATA_PAYLOAD`) and ``offset=round(offset,
+        6)`` if *round_offset* (microseconds, as the wirelab server writes offsets); one
+        call instead of four for a sender of many small files. A call that raises leaves
+        the encoder as it was.
+        """
+        if (
+            self._validate
+            or self._phase != _BETWEEN_FILES
+            or type(index) is not int
+            or index != self._files
+            or index >= self._count
+            or type(size) is not int
+            or len(body) != size
+            or size > MAX_DATA_PAYLOAD
+            or (end and index + 1 != self._count)
+        ):
+            if round_offset:
+                offset = round(offset, 6)
+            return self._whole_file_in_steps(
+                (index, name, size, dtype, byteorder, offset), body, digest_hex, end
+            )
+        offset_json = _microseconds_json(offset) if round_offset else repr(float(offset))
+        parts = [
+            _fast_file_header(index, name, size, dtype, byteorder, offset_json),
+            _pack_header(_DATA, size),
+            body,
+            _fast_file_end(index, self._algorithm, digest_hex),
+        ]
+        if not size:  # an empty file has no D frame (as a sender looping over chunks)
+            del parts[1:3]
+        self._files = index + 1
+        self._total += size
+        self._file_index, self._file_size, self._file_sent = index, size, size
+        if end:
+            parts.append(self.end())
+        return b"".join(parts)
+
+    def _whole_file_in_steps(
+        self,
+        header: tuple[int, str, int, str, str, float],
+        body: bytes | bytearray | memoryview,
+        digest_hex: str,
+        end: bool,
+    ) -> bytes:
+        """:meth:`whole_file` through the four calls, undone if one of them raises."""
+        index, name, size, dtype, byteorder, offset = header
+        saved = [getattr(self, slot) for slot in self.__slots__]
+        try:
+            parts = [
+                self.file_start(
+                    index=index, name=name, size=size, dtype=dtype, byteorder=byteorder,
+                    offset=offset,
+                ),
+                self.data(body) if len(body) else b"",
+                self.file_end(digest_hex),
+            ]  # fmt: skip
+            if end:
+                parts.append(self.end())
+        except BaseException:
+            for slot, value in zip(self.__slots__, saved, strict=True):
+                setattr(self, slot, value)
+            raise
+        return b"".join(parts)
 
     def end(self) -> bytes:
         """Return the ``Z`` frame with the encoder's own file and byte counts.

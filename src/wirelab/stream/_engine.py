@@ -1,6 +1,6 @@
 """The asyncio side of the Stream service: pacing, framing and hashing of one response.
 
-Everything here runs on the event loop except :func:`_frame_chunks` for large files when
+Everything here runs on the event loop except ``frame_chunks`` (``_bodies``) for large files when
 the server has worker threads: a shared pool then runs it so that generating and hashing
 (both release the GIL) overlap with the loop writing the previous message to the socket.
 There is never a thread per stream.
@@ -20,17 +20,17 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..framing import FrameType, StreamEncoder, encode_frame_header
+from ..framing import StreamEncoder
+from ._bodies import MESSAGE_SIZE, BodyCache, frame_chunks, frame_plain, small_file
 from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
 from ._pacer import Pacer
 from ._params import StreamParams
-from ._plan import FileSpec, iter_plan
+from ._plan import iter_plan, plan_rows
 from ._slice import SLICE_SECONDS, TimeSlice
 
 __all__ = ["MESSAGE_SIZE", "StreamRuntime", "run_framed_stream", "run_raw_stream"]
@@ -39,8 +39,6 @@ Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 Receive = Callable[[], Awaitable[Message]]
 
-#: Bytes of ``D`` frames per ASGI message (one HTTP chunk, one write) for large files.
-MESSAGE_SIZE = 1024 * 1024
 #: Room at the end of a message filled in place: the fill margin, and the ``E`` and ``Z``
 #: frames that end a file and a stream (JSON of a few integers and a 64-digit digest).
 _TAIL_ROOM = 1024
@@ -60,7 +58,7 @@ class StreamRuntime:
     """
 
     executor: Executor | None = None
-    body_cache: _BodyCache = field(default_factory=lambda: _BodyCache())
+    body_cache: BodyCache = field(default_factory=lambda: BodyCache())
     active: set[asyncio.Task[Any]] = field(default_factory=set)
     shutting_down: bool = False
     streams_disconnected: int = 0
@@ -161,67 +159,6 @@ def _hexdigest(hasher: Any | None) -> str:
     return str(hasher.hexdigest())
 
 
-def _frame_chunks(
-    chunks: Iterator[Chunk],
-    encoder: StreamEncoder,
-    hasher: Any | None,
-    limit: int,
-    first: bytes | None = None,
-) -> bytes:
-    """Frame (and hash) chunks as ``D`` frames until about ``limit`` bytes: one message,
-    which starts with ``first`` when given.
-
-    Returns ``b""`` when the file has no more chunks (and no ``first``). May run in a worker
-    thread: numpy generation and ``hashlib`` release the GIL for large buffers.
-    """
-    parts: list[Chunk] = [first] if first else []
-    size = 0
-    for chunk in chunks:
-        if hasher is not None:
-            hasher.update(chunk)
-        parts += (encoder.data_header(len(chunk)), chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(parts)
-
-
-def _frame_plain(chunks: Iterator[Chunk]) -> bytes:
-    """``D`` frames for all chunks, without an encoder (for the shared body cache)."""
-    parts: list[Chunk] = []
-    for chunk in chunks:
-        parts += (encode_frame_header(FrameType.DATA, len(chunk)), chunk)
-    return b"".join(parts)
-
-
-class _BodyCache:
-    """Framed bodies (``D`` frames) of periodic files, shared by all streams of a server.
-
-    ``sine`` and ``ramp`` files depend only on (content, dtype, byteorder, size), so their
-    framed bytes are built once and then sent as one message, like a static file. Bounded
-    by ``max_bytes`` in total (least recently used entries are dropped first).
-    """
-
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024, max_entry: int = MESSAGE_SIZE) -> None:
-        self.max_bytes = max_bytes
-        self.max_entry = max_entry
-        self._entries: OrderedDict[tuple[str, str, str, int], bytes] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: tuple[str, str, str, int], build: Callable[[], bytes]) -> bytes:
-        body = self._entries.get(key)
-        if body is not None:
-            self._entries.move_to_end(key)
-            return body
-        body = build()
-        self._entries[key] = body
-        self._bytes += len(body)
-        while self._bytes > self.max_bytes and len(self._entries) > 1:
-            _, dropped = self._entries.popitem(last=False)
-            self._bytes -= len(dropped)
-        return body
-
-
 class _FramedStream:
     """One ``/v1/stream`` response: pacing, framing and hashing of its files."""
 
@@ -248,9 +185,16 @@ class _FramedStream:
         await self.send(_body(start))
         last = self.params.count - 1
         try:
-            for spec in iter_plan(self.params, self.seed):
-                await _wait_until(pacer, t0 + spec.offset, self.slice)
-                await self._send_file(spec, spec.index == last)
+            loop, slice_ = pacer.loop, self.slice
+            for index, name, size, _, offset in plan_rows(self.params, self.seed):
+                # _wait_until, inlined: its two coroutines were a measurable part of the
+                # cost of a small file.
+                if t0 + offset > loop.time():
+                    await pacer.sleep_until(t0 + offset)
+                    slice_.restart()
+                elif slice_.expired():
+                    await slice_.pause()
+                await self._send_file(index, name, size, offset, index == last)
         except asyncio.CancelledError:
             if not self.runtime.shutting_down:
                 raise
@@ -265,46 +209,49 @@ class _FramedStream:
         if not self.encoder.finished:  # no file: the Z frame goes alone
             await self.send(_body(self.encoder.end(), more=False))
 
-    async def _send_file(self, spec: FileSpec, last: bool) -> None:
+    async def _send_file(self, index: int, name: str, size: int, offset: float, last: bool) -> None:
         """Send one file; the last one's final message also carries the ``Z`` frame (one
         write fewer per stream: both are due at the same moment)."""
         self.runtime.files_started += 1
-        header = self.encoder.file_start(
-            index=spec.index,
-            name=spec.name,
-            size=spec.size,
-            dtype=self.params.dtype,
-            byteorder=self.params.byteorder,
-            offset=round(spec.offset, 6),
-        )
-        digest = self.content.memoized_digest(spec.size)
-        if digest is None and spec.size <= self.runtime.body_cache.max_entry:
+        params = self.params
+        if size <= CHUNK_SIZE:
+            # Small file (most paced streams): generated and hashed whole, then F, D, E
+            # (and Z) built in one piece and sent as one message: one HTTP chunk, one write.
+            body, digest = small_file(self.content, size, params.digest)
+            message = self.encoder.whole_file(
+                index=index, name=name, size=size,
+                dtype=params.dtype, byteorder=params.byteorder, offset=offset,
+                round_offset=True, body=body, digest_hex=digest, end=last,
+            )  # fmt: skip
+            await self.send({"type": "http.response.body", "body": message, "more_body": not last})
+        else:
+            header = self.encoder.file_start(
+                index=index, name=name, size=size,
+                dtype=params.dtype, byteorder=params.byteorder, offset=round(offset, 6),
+            )  # fmt: skip
+            await self._send_large_file(header, size, last)
+        self.runtime.files_sent += 1
+
+    async def _send_large_file(self, header: bytes, size: int, last: bool) -> None:
+        """Send a file larger than one chunk (``F`` already formatted) in one message or
+        several."""
+        digest = self.content.memoized_digest(size)
+        if digest is None and size <= self.runtime.body_cache.max_entry:
             # Periodic files up to one message are hashed up front (about a slice of
             # work); larger ones are hashed while they are sent, in slices, like random.
-            digest = self.content.known_digest(spec.size)
+            digest = self.content.known_digest(size)
             await self.slice.checkpoint()
-        chunks = self.content.file_chunks(spec.size)
-        if digest is not None and spec.size <= self.runtime.body_cache.max_entry:
+        chunks = self.content.file_chunks(size)
+        if digest is not None and size <= self.runtime.body_cache.max_entry:
             # Periodic content: the framed body is shared; F, D..., E go out as one message.
-            body = self._cached_body(spec.size, chunks)
+            body = self._cached_body(size, chunks)
             await self._send_last([header, body, self.encoder.file_end(digest)], last)
-        elif spec.size <= CHUNK_SIZE:
-            # Small file: F, D, E in one message (one HTTP chunk, one write, one join).
-            parts: list[Chunk] = [header]
-            hasher = None if digest is not None else self.content.new_hasher()
-            for chunk in chunks:
-                if hasher is not None:
-                    hasher.update(chunk)
-                parts += (self.encoder.data_header(len(chunk)), chunk)
-            parts.append(self.encoder.file_end(digest or _hexdigest(hasher)))
-            await self._send_last(parts, last)
         elif self.content.fills_in_place and self.runtime.executor is None:
-            await self._send_filled(header, spec.size, last)
+            await self._send_filled(header, size, last)
         else:
             digest = await self._send_large(header, chunks, digest)
-            self.content.remember_digest(spec.size, digest)
+            self.content.remember_digest(size, digest)
             await self._send_last([self.encoder.file_end(digest)], last)
-        self.runtime.files_sent += 1
 
     async def _send_last(self, parts: list[Chunk], last: bool) -> None:
         """Send a file's final message: ``parts`` joined, plus the ``Z`` frame if ``last``."""
@@ -353,7 +300,7 @@ class _FramedStream:
 
     def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
         key = (self.params.content, self.params.dtype, self.params.byteorder, size)
-        body = self.runtime.body_cache.get(key, lambda: _frame_plain(chunks))
+        body = self.runtime.body_cache.get(key, lambda: frame_plain(chunks))
         # Count the cached frames toward the file, as if they were framed here.
         for start in range(0, size, CHUNK_SIZE):
             self.encoder.data_header(min(CHUNK_SIZE, size - start))
@@ -394,7 +341,7 @@ class _FramedStream:
     async def _send_offloaded(self, chunks: Iterator[Chunk], hasher: Any) -> None:
         loop = asyncio.get_running_loop()
         executor = self.runtime.executor
-        job = functools.partial(_frame_chunks, chunks, self.encoder, hasher, MESSAGE_SIZE)
+        job = functools.partial(frame_chunks, chunks, self.encoder, hasher, MESSAGE_SIZE)
         pending = loop.run_in_executor(executor, job)
         try:
             while body := await pending:

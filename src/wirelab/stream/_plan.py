@@ -8,17 +8,22 @@ guarantees stream stability for raw bit generator output).
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from ._params import MAX_SEED, StreamParams
 
-__all__ = ["FileSpec", "iter_plan", "new_seed", "plan_bits"]
+__all__ = ["FileSpec", "file_name", "iter_plan", "new_seed", "plan_bits", "plan_rows"]
 
 _BLOCK = 512  # files planned per draw from the generator (amortizes numpy call overhead)
+#: Blocks of at least this many files are converted with numpy (see :func:`plan_rows`).
+_VECTOR_MIN = 16
+_NAMED = 4096  # files whose names are made once per dtype (see _names)
 _TWO_POW_53 = float(2**53)
 _MASK32 = 0xFFFFFFFF
 
@@ -62,7 +67,15 @@ def plan_bits(seed: int) -> np.random.PCG64:
 
 
 def file_name(index: int, dtype: str) -> str:
+    """The name of file ``index`` of a stream of ``dtype`` samples (``000042.int16``)."""
     return f"{index:06d}.{dtype}"
+
+
+@functools.lru_cache(maxsize=8)
+def _names(dtype: str) -> tuple[str, ...]:
+    # The first names of every stream of a dtype, made once: formatting one per file
+    # cost a few percent of a small file.
+    return tuple(file_name(index, dtype) for index in range(_NAMED))
 
 
 def iter_plan(
@@ -73,20 +86,80 @@ def iter_plan(
     Sizes are whole multiples of ``size_unit`` (default: the sample width) between
     ``min_size`` and ``max_size``; both bounds must be multiples of it.
     """
+    for row in plan_rows(params, seed, size_unit=size_unit):
+        yield FileSpec(*row)
+
+
+def plan_rows(
+    params: StreamParams, seed: int, *, size_unit: int | None = None
+) -> Iterator[tuple[int, str, int, float, float]]:
+    """:func:`iter_plan` as plain ``(index, name, size, wait, offset)`` tuples (the stream
+    engine reads these: a frozen dataclass per file costs more than the file's draw).
+
+    A block of at least :data:`_VECTOR_MIN` files is converted with numpy, element-wise
+    the same operations in the same order as the per-file loop (integer modulo, exact
+    int-to-float, then the float multiply and add; the offsets a sequential running sum),
+    so both give bit-identical plans; shorter blocks, where numpy's per-call cost exceeds
+    the work, go through the loop.
+    """
     bits = plan_bits(seed)
-    width = size_unit or params.sample_width
-    lo_samples = params.min_size // width
-    span_samples = params.max_size // width - lo_samples + 1
-    lo_wait = params.min_interval
-    span_wait = params.max_interval - params.min_interval
+    draw = _Draw(params, size_unit or params.sample_width)
+    names, dtype = _names(params.dtype), params.dtype
     offset = 0.0
     index = 0
     while index < params.count:
         block = min(_BLOCK, params.count - index)
-        raw = bits.random_raw(2 * block).tolist()
-        for i in range(block):
-            size = (lo_samples + raw[2 * i] % span_samples) * width
-            wait = lo_wait + (raw[2 * i + 1] >> 11) / _TWO_POW_53 * span_wait
-            offset += wait / params.speed
-            yield FileSpec(index, file_name(index, params.dtype), size, wait, offset)
-            index += 1
+        raw = bits.random_raw(2 * block)
+        if block >= _VECTOR_MIN:
+            sizes, waits, offsets = draw.vector(raw, offset)
+            rows = zip(range(index, index + block), sizes, waits, offsets, strict=True)
+            for i, size, wait, at in rows:
+                yield i, names[i] if i < _NAMED else file_name(i, dtype), size, wait, at
+            offset = offsets[-1]
+        else:
+            for i, (size, wait) in enumerate(draw.scalar(raw.tolist())):
+                offset += wait / params.speed
+                name = names[index + i] if index + i < _NAMED else file_name(index + i, dtype)
+                yield index + i, name, size, wait, offset
+        index += block
+
+
+class _Draw:
+    """Turns raw 64-bit draws into sizes and waits (two draws per file: size, then wait)."""
+
+    __slots__ = ("lo_samples", "lo_wait", "span_samples", "span_wait", "speed", "width")
+
+    def __init__(self, params: StreamParams, width: int) -> None:
+        self.width = width
+        self.lo_samples = params.min_size // width
+        self.span_samples = params.max_size // width - self.lo_samples + 1
+        self.lo_wait = params.min_interval
+        self.span_wait = params.max_interval - params.min_interval
+        self.speed = params.speed
+
+    def scalar(self, raw: list[int]) -> Iterator[tuple[int, float]]:
+        """``(size, wait)`` per file, in Python."""
+        lo, span, width = self.lo_samples, self.span_samples, self.width
+        lo_wait, span_wait = self.lo_wait, self.span_wait
+        for i in range(0, len(raw), 2):
+            yield (
+                (lo + raw[i] % span) * width,
+                lo_wait + (raw[i + 1] >> 11) / _TWO_POW_53 * span_wait,
+            )
+
+    def vector(
+        self, raw: npt.NDArray[np.uint64], offset: float
+    ) -> tuple[list[int], list[float], list[float]]:
+        """Sizes, waits and offsets (running on from ``offset``) of a block, with numpy."""
+        sizes = (raw[0::2] % np.uint64(self.span_samples) + np.uint64(self.lo_samples)) * (
+            np.uint64(self.width)
+        )
+        # Below 2**53: the conversion is exact, as Python's int / float is.
+        fraction = (raw[1::2] >> np.uint64(11)).astype(np.float64) / _TWO_POW_53
+        waits = self.lo_wait + fraction * self.span_wait
+        steps = np.empty(len(waits) + 1)
+        steps[0] = offset
+        steps[1:] = waits / self.speed
+        # cumsum adds strictly left to right (it is not a pairwise reduction).
+        offsets = np.cumsum(steps)[1:]
+        return sizes.tolist(), waits.tolist(), offsets.tolist()

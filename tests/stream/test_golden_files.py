@@ -1,0 +1,154 @@
+"""Golden files: for a fixed seed, the sizes and digests of a stream's files, the whole
+body, and the plan (sizes, waits, offsets) are what the engine always sent.
+
+These pin the bytes of the per-file paths (small files built in one message, the plan
+drawn in blocks) for every content, both digest algorithms and several dtypes: a change
+to how the engine builds a file must leave every value here as it is. The values were
+taken from the engine before small files were built in one piece; a change that alters
+them changes what a seed means, which needs a new stream format version
+(docs/protocol/stream.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import MutableMapping
+from typing import Any
+
+import pytest
+
+from wirelab.framing import FileEnded, FileStarted, StreamDecoder
+from wirelab.stream import StreamParams, iter_plan
+from wirelab.stream._engine import StreamRuntime, run_framed_stream
+
+SEED = 11
+# 40 files of 4..6000 bytes, waits of 0..1 ms: small files only (one message each).
+SMALL: dict[str, Any] = {
+    "count": 40,
+    "min_size": 4,
+    "max_size": 6000,
+    "min_interval": 0,
+    "max_interval": 0.001,
+}
+
+# name: (StreamParams members beside SMALL, the first three files' (size, digest prefix),
+# SHA-256 of the whole body)
+CASES: dict[str, tuple[dict[str, Any], list[tuple[int, str]], str]] = {
+    "random-blake3": ({"content": "random", "digest": "blake3"},
+        [(2512, "47a96458ef54a564"), (930, "12142ef1c9dfa817"), (1592, "a894be3f7673c8c2")],
+        "28f1864e7965aa315ac80d04daa1c417545d3b58fe7628f9bf0130fa6f841c0d"),
+    "random-sha256": ({"content": "random", "digest": "sha256"},
+        [(2512, "7d0ec518ab230b3e"), (930, "652df5bf2d0d4624"), (1592, "085d9647b1ebe602")],
+        "9be02d50c3c4e51dfab162b780e2018be71a65479307cdfe77b55ce61a2fcf87"),
+    "ramp-blake3": ({"content": "ramp", "digest": "blake3"},
+        [(2512, "5cb2075dafc5c79b"), (930, "5564b45781ec9389"), (1592, "e27cf3e4d2e5e33d")],
+        "33b00338df902ccc378845b8e1040a968877a03bd0178a70e35061f8cbf7b1c8"),
+    "ramp-sha256": ({"content": "ramp", "digest": "sha256"},
+        [(2512, "4805cce79abb9788"), (930, "5887cb8b684ff55e"), (1592, "45dc4592140979a1")],
+        "4f821008f75ff2edf6f0c3ef0c571b8c28f1a7c77aeebcfe8f65bc6917fa8273"),
+    "sine-blake3": ({"content": "sine", "digest": "blake3"},
+        [(2512, "adf0259d8fc0b91c"), (930, "d6f816c306e143ca"), (1592, "0a4dabe30c147c5c")],
+        "925317cbdf6f5af2d2114ae156af4b0e07361851917768f119f9e3639348968c"),
+    "sine-sha256": ({"content": "sine", "digest": "sha256"},
+        [(2512, "6126ffdbaea5b920"), (930, "3b79792cd9d94e75"), (1592, "6654c95bdbe1056f")],
+        "b62db314874be616443adfb6904e64dc3a258ada24a5f21edd7b796ce1d9429f"),
+    "random-int8": ({"dtype": "int8"},
+        [(5178, "fade354e9aac5711"), (4796, "cfdd0f27c1524872"), (5559, "9d25981c32232187")],
+        "1c0ac9f7fa5abe178bc1e25e416af97ea1f2b62e9c96576c79e9d914b1d1b6e9"),
+    "random-float32": ({"dtype": "float32"},
+        [(3948, "8b091c82f40722d4"), (1508, "1241d57155b2448c"), (5880, "eb627d565a3122e4")],
+        "20c46666c61e478b6b5b0e9aa0ea02a64f28e554c6a471bae7e934a38eb5fffe"),
+    "random-int32-big": ({"dtype": "int32", "byteorder": "big"},
+        [(3948, "f5cd8fe4f6f96d28"), (1508, "b55fe82c2641ccd1"), (5880, "db44a9653b2b326e")],
+        "e4e2fabcbff0a8afa60a7bde7fd99c950ee7dc106c2a135fb7ad705207af55cc"),
+}  # fmt: skip
+
+# Files on both sides of the 64 KiB chunk: some built in one piece, some in place.
+AROUND_CHUNK: tuple[dict[str, Any], list[tuple[int, str]], str] = (
+    {"count": 7, "min_size": 60_000, "max_size": 70_000, "min_interval": 0, "max_interval": 0},
+    [(64066, "eab0808aa1376f37"), (69500, "9b4ace7f0d62cd1e"), (65020, "6d39d1bc772f59d6")],
+    "9118dfe254bb8defd1e783dfb0205f3ee70532e12946e57acf73b215fd86fc2f",
+)
+
+# Empty files (no D frame), seed 3: (StreamParams members, SHA-256 of the whole body).
+EMPTY_FILES: list[tuple[dict[str, Any], str]] = [
+    ({}, "f142be3c2fa6a9b9e262b7649586f863ba2440b0fcf2f0fcfe9cd5f8cef726b5"),
+    ({"content": "ramp"}, "9862ff464515b8fd3dc0aeb942b5ba975e124f58f7f5e27aff33f3e4c8aa79b4"),
+    ({"dtype": "float32"}, "4c889d969e4d7d14cd8dd07ab8d6656b47641c7343f936161db1f42090a4b502"),
+    ({"digest": "sha256"}, "621a26dcd88fcd3cb26b723c09fa85c3a592157deb83044af7171736ec05121f"),
+]
+
+# count: (speed, min_interval, max_interval, SHA-256 of "index name size wait offset" lines
+# of the plan with seed 5, sizes 2..1 MiB): counts on both sides of the block sizes.
+PLANS: dict[int, tuple[float, float, float, str]] = {
+    1: (1.0, 0, 0.5, "5cc799ab57dad560bbce2fea270a9c62ef220a16ef222a4f42cda3a25bf43a3f"),
+    15: (1.0, 0.1, 0.7, "0191a2a8012cd94895cd561f18cb0f4252e1042d295660328178bb3ff65ce15b"),
+    16: (3.0, 0, 2.5, "c0cf7d0b5540e95f507481e7f717b9dda91d4989e247cfcea967ed247fa64efa"),
+    40: (1.0, 0.5, 0.5, "c70225b436ddbfaca2b7094683133de7e9dd6f12332dcc596f44f5a0be2b7aec"),
+    600: (0.7, 0, 0.013, "ba27eba4e984acab8ec577b57a847d3857ad79f267306abb8b5956b5c37ad9e8"),
+}
+
+
+async def sent_files(params: StreamParams, seed: int = SEED) -> tuple[list[tuple[int, str]], str]:
+    """Run the engine; return each file's (size, digest prefix) as the decoder read them
+    (it checks every digest against the bytes) and the SHA-256 of the whole body."""
+    decoder = StreamDecoder()
+    files: list[tuple[int, str]] = []
+    body = hashlib.sha256()
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            body.update(message["body"])
+            for event in decoder.feed(message["body"]):
+                if isinstance(event, FileStarted):
+                    files.append((event.size, ""))
+                elif isinstance(event, FileEnded):
+                    files[-1] = (files[-1][0], event.digest[:16])
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    await run_framed_stream(StreamRuntime(), params, seed, [], receive, send)
+    decoder.close()  # raises if the body was cut short
+    assert len(files) == params.count
+    return files, body.hexdigest()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", list(CASES))
+async def test_small_files_are_unchanged(name: str) -> None:
+    members, first_files, body = CASES[name]
+    files, digest = await sent_files(StreamParams(seed=SEED, **SMALL, **members))
+    assert files[:3] == first_files
+    assert digest == body
+
+
+@pytest.mark.asyncio
+async def test_files_around_one_chunk_are_unchanged() -> None:
+    members, first_files, body = AROUND_CHUNK
+    files, digest = await sent_files(StreamParams(seed=SEED, **members))
+    assert files[:3] == first_files
+    assert digest == body
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("members", "body"), EMPTY_FILES)
+async def test_empty_files_are_unchanged(members: dict[str, Any], body: str) -> None:
+    params = StreamParams(seed=3, count=3, min_size=0, max_size=0, min_interval=0,
+                          max_interval=0, **members)  # fmt: skip
+    files, digest = await sent_files(params, seed=3)
+    assert [size for size, _ in files] == [0, 0, 0]
+    assert digest == body
+
+
+@pytest.mark.parametrize("count", list(PLANS))
+def test_plan_is_unchanged(count: int) -> None:
+    speed, lo, hi, expected = PLANS[count]
+    params = StreamParams(
+        count=count, min_size=2, max_size=1 << 20, min_interval=lo, max_interval=hi, speed=speed
+    )
+    lines = [f"{f.index} {f.name} {f.size} {f.wait!r} {f.offset!r}" for f in iter_plan(params, 5)]
+    assert len(lines) == count
+    assert hashlib.sha256("\n".join(lines).encode()).hexdigest() == expected
