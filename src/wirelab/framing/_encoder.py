@@ -96,12 +96,12 @@ def _start_template(
     count: int,
     digest: str,
     members: tuple[tuple[str, object], ...],
-    types: tuple[type, ...],
+    reprs: tuple[str, ...],
 ) -> tuple[str, ...]:
     """The ``S`` payload for these members with the seed left out: the text around each
     place the seed goes, so that a burst of streams that differ only in their seeds
-    formats the JSON once. ``types`` (the members' value types) is only part of the
-    cache key. Raises what :func:`encode_json_frame` raises."""
+    formats the JSON once. ``reprs`` (the members' values' ``repr``) is only part of
+    the cache key. Raises what :func:`encode_json_frame` raises."""
     frame = encode_json_frame(
         FrameType.STREAM, _start_members(version, _SEED_MARK, count, digest, dict(members))
     )
@@ -125,26 +125,26 @@ _STR: Final = frozenset((str,))
 
 def _template_key(
     params: Mapping[str, Any], seed: int
-) -> tuple[tuple[tuple[str, object], ...], tuple[type, ...]] | None:
+) -> tuple[tuple[tuple[str, object], ...], tuple[str, ...]] | None:
     """The cache key of an ``S`` template: the members (a member ``seed`` equal to the
-    seed replaced by the mark) and their value types; None when they must be formatted
-    whole.
+    seed replaced by the mark) and their values' ``repr``; None when they must be
+    formatted whole (containers and names other than strings: their items would need
+    the same care).
 
-    The types are part of the key: ``1``, ``1.0`` and ``True`` are equal and hash alike,
-    but JSON writes them apart. A float ``-0.0`` equals ``0.0`` but is written apart,
-    so it is formatted whole (rare), as are containers and names other than strings
-    (their items would need the same care). Made of C-level steps: it runs per stream.
+    The ``repr`` is part of the key because equal values that hash alike may be written
+    apart: ``1``, ``1.0`` and ``True``; ``0.0`` and ``-0.0``. Made of C-level steps (no
+    Python call per member): it runs per stream.
     """
     members = dict(params)
     if type(members.get("seed")) is int and members["seed"] == seed:
         members["seed"] = _SEED_MARK
     values = members.values()
-    types = tuple(map(type, values))
-    if not (_KEYED_TYPES.issuperset(types) and _STR.issuperset(map(type, members))):
+    if not (_KEYED_TYPES.issuperset(map(type, values)) and _STR.issuperset(map(type, members))):
         return None
-    if 0.0 in values and any(type(v) is float and v == 0 and str(v)[0] == "-" for v in values):
+    try:
+        return tuple(members.items()), tuple(map(repr, values))
+    except ValueError:  # an int past the interpreter's digit limit: json refuses it too
         return None
-    return tuple(members.items()), types
 
 
 def _fast_start(
