@@ -355,6 +355,8 @@ def test_unvalidated_start_keeps_a_float_seed_member_apart() -> None:
 def test_unvalidated_start_refuses_what_json_refuses() -> None:
     with pytest.raises(UsageError, match="not valid JSON"):
         StreamEncoder(validate=False).start(seed=1, count=1, params={"x": math.nan})
+    with pytest.raises(UsageError, match="not valid JSON"):  # past int's digit limit
+        StreamEncoder(validate=False).start(seed=1, count=1, params={"x": 10**5000})
     with pytest.raises(UsageError, match="exceeds the limit"):
         StreamEncoder(validate=False).start(seed=1, count=1, params={"x": "a" * 70_000})
 

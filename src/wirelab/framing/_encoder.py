@@ -121,14 +121,18 @@ def _fast_file_end(index: int, algorithm: str, digest_hex: str) -> bytes:
 
 @functools.lru_cache(maxsize=256)
 def _start_template(
-    version: int, count: int, digest: str, params: tuple[tuple[object, ...], ...]
+    version: int,
+    count: int,
+    digest: str,
+    members: tuple[tuple[str, object], ...],
+    reprs: tuple[str, ...],
 ) -> tuple[str, ...]:
     """The ``S`` payload for these members with the seed left out: the text around each
     place the seed goes, so that a burst of streams that differ only in their seeds
-    formats the JSON once. Raises what :func:`encode_json_frame` raises."""
-    members = {name: value for name, value, _tag in params}
+    formats the JSON once. ``reprs`` (the members' values' ``repr``) is only part of
+    the cache key. Raises what :func:`encode_json_frame` raises."""
     frame = encode_json_frame(
-        FrameType.STREAM, _start_members(version, _SEED_MARK, count, digest, members)
+        FrameType.STREAM, _start_members(version, _SEED_MARK, count, digest, dict(members))
     )
     return tuple(frame[HEADER.size :].decode().split(_SEED_MARK_JSON))
 
@@ -143,39 +147,44 @@ def _start_members(
     return obj
 
 
-#: Member types whose JSON text depends only on (type, value) (floats: see _member_key).
-_KEYED_TYPES: Final = frozenset((str, int, bool, type(None)))
+#: Value types of the members a cached ``S`` template may hold.
+_KEYED_TYPES: Final = frozenset((str, int, float, bool, type(None)))
+_STR: Final = frozenset((str,))
 
 
-def _member_key(name: str, value: object, seed: int) -> tuple[object, ...]:
-    """The cache key of one ``S`` member, ``(name, value, tag)``: the seed mark, or the
-    value tagged with its type.
+def _template_key(
+    params: Mapping[str, Any], seed: int
+) -> tuple[tuple[tuple[str, object], ...], tuple[str, ...]] | None:
+    """The cache key of an ``S`` template: the members (a member ``seed`` equal to the
+    seed replaced by the mark) and their values' ``repr``; None when they must be
+    formatted whole (containers and names other than strings: their items would need
+    the same care).
 
-    Equal values of other types must not share a template (``1``, ``1.0`` and ``True``
-    are equal and hash alike, but JSON writes them apart); a float is keyed by its
-    ``repr`` (``0.0 == -0.0``). Containers raise TypeError: their items would need the
-    same care, so they are formatted whole.
+    The ``repr`` is part of the key because equal values that hash alike may be written
+    apart: ``1``, ``1.0`` and ``True``; ``0.0`` and ``-0.0``. Made of C-level steps (no
+    Python call per member): it runs per stream.
     """
-    kind = type(value)
-    if kind is int and name == "seed" and value == seed:
-        return (name, _SEED_MARK, str)
-    if kind is float:
-        return (name, value, repr(value))
-    if kind in _KEYED_TYPES:
-        return (name, value, kind)
-    raise TypeError(f"{kind.__name__} members are not cached")
+    members = dict(params)
+    if type(members.get("seed")) is int and members["seed"] == seed:
+        members["seed"] = _SEED_MARK
+    values = members.values()
+    if not (_KEYED_TYPES.issuperset(map(type, values)) and _STR.issuperset(map(type, members))):
+        return None
+    try:
+        return tuple(members.items()), tuple(map(repr, values))
+    except ValueError:  # an int past the interpreter's digit limit: json refuses it too
+        return None
 
 
 def _fast_start(
     version: int, seed: int, count: int, digest: str, params: Mapping[str, Any]
 ) -> bytes:
     """The ``S`` frame, byte-identical to ``encode_json_frame`` (from a cached template
-    when the members allow it: strings, numbers, booleans and nulls, ``seed`` a plain int)."""
-    try:
-        key = tuple(_member_key(k, v, seed) for k, v in params.items())
-        payload = str(seed).join(_start_template(version, count, digest, key)).encode()
-    except TypeError:  # a container member: format it whole (which reports any problem)
-        payload = b""
+    when the members allow it: see :func:`_template_key`)."""
+    key = _template_key(params, seed)
+    payload = b""
+    if key is not None:
+        payload = str(seed).join(_start_template(version, count, digest, *key)).encode()
     if not payload or len(payload) > MAX_JSON_PAYLOAD:
         obj = _start_members(version, seed, count, digest, dict(params))
         return encode_json_frame(FrameType.STREAM, obj)

@@ -7,8 +7,8 @@ There is never a thread per stream.
 
 Fairness: work on the loop is cut into time slices (:class:`TimeSlice`, ~1 ms): a stream
 checks its slice after every 64 KiB chunk and every file and gives the loop a turn when it
-is used up, so an unpaced stream read at full speed cannot starve other requests, and the
-task that watches for the client's disconnect runs within a slice of it.
+is used up, so an unpaced stream read at full speed cannot starve other requests, and a
+client's disconnect is noticed within a slice of it (``_disconnect``).
 
 Memory per stream is bounded: at most two messages (about :data:`MESSAGE_SIZE` bytes each,
 built from ``CHUNK_SIZE`` chunks) of one file exist at a time.
@@ -28,6 +28,7 @@ from typing import Any
 from ..framing import StreamEncoder
 from ._bodies import MESSAGE_SIZE, BodyCache, frame_chunks, frame_plain, small_file
 from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
+from ._disconnect import run_until_disconnect
 from ._pacer import Pacer
 from ._params import StreamParams
 from ._plan import iter_plan, plan_rows
@@ -86,54 +87,6 @@ class StreamRuntime:
         self.shutting_down = True
         for task in list(self.active):
             task.cancel("wirelab: server shutdown")
-
-
-async def _watch_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def _run_until_disconnect(
-    runtime: StreamRuntime, receive: Receive, body: Awaitable[None]
-) -> None:
-    """Run ``body`` in this task until it ends or the client goes away, whichever is first.
-
-    One helper task watches for the disconnect and cancels this one (the body runs in the
-    request's own task: a second task and ``asyncio.wait`` per stream were a measurable
-    part of a short stream's cost). ``runtime.shutdown`` cancels this task too; the body
-    tells the two apart by ``runtime.shutting_down``.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    watcher = asyncio.ensure_future(_watch_disconnect(receive))
-    disconnected, running = False, True
-
-    def on_watcher_done(done: asyncio.Future[None]) -> None:
-        nonlocal disconnected
-        if running and not done.cancelled():
-            # The client disconnected (or receive failed): stop generating at once.
-            disconnected = True
-            task.cancel("wirelab: client disconnected")
-
-    watcher.add_done_callback(on_watcher_done)
-    runtime.active.add(task)
-    try:
-        await body
-    except asyncio.CancelledError:
-        if not disconnected:
-            raise
-        task.uncancel()
-        runtime.streams_disconnected += 1
-    finally:
-        running = False  # a callback already scheduled must not cancel the task now
-        runtime.active.discard(task)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-    if disconnected and not watcher.cancelled():
-        watcher.result()  # re-raise an unexpected error of receive()
 
 
 async def _wait_until(pacer: Pacer, deadline: float, slice_: TimeSlice) -> None:
@@ -377,7 +330,7 @@ async def run_framed_stream(
     t0 = asyncio.get_running_loop().time()
     stream = _FramedStream(runtime, params, seed, raw_send or send)
     await send(_start(headers))
-    await _run_until_disconnect(runtime, receive, stream.run(t0))
+    await run_until_disconnect(runtime, receive, stream.run(t0))
 
 
 async def _raw_files(
@@ -424,4 +377,4 @@ async def run_raw_stream(
     t0 = asyncio.get_running_loop().time()
     await send(_start(headers))
     body = _raw_files(runtime, params, seed, size_unit, raw_send or send, t0)
-    await _run_until_disconnect(runtime, receive, body)
+    await run_until_disconnect(runtime, receive, body)

@@ -12,6 +12,7 @@ import functools
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +49,31 @@ def new_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
+def _unguarded_seed_sequence() -> type[np.random.SeedSequence]:
+    """``SeedSequence`` with ``generate_state`` unwrapped from numpy's ``errstate``
+    decorator (a Python context manager entered on every call, a tenth of a short plan's
+    cost; the C code under it does no numpy scalar arithmetic that could warn), or
+    ``SeedSequence`` itself when this numpy does not allow it or the states differ
+    (checked once, at import, with every floating-point error raising)."""
+    generate: Any = getattr(np.random.SeedSequence.generate_state, "__wrapped__", None)
+    if generate is None:
+        return np.random.SeedSequence
+
+    class Unguarded(np.random.SeedSequence):
+        generate_state = generate
+
+    try:
+        with np.errstate(all="raise"):
+            ours = Unguarded([MAX_SEED, 0]).generate_state(4, np.uint64)
+        theirs = np.random.SeedSequence([MAX_SEED, 0]).generate_state(4, np.uint64)
+    except (ArithmeticError, TypeError, ValueError):
+        return np.random.SeedSequence
+    return Unguarded if ours.tolist() == theirs.tolist() else np.random.SeedSequence
+
+
+_SeedSequence = _unguarded_seed_sequence()
+
+
 def plan_bits(seed: int) -> np.random.PCG64:
     """The plan's generator: exactly ``PCG64(SeedSequence([seed, 0]))`` (``seed >= 0``).
 
@@ -63,7 +89,7 @@ def plan_bits(seed: int) -> np.random.PCG64:
         words.append(rest & _MASK32)
         rest >>= 32
     words.append(0)
-    return np.random.PCG64(np.random.SeedSequence(np.array(words, dtype=np.uint32)))
+    return np.random.PCG64(_SeedSequence(np.array(words, dtype=np.uint32)))
 
 
 def file_name(index: int, dtype: str) -> str:
