@@ -32,10 +32,11 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import urllib3
+if TYPE_CHECKING:  # imported when a client is made: urllib3 comes with wirelab[s3]
+    import urllib3
 
 __all__ = ["EMPTY_SHA256", "LeanError", "LeanS3", "lean_client"]
 
@@ -86,7 +87,10 @@ class LeanS3:
         kwargs: dict[str, Any] = {"maxsize": pool_size, "block": False, "retries": False}
         if ca_certs is not None:
             kwargs["ca_certs"] = ca_certs
+        import urllib3  # wirelab[s3]; the package imports without it
+
         self._http = urllib3.PoolManager(**kwargs)
+        self._http_error: type[Exception] = urllib3.exceptions.HTTPError
         self._base = f"{target.scheme}://{target.host}"
         self._signed_payloads = target.scheme != "https"
         #: Called with the operation's name (``"GetObject"``...) before each request,
@@ -168,7 +172,7 @@ class LeanS3:
             self._sign(method, path, signed, payload)
             try:
                 return self._send(method, path, body, signed, stream, operation or method)
-            except (LeanError, urllib3.exceptions.HTTPError) as exc:
+            except (LeanError, self._http_error) as exc:
                 if attempt == _ATTEMPTS or not _retryable(exc):
                     raise
             time.sleep(min(0.05 * 2**attempt, 1.0))
