@@ -35,12 +35,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from .._digests import empty_digest
+
 if TYPE_CHECKING:  # imported when a client is made: urllib3 comes with wirelab[s3]
     import urllib3
 
 __all__ = ["EMPTY_SHA256", "LeanError", "LeanS3", "lean_client"]
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+EMPTY_SHA256 = empty_digest("sha256")
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 # Statuses and codes worth another try (botocore's standard retry mode retries these).
 _RETRY_STATUS = {500, 502, 503, 504}

@@ -2,8 +2,9 @@
 the framed bodies of periodic files that all streams of a server share.
 
 Nothing here does I/O or awaits: the stream engine (``_engine``) sends what these return.
-:func:`frame_chunks` may run in a worker thread; :func:`scratch` gives each thread its own
-buffer for the keystream of a small file, so that generating one allocates nothing.
+:func:`frame_chunks` may run in a worker thread; each thread has its own scratch buffer
+for the keystream of a small file (:func:`small_file`), so that generating one allocates
+nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ __all__ = [
     "frame_chunks",
     "frame_plain",
     "hexdigest_of",
-    "scratch",
     "small_file",
 ]
 
@@ -43,14 +43,6 @@ class _PerThread(threading.local):
 
 
 _THREAD = _PerThread()
-
-
-def scratch() -> memoryview:
-    """This thread's scratch buffer: :data:`CHUNK_SIZE` bytes plus the fill margin that
-    ``ContentSource.fill`` needs. Whatever was written there is overwritten by the next
-    user on the same thread, so copy out what must outlive the current file (the event
-    loop's thread builds one file at a time, and copies it into its message at once)."""
-    return _THREAD.scratch
 
 
 def hexdigest_of(algorithm: str, data: Chunk) -> str:
@@ -133,18 +125,13 @@ def small_file(source: ContentSource, size: int, algorithm: str) -> tuple[Chunk,
     :data:`CHUNK_SIZE` bytes, that is one ``D`` frame, generated and hashed in one go.
 
     The bytes are those :meth:`ContentSource.file_chunks` gives (its one chunk), but may be
-    a view of this thread's :func:`scratch` buffer: copy them (``StreamEncoder.whole_file``
-    does) before this thread generates anything else.
+    a view of this thread's scratch buffer (overwritten by the next file): copy them
+    (``StreamEncoder.whole_file`` does) before this thread generates anything else.
     """
     if source.fills_in_place:  # random integers: the keystream straight into the scratch
         out = _THREAD.scratch
         source.fill(out, size)
         body: Chunk = out[:size]
-        if algorithm == "blake3":  # hexdigest_of, inlined (per small file)
-            hasher = _THREAD.blake3
-            hasher.reset()
-            hasher.update(body)
-            return body, hasher.digest().hex()
         return body, hexdigest_of(algorithm, body)
     body = next(iter(source.file_chunks(size)), b"")
     # Periodic content (memoized digest, computed once per size) or random floats.
