@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from wirelab.db import connect
 from wirelab.relay import RelayLimits
 from wirelab.storage._s3client import make_client
 from wirelab.testing._s3server import S3Server, aws_env
@@ -86,6 +88,26 @@ def test_inline_file_on_s3_is_streamed_not_redirected(s3_relay: Relay) -> None:
     assert _downloads(s3_relay) == 1
     assert s3_relay.bob.delete(url).status_code == 204
     assert stored_files(s3_relay) == []
+
+
+def test_acknowledged_blobs_are_deleted_in_the_background(s3_relay: Relay) -> None:
+    """An acknowledge answers once the row is gone and the key journaled; the blob goes
+    in a background batch, after which neither the object nor the journal entry is
+    left. The other files stay."""
+    urls = [_send(s3_relay, os.urandom(300_000)) for _ in range(4)]
+    assert len(stored_files(s3_relay, "blobs")) == 4
+    for url in urls[:3]:
+        assert s3_relay.bob.delete(url).status_code == 204
+    s3_relay.server.settle()
+    assert len(stored_files(s3_relay, "blobs")) == 1
+    (doc,) = s3_relay.bob.get("/v1/relay/inbox").json()["files"]
+    assert doc["url"] == urls[3]
+    assert asyncio.run(_journal(s3_relay)) == []
+
+
+async def _journal(relay: Relay) -> list[str]:
+    async with await connect(relay.server.app.state.config.metadata_url) as db:
+        return await db.relay.journal_list()
 
 
 def test_redirect_to_a_presigned_url(s3_relay: Relay, moto_s3: S3Server) -> None:

@@ -293,6 +293,31 @@ async def test_delete_is_idempotent_and_readers_keep_their_snapshot(store: BlobS
 
 
 @pytest.mark.asyncio
+async def test_delete_many_removes_blobs_of_every_form_and_nothing_else(
+    store: BlobStore,
+) -> None:
+    """Committed from an upload, put directly (small and of several parts), absent: all
+    removed in one call, the others kept; calling again (after a partial failure, say)
+    is safe."""
+    blobs = {key: random.Random(key).randbytes(size) for key, size in
+             [("up", 3000), ("small", 1000), ("big", 5 * MiB + 7), ("keep", 10)]}  # fmt: skip
+    await put(store, "up", blobs["up"])
+    for key in ("small", "big", "keep"):
+        await store.put(key, chunked(blobs[key]), expected_sha256=sha(blobs[key]))
+    await store.delete_many(["up", "small", "big", "never-existed"])
+    for key in ("up", "small", "big"):
+        with pytest.raises(BlobNotFoundError):
+            await store.stat(key)
+    await store.delete_many(["up", "small"])
+    await store.delete_many([])
+    assert await read_all(store, "keep") == blobs["keep"]
+    with pytest.raises(InvalidNameError):
+        await store.delete_many(["ok", "../bad"])
+    await put(store, "up", b"again")  # a deleted key can be used again
+    assert await read_all(store, "up") == b"again"
+
+
+@pytest.mark.asyncio
 async def test_abort_and_list_uploads(store: BlobStore) -> None:
     await store.create_upload("a")
     await store.create_upload("b")

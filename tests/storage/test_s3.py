@@ -268,6 +268,27 @@ async def test_a_direct_put_is_one_request_and_refuses_an_existing_blob(
     assert await read_all(store, "k") == b"first"
 
 
+@pytest.mark.asyncio
+async def test_delete_many_is_one_request_for_the_files_and_leaves_no_object(
+    bucket: Bucket,
+) -> None:
+    """Blobs deleted in a batch: one DeleteObjects for their files, then a look-up per key
+    for the older form (pointer and data object), which leaves nothing behind."""
+    store = bucket.store()
+    for key in ("a", "b", "c"):
+        await store.put(key, pieces(key.encode()), expected_sha256=None, new_key=True)
+    upload = await store.create_upload("u")
+    await store.append(upload.upload_id, 0, pieces(DATA[:1000]))
+    await store.commit("u", "d", expected_sha256=sha(DATA[:1000]))  # pointer + data object
+    operations: list[str] = []
+    store.bucket.watch(operations.append)
+    await store.delete_many(["a", "b", "c", "d"])
+    assert operations.count("DeleteObjects") == 1
+    assert operations.count("GetObject") == 4  # the pointer look-ups
+    assert operations.count("DeleteObject") == 2  # d's pointer and data object
+    assert bucket.keys() == []
+
+
 def test_serve_refuses_an_unsupported_storage_url(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

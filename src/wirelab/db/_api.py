@@ -7,6 +7,7 @@ the URL scheme.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -375,6 +376,11 @@ class RelayRepository(Protocol):
 
     async def journal_remove(self, blob_key: str) -> None:
         """Forget ``blob_key`` (its blob is gone, or a file row now references it)."""
+        ...
+
+    async def journal_remove_many(self, blob_keys: Sequence[str]) -> None:
+        """Forget every key of ``blob_keys`` (their blobs are gone), in one statement
+        per 500 keys."""
         ...
 
     async def journal_list(self, reason: str | None = None) -> list[str]:

@@ -12,6 +12,7 @@ misses a file committed before it. Single-statement writes go through
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import astuple, replace
 from typing import Any
 
@@ -33,6 +34,9 @@ from ._repo_reserve import (
 from ._sql import Backend, Conn, Dialect
 
 __all__ = ["Relay"]
+
+#: Keys per statement of ``journal_remove_many``.
+_JOURNAL_BATCH = 500
 
 _UPLOAD_COLUMNS = (
     "id, owner, recipient, name, media_type, note, length, sha256, created_at, expires_at,"
@@ -158,6 +162,18 @@ class Relay:
             conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (blob_key,))
 
         await self._db.write_one(delete)
+
+    async def journal_remove_many(self, blob_keys: Sequence[str]) -> None:
+        """See :meth:`wirelab.db.RelayRepository.journal_remove_many`."""
+        for first in range(0, len(blob_keys), _JOURNAL_BATCH):
+            chunk = list(blob_keys[first : first + _JOURNAL_BATCH])
+            marks = ", ".join("?" * len(chunk))
+            sql = f"DELETE FROM relay_blob_journal WHERE blob_key IN ({marks})"  # noqa: S608
+
+            def delete(conn: Conn, sql: str = sql, chunk: list[str] = chunk) -> None:
+                conn.execute(sql, chunk)
+
+            await self._db.write_one(delete)
 
     async def journal_list(self, reason: str | None = None) -> list[str]:
         """See :meth:`wirelab.db.RelayRepository.journal_list`."""

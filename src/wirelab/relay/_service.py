@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -55,6 +55,7 @@ from ._errors import (
 from ._http import sanitize_filename
 from ._inline import BytesReader, receive_inline
 from ._limits import RelayLimits
+from ._reaper import Reaper
 from ._shared import (
     exclusive,
     instance_name,
@@ -121,6 +122,7 @@ class RelayService:
         self.long_polls = 0  # waiting in next() in this process (for /healthz)
         self.uploads = Uploads(self)
         self.batches = Batches(self)
+        self.reaper = Reaper(self._delete_blobs)
 
     async def recover(self) -> None:
         """Finish what a crash interrupted: a journaled blob key is garbage unless it
@@ -134,6 +136,10 @@ class RelayService:
         async with asyncio.TaskGroup() as group:
             group.create_task(run_presence(self))
             group.create_task(run_sweeper(self))
+
+    async def close(self) -> None:
+        """Finish the deletions still queued (see :mod:`._reaper`); call at shutdown."""
+        await self.reaper.flush()
 
     async def discard(self, key: str) -> None:
         """Remove the partial upload and the blob ``key``, then its journal entry."""
@@ -361,7 +367,7 @@ class RelayService:
         if file is None:
             raise FileNotFound(f"no file {file_id!r} in your inbox")
         if not file.inline:  # an inline file's bytes went with its row
-            await self._delete_blob(file.blob_key)
+            await self._forget_blob(file.blob_key)
         return file
 
     async def release(self, recipient: str, file_id: str, lease_id: str | None) -> RelayFile:
@@ -380,6 +386,24 @@ class RelayService:
         """The files ``sender`` sent to ``recipient`` with this content (its digest in
         ``algorithm``), still queued."""
         return await self.db.relay.find_queued(sender, recipient, sha256, self.clock(), algorithm)
+
+    async def _forget_blob(self, key: str) -> None:
+        """Delete the blob of a file whose row is gone (and ``key`` journaled): later, in
+        a batch, on a store that deletes in batches (:mod:`._reaper`); else now."""
+        if self.blobs.batch_deletes:
+            self.reaper.schedule(key)
+        else:
+            await self._delete_blobs([key])
+
+    async def _delete_blobs(self, keys: Sequence[str]) -> None:
+        """Delete the blobs ``keys`` of deleted files (committed: no upload has their
+        keys), then their journal entries; on an error they stay journaled and the
+        sweeper retries."""
+        try:
+            await self.blobs.delete_many(keys)
+            await self.db.relay.journal_remove_many(keys)
+        except Exception:  # the journal keeps the keys; the sweeper retries
+            _log.exception("cannot delete %d relay blob(s), e.g. %s", len(keys), keys[0])
 
     async def _delete_blob(self, key: str) -> None:
         try:
@@ -436,8 +460,8 @@ class RelayService:
         removed = 0
         while True:
             count, keys = await self.db.relay.delete_expired(self.clock(), _SWEEP_BATCH)
-            for key in keys:
-                await self._delete_blob(key)
+            if keys:
+                await self._delete_blobs(keys)
             removed += count
             if count < _SWEEP_BATCH:
                 break

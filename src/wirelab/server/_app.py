@@ -147,6 +147,7 @@ def _full_lifespan(
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+                await service.close()
 
     return lifespan
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -269,6 +269,11 @@ class BlobStore(abc.ABC):
     #: Whether :meth:`open_upload` can read uploads in progress (live pass-through).
     live_reads: bool = True
 
+    #: Whether :meth:`delete_many` needs fewer requests than one :meth:`delete` per blob
+    #: (a remote store's batch delete): callers gather deletions that need not be done
+    #: at once into batches.
+    batch_deletes: bool = False
+
     @abc.abstractmethod
     async def recover(self) -> None:
         """Bring the backing store to a consistent state after a crash; call at startup.
@@ -390,6 +395,13 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     async def delete(self, key: str) -> None:
         """Remove a blob durably; deleting an absent key is not an error (idempotent)."""
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove the blobs *keys* durably, as :meth:`delete` does each (absent keys are
+        not an error). On an error some may be gone and others not: calling again with
+        the same keys is safe. This default deletes one after the other."""
+        for key in keys:
+            await self.delete(key)
 
     async def free_bytes(self) -> int | None:
         """Bytes that uploads may still use (``None``: unknown, no limit is checked)."""

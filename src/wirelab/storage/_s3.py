@@ -44,7 +44,7 @@ import contextlib
 import time
 import weakref
 from asyncio import Lock
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .._exceptions import UsageError
@@ -94,6 +94,7 @@ class S3BlobStore(BlobStore):
     """
 
     live_reads = False
+    batch_deletes = True
 
     def __init__(
         self,
@@ -462,12 +463,26 @@ class S3BlobStore(BlobStore):
         validate_name(key, "key")
         async with self._lock(f"blob:{key}"):
             await self.bucket.remove(self.layout.file(key), "deleting a blob")
-            try:
-                pointer = await self._pointer(key)
-            except BlobNotFoundError:
-                return
-            await self.bucket.remove(self.layout.pointer(key), "deleting a blob")
-            await self.bucket.delete(pointer.data_key, "deleting a blob's bytes")
+            await self._delete_pointed(key)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """As :meth:`delete` for each key, the files removed by DeleteObjects requests
+        (up to 1,000 keys each); then one look-up per key for the older form."""
+        for key in keys:
+            validate_name(key, "key")
+        await self.bucket.remove_many([self.layout.file(key) for key in keys], "deleting blobs")
+        for key in keys:
+            async with self._lock(f"blob:{key}"):
+                await self._delete_pointed(key)
+
+    async def _delete_pointed(self, key: str) -> None:
+        """Remove the pointer of blob *key* and its data object, if it has the older form."""
+        try:
+            pointer = await self._pointer(key)
+        except BlobNotFoundError:
+            return
+        await self.bucket.remove(self.layout.pointer(key), "deleting a blob")
+        await self.bucket.delete(pointer.data_key, "deleting a blob's bytes")
 
     async def presigned_url(
         self,

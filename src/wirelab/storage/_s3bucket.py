@@ -9,17 +9,20 @@ same way here (missing objects, :class:`PreconditionFailed`, errors for
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._hashing import bulk_hasher
 from ._s3client import call, error_code, is_missing, iter_body
-from ._s3lean import LeanS3, lean_client, release
+from ._s3lean import LeanError, LeanS3, lean_client, release
 
 __all__ = ["Bucket", "Fetched", "PreconditionFailed", "is_precondition"]
 
 T = TypeVar("T")
+
+#: The most keys S3 removes in one DeleteObjects request.
+_DELETE_BATCH = 1000
 
 #: The prefix of user metadata headers (botocore's ``Metadata`` dict has the names without).
 _META = "x-amz-meta-"
@@ -171,6 +174,28 @@ class Bucket:
             self.lean.request("DELETE", key, operation="DeleteObject")
         else:
             self.client.delete_object(Bucket=self.name, Key=key)
+
+    async def remove_many(self, keys: Sequence[str], what: str) -> None:
+        """Remove objects (missing ones are not an error), up to 1,000 per DeleteObjects
+        request; the first key the server could not remove raises (as a
+        :class:`._s3lean.LeanError`, shaped like botocore's errors, that
+        :func:`._s3client.call` maps)."""
+        for first in range(0, len(keys), _DELETE_BATCH):
+            chunk = keys[first : first + _DELETE_BATCH]
+            await call(what, self._remove_many, chunk)
+
+    def _remove_many(self, keys: Sequence[str]) -> None:
+        if len(keys) == 1:  # one DELETE is cheaper than a DeleteObjects of one
+            self._remove(keys[0])
+            return
+        objects = [{"Key": key} for key in keys]
+        response = self.client.delete_objects(
+            Bucket=self.name, Delete={"Objects": objects, "Quiet": True}
+        )
+        for error in response.get("Errors", ()):
+            code = error.get("Code", "InternalError")
+            message = f"{error.get('Key')}: {error.get('Message', code)}"
+            raise LeanError(500, code, message, "DeleteObjects")
 
     async def delete(self, key: str, what: str) -> None:
         """Remove an object, best effort: no error is raised."""

@@ -30,6 +30,15 @@ class LiveServer:
     def stream_runtime(self) -> Any:
         return self.app.state.stream_runtime
 
+    def settle(self, timeout: float = 30) -> None:
+        """Wait until the work the server does after answering is done: the deletion of
+        acknowledged files' blobs, which a store that deletes in batches (S3) does in
+        the background. Call before looking at the storage."""
+        service = self.app.state.relay_runtime.service
+        if service is not None:
+            flush = service.reaper.flush()
+            asyncio.run_coroutine_threadsafe(flush, self.app.state.loop).result(timeout)
+
 
 @contextmanager
 def live_server(config: Any = None, *, data_dir: Path | None = None) -> Iterator[LiveServer]:
