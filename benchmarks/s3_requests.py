@@ -2,7 +2,9 @@
 
 A relayed file goes through the S3 store as the relay drives it: *send* (a direct
 ``put`` of a freshly generated key), *download* (``open`` and read it all) and
-*acknowledge* (``delete``), ``--concurrency`` files at a time. For each leg this counts
+*acknowledge* (``delete``; with ``--delete-batch N``, ``delete_many`` of N keys at a time,
+as the relay deletes acknowledged files' blobs in the background under load),
+``--concurrency`` files at a time. For each leg this counts
 the S3 requests per file (every request, through botocore or the lean client, see
 ``S3BlobStore.bucket.watch``) and the CPU seconds of this process per file (the store's
 own cost: hashing, signing, HTTP, threads; rclone runs in its own process and is not
@@ -14,7 +16,7 @@ older checkout (``PYTHONPATH=<its src>``), the script measures what that version
 (one row: as installed).
 
     .venv/bin/python benchmarks/s3_requests.py [--files 200] [--size-kib 256] [--rounds 3]
-        [--concurrency 1] [--json]
+        [--concurrency 1] [--delete-batch 1] [--json]
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _watch(store: S3BlobStore, seen: list[str]) -> None:
 
 
 async def one_round(
-    store: S3BlobStore, data: bytes, files: int, concurrency: int
+    store: S3BlobStore, data: bytes, files: int, concurrency: int, delete_batch: int = 1
 ) -> dict[str, dict[str, Any]]:
     """Per leg: requests per file, CPU ms per file, and the operations of one file (at
     concurrency 1: the first file's, in order)."""
@@ -80,11 +82,18 @@ async def one_round(
             else:
                 await store.delete(key)
 
+    async def legs(leg: str) -> None:
+        if leg == "acknowledge" and delete_batch > 1:
+            for first in range(0, len(keys), delete_batch):
+                await store.delete_many(keys[first : first + delete_batch])
+        else:
+            await asyncio.gather(*(one(leg, key) for key in keys))
+
     result: dict[str, dict[str, Any]] = {}
     for leg in LEGS:
         seen.clear()
         cpu = time.process_time()
-        await asyncio.gather(*(one(leg, key) for key in keys))
+        await legs(leg)
         used = time.process_time() - cpu
         first = seen[: len(seen) // files]
         result[leg] = {"requests": len(seen) / files, "cpu_ms": used * 1000 / files, "ops": first}
@@ -96,9 +105,10 @@ async def measure(bucket: str, lean: bool | None, args: argparse.Namespace) -> d
     store = S3BlobStore(bucket, f"bench-{uuid.uuid4().hex[:8]}/", **options)
     data = os.urandom(args.size_kib * 1024)
     # warm-up: connections, imports, signing keys
-    await one_round(store, data, 5, args.concurrency)
+    await one_round(store, data, 5, args.concurrency, args.delete_batch)
     rounds = [
-        await one_round(store, data, args.files, args.concurrency) for _ in range(args.rounds)
+        await one_round(store, data, args.files, args.concurrency, args.delete_batch)
+        for _ in range(args.rounds)
     ]
     best: dict[str, Any] = {}
     for leg in LEGS:
@@ -112,6 +122,9 @@ def main() -> None:
     parser.add_argument("--size-kib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=1, help="files in flight at once")
+    parser.add_argument(
+        "--delete-batch", type=int, default=1, help="keys per delete_many (1: delete each)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     has_lean = "lean" in inspect.signature(S3BlobStore).parameters
@@ -123,13 +136,15 @@ def main() -> None:
         bucket = server.new_bucket()
         rows = {label: asyncio.run(measure(bucket, lean, args)) for label, lean in modes.items()}
     report = {"files": args.files, "size_KiB": args.size_kib, "concurrency": args.concurrency}
+    report["delete_batch"] = args.delete_batch
     report["load_start"] = load
     report |= {"load_end": os.getloadavg()[0], "rows": rows}
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(
-        f"{args.files} files of {args.size_kib} KiB, {args.concurrency} at a time, rclone "
+        f"{args.files} files of {args.size_kib} KiB, {args.concurrency} at a time, deleted "
+        f"{args.delete_batch} per request, rclone "
         f"serve s3; CPU: best of "
         f"{args.rounds} rounds; load average {load:.1f} -> {report['load_end']:.1f}"
     )
