@@ -65,6 +65,9 @@ CONNECT_TIMEOUT = 10
 
 _TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
 
+#: Whether libpq has pipeline mode (14 or later; psycopg's binary package bundles one).
+_PIPELINES = psycopg.Pipeline.is_supported()
+
 
 def display_url(url: str) -> str:
     """``url`` without its password, for messages."""
@@ -209,6 +212,31 @@ def _retrying(pool: ConnectionPool, func: Callable[[Conn], T], *, transaction: b
     raise AssertionError("unreachable")
 
 
+def _pipelined(pool: ConnectionPool, func: Callable[[Conn], Callable[[], T]]) -> T:
+    """In a pool thread: :meth:`PostgresDatabase.write_pipelined`. ``BEGIN``, the
+    statements and ``COMMIT`` go in pipeline mode: after ``func``'s last fetch, nothing
+    waits for the server until the commit's answer. An error raised by ``func`` (its
+    own, or a statement's at a fetch) rolls back; one at the commit leaves nothing to
+    roll back. Retried like :func:`_retrying`."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with pool.connection() as conn, conn.pipeline() as pipeline:
+                conn.execute("BEGIN")
+                try:
+                    finish = func(_PgConn(conn))
+                except BaseException:
+                    conn.execute("ROLLBACK")  # sent when the pipeline ends
+                    raise
+                conn.execute("COMMIT")
+                pipeline.sync()
+                return finish()
+        except _TRANSIENT:
+            if attempt == MAX_ATTEMPTS:
+                raise
+        time.sleep(random.uniform(0, 0.002 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
 class PostgresDatabase(Store):
     """A :class:`~wirelab.db.Database` in a PostgreSQL database. Create with :meth:`open`."""
 
@@ -269,6 +297,16 @@ class PostgresDatabase(Store):
         rolled back if it raises; retried after a deadlock or serialization failure."""
         pool = self._pool_or_fail()
         return await self._submit(functools.partial(_retrying, pool, func, transaction=True))
+
+    async def write_pipelined(self, func: Callable[[Conn], Callable[[], T]]) -> T:
+        """Like :meth:`write` with the statements after ``func``'s last fetch and the
+        ``COMMIT`` in one round trip (pipeline mode; see
+        :meth:`wirelab.db._sql.Backend.write_pipelined`). Without pipeline support in
+        libpq (before 14): :meth:`write`."""
+        pool = self._pool_or_fail()
+        if not _PIPELINES:
+            return await self.write(lambda conn: func(conn)())
+        return await self._submit(functools.partial(_pipelined, pool, func))
 
     async def write_one(self, func: Callable[[Conn], T]) -> T:
         """Like :meth:`write` for a ``func`` that executes one statement: run in

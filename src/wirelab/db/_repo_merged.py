@@ -24,6 +24,7 @@ serialises it all anyway.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import astuple
 from typing import Any
 
@@ -130,23 +131,25 @@ def delete_journaled(
     return file
 
 
-def insert_journaled(conn: Conn, dialect: Dialect, file: RelayFile) -> bool:
+def insert_journaled(conn: Conn, dialect: Dialect, file: RelayFile) -> Callable[[], bool]:
     """Insert ``file`` if its recipient exists and drop its blob key from the journal;
-    whether it was inserted (if not, nothing changed). The caller holds the recipient's
-    lock, in a transaction (two statements where not :attr:`Dialect.dml_in_with`)."""
+    returns a function telling whether it was inserted (if not, nothing changed), to call
+    once the statement's result is in (after the commit, in a pipelined write). The
+    caller holds the recipient's lock, in a transaction (two statements where not
+    :attr:`Dialect.dml_in_with`)."""
     insert = (
         f"INSERT INTO relay_files ({COLUMNS})"  # noqa: S608
         f" SELECT {FILE_VALUES} WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)"
     )
     if dialect.dml_in_with:
-        row = conn.execute(
+        cursor = conn.execute(
             f"WITH i AS ({insert} RETURNING blob_key),"  # noqa: S608
             " d AS (DELETE FROM relay_blob_journal WHERE blob_key IN (SELECT blob_key FROM i))"
             " SELECT COUNT(*) FROM i",
             (*file_values(file), file.recipient),
-        ).fetchone()
-        return bool(row[0])
+        )
+        return lambda: bool(cursor.fetchone()[0])
     if conn.execute(insert, (*file_values(file), file.recipient)).rowcount != 1:
-        return False
+        return lambda: False
     conn.execute("DELETE FROM relay_blob_journal WHERE blob_key = ?", (file.blob_key,))
-    return True
+    return lambda: True

@@ -12,7 +12,7 @@ misses a file committed before it. Single-statement writes go through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, replace
 from typing import Any
 
@@ -72,11 +72,17 @@ def _insert_file(conn: Conn, dialect: Dialect, file: RelayFile) -> None:
     :class:`~wirelab.auth.UserNotFoundError` when the recipient was removed meanwhile: a
     new user of the same name must never receive it.
     """
+    if not _insert_file_deferred(conn, dialect, file)():
+        raise UserNotFoundError(f"no user named {file.recipient!r}")
+
+
+def _insert_file_deferred(conn: Conn, dialect: Dialect, file: RelayFile) -> Callable[[], bool]:
+    """:func:`_insert_file`, whose outcome (inserted, or no such recipient) is read by
+    the function returned, after the commit in a pipelined write."""
     dialect.lock(conn, queue_lock(file.recipient))
     # The recipient's existence is checked by the INSERT itself (one round trip fewer),
     # under the lock that a user's removal takes too.
-    if not insert_journaled(conn, dialect, file):
-        raise UserNotFoundError(f"no user named {file.recipient!r}")
+    return insert_journaled(conn, dialect, file)
 
 
 def _check_room(conn: Conn, dialect: Dialect, file: RelayFile, quota: QuotaDefaults) -> None:
@@ -130,8 +136,8 @@ class Relay:
     ) -> Usage:
         """See :meth:`wirelab.db.RelayRepository.reserve`."""
 
-        def insert(conn: Conn) -> Usage:
-            return reserve_keys(
+        def insert(conn: Conn) -> Callable[[], Usage]:
+            used = reserve_keys(
                 conn,
                 self._dialect,
                 keys,
@@ -142,8 +148,11 @@ class Relay:
                 pending=pending,
                 until=until,
             )
+            return lambda: used
 
-        return await self._db.write(insert)
+        # Pipelined: after the usage is read, the journal inserts and the commit go in one
+        # round trip, so the recipient's lock is held across one turn of this process.
+        return await self._db.write_pipelined(insert)
 
     async def hold_reservation(
         self, blob_key: str, now: float, quota: QuotaDefaults, until: float
@@ -193,7 +202,7 @@ class Relay:
     async def insert_file(self, file: RelayFile, quota: QuotaDefaults | None = None) -> None:
         """See :meth:`wirelab.db.RelayRepository.insert_file`."""
 
-        def insert(conn: Conn) -> None:
+        def insert(conn: Conn) -> Callable[[], bool]:
             if quota is not None:
                 # The file's own reservation (one file, 0 bytes) is replaced by the file.
                 conn.execute(
@@ -201,9 +210,12 @@ class Relay:
                     (file.blob_key,),
                 )
                 _check_room(conn, self._dialect, file, quota)
-            _insert_file(conn, self._dialect, file)
+            return _insert_file_deferred(conn, self._dialect, file)
 
-        await self._db.write(insert)
+        # Pipelined: the recipient's lock is not held across a turn of this process (nor,
+        # without a quota check, for more than the statements' own time).
+        if not await self._db.write_pipelined(insert):  # nothing changed: no such user
+            raise UserNotFoundError(f"no user named {file.recipient!r}")
 
     async def insert_inline(self, file: RelayFile, content: bytes, quota: QuotaDefaults) -> None:
         """See :meth:`wirelab.db.RelayRepository.insert_inline`."""

@@ -102,6 +102,15 @@ class Backend(Protocol):
         durable and as atomic as :meth:`write`, but the engine may skip the explicit
         transaction (PostgreSQL: autocommit, one round trip instead of three)."""
 
+    async def write_pipelined(self, func: Callable[[Conn], Callable[[], T]]) -> T:
+        """Run a write transaction whose results are read after its commit: ``func(conn)``
+        executes the statements and returns ``finish``, called once the transaction
+        committed to read their results (``func`` may still fetch before its last
+        statement, and raise to roll back). The engine may then send the statements after
+        the last fetch, and the commit, without waiting for each answer (PostgreSQL's
+        pipeline mode: one round trip), so that locks taken by the transaction are not
+        held across turns of this process; under load a turn waits for the GIL."""
+
     async def read_concurrent(self, func: Callable[[Conn], T]) -> T:
         """Run a read that needs no order with calls in flight: it sees every write that
         returned before it was called, and may or may not see writes in flight (as any

@@ -46,6 +46,12 @@ class Store(ABC):
         :meth:`write`."""
         return await self.write(func)
 
+    async def write_pipelined(self, func: Callable[[Conn], Callable[[], T]]) -> T:
+        """A write whose results are read after its commit (see
+        :class:`~wirelab.db._sql.Backend`); by default :meth:`write` calling ``finish``
+        inside the transaction."""
+        return await self.write(lambda conn: func(conn)())
+
     async def read_concurrent(self, func: Callable[[Conn], T]) -> T:
         """A read with no order to calls in flight (see :class:`~wirelab.db._sql.Backend`);
         by default :meth:`run`."""

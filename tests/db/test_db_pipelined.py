@@ -1,0 +1,75 @@
+"""``write_pipelined`` on every backend: results read after the commit, errors roll back,
+and the statements after the last fetch go with the commit (PostgreSQL: one round trip,
+so locks the transaction takes are not held across a turn of the caller)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+import pytest
+
+from wirelab.db import connect
+from wirelab.db._sql import Conn
+from wirelab.db._store import Store
+
+
+class Refused(Exception):
+    pass
+
+
+@pytest.mark.asyncio
+async def test_finish_reads_the_results_after_the_commit(db_url: str) -> None:
+    async with await connect(db_url) as opened:
+        db = cast(Store, opened)
+        await db.users.add_user("bob")
+
+        def write(conn: Conn) -> Callable[[], int]:
+            conn.execute("UPDATE users SET quota_files = ? WHERE name = ?", (7, "bob"))
+            cursor = conn.execute("SELECT quota_files FROM users WHERE name = ?", ("bob",))
+            return lambda: int(cursor.fetchone()[0])
+
+        assert await db.write_pipelined(write) == 7
+        assert await _quota_files(db) == 7
+
+
+@pytest.mark.asyncio
+async def test_an_error_before_the_commit_rolls_everything_back(db_url: str) -> None:
+    async with await connect(db_url) as opened:
+        db = cast(Store, opened)
+        await db.users.add_user("bob")
+
+        def write(conn: Conn) -> Callable[[], None]:
+            conn.execute("UPDATE users SET quota_files = ? WHERE name = ?", (9, "bob"))
+            row = conn.execute("SELECT quota_files FROM users WHERE name = ?", ("bob",))
+            if row.fetchone()[0] == 9:  # a fetch inside: seen, then refused
+                raise Refused
+            return lambda: None
+
+        with pytest.raises(Refused):
+            await db.write_pipelined(write)
+        assert await _quota_files(db) is None
+        # the connection went back clean: the next write works
+        await db.write_pipelined(lambda conn: lambda: None)
+
+
+@pytest.mark.asyncio
+async def test_a_failing_statement_raises_and_changes_nothing(db_url: str) -> None:
+    async with await connect(db_url) as opened:
+        db = cast(Store, opened)
+        await db.users.add_user("bob")
+
+        def write(conn: Conn) -> Callable[[], None]:
+            conn.execute("UPDATE users SET quota_files = ? WHERE name = ?", (3, "bob"))
+            conn.execute("INSERT INTO users (name) VALUES (NULL)")  # NOT NULL: refused
+            return lambda: None
+
+        with pytest.raises(Exception):  # noqa: B017 (each engine's own error)
+            await db.write_pipelined(write)
+        assert await _quota_files(db) is None
+
+
+async def _quota_files(db: Store) -> int | None:
+    user = await db.users.get_user("bob")
+    assert user is not None
+    return user.quota_files
