@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from wirelab.framing import (
     encode_frame_header,
     encode_json_frame,
 )
+from wirelab.framing._start import StartTemplate
 
 SHA_EMPTY = hashlib.sha256(b"").hexdigest()
 
@@ -323,13 +325,17 @@ _PARAM_VALUES = st.one_of(
 )
 
 
-@given(
-    seeds=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=4),
-    count=st.integers(0, 10**6),
-    params=st.dictionaries(st.text(max_size=6), _PARAM_VALUES, max_size=5),
-    digest=st.sampled_from(["blake3", "sha256"]),
-    seed_in_params=st.booleans(),
-)
+#: The arguments of a stream's start, several seeds for the same members.
+_STARTS: dict[str, st.SearchStrategy[Any]] = {
+    "seeds": st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=4),
+    "count": st.integers(0, 10**6),
+    "params": st.dictionaries(st.text(max_size=6), _PARAM_VALUES, max_size=5),
+    "digest": st.sampled_from(["blake3", "sha256"]),
+    "seed_in_params": st.booleans(),
+}
+
+
+@given(**_STARTS)
 def test_unvalidated_start_is_byte_identical_for_any_seed(
     seeds: list[int], count: int, params: dict[str, Any], digest: str, seed_in_params: bool
 ) -> None:
@@ -379,6 +385,76 @@ def test_unvalidated_start_keeps_equal_members_of_other_types_apart(
             fast = StreamEncoder(validate=False).start(seed=7, count=1, params={"x": value})
             expected = json.dumps({"x": value}, separators=(",", ":")).encode()
             assert fast.endswith(b'"params":' + expected + b"}"), (value, fast)
+
+
+@given(**_STARTS, validate=st.booleans())
+def test_start_from_a_template_is_start(
+    seeds: list[int],
+    count: int,
+    params: dict[str, Any],
+    digest: str,
+    seed_in_params: bool,
+    validate: bool,
+) -> None:
+    """One template serves every seed: the bytes and the encoder's state are start()'s
+    with the template's params, their member ``seed`` set to the stream's seed."""
+    members = {**params, "seed": None} if seed_in_params else params
+    template = StartTemplate(count=count, params=members, digest=digest, version=2)
+    for seed in seeds:
+        expected_members = {**params, "seed": seed} if seed_in_params else params
+        ours, theirs = StreamEncoder(validate=validate), StreamEncoder(validate=validate)
+        try:
+            expected = theirs.start(seed=seed, count=count, params=expected_members, digest=digest)
+        except UsageError as exc:  # a validating encoder refuses some members
+            with pytest.raises(UsageError, match=re.escape(str(exc))):
+                ours.start_from(template, seed)
+            continue
+        assert ours.start_from(template, seed) == expected
+        assert ours.end() == theirs.end() if count == 0 else ours.files_completed == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"x": "\x00seed\x00", "seed": 1},  # the mark itself as a member: formatted whole
+        {"x": [1, 2], "seed": 1},  # a container: formatted whole
+        {"x": math.nan},  # refused by JSON, as start() refuses it
+        {"x": "a" * 70_000},  # past the payload limit
+    ],
+)
+def test_start_from_formats_whole_what_no_template_stands_for(params: dict[str, Any]) -> None:
+    """Members no template can stand for give the bytes (or the error) of json.dumps, with
+    a template as with start()."""
+    template = StartTemplate(count=1, params=params, digest="blake3", version=2)
+    members = {**params, "seed": 5} if "seed" in params else params
+    obj = {"version": 2, "seed": 5, "count": 1, "digest": "blake3", "params": members}
+    try:
+        expected = PREAMBLE + encode_json_frame(FrameType.STREAM, obj)
+    except UsageError as exc:
+        with pytest.raises(UsageError, match=re.escape(str(exc))):
+            StreamEncoder(validate=False).start_from(template, 5)
+        with pytest.raises(UsageError, match=re.escape(str(exc))):
+            StreamEncoder(validate=False).start(seed=5, count=1, params=members, digest="blake3")
+        return
+    for _ in range(2):  # start()'s second round comes from its cache
+        assert StreamEncoder(validate=False).start_from(template, 5) == expected
+        fast = StreamEncoder(validate=False).start(seed=5, count=1, params=members, digest="blake3")
+        assert fast == expected
+
+
+def test_start_from_checks_what_start_checks() -> None:
+    template = StartTemplate(count=1, params={}, digest="md5", version=2)
+    with pytest.raises(UsageError, match="digest 'md5' is not available"):
+        StreamEncoder(validate=False).start_from(template, 1)
+    encoder = StreamEncoder(validate=False)
+    encoder.start_from(StartTemplate(count=1, params={}, digest="blake3", version=2), 1)
+    with pytest.raises(UsageError, match="start\\(\\) called between files"):
+        encoder.start_from(StartTemplate(count=1, params={}, digest="blake3", version=2), 1)
+    old = StreamEncoder(validate=False, version=1)  # a template of another version: start()
+    v2 = StartTemplate(count=1, params={}, digest="sha256", version=2)
+    assert old.start_from(v2, 3) == StreamEncoder(validate=False, version=1).start(
+        seed=3, count=1, params={}, digest="sha256"
+    )
 
 
 def _four_calls(encoder: StreamEncoder, body: bytes, digest: str, end: bool, **kw: Any) -> bytes:

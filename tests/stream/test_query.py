@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wirelab.stream import StreamLimits
-from wirelab.stream._query import QueryCache, QueryError, openapi_parameters, parse_stream_query
+from wirelab.stream._query import (
+    QueryCache,
+    QueryError,
+    openapi_parameters,
+    parse_stream_query,
+    split_query,
+)
 
 LIMITS = StreamLimits()
 
@@ -127,3 +135,56 @@ def test_query_cache_is_bounded_and_keyed_without_the_seed() -> None:
     assert len(cache._entries) == 2
     parsed = cache.parse([("count", "4")])  # the newest is kept
     assert parsed is not None and parsed[0].count == 4
+
+
+_VALID = "count=3&min_interval=0&max_interval=0.5"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "", _VALID, f"{_VALID}&seed=7", f"seed=7&{_VALID}", "count=3&seed=12&max_interval=0.5",
+        f"{_VALID}&seed=007", f"{_VALID}&seed={2**63 - 1}", f"{_VALID}&seed={2**63}",
+        f"{_VALID}&seed={10**19}", f"{_VALID}&seed=", f"{_VALID}&seed", f"{_VALID}&seed=-1",
+        f"{_VALID}&seed=1.5", f"{_VALID}&seed=x", f"{_VALID}&seed=1&seed=2",
+        f"{_VALID}&seed=x&seed=2", f"{_VALID}&seed=2&seed=x", f"{_VALID}&xseed=1",
+        f"{_VALID}&seedx=1", "content=seed&seed=1", "count=3seed=5", f"{_VALID}&s%65ed=5",
+        f"{_VALID}&seed=+5",
+        f"{_VALID}&seed=%35", f"&&{_VALID}&&seed=4&&", f"seed=4&&{_VALID}", "count=-1&seed=1",
+        "bogus=1&seed=1", f"{_VALID}&seed=\u0663", f"{_VALID}&seed=\u00b2", "seed=5",
+    ],
+)  # fmt: skip
+def test_query_text_lookup_gives_what_the_pairs_give(query: str) -> None:
+    """The server's raw query bytes (here UTF-8), looked up by their text, give what
+    their pairs give (decoded as Latin-1, as the fast path decodes them)."""
+    raw = query.encode()
+    expected = QueryCache(LIMITS).parse(split_query(raw.decode("latin-1")))
+    cache = QueryCache(LIMITS)
+    for _ in range(2):  # a miss, then a hit
+        assert cache.parse_query(raw) == expected
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["count=3", "count=x", "max_interval=0.5", "seed=5", "seed=", "seed", "seed=99",
+             f"seed={2**63}", "dtype=int8", "xseed=1", "", "=1", "seed=-2", "content=seed"]
+        ),
+        max_size=6,
+    )
+)  # fmt: skip
+def test_query_text_lookup_agrees_on_any_mix(parts: list[str]) -> None:
+    query = "&".join(parts)
+    cache = QueryCache(LIMITS)
+    cache.parse_query(b"count=3&seed=1")  # a shared entry for other keys to collide with
+    assert cache.parse_query(query.encode()) == QueryCache(LIMITS).parse(split_query(query))
+
+
+def test_query_text_entries_are_bounded_and_keyed_without_the_seed() -> None:
+    cache = QueryCache(LIMITS, max_entries=2)
+    for seed in range(5):
+        cache.parse_query(f"{_VALID}&seed={seed}".encode())
+    assert len(cache._texts) == 1
+    for count in range(5):
+        cache.parse_query(f"count={count}".encode())
+    assert len(cache._texts) == 2

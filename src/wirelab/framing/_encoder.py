@@ -22,7 +22,6 @@ from ._digests import DIGEST_ALGORITHMS
 from ._frames import (
     HEADER,
     MAX_DATA_PAYLOAD,
-    MAX_JSON_PAYLOAD,
     PREAMBLE,
     FrameType,
     encode_json_frame,
@@ -35,6 +34,7 @@ from ._schema import (
     parse_stream_abort,
     parse_stream_header,
 )
+from ._start import StartTemplate, fast_start, start_members
 
 __all__ = ["StreamEncoder"]
 
@@ -59,12 +59,7 @@ _pack_header: Final = HEADER.pack
 _DATA: Final = int(FrameType.DATA)
 _FILE: Final = int(FrameType.FILE)
 _END_FILE: Final = int(FrameType.END_FILE)
-_STREAM: Final = int(FrameType.STREAM)
 _END: Final = int(FrameType.END)
-#: Stands for the seed in a cached ``S`` payload; JSON writes it ``"\u0000seed\u0000"``,
-#: which no other member can produce (a NUL is never part of a trusted sender's params).
-_SEED_MARK: Final = "\x00seed\x00"
-_SEED_MARK_JSON: Final = json.dumps(_SEED_MARK)
 
 
 def _json_str(value: str) -> str:
@@ -117,78 +112,6 @@ def _fast_file_end(index: int, algorithm: str, digest_hex: str) -> bytes:
     """The ``E`` frame, byte-identical to ``encode_json_frame`` for valid members."""
     payload = b'{"index":%d,"%s":"%s"}' % (index, algorithm.encode(), digest_hex.encode())
     return _pack_header(_END_FILE, len(payload)) + payload
-
-
-@functools.lru_cache(maxsize=256)
-def _start_template(
-    version: int,
-    count: int,
-    digest: str,
-    members: tuple[tuple[str, object], ...],
-    reprs: tuple[str, ...],
-) -> tuple[str, ...]:
-    """The ``S`` payload for these members with the seed left out: the text around each
-    place the seed goes, so that a burst of streams that differ only in their seeds
-    formats the JSON once. ``reprs`` (the members' values' ``repr``) is only part of
-    the cache key. Raises what :func:`encode_json_frame` raises."""
-    frame = encode_json_frame(
-        FrameType.STREAM, _start_members(version, _SEED_MARK, count, digest, dict(members))
-    )
-    return tuple(frame[HEADER.size :].decode().split(_SEED_MARK_JSON))
-
-
-def _start_members(
-    version: int, seed: object, count: object, digest: str, params: object
-) -> dict[str, Any]:
-    obj: dict[str, Any] = {"version": version, "seed": seed, "count": count}
-    if version >= 2:
-        obj["digest"] = digest
-    obj["params"] = params
-    return obj
-
-
-#: Value types of the members a cached ``S`` template may hold.
-_KEYED_TYPES: Final = frozenset((str, int, float, bool, type(None)))
-_STR: Final = frozenset((str,))
-
-
-def _template_key(
-    params: Mapping[str, Any], seed: int
-) -> tuple[tuple[tuple[str, object], ...], tuple[str, ...]] | None:
-    """The cache key of an ``S`` template: the members (a member ``seed`` equal to the
-    seed replaced by the mark) and their values' ``repr``; None when they must be
-    formatted whole (containers and names other than strings: their items would need
-    the same care).
-
-    The ``repr`` is part of the key because equal values that hash alike may be written
-    apart: ``1``, ``1.0`` and ``True``; ``0.0`` and ``-0.0``. Made of C-level steps (no
-    Python call per member): it runs per stream.
-    """
-    members = dict(params)
-    if type(members.get("seed")) is int and members["seed"] == seed:
-        members["seed"] = _SEED_MARK
-    values = members.values()
-    if not (_KEYED_TYPES.issuperset(map(type, values)) and _STR.issuperset(map(type, members))):
-        return None
-    try:
-        return tuple(members.items()), tuple(map(repr, values))
-    except ValueError:  # an int past the interpreter's digit limit: json refuses it too
-        return None
-
-
-def _fast_start(
-    version: int, seed: int, count: int, digest: str, params: Mapping[str, Any]
-) -> bytes:
-    """The ``S`` frame, byte-identical to ``encode_json_frame`` (from a cached template
-    when the members allow it: see :func:`_template_key`)."""
-    key = _template_key(params, seed)
-    payload = b""
-    if key is not None:
-        payload = str(seed).join(_start_template(version, count, digest, *key)).encode()
-    if not payload or len(payload) > MAX_JSON_PAYLOAD:
-        obj = _start_members(version, seed, count, digest, dict(params))
-        return encode_json_frame(FrameType.STREAM, obj)
-    return _pack_header(_STREAM, len(payload)) + payload
 
 
 def _copy(params: object) -> object:
@@ -304,19 +227,43 @@ class StreamEncoder:
         seed_value, count_value = _as_int(seed), _as_int(count)
         if self._validate:
             # A copy: json.dumps takes only dicts, and the caller may change its mapping.
-            obj = _start_members(self._version, seed_value, count_value, digest, _copy(params))
+            obj = start_members(self._version, seed_value, count_value, digest, _copy(params))
             header = _validate(parse_stream_header, obj)
             self._algorithm, self._count = header.digest, header.count
             frame = encode_json_frame(FrameType.STREAM, obj)
         else:  # a trusted sender (see __init__): its members are not checked
             self._algorithm, self._count = digest, operator.index(count_value)  # type: ignore[arg-type]
             if type(seed_value) is int and isinstance(params, Mapping):
-                frame = _fast_start(self._version, seed_value, self._count, digest, params)
+                frame = fast_start(self._version, seed_value, self._count, digest, params)
             else:
-                obj = _start_members(self._version, seed_value, count_value, digest, _copy(params))
+                obj = start_members(self._version, seed_value, count_value, digest, _copy(params))
                 frame = encode_json_frame(FrameType.STREAM, obj)
         self._phase = _BETWEEN_FILES
         return PREAMBLE + frame
+
+    def start_from(self, template: StartTemplate, seed: int) -> bytes:
+        """:meth:`start` with the template's ``count``, ``digest`` and ``params`` (whose
+        member ``seed``, if any, is ``seed``): the same bytes, checks and errors.
+
+        A trusted sender (``validate=False``) of the template's version gets the frame
+        from the text the template formatted once, for any ``int`` seed: the cost of a
+        stream's start no longer grows with its members.
+        """
+        count, digest = template.count, template.digest
+        if (
+            self._validate
+            or self._phase != _INIT
+            or template.version != self._version
+            or type(seed) is not int
+            or type(count) is not int
+            or digest not in DIGEST_ALGORITHMS
+            or (self._version == 1 and digest != "sha256")
+        ):
+            return self.start(seed=seed, count=count, params=template.members(seed), digest=digest)
+        frame = template.frame(seed)
+        self._algorithm, self._count = digest, count
+        self._phase = _BETWEEN_FILES
+        return frame
 
     def file_start(
         self, *, index: int, name: str, size: int, dtype: str, byteorder: str, offset: float

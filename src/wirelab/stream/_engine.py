@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..framing import StreamEncoder
+from ..framing._schema import STREAM_VERSION
+from ..framing._start import StartTemplate
 from ._bodies import MESSAGE_SIZE, BodyCache, frame_chunks, frame_plain, small_file
 from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
 from ._disconnect import run_until_disconnect
@@ -99,6 +101,16 @@ async def _wait_until(pacer: Pacer, deadline: float, slice_: TimeSlice) -> None:
         await slice_.checkpoint()
 
 
+@functools.lru_cache(maxsize=256)
+def start_template(params: StreamParams) -> StartTemplate:
+    """The ``S`` frame of the streams of ``params`` (their member ``seed`` stands for each
+    stream's seed), formatted once: the fast path parses a query once for a burst of
+    streams that differ only in their seeds, and they share its ``params`` object."""
+    return StartTemplate(
+        count=params.count, params=params.as_dict(), digest=params.digest, version=STREAM_VERSION
+    )
+
+
 def _start(headers: list[tuple[bytes, bytes]]) -> Message:
     return {"type": "http.response.start", "status": 200, "headers": headers}
 
@@ -130,11 +142,14 @@ class _FramedStream:
         """Send the stream; ``t0`` (loop time) is when the request was accepted: the
         schedule counts from there, so time spent sending the head is not added to it."""
         pacer = self.runtime.pacer()
-        members = self.params.as_dict()
-        members["seed"] = self.seed  # the seed used (the fast path leaves params' unset)
-        start = self.encoder.start(
-            seed=self.seed, count=self.params.count, params=members, digest=self.params.digest
-        )
+        if self.params.seed is None:  # the fast path's params, shared by a burst of streams
+            start = self.encoder.start_from(start_template(self.params), self.seed)
+        else:
+            members = self.params.as_dict()
+            members["seed"] = self.seed
+            start = self.encoder.start(
+                seed=self.seed, count=self.params.count, params=members, digest=self.params.digest
+            )
         await self.send(_body(start))
         last = self.params.count - 1
         try:

@@ -13,11 +13,19 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from .._validate import INT64_MIN, InvalidField, parse_int, parse_number
 from ._params import CONTENTS, DIGESTS, DTYPES, MAX_SEED, InvalidParams, StreamLimits, StreamParams
 
-__all__ = ["PARAMS", "QueryCache", "QueryError", "openapi_parameters", "parse_stream_query"]
+__all__ = [
+    "PARAMS",
+    "QueryCache",
+    "QueryError",
+    "openapi_parameters",
+    "parse_stream_query",
+    "split_query",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +178,7 @@ class QueryCache:
         self.limits = limits
         self.max_entries = max_entries
         self._entries: dict[tuple[tuple[str, str], ...], StreamParams] = {}
+        self._texts: dict[bytes, StreamParams] = {}  # parse_query's, by text
 
     def parse(self, pairs: Iterable[tuple[str, str]]) -> tuple[StreamParams, int | None] | None:
         """The parameters (``seed`` unset) and the seed sent (``None``: none), or ``None``
@@ -198,3 +207,50 @@ class QueryCache:
         except InvalidField:
             return None
         return (params, seed) if 0 <= seed <= MAX_SEED else None
+
+    def parse_query(self, query: bytes) -> tuple[StreamParams, int | None] | None:
+        """:meth:`parse` of the pairs of a raw query string (as :func:`split_query` splits
+        it, decoded as Latin-1), by the text: a query with at most one plain
+        ``seed=DIGITS`` and nothing percent-encoded is looked up as its text less that
+        pair (one string hash, no pairs), the rest goes through :meth:`parse`."""
+        if b"%" in query or b"+" in query:
+            return self.parse(split_query(query.decode("latin-1")))
+        at = query.find(b"seed")
+        if at < 0:
+            key, raw_seed = query, b""
+        else:
+            end = query.find(b"&", at)
+            if end < 0:
+                end = len(query)
+            raw_seed = query[at + 5 : end]
+            if (
+                (at and query[at - 1] != 0x26)  # not a whole name: "&seed="
+                or query[at + 4 : at + 5] != b"="
+                or not raw_seed.isdigit()  # ASCII digits only, as parse_int asks
+                or len(raw_seed) > 19
+                or query.find(b"seed", end) >= 0  # another one: the last decides
+            ):
+                return self.parse(split_query(query.decode("latin-1")))
+            key = query[:at] + query[end:]  # "&&" or a trailing "&": empty pairs, skipped
+        params = self._texts.get(key)
+        if params is None:
+            parsed = self.parse(split_query(key.decode("latin-1")))
+            if parsed is None:
+                return None
+            params = parsed[0]
+            if len(self._texts) >= self.max_entries:
+                del self._texts[next(iter(self._texts))]
+            self._texts[key] = params
+        if not raw_seed:
+            return params, None
+        seed = int(raw_seed)
+        return (params, seed) if seed <= MAX_SEED else None
+
+
+def split_query(query: str) -> list[tuple[str, str]]:
+    """The query's pairs, as Starlette splits them (``parse_qsl(query,
+    keep_blank_values=True)``), without its per-pair unquoting when nothing is quoted (a
+    stream's query is plain digits and words: that is most of ``parse_qsl``'s cost)."""
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    return [(name, value) for name, _, value in (f.partition("=") for f in query.split("&") if f)]
