@@ -27,12 +27,12 @@ import abc
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 
 from .._exceptions import WirelabError
+from .._ids import token_hex
 
 __all__ = [
     "CoordinationError",
@@ -220,7 +220,7 @@ class Coordinator(abc.ABC):
     @staticmethod
     def new_token() -> str:
         """A random lease token."""
-        return secrets.token_hex(16)
+        return token_hex(16)
 
     async def acquire(self, name: str, ttl: float, wait: float | None) -> Lease | None:
         """:meth:`try_acquire`, re-tried for up to ``wait`` seconds (``None``: forever);

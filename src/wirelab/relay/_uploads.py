@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .._digests import DIGEST_LABELS, empty_digest
 from .._exceptions import IntegrityError
+from .._ids import token_urlsafe
 from ..auth import UserNotFoundError
 from ..db import RelayFile, RelayUpload
 from ..storage import (
@@ -59,7 +59,7 @@ EMPTY_SHA256 = empty_digest("sha256")
 
 def new_id() -> str:
     """A random URL-safe id (128 bits), also valid as a blob key and upload id."""
-    return secrets.token_urlsafe(16)
+    return token_urlsafe(16)
 
 
 class UploadGone(RelayError):

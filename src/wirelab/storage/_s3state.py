@@ -9,11 +9,11 @@ object* holding the tail that is still shorter than a part, and the durable offs
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._exceptions import IntegrityError
+from .._ids import token_hex
 
 __all__ = ["Layout", "Part", "Pointer", "UploadState"]
 
@@ -150,10 +150,10 @@ class Layout:
         return f"{self.upload_dir(upload_id)}state.json"
 
     def new_staged(self, upload_id: str) -> str:
-        return f"{self.upload_dir(upload_id)}staged-{secrets.token_hex(8)}"
+        return f"{self.upload_dir(upload_id)}staged-{token_hex(8)}"
 
     def new_data(self, upload_id: str) -> str:
-        return f"{self.prefix}data/{upload_id}-{secrets.token_hex(8)}"
+        return f"{self.prefix}data/{upload_id}-{token_hex(8)}"
 
     def pointer(self, key: str) -> str:
         return f"{self.prefix}blobs/{key}"
