@@ -21,17 +21,20 @@ refusal is logged on ``wirelab.server`` with the client's address (never the req
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 from typing import Any, ClassVar
 
 import httptools
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_remote_addr
+from uvicorn.server import ServerState
 
 from ._config import ConnectionLimits
 
@@ -43,6 +46,11 @@ _log = logging.getLogger("wirelab.server")
 # the client reads the answer (closing a socket with unread data sends RST, and the
 # client would see "connection reset" instead of the 431).
 LINGER_SECONDS = 2.0
+# The head timer of a loop's connections wakes at most this often (see _HeadDeadlines):
+# a head timeout fires up to this much late; and up to a millisecond early, uvloop's
+# clock granularity (its timers themselves fire up to that early).
+DEADLINE_SPACING = 0.01
+DEADLINE_TOLERANCE = 0.001
 
 
 class _HeadTooLarge(Exception):
@@ -59,6 +67,53 @@ def refusal(status: int, detail: str) -> bytes:
     return STATUS_LINE[status] + head + body
 
 
+class _HeadDeadlines:
+    """The head timeouts of one event loop's connections, on one loop timer.
+
+    A loop timer per connection (armed when it opens, cancelled when its head is read)
+    cost a short request measurably. Every connection of a protocol class waits the same
+    ``timeout``, so deadlines come in the order they are set: a FIFO of ``(deadline,
+    cell)`` where ``cell`` is a one-item list holding the waiting protocol, emptied when
+    the wait is cancelled (so that a stale entry keeps no connection alive). The timer
+    is armed for the oldest entry, and re-armed at most every :data:`DEADLINE_SPACING`.
+    """
+
+    __slots__ = ("_handle", "_queue", "loop", "timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self._queue: collections.deque[tuple[float, list[Any]]] = collections.deque()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, cell: list[Any]) -> None:
+        """Call ``cell[0]._head_timed_out()`` in ``timeout`` seconds unless ``cell[0]`` is
+        set to None before."""
+        deadline = self.loop.time() + self.timeout
+        self._queue.append((deadline, cell))
+        if self._handle is None:
+            self._handle = self.loop.call_at(deadline, self._fire)
+
+    def __len__(self) -> int:
+        """Entries waiting for their deadline (cancelled ones included until then)."""
+        return len(self._queue)
+
+    def _fire(self) -> None:
+        self._handle = None
+        now = self.loop.time()
+        queue = self._queue
+        try:
+            while queue and queue[0][0] <= now + DEADLINE_TOLERANCE:
+                cell = queue.popleft()[1]
+                protocol, cell[0] = cell[0], None
+                if protocol is not None:
+                    protocol._head_timed_out()
+        finally:  # after an error too (the loop reports it): the later ones still fire
+            if queue:
+                when = max(queue[0][0], now + DEADLINE_SPACING)
+                self._handle = self.loop.call_at(when, self._fire)
+
+
 def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
     """The protocol class to give uvicorn (``Config(http=...)``), bound to ``limits``."""
     namespace = {"limits": limits, "connection_cap": limits.connection_cap()}
@@ -70,9 +125,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ConnectionLimits]
     connection_cap: ClassVar[int]  # limits.connection_cap(), computed once
+    _deadlines: ClassVar[_HeadDeadlines | None] = None  # the class's, on its loop
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    # Slots, not the instance dict: uvicorn's attributes fill the keys an instance dict
+    # shares with its class's others; more would give every connection a dict of its own.
+    __slots__ = ("_head_bytes", "_head_wait", "_in_head", "_linger_timer", "_lingering",
+                 "_measure_head")  # fmt: skip
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
         # uvicorn formats each request's access line arguments (client, target) whenever
         # the logger has handlers, even when INFO is off and the line is then dropped: a
         # per-request cost with nothing to show for it. A level set at run time applies
@@ -82,7 +149,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.timeout_keep_alive = self.limits.keepalive_timeout  # type: ignore[assignment]
         self._in_head = True  # between requests too: the next bytes start a head
         self._head_bytes = 0
-        self._head_timer: asyncio.TimerHandle | None = None
+        # The pending head timeout's cell in the loop's _HeadDeadlines, or None.
+        self._head_wait: list[Any] | None = None
+        # Whether the next head may hold bytes that _head_bytes did not count (it began
+        # in the same read as the end of the request before it).
+        self._measure_head = False
         self._lingering = False
         self._linger_timer: asyncio.TimerHandle | None = None
 
@@ -103,13 +174,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         super().connection_made(transport)
-        self._arm_head_timer()
+        if self.limits.head_timeout > 0:
+            self._wait_for_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._head_timer, self._linger_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._linger_timer = None
+        if self._head_wait is not None:
+            self._cancel_head_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         super().connection_lost(exc)
 
     # -- reading -------------------------------------------------------------------------
@@ -120,10 +193,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # While a head is read, the parser gets at most what is left of the limit: the
         # head ends inside the slice (then the rest is body) or the limit is reached.
         while self._in_head and data:
-            self._arm_head_timer()
+            if self._head_wait is None:
+                self._arm_head_timer()
             room = self.limits.max_header_bytes - self._head_bytes
             if room <= 0:
                 self._refuse_head_too_large()
+                return
+            if len(data) <= room:  # the whole read (a head usually comes in one)
+                self._head_bytes += len(data)
+                self._feed(data)
                 return
             piece, data = data[:room], data[room:]
             self._head_bytes += len(piece)
@@ -160,26 +238,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- parser callbacks ----------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        super().on_message_begin()
-
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True  # whatever comes next starts the next head
         self._head_bytes = 0
+        self._measure_head = True  # it may be in the rest of this read (see below)
 
     def on_headers_complete(self) -> None:
         # A pipelined head may have reached the parser whole (it followed a body in one
-        # read): measure what the parser kept.
-        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
-        if size > self.limits.max_header_bytes:
-            raise _HeadTooLarge
+        # read): measure what the parser kept. A connection's first head came through the
+        # slices of data_received alone, all counted in _head_bytes: it cannot be larger.
+        if self._measure_head:
+            self._measure_head = False
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > self.limits.max_header_bytes:
+                raise _HeadTooLarge
         self._in_head = False
         self._head_bytes = 0
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._cancel_head_timer()
         super().on_headers_complete()
 
     # -- refusals ------------------------------------------------------------------------
@@ -191,11 +267,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _arm_head_timer(self) -> None:
         # Not while a response is sent: a pipelined head waits for it (and once it is
         # sent, uvicorn's keep-alive timeout bounds the wait for the rest).
-        if self._head_timer is None and self.limits.head_timeout > 0 and not self._responding():
-            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+        if self._head_wait is None and self.limits.head_timeout > 0 and not self._responding():
+            self._wait_for_head()
+
+    def _wait_for_head(self) -> None:
+        deadlines = type(self)._deadlines
+        if deadlines is None or deadlines.loop is not self.loop:
+            deadlines = _HeadDeadlines(self.loop, self.limits.head_timeout)
+            type(self)._deadlines = deadlines
+        self._head_wait = [self]
+        deadlines.add(self._head_wait)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_wait is not None:
+            self._head_wait[0] = None
+            self._head_wait = None
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
+        """Called by the loop's _HeadDeadlines (which has emptied the cell)."""
+        self._head_wait = None
         if self.transport.is_closing():
             return
         peer = _peer(self.transport)
@@ -224,9 +314,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         self._lingering = True
         self._in_head = False
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._cancel_head_timer()
         if self._responding():
             # A pipelined head: never write into the response in progress; finish it,
             # then close (the client sends the refused request again, and gets the 431).

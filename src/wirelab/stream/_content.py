@@ -196,21 +196,29 @@ def _public_keystream(key: bytes) -> CipherContext:
 def _direct_keystream() -> Callable[[bytes], CipherContext] | None:
     """The call ``Cipher(...).encryptor()`` ends in, without the checks made on the way
     (about 40 % of the set-up: ``isinstance`` against abstract classes, the mode's
-    validation, all constant here), or None when this ``cryptography`` lacks it or it
-    does not give the public API's keystream (checked once, at import)."""
+    validation, all constant here), given an ``AES`` object made without its
+    constructor's checks of the key (``random_key`` makes it 16 bytes), or None when this
+    ``cryptography`` lacks it or it does not give the public API's keystream (checked
+    once, at import)."""
     try:
         from cryptography.hazmat.bindings._rust import openssl as rust_openssl
 
         create = rust_openssl.ciphers.create_encryption_ctx
         key, zeros = bytes(range(16)), bytes(64)
-        same = create(algorithms.AES(key), _CTR_FROM_ZERO).update(zeros)
+        aes = object.__new__(algorithms.AES)
+        aes.key = key
+        same = create(aes, _CTR_FROM_ZERO).update(zeros)
         if same != _public_keystream(key).update(zeros):
             return None
     except (ImportError, AttributeError, TypeError, ValueError):
         return None
+    new = object.__new__
+    aes_type = algorithms.AES
 
     def direct(key: bytes) -> CipherContext:
-        context: CipherContext = create(algorithms.AES(key), _CTR_FROM_ZERO)
+        aes = new(aes_type)
+        aes.key = key
+        context: CipherContext = create(aes, _CTR_FROM_ZERO)
         return context
 
     return direct

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -80,7 +81,10 @@ class DisconnectWatch:
         while True:
             if self._coro is None:
                 coro = self._receive()
-                assert isinstance(coro, Coroutine), "receive() must be a coroutine function"
+                # The exact type first: an isinstance() against the abstract class is slow.
+                assert type(coro) is CoroutineType or isinstance(coro, Coroutine), (
+                    "receive() must be a coroutine function"
+                )
                 self._coro = coro
             try:
                 yielded = self._coro.send(None)

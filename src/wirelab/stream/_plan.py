@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -52,23 +53,36 @@ def new_seed() -> int:
 def _unguarded_seed_sequence() -> type[np.random.SeedSequence]:
     """``SeedSequence`` with ``generate_state`` unwrapped from numpy's ``errstate``
     decorator (a Python context manager entered on every call, a tenth of a short plan's
-    cost; the C code under it does no numpy scalar arithmetic that could warn), or
-    ``SeedSequence`` itself when this numpy does not allow it or the states differ
-    (checked once, at import, with every floating-point error raising)."""
+    cost; the C code under it does no numpy scalar arithmetic that could warn), and the
+    four 64-bit words ``PCG64`` asks for made as eight 32-bit words viewed as 64-bit ones
+    on a little-endian machine (numpy converts them with three array operations, which
+    give the same words there), or ``SeedSequence`` itself when this numpy does not allow
+    it or the states differ (checked once, at import, with every floating-point error
+    raising)."""
     generate: Any = getattr(np.random.SeedSequence.generate_state, "__wrapped__", None)
     if generate is None:
         return np.random.SeedSequence
+    little = sys.byteorder == "little"
 
     class Unguarded(np.random.SeedSequence):
-        generate_state = generate
+        def generate_state(self, n_words: int, dtype: Any = np.uint32) -> Any:
+            if n_words == 4 and dtype is np.uint64 and little:  # what PCG64 asks
+                return generate(self, 8, np.uint32).view(np.uint64)
+            return generate(self, n_words, dtype)
 
     try:
         with np.errstate(all="raise"):
-            ours = Unguarded([MAX_SEED, 0]).generate_state(4, np.uint64)
-        theirs = np.random.SeedSequence([MAX_SEED, 0]).generate_state(4, np.uint64)
+            ours = [Unguarded([MAX_SEED, 0]).generate_state(4, t) for t in (np.uint64, np.uint32)]
+        theirs = [
+            np.random.SeedSequence([MAX_SEED, 0]).generate_state(4, t)
+            for t in (np.uint64, np.uint32)
+        ]
     except (ArithmeticError, TypeError, ValueError):
         return np.random.SeedSequence
-    return Unguarded if ours.tolist() == theirs.tolist() else np.random.SeedSequence
+    same = all(
+        a.dtype == b.dtype and a.tolist() == b.tolist() for a, b in zip(ours, theirs, strict=True)
+    )
+    return Unguarded if same else np.random.SeedSequence
 
 
 _SeedSequence = _unguarded_seed_sequence()
@@ -116,9 +130,10 @@ def iter_plan(
         yield FileSpec(*row)
 
 
-def plan_rows(
-    params: StreamParams, seed: int, *, size_unit: int | None = None
-) -> Iterator[tuple[int, str, int, float, float]]:
+Row = tuple[int, str, int, float, float]
+
+
+def plan_rows(params: StreamParams, seed: int, *, size_unit: int | None = None) -> Iterator[Row]:
     """:func:`iter_plan` as plain ``(index, name, size, wait, offset)`` tuples (the stream
     engine reads these: a frozen dataclass per file costs more than the file's draw).
 
@@ -126,11 +141,17 @@ def plan_rows(
     the same operations in the same order as the per-file loop (integer modulo, exact
     int-to-float, then the float multiply and add; the offsets a sequential running sum),
     so both give bit-identical plans; shorter blocks, where numpy's per-call cost exceeds
-    the work, go through the loop.
+    the work, go through the loop. A stream of fewer files than that is one such block,
+    planned at once (no generator to step through for the few rows of a short stream).
     """
     bits = plan_bits(seed)
     draw = _Draw(params, size_unit or params.sample_width)
-    names, dtype = _names(params.dtype), params.dtype
+    if params.count < _VECTOR_MIN:
+        return iter(draw.scalar(bits.random_raw(2 * params.count).tolist(), 0, 0.0))
+    return _block_rows(params, bits, draw)
+
+
+def _block_rows(params: StreamParams, bits: np.random.PCG64, draw: _Draw) -> Iterator[Row]:
     offset = 0.0
     index = 0
     while index < params.count:
@@ -139,21 +160,20 @@ def plan_rows(
         if block >= _VECTOR_MIN:
             sizes, waits, offsets = draw.vector(raw, offset)
             rows = zip(range(index, index + block), sizes, waits, offsets, strict=True)
+            names, dtype = draw.names, draw.dtype
             for i, size, wait, at in rows:
                 yield i, names[i] if i < _NAMED else file_name(i, dtype), size, wait, at
             offset = offsets[-1]
         else:
-            for i, (size, wait) in enumerate(draw.scalar(raw.tolist())):
-                offset += wait / params.speed
-                name = names[index + i] if index + i < _NAMED else file_name(index + i, dtype)
-                yield index + i, name, size, wait, offset
+            yield from draw.scalar(raw.tolist(), index, offset)
         index += block
 
 
 class _Draw:
     """Turns raw 64-bit draws into sizes and waits (two draws per file: size, then wait)."""
 
-    __slots__ = ("lo_samples", "lo_wait", "span_samples", "span_wait", "speed", "width")
+    __slots__ = ("dtype", "lo_samples", "lo_wait", "names", "span_samples", "span_wait",
+                 "speed", "width")  # fmt: skip
 
     def __init__(self, params: StreamParams, width: int) -> None:
         self.width = width
@@ -162,16 +182,23 @@ class _Draw:
         self.lo_wait = params.min_interval
         self.span_wait = params.max_interval - params.min_interval
         self.speed = params.speed
+        self.dtype = params.dtype
+        self.names = _names(params.dtype)
 
-    def scalar(self, raw: list[int]) -> Iterator[tuple[int, float]]:
-        """``(size, wait)`` per file, in Python."""
+    def scalar(self, raw: list[int], index: int, offset: float) -> list[Row]:
+        """The rows of the files from ``index`` on (their offsets running on from
+        ``offset``), in Python."""
         lo, span, width = self.lo_samples, self.span_samples, self.width
-        lo_wait, span_wait = self.lo_wait, self.span_wait
+        lo_wait, span_wait, speed = self.lo_wait, self.span_wait, self.speed
+        names, dtype = self.names, self.dtype
+        rows = []
         for i in range(0, len(raw), 2):
-            yield (
-                (lo + raw[i] % span) * width,
-                lo_wait + (raw[i + 1] >> 11) / _TWO_POW_53 * span_wait,
-            )
+            wait = lo_wait + (raw[i + 1] >> 11) / _TWO_POW_53 * span_wait
+            offset += wait / speed
+            name = names[index] if index < _NAMED else file_name(index, dtype)
+            rows.append((index, name, (lo + raw[i] % span) * width, wait, offset))
+            index += 1
+        return rows
 
     def vector(
         self, raw: npt.NDArray[np.uint64], offset: float
