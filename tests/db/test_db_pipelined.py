@@ -4,12 +4,13 @@ so locks the transaction takes are not held across a turn of the caller)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import cast
 
 import pytest
 
-from wirelab.db import connect
+from wirelab.db import DatabaseError, connect
 from wirelab.db._sql import Conn
 from wirelab.db._store import Store
 
@@ -73,3 +74,26 @@ async def _quota_files(db: Store) -> int | None:
     user = await db.users.get_user("bob")
     assert user is not None
     return user.quota_files
+
+
+@pytest.mark.asyncio
+async def test_an_error_read_inside_rolls_back_quietly(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement that fails where ``func`` fetches it: its own error comes out (so a
+    deadlock is retried), the transaction is rolled back, and nothing warns about a
+    connection returned in a failed transaction."""
+    async with await connect(db_url) as opened:
+        db = cast(Store, opened)
+        await db.users.add_user("bob")
+
+        def write(conn: Conn) -> Callable[[], None]:
+            conn.execute("UPDATE users SET quota_files = ? WHERE name = ?", (4, "bob"))
+            conn.execute("SELECT * FROM no_such_table").fetchone()
+            return lambda: None
+
+        with caplog.at_level(logging.WARNING), pytest.raises(DatabaseError, match="no_such_table"):
+            await db.write_pipelined(write)
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+        assert await _quota_files(db) is None
+        assert await db.write_pipelined(lambda conn: lambda: 1) == 1

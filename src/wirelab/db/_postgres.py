@@ -26,6 +26,7 @@ completes (and may commit) even though the caller sees ``CancelledError``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 import re
@@ -225,7 +226,12 @@ def _pipelined(pool: ConnectionPool, func: Callable[[Conn], Callable[[], T]]) ->
                 try:
                     finish = func(_PgConn(conn))
                 except BaseException:
-                    conn.execute("ROLLBACK")  # sent when the pipeline ends
+                    # A statement's error left the pipeline aborted: a sync ends that
+                    # (its error is the one being raised), then the transaction is
+                    # rolled back, and the connection returns to the pool clean.
+                    with contextlib.suppress(psycopg.Error):
+                        pipeline.sync()
+                    conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
                 pipeline.sync()

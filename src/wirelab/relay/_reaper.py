@@ -1,7 +1,8 @@
 """Deleting the blobs of deleted files in the background, many per request.
 
-An acknowledge (or an expiry) deletes the file row and journals its blob key in one
-database statement; the bytes may go a moment later. On a store that deletes many blobs
+An acknowledge deletes the file row and journals its blob key in one database
+statement; the bytes may go a moment later. (The sweeper deletes expired files' blobs
+with the same batch delete, in its own task.) On a store that deletes many blobs
 in one request (:attr:`~wirelab.storage.BlobStore.batch_deletes`: S3's DeleteObjects),
 the request handler hands the key to a :class:`Reaper` and answers at once; one drain
 task deletes the queued keys in batches, then drops their journal entries in one
