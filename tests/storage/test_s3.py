@@ -26,6 +26,7 @@ from wirelab.storage import (
     LocalBlobStore,
     S3BlobStore,
     UploadNotFoundError,
+    _s3bucket,
     open_blob_store,
 )
 from wirelab.storage._s3 import MIN_PART_SIZE
@@ -272,21 +273,51 @@ async def test_a_direct_put_is_one_request_and_refuses_an_existing_blob(
 async def test_delete_many_is_one_request_for_the_files_and_leaves_no_object(
     bucket: Bucket,
 ) -> None:
-    """Blobs deleted in a batch: one DeleteObjects for their files, then a look-up per key
-    for the older form (pointer and data object), which leaves nothing behind."""
-    store = bucket.store()
-    for key in ("a", "b", "c"):
-        await store.put(key, pieces(key.encode()), expected_sha256=None, new_key=True)
-    upload = await store.create_upload("u")
-    await store.append(upload.upload_id, 0, pieces(DATA[:1000]))
-    await store.commit("u", "d", expected_sha256=sha(DATA[:1000]))  # pointer + data object
+    """Blobs deleted in a batch: one DeleteObjects for their files, one listing of the
+    pointers (cheaper than a look-up per key), then the older form's pointer and data
+    object of the one key that has it: nothing is left behind."""
+    store = await _four_blobs(bucket)
     operations: list[str] = []
     store.bucket.watch(operations.append)
     await store.delete_many(["a", "b", "c", "d"])
-    assert operations.count("DeleteObjects") == 1
-    assert operations.count("GetObject") == 4  # the pointer look-ups
-    assert operations.count("DeleteObject") == 2  # d's pointer and data object
+    assert sorted(operations) == sorted(
+        ["DeleteObjects", "ListObjectsV2", "GetObject", "DeleteObject", "DeleteObject"]
+    )
     assert bucket.keys() == []
+
+
+@pytest.mark.asyncio
+async def test_delete_many_looks_each_key_up_when_the_listing_would_cost_more(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more pointers than a listing of len(keys) // 2 pages shows, the listing stops
+    and every key is looked up, as one delete would: still nothing left behind."""
+    monkeypatch.setattr(_s3bucket, "LIST_PAGE", 1)
+    store = await _four_blobs(bucket)
+    for extra in ("e", "f"):  # pointers that stay
+        await _commit_upload(store, extra)
+    operations: list[str] = []
+    store.bucket.watch(operations.append)
+    await store.delete_many(["a", "b", "c", "d"])  # 2 pages allowed, 3 pointers
+    assert operations.count("ListObjectsV2") == 2
+    assert operations.count("GetObject") == 4
+    assert sorted(bucket.keys("p/blobs/")) == ["p/blobs/e", "p/blobs/f"]
+    assert bucket.keys("p/files/") == []
+
+
+async def _four_blobs(bucket: Bucket) -> S3BlobStore:
+    """Files ``a``, ``b``, ``c`` (one object each) and ``d`` (a pointer and its data)."""
+    store = bucket.store()
+    for key in ("a", "b", "c"):
+        await store.put(key, pieces(key.encode()), expected_sha256=None, new_key=True)
+    await _commit_upload(store, "d")
+    return store
+
+
+async def _commit_upload(store: S3BlobStore, key: str) -> None:
+    upload = await store.create_upload(f"up-{key}")
+    await store.append(upload.upload_id, 0, pieces(DATA[:1000]))
+    await store.commit(upload.upload_id, key, expected_sha256=sha(DATA[:1000]))
 
 
 def test_serve_refuses_an_unsupported_storage_url(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ from ._pipeline import Hasher
 from ._s3bucket import Bucket, PreconditionFailed
 from ._s3client import S3Reader, call, is_missing, make_client, parse_s3_url
 from ._s3direct import chain, put_parts
-from ._s3files import file_digest, first_part, open_file, write_file
+from ._s3files import file_digest, first_part, open_file, pointed_among, write_file
 from ._s3parts import PartWriter, copy_parts, read_staged, save_state
 from ._s3state import Layout, Pointer, UploadState
 
@@ -467,11 +467,11 @@ class S3BlobStore(BlobStore):
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """As :meth:`delete` for each key, the files removed by DeleteObjects requests
-        (up to 1,000 keys each); then one look-up per key for the older form."""
+        (up to 1,000 keys each); then the older form's look-ups (:func:`pointed_among`)."""
         for key in keys:
             validate_name(key, "key")
         await self.bucket.remove_many([self.layout.file(key) for key in keys], "deleting blobs")
-        for key in keys:
+        for key in await pointed_among(self.bucket, self.layout, keys):
             async with self._lock(f"blob:{key}"):
                 await self._delete_pointed(key)
 

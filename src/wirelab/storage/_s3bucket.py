@@ -24,6 +24,9 @@ T = TypeVar("T")
 #: The most keys S3 removes in one DeleteObjects request.
 _DELETE_BATCH = 1000
 
+#: Keys per listing request (S3's maximum).
+LIST_PAGE = 1000
+
 #: The prefix of user metadata headers (botocore's ``Metadata`` dict has the names without).
 _META = "x-amz-meta-"
 
@@ -209,6 +212,25 @@ class Bucket:
             paginator = self.client.get_paginator("list_objects_v2")
             pages = paginator.paginate(Bucket=self.name, Prefix=prefix)
             return [item["Key"] for page in pages for item in page.get("Contents", ())]
+
+        return await call(what, listing)
+
+    async def keys_within(self, prefix: str, pages: int, what: str) -> list[str] | None:
+        """Every key under *prefix*, if a listing of at most *pages* requests (of up to
+        1,000 keys each) gets them all; else ``None``."""
+
+        def listing() -> list[str] | None:
+            found: list[str] = []
+            extra: dict[str, str] = {}
+            for _ in range(pages):
+                page = self.client.list_objects_v2(
+                    Bucket=self.name, Prefix=prefix, MaxKeys=LIST_PAGE, **extra
+                )
+                found += [item["Key"] for item in page.get("Contents", ())]
+                if not page.get("IsTruncated"):
+                    return found
+                extra = {"ContinuationToken": page["NextContinuationToken"]}
+            return None
 
         return await call(what, listing)
 

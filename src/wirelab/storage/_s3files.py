@@ -6,13 +6,14 @@ does not need the indirection: its bytes are verified before they are sent, so t
 itself can be the blob, with its digest (``<algorithm>:<hex>``) in its user metadata.
 That halves the requests of a relayed file: one PUT (no pointer, no existence check when
 the key is new), one GET (no pointer read first), one DELETE (plus the pointer look-up
-that finds the older form absent).
+that finds the older form absent; when many blobs are deleted at once, one listing of
+the pointers replaces those look-ups: :func:`pointed_among`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from .._exceptions import IntegrityError
 from ._base import BlobReader, check_range
@@ -20,8 +21,9 @@ from ._hashing import verify_digest
 from ._pipeline import Hasher
 from ._s3bucket import Bucket, Fetched, PreconditionFailed, is_precondition
 from ._s3client import S3Reader, call, error_code
+from ._s3state import Layout
 
-__all__ = ["file_digest", "first_part", "open_file", "write_file"]
+__all__ = ["file_digest", "first_part", "open_file", "pointed_among", "write_file"]
 
 #: The user metadata entry holding ``<algorithm>:<hex digest>``.
 DIGEST = "wirelab-digest"
@@ -121,3 +123,18 @@ async def _empty(
 async def _close(got: Fetched) -> None:
     with contextlib.suppress(Exception):
         await call("a read", got.body.close)
+
+
+async def pointed_among(bucket: Bucket, layout: Layout, keys: Sequence[str]) -> Sequence[str]:
+    """The keys among *keys* that may have the older form (a pointer), to look up one by
+    one: those that a listing of the pointers shows, when the listing takes at most half
+    as many requests as the look-ups would; else all of *keys*. A pointer is written
+    before its blob is used, so a key deleted now cannot gain one after the listing."""
+    pages = len(keys) // 2
+    if pages == 0:
+        return keys
+    listed = await bucket.keys_within(layout.pointer(""), pages, "deleting blobs")
+    if listed is None:
+        return keys
+    names = set(listed)
+    return [key for key in keys if layout.pointer(key) in names]
