@@ -155,7 +155,7 @@ class _FramedStream:
         last = self.params.count - 1
         try:
             loop, slice_, runtime, send = pacer.loop, self.slice, self.runtime, self.send
-            make, whole_file = self._small_file, self.encoder.whole_file
+            make, whole_file = self._small_file, self.encoder.whole_file_of
             dtype, byteorder = self.params.dtype, self.params.byteorder
             for index, name, size, _, offset in plan_rows(self.params, self.seed):
                 # _wait_until, inlined: its two coroutines were a measurable part of the
@@ -175,10 +175,8 @@ class _FramedStream:
                 runtime.files_started += 1
                 body, digest = make(size)
                 message = whole_file(
-                    index=index, name=name, size=size, dtype=dtype, byteorder=byteorder,
-                    offset=offset, round_offset=True, body=body, digest_hex=digest,
-                    end=index == last,
-                )  # fmt: skip
+                    index, name, size, dtype, byteorder, offset, body, digest, index == last, True
+                )
                 more = index != last
                 await send({"type": "http.response.body", "body": message, "more_body": more})
                 runtime.files_sent += 1
