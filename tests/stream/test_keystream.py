@@ -27,3 +27,30 @@ def test_direct_and_public_keystreams_are_the_same(seed: int) -> None:
 def test_pinned_bytes_of_seed_9() -> None:
     """The first bytes of seed 9's keystream, as docs/protocol/stream.md defines them."""
     assert _content._keystream(9).update(bytes(16)).hex() == "672044359332655cd2c8a69ed70f5145"
+
+
+@pytest.mark.parametrize(
+    ("content", "dtype", "digest"),
+    [
+        ("random", "int16", "blake3"),  # the specialized closure
+        ("random", "int16", "sha256"),
+        ("random", "float32", "blake3"),
+        ("sine", "int16", "blake3"),
+    ],
+)
+def test_small_file_maker_gives_small_files_bytes_and_digests(
+    content: str, dtype: str, digest: str
+) -> None:
+    from wirelab.stream._bodies import small_file, small_file_maker
+    from wirelab.stream._params import StreamParams
+
+    params = StreamParams(content=content, dtype=dtype, digest=digest)  # type: ignore[arg-type]
+    sizes = [1024, 4096, 0, 2048, CHUNK_SIZE, 8]
+    made = small_file_maker(_content.ContentSource(params, 7), digest)
+    reference = _content.ContentSource(params, 7)
+    for size in sizes:
+        body, hexdigest = made(size)
+        body = bytes(body)  # a view of the scratch buffer: the reference overwrites it
+        expected_body, expected_digest = small_file(reference, size, digest)
+        assert (body, hexdigest) == (bytes(expected_body), expected_digest)
+        assert len(body) == size

@@ -114,6 +114,12 @@ def _fast_file_end(index: int, algorithm: str, digest_hex: str) -> bytes:
     return _pack_header(_END_FILE, len(payload)) + payload
 
 
+#: ``E`` payloads by digest algorithm (``%`` the index and the hex digest's bytes).
+_END_FILE_FORMATS: Final = {
+    alg: b'{"index":%d,"' + alg.encode() + b'":"%s"}' for alg in DIGEST_ALGORITHMS
+}
+
+
 def _copy(params: object) -> object:
     return dict(params) if isinstance(params, Mapping) else params
 
@@ -377,6 +383,26 @@ class StreamEncoder:
         call instead of four for a sender of many small files. A call that raises leaves
         the encoder as it was.
         """
+        return self.whole_file_of(
+            index, name, size, dtype, byteorder, offset, body, digest_hex, end, round_offset
+        )
+
+    def whole_file_of(
+        self,
+        index: int,
+        name: str,
+        size: int,
+        dtype: str,
+        byteorder: str,
+        offset: float,
+        body: bytes | bytearray | memoryview,
+        digest_hex: str,
+        end: bool = False,
+        round_offset: bool = False,
+        /,
+    ) -> bytes:
+        """:meth:`whole_file` with positional arguments, for a sender's per-file loop:
+        binding ten keyword arguments cost about 0.8 k instructions a call."""
         if (
             self._validate
             or self._phase != _BETWEEN_FILES
@@ -394,14 +420,23 @@ class StreamEncoder:
                 (index, name, size, dtype, byteorder, offset), body, digest_hex, end
             )
         offset_json = _microseconds_json(offset) if round_offset else repr(float(offset))
+        # The frames' headers and payloads joined once (no frame made whole on its own):
+        # the payloads as _fast_file_header and _fast_file_end make them.
+        f_payload = (
+            f'{{"index":{index},"name":{_name_json(name)},"size":{size}'
+            f"{_file_header_middle(dtype, byteorder)}{offset_json}}}"
+        ).encode()
+        e_payload = _END_FILE_FORMATS[self._algorithm] % (index, digest_hex.encode())
         parts = [
-            _fast_file_header(index, name, size, dtype, byteorder, offset_json),
+            _pack_header(_FILE, len(f_payload)),
+            f_payload,
             _pack_header(_DATA, size),
             body,
-            _fast_file_end(index, self._algorithm, digest_hex),
+            _pack_header(_END_FILE, len(e_payload)),
+            e_payload,
         ]
         if not size:  # an empty file has no D frame (as a sender looping over chunks)
-            del parts[1:3]
+            del parts[2:4]
         self._files = index + 1
         self._total += size
         self._file_index, self._file_size, self._file_sent = index, size, size

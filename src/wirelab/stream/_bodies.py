@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -18,7 +19,7 @@ from typing import Any
 import blake3
 
 from ..framing import FrameType, StreamEncoder, encode_frame_header
-from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
+from ._content import CHUNK_SIZE, FILL_MARGIN, ZEROS, Chunk, ContentSource
 
 __all__ = [
     "MESSAGE_SIZE",
@@ -27,6 +28,7 @@ __all__ = [
     "frame_plain",
     "hexdigest_of",
     "small_file",
+    "small_file_maker",
 ]
 
 #: Bytes of ``D`` frames per ASGI message (one HTTP chunk, one write) for large files.
@@ -137,3 +139,34 @@ def small_file(source: ContentSource, size: int, algorithm: str) -> tuple[Chunk,
     # Periodic content (memoized digest, computed once per size) or random floats.
     digest = source.known_digest(size)
     return body, digest if digest is not None else hexdigest_of(algorithm, body)
+
+
+def small_file_maker(source: ContentSource, algorithm: str) -> Callable[[int], tuple[Chunk, str]]:
+    """``lambda size: small_file(source, size, algorithm)``, specialized once per stream:
+    for ``random`` integer files hashed with BLAKE3 (the default paced stream), a closure
+    over this thread's scratch buffer and hasher and the keystream's ``update_into``, which
+    runs no Python function of its own per file (the checks and thread-local look-ups of
+    :func:`small_file` were most of the Python work of a paced small file).
+
+    The maker must be called in the thread that made it (the event loop's: small files are
+    never offloaded); its bytes are valid until that thread's next small file, as
+    :func:`small_file`'s.
+    """
+    fill = source.filler()
+    if fill is None or algorithm != "blake3":
+        return functools.partial(_small_file_of, source, algorithm)
+    scratch, hasher = _THREAD.scratch, _THREAD.blake3
+    reset, update, digest = hasher.reset, hasher.update, hasher.digest
+
+    def make(size: int) -> tuple[Chunk, str]:
+        fill(ZEROS[:size], scratch)
+        body = scratch[:size]
+        reset()
+        update(body)
+        return body, digest().hex()
+
+    return make
+
+
+def _small_file_of(source: ContentSource, algorithm: str, size: int) -> tuple[Chunk, str]:
+    return small_file(source, size, algorithm)

@@ -53,7 +53,8 @@ Chunk: TypeAlias = bytes | memoryview
 #: (version 1 and the classic endpoints).
 RandomBits: TypeAlias = Literal["aes-ctr", "sfc64"]
 
-_ZEROS = memoryview(bytes(CHUNK_SIZE))  # AES-CTR of zeros is the keystream
+#: AES-CTR of zeros is the keystream (a view: slicing it copies nothing).
+ZEROS = _ZEROS = memoryview(bytes(CHUNK_SIZE))
 #: Bytes a buffer given to :meth:`ContentSource.fill` must have past the ones it fills:
 #: the cipher's block size - 1 (it checks the room; a stream cipher writes nothing there).
 FILL_MARGIN = 15
@@ -322,6 +323,15 @@ class ContentSource:
         nothing past ``n`` changes. Only when :attr:`fills_in_place`."""
         assert self._keystream is not None and n <= CHUNK_SIZE
         self._keystream.update_into(_ZEROS[:n], out)
+
+    def filler(self) -> Callable[[memoryview, memoryview], int] | None:
+        """When :attr:`fills_in_place`, the keystream's ``update_into``: ``fill(ZEROS[:n],
+        out)`` is :meth:`fill` without its checks (``n`` at most :data:`CHUNK_SIZE`, ``out``
+        at least ``n + FILL_MARGIN`` bytes); else None."""
+        if not self.fills_in_place:
+            return None
+        assert self._keystream is not None
+        return self._keystream.update_into
 
     def _keystream_chunks(self, keystream: CipherContext, size: int) -> Iterator[Chunk]:
         for start in range(0, size, CHUNK_SIZE):

@@ -28,7 +28,7 @@ from typing import Any
 from ..framing import StreamEncoder
 from ..framing._schema import STREAM_VERSION
 from ..framing._start import StartTemplate
-from ._bodies import MESSAGE_SIZE, BodyCache, frame_chunks, frame_plain, small_file
+from ._bodies import MESSAGE_SIZE, BodyCache, frame_chunks, frame_plain, small_file_maker
 from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
 from ._disconnect import run_until_disconnect
 from ._pacer import Pacer
@@ -137,6 +137,7 @@ class _FramedStream:
         self.encoder = StreamEncoder(validate=False)
         self.content = ContentSource(params, seed)
         self.slice = runtime.new_slice()
+        self._small_file = small_file_maker(self.content, params.digest)
 
     async def run(self, t0: float) -> None:
         """Send the stream; ``t0`` (loop time) is when the request was accepted: the
@@ -153,7 +154,9 @@ class _FramedStream:
         await self.send(_body(start))
         last = self.params.count - 1
         try:
-            loop, slice_ = pacer.loop, self.slice
+            loop, slice_, runtime, send = pacer.loop, self.slice, self.runtime, self.send
+            make, whole_file = self._small_file, self.encoder.whole_file_of
+            dtype, byteorder = self.params.dtype, self.params.byteorder
             for index, name, size, _, offset in plan_rows(self.params, self.seed):
                 # _wait_until, inlined: its two coroutines were a measurable part of the
                 # cost of a small file.
@@ -162,7 +165,21 @@ class _FramedStream:
                     slice_.restart()
                 elif slice_.expired():
                     await slice_.pause()
-                await self._send_file(index, name, size, offset, index == last)
+                if size > CHUNK_SIZE:
+                    await self._send_file(index, name, size, offset, index == last)
+                    continue
+                # A small file (most paced streams), inlined here: a coroutine per file
+                # was a measurable part of its cost. Generated and hashed whole, then F,
+                # D, E (and Z) built in one piece and sent as one message: one HTTP
+                # chunk, one write.
+                runtime.files_started += 1
+                body, digest = make(size)
+                message = whole_file(
+                    index, name, size, dtype, byteorder, offset, body, digest, index == last, True
+                )
+                more = index != last
+                await send({"type": "http.response.body", "body": message, "more_body": more})
+                runtime.files_sent += 1
         except asyncio.CancelledError:
             if not self.runtime.shutting_down:
                 raise
@@ -178,26 +195,16 @@ class _FramedStream:
             await self.send(_body(self.encoder.end(), more=False))
 
     async def _send_file(self, index: int, name: str, size: int, offset: float, last: bool) -> None:
-        """Send one file; the last one's final message also carries the ``Z`` frame (one
-        write fewer per stream: both are due at the same moment)."""
+        """Send one file larger than :data:`CHUNK_SIZE` (:meth:`run` sends the small ones);
+        the last one's final message also carries the ``Z`` frame (one write fewer per
+        stream: both are due at the same moment)."""
         self.runtime.files_started += 1
         params = self.params
-        if size <= CHUNK_SIZE:
-            # Small file (most paced streams): generated and hashed whole, then F, D, E
-            # (and Z) built in one piece and sent as one message: one HTTP chunk, one write.
-            body, digest = small_file(self.content, size, params.digest)
-            message = self.encoder.whole_file(
-                index=index, name=name, size=size,
-                dtype=params.dtype, byteorder=params.byteorder, offset=offset,
-                round_offset=True, body=body, digest_hex=digest, end=last,
-            )  # fmt: skip
-            await self.send({"type": "http.response.body", "body": message, "more_body": not last})
-        else:
-            header = self.encoder.file_start(
-                index=index, name=name, size=size,
-                dtype=params.dtype, byteorder=params.byteorder, offset=round(offset, 6),
-            )  # fmt: skip
-            await self._send_large_file(header, size, last)
+        header = self.encoder.file_start(
+            index=index, name=name, size=size,
+            dtype=params.dtype, byteorder=params.byteorder, offset=round(offset, 6),
+        )  # fmt: skip
+        await self._send_large_file(header, size, last)
         self.runtime.files_sent += 1
 
     async def _send_large_file(self, header: bytes, size: int, last: bool) -> None:
