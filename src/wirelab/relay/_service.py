@@ -405,15 +405,22 @@ class RelayService:
         except Exception:  # the journal keeps the keys; the sweeper retries
             _log.exception("cannot delete %d relay blob(s), e.g. %s", len(keys), keys[0])
 
-    async def _delete_blob(self, key: str) -> None:
-        try:
-            # A key journaled for deletion may still be a partial upload (a removed user's).
-            with contextlib.suppress(UploadNotFoundError):
-                await self.blobs.abort_upload(key)
-            await self.blobs.delete(key)
-            await self.db.relay.journal_remove(key)
-        except Exception:  # the journal keeps the key; the sweeper retries
-            _log.exception("cannot delete relay blob %s", key)
+    async def _delete_journaled(self) -> None:
+        """Delete the blobs still journaled for deletion (a deletion that failed, keys a
+        process died with queued, a removed user's uploads), in batches. A key may still
+        be a partial upload (a removed user's): it is aborted first, and a key whose abort
+        fails stays journaled for the next sweep."""
+        keys = []
+        for key in await self.db.relay.journal_list("delete"):
+            try:
+                with contextlib.suppress(UploadNotFoundError):
+                    await self.blobs.abort_upload(key)
+            except Exception:  # the journal keeps the key; the sweeper retries
+                _log.exception("cannot delete relay blob %s", key)
+            else:
+                keys.append(key)
+        if keys:
+            await self._delete_blobs(keys)
 
     async def next(
         self, recipient: str, lease: float, wait: float, *, live: bool = False
@@ -465,8 +472,7 @@ class RelayService:
             removed += count
             if count < _SWEEP_BATCH:
                 break
-        for key in await self.db.relay.journal_list("delete"):
-            await self._delete_blob(key)
+        await self._delete_journaled()
         await sweep_orphans(self)  # what a process that died while others run left
         await self.batches.sweep()
         await self.uploads.sweep()

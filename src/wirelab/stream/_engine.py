@@ -155,7 +155,7 @@ class _FramedStream:
         last = self.params.count - 1
         try:
             loop, slice_, runtime, send = pacer.loop, self.slice, self.runtime, self.send
-            make, whole_file = self._small_file, self.encoder.whole_file_of
+            make, whole_file = self._small_file, self.encoder.whole_file
             dtype, byteorder = self.params.dtype, self.params.byteorder
             for index, name, size, _, offset in plan_rows(self.params, self.seed):
                 # _wait_until, inlined: its two coroutines were a measurable part of the
