@@ -32,6 +32,7 @@ from ..stream._routes import RAW_SEND_KEY, FastPath, build_fast_path
 from ..stream._routes import build_router as build_stream_router
 from ._assembly import media_blob_store, media_runner
 from ._config import ServerConfig
+from ._direct import direct_body
 from ._docs import install_docs
 from ._errors import install_error_handlers
 
@@ -173,7 +174,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     ``/healthz`` and the docs) and opens nothing at start-up: no data folder, database
     or blob store."""
     config = config or ServerConfig()
-    runtime = StreamRuntime()
+    # Stream bodies past uvicorn's send where it is safe (see _direct).
+    runtime = StreamRuntime(direct_body=direct_body)
     relay = RelayRuntime()
     media = MediaRuntime()
     started = time.monotonic()

@@ -32,7 +32,7 @@ from ._workers import run_workers
 
 __all__ = ["GC_THRESHOLDS", "Server", "build_server", "run", "tls_options"]
 
-GC_THRESHOLDS = (10_000, 10, 1_000)
+GC_THRESHOLDS = (1_000, 10, 1_000)
 
 
 def _fastest(choices: list[tuple[str, str]]) -> str:
@@ -268,8 +268,9 @@ def tune_gc() -> None:
     e.g. in tests, where the host process owns the GC)."""
     # Objects alive after start-up live for the whole run: move them out of the GC's
     # sight. Then bound the pauses: a generation-1 collection scans up to
-    # threshold0 * threshold1 objects (100k here, a few ms), and full collections,
-    # which scan every live object (~1M with 10k streams, ~0.3 s), become rare.
+    # threshold0 * threshold1 objects (10k here: at most a few ms; with 100k, 40 ms
+    # pauses set the p99 of 3,000 paced streams), and full collections, which scan
+    # every live object (~1M with 10k streams, ~0.3 s), become rare.
     # Measured in benchmarks/concurrency.py (see docs/design.md).
     gc.collect()
     gc.freeze()

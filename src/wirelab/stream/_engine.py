@@ -20,10 +20,10 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..framing import StreamEncoder
 from ..framing._schema import STREAM_VERSION
@@ -36,11 +36,28 @@ from ._params import StreamParams
 from ._plan import iter_plan, plan_rows
 from ._slice import SLICE_SECONDS, TimeSlice
 
-__all__ = ["MESSAGE_SIZE", "StreamRuntime", "run_framed_stream", "run_raw_stream"]
+__all__ = ["MESSAGE_SIZE", "DirectBody", "StreamRuntime", "run_framed_stream", "run_raw_stream"]
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 Receive = Callable[[], Awaitable[Message]]
+
+
+class DirectBody(Protocol):
+    """Writes a response's body chunks past ``send`` (the server's, once the head is
+    out: see ``wirelab.server._direct``). The engine writes through it only while
+    :meth:`blocked` is False, and always sends a response's last message through
+    ``send``, which also waits for a full socket and drops writes after a disconnect."""
+
+    def blocked(self) -> bool:
+        """True when the next write must go through ``send``."""
+
+    def write(self, data: Chunk) -> None:
+        """Write ``data`` (not empty) as one body chunk."""
+
+    def write_parts(self, parts: Sequence[Chunk]) -> None:
+        """Write ``parts`` as one body chunk, without joining them."""
+
 
 #: Room at the end of a message filled in place: the fill margin, and the ``E`` and ``Z``
 #: frames that end a file and a stream (JSON of a few integers and a 64-digit digest).
@@ -54,10 +71,12 @@ class StreamRuntime:
     ``active`` holds the tasks of streams in progress so shutdown can end them with an
     ``X`` frame (``/healthz`` reports how many). The counters are for tests and
     diagnostics: ``fast_requests`` counts streams served past the framework (see
-    ``_routes.build_fast_path``); ``files_started`` (files whose generation began) shows
+    ``_routes.build_fast_path``), ``direct_streams`` those whose body went past ``send``
+    (see ``direct_body``); ``files_started`` (files whose generation began) shows
     that generation stopped; ``pauses`` (turns given to the loop, added when a stream
     ends) shows that streams shared the loop. ``slice_seconds`` and ``clock`` set each stream's
-    :class:`TimeSlice`.
+    :class:`TimeSlice`. ``direct_body`` (set by the server) gives a framed stream a
+    :class:`DirectBody` for its ``send``, or None where there is none.
     """
 
     executor: Executor | None = None
@@ -66,11 +85,13 @@ class StreamRuntime:
     shutting_down: bool = False
     streams_disconnected: int = 0
     fast_requests: int = 0
+    direct_streams: int = 0
     files_sent: int = 0
     files_started: int = 0
     pauses: int = 0
     slice_seconds: float = SLICE_SECONDS
     clock: Callable[[], float] = time.perf_counter
+    direct_body: Callable[[Send], DirectBody | None] | None = None
     _pacer: Pacer | None = field(default=None, repr=False)
 
     def pacer(self) -> Pacer:
@@ -138,10 +159,32 @@ class _FramedStream:
         self.content = ContentSource(params, seed)
         self.slice = runtime.new_slice()
         self._small_file = small_file_maker(self.content, params.digest)
+        self.direct: DirectBody | None = None
+
+    async def _put(self, data: Chunk, more: bool = True) -> None:
+        """Send one body message: straight to the transport when it may be (see
+        :class:`DirectBody`), else through ``send``."""
+        direct = self.direct
+        if more and direct is not None and not direct.blocked():
+            direct.write(data)
+        else:
+            await self.send(_body(data, more))
+
+    async def _put_parts(self, parts: list[Chunk], more: bool = True) -> None:
+        """:meth:`_put` of ``parts`` joined (written without the join where it can)."""
+        direct = self.direct
+        if more and direct is not None and not direct.blocked():
+            direct.write_parts(parts)
+        else:
+            await self.send(_body(b"".join(parts), more))
 
     async def run(self, t0: float) -> None:
-        """Send the stream; ``t0`` (loop time) is when the request was accepted: the
-        schedule counts from there, so time spent sending the head is not added to it."""
+        """Send the stream (the response head is out); ``t0`` (loop time) is when the
+        request was accepted: the schedule counts from there, so time spent sending the
+        head is not added to it."""
+        if (factory := self.runtime.direct_body) is not None:
+            self.direct = factory(self.send)
+            self.runtime.direct_streams += self.direct is not None
         pacer = self.runtime.pacer()
         if self.params.seed is None:  # the fast path's params, shared by a burst of streams
             start = self.encoder.start_from(start_template(self.params), self.seed)
@@ -151,10 +194,11 @@ class _FramedStream:
             start = self.encoder.start(
                 seed=self.seed, count=self.params.count, params=members, digest=self.params.digest
             )
-        await self.send(_body(start))
+        await self._put(start)
         last = self.params.count - 1
         try:
             loop, slice_, runtime, send = pacer.loop, self.slice, self.runtime, self.send
+            direct = self.direct
             make, whole_file = self._small_file, self.encoder.whole_file
             dtype, byteorder = self.params.dtype, self.params.byteorder
             for index, name, size, _, offset in plan_rows(self.params, self.seed):
@@ -178,7 +222,11 @@ class _FramedStream:
                     index, name, size, dtype, byteorder, offset, body, digest, index == last, True
                 )
                 more = index != last
-                await send({"type": "http.response.body", "body": message, "more_body": more})
+                # self._put, inlined (a coroutine per file, again).
+                if more and direct is not None and not direct.blocked():
+                    direct.write(message)
+                else:
+                    await send({"type": "http.response.body", "body": message, "more_body": more})
                 runtime.files_sent += 1
         except asyncio.CancelledError:
             if not self.runtime.shutting_down:
@@ -232,7 +280,7 @@ class _FramedStream:
         """Send a file's final message: ``parts`` joined, plus the ``Z`` frame if ``last``."""
         if last:
             parts.append(self.encoder.end())
-        await self.send(_body(b"".join(parts), more=not last))
+        await self._put_parts(parts, more=not last)
 
     async def _send_filled(self, header: bytes, size: int, last: bool) -> None:
         """Send a large ``random`` file whose bytes are generated straight into the message
@@ -261,17 +309,17 @@ class _FramedStream:
             done += n_msg
             header = b""
             if done < size:
-                await self.send(_body(buf[:pos]))
+                await self._put(buf[:pos])
                 continue
             tail = self.encoder.file_end(_hexdigest(hasher))
             if last:
                 tail += self.encoder.end()
             if len(tail) <= _TAIL_ROOM - FILL_MARGIN:
                 buf[pos : pos + len(tail)] = tail
-                await self.send(_body(buf[: pos + len(tail)], more=not last))
+                await self._put(buf[: pos + len(tail)], more=not last)
             else:  # pragma: no cover - E and Z frames are ~150 bytes
-                await self.send(_body(buf[:pos]))
-                await self.send(_body(tail, more=not last))
+                await self._put(buf[:pos])
+                await self._put(tail, more=not last)
 
     def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
         key = (self.params.content, self.params.dtype, self.params.byteorder, size)
@@ -289,7 +337,7 @@ class _FramedStream:
         """
         hasher = None if digest is not None else self.content.new_hasher()
         if hasher is not None and self.runtime.executor is not None:
-            await self.send(_body(header))
+            await self._put(header)
             await self._send_offloaded(chunks, hasher)
         else:
             await self._send_sliced(header, chunks, hasher)
@@ -307,11 +355,11 @@ class _FramedStream:
             parts += (self.encoder.data_header(len(chunk)), chunk)
             size += len(chunk)
             if size >= MESSAGE_SIZE:
-                await self.send(_body(b"".join(parts)))
+                await self._put_parts(parts)
                 parts, size = [], 0
             await self.slice.checkpoint()
         if size:
-            await self.send(_body(b"".join(parts)))
+            await self._put_parts(parts)
 
     async def _send_offloaded(self, chunks: Iterator[Chunk], hasher: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -324,7 +372,7 @@ class _FramedStream:
                 self.slice.restart()
                 # Start the next message before writing this one: the two overlap.
                 pending = loop.run_in_executor(executor, job)
-                await self.send(_body(body))
+                await self._put(body)
         finally:
             # On cancellation, let the worker finish its message before anyone touches the
             # shared generator/encoder again (the half-made message is simply dropped).

@@ -1,0 +1,74 @@
+"""Chunked response bodies written straight to uvicorn's transport.
+
+A stream's body messages are plain HTTP chunks once the head is out. Each one sent as an
+ASGI message costs a dictionary, uvicorn's ``send`` coroutine and a join of the chunk
+header, the body and the trailing CRLF: for a paced small file that is a measurable part
+of its cost, and for a 1 MiB message the join is a second copy of every byte (the first
+being the message's own assembly). :class:`DirectBody` writes the same bytes with one
+``writelines`` (uvloop sends the pieces with one ``writev``, without joining them).
+
+It is used only where it says exactly what uvicorn would: on uvicorn's httptools
+protocol, after a response head that chose chunked encoding (never for ``HEAD``), and
+only while the transport takes writes (:meth:`DirectBody.blocked` is False). Otherwise,
+and for a response's last message, the caller goes through ``send``: uvicorn then waits
+for the socket to drain, drops writes after a disconnect and completes the response
+(the final ``0`` chunk, keep-alive or close) as always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+__all__ = ["DirectBody", "direct_body"]
+
+#: Below this many bytes a chunk is joined into one buffer (one copy of a few KiB costs
+#: less than handing the loop three pieces); from it on the pieces go as they are.
+_JOIN_BELOW = 16 * 1024
+
+
+class DirectBody:
+    """Writes chunks of one response's body (see the module doc)."""
+
+    __slots__ = ("_cycle", "_flow", "_transport")
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+        self._flow = cycle.flow
+        self._transport = cycle.transport
+
+    def blocked(self) -> bool:
+        """True when a write must go through ``send`` instead: the socket's buffer is
+        full (``send`` waits for it to drain) or the client is gone (``send`` drops it)."""
+        return self._flow.write_paused or self._cycle.disconnected
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` (not empty) as one chunk. Only when not :meth:`blocked`."""
+        size = len(data)
+        if size < _JOIN_BELOW:
+            self._transport.write(b"".join((b"%x\r\n" % size, data, b"\r\n")))
+        else:
+            self._transport.writelines((b"%x\r\n" % size, data, b"\r\n"))
+
+    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Write ``parts`` (not all empty) as one chunk, without joining them. Only when
+        not :meth:`blocked`."""
+        size = sum(map(len, parts))
+        self._transport.writelines((b"%x\r\n" % size, *parts, b"\r\n"))
+
+
+def direct_body(send: Callable[[Any], Awaitable[None]]) -> DirectBody | None:
+    """A :class:`DirectBody` for the response ``send`` belongs to, or None when its
+    chunks must go through ``send`` (not uvicorn's httptools cycle, head not sent yet,
+    not chunked, or already complete)."""
+    cycle = getattr(send, "__self__", None)
+    if (
+        type(cycle) is not RequestResponseCycle
+        or not cycle.response_started
+        or cycle.response_complete
+        or cycle.chunked_encoding is not True
+    ):
+        return None
+    return DirectBody(cycle)

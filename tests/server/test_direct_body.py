@@ -1,0 +1,108 @@
+"""Stream bodies written straight to uvicorn's transport (``wirelab.server._direct``): the
+same bytes as through ASGI ``send``, under back-pressure too, and never for other servers."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from wirelab.server import ServerConfig, create_app
+from wirelab.server._direct import direct_body
+from wirelab.testing._live import LiveServer
+
+_ZERO = {"min_interval": 0, "max_interval": 0}
+# One query per path of the engine: small files in one message, periodic content from the
+# shared body cache (write_parts), random content filled in place (1 MiB messages), and
+# the SHA-256 digest.
+QUERIES: list[dict[str, Any]] = [
+    {"count": 6, "min_size": 2, "max_size": 4096, "seed": 1, **_ZERO},
+    {"count": 3, "min_size": 1 << 20, "max_size": 1 << 20, "content": "ramp", "seed": 2, **_ZERO},
+    {"count": 2, "min_size": 300_000, "max_size": 2_500_002, "content": "random", "seed": 3,
+     **_ZERO},
+    {"count": 3, "min_size": 70_000, "max_size": 90_000, "digest": "sha256", "seed": 4, **_ZERO},
+]  # fmt: skip
+
+
+async def _asgi_bodies(tmp_path: Path, queries: list[dict[str, Any]]) -> list[bytes]:
+    """The bodies from the app in-process: every message through ``send``."""
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", only="stream"))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+    ):
+        answers = [await client.get("/v1/stream", params=q) for q in queries]
+        assert [r.status_code for r in answers] == [200] * len(queries)
+        assert app.state.stream_runtime.direct_streams == 0  # not uvicorn: no direct writes
+    return [r.content for r in answers]
+
+
+@pytest.mark.asyncio
+async def test_direct_writes_send_the_bytes_send_would(server: LiveServer, tmp_path: Path) -> None:
+    expected = await _asgi_bodies(tmp_path, QUERIES)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        for query, body in zip(QUERIES, expected, strict=True):
+            r = await client.get("/v1/stream", params=query)
+            assert r.status_code == 200, r.text
+            assert r.content == body, query
+    assert server.stream_runtime.direct_streams == len(QUERIES)
+
+
+def _get_slowly(server: LiveServer, path: str, pause: float) -> tuple[bytes, int]:
+    """The raw response to ``GET path``, read only after ``pause`` seconds, with a small
+    receive buffer: the server's socket fills and its writes must wait. Also the files
+    the server had sent when the reading began."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        time.sleep(pause)
+        sent_before_reading = server.stream_runtime.files_sent
+        chunks = []
+        while data := sock.recv(1 << 16):
+            chunks.append(data)
+    return b"".join(chunks), sent_before_reading
+
+
+def _dechunk(raw: bytes) -> bytes:
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+    body = bytearray()
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            assert rest == b"\r\n"  # the response ends: nothing after the last chunk
+            return bytes(body)
+        body += rest[:size]
+        assert rest[size : size + 2] == b"\r\n"
+        rest = rest[size + 2 :]
+
+
+@pytest.mark.asyncio
+async def test_a_full_socket_waits_and_loses_nothing(server: LiveServer, tmp_path: Path) -> None:
+    query: dict[str, Any] = {"count": 8, "min_size": 1 << 20, "max_size": 2 << 20,
+                             "content": "random", "seed": 7, **_ZERO}  # fmt: skip
+    (expected,) = await _asgi_bodies(tmp_path, [query])
+    path = "/v1/stream?" + "&".join(f"{k}={v}" for k, v in query.items())
+    raw, sent_before_reading = _get_slowly(server, path, pause=0.5)
+    # Writes waited for the socket: the stream did not run ahead into memory.
+    assert sent_before_reading < query["count"] - 2
+    assert _dechunk(raw) == expected
+
+
+def test_no_direct_body_for_other_senders() -> None:
+    async def send(message: Any) -> None:  # not uvicorn's: no cycle to write past
+        raise AssertionError("not called")
+
+    assert direct_body(send) is None
+
+    class Other:
+        async def send(self, message: Any) -> None:
+            raise AssertionError("not called")
+
+    assert direct_body(Other().send) is None  # a bound method of something else
