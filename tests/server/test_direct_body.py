@@ -106,3 +106,34 @@ def test_no_direct_body_for_other_senders() -> None:
             raise AssertionError("not called")
 
     assert direct_body(Other().send) is None  # a bound method of something else
+
+
+@pytest.mark.asyncio
+async def test_paced_files_sent_by_the_timer_are_the_same_bytes(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    query = {"count": 12, "min_size": 2, "max_size": 4096, "min_interval": 0.03,
+             "max_interval": 0.06, "seed": 11}  # fmt: skip
+    (expected,) = await _asgi_bodies(tmp_path, [query])
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        assert (await client.get("/v1/stream", params=query)).content == expected
+    # The pacer's callback sent them all but the last (which ends the response through
+    # send); a file whose time had already passed (a stalled machine) goes back to the
+    # stream's task, hence the margin.
+    assert 9 <= server.stream_runtime.files_ahead <= 11
+    assert server.stream_runtime.files_sent == 12
+
+
+@pytest.mark.asyncio
+async def test_paced_files_wait_for_a_full_socket(server: LiveServer, tmp_path: Path) -> None:
+    # Files of one chunk (the largest the timer sends), 32 MB/s: the socket fills.
+    query: dict[str, Any] = {"count": 500, "min_size": 65536, "max_size": 65536,
+                             "min_interval": 0.002, "max_interval": 0.002, "seed": 12}  # fmt: skip
+    (expected,) = await _asgi_bodies(tmp_path, [query])
+    path = "/v1/stream?" + "&".join(f"{k}={v}" for k, v in query.items())
+    raw, sent_before_reading = _get_slowly(server, path, pause=0.8)
+    # 400 files (26 MB) were due by then; the socket took ~4 MB (~60 files), and the stream
+    # waited for it.
+    assert sent_before_reading < 150, sent_before_reading
+    assert _dechunk(raw) == expected
+    assert 0 < server.stream_runtime.files_ahead < query["count"]

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from wirelab.stream import StreamParams
-from wirelab.stream._engine import StreamRuntime, run_framed_stream, run_raw_stream
+from wirelab.stream._engine import StreamRuntime, run_framed_stream
+from wirelab.stream._raw import run_raw_stream
 
 MIB = 1024 * 1024
 FAST = {"min_interval": 0, "max_interval": 0}

@@ -23,7 +23,8 @@ from click.testing import CliRunner
 
 from wirelab.framing import FileEnded, StreamDecoder, StreamEnded
 from wirelab.stream import ContentSource, StreamLimits, StreamParams, StreamRuntime, _content
-from wirelab.stream._engine import Message, run_framed_stream, run_raw_stream
+from wirelab.stream._engine import Message, run_framed_stream
+from wirelab.stream._raw import run_raw_stream
 from wirelab.stream._slice import TimeSlice
 from wirelab.testing._live import LiveServer
 

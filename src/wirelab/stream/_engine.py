@@ -33,10 +33,10 @@ from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
 from ._disconnect import run_until_disconnect
 from ._pacer import Pacer
 from ._params import StreamParams
-from ._plan import iter_plan, plan_rows
+from ._plan import Row, plan_rows
 from ._slice import SLICE_SECONDS, TimeSlice
 
-__all__ = ["MESSAGE_SIZE", "DirectBody", "StreamRuntime", "run_framed_stream", "run_raw_stream"]
+__all__ = ["MESSAGE_SIZE", "DirectBody", "StreamRuntime", "run_framed_stream"]
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
@@ -72,7 +72,8 @@ class StreamRuntime:
     ``X`` frame (``/healthz`` reports how many). The counters are for tests and
     diagnostics: ``fast_requests`` counts streams served past the framework (see
     ``_routes.build_fast_path``), ``direct_streams`` those whose body went past ``send``
-    (see ``direct_body``); ``files_started`` (files whose generation began) shows
+    (see ``direct_body``), ``files_ahead`` the files the pacer's callback sent without
+    waking their stream's task; ``files_started`` (files whose generation began) shows
     that generation stopped; ``pauses`` (turns given to the loop, added when a stream
     ends) shows that streams shared the loop. ``slice_seconds`` and ``clock`` set each stream's
     :class:`TimeSlice`. ``direct_body`` (set by the server) gives a framed stream a
@@ -86,6 +87,7 @@ class StreamRuntime:
     streams_disconnected: int = 0
     fast_requests: int = 0
     direct_streams: int = 0
+    files_ahead: int = 0
     files_sent: int = 0
     files_started: int = 0
     pauses: int = 0
@@ -110,16 +112,6 @@ class StreamRuntime:
         self.shutting_down = True
         for task in list(self.active):
             task.cancel("wirelab: server shutdown")
-
-
-async def _wait_until(pacer: Pacer, deadline: float, slice_: TimeSlice) -> None:
-    """Wait until ``deadline`` (loop time) on the shared timer; when it has passed, pause
-    only if the slice is used up (an unpaced stream must still give the loop back)."""
-    if deadline > pacer.loop.time():
-        await pacer.sleep_until(deadline)
-        slice_.restart()
-    else:
-        await slice_.checkpoint()
 
 
 @functools.lru_cache(maxsize=256)
@@ -160,6 +152,13 @@ class _FramedStream:
         self.slice = runtime.new_slice()
         self._small_file = small_file_maker(self.content, params.digest)
         self.direct: DirectBody | None = None
+        # Sending ahead of the task (_ahead, _tick): the task's waiter, the plan's rows,
+        # the schedule's start and the last file's index.
+        self._waiter: asyncio.Future[tuple[Row | None, bool]] | None = None
+        self._rows: Iterator[Row] = iter(())
+        self._t0 = 0.0
+        self._last = -1
+        self._pacer = runtime.pacer()
 
     async def _put(self, data: Chunk, more: bool = True) -> None:
         """Send one body message: straight to the transport when it may be (see
@@ -201,16 +200,27 @@ class _FramedStream:
             direct = self.direct
             make, whole_file = self._small_file, self.encoder.whole_file
             dtype, byteorder = self.params.dtype, self.params.byteorder
-            for index, name, size, _, offset in plan_rows(self.params, self.seed):
-                # _wait_until, inlined: its two coroutines were a measurable part of the
+            rows = iter(plan_rows(self.params, self.seed))
+            row, due = next(rows, None), False
+            while row is not None:
+                index, name, size, _, offset = row
+                # _raw._wait_until, inlined: its two coroutines were a measurable part of the
                 # cost of a small file.
-                if t0 + offset > loop.time():
+                if not due and t0 + offset > loop.time():
+                    if direct is not None and size <= CHUNK_SIZE and index != last:
+                        # The timer sends this file and the next ones itself, and wakes
+                        # the task only for a file it cannot send (see _tick).
+                        row, due = await self._ahead(pacer, t0, row, rows, last)
+                        slice_.restart()
+                        continue
                     await pacer.sleep_until(t0 + offset)
                     slice_.restart()
                 elif slice_.expired():
                     await slice_.pause()
+                due = False
                 if size > CHUNK_SIZE:
                     await self._send_file(index, name, size, offset, index == last)
+                    row = next(rows, None)
                     continue
                 # A small file (most paced streams), inlined here: a coroutine per file
                 # was a measurable part of its cost. Generated and hashed whole, then F,
@@ -228,6 +238,7 @@ class _FramedStream:
                 else:
                     await send({"type": "http.response.body", "body": message, "more_body": more})
                 runtime.files_sent += 1
+                row = next(rows, None)
         except asyncio.CancelledError:
             if not self.runtime.shutting_down:
                 raise
@@ -241,6 +252,54 @@ class _FramedStream:
             self.runtime.pauses += self.slice.pauses
         if not self.encoder.finished:  # no file: the Z frame goes alone
             await self.send(_body(self.encoder.end(), more=False))
+
+    def _ahead(
+        self, pacer: Pacer, t0: float, row: Row, rows: Iterator[Row], last: int
+    ) -> asyncio.Future[tuple[Row | None, bool]]:
+        """Send ``row`` (a small file, not the last) and the files after it from the
+        pacer's callback (:meth:`_tick`), each at its time, without waking the task: the
+        future returned says where the task takes over, ``(row, due)``."""
+        waiter: asyncio.Future[tuple[Row | None, bool]] = pacer.loop.create_future()
+        self._waiter, self._rows, self._t0, self._last = waiter, rows, t0, last
+        pacer.call_at(t0 + row[4], self._tick, row)
+        return waiter
+
+    def _tick(self, row: Row) -> None:
+        """The pacer's callback at ``row``'s time: send that small file straight to the
+        transport, then schedule the next, or hand the stream back to the task with the
+        row it must handle: ``(row, True)`` for this file when the transport takes no
+        write now (``send`` waits for it), ``(next row, False)`` for a large file, the
+        last one (``send`` ends the response), or one already due (the task's time slice
+        decides when). A cancelled task (disconnect, shutdown) leaves its waiter done:
+        the stream is over and the call does nothing."""
+        waiter, direct = self._waiter, self.direct
+        if waiter is None or waiter.done() or direct is None:
+            return
+        try:
+            if direct.blocked():
+                waiter.set_result((row, True))
+                return
+            index, name, size, _, offset = row
+            params, runtime = self.params, self.runtime
+            runtime.files_started += 1
+            body, digest = self._small_file(size)
+            direct.write(
+                self.encoder.whole_file(
+                    index, name, size, params.dtype, params.byteorder, offset, body, digest,
+                    False, True,
+                )
+            )  # fmt: skip
+            runtime.files_sent += 1
+            runtime.files_ahead += 1
+            after = next(self._rows, None)
+            if after is not None and after[2] <= CHUNK_SIZE and after[0] != self._last:
+                deadline = self._t0 + after[4]
+                if deadline > self._pacer.loop.time():
+                    self._pacer.call_at(deadline, self._tick, after)
+                    return
+            waiter.set_result((after, False))
+        except Exception as exc:  # the task raises it, as if it had sent the file itself
+            waiter.set_exception(exc)
 
     async def _send_file(self, index: int, name: str, size: int, offset: float, last: bool) -> None:
         """Send one file larger than :data:`CHUNK_SIZE` (:meth:`run` sends the small ones);
@@ -401,50 +460,3 @@ async def run_framed_stream(
     stream = _FramedStream(runtime, params, seed, raw_send or send)
     await send(_start(headers))
     await run_until_disconnect(runtime, receive, stream.run(t0))
-
-
-async def _raw_files(
-    runtime: StreamRuntime,
-    params: StreamParams,
-    seed: int,
-    size_unit: int,
-    send: Send,
-    t0: float,
-) -> None:
-    pacer = runtime.pacer()
-    # The classic endpoints keep their original generator: a seed gives the bytes it gave.
-    content = ContentSource(params, seed, random="sfc64")
-    slice_ = runtime.new_slice()
-    try:
-        for spec in iter_plan(params, seed, size_unit=size_unit):
-            await _wait_until(pacer, t0 + spec.offset, slice_)
-            runtime.files_started += 1
-            # One ASGI body message per file: the server writes it as exactly one HTTP
-            # chunk (at most 1 MiB of random bits: well under a millisecond of work).
-            data = b"".join(content.file_chunks(spec.size))
-            await send(_body(data))
-            runtime.files_sent += 1
-    finally:
-        runtime.pauses += slice_.pauses
-    await send(_body(b"", more=False))
-
-
-async def run_raw_stream(
-    runtime: StreamRuntime,
-    params: StreamParams,
-    seed: int,
-    size_unit: int,
-    headers: list[tuple[bytes, bytes]],
-    receive: Receive,
-    send: Send,
-    raw_send: Send | None = None,
-) -> None:
-    """Serve one classic (unframed) response: each file is exactly one HTTP chunk.
-
-    This is the one place a whole file is held in memory (at most one per stream, 1 MiB
-    for the classic endpoints), because the classic contract is one chunk per file.
-    """
-    t0 = asyncio.get_running_loop().time()
-    await send(_start(headers))
-    body = _raw_files(runtime, params, seed, size_unit, raw_send or send, t0)
-    await run_until_disconnect(runtime, receive, body)

@@ -12,6 +12,11 @@ deadline, give or take :attr:`Pacer.tolerance` (the granularity of the loop's cl
 counts in milliseconds, so its timers fire up to half a millisecond early; the pacer wakes
 waiters due within the tolerance rather than arming a timer for a fraction of a
 millisecond), never later than the loop allows.
+
+Besides futures, the heap takes plain callbacks (:meth:`Pacer.call_at`): a paced stream
+whose next file needs no wait for anything else is sent from the timer's own callback,
+without waking its task (a future, a task step and the resumption of every coroutine
+of its request, per file).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["TOLERANCE", "Pacer"]
 
@@ -32,7 +39,10 @@ class Pacer:
 
     ``await pacer.sleep_until(deadline)`` (loop time) returns at the deadline. A waiter that
     is cancelled is dropped when its deadline comes; the others are not disturbed.
-    ``timers_armed`` counts the loop timers armed so far (for tests and diagnostics).
+    ``call_at(deadline, callback, arg)`` calls ``callback(arg)`` then instead (it must not raise:
+    an error would escape into the loop's exception handler and end this round of
+    wake-ups). ``timers_armed`` counts the loop timers armed so far (for tests and
+    diagnostics).
     """
 
     __slots__ = ("_handle", "_heap", "_loop", "_next", "_seq", "timers_armed", "tolerance")
@@ -40,7 +50,7 @@ class Pacer:
     def __init__(self, loop: asyncio.AbstractEventLoop, tolerance: float = TOLERANCE) -> None:
         self._loop = loop
         self.tolerance = tolerance
-        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._heap: list[tuple[float, int, Callable[[Any], object], Any]] = []
         self._seq = itertools.count()  # ties: first come, first woken
         self._handle: asyncio.TimerHandle | None = None
         self._next = float("inf")  # when the armed timer fires
@@ -57,10 +67,18 @@ class Pacer:
     def sleep_until(self, deadline: float) -> asyncio.Future[None]:
         """A future that is resolved at ``deadline`` (the loop's ``time()``)."""
         future = self._loop.create_future()
-        heapq.heappush(self._heap, (deadline, next(self._seq), future))
+        heapq.heappush(self._heap, (deadline, next(self._seq), _resolve, future))
         if deadline < self._next:
             self._arm(deadline)
         return future
+
+    def call_at(self, deadline: float, callback: Callable[[Any], object], arg: Any = None) -> None:
+        """Call ``callback(arg)`` at ``deadline`` (the loop's ``time()``), in deadline
+        order with the waiters. It may schedule more (the pacer's callback is running:
+        nothing is armed until it ends)."""
+        heapq.heappush(self._heap, (deadline, next(self._seq), callback, arg))
+        if deadline < self._next:
+            self._arm(deadline)
 
     def _arm(self, when: float) -> None:
         if self._handle is not None:
@@ -71,12 +89,21 @@ class Pacer:
 
     def _fire(self) -> None:
         self._handle = None
-        self._next = float("inf")
+        # While the due entries run, what they schedule arms nothing (-inf: no deadline
+        # is earlier); the timer is armed once, at the end.
+        self._next = float("-inf")
         heap = self._heap
         due = self._loop.time() + self.tolerance
-        while heap and heap[0][0] <= due:
-            future = heapq.heappop(heap)[2]
-            if not future.done():  # a cancelled waiter (its stream ended) is dropped
-                future.set_result(None)
-        if heap:
-            self._arm(heap[0][0])
+        try:
+            while heap and heap[0][0] <= due:
+                _, _, run, arg = heapq.heappop(heap)
+                run(arg)
+        finally:
+            self._next = float("inf")
+            if heap:
+                self._arm(heap[0][0])
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a cancelled waiter (its stream ended) is dropped
+        future.set_result(None)
