@@ -3,6 +3,7 @@ same bytes as through ASGI ``send``, under back-pressure too, and never for othe
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -137,3 +138,30 @@ async def test_paced_files_wait_for_a_full_socket(server: LiveServer, tmp_path: 
     assert sent_before_reading < 150, sent_before_reading
     assert _dechunk(raw) == expected
     assert 0 < server.stream_runtime.files_ahead < query["count"]
+
+
+def _exchange(server: LiveServer, requests: list[bytes]) -> bytes:
+    """Send ``requests`` on one connection (the last one closes it); all that came back,
+    without the ``date`` header (it may tick between two exchanges)."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"".join(requests))
+        chunks = []
+        while data := sock.recv(1 << 16):
+            chunks.append(data)
+    return re.sub(rb"\r\ndate: [^\r]*", b"", b"".join(chunks))
+
+
+def test_head_with_the_first_chunk_is_what_uvicorn_writes(server: LiveServer) -> None:
+    path = b"/v1/stream?count=3&min_size=2&max_size=64&min_interval=0&max_interval=0&seed=5"
+    requests = [
+        b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n",  # keep-alive: the next one follows
+        b"GET " + path + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ]
+    runtime = server.stream_runtime
+    direct = _exchange(server, requests)
+    assert runtime.direct_streams == 2
+    runtime.direct_start = None  # the head through uvicorn's send
+    through_send = _exchange(server, requests)
+    assert runtime.direct_streams == 4  # (the bodies still go past send)
+    assert direct == through_send
+    assert direct.count(b"HTTP/1.1 200 OK\r\n") == 2 and direct.count(b"connection: close") == 1

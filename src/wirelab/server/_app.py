@@ -32,7 +32,7 @@ from ..stream._routes import RAW_SEND_KEY, FastPath, build_fast_path
 from ..stream._routes import build_router as build_stream_router
 from ._assembly import media_blob_store, media_runner
 from ._config import ServerConfig
-from ._direct import direct_body
+from ._direct import direct_body, direct_start
 from ._docs import install_docs
 from ._errors import install_error_handlers
 
@@ -175,7 +175,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     or blob store."""
     config = config or ServerConfig()
     # Stream bodies past uvicorn's send where it is safe (see _direct).
-    runtime = StreamRuntime(direct_body=direct_body)
+    runtime = StreamRuntime(direct_body=direct_body, direct_start=direct_start)
     relay = RelayRuntime()
     media = MediaRuntime()
     started = time.monotonic()

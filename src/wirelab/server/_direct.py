@@ -13,6 +13,12 @@ only while the transport takes writes (:meth:`DirectBody.blocked` is False). Oth
 and for a response's last message, the caller goes through ``send``: uvicorn then waits
 for the socket to drain, drops writes after a disconnect and completes the response
 (the final ``0`` chunk, keep-alive or close) as always.
+
+:func:`direct_start` also writes the head of a stream's response, with its first chunk,
+in one write: the bytes uvicorn's ``send`` would write for it (status line, the server's
+default headers, the response's, ``connection: close`` where the connection will close,
+``transfer-encoding: chunked``), without its per-header checks of headers the server
+made itself, and one system call fewer per stream.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-__all__ = ["DirectBody", "direct_body"]
+__all__ = ["DirectBody", "direct_body", "direct_start"]
 
 #: Below this many bytes a chunk is joined into one buffer (one copy of a few KiB costs
 #: less than handing the loop three pieces); from it on the pieces go as they are.
@@ -71,4 +78,40 @@ def direct_body(send: Callable[[Any], Awaitable[None]]) -> DirectBody | None:
         or cycle.chunked_encoding is not True
     ):
         return None
+    return DirectBody(cycle)
+
+
+def direct_start(
+    send: Callable[[Any], Awaitable[None]], headers: Sequence[tuple[bytes, bytes]], first: bytes
+) -> DirectBody | None:
+    """Start a 200 chunked response with ``headers`` (lower-case names, none of them
+    ``connection``, ``content-length`` or ``transfer-encoding``) and send ``first`` (not
+    empty) as its first chunk, in one write; then a :class:`DirectBody` for the rest. None
+    (nothing done) where ``send`` must do it: not uvicorn's httptools cycle, a response
+    already started, a ``HEAD`` request, or a transport that takes no write now."""
+    cycle = getattr(send, "__self__", None)
+    if (
+        type(cycle) is not RequestResponseCycle
+        or cycle.response_started
+        or cycle.flow.write_paused
+        or cycle.disconnected
+        or cycle.scope["method"] == "HEAD"
+    ):
+        return None
+    scope = cycle.scope
+    if cycle.access_log:  # the line uvicorn's send logs
+        cycle.access_logger.info(
+            '%s - "%s %s HTTP/%s" %d', get_client_addr(scope), scope["method"],
+            get_path_with_query_string(scope), scope["http_version"], 200,
+        )  # fmt: skip
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = True
+    parts = [STATUS_LINE[200]]
+    for name, value in (*cycle.default_headers, *headers):
+        parts += (name.lower(), b": ", value, b"\r\n")
+    if not cycle.keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts += (b"transfer-encoding: chunked\r\n\r\n%x\r\n" % len(first), first, b"\r\n")
+    cycle.transport.write(b"".join(parts))
     return DirectBody(cycle)

@@ -77,7 +77,8 @@ class StreamRuntime:
     that generation stopped; ``pauses`` (turns given to the loop, added when a stream
     ends) shows that streams shared the loop. ``slice_seconds`` and ``clock`` set each stream's
     :class:`TimeSlice`. ``direct_body`` (set by the server) gives a framed stream a
-    :class:`DirectBody` for its ``send``, or None where there is none.
+    :class:`DirectBody` for its ``send``, or None where there is none; ``direct_start``
+    also writes the response's head and first chunk (``wirelab.server._direct``).
     """
 
     executor: Executor | None = None
@@ -94,6 +95,9 @@ class StreamRuntime:
     slice_seconds: float = SLICE_SECONDS
     clock: Callable[[], float] = time.perf_counter
     direct_body: Callable[[Send], DirectBody | None] | None = None
+    direct_start: Callable[[Send, list[tuple[bytes, bytes]], bytes], DirectBody | None] | None = (
+        None
+    )
     _pacer: Pacer | None = field(default=None, repr=False)
 
     def pacer(self) -> Pacer:
@@ -177,23 +181,27 @@ class _FramedStream:
         else:
             await self.send(_body(b"".join(parts), more))
 
-    async def run(self, t0: float) -> None:
-        """Send the stream (the response head is out); ``t0`` (loop time) is when the
+    def start_frame(self) -> bytes:
+        """The stream's ``S`` frame (its first bytes)."""
+        if self.params.seed is None:  # the fast path's params, shared by a burst of streams
+            return self.encoder.start_from(start_template(self.params), self.seed)
+        members = self.params.as_dict()
+        members["seed"] = self.seed
+        return self.encoder.start(
+            seed=self.seed, count=self.params.count, params=members, digest=self.params.digest
+        )
+
+    async def run(self, t0: float, start: bytes | None) -> None:
+        """Send the stream (the response head is out, and ``start``, the ``S`` frame, is
+        to follow: None when it went with the head); ``t0`` (loop time) is when the
         request was accepted: the schedule counts from there, so time spent sending the
         head is not added to it."""
-        if (factory := self.runtime.direct_body) is not None:
-            self.direct = factory(self.send)
-            self.runtime.direct_streams += self.direct is not None
+        if start is not None:
+            if (factory := self.runtime.direct_body) is not None:
+                self.direct = factory(self.send)
+                self.runtime.direct_streams += self.direct is not None
+            await self._put(start)
         pacer = self.runtime.pacer()
-        if self.params.seed is None:  # the fast path's params, shared by a burst of streams
-            start = self.encoder.start_from(start_template(self.params), self.seed)
-        else:
-            members = self.params.as_dict()
-            members["seed"] = self.seed
-            start = self.encoder.start(
-                seed=self.seed, count=self.params.count, params=members, digest=self.params.digest
-            )
-        await self._put(start)
         last = self.params.count - 1
         try:
             loop, slice_, runtime, send = pacer.loop, self.slice, self.runtime, self.send
@@ -455,8 +463,19 @@ async def run_framed_stream(
     ``raw_send`` is the server's own send, without the framework's per-message wrappers:
     the head goes through ``send`` (so the framework knows the response started), the body
     messages through ``raw_send`` (a paced stream sends thousands of them per second).
+    Without ``raw_send`` (no framework in between), the head and the ``S`` frame go out
+    in one write where the server allows it (``runtime.direct_start``).
     """
     t0 = asyncio.get_running_loop().time()
     stream = _FramedStream(runtime, params, seed, raw_send or send)
-    await send(_start(headers))
-    await run_until_disconnect(runtime, receive, stream.run(t0))
+    start = stream.start_frame()
+    direct = None
+    if raw_send is None and (direct_start := runtime.direct_start) is not None:
+        direct = direct_start(send, headers, start)
+    if direct is not None:
+        stream.direct = direct
+        runtime.direct_streams += 1
+        await run_until_disconnect(runtime, receive, stream.run(t0, None))
+    else:
+        await send(_start(headers))
+        await run_until_disconnect(runtime, receive, stream.run(t0, start))
