@@ -79,15 +79,22 @@ def _file_header_middle(dtype: str, byteorder: str) -> str:
     return f',"dtype":{_json_str(dtype)},"byteorder":{_json_str(byteorder)},"offset":'
 
 
-def _fast_file_header(
+def _file_header_payload(
     index: int, name: str, size: int, dtype: str, byteorder: str, offset_json: str
 ) -> bytes:
-    """The ``F`` frame, byte-identical to ``encode_json_frame`` for valid members (the
-    offset already in its JSON form: ``repr`` of the float)."""
-    payload = (
+    """The ``F`` frame's payload, byte-identical to ``encode_json_frame``'s for valid
+    members (the offset already in its JSON form: ``repr`` of the float)."""
+    return (
         f'{{"index":{index},"name":{_name_json(name)},"size":{int(size)}'
         f"{_file_header_middle(dtype, byteorder)}{offset_json}}}"
     ).encode()
+
+
+def _fast_file_header(
+    index: int, name: str, size: int, dtype: str, byteorder: str, offset_json: str
+) -> bytes:
+    """The ``F`` frame of :func:`_file_header_payload`."""
+    payload = _file_header_payload(index, name, size, dtype, byteorder, offset_json)
     return _pack_header(_FILE, len(payload)) + payload
 
 
@@ -108,16 +115,17 @@ def _microseconds_json(offset: float) -> str:
     return repr(round(float(offset), 6))
 
 
-def _fast_file_end(index: int, algorithm: str, digest_hex: str) -> bytes:
-    """The ``E`` frame, byte-identical to ``encode_json_frame`` for valid members."""
-    payload = b'{"index":%d,"%s":"%s"}' % (index, algorithm.encode(), digest_hex.encode())
-    return _pack_header(_END_FILE, len(payload)) + payload
-
-
-#: ``E`` payloads by digest algorithm (``%`` the index and the hex digest's bytes).
+#: ``E`` payloads by digest algorithm (``%`` the index and the hex digest's bytes),
+#: byte-identical to ``encode_json_frame``'s for valid members.
 _END_FILE_FORMATS: Final = {
     alg: b'{"index":%d,"' + alg.encode() + b'":"%s"}' for alg in DIGEST_ALGORITHMS
 }
+
+
+def _fast_file_end(index: int, algorithm: str, digest_hex: str) -> bytes:
+    """The ``E`` frame."""
+    payload = _END_FILE_FORMATS[algorithm] % (index, digest_hex.encode())
+    return _pack_header(_END_FILE, len(payload)) + payload
 
 
 def _copy(params: object) -> object:
@@ -400,12 +408,8 @@ class StreamEncoder:
                 (index, name, size, dtype, byteorder, offset), body, digest_hex, end
             )
         offset_json = _microseconds_json(offset) if round_offset else repr(float(offset))
-        # The frames' headers and payloads joined once (no frame made whole on its own):
-        # the payloads as _fast_file_header and _fast_file_end make them.
-        f_payload = (
-            f'{{"index":{index},"name":{_name_json(name)},"size":{size}'
-            f"{_file_header_middle(dtype, byteorder)}{offset_json}}}"
-        ).encode()
+        # The frames' headers and payloads joined once (no frame made whole on its own).
+        f_payload = _file_header_payload(index, name, size, dtype, byteorder, offset_json)
         e_payload = _END_FILE_FORMATS[self._algorithm] % (index, digest_hex.encode())
         parts = [
             _pack_header(_FILE, len(f_payload)),

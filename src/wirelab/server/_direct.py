@@ -66,13 +66,19 @@ class DirectBody:
         self._transport.writelines((b"%x\r\n" % size, *parts, b"\r\n"))
 
 
+def _cycle(send: Callable[[Any], Awaitable[None]]) -> RequestResponseCycle | None:
+    """The uvicorn httptools cycle ``send`` is the method of, if it is one."""
+    cycle = getattr(send, "__self__", None)
+    return cycle if type(cycle) is RequestResponseCycle else None
+
+
 def direct_body(send: Callable[[Any], Awaitable[None]]) -> DirectBody | None:
     """A :class:`DirectBody` for the response ``send`` belongs to, or None when its
     chunks must go through ``send`` (not uvicorn's httptools cycle, head not sent yet,
     not chunked, or already complete)."""
-    cycle = getattr(send, "__self__", None)
+    cycle = _cycle(send)
     if (
-        type(cycle) is not RequestResponseCycle
+        cycle is None
         or not cycle.response_started
         or cycle.response_complete
         or cycle.chunked_encoding is not True
@@ -89,9 +95,9 @@ def direct_start(
     empty) as its first chunk, in one write; then a :class:`DirectBody` for the rest. None
     (nothing done) where ``send`` must do it: not uvicorn's httptools cycle, a response
     already started, a ``HEAD`` request, or a transport that takes no write now."""
-    cycle = getattr(send, "__self__", None)
+    cycle = _cycle(send)
     if (
-        type(cycle) is not RequestResponseCycle
+        cycle is None
         or cycle.response_started
         or cycle.flow.write_paused
         or cycle.disconnected

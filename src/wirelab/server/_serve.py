@@ -155,7 +155,7 @@ def run(config: ServerConfig, workers: int = 1) -> int:
     between its processes: it takes no lock and needs no coordination. A bad
     ``WIRELAB_GIL_SWITCH_INTERVAL`` is a :class:`~wirelab.UsageError` too.
     """
-    tune_gil()  # checked here, before any process starts (and set in each: _serve)
+    gil_switch_interval()  # checked here, before any process starts (set in each: _serve)
     if config.stream_only:
         return _run_processes(config, workers)
     coord = coordinator_for(config.coordination_url)
@@ -236,10 +236,25 @@ def _ready(port: int, pids: list[int]) -> None:
 GIL_SWITCH_INTERVAL = 0.0005
 
 
+def gil_switch_interval(environ: Mapping[str, str] = os.environ) -> float:
+    """The GIL switch interval of a server process: ``WIRELAB_GIL_SWITCH_INTERVAL`` seconds,
+    default :data:`GIL_SWITCH_INTERVAL`; a bad value is a :class:`~wirelab.UsageError`."""
+    raw = environ.get("WIRELAB_GIL_SWITCH_INTERVAL")
+    if raw is None:
+        return GIL_SWITCH_INTERVAL
+    try:
+        interval = float(raw)
+    except ValueError:
+        interval = -1.0
+    if not 0 < interval <= 1:
+        raise UsageError(
+            f"WIRELAB_GIL_SWITCH_INTERVAL must be seconds between 0 and 1, not {raw!r}"
+        )
+    return interval
+
+
 def tune_gil(environ: Mapping[str, str] = os.environ) -> float:
-    """Set the GIL switch interval of this server process (``WIRELAB_GIL_SWITCH_INTERVAL``
-    seconds, default :data:`GIL_SWITCH_INTERVAL`) and return it; a bad value is a
-    :class:`~wirelab.UsageError`.
+    """Set this server process's :func:`gil_switch_interval` and return it.
 
     Why: the event loop and the pool threads (PostgreSQL, S3, files) take turns holding
     the GIL, and a thread whose answer has arrived waits until the holder lets go, up to
@@ -248,17 +263,7 @@ def tune_gil(environ: Mapping[str, str] = os.environ) -> float:
     for the GIL; at 0.5 ms the distributed relay moved ~30 % more files a second
     (benchmarks/README.md, "GIL switch interval"). A thread alone never switches.
     """
-    raw = environ.get("WIRELAB_GIL_SWITCH_INTERVAL")
-    interval = GIL_SWITCH_INTERVAL
-    if raw is not None:
-        try:
-            interval = float(raw)
-        except ValueError:
-            interval = -1.0
-        if not 0 < interval <= 1:
-            raise UsageError(
-                f"WIRELAB_GIL_SWITCH_INTERVAL must be seconds between 0 and 1, not {raw!r}"
-            )
+    interval = gil_switch_interval(environ)
     sys.setswitchinterval(interval)
     return interval
 

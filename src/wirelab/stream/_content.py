@@ -54,7 +54,7 @@ Chunk: TypeAlias = bytes | memoryview
 RandomBits: TypeAlias = Literal["aes-ctr", "sfc64"]
 
 #: AES-CTR of zeros is the keystream (a view: slicing it copies nothing).
-ZEROS = _ZEROS = memoryview(bytes(CHUNK_SIZE))
+ZEROS = memoryview(bytes(CHUNK_SIZE))
 #: Bytes a buffer given to :meth:`ContentSource.fill` must have past the ones it fills:
 #: the cipher's block size - 1 (it checks the room; a stream cipher writes nothing there).
 FILL_MARGIN = 15
@@ -322,7 +322,7 @@ class ContentSource:
         :meth:`file_chunks`. ``out`` must be at least ``n + FILL_MARGIN`` bytes long;
         nothing past ``n`` changes. Only when :attr:`fills_in_place`."""
         assert self._keystream is not None and n <= CHUNK_SIZE
-        self._keystream.update_into(_ZEROS[:n], out)
+        self._keystream.update_into(ZEROS[:n], out)
 
     def filler(self) -> Callable[[memoryview, memoryview], int] | None:
         """When :attr:`fills_in_place`, the keystream's ``update_into``: ``fill(ZEROS[:n],
@@ -336,7 +336,7 @@ class ContentSource:
     def _keystream_chunks(self, keystream: CipherContext, size: int) -> Iterator[Chunk]:
         for start in range(0, size, CHUNK_SIZE):
             n = min(CHUNK_SIZE, size - start)
-            data = keystream.update(_ZEROS[:n])
+            data = keystream.update(ZEROS[:n])
             if self._dtype == "float32":
                 yield self._random_floats(np.frombuffer(data, "<u4"), n)
             else:

@@ -156,13 +156,14 @@ class _FramedStream:
         self.slice = runtime.new_slice()
         self._small_file = small_file_maker(self.content, params.digest)
         self.direct: DirectBody | None = None
-        # Sending ahead of the task (_ahead, _tick): the task's waiter, the plan's rows,
-        # the schedule's start and the last file's index.
-        self._waiter: asyncio.Future[tuple[Row | None, bool]] | None = None
-        self._rows: Iterator[Row] = iter(())
-        self._t0 = 0.0
-        self._last = -1
         self._pacer = runtime.pacer()
+        self._last = params.count - 1
+        # Set by run(), shared with the pacer's callback (_ahead, _tick): the schedule's
+        # start, the plan's rows, and the waiter of the task while the timer sends.
+        self._t0 = 0.0
+        self._rows: Iterator[Row] = iter(())
+        self._waiter: asyncio.Future[tuple[Row | None, bool]] | None = None
+        self._small_message = self._small_message_maker()
 
     async def _put(self, data: Chunk, more: bool = True) -> None:
         """Send one body message: straight to the transport when it may be (see
@@ -180,6 +181,24 @@ class _FramedStream:
             direct.write_parts(parts)
         else:
             await self.send(_body(b"".join(parts), more))
+
+    def _small_message_maker(self) -> Callable[[Row], bytes]:
+        """``small_message(row)``: the message of the small file ``row``, generated and
+        hashed whole, then its ``F``, ``D``, ``E`` (and for the last file ``Z``) frames
+        built in one piece. A closure over what every file uses (a method reading them
+        as attributes cost ~3 k instructions a file more)."""
+        runtime, make, whole_file = self.runtime, self._small_file, self.encoder.whole_file
+        dtype, byteorder, last = self.params.dtype, self.params.byteorder, self._last
+
+        def small_message(row: Row) -> bytes:
+            index, name, size, _, offset = row
+            runtime.files_started += 1
+            body, digest = make(size)
+            return whole_file(
+                index, name, size, dtype, byteorder, offset, body, digest, index == last, True
+            )
+
+        return small_message
 
     def start_frame(self) -> bytes:
         """The stream's ``S`` frame (its first bytes)."""
@@ -201,14 +220,12 @@ class _FramedStream:
                 self.direct = factory(self.send)
                 self.runtime.direct_streams += self.direct is not None
             await self._put(start)
-        pacer = self.runtime.pacer()
-        last = self.params.count - 1
+        pacer, last = self._pacer, self._last
+        self._t0 = t0
+        self._rows = rows = iter(plan_rows(self.params, self.seed))
         try:
             loop, slice_, runtime, send = pacer.loop, self.slice, self.runtime, self.send
             direct = self.direct
-            make, whole_file = self._small_file, self.encoder.whole_file
-            dtype, byteorder = self.params.dtype, self.params.byteorder
-            rows = iter(plan_rows(self.params, self.seed))
             row, due = next(rows, None), False
             while row is not None:
                 index, name, size, _, offset = row
@@ -218,7 +235,7 @@ class _FramedStream:
                     if direct is not None and size <= CHUNK_SIZE and index != last:
                         # The timer sends this file and the next ones itself, and wakes
                         # the task only for a file it cannot send (see _tick).
-                        row, due = await self._ahead(pacer, t0, row, rows, last)
+                        row, due = await self._ahead(row)
                         slice_.restart()
                         continue
                     await pacer.sleep_until(t0 + offset)
@@ -230,15 +247,9 @@ class _FramedStream:
                     await self._send_file(index, name, size, offset, index == last)
                     row = next(rows, None)
                     continue
-                # A small file (most paced streams), inlined here: a coroutine per file
-                # was a measurable part of its cost. Generated and hashed whole, then F,
-                # D, E (and Z) built in one piece and sent as one message: one HTTP
-                # chunk, one write.
-                runtime.files_started += 1
-                body, digest = make(size)
-                message = whole_file(
-                    index, name, size, dtype, byteorder, offset, body, digest, index == last, True
-                )
+                # A small file (most paced streams), sent here: a coroutine per file was
+                # a measurable part of its cost. One message: one HTTP chunk, one write.
+                message = self._small_message(row)
                 more = index != last
                 # self._put, inlined (a coroutine per file, again).
                 if more and direct is not None and not direct.blocked():
@@ -261,15 +272,12 @@ class _FramedStream:
         if not self.encoder.finished:  # no file: the Z frame goes alone
             await self.send(_body(self.encoder.end(), more=False))
 
-    def _ahead(
-        self, pacer: Pacer, t0: float, row: Row, rows: Iterator[Row], last: int
-    ) -> asyncio.Future[tuple[Row | None, bool]]:
+    def _ahead(self, row: Row) -> asyncio.Future[tuple[Row | None, bool]]:
         """Send ``row`` (a small file, not the last) and the files after it from the
         pacer's callback (:meth:`_tick`), each at its time, without waking the task: the
         future returned says where the task takes over, ``(row, due)``."""
-        waiter: asyncio.Future[tuple[Row | None, bool]] = pacer.loop.create_future()
-        self._waiter, self._rows, self._t0, self._last = waiter, rows, t0, last
-        pacer.call_at(t0 + row[4], self._tick, row)
+        self._waiter = waiter = self._pacer.loop.create_future()
+        self._pacer.call_at(self._t0 + row[4], self._tick, row)
         return waiter
 
     def _tick(self, row: Row) -> None:
@@ -287,16 +295,8 @@ class _FramedStream:
             if direct.blocked():
                 waiter.set_result((row, True))
                 return
-            index, name, size, _, offset = row
-            params, runtime = self.params, self.runtime
-            runtime.files_started += 1
-            body, digest = self._small_file(size)
-            direct.write(
-                self.encoder.whole_file(
-                    index, name, size, params.dtype, params.byteorder, offset, body, digest,
-                    False, True,
-                )
-            )  # fmt: skip
+            direct.write(self._small_message(row))
+            runtime = self.runtime
             runtime.files_sent += 1
             runtime.files_ahead += 1
             after = next(self._rows, None)
