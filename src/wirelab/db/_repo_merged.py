@@ -69,31 +69,54 @@ def file_values(file: RelayFile) -> tuple[Any, ...]:
     return astuple(file)[:-1]
 
 
+#: A file of recipient ``?`` that can be leased at ``?`` (now, twice).
+_AVAILABLE = (
+    "recipient = ? AND expires_at > ? AND (lease_until IS NULL OR lease_until <= ?)"
+    " AND (max_downloads IS NULL OR downloads < max_downloads)"
+)
+#: Statements a lease runs at most where concurrent leasers skip each other's rows.
+_LEASE_TRIES = 5
+
+
 def lease_one(
     conn: Conn, dialect: Dialect, recipient: str, now: float, lease_id: str, lease_until: float
 ) -> RelayFile | None:
-    """Lease ``recipient``'s oldest available file (one statement); ``None``: none.
+    """Lease ``recipient``'s oldest available file; ``None``: none. Run outside an
+    explicit transaction (each statement sees the latest commits).
 
     Available: unexpired, not leased (or its lease ended), below its download limit (a
     file at its limit cannot be downloaded: offering it would block every receiver behind
     it). Files are inserted under the recipient's lock, so ``seq`` order is commit order
     and the statement's snapshot holds a prefix of the queue. Skipping locked rows lets
     concurrent leasers pass each other without waiting (a waiter would go on from a
-    stale snapshot); the cost is that a file whose row another single statement is
-    changing at that very instant (its download being counted) is passed over by that
-    one lease and offered to the next.
+    stale snapshot). A leaser that started later may hold the only row this statement
+    can see while its own file came after this statement's snapshot: when the statement
+    finds nothing but an available file exists, it runs again with a new snapshot (up to
+    :data:`_LEASE_TRIES` statements), so that a lease never misses a file committed before
+    the call. A file whose row another single statement is changing at that very instant
+    (its download being counted) may still be passed over by that lease and offered to
+    the next.
     """
-    rows = conn.execute(
-        "UPDATE relay_files SET lease_id = ?, lease_until = ?, deliveries = deliveries + 1"  # noqa: S608
-        " WHERE id = (SELECT id FROM relay_files"
-        "  WHERE recipient = ? AND expires_at > ?"
-        "  AND (lease_until IS NULL OR lease_until <= ?)"
-        "  AND (max_downloads IS NULL OR downloads < max_downloads)"
-        f"  ORDER BY seq LIMIT 1{dialect.skip_locked})"
-        f" RETURNING {SELECT}",
-        (lease_id, lease_until, recipient, now, now),
-    ).fetchall()
-    return file_row(rows[0]) if rows else None
+    args = (recipient, now, now)
+    for _ in range(_LEASE_TRIES):
+        rows = conn.execute(
+            "UPDATE relay_files SET lease_id = ?, lease_until = ?, deliveries = deliveries + 1"  # noqa: S608
+            f" WHERE id = (SELECT id FROM relay_files WHERE {_AVAILABLE}"
+            f"  ORDER BY seq LIMIT 1{dialect.skip_locked})"
+            f" RETURNING {SELECT}",
+            (lease_id, lease_until, *args),
+        ).fetchall()
+        if rows:
+            return file_row(rows[0])
+        if not dialect.skip_locked:  # leases run one at a time: nothing was skipped
+            return None
+        available = conn.execute(
+            f"SELECT 1 FROM relay_files WHERE {_AVAILABLE} LIMIT 1",  # noqa: S608
+            args,
+        ).fetchone()
+        if available is None:
+            return None
+    return None
 
 
 _JOURNAL_INSERT = JOURNAL_UPSERT[: JOURNAL_UPSERT.index(" VALUES ")]
