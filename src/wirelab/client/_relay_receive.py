@@ -93,9 +93,10 @@ def _hash_existing(f: BinaryIO, size: int, hasher: Hasher) -> None:
 
 
 def _hasher(algorithm: str) -> Hasher:
-    """A hasher for a download in *algorithm* (large blocks: BLAKE3 may use threads)."""
+    """A hasher for a download in *algorithm*: one thread, which hashes beside the receiving
+    (BLAKE3's thread pool spins for the cores the transfer needs: storage.bulk_hasher)."""
     try:
-        return new_hasher(algorithm, threads=True)
+        return new_hasher(algorithm)
     except ValueError as exc:
         raise ProtocolError(f"the server names an unknown digest: {exc}") from None
 

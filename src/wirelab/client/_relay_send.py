@@ -283,7 +283,7 @@ class Sender:
 
     def upload(self, file: Source, url: str, at: _Offset) -> SentFile:
         """Send the rest of ``file`` to the upload at ``url``, which is at ``at``."""
-        hasher = new_hasher(self._algorithm, threads=True)
+        hasher = new_hasher(self._algorithm)
         self._hash(file, 0, at.offset, hasher, report=True)
         resumed_from, offset, file_url = at.offset, at.offset, at.file_url
         checkpoint = (offset, hasher.copy())
@@ -390,7 +390,7 @@ class Sender:
         """The hash of bytes ``0:offset``, from the checkpoint when it is behind ``offset``."""
         start, saved = checkpoint
         if offset < start:
-            start, saved = 0, new_hasher(self._algorithm, threads=True)
+            start, saved = 0, new_hasher(self._algorithm)
         hasher = saved.copy()
         self._hash(file, start, offset, hasher, report=False)
         return hasher

@@ -21,6 +21,7 @@ __all__ = [
     "expected_digest",
     "known_algorithm",
     "parse_sidecar",
+    "rehash_hasher",
     "sidecar",
     "verify_digest",
 ]
@@ -50,7 +51,19 @@ def check_checksum(hasher: Hasher, checksum: tuple[str, bytes]) -> None:
 
 
 def bulk_hasher(algorithm: str) -> Hasher:
-    """The running hash of a blob: large batches, so BLAKE3 may use several threads."""
+    """The running hash of a blob, fed beside the disk and network I/O: one thread.
+
+    BLAKE3's own thread pool (``threads=True``) made a 1 GiB send slower on 2 cores: its
+    workers wait by spinning (``sched_yield``) and took the cores that the event loop and
+    the writes needed; one core hashes several GB/s, far ahead of the I/O
+    (benchmarks/README.md, "Relay transfer"). A re-hash of stored bytes, which has the
+    machine to itself, uses :func:`rehash_hasher`.
+    """
+    return new_hasher(algorithm)
+
+
+def rehash_hasher(algorithm: str) -> Hasher:
+    """A hasher for reading a whole stored blob back: BLAKE3 may use several threads."""
     return new_hasher(algorithm, threads=True)
 
 

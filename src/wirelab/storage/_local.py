@@ -94,6 +94,7 @@ from ._hashing import (
     expected_digest,
     known_algorithm,
     parse_sidecar,
+    rehash_hasher,
     sidecar,
     verify_digest,
 )
@@ -203,7 +204,7 @@ class LocalBlobStore(BlobStore):
         return new
 
     def _hash_file(self, upload_id: str, length: int, algorithm: str) -> str:
-        hasher = bulk_hasher(algorithm)
+        hasher = rehash_hasher(algorithm)
         with open(self._data_path(upload_id), "rb") as f:
             remaining = length
             while remaining:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ._hashing import bulk_hasher
+from ._hashing import rehash_hasher
 from ._s3client import call, error_code, is_missing, iter_body
 from ._s3lean import LeanError, LeanS3, lean_client, release
 
@@ -264,7 +264,7 @@ class Bucket:
         """The hex digest in *algorithm* of an object, read in chunks."""
 
         def digest() -> str:
-            hasher = bulk_hasher(algorithm)
+            hasher = rehash_hasher(algorithm)
             if size:
                 for block in iter_body(self._fetch(key, None).body):
                     hasher.update(block)
