@@ -63,7 +63,9 @@ def new_hasher(algorithm: str, *, threads: bool = False) -> Hasher:
 
     Both release the GIL while hashing large buffers, so worker threads can hash in
     parallel with the event loop. ``threads=True`` lets BLAKE3 also spread one large
-    buffer over several cores (for bulk transfers; pointless for small inputs).
+    buffer over several cores: for hashing stored data with nothing else to do; beside a
+    transfer's I/O its spinning workers take the cores the I/O needs (and small inputs
+    gain nothing).
     Raises ``ValueError`` for an unknown name.
     """
     check_algorithm(algorithm)
