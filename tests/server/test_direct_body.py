@@ -3,6 +3,7 @@ same bytes as through ASGI ``send``, under back-pressure too, and never for othe
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import time
@@ -118,6 +119,8 @@ async def test_paced_files_sent_by_the_timer_are_the_same_bytes(
     (expected,) = await _asgi_bodies(tmp_path, [query])
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
         assert (await client.get("/v1/stream", params=query)).content == expected
+    # The client can have the last byte before the server's task counted the last file.
+    await _until_no_stream(server)
     # The pacer's callback sent them all but the last (which ends the response through
     # send); a file whose time had already passed (a stalled machine) goes back to the
     # stream's task, hence the margin.
@@ -138,6 +141,15 @@ async def test_paced_files_wait_for_a_full_socket(server: LiveServer, tmp_path: 
     assert sent_before_reading < 150, sent_before_reading
     assert _dechunk(raw) == expected
     assert 0 < server.stream_runtime.files_ahead < query["count"]
+
+
+async def _until_no_stream(server: LiveServer) -> None:
+    """Wait (up to 30 s) until the server's stream tasks have ended (it runs in another
+    thread)."""
+    deadline = time.monotonic() + 30
+    while server.stream_runtime.active:
+        assert time.monotonic() < deadline, "a stream task did not end"
+        await asyncio.sleep(0.01)
 
 
 def _exchange(server: LiveServer, requests: list[bytes]) -> bytes:
