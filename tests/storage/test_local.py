@@ -12,6 +12,7 @@ import pytest
 
 from wirelab import UsageError
 from wirelab.storage import LocalBlobStore, UploadNotFoundError
+from wirelab.storage._pipeline import FIRST_BATCH, WRITE_BATCH, WriteBehind
 
 
 async def one(data: bytes) -> AsyncIterator[bytes]:
@@ -110,3 +111,30 @@ async def test_long_append_checkpoints(tmp_path: Path) -> None:
 def test_checkpoint_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         LocalBlobStore(tmp_path, checkpoint_bytes=0)
+
+
+@pytest.mark.asyncio
+async def test_a_long_append_moves_to_larger_write_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    submit = WriteBehind.submit
+
+    async def recording(self: WriteBehind, buffers: list[bytes]) -> None:
+        sizes.append(sum(len(b) for b in buffers))
+        await submit(self, buffers)
+
+    monkeypatch.setattr(WriteBehind, "submit", recording)
+    store = LocalBlobStore(tmp_path)
+    data = bytes(range(256)) * (24 * 4096)  # 24 MiB in chunks of 256 KiB
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(data), 256 * 1024):
+            yield data[at : at + 256 * 1024]
+
+    await store.create_upload("u")
+    assert await store.append("u", 0, chunks()) == len(data)
+    # 1 MiB batches until 16 MiB went by (durability stays close behind the arrival of a
+    # short append), then 4 MiB (fewer system calls and thread hand-offs), then the rest.
+    assert sizes == [FIRST_BATCH] * 16 + [WRITE_BATCH] * 2 + [0]
+    assert (tmp_path / "uploads" / "u.data").read_bytes() == data

@@ -25,8 +25,6 @@ from ._pipeline import Hasher, WriteBehind, write_batches
 
 __all__ = ["write_new"]
 
-_WRITE_SIZE = 1024 * 1024  # bytes per writev batch, as in _local.py
-
 
 def _create(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -54,7 +52,7 @@ async def write_new(
     fd = await run_io(_create, path)
     writer = WriteBehind(fd, 0, [hasher])
     try:
-        await write_batches(writer, chunks, _WRITE_SIZE)
+        await write_batches(writer, chunks)
         verify_digest("the body", algorithm, expected, hasher.hexdigest())
         # fdatasync includes the new size: all a reader needs (times are not).
         await run_io(os.fdatasync, fd)

@@ -98,15 +98,17 @@ from ._hashing import (
     sidecar,
     verify_digest,
 )
-from ._pipeline import Background, Hasher, WriteBehind, settle, write_batches
+from ._pipeline import (
+    Background,
+    Hasher,
+    WriteBehind,
+    batch_bytes,
+    settle,
+    write_batches,
+)
 from ._space import DiskReserve, no_space
 
 __all__ = ["LocalBlobStore"]
-
-# Bytes collected before they are handed to a write (one writev call): large enough to
-# make system calls and thread hand-offs rare, small enough to bound memory per append
-# (at most two batches: one being written, one being collected).
-_WRITE_SIZE = 1024 * 1024
 
 
 @dataclass
@@ -411,7 +413,7 @@ class LocalBlobStore(BlobStore):
         """An all-or-nothing append: no checkpoint, and the bytes become durable only
         once their checksum matched (else they stay a torn tail, cut by the next append,
         commit or recover)."""
-        await write_batches(writer, chunks, _WRITE_SIZE)
+        await write_batches(writer, chunks)
         check_checksum(check, checksum)
         if writer.written != progress.info.offset:
             await self._durable(writer, progress)
@@ -439,7 +441,7 @@ class LocalBlobStore(BlobStore):
         self, writer: WriteBehind, progress: _Progress, chunks: AsyncIterator[bytes]
     ) -> None:
         batch: list[bytes] = []
-        size = 0
+        size = moved = 0
         # One checkpoint at a time runs behind the receiving, so records only grow.
         checkpoint = Background()
         try:
@@ -449,8 +451,9 @@ class LocalBlobStore(BlobStore):
                 # the batch is written without a copy: it must not change under us
                 batch.append(chunk if type(chunk) is bytes else bytes(chunk))
                 size += len(chunk)
-                if size >= _WRITE_SIZE:
+                if size >= batch_bytes(moved):
                     await writer.submit(batch)  # returns while the batch is written
+                    moved += size
                     batch, size = [], 0
                     due = writer.written - progress.info.offset >= self._checkpoint
                     if due and checkpoint.idle:
