@@ -1,9 +1,9 @@
 """Write-behind for :meth:`LocalBlobStore.append`: disk writes overlap the receiving.
 
-Without it an append alternates between waiting for the next megabyte of the body and
+Without it an append alternates between waiting for the next batch of the body and
 writing (and hashing) the previous one, so the network, the disk and the hash take turns
 on one core at a time. :class:`WriteBehind` starts the write of a batch in a worker
-thread and returns, so that the caller collects the next batch meanwhile; the SHA-256
+thread and returns, so that the caller collects the next batch meanwhile; the digest
 update of the batch runs in a second worker thread at the same time as its write.
 """
 
@@ -33,8 +33,8 @@ __all__ = [
 #: hand-offs rare, small enough to bound memory per append (at most two batches: one
 #: being written, one being collected). An append starts with 1 MiB batches (what it
 #: made durable is never far behind what arrived) and moves to 4 MiB once it carried
-#: 16 MiB: for 1 GiB sends, server CPU per GiB -18 %, send +6 % (benchmarks/README.md,
-#: "Relay transfer").
+#: 16 MiB: for 1 GiB sends, server CPU per GiB -15 % (benchmarks/README.md, "Relay
+#: transfer").
 FIRST_BATCH = 1024 * 1024
 WRITE_BATCH = 4 * 1024 * 1024
 _LONG_APPEND = 16 * 1024 * 1024
