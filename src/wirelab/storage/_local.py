@@ -100,9 +100,9 @@ from ._hashing import (
 )
 from ._pipeline import (
     Background,
+    Batches,
     Hasher,
     WriteBehind,
-    batch_bytes,
     settle,
     write_batches,
 )
@@ -440,26 +440,19 @@ class LocalBlobStore(BlobStore):
     async def _append_chunks(
         self, writer: WriteBehind, progress: _Progress, chunks: AsyncIterator[bytes]
     ) -> None:
-        batch: list[bytes] = []
-        size = moved = 0
+        batches = Batches()
         # One checkpoint at a time runs behind the receiving, so records only grow.
         checkpoint = Background()
         try:
             async for chunk in chunks:
-                if not chunk:
-                    continue
-                # the batch is written without a copy: it must not change under us
-                batch.append(chunk if type(chunk) is bytes else bytes(chunk))
-                size += len(chunk)
-                if size >= batch_bytes(moved):
-                    await writer.submit(batch)  # returns while the batch is written
-                    moved += size
-                    batch, size = [], 0
+                if batches.add(chunk):
+                    await writer.submit(batches.pending)  # returns while it is written
+                    batches.submitted()
                     due = writer.written - progress.info.offset >= self._checkpoint
                     if due and checkpoint.idle:
                         await checkpoint.collect()  # done: raises its error, if any
                         checkpoint.start(self._checkpoint_sync, writer, progress, writer.written)
-            await writer.submit(batch)
+            await writer.submit(batches.pending)
             await writer.drain()
             await checkpoint.collect()
         except BaseException:
@@ -468,7 +461,7 @@ class LocalBlobStore(BlobStore):
                 raise  # our own I/O failed: the record keeps the last durable offset
             # The client went away (or we were cancelled between chunks): make what
             # arrived durable so that the client can resume from there.
-            await writer.submit(batch)
+            await writer.submit(batches.pending)
             await writer.drain()
             if writer.written != progress.info.offset:
                 await self._durable(writer, progress)

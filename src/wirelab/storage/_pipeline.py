@@ -20,6 +20,7 @@ __all__ = [
     "FIRST_BATCH",
     "WRITE_BATCH",
     "Background",
+    "Batches",
     "Hasher",
     "WriteBehind",
     "batch_bytes",
@@ -210,23 +211,45 @@ async def settle(writer: WriteBehind) -> bool:
     return not writer.failed
 
 
+class Batches:
+    """An append's chunks collected into write batches of :func:`batch_bytes`.
+
+    :meth:`add` a chunk; once it says the batch is full, submit :attr:`pending` and call
+    :meth:`submitted`. Until then :attr:`pending` is what arrived and was not handed to a
+    write (an interrupted append still writes it).
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+        self._size = 0
+        self._moved = 0
+
+    def add(self, chunk: bytes | bytearray | memoryview) -> bool:
+        """Add *chunk* to :attr:`pending` (a ``bytes`` one uncopied: it is written as
+        is); whether :attr:`pending` is a full batch."""
+        if chunk:
+            self.pending.append(chunk if type(chunk) is bytes else bytes(chunk))
+            self._size += len(chunk)
+        return self._size >= batch_bytes(self._moved)
+
+    def submitted(self) -> None:
+        """:attr:`pending` went to a write: start the next batch."""
+        self.pending = []
+        self._moved += self._size
+        self._size = 0
+
+
 async def write_batches(writer: WriteBehind, chunks: AsyncIterator[bytes]) -> None:
-    """Write all of *chunks* through *writer* in batches (:func:`batch_bytes`), then wait
+    """Write all of *chunks* through *writer* in batches (:class:`Batches`), then wait
     for the last one. On any failure the threads are done before the exception leaves
     (the caller may close or remove the file at once); nothing is made durable here."""
-    batch: list[bytes] = []
-    size = moved = 0
+    batches = Batches()
     try:
         async for chunk in chunks:
-            if not chunk:
-                continue
-            batch.append(chunk if type(chunk) is bytes else bytes(chunk))  # written uncopied
-            size += len(chunk)
-            if size >= batch_bytes(moved):
-                await writer.submit(batch)  # returns while the batch is written
-                moved += size
-                batch, size = [], 0
-        await writer.submit(batch)
+            if batches.add(chunk):
+                await writer.submit(batches.pending)  # returns while the batch is written
+                batches.submitted()
+        await writer.submit(batches.pending)
         await writer.drain()
     except BaseException:
         await settle(writer)
