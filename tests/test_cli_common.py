@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import subprocess
+import sys
 
 import click
 import pytest
@@ -123,3 +125,16 @@ def test_a_full_disk_names_the_path_and_what_was_kept() -> None:
     assert json.loads(result.stdout)["error"] == (
         "No space left on device: /data/out/f.part; the 2 files before it are kept"
     )
+
+
+def test_importing_the_cli_leaves_the_heavy_modules_to_the_commands_that_use_them() -> None:
+    # Every command pays for what `import wirelab.cli` imports (start-up time of a send).
+    code = (
+        "import sys, wirelab.cli; "
+        "print(sorted(m for m in ('asyncio', 'numpy', 'httpx', 'uvicorn', 'sqlite3', "
+        "'wirelab.server', 'wirelab.db', 'wirelab.relay') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

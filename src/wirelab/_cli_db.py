@@ -9,7 +9,6 @@ install (plus the ``postgres`` extra for PostgreSQL).
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
@@ -37,6 +36,8 @@ def db() -> None:
 @handle_errors
 def db_upgrade(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
     """Apply the pending schema migrations (safe to re-run, and to run from two places)."""
+    import asyncio  # not at the top: every command would pay to import it
+
     from .db import upgrade
 
     before, after = asyncio.run(upgrade(store_url(database_url, data_dir, create=True)))

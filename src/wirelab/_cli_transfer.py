@@ -109,10 +109,12 @@ def _spool_stdin(target: Path) -> Path:
 @click.option(
     "--chunk-size",
     type=ByteSize(),
-    default="64M",
+    default=None,
     envvar="WIRELAB_CHUNK_SIZE",
     show_envvar=True,
-    help="Bytes per upload request (e.g. 8M); the server makes each one durable.",
+    help="Most bytes per upload request (e.g. 64M, for a proxy that caps request bodies); "
+    "default: no limit, a file goes in two requests (the last 8 MiB, with the digest, in "
+    "the second). The server makes what arrived durable every 8 MiB and when a request ends.",
 )
 @click.option(
     "--digest",
@@ -132,7 +134,7 @@ def send(
     encrypt: bool,
     again: bool,
     stdin_name: str,
-    chunk_size: int,
+    chunk_size: int | None,
     digest: str,
     **opts: Any,
 ) -> None:

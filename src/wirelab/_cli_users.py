@@ -7,7 +7,6 @@ install: nothing here imports the server or the web framework.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -63,6 +62,8 @@ def with_users(
     create: bool = False,
 ) -> T:
     """Run ``op(db.users)`` against the store (see :func:`database_url`); return its result."""
+    import asyncio  # here, not at the top: every command would pay ~20 ms to import it
+
     from .db import connect
 
     async def run() -> T:

@@ -15,6 +15,7 @@ from wirelab.client import DEFAULT_URL, StreamedFile
 from wirelab.client._download import DownloadWriter, safe_name
 from wirelab.client._errors import describe_detail
 from wirelab.client._options import stream_query
+from wirelab.client._relay_send import FINAL_RANGE, range_end
 from wirelab.client._verify import verify_download
 from wirelab.framing import (
     FileData,
@@ -200,3 +201,32 @@ class TestDownloadFolder:
         run_writer(tmp_path / "dl", self.FILES)
         saved = np.fromfile(tmp_path / "dl" / "000000.int16", dtype="<i2")
         assert saved.tolist() == streamed(self.FILES[0]).array().tolist()
+
+
+def _patch_ranges(size: int, chunk_size: int | None) -> list[tuple[int, int]]:
+    ranges, offset = [], 0
+    while offset < size:
+        end = range_end(offset, size, chunk_size)
+        ranges.append((offset, end))
+        offset = end
+    return ranges
+
+
+def test_a_send_is_two_patches_the_last_of_final_range_bytes_unless_capped() -> None:
+    mib, gib = 1 << 20, 1 << 30
+    last = gib - FINAL_RANGE
+    assert _patch_ranges(gib, None) == [(0, last), (last, gib)]
+    assert _patch_ranges(FINAL_RANGE, None) == [(0, FINAL_RANGE)]
+    assert _patch_ranges(FINAL_RANGE + 1, None) == [(0, 1), (1, FINAL_RANGE + 1)]
+    assert _patch_ranges(5 * mib, None) == [(0, 5 * mib)]
+    assert _patch_ranges(0, None) == []
+    # A cap splits both parts; the final PATCH still covers the end of the file.
+    size = 100 * mib
+    assert _patch_ranges(size, 64 * mib) == [
+        (0, 64 * mib),
+        (64 * mib, size - FINAL_RANGE),
+        (size - FINAL_RANGE, size),
+    ]
+    assert _patch_ranges(3 * mib, mib) == [(0, mib), (mib, 2 * mib), (2 * mib, 3 * mib)]
+    # Resuming from inside the final range ends at the end.
+    assert range_end(size - 5, size, None) == size

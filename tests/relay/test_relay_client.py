@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from blake3 import blake3
@@ -14,6 +15,7 @@ from blake3 import blake3
 from wirelab import HTTPStatusError, IntegrityError, NetworkError, UsageError
 from wirelab.client import RelayClient, SentFile
 from wirelab.client._relay_receive import PART_SUFFIX
+from wirelab.client._relay_send import FINAL_RANGE
 
 from ._progress import StopAfter
 from .conftest import Relay
@@ -85,10 +87,33 @@ def test_interrupted_send_resumes_on_the_next_call(
     assert got.path.read_bytes() == data
 
 
-def test_a_broken_connection_is_retried_within_the_call(
-    client: Callable[[str], RelayClient], tmp_path: Path
+def test_a_default_send_goes_in_two_patches_the_second_with_the_digest(
+    client: Callable[[str], RelayClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = os.urandom(5 * 1024 * 1024)
+    data = os.urandom(FINAL_RANGE + 3 * 1024 * 1024 + 5)
+    src = _file(tmp_path, "two.bin", data)
+    alice = client("alice")
+    patches: list[tuple[int, int, str | None]] = []
+    real_send = alice._bulk.send
+
+    def recording(method: str, url: str, headers: dict[str, str], body: Any, length: int) -> Any:
+        patches.append((int(headers["Upload-Offset"]), length, headers.get("Wirelab-Digest")))
+        return real_send(method, url, headers, body, length)
+
+    monkeypatch.setattr(alice._bulk, "send", recording)
+    [sent] = alice.send([src], to="bob")
+    first, digest = len(data) - FINAL_RANGE, blake3(data).hexdigest()
+    assert patches == [(0, first, None), (first, FINAL_RANGE, f"blake3={digest}")]
+    assert sent.digest == digest
+    [got] = client("bob").receive(tmp_path / "out")
+    assert got.path.read_bytes() == data
+
+
+@pytest.mark.parametrize("chunk_size", [4 * 1024 * 1024, None])
+def test_a_broken_connection_is_retried_within_the_call(
+    client: Callable[[str], RelayClient], tmp_path: Path, chunk_size: int | None
+) -> None:
+    data = os.urandom(20 * 1024 * 1024)
     src = _file(tmp_path, "flaky.bin", data)
     alice = client("alice")
 
@@ -103,7 +128,7 @@ def test_a_broken_connection_is_retried_within_the_call(
                 assert conn is not None and conn.sock is not None
                 conn.sock.shutdown(2)
 
-    [sent] = alice.send([src], to="bob", chunk_size=4 * 1024 * 1024, progress=CutOnce(1 << 20))
+    [sent] = alice.send([src], to="bob", chunk_size=chunk_size, progress=CutOnce(1 << 20))
     assert sent.resumed_from == 0
     [got] = client("bob").receive(tmp_path / "out")
     assert hashlib.sha256(got.path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()

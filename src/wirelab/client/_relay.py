@@ -373,7 +373,7 @@ class RelayClient(TokenClient):
         to: str,
         note: str | None = None,
         max_downloads: int | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         encrypt: bool = False,
         progress: Progress | None = None,
         resume: bool = True,
