@@ -385,7 +385,9 @@ class RelayClient(TokenClient):
         Resumable: with ``resume`` (the default), an interrupted send is remembered in
         the state folder and the same call later continues from the server's offsets.
         Every file is hashed while it is sent (``digest``: ``blake3``, the default, or
-        ``sha256``) and verified by the server before the recipient can see it. Raises
+        ``sha256``) and verified by the server before the recipient can see it. A file
+        goes in two upload requests, all but its last 8 MiB and then those with the digest;
+        ``chunk_size`` caps each request (for a proxy that limits request bodies). Raises
         :class:`~wirelab.UsageError` for a missing or unreadable file or one that changed
         while it was sent.
 
