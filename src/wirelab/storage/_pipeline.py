@@ -23,7 +23,6 @@ __all__ = [
     "Batches",
     "Hasher",
     "WriteBehind",
-    "batch_bytes",
     "settle",
     "write_batches",
     "writev_all",
@@ -41,7 +40,7 @@ WRITE_BATCH = 4 * 1024 * 1024
 _LONG_APPEND = 16 * 1024 * 1024
 
 
-def batch_bytes(moved: int) -> int:
+def _batch_bytes(moved: int) -> int:
     """The batch size for an append that has carried *moved* bytes so far."""
     return WRITE_BATCH if moved >= _LONG_APPEND else FIRST_BATCH
 
@@ -212,7 +211,7 @@ async def settle(writer: WriteBehind) -> bool:
 
 
 class Batches:
-    """An append's chunks collected into write batches of :func:`batch_bytes`.
+    """An append's chunks collected into write batches of :func:`_batch_bytes`.
 
     :meth:`add` a chunk; once it says the batch is full, submit :attr:`pending` and call
     :meth:`submitted`. Until then :attr:`pending` is what arrived and was not handed to a
@@ -230,7 +229,7 @@ class Batches:
         if chunk:
             self.pending.append(chunk if type(chunk) is bytes else bytes(chunk))
             self._size += len(chunk)
-        return self._size >= batch_bytes(self._moved)
+        return self._size >= _batch_bytes(self._moved)
 
     def submitted(self) -> None:
         """:attr:`pending` went to a write: start the next batch."""
