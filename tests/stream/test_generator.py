@@ -11,7 +11,7 @@ import blake3
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from wirelab.stream import (
@@ -153,6 +153,13 @@ class TestPlan:
         speed=st.sampled_from([0.1, 0.7, 1.0, 3.0, 1000.0]),
     )
     @settings(max_examples=40)
+    # The block boundaries: the first block (converted one file at a time), numpy's blocks
+    # after it, and a short last block.
+    @example(seed=1, count=32, lo=0.001, span=2.0, speed=1.0)
+    @example(seed=2, count=33, lo=0.5, span=0.0, speed=1.0)
+    @example(seed=3, count=32 + 512, lo=0.0, span=1.0, speed=3.0)
+    @example(seed=4, count=32 + 512 + 31, lo=0.0, span=1.0, speed=0.7)
+    @example(seed=5, count=32 + 512 + 32, lo=0.0, span=1.0, speed=0.1)
     def test_plan_in_blocks_is_the_per_file_draw(
         self, seed: int, count: int, lo: float, span: float, speed: float
     ) -> None:

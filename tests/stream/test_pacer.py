@@ -11,8 +11,9 @@ import pytest
 
 from wirelab.framing import FileStarted, StreamDecoder
 from wirelab.stream import StreamParams
-from wirelab.stream._engine import StreamRuntime, run_framed_stream
+from wirelab.stream._engine import StreamRuntime, _FramedStream, run_framed_stream
 from wirelab.stream._pacer import TOLERANCE, Pacer
+from wirelab.stream._plan import plan_rows
 
 
 class FakeLoop:
@@ -98,6 +99,51 @@ async def test_a_cancelled_waiter_is_dropped_and_the_others_still_wake() -> None
     gone.cancel()
     loop.advance_to(1.0)
     assert gone.cancelled() and kept.done() and len(pacer) == 0
+
+
+class RecordingBody:
+    """A DirectBody that takes every write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def blocked(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def write_parts(self, parts: Any) -> None:
+        self.writes.append(b"".join(parts))
+
+
+@pytest.mark.asyncio
+async def test_a_late_paced_file_stays_with_the_timer() -> None:
+    # A server behind its schedule: when the timer first fires, every file of the stream
+    # is overdue. They go out in that round, from the timer, and the task is woken only
+    # for the last one (which ends the response through send), not for the first late one.
+    runtime = StreamRuntime()
+    params = StreamParams(
+        count=5, min_size=64, max_size=256, min_interval=0.5, max_interval=0.5, seed=4
+    )
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        raise AssertionError("the timer writes past send")
+
+    stream = _FramedStream(runtime, params, 4, send)
+    decoder = StreamDecoder()
+    decoder.feed(stream.start_frame())
+    pacer, loop = make_pacer()
+    body = RecordingBody()
+    stream._pacer, stream.direct = pacer, body
+    stream._rows = rows = iter(plan_rows(params, 4))
+    waiter = stream._ahead(next(rows))
+    loop.advance_to(10.0)
+    assert len(body.writes) == 4 and runtime.files_ahead == 4
+    last, due = waiter.result()
+    assert last is not None and last[0] == 4 and not due
+    starts = [e for w in body.writes for e in decoder.feed(w) if isinstance(e, FileStarted)]
+    assert [e.index for e in starts] == [0, 1, 2, 3]
 
 
 @pytest.mark.asyncio

@@ -22,7 +22,7 @@ class StreamedFile:
 
     ``name`` is the name the server sent; it was checked by the decoder for ``/``, ``\\``
     and NUL, but treat it as untrusted before using it as a path. ``offset`` is when the
-    server scheduled the file, in seconds after the response started.
+    server scheduled the file, in seconds after it received the request.
     """
 
     index: int

@@ -30,6 +30,7 @@ from ..storage import open_blob_store
 from ..stream import StreamRuntime
 from ..stream._routes import RAW_SEND_KEY, FastPath, build_fast_path
 from ..stream._routes import build_router as build_stream_router
+from ._arrival import request_age
 from ._assembly import media_blob_store, media_runner
 from ._config import ServerConfig
 from ._direct import direct_body, direct_start
@@ -175,7 +176,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     or blob store."""
     config = config or ServerConfig()
     # Stream bodies past uvicorn's send where it is safe (see _direct).
-    runtime = StreamRuntime(direct_body=direct_body, direct_start=direct_start)
+    runtime = StreamRuntime(
+        direct_body=direct_body, direct_start=direct_start, request_age=request_age
+    )
     relay = RelayRuntime()
     media = MediaRuntime()
     started = time.monotonic()

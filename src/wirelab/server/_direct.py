@@ -29,7 +29,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-__all__ = ["DirectBody", "direct_body", "direct_start"]
+__all__ = ["DirectBody", "cycle_of", "direct_body", "direct_start"]
 
 #: Below this many bytes a chunk is joined into one buffer (one copy of a few KiB costs
 #: less than handing the loop three pieces); from it on the pieces go as they are.
@@ -66,7 +66,7 @@ class DirectBody:
         self._transport.writelines((b"%x\r\n" % size, *parts, b"\r\n"))
 
 
-def _cycle(send: Callable[[Any], Awaitable[None]]) -> RequestResponseCycle | None:
+def cycle_of(send: Callable[[Any], Awaitable[None]]) -> RequestResponseCycle | None:
     """The uvicorn httptools cycle ``send`` is the method of, if it is one."""
     cycle = getattr(send, "__self__", None)
     return cycle if type(cycle) is RequestResponseCycle else None
@@ -76,7 +76,7 @@ def direct_body(send: Callable[[Any], Awaitable[None]]) -> DirectBody | None:
     """A :class:`DirectBody` for the response ``send`` belongs to, or None when its
     chunks must go through ``send`` (not uvicorn's httptools cycle, head not sent yet,
     not chunked, or already complete)."""
-    cycle = _cycle(send)
+    cycle = cycle_of(send)
     if (
         cycle is None
         or not cycle.response_started
@@ -95,7 +95,7 @@ def direct_start(
     empty) as its first chunk, in one write; then a :class:`DirectBody` for the rest. None
     (nothing done) where ``send`` must do it: not uvicorn's httptools cycle, a response
     already started, a ``HEAD`` request, or a transport that takes no write now."""
-    cycle = _cycle(send)
+    cycle = cycle_of(send)
     if (
         cycle is None
         or cycle.response_started

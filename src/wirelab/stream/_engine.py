@@ -34,6 +34,7 @@ from ._disconnect import run_until_disconnect
 from ._pacer import Pacer
 from ._params import StreamParams
 from ._plan import Row, plan_rows
+from ._schedule import start_time
 from ._slice import SLICE_SECONDS, TimeSlice
 
 __all__ = ["MESSAGE_SIZE", "DirectBody", "StreamRuntime", "run_framed_stream"]
@@ -79,6 +80,8 @@ class StreamRuntime:
     :class:`TimeSlice`. ``direct_body`` (set by the server) gives a framed stream a
     :class:`DirectBody` for its ``send``, or None where there is none; ``direct_start``
     also writes the response's head and first chunk (``wirelab.server._direct``).
+    ``request_age`` (set by the server) says how many seconds ago the request of a
+    ``send`` reached the host, or 0 where it cannot tell (see ``_schedule.start_time``).
     """
 
     executor: Executor | None = None
@@ -98,6 +101,7 @@ class StreamRuntime:
     direct_start: Callable[[Send, list[tuple[bytes, bytes]], bytes], DirectBody | None] | None = (
         None
     )
+    request_age: Callable[[Send], float] | None = None
     _pacer: Pacer | None = field(default=None, repr=False)
 
     def pacer(self) -> Pacer:
@@ -213,8 +217,8 @@ class _FramedStream:
     async def run(self, t0: float, start: bytes | None) -> None:
         """Send the stream (the response head is out, and ``start``, the ``S`` frame, is
         to follow: None when it went with the head); ``t0`` (loop time) is when the
-        request was accepted: the schedule counts from there, so time spent sending the
-        head is not added to it."""
+        request arrived (``_schedule.start_time``): the schedule counts from there, so time
+        spent sending the head is not added to it."""
         if start is not None:
             if (factory := self.runtime.direct_body) is not None:
                 self.direct = factory(self.send)
@@ -229,15 +233,22 @@ class _FramedStream:
             row, due = next(rows, None), False
             while row is not None:
                 index, name, size, _, offset = row
+                if (
+                    not due
+                    and offset > 0
+                    and (direct is not None and size <= CHUNK_SIZE and index != last)
+                ):
+                    # A paced small file: the timer sends this file and the next ones
+                    # itself, and wakes the task only for a file it cannot send (see
+                    # _tick). Also when its time has passed (a stream that starts
+                    # behind its schedule): it then goes out in the timer's next round,
+                    # in deadline order with the other late files.
+                    row, due = await self._ahead(row)
+                    slice_.restart()
+                    continue
                 # _raw._wait_until, inlined: its two coroutines were a measurable part of the
                 # cost of a small file.
                 if not due and t0 + offset > loop.time():
-                    if direct is not None and size <= CHUNK_SIZE and index != last:
-                        # The timer sends this file and the next ones itself, and wakes
-                        # the task only for a file it cannot send (see _tick).
-                        row, due = await self._ahead(row)
-                        slice_.restart()
-                        continue
                     await pacer.sleep_until(t0 + offset)
                     slice_.restart()
                 elif slice_.expired():
@@ -285,9 +296,12 @@ class _FramedStream:
         transport, then schedule the next, or hand the stream back to the task with the
         row it must handle: ``(row, True)`` for this file when the transport takes no
         write now (``send`` waits for it), ``(next row, False)`` for a large file, the
-        last one (``send`` ends the response), or one already due (the task's time slice
-        decides when). A cancelled task (disconnect, shutdown) leaves its waiter done:
-        the stream is over and the call does nothing."""
+        last one (``send`` ends the response), or one due at this file's offset (a zero
+        wait: the task's time slice decides when). A file due later than this one stays
+        with the timer even when its time has already passed (a server behind its
+        schedule): it goes out in deadline order with the other late files, at the cost
+        of one of them, not of a task's wake-up. A cancelled task (disconnect, shutdown)
+        leaves its waiter done: the stream is over and the call does nothing."""
         waiter, direct = self._waiter, self.direct
         if waiter is None or waiter.done() or direct is None:
             return
@@ -302,7 +316,7 @@ class _FramedStream:
             after = next(self._rows, None)
             if after is not None and after[2] <= CHUNK_SIZE and after[0] != self._last:
                 deadline = self._t0 + after[4]
-                if deadline > self._pacer.loop.time():
+                if after[4] > row[4] or deadline > self._pacer.loop.time():
                     self._pacer.call_at(deadline, self._tick, after)
                     return
             waiter.set_result((after, False))
@@ -466,7 +480,7 @@ async def run_framed_stream(
     Without ``raw_send`` (no framework in between), the head and the ``S`` frame go out
     in one write where the server allows it (``runtime.direct_start``).
     """
-    t0 = asyncio.get_running_loop().time()
+    t0 = start_time(runtime, raw_send or send)
     stream = _FramedStream(runtime, params, seed, raw_send or send)
     start = stream.start_frame()
     direct = None

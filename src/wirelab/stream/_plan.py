@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,11 @@ from ._params import MAX_SEED, StreamParams
 __all__ = ["FileSpec", "file_name", "iter_plan", "new_seed", "plan_bits", "plan_rows"]
 
 _BLOCK = 512  # files planned per draw from the generator (amortizes numpy call overhead)
-#: Blocks of at least this many files are converted with numpy (see :func:`plan_rows`).
-_VECTOR_MIN = 16
+#: A stream's first files, converted one by one as the stream asks for them (see
+#: :func:`plan_rows`).
+_FIRST_BLOCK = 32
+#: Later blocks of at least this many files are converted with numpy.
+_VECTOR_MIN = 32
 _NAMED = 4096  # files whose names are made once per dtype (see _names)
 _TWO_POW_53 = float(2**53)
 _MASK32 = 0xFFFFFFFF
@@ -137,23 +140,29 @@ def plan_rows(params: StreamParams, seed: int, *, size_unit: int | None = None) 
     """:func:`iter_plan` as plain ``(index, name, size, wait, offset)`` tuples (the stream
     engine reads these: a frozen dataclass per file costs more than the file's draw).
 
-    A block of at least :data:`_VECTOR_MIN` files is converted with numpy, element-wise
+    The first :data:`_FIRST_BLOCK` files are drawn at once and converted one by one, in
+    Python, as they are asked for: a stream's request pays only for the draws (numpy's
+    dozen calls to convert a block cost a short stream's request as much as the rest of
+    its plan, and its files are sent over seconds). Later blocks of :data:`_BLOCK` files
+    are converted with numpy when they hold at least :data:`_VECTOR_MIN`: element-wise
     the same operations in the same order as the per-file loop (integer modulo, exact
     int-to-float, then the float multiply and add; the offsets a sequential running sum),
-    so both give bit-identical plans; shorter blocks, where numpy's per-call cost exceeds
-    the work, go through the loop. A stream of fewer files than that is one such block,
-    planned at once (no generator to step through for the few rows of a short stream).
+    so both give bit-identical plans.
     """
     bits = plan_bits(seed)
     draw = _Draw(params, size_unit or params.sample_width)
-    if params.count < _VECTOR_MIN:
-        return iter(draw.scalar(bits.random_raw(2 * params.count).tolist(), 0, 0.0))
-    return _block_rows(params, bits, draw)
+    first = min(params.count, _FIRST_BLOCK)
+    rows = draw.scalar(bits.random_raw(2 * first).tolist(), 0, 0.0)
+    if first == params.count:
+        return rows
+    return _block_rows(params, bits, draw, rows)
 
 
-def _block_rows(params: StreamParams, bits: np.random.PCG64, draw: _Draw) -> Iterator[Row]:
-    offset = 0.0
-    index = 0
+def _block_rows(
+    params: StreamParams, bits: np.random.PCG64, draw: _Draw, first: Generator[Row, None, float]
+) -> Iterator[Row]:
+    offset = yield from first
+    index = _FIRST_BLOCK
     while index < params.count:
         block = min(_BLOCK, params.count - index)
         raw = bits.random_raw(2 * block)
@@ -165,7 +174,7 @@ def _block_rows(params: StreamParams, bits: np.random.PCG64, draw: _Draw) -> Ite
                 yield i, names[i] if i < _NAMED else file_name(i, dtype), size, wait, at
             offset = offsets[-1]
         else:
-            yield from draw.scalar(raw.tolist(), index, offset)
+            offset = yield from draw.scalar(raw.tolist(), index, offset)
         index += block
 
 
@@ -185,20 +194,19 @@ class _Draw:
         self.dtype = params.dtype
         self.names = _names(params.dtype)
 
-    def scalar(self, raw: list[int], index: int, offset: float) -> list[Row]:
-        """The rows of the files from ``index`` on (their offsets running on from
-        ``offset``), in Python."""
+    def scalar(self, raw: list[int], index: int, offset: float) -> Generator[Row, None, float]:
+        """Yield the rows of the files from ``index`` on (their offsets running on from
+        ``offset``), converted in Python one by one; return the last offset."""
         lo, span, width = self.lo_samples, self.span_samples, self.width
         lo_wait, span_wait, speed = self.lo_wait, self.span_wait, self.speed
         names, dtype = self.names, self.dtype
-        rows = []
         for i in range(0, len(raw), 2):
             wait = lo_wait + (raw[i + 1] >> 11) / _TWO_POW_53 * span_wait
             offset += wait / speed
             name = names[index] if index < _NAMED else file_name(index, dtype)
-            rows.append((index, name, (lo + raw[i] % span) * width, wait, offset))
+            yield index, name, (lo + raw[i] % span) * width, wait, offset
             index += 1
-        return rows
+        return offset
 
     def vector(
         self, raw: npt.NDArray[np.uint64], offset: float

@@ -3,14 +3,13 @@ one HTTP chunk, paced like a framed stream (see ``_engine``)."""
 
 from __future__ import annotations
 
-import asyncio
-
 from ._content import ContentSource
 from ._disconnect import run_until_disconnect
 from ._engine import Receive, Send, StreamRuntime, _body, _start
 from ._pacer import Pacer
 from ._params import StreamParams
 from ._plan import iter_plan
+from ._schedule import start_time
 from ._slice import TimeSlice
 
 __all__ = ["run_raw_stream"]
@@ -67,7 +66,7 @@ async def run_raw_stream(
     This is the one place a whole file is held in memory (at most one per stream, 1 MiB
     for the classic endpoints), because the classic contract is one chunk per file.
     """
-    t0 = asyncio.get_running_loop().time()
+    t0 = start_time(runtime, raw_send or send)
     await send(_start(headers))
     body = _raw_files(runtime, params, seed, size_unit, raw_send or send, t0)
     await run_until_disconnect(runtime, receive, body)

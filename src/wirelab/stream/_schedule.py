@@ -1,0 +1,42 @@
+"""When a stream's schedule starts: the arrival of its request (pure, but for the clocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._engine import StreamRuntime
+
+__all__ = ["CATCH_UP_LIMIT", "start_time"]
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+#: The longest wait of a request in the server's queues that a stream's schedule makes up
+#: for (see :func:`start_time`), in seconds.
+CATCH_UP_LIMIT = 1.0
+
+
+def start_time(runtime: StreamRuntime, send: Send) -> float:
+    """When the request that ``send`` answers arrived, in the running loop's time: the
+    moment a stream's schedule counts from.
+
+    That is now, unless the server tells (``runtime.request_age``) that the request
+    reached the host earlier: a request that waited in the listen queue while the loop
+    served others (a burst of connections) keeps its client's schedule, its first files
+    going out at once if their time has passed, instead of every file of the stream
+    being late by that wait. A wait longer than :data:`CATCH_UP_LIMIT` counts as that
+    long: a server that far behind would otherwise owe each stream it starts a burst of
+    overdue files, and deepen the backlog that delayed it. The age is measured against
+    the system's monotonic clock, which the loop's clock follows (asyncio's and
+    uvloop's); the result is kept within the age before the loop's time of now, whatever
+    the loop's clock.
+    """
+    now = asyncio.get_running_loop().time()
+    request_age = runtime.request_age
+    age = min(request_age(send), CATCH_UP_LIMIT) if request_age is not None else 0.0
+    if age <= 0:
+        return now
+    return min(now, max(now - age, time.monotonic() - age))
