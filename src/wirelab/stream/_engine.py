@@ -236,13 +236,16 @@ class _FramedStream:
                 if (
                     not due
                     and offset > 0
-                    and (direct is not None and size <= CHUNK_SIZE and index != last)
+                    and direct is not None
+                    and size <= CHUNK_SIZE
+                    and index != last
                 ):
-                    # A paced small file: the timer sends this file and the next ones
-                    # itself, and wakes the task only for a file it cannot send (see
-                    # _tick). Also when its time has passed (a stream that starts
-                    # behind its schedule): it then goes out in the timer's next round,
-                    # in deadline order with the other late files.
+                    # A paced small file (not the last, which ends the response through
+                    # send): the timer sends this file and the next ones itself, and
+                    # wakes the task only for a file it cannot send (see _tick). Also
+                    # when its time has passed (a stream that starts behind its
+                    # schedule): it then goes out in the timer's next round, in deadline
+                    # order with the other late files.
                     row, due = await self._ahead(row)
                     slice_.restart()
                     continue
@@ -295,13 +298,13 @@ class _FramedStream:
         """The pacer's callback at ``row``'s time: send that small file straight to the
         transport, then schedule the next, or hand the stream back to the task with the
         row it must handle: ``(row, True)`` for this file when the transport takes no
-        write now (``send`` waits for it), ``(next row, False)`` for a large file, the
-        last one (``send`` ends the response), or one due at this file's offset (a zero
-        wait: the task's time slice decides when). A file due later than this one stays
-        with the timer even when its time has already passed (a server behind its
-        schedule): it goes out in deadline order with the other late files, at the cost
-        of one of them, not of a task's wake-up. A cancelled task (disconnect, shutdown)
-        leaves its waiter done: the stream is over and the call does nothing."""
+        write now (``send`` waits for it), ``(next row, False)`` for a large file or the
+        last one (``send`` ends the response). Any other file stays with the timer, even
+        when its time has already passed (a server behind its schedule): it goes out in
+        deadline order with the other late files, at the cost of one of them, not of a
+        task's wake-up (its offset is not below this one's, so it is paced too: the same
+        rule as :meth:`run`'s). A cancelled task (disconnect, shutdown) leaves its waiter
+        done: the stream is over and the call does nothing."""
         waiter, direct = self._waiter, self.direct
         if waiter is None or waiter.done() or direct is None:
             return
@@ -315,10 +318,8 @@ class _FramedStream:
             runtime.files_ahead += 1
             after = next(self._rows, None)
             if after is not None and after[2] <= CHUNK_SIZE and after[0] != self._last:
-                deadline = self._t0 + after[4]
-                if after[4] > row[4] or deadline > self._pacer.loop.time():
-                    self._pacer.call_at(deadline, self._tick, after)
-                    return
+                self._pacer.call_at(self._t0 + after[4], self._tick, after)
+                return
             waiter.set_result((after, False))
         except Exception as exc:  # the task raises it, as if it had sent the file itself
             waiter.set_exception(exc)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._engine import StreamRuntime
+    from ._engine import Send, StreamRuntime
 
 __all__ = ["CATCH_UP_LIMIT", "start_time"]
-
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 #: The longest wait of a request in the server's queues that a stream's schedule makes up
 #: for (see :func:`start_time`), in seconds.
