@@ -19,7 +19,7 @@ from typing import Any
 import blake3
 
 from ..framing import FrameType, StreamEncoder, encode_frame_header
-from ._content import CHUNK_SIZE, FILL_MARGIN, ZEROS, Chunk, ContentSource
+from ._content import CHUNK_SIZE, FILL_LIMIT, FILL_MARGIN, ZEROS, Chunk, ContentSource
 
 __all__ = [
     "MESSAGE_SIZE",
@@ -31,8 +31,9 @@ __all__ = [
     "small_file_maker",
 ]
 
-#: Bytes of ``D`` frames per ASGI message (one HTTP chunk, one write) for large files.
-MESSAGE_SIZE = 1024 * 1024
+#: Bytes of ``D`` frames per ASGI message (one HTTP chunk, one write) for large files; a
+#: ``random`` one is generated in one :meth:`ContentSource.fill`.
+MESSAGE_SIZE = FILL_LIMIT
 
 
 class _PerThread(threading.local):

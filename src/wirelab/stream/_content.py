@@ -3,8 +3,8 @@
 A :class:`ContentSource` produces the bytes of one stream's files, in order, in chunks of at
 most :data:`CHUNK_SIZE` bytes, so memory per stream stays bounded whatever the file size.
 
-* ``random`` is one AES-128-CTR keystream per stream (key from the seed, see
-  :func:`random_key`): a file of ``size`` bytes takes the next ``size`` bytes, whatever the
+* ``random`` is one AES-128-CTR keystream per stream (key from the seed; made faster by
+  ``_keystream``): a file of ``size`` bytes takes the next ``size`` bytes, whatever the
   chunk size, so the bytes never depend on how the server splits its work. It replaced SFC64
   in stream format version 2: with AES-NI it makes bytes ~3x faster (benchmarks/README.md).
   The classic endpoints keep SFC64 (``random="sfc64"``: one generator per stream seeded with
@@ -20,7 +20,6 @@ most :data:`CHUNK_SIZE` bytes, so memory per stream stays bounded whatever the f
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -28,14 +27,16 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import CipherContext
 
 from ..framing._digests import Hasher, new_hasher
+from ._keystream import Keystream, keystream, random_key
 from ._params import SAMPLE_WIDTH, StreamParams
 
 __all__ = [
     "CHUNK_SIZE",
     "DIGESTS",
+    "FILL_LIMIT",
     "FILL_MARGIN",
     "Chunk",
     "ContentSource",
@@ -53,12 +54,13 @@ Chunk: TypeAlias = bytes | memoryview
 #: (version 1 and the classic endpoints).
 RandomBits: TypeAlias = Literal["aes-ctr", "sfc64"]
 
+#: Most bytes one :meth:`ContentSource.fill` makes: a large file's message at a time.
+FILL_LIMIT = 1024 * 1024
 #: AES-CTR of zeros is the keystream (a view: slicing it copies nothing).
-ZEROS = memoryview(bytes(CHUNK_SIZE))
+ZEROS = memoryview(bytes(FILL_LIMIT))
 #: Bytes a buffer given to :meth:`ContentSource.fill` must have past the ones it fills:
 #: the cipher's block size - 1 (it checks the room; a stream cipher writes nothing there).
 FILL_MARGIN = 15
-_KEY_LABEL = b"wirelab stream random v2"
 
 #: Sine: 480 Hz at a nominal 48 kHz sample rate is a period of exactly 100 samples.
 SINE_PERIOD = 100
@@ -178,64 +180,6 @@ def periodic_digest(
     return digest
 
 
-def random_key(seed: int) -> bytes:
-    """The AES-128 key of a stream's ``random`` content: the first 16 bytes of
-    SHA-256(``b"wirelab stream random v2"`` + the seed as 8 little-endian bytes)."""
-    return hashlib.sha256(_KEY_LABEL + seed.to_bytes(8, "little")).digest()[:16]
-
-
-#: CTR with an all-zero initial counter block (a 128-bit big-endian counter from 0). The
-#: mode object is immutable: made once, not per stream (its checks cost a short stream's
-#: request measurably).
-_CTR_FROM_ZERO = modes.CTR(bytes(16))
-
-
-def _public_keystream(key: bytes) -> CipherContext:
-    return Cipher(algorithms.AES(key), _CTR_FROM_ZERO).encryptor()
-
-
-def _direct_keystream() -> Callable[[bytes], CipherContext] | None:
-    """The call ``Cipher(...).encryptor()`` ends in, without the checks made on the way
-    (about 40 % of the set-up: ``isinstance`` against abstract classes, the mode's
-    validation, all constant here), given an ``AES`` object made without its
-    constructor's checks of the key (``random_key`` makes it 16 bytes), or None when this
-    ``cryptography`` lacks it or it does not give the public API's keystream (checked
-    once, at import)."""
-    try:
-        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
-
-        create = rust_openssl.ciphers.create_encryption_ctx
-        key, zeros = bytes(range(16)), bytes(64)
-        aes = object.__new__(algorithms.AES)
-        aes.key = key
-        same = create(aes, _CTR_FROM_ZERO).update(zeros)
-        if same != _public_keystream(key).update(zeros):
-            return None
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return None
-    new = object.__new__
-    aes_type = algorithms.AES
-
-    def direct(key: bytes) -> CipherContext:
-        aes = new(aes_type)
-        aes.key = key
-        context: CipherContext = create(aes, _CTR_FROM_ZERO)
-        return context
-
-    return direct
-
-
-_DIRECT_KEYSTREAM = _direct_keystream()
-
-
-def _keystream(seed: int) -> CipherContext:
-    """The AES-128-CTR keystream of a stream's ``random`` content (made per stream)."""
-    key = random_key(seed)
-    if _DIRECT_KEYSTREAM is not None:
-        return _DIRECT_KEYSTREAM(key)
-    return _public_keystream(key)
-
-
 class ContentSource:
     """Produces the contents of one stream's files, in order.
 
@@ -260,7 +204,11 @@ class ContentSource:
         self._algorithm: str = params.digest
         self._float_dtype = _np_dtype("float32", params.byteorder)
         is_random = params.content == "random"
-        self._keystream = _keystream(seed) if is_random and random == "aes-ctr" else None
+        self._keystream = (
+            keystream(seed, params.count * params.max_size)
+            if is_random and random == "aes-ctr"
+            else None
+        )
         self._bits = (
             np.random.SFC64(np.random.SeedSequence([seed, 1]))
             if is_random and random == "sfc64"
@@ -317,23 +265,23 @@ class ContentSource:
         return self._keystream is not None and self._dtype != "float32"
 
     def fill(self, out: memoryview, n: int) -> None:
-        """Write the next ``n`` bytes (at most :data:`CHUNK_SIZE`) of the current file at
+        """Write the next ``n`` bytes (at most :data:`FILL_LIMIT`) of the current file at
         ``out[:n]``, without an intermediate object: the same bytes as the next ``n`` of
         :meth:`file_chunks`. ``out`` must be at least ``n + FILL_MARGIN`` bytes long;
         nothing past ``n`` changes. Only when :attr:`fills_in_place`."""
-        assert self._keystream is not None and n <= CHUNK_SIZE
+        assert self._keystream is not None and n <= FILL_LIMIT
         self._keystream.update_into(ZEROS[:n], out)
 
     def filler(self) -> Callable[[memoryview, memoryview], int] | None:
         """When :attr:`fills_in_place`, the keystream's ``update_into``: ``fill(ZEROS[:n],
-        out)`` is :meth:`fill` without its checks (``n`` at most :data:`CHUNK_SIZE`, ``out``
+        out)`` is :meth:`fill` without its checks (``n`` at most :data:`FILL_LIMIT`, ``out``
         at least ``n + FILL_MARGIN`` bytes); else None."""
         if not self.fills_in_place:
             return None
         assert self._keystream is not None
         return self._keystream.update_into
 
-    def _keystream_chunks(self, keystream: CipherContext, size: int) -> Iterator[Chunk]:
+    def _keystream_chunks(self, keystream: Keystream | CipherContext, size: int) -> Iterator[Chunk]:
         for start in range(0, size, CHUNK_SIZE):
             n = min(CHUNK_SIZE, size - start)
             data = keystream.update(ZEROS[:n])

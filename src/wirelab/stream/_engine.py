@@ -25,6 +25,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from ..framing import StreamEncoder
 from ..framing._schema import STREAM_VERSION
 from ..framing._start import StartTemplate
@@ -58,11 +60,6 @@ class DirectBody(Protocol):
 
     def write_parts(self, parts: Sequence[Chunk]) -> None:
         """Write ``parts`` as one body chunk, without joining them."""
-
-
-#: Room at the end of a message filled in place: the fill margin, and the ``E`` and ``Z``
-#: frames that end a file and a stream (JSON of a few integers and a 64-digit digest).
-_TAIL_ROOM = 1024
 
 
 @dataclass(eq=False)
@@ -179,8 +176,12 @@ class _FramedStream:
             await self.send(_body(data, more))
 
     async def _put_parts(self, parts: list[Chunk], more: bool = True) -> None:
-        """:meth:`_put` of ``parts`` joined (written without the join where it can)."""
+        """:meth:`_put` of ``parts`` joined (written without the join where it can: when
+        the socket's buffer is full, an empty message through ``send`` waits for it to
+        drain first, which writes nothing)."""
         direct = self.direct
+        if more and direct is not None and direct.blocked():
+            await self.send(_body(b"", True))
         if more and direct is not None and not direct.blocked():
             direct.write_parts(parts)
         else:
@@ -365,43 +366,33 @@ class _FramedStream:
         await self._put_parts(parts, more=not last)
 
     async def _send_filled(self, header: bytes, size: int, last: bool) -> None:
-        """Send a large ``random`` file whose bytes are generated straight into the message
-        (:meth:`ContentSource.fill`): no chunk objects, no join. Each message holds about
-        :data:`MESSAGE_SIZE` bytes of ``D`` frames (the same frames as the other paths:
-        one per :data:`CHUNK_SIZE` bytes of the file); the first starts with ``F``, the
-        last ends with ``E`` (and ``Z`` for the stream's last file), in room kept for
-        them. Pauses between chunks when the slice is used up, like :meth:`_send_sliced`.
-        """
+        """Send a large ``random`` file whose bytes are generated in one piece per message
+        (:meth:`ContentSource.fill`, into a buffer nobody zeroes first) and written as they
+        are, the ``D`` frame headers between them (:meth:`_put_parts`: one ``writev``, no
+        join). Each message holds about :data:`MESSAGE_SIZE` bytes of ``D`` frames (one
+        per :data:`CHUNK_SIZE` bytes of the file, as on the other paths); the first starts
+        with ``F``, the last ends with ``E`` (and ``Z`` for the stream's last file).
+        Hashing goes chunk by chunk, with a :meth:`TimeSlice.checkpoint` after each."""
         hasher = self.content.new_hasher()
+        encoder, checkpoint = self.encoder, self.slice.checkpoint
         done = 0
         while done < size:
             n_msg = min(MESSAGE_SIZE, size - done)
-            frames = -(-n_msg // CHUNK_SIZE)
-            used = len(header) + frames * 5 + n_msg
-            buf = memoryview(bytearray(used + _TAIL_ROOM))
-            buf[: len(header)] = header
-            pos = len(header)
+            payload = np.empty(n_msg + FILL_MARGIN, np.uint8).data
+            self.content.fill(payload, n_msg)
+            parts: list[Chunk] = [header]
             for start in range(0, n_msg, CHUNK_SIZE):
-                n = min(CHUNK_SIZE, n_msg - start)
-                buf[pos : pos + 5] = self.encoder.data_header(n)
-                self.content.fill(buf[pos + 5 :], n)
-                hasher.update(buf[pos + 5 : pos + 5 + n])
-                pos += 5 + n
-                await self.slice.checkpoint()
+                chunk = payload[start : min(start + CHUNK_SIZE, n_msg)]
+                hasher.update(chunk)
+                parts += (encoder.data_header(len(chunk)), chunk)
+                await checkpoint()
             done += n_msg
             header = b""
-            if done < size:
-                await self._put(buf[:pos])
-                continue
-            tail = self.encoder.file_end(_hexdigest(hasher))
-            if last:
-                tail += self.encoder.end()
-            if len(tail) <= _TAIL_ROOM - FILL_MARGIN:
-                buf[pos : pos + len(tail)] = tail
-                await self._put(buf[: pos + len(tail)], more=not last)
-            else:  # pragma: no cover - E and Z frames are ~150 bytes
-                await self._put(buf[:pos])
-                await self._put(tail, more=not last)
+            if done == size:
+                parts.append(encoder.file_end(_hexdigest(hasher)))
+                if last:
+                    parts.append(encoder.end())
+            await self._put_parts(parts, more=done < size or not last)
 
     def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
         key = (self.params.content, self.params.dtype, self.params.byteorder, size)
