@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.ciphers import modes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wirelab.stream import _keystream
+from wirelab.stream import _content, _keystream
 from wirelab.stream._content import CHUNK_SIZE
 from wirelab.stream._keystream import GCM_MAX_BYTES, Keystream, keystream, random_key
 
@@ -52,3 +52,30 @@ def test_a_stream_longer_than_gcm_allows_uses_ctr() -> None:
 def test_pinned_bytes_of_seed_9() -> None:
     """The first bytes of seed 9's keystream, as docs/protocol/stream.md defines them."""
     assert keystream(9, 100).update(bytes(16)).hex() == "672044359332655cd2c8a69ed70f5145"
+
+
+@pytest.mark.parametrize(
+    ("content", "dtype", "digest"),
+    [
+        ("random", "int16", "blake3"),  # the specialized closure
+        ("random", "int16", "sha256"),
+        ("random", "float32", "blake3"),
+        ("sine", "int16", "blake3"),
+    ],
+)
+def test_small_file_maker_gives_small_files_bytes_and_digests(
+    content: str, dtype: str, digest: str
+) -> None:
+    from wirelab.stream._bodies import small_file, small_file_maker
+    from wirelab.stream._params import StreamParams
+
+    params = StreamParams(content=content, dtype=dtype, digest=digest)  # type: ignore[arg-type]
+    sizes = [1024, 4096, 0, 2048, CHUNK_SIZE, 8]
+    made = small_file_maker(_content.ContentSource(params, 7), digest)
+    reference = _content.ContentSource(params, 7)
+    for size in sizes:
+        body, hexdigest = made(size)
+        body = bytes(body)  # a view of the scratch buffer: the reference overwrites it
+        expected_body, expected_digest = small_file(reference, size, digest)
+        assert (body, hexdigest) == (bytes(expected_body), expected_digest)
+        assert len(body) == size
