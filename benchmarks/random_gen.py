@@ -7,8 +7,12 @@ Method. Each candidate produces ``--size-mib`` MiB of fresh random bytes in 64 K
 - ``philox``: numpy Philox ``random_raw``, same use;
 - ``aes-ctr``: AES-128-CTR keystream from ``cryptography`` (``update_into`` of a zero
   buffer into a reused output buffer);
+- ``aes-gcm``: the same with AES-128-GCM (zero IV): the CTR keystream from block 2 on,
+  which is how wirelab makes it (``stream/_keystream.py``);
 - ``blake3-xof``: BLAKE3's extendable output (``digest(n, seek=offset)``);
-- ``wirelab``: ``ContentSource.file_chunks`` for int16 random files (the real path);
+- ``wirelab``: ``ContentSource.file_chunks`` for int16 random files (the generic path);
+- ``wirelab-fill``: ``ContentSource.fill`` of 1 MiB messages into fresh numpy buffers
+  (the path of large files on ``/v1/stream``);
 - ``sha256`` / ``blake3``: hashing the same volume in 64 KiB updates (the per-file
   digest of every ``/v1/stream`` byte).
 
@@ -26,6 +30,7 @@ import hashlib
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import blake3
 import numpy as np
@@ -49,11 +54,15 @@ def _philox(total: int) -> None:
         bits.random_raw(STEP // 8).data.cast("B")
 
 
-def _aes_ctr(total: int) -> None:
-    encryptor = Cipher(algorithms.AES(bytes(16)), modes.CTR(bytes(16))).encryptor()
-    zeros, out = bytes(STEP), bytearray(STEP + 15)
-    for _ in range(total // STEP):
-        encryptor.update_into(zeros, out)
+def _aes(mode: modes.Mode) -> Callable[[int], None]:
+    def run(total: int) -> None:
+        cipher: Any = Cipher(algorithms.AES(bytes(16)), mode)  # encryptor() type by mode
+        encryptor = cipher.encryptor()
+        zeros, out = bytes(STEP), bytearray(STEP + 15)
+        for _ in range(total // STEP):
+            encryptor.update_into(zeros, out)
+
+    return run
 
 
 def _blake3_xof(total: int) -> None:
@@ -66,6 +75,12 @@ def _wirelab(total: int) -> None:
     source = ContentSource(StreamParams(content="random"), 1)
     for _ in source.file_chunks(total):
         pass
+
+
+def _wirelab_fill(total: int) -> None:
+    source = ContentSource(StreamParams(content="random"), 1)
+    for _ in range(total // MIB):
+        source.fill(np.empty(MIB + 15, np.uint8).data, MIB)
 
 
 def _hash(new: Callable[[], object]) -> Callable[[int], None]:
@@ -82,9 +97,11 @@ def _hash(new: Callable[[], object]) -> Callable[[int], None]:
 VARIANTS: dict[str, Callable[[int], None]] = {
     "sfc64": _sfc64,
     "philox": _philox,
-    "aes-ctr": _aes_ctr,
+    "aes-ctr": _aes(modes.CTR(bytes(16))),
+    "aes-gcm": _aes(modes.GCM(bytes(12))),
     "blake3-xof": _blake3_xof,
     "wirelab": _wirelab,
+    "wirelab-fill": _wirelab_fill,
     "sha256": _hash(hashlib.sha256),
     "blake3": _hash(blake3.blake3),
 }
