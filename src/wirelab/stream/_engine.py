@@ -380,7 +380,7 @@ class _FramedStream:
             n_msg = min(MESSAGE_SIZE, size - done)
             payload = np.empty(n_msg + FILL_MARGIN, np.uint8).data
             self.content.fill(payload, n_msg)
-            parts: list[Chunk] = [header]
+            parts: list[Chunk] = [header] if header else []
             for start in range(0, n_msg, CHUNK_SIZE):
                 chunk = payload[start : min(start + CHUNK_SIZE, n_msg)]
                 hasher.update(chunk)

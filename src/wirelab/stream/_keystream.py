@@ -131,6 +131,6 @@ def keystream(seed: int, max_bytes: int) -> Keystream | CipherContext:
     ``max_bytes`` bytes: a :class:`Keystream`, or a plain CTR context when the stream may
     be longer than GCM's counter allows."""
     key = random_key(seed)
-    if max_bytes <= GCM_MAX_BYTES - _HEAD:
+    if max_bytes - _HEAD <= GCM_MAX_BYTES:  # GCM makes all but the first 32 bytes
         return Keystream(key)
     return _make(key, _CTR_FROM_ZERO)
