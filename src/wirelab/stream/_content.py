@@ -205,7 +205,7 @@ class ContentSource:
         self._float_dtype = _np_dtype("float32", params.byteorder)
         is_random = params.content == "random"
         self._keystream = (
-            keystream(seed, params.count * params.max_size)
+            keystream(seed, params.count * params.max_size, params.max_size)
             if is_random and random == "aes-ctr"
             else None
         )
