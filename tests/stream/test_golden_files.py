@@ -71,6 +71,18 @@ AROUND_CHUNK: tuple[dict[str, Any], list[tuple[int, str]], str] = (
     "9118dfe254bb8defd1e783dfb0205f3ee70532e12946e57acf73b215fd86fc2f",
 )
 
+# Files of several 1 MiB messages (generated in place, one keystream call a message, the
+# keystream from AES-GCM): (StreamParams members, first files, SHA-256 of the whole body),
+# taken from the engine before it generated a message in one call.
+MULTI_MESSAGE: list[tuple[dict[str, Any], list[tuple[int, str]], str]] = [
+    ({},
+     [(1485560, "871afc6c94220835"), (1412142, "4bab0f09d99cbbe8"), (1054220, "c6fb8cfb528fced4")],
+     "b76ddef7f1824e24ddf919be3979f1d97141c8ca328e71276e1c22df807d721e"),
+    ({"digest": "sha256", "dtype": "int8"},
+     [(1579689, "db068c419f181b07"), (2518230, "5618b6fae897b288"), (1469372, "e70e9a6ece571616")],
+     "cf978e151b93efaff962e5f3ddf51934b947de4dbc3b7cd197814ced8c9c006c"),
+]  # fmt: skip
+
 # Empty files (no D frame), seed 3: (StreamParams members, SHA-256 of the whole body).
 EMPTY_FILES: list[tuple[dict[str, Any], str]] = [
     ({}, "f142be3c2fa6a9b9e262b7649586f863ba2440b0fcf2f0fcfe9cd5f8cef726b5"),
@@ -130,6 +142,18 @@ async def test_files_around_one_chunk_are_unchanged() -> None:
     members, first_files, body = AROUND_CHUNK
     files, digest = await sent_files(StreamParams(seed=SEED, **members))
     assert files[:3] == first_files
+    assert digest == body
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("members", "first_files", "body"), MULTI_MESSAGE)
+async def test_files_of_several_messages_are_unchanged(
+    members: dict[str, Any], first_files: list[tuple[int, str]], body: str
+) -> None:
+    params = StreamParams(seed=SEED, count=3, min_size=1_000_000, max_size=2_600_000,
+                          min_interval=0, max_interval=0, **members)  # fmt: skip
+    files, digest = await sent_files(params)
+    assert files == first_files
     assert digest == body
 
 

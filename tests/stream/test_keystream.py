@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from wirelab.stream import _content, _keystream
 from wirelab.stream._content import CHUNK_SIZE
-from wirelab.stream._keystream import GCM_FROM, GCM_MAX_BYTES, Keystream, keystream, random_key
+from wirelab.stream._keystream import GCM_MAX_BYTES, Keystream, keystream, random_key
+from wirelab.stream._params import StreamParams
 
 
 def _ctr(seed: int) -> object:
@@ -26,41 +27,47 @@ def test_the_direct_call_is_available_with_this_cryptography() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 9, 2**32, 2**63 - 1, 123456789])
 def test_the_keystream_is_the_public_ctr_keystream(seed: int) -> None:
-    made, public = keystream(seed, 10**9, 10**6), _ctr(seed)
+    made, public = keystream(seed, 10**9, large_files=True), _ctr(seed)
     assert isinstance(made, Keystream)
     zeros = bytes(CHUNK_SIZE + 7)
     for _ in range(3):  # the counter carries on across updates in both
         assert made.update(zeros) == public.update(zeros)  # type: ignore[attr-defined]
 
 
-@given(st.lists(st.integers(min_value=0, max_value=3 * CHUNK_SIZE), max_size=8))
-def test_any_split_of_update_into_gives_the_same_bytes(sizes: list[int]) -> None:
-    made, public = keystream(3, 10**9, 10**6), _ctr(3)
-    for n in sizes:  # first ones below, across and past the 32 bytes from the table
+@given(st.lists(st.tuples(st.integers(0, 3 * CHUNK_SIZE), st.booleans()), max_size=8))
+def test_any_split_of_the_calls_gives_the_same_bytes(calls: list[tuple[int, bool]]) -> None:
+    made, public = keystream(3, 10**9, large_files=True), _ctr(3)
+    for n, into in calls:  # first ones below, across and past the 32 bytes from the table
+        expected = public.update(bytes(n))  # type: ignore[attr-defined]
+        if not into:
+            assert made.update(bytes(n)) == expected
+            continue
         out = bytearray(b"\xaa" * (n + 15))
         assert made.update_into(memoryview(bytes(n)), out) == n
-        assert bytes(out[:n]) == public.update(bytes(n))  # type: ignore[attr-defined]
+        assert bytes(out[:n]) == expected
         assert out[n:] == b"\xaa" * 15  # nothing past the bytes asked for
 
 
 def test_a_stream_longer_than_gcm_allows_uses_ctr() -> None:
     # GCM makes bytes 32 on, and its 32-bit counter (from 2) must not wrap.
-    assert isinstance(keystream(5, GCM_MAX_BYTES + 32, 10**6), Keystream)
-    made = keystream(5, GCM_MAX_BYTES + 33, 10**6)
+    assert isinstance(keystream(5, GCM_MAX_BYTES + 32, large_files=True), Keystream)
+    made = keystream(5, GCM_MAX_BYTES + 33, large_files=True)
     assert not isinstance(made, Keystream)
     assert made.update(bytes(100)) == _ctr(5).update(bytes(100))  # type: ignore[attr-defined]
 
 
 def test_pinned_bytes_of_seed_9() -> None:
     """The first bytes of seed 9's keystream, as docs/protocol/stream.md defines them."""
-    for max_file in (100, GCM_FROM + 1):  # CTR, GCM
-        made = keystream(9, 10**6, max_file)
+    for large_files in (False, True):  # CTR, GCM
+        made = keystream(9, 10**6, large_files=large_files)
         assert made.update(bytes(16)).hex() == "672044359332655cd2c8a69ed70f5145"
 
 
-def test_small_files_only_get_ctr() -> None:
-    assert not isinstance(keystream(5, 10**9, GCM_FROM), Keystream)
-    assert isinstance(keystream(5, 10**9, GCM_FROM + 1), Keystream)
+def test_streams_of_files_of_one_chunk_or_less_get_ctr() -> None:
+    small = _content.ContentSource(StreamParams(max_size=CHUNK_SIZE), 5)
+    large = _content.ContentSource(StreamParams(max_size=CHUNK_SIZE + 2), 5)
+    assert not isinstance(small._keystream, Keystream)
+    assert isinstance(large._keystream, Keystream)
 
 
 @pytest.mark.parametrize(

@@ -205,7 +205,9 @@ class ContentSource:
         self._float_dtype = _np_dtype("float32", params.byteorder)
         is_random = params.content == "random"
         self._keystream = (
-            keystream(seed, params.count * params.max_size, params.max_size)
+            keystream(
+                seed, params.count * params.max_size, large_files=params.max_size > CHUNK_SIZE
+            )
             if is_random and random == "aes-ctr"
             else None
         )

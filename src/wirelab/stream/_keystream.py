@@ -12,8 +12,8 @@ per stream, key from the seed (:func:`random_key`), an all-zero initial counter 
   is never asked for. Blocks 0 and 1 are encrypted once, at set-up (ECB of the two counter
   blocks). GCM's 32-bit counter wraps after ``2**32 - 2`` blocks, where CTR's carries on:
   a stream that may be longer (:data:`GCM_MAX_BYTES`, 64 GiB; only with raised limits)
-  uses CTR throughout, and so does a stream of small files only (:data:`GCM_FROM`),
-  where GCM's second context at set-up costs more than it saves.
+  uses CTR throughout, and so does a stream of small files only (one chunk or less
+  each), where GCM's second context at set-up costs more than it saves.
 * The cipher contexts are made with cryptography's lower-level call when it is available
   and gives the public API's bytes (checked once, at import): the public path's checks
   (``isinstance`` against abstract classes, the mode's validation, all constant here) were
@@ -28,14 +28,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
-__all__ = ["GCM_FROM", "GCM_MAX_BYTES", "Keystream", "keystream", "random_key"]
+__all__ = ["GCM_MAX_BYTES", "Keystream", "keystream", "random_key"]
 
 _KEY_LABEL = b"wirelab stream random v2"
 #: Bytes of keystream GCM can give from block 2 before its counter wraps (also GCM's own
 #: limit on one message: 2**39 - 256 bits).
 GCM_MAX_BYTES = (2**32 - 2) * 16
-#: Streams whose files may be larger than this get the GCM keystream (see :func:`keystream`).
-GCM_FROM = 64 * 1024
 _HEAD_BLOCKS = bytes(16) + (1).to_bytes(16, "big")  # counter blocks 0 and 1
 _HEAD = len(_HEAD_BLOCKS)
 
@@ -109,34 +107,36 @@ class Keystream:
         self._gcm = _make(key, _GCM_ZERO_IV)
 
     def update_into(self, data: bytes | memoryview, out: memoryview | bytearray) -> int:
-        if self._head:
-            return self._head_into(data, out)
-        return self._gcm.update_into(data, out)
+        if not self._head:
+            return self._gcm.update_into(data, out)
+        head = self._take(len(data))
+        k = len(head)
+        out[:k] = head
+        if len(data) > k:
+            self._gcm.update_into(memoryview(data)[k:], memoryview(out)[k:])
+        return len(data)
 
     def update(self, data: bytes | memoryview) -> bytes:
-        out = bytearray(len(data) + 15)
-        n = self.update_into(data, out)
-        return bytes(out[:n])
+        if not self._head:
+            return self._gcm.update(data)
+        head = self._take(len(data))
+        rest = memoryview(data)[len(head) :]
+        return head + self._gcm.update(rest) if len(rest) else head
 
-    def _head_into(self, data: bytes | memoryview, out: memoryview | bytearray) -> int:
-        n = len(data)
-        head = self._head
-        k = min(n, len(head))
-        out[:k] = head[:k]
-        self._head = head[k:]
-        if n > k:
-            self._gcm.update_into(memoryview(data)[k:], memoryview(out)[k:])
-        return n
+    def _take(self, n: int) -> bytes:
+        """The next (at most ``n``) bytes of the 32 from the table."""
+        head, self._head = self._head[:n], self._head[n:]
+        return head
 
 
-def keystream(seed: int, max_bytes: int, max_file: int) -> Keystream | CipherContext:
+def keystream(seed: int, max_bytes: int, *, large_files: bool) -> Keystream | CipherContext:
     """The keystream of the ``random`` content of seed ``seed``, for a stream of at most
-    ``max_bytes`` bytes in files of at most ``max_file``: a :class:`Keystream` when a file
-    may be larger than :data:`GCM_FROM` bytes, else (and when the stream may be longer
+    ``max_bytes`` bytes: a :class:`Keystream` when it may have ``large_files`` (larger than
+    one chunk, generated a message at a time), else (and when the stream may be longer
     than GCM's counter allows) a plain CTR context, which costs less to set up (one
     context, not two and a table) and per call (no Python in between): what GCM saves
     is per byte, and small files have few."""
     key = random_key(seed)
-    if max_file > GCM_FROM and max_bytes - _HEAD <= GCM_MAX_BYTES:
+    if large_files and max_bytes - _HEAD <= GCM_MAX_BYTES:
         return Keystream(key)  # GCM makes all but the first 32 bytes
     return _make(key, _CTR_FROM_ZERO)
