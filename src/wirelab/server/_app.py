@@ -36,6 +36,7 @@ from ._config import ServerConfig
 from ._direct import direct_body, direct_start
 from ._docs import install_docs
 from ._errors import install_error_handlers
+from ._lost import watch_connection
 
 __all__ = ["create_app"]
 
@@ -177,7 +178,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     # Stream bodies past uvicorn's send where it is safe (see _direct).
     runtime = StreamRuntime(
-        direct_body=direct_body, direct_start=direct_start, request_age=request_age
+        direct_body=direct_body,
+        direct_start=direct_start,
+        request_age=request_age,
+        watch_connection=watch_connection,
     )
     relay = RelayRuntime()
     media = MediaRuntime()

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
@@ -130,7 +131,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # Slots, not the instance dict: uvicorn's attributes fill the keys an instance dict
     # shares with its class's others; more would give every connection a dict of its own.
     __slots__ = ("_head_bytes", "_head_wait", "_in_head", "_linger_timer", "_lingering",
-                 "_measure_head")  # fmt: skip
+                 "_measure_head", "lost", "on_lost")  # fmt: skip
 
     def __init__(
         self,
@@ -156,6 +157,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._measure_head = False
         self._lingering = False
         self._linger_timer: asyncio.TimerHandle | None = None
+        # connection_lost has run; and what it calls then, once (see server._lost).
+        self.lost = False
+        self.on_lost: Callable[[], object] | None = None
 
     # -- connection ----------------------------------------------------------------------
 
@@ -184,6 +188,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._linger_timer.cancel()
             self._linger_timer = None
         super().connection_lost(exc)
+        self.lost = True
+        if (on_lost := self.on_lost) is not None:
+            self.on_lost = None
+            on_lost()
 
     # -- reading -------------------------------------------------------------------------
 

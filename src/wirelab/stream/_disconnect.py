@@ -10,7 +10,9 @@ watch is synchronous: the coroutine is closed where it waits.
 
 This works with any server whose ``receive()`` awaits asyncio futures (uvicorn, hypercorn,
 httpx's ASGI transport, Starlette's test client); a ``receive()`` that yields anything else
-is reported as its error, as a task would report it.
+is reported as its error, as a task would report it. A server that can tell a lost
+connection itself, for less, gives the runtime a ``watch_connection`` that makes a watch
+of the same interface (:class:`Watch`; wirelab's server: ``server._lost``).
 """
 
 from __future__ import annotations
@@ -19,15 +21,29 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._engine import StreamRuntime
 
-__all__ = ["DisconnectWatch", "run_until_disconnect"]
+__all__ = ["DisconnectWatch", "Watch", "run_until_disconnect"]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class Watch(Protocol):
+    """What :func:`run_until_disconnect` needs of a watch (:class:`DisconnectWatch`'s
+    interface): it calls its ``on_disconnect`` once, from a loop callback, unless
+    :attr:`disconnected` was already true when it was made, or after :meth:`close`."""
+
+    disconnected: bool
+    error: BaseException | None
+
+    def gone(self) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class DisconnectWatch:
@@ -120,18 +136,30 @@ class DisconnectWatch:
 
 
 async def run_until_disconnect(
-    runtime: StreamRuntime, receive: Receive, body: Coroutine[Any, Any, None]
+    runtime: StreamRuntime,
+    receive: Receive,
+    body: Coroutine[Any, Any, None],
+    send: Send | None = None,
 ) -> None:
     """Run ``body`` in this task until it ends or the client goes away, whichever is first
     (counted in ``runtime.streams_disconnected``; an error of ``receive()`` is raised
-    after that).
+    after that). The response's connection tells, when ``send`` is given and the runtime
+    has a ``watch_connection`` that can watch it; else ``receive()`` does.
 
     The task is in ``runtime.active`` meanwhile: ``runtime.shutdown`` cancels it too, and
     the body tells the two apart by ``runtime.shutting_down``.
     """
     task = asyncio.current_task()
     assert task is not None
-    watch = DisconnectWatch(receive, lambda: task.cancel("wirelab: client disconnected"))
+
+    def on_disconnect() -> None:
+        task.cancel("wirelab: client disconnected")
+
+    watch: Watch | None = None
+    if send is not None and (watch_connection := runtime.watch_connection) is not None:
+        watch = watch_connection(send, on_disconnect)
+    if watch is None:
+        watch = DisconnectWatch(receive, on_disconnect)
     if watch.disconnected:  # gone before the body started: it never runs
         body.close()
     else:

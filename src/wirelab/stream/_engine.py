@@ -32,7 +32,7 @@ from ..framing._schema import STREAM_VERSION
 from ..framing._start import StartTemplate
 from ._bodies import MESSAGE_SIZE, BodyCache, frame_chunks, frame_plain, small_file_maker
 from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
-from ._disconnect import run_until_disconnect
+from ._disconnect import Watch, run_until_disconnect
 from ._pacer import Pacer
 from ._params import StreamParams
 from ._plan import Row, plan_rows
@@ -79,6 +79,9 @@ class StreamRuntime:
     also writes the response's head and first chunk (``wirelab.server._direct``).
     ``request_age`` (set by the server) says how many seconds ago the request of a
     ``send`` reached the host, or 0 where it cannot tell (see ``_schedule.start_time``).
+    ``watch_connection`` (set by the server) watches the connection of a ``send`` for the
+    client's disconnect, or returns None where ``receive()`` must be watched instead
+    (see ``_disconnect.run_until_disconnect``).
     """
 
     executor: Executor | None = None
@@ -99,6 +102,7 @@ class StreamRuntime:
         None
     )
     request_age: Callable[[Send], float] | None = None
+    watch_connection: Callable[[Send, Callable[[], object]], Watch | None] | None = None
     _pacer: Pacer | None = field(default=None, repr=False)
 
     def pacer(self) -> Pacer:
@@ -481,7 +485,7 @@ async def run_framed_stream(
     if direct is not None:
         stream.direct = direct
         runtime.direct_streams += 1
-        await run_until_disconnect(runtime, receive, stream.run(t0, None))
+        await run_until_disconnect(runtime, receive, stream.run(t0, None), send)
     else:
         await send(_start(headers))
-        await run_until_disconnect(runtime, receive, stream.run(t0, start))
+        await run_until_disconnect(runtime, receive, stream.run(t0, start), raw_send or send)

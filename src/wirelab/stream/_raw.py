@@ -69,4 +69,4 @@ async def run_raw_stream(
     t0 = start_time(runtime, raw_send or send)
     await send(_start(headers))
     body = _raw_files(runtime, params, seed, size_unit, raw_send or send, t0)
-    await run_until_disconnect(runtime, receive, body)
+    await run_until_disconnect(runtime, receive, body, raw_send or send)
