@@ -43,6 +43,8 @@ class _PerThread(threading.local):
     def __init__(self) -> None:
         self.scratch = memoryview(bytearray(CHUNK_SIZE + FILL_MARGIN))
         self.blake3 = blake3.blake3(max_threads=1)
+        # The hasher's methods, bound once per thread rather than once per stream.
+        self.blake3_ops = (self.blake3.reset, self.blake3.update, self.blake3.digest)
 
 
 _THREAD = _PerThread()
@@ -156,10 +158,19 @@ def small_file_maker(source: ContentSource, algorithm: str) -> Callable[[int], t
     fill = source.filler()
     if fill is None or algorithm != "blake3":
         return functools.partial(_small_file_of, source, algorithm)
-    scratch, hasher = _THREAD.scratch, _THREAD.blake3
-    reset, update, digest = hasher.reset, hasher.update, hasher.digest
+    reset, update, digest = _THREAD.blake3_ops
 
-    def make(size: int) -> tuple[Chunk, str]:
+    # What it uses is bound as default values, not closed over: one tuple per stream
+    # instead of a cell per name (an open stream holds fewer objects for the garbage
+    # collector to walk), read as fast locals. Callers pass ``size`` alone.
+    def make(
+        size: int,
+        fill: Callable[[memoryview, memoryview], int] = fill,
+        scratch: memoryview = _THREAD.scratch,
+        reset: Callable[[], object] = reset,
+        update: Callable[[Chunk], object] = update,
+        digest: Callable[[], bytes] = digest,
+    ) -> tuple[Chunk, str]:
         fill(ZEROS[:size], scratch)
         body = scratch[:size]
         reset()
