@@ -7,6 +7,7 @@ watched as before."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
 from collections.abc import Callable
@@ -92,6 +93,37 @@ def _read_until(sock: socket.socket, end: bytes) -> bytes:
         assert chunk, data
         data += chunk
     return data
+
+
+def test_a_finished_stream_leaves_no_garbage_cycle(server: LiveServer) -> None:
+    """Its connection's objects are freed when it ends, not whenever the garbage collector
+    runs next (a watch holding a bound method of itself was such a cycle, and it held the
+    protocol, the transport and the request with it)."""
+    runtime = server.stream_runtime
+    query = urlencode({"count": 2, "min_size": 2, "max_size": 64, "min_interval": 0,
+                       "max_interval": 0})  # fmt: skip
+    gc.collect()
+    gc.disable()  # what the streams leave stays unreachable until the collect below
+    gc.set_debug(gc.DEBUG_SAVEALL)  # and is kept in gc.garbage to be looked at
+    try:
+        for _ in range(5):
+            with socket.create_connection((server.host, server.port)) as sock:
+                sock.sendall(f"GET /v1/stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                _read_until(sock, b"\r\n0\r\n\r\n")
+        _wait_for(lambda: not runtime.active)
+        # One more request on a new connection: the loop has finished the streams' tasks.
+        with socket.create_connection((server.host, server.port)) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            _read_until(sock, b"}")
+        gc.collect()
+        kinds = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert runtime.files_sent == 10
+    assert not kinds & {"ConnectionWatch", "GuardedHttpToolsProtocol", "RequestResponseCycle",
+                        "_FramedStream", "TCPTransport"}, kinds  # fmt: skip
 
 
 def test_no_connection_watch_for_another_servers_send() -> None:

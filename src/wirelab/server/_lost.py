@@ -34,7 +34,7 @@ class ConnectionWatch:
     :attr:`error` is always None (a lost connection is not an error of the app's).
     """
 
-    __slots__ = ("_lost", "_on_disconnect", "_protocol", "disconnected")
+    __slots__ = ("_on_disconnect", "_protocol", "disconnected")
 
     error: BaseException | None = None
 
@@ -44,21 +44,23 @@ class ConnectionWatch:
         self._protocol = protocol
         self._on_disconnect = on_disconnect
         self.disconnected = gone
-        # One bound method, kept: close() compares it with what the protocol holds.
-        self._lost = self._connection_lost
+        # The protocol calls the watch itself (``__call__``): no bound method of it is
+        # kept, which would be a reference cycle, and would keep the connection's
+        # objects alive after the stream until the garbage collector found it.
         if not gone:
-            protocol.on_lost = self._lost
+            protocol.on_lost = self
 
     def gone(self) -> bool:
         """:attr:`disconnected`, read now."""
         return self.disconnected
 
     def close(self) -> None:
-        """Stop watching (the protocol forgets the call if it is still this watch's)."""
-        if self._protocol.on_lost is self._lost:
+        """Stop watching (the protocol forgets the watch if it still holds it)."""
+        if self._protocol.on_lost is self:
             self._protocol.on_lost = None
 
-    def _connection_lost(self) -> None:
+    def __call__(self) -> None:
+        """The protocol's call when the connection is lost."""
         self.disconnected = True
         self._on_disconnect()
 
