@@ -53,6 +53,7 @@ from _conc_client import (
 )
 from _conc_gc import LOG_ENV, gc_figures, install_hook, read_gc_log
 from _conc_report import Measured, Report, print_report, summarise, verdict
+from _cpu_share import cpu_share
 from _util import (
     BENCH_DIR,
     ProcStats,
@@ -161,7 +162,9 @@ def run_one(n: int, args: argparse.Namespace, command: list[str], tmp: Path) -> 
     log(f"--- {label}: {n} streams x {plan.count} files, ramp {plan.ramp:.1f} s, "
         f"{plan.workers} client process(es)")  # fmt: skip
     with _server(args, command, run_dir, extra_env) as server:
-        m = _drive(server, plan.jobs(server.port, args.grace), args.sample_period)
+        share = args.server_cpu_share
+        with cpu_share(server.pid, share) if share is not None else contextlib.nullcontext():
+            m = _drive(server, plan.jobs(server.port, args.grace), args.sample_period)
     gc_events, gc_summary = read_gc_log(gc_log) if args.gc_trace else ([], "")
     gc_events = [g for g in gc_events if m.t_go <= g.start <= m.t_end]  # not start-up, shutdown
     gc = gc_figures(gc_events, m.t_go, bool(args.gc_trace), gc_summary)
@@ -189,6 +192,14 @@ def _load_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--interval", type=float, default=0.5, help="seconds between files (default 0.5)"
+    )
+    parser.add_argument(
+        "--server-cpu-share",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="hold each server to this fraction of one core (cgroups, root; e.g. 0.75): "
+        "a slower machine on demand, the same for the floor and wirelab",
     )
     parser.add_argument("--min-size", type=int, default=1024)
     parser.add_argument("--max-size", type=int, default=4096)
