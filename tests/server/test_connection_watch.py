@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from _waiting import wait_for
 from wirelab.server._lost import ConnectionWatch, watch_connection
 from wirelab.stream import StreamRuntime
 from wirelab.testing._live import LiveServer
@@ -37,13 +38,6 @@ def _recording(runtime: StreamRuntime) -> list[Any]:
     return made
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def _open(server: LiveServer, request: bytes) -> socket.socket:
     sock = socket.create_connection((server.host, server.port))
     sock.sendall(request)
@@ -55,9 +49,10 @@ def test_a_disconnect_ends_a_waiting_stream_at_once(server: LiveServer) -> None:
     runtime = server.stream_runtime
     made = _recording(runtime)
     sock = _open(server, f"GET /v1/stream?{_SLOW} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    _wait_for(lambda: len(runtime.active) == 1)
+    wait_for(lambda: len(runtime.active) == 1)
     sock.close()
-    _wait_for(lambda: not runtime.active)
+    # Well before the first file's write at 60 s could tell the server instead.
+    wait_for(lambda: not runtime.active, timeout=10)
     assert runtime.streams_disconnected == 1
     assert runtime.files_sent == 0  # the first file was due in 60 s
     [watch] = made
@@ -72,7 +67,7 @@ def test_the_watch_is_let_go_when_the_stream_ends(server: LiveServer) -> None:
     with socket.create_connection((server.host, server.port)) as sock:
         sock.sendall(f"GET /v1/stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert _read_until(sock, b"\r\n0\r\n\r\n").startswith(b"HTTP/1.1 200")
-        _wait_for(lambda: not runtime.active)
+        wait_for(lambda: not runtime.active)
         [watch] = made
         assert isinstance(watch, ConnectionWatch)
         assert watch._protocol.on_lost is None  # nothing is called when it closes later
@@ -108,7 +103,7 @@ def test_a_finished_stream_leaves_no_garbage_cycle(server: LiveServer) -> None:
             with socket.create_connection((server.host, server.port)) as sock:
                 sock.sendall(f"GET /v1/stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
                 _read_until(sock, b"\r\n0\r\n\r\n")
-        _wait_for(lambda: not runtime.active)
+        wait_for(lambda: not runtime.active)
         # One more request on a new connection: the loop has finished the streams' tasks.
         with socket.create_connection((server.host, server.port)) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from _waiting import wait_for
 from wirelab.framing import FileEnded, StreamDecoder, StreamEnded
 from wirelab.stream import ContentSource, StreamLimits, StreamParams, StreamRuntime, _content
 from wirelab.stream._engine import Message, run_framed_stream
@@ -241,13 +242,6 @@ def read_at_least(sock: socket.socket, size: int) -> int:
             break
         got += len(block)
     return got
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("threads", [0, 2])
