@@ -93,7 +93,7 @@ def encode(spec: StreamSpec) -> tuple[list[bytes], list[Event]]:
     encoder = StreamEncoder()
     start = encoder.start(seed=spec.seed, count=len(spec.files), params=spec.params)
     frames = [start[:8], start[8:]]
-    events: list[Event] = [StreamStarted(2, spec.seed, len(spec.files), spec.params)]
+    events: list[Event] = [StreamStarted(3, spec.seed, len(spec.files), spec.params)]
     for index, file in enumerate(spec.files):
         if spec.abort == (index, None):
             break
@@ -227,7 +227,7 @@ def small_stream(count: int = 2) -> list[bytes]:
 def test_small_stream_events() -> None:
     events = decode([b"".join(small_stream())])
     assert events == [
-        StreamStarted(2, 1, 2, {"content": "ramp"}),
+        StreamStarted(3, 1, 2, {"content": "ramp"}),
         FileStarted(0, "000000.int16", 6, "int16", "big", 0.0),
         FileData(0, FILE0[:4]),
         FileData(0, FILE0[4:]),

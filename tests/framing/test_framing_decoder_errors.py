@@ -202,7 +202,7 @@ PROTOCOL_CASES = {
         [*BETWEEN, frame("X")], frame("F"), ProtocolError, "data after the final frame"
     ),
     "unsupported version": Case(
-        BEFORE_S, frame("S", version=3), ProtocolError, "unsupported stream version 3"
+        BEFORE_S, frame("S", version=4), ProtocolError, "unsupported stream version 4"
     ),
 }
 

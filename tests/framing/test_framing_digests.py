@@ -92,8 +92,8 @@ def _s(obj: dict[str, object]) -> bytes:
         ({"version": 2, "seed": 0, "count": 1, "digest": "md5", "params": {}},
          "'digest' must be one of blake3, sha256"),
         ({"version": 2, "seed": 0, "count": 1, "digest": 1, "params": {}}, "'digest' must be"),
-        ({"version": 3, "seed": 0, "count": 1, "digest": "blake3", "params": {}},
-         "unsupported stream version 3"),
+        ({"version": 4, "seed": 0, "count": 1, "digest": "blake3", "params": {}},
+         "unsupported stream version 4"),
     ],
 )  # fmt: skip
 def test_stream_header_digest_is_checked(s_obj: dict[str, object], fragment: str) -> None:
@@ -124,7 +124,7 @@ def test_encoder_refuses_what_its_version_cannot_carry() -> None:
     with pytest.raises(UsageError, match="digest 'md5'"):
         StreamEncoder().start(seed=0, count=0, params={}, digest="md5")
     with pytest.raises(UsageError, match="stream version must be one of"):
-        StreamEncoder(version=3)
+        StreamEncoder(version=4)
     encoder = StreamEncoder()
     encoder.start(seed=0, count=1, params={}, digest="blake3")
     encoder.file_start(index=0, name="a", size=0, dtype="int8", byteorder="big", offset=0)

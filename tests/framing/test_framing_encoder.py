@@ -61,7 +61,7 @@ def payload(frame: bytes) -> Any:
 def test_start_writes_preamble_and_ordered_s_frame() -> None:
     out = StreamEncoder().start(seed=7, count=2, params={"b": 1, "a": 2})
     assert out.startswith(PREAMBLE + b"S")
-    expected = b'{"version":2,"seed":7,"count":2,"digest":"sha256","params":{"b":1,"a":2}}'
+    expected = b'{"version":3,"seed":7,"count":2,"digest":"sha256","params":{"b":1,"a":2}}'
     assert out[8 + 5 :] == expected
     assert int.from_bytes(out[9:13], "big") == len(out) - 13
 
@@ -346,7 +346,7 @@ def test_unvalidated_start_is_byte_identical_for_any_seed(
         fast = StreamEncoder(validate=False).start(
             seed=seed, count=count, params=members, digest=digest
         )
-        obj = {"version": 2, "seed": seed, "count": count, "digest": digest, "params": members}
+        obj = {"version": 3, "seed": seed, "count": count, "digest": digest, "params": members}
         assert fast == PREAMBLE + encode_json_frame(FrameType.STREAM, obj)
 
 
@@ -399,7 +399,7 @@ def test_start_from_a_template_is_start(
     """One template serves every seed: the bytes and the encoder's state are start()'s
     with the template's params, their member ``seed`` set to the stream's seed."""
     members = {**params, "seed": None} if seed_in_params else params
-    template = StartTemplate(count=count, params=members, digest=digest, version=2)
+    template = StartTemplate(count=count, params=members, digest=digest, version=3)
     for seed in seeds:
         expected_members = {**params, "seed": seed} if seed_in_params else params
         ours, theirs = StreamEncoder(validate=validate), StreamEncoder(validate=validate)
@@ -425,9 +425,9 @@ def test_start_from_a_template_is_start(
 def test_start_from_formats_whole_what_no_template_stands_for(params: dict[str, Any]) -> None:
     """Members no template can stand for give the bytes (or the error) of json.dumps, with
     a template as with start()."""
-    template = StartTemplate(count=1, params=params, digest="blake3", version=2)
+    template = StartTemplate(count=1, params=params, digest="blake3", version=3)
     members = {**params, "seed": 5} if "seed" in params else params
-    obj = {"version": 2, "seed": 5, "count": 1, "digest": "blake3", "params": members}
+    obj = {"version": 3, "seed": 5, "count": 1, "digest": "blake3", "params": members}
     try:
         expected = PREAMBLE + encode_json_frame(FrameType.STREAM, obj)
     except UsageError as exc:

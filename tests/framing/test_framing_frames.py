@@ -148,8 +148,11 @@ def test_spec_example_matches_the_encoder() -> None:
     data = b"\x00\x00\x01\x00"
     assert f'"blake3":"{blake3.blake3(data).hexdigest()}"'.encode() in e_obj
 
-    frames = _example_frames(2, "blake3", data)
+    frames = _example_frames(3, "blake3", data)
     assert [frame[5:] for frame in frames[1:]] == [s_obj, f_obj, data, e_obj, z_obj]
+    # "In version 2 the same stream differed only in the version member of S."
+    v2 = _example_frames(2, "blake3", data)
+    assert v2[1] == frames[1].replace(b'{"version":3,', b'{"version":2,') and v2[2:] == frames[2:]
     for line, frame in zip(hexdump, frames, strict=True):
         shown = bytes.fromhex(re.match(r"((?:[0-9a-f]{2} )+)", line + " ").group(1))  # type: ignore[union-attr]
         assert frame.startswith(shown), line

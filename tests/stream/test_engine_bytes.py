@@ -3,7 +3,9 @@ whole body (every frame, every byte) hashes to what the engine sent before its p
 work was cut (shared timer, Z with the last file, large random files generated in place).
 
 The digests were taken from the previous engine; a change that alters them changes what
-a seed means, which needs a new stream format version (docs/protocol/stream.md).
+a seed means, which needs a new stream format version (docs/protocol/stream.md). Version
+2's are the engine's before version 3 (which draws the plan with BLAKE3): it still writes
+them exactly with ``format_version=2``; version 3's were taken when it was introduced.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from wirelab.stream._raw import run_raw_stream
 MIB = 1024 * 1024
 FAST = {"min_interval": 0, "max_interval": 0}
 
-# name: (StreamParams members, SHA-256 of the body with seed 7)
+# name: (StreamParams members, SHA-256 of the version 2 body with seed 7)
 CASES: dict[str, tuple[dict[str, Any], str]] = {
     "random-small": (
         {"count": 20, "min_size": 2, "max_size": 4096, "min_interval": 0, "max_interval": 0.002},
@@ -54,7 +56,19 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
 }  # fmt: skip
 
 
-async def body_digest(params: StreamParams, *, raw: bool = False) -> str:
+# name: SHA-256 of the version 3 body of the same stream.
+CASES_V3: dict[str, str] = {
+    "random-small": "6515f725c7bc2af511e72b2d748cf472210cccc623634487739377649b85e2f4",
+    "random-large-float32": "6820fc48eef5aa562c727e0bf0d74a93dc07cf010b83e1fb8e326147df3fe804",
+    "ramp-int32-sha256": "e0dedd44c9517ca91f0cdc78d6c1cd46eb074fd2d5d160e3fdc90e41f521a086",
+    "sine-big-endian": "33d3a57525556c2d0475e08bb54e9014b9029b03038085386acb0b8153c4fd3d",
+    "random-large-int16": "3ece8a17d51839e97672da34b39d96778c3b2664bef4f77f78e4f38bf30eb1ee",
+    "random-large-sha256": "91531fca84ba9e0dde7bb570934b4aa2fd13801bfe0cd5b2f498356c503dfdda",
+    "empty": "59c8016699dd91c53469e6ca64cb2810d42b8056fa2ba93076eb17c6c73a815c",
+}
+
+
+async def body_digest(params: StreamParams, *, raw: bool = False, version: int = 3) -> str:
     body = hashlib.sha256()
 
     async def send(message: MutableMapping[str, Any]) -> None:
@@ -65,7 +79,7 @@ async def body_digest(params: StreamParams, *, raw: bool = False) -> str:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    runtime = StreamRuntime()
+    runtime = StreamRuntime(format_version=version)
     if raw:
         await run_raw_stream(runtime, params, 7, 1024, [], receive, send)
     else:
@@ -74,10 +88,13 @@ async def body_digest(params: StreamParams, *, raw: bool = False) -> str:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("name", list(CASES))
-async def test_framed_body_is_unchanged(name: str) -> None:
+async def test_framed_body_is_unchanged(name: str, version: int) -> None:
     members, expected = CASES[name]
-    assert await body_digest(StreamParams(seed=7, **members)) == expected
+    if version == 3:
+        expected = CASES_V3[name]
+    assert await body_digest(StreamParams(seed=7, **members), version=version) == expected
 
 
 @pytest.mark.asyncio
@@ -87,3 +104,10 @@ async def test_classic_body_is_unchanged() -> None:
     )
     digest = await body_digest(params, raw=True)
     assert digest == "50dd569f395c034027f03a73f59f3244625fb5b2841abcecdd818431c921c10b"
+
+
+@pytest.mark.parametrize("version", [1, 4])
+def test_the_engine_writes_only_versions_2_and_3(version: int) -> None:
+    # Version 1 had other random bytes (SFC64), which the engine no longer makes.
+    with pytest.raises(ValueError, match="format_version must be 2 or 3"):
+        StreamRuntime(format_version=version)

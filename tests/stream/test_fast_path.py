@@ -19,7 +19,7 @@ Q = {"count": 4, "min_size": 2, "max_size": 4096, "min_interval": 0, "max_interv
 def test_valid_stream_takes_the_fast_path(server: LiveServer) -> None:
     r = httpx.get(server.url + "/v1/stream", params={**Q, "seed": 9}, timeout=30)
     assert r.status_code == 200 and r.headers["wirelab-seed"] == "9"
-    assert r.headers["content-type"] == "application/vnd.wirelab.stream; version=2"
+    assert r.headers["content-type"] == "application/vnd.wirelab.stream; version=3"
     assert server.stream_runtime.fast_requests == 1
 
 

@@ -24,6 +24,7 @@ from wirelab.stream import (
 )
 from wirelab.stream._content import DIGESTS, FILL_MARGIN, RandomBits
 from wirelab.stream._params import Digest
+from wirelab.stream._plan import PlanGenerator
 
 LIMITS = StreamLimits()
 
@@ -145,6 +146,7 @@ class TestPlan:
         assert all(s % 1024 == 0 for s in sizes)
         assert min(sizes) >= 1024 and max(sizes) <= 1024 * 1024
 
+    @pytest.mark.parametrize("generator", ["blake3", "pcg64"])
     @given(
         seed=st.integers(0, 2**63 - 1),
         count=st.integers(1, 700),
@@ -160,22 +162,46 @@ class TestPlan:
     @example(seed=3, count=32 + 512, lo=0.0, span=1.0, speed=3.0)
     @example(seed=4, count=32 + 512 + 31, lo=0.0, span=1.0, speed=0.7)
     @example(seed=5, count=32 + 512 + 32, lo=0.0, span=1.0, speed=0.1)
-    def test_plan_in_blocks_is_the_per_file_draw(
-        self, seed: int, count: int, lo: float, span: float, speed: float
+    def test_plan_is_the_formats_per_file_draw(
+        self,
+        generator: PlanGenerator,
+        seed: int,
+        count: int,
+        lo: float,
+        span: float,
+        speed: float,
     ) -> None:
-        # The per-file formula of the format (docs/protocol/stream.md), in plain Python:
-        # numpy's block conversion must give exactly the same sizes, waits and offsets.
+        # The per-file formula of the format (docs/protocol/stream.md), in plain Python, on
+        # words made here as the format says: the engine's draws in blocks (first block
+        # converted one file at a time, later ones with numpy) must give exactly the same
+        # sizes, waits and offsets.
         p = StreamParams(
             count=count, min_size=2, max_size=2 * 10**6, min_interval=lo,
             max_interval=lo + span, speed=speed,
         )  # fmt: skip
-        raw = np.random.PCG64(np.random.SeedSequence([seed, 0])).random_raw(2 * count).tolist()
+        if generator == "blake3":  # version 3: BLAKE3's output, little-endian words
+            xof = blake3.blake3(b"wirelab stream plan v3" + seed.to_bytes(8, "little"))
+            data = xof.digest(16 * count)
+            raw = [int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data), 8)]
+        else:
+            bits = np.random.PCG64(np.random.SeedSequence([seed, 0]))
+            raw = bits.random_raw(2 * count).tolist()
         offset, expected = 0.0, []
         for i in range(count):
             wait = lo + (raw[2 * i + 1] >> 11) / float(2**53) * (p.max_interval - lo)
             offset += wait / speed
             expected.append((i, (1 + raw[2 * i] % 10**6) * 2, wait, offset))
-        assert [(f.index, f.size, f.wait, f.offset) for f in iter_plan(p, seed)] == expected
+        plan = iter_plan(p, seed, generator=generator)
+        assert [(f.index, f.size, f.wait, f.offset) for f in plan] == expected
+
+    def test_the_two_generators_give_different_plans(self) -> None:
+        p = StreamParams(count=20)
+        sizes = {g: [f.size for f in iter_plan(p, 7, generator=g)] for g in ("blake3", "pcg64")}
+        assert sizes["blake3"] != sizes["pcg64"]
+
+    def test_an_unknown_generator_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="plan generator must be one of"):
+            list(iter_plan(StreamParams(count=1), 7, generator="mt19937"))  # type: ignore[arg-type]
 
     def test_plan_is_lazy(self) -> None:
         plan = iter_plan(StreamParams(count=10**9), 1)

@@ -60,7 +60,7 @@ def decode(body: bytes, block: int = 65536) -> list[dict[str, Any]]:
 class TestStream:
     def test_defaults_headers_and_count(self, server: LiveServer) -> None:
         r = get(server, "/v1/stream", count=5, speed=1000)
-        assert r.headers["content-type"] == "application/vnd.wirelab.stream; version=2"
+        assert r.headers["content-type"] == "application/vnd.wirelab.stream; version=3"
         assert 0 <= int(r.headers["wirelab-seed"]) <= MAX_SEED and r.headers["wirelab-count"] == "5"
         files = decode(r.content)
         assert [f["meta"].index for f in files] == list(range(5))
@@ -99,7 +99,7 @@ class TestStream:
              "digest": digest}  # fmt: skip
         files = decode(get(live, "/v1/stream", **q, **FAST).content, block=1000)
         manifest = get(live, "/v1/stream/manifest", **q, **FAST).json()
-        assert manifest["digest"] == digest and manifest["version"] == 2
+        assert manifest["digest"] == digest and manifest["version"] == 3
         assert [f["digest"] for f in files] == [m[digest] for m in manifest["files"]]
         assert all(f["algorithm"] == digest for f in files)
         hash_ = blake3.blake3 if digest == "blake3" else hashlib.sha256

@@ -33,8 +33,8 @@ __all__ = [
 from ._digests import DIGEST_ALGORITHMS
 
 #: The version wirelab writes; decoders read every version in SUPPORTED_VERSIONS.
-STREAM_VERSION: Final = 2
-SUPPORTED_VERSIONS: Final = (1, 2)
+STREAM_VERSION: Final = 3
+SUPPORTED_VERSIONS: Final = (1, 2, 3)
 DTYPE_WIDTHS: Final[Mapping[str, int]] = {"int8": 1, "int16": 2, "int32": 4, "float32": 4}
 BYTEORDERS: Final = ("little", "big")
 
@@ -161,7 +161,8 @@ def _file_name(obj: Mapping[str, Any], frame: str) -> str:
 def parse_stream_header(obj: Mapping[str, Any]) -> StreamStarted:
     """Validate an ``S`` payload; refuse a version not in :data:`SUPPORTED_VERSIONS`.
 
-    Version 2 names its digest algorithm (``digest``); version 1 always used SHA-256."""
+    Versions 2 and 3 name their digest algorithm (``digest``); version 1 always used
+    SHA-256. Version 3 differs from 2 only in how the plan is drawn from the seed."""
     version = _count(obj, "S", "version")
     if version not in SUPPORTED_VERSIONS:
         raise ProtocolError(

@@ -50,7 +50,7 @@ __all__ = [
 CHUNK_SIZE = 64 * 1024
 
 Chunk: TypeAlias = bytes | memoryview
-#: Generators of ``content=random``: ``aes-ctr`` (stream format version 2), ``sfc64``
+#: Generators of ``content=random``: ``aes-ctr`` (stream format versions 2 and 3), ``sfc64``
 #: (version 1 and the classic endpoints).
 RandomBits: TypeAlias = Literal["aes-ctr", "sfc64"]
 

@@ -35,7 +35,7 @@ from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
 from ._disconnect import Watch, run_until_disconnect
 from ._pacer import Pacer
 from ._params import StreamParams
-from ._plan import Row, plan_rows
+from ._plan import PLAN_OF_VERSION, Row, plan_rows
 from ._schedule import start_time
 from ._slice import SLICE_SECONDS, TimeSlice
 
@@ -81,7 +81,9 @@ class StreamRuntime:
     ``send`` reached the host, or 0 where it cannot tell (see ``_schedule.start_time``).
     ``watch_connection`` (set by the server) watches the connection of a ``send`` for the
     client's disconnect, or returns None where ``receive()`` must be watched instead
-    (see ``_disconnect.run_until_disconnect``).
+    (see ``_disconnect.run_until_disconnect``). ``format_version`` is the stream format
+    the engine writes: 3 (the current one), or 2, whose bodies differ only in the plan
+    drawn from a seed and the version in ``S`` (docs/protocol/stream.md, Versions).
     """
 
     executor: Executor | None = None
@@ -103,7 +105,12 @@ class StreamRuntime:
     )
     request_age: Callable[[Send], float] | None = None
     watch_connection: Callable[[Send, Callable[[], object]], Watch | None] | None = None
+    format_version: int = STREAM_VERSION
     _pacer: Pacer | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.format_version not in PLAN_OF_VERSION:
+            raise ValueError(f"format_version must be 2 or 3, got {self.format_version!r}")
 
     def pacer(self) -> Pacer:
         """The shared timer of the running loop's paced streams (one per loop)."""
@@ -124,12 +131,12 @@ class StreamRuntime:
 
 
 @functools.lru_cache(maxsize=256)
-def start_template(params: StreamParams) -> StartTemplate:
+def start_template(params: StreamParams, version: int = STREAM_VERSION) -> StartTemplate:
     """The ``S`` frame of the streams of ``params`` (their member ``seed`` stands for each
     stream's seed), formatted once: the fast path parses a query once for a burst of
     streams that differ only in their seeds, and they share its ``params`` object."""
     return StartTemplate(
-        count=params.count, params=params.as_dict(), digest=params.digest, version=STREAM_VERSION
+        count=params.count, params=params.as_dict(), digest=params.digest, version=version
     )
 
 
@@ -156,7 +163,7 @@ class _FramedStream:
         self.send = send
         # The server's own frames are valid by construction: skip schema checks (the
         # grammar and sizes are still enforced), it is most of the per-file CPU cost.
-        self.encoder = StreamEncoder(validate=False)
+        self.encoder = StreamEncoder(validate=False, version=runtime.format_version)
         self.content = ContentSource(params, seed)
         self.slice = runtime.new_slice()
         self._small_file = small_file_maker(self.content, params.digest)
@@ -222,7 +229,8 @@ class _FramedStream:
     def start_frame(self) -> bytes:
         """The stream's ``S`` frame (its first bytes)."""
         if self.params.seed is None:  # the fast path's params, shared by a burst of streams
-            return self.encoder.start_from(start_template(self.params), self.seed)
+            template = start_template(self.params, self.runtime.format_version)
+            return self.encoder.start_from(template, self.seed)
         members = self.params.as_dict()
         members["seed"] = self.seed
         return self.encoder.start(
@@ -241,7 +249,8 @@ class _FramedStream:
             await self._put(start)
         pacer, last = self._pacer, self._last
         self._t0 = t0
-        self._rows = rows = iter(plan_rows(self.params, self.seed))
+        generator = PLAN_OF_VERSION[self.runtime.format_version]
+        self._rows = rows = iter(plan_rows(self.params, self.seed, generator=generator))
         try:
             loop, slice_, runtime, send = pacer.loop, self.slice, self.runtime, self.send
             direct = self.direct

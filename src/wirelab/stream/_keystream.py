@@ -1,4 +1,4 @@
-"""The keystream of ``content=random`` (stream format version 2): AES-128-CTR from counter 0.
+"""The keystream of ``content=random`` (stream format versions 2 and 3): AES-128-CTR from counter 0.
 
 The format defines the bytes (docs/protocol/stream.md, Content): one AES-128-CTR keystream
 per stream, key from the seed (:func:`random_key`), an all-zero initial counter block (a

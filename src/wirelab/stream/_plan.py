@@ -1,26 +1,55 @@
 """The schedule of a stream: each file's size and when it is due (pure; no I/O).
 
-Sizes and waits come from a PCG64 generator seeded with ``SeedSequence([seed, 0])``; each
-file takes two raw 64-bit outputs (size, then wait) and converts them with integer
-arithmetic, so the plan is identical on every platform and numpy version (numpy only
-guarantees stream stability for raw bit generator output).
+Each file takes two 64-bit words (size, then wait) and converts them with integer
+arithmetic, so the plan is identical on every platform. The words come from one of two
+generators (:data:`PLAN_GENERATORS`):
+
+* ``blake3`` (stream format version 3, ``/v1/stream``): the BLAKE3 extendable output of
+  ``b"wirelab stream plan v3"`` followed by the seed as 8 little-endian bytes, read as
+  little-endian 64-bit words (file *i* takes bytes ``16 i`` to ``16 i + 15``);
+* ``pcg64`` (versions 1 and 2, and the classic endpoints, which keep what a seed gave): a
+  PCG64 generator seeded with ``SeedSequence([seed, 0])``, two raw outputs per file (numpy
+  only guarantees stream stability for raw bit generator output).
+
+BLAKE3 replaced PCG64 in version 3 because seeding numpy's generator (``SeedSequence``,
+``PCG64`` and a first draw: a dozen Python-level calls) was the largest part of a short
+stream's set-up that a server without a plan does not pay: 56 k of 478 k instructions per
+one-file stream (``benchmarks/request_cost.py``); one XOF call costs a few.
 """
 
 from __future__ import annotations
 
 import functools
 import secrets
+import struct
 import sys
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from blake3 import blake3
 
 from ._params import MAX_SEED, StreamParams
 
-__all__ = ["FileSpec", "file_name", "iter_plan", "new_seed", "plan_bits", "plan_rows"]
+__all__ = [
+    "PLAN_GENERATORS",
+    "PLAN_OF_VERSION",
+    "FileSpec",
+    "PlanGenerator",
+    "file_name",
+    "iter_plan",
+    "new_seed",
+    "plan_bits",
+    "plan_rows",
+]
+
+PlanGenerator = Literal["blake3", "pcg64"]
+#: The plan's generators (see the module doc); the first is the current format's.
+PLAN_GENERATORS: tuple[PlanGenerator, ...] = ("blake3", "pcg64")
+#: The generator of each stream format version a server can write.
+PLAN_OF_VERSION: dict[int, PlanGenerator] = {2: "pcg64", 3: "blake3"}
 
 _BLOCK = 512  # files planned per draw from the generator (amortizes numpy call overhead)
 #: A stream's first files, converted one by one as the stream asks for them (see
@@ -31,6 +60,10 @@ _VECTOR_MIN = 32
 _NAMED = 4096  # files whose names are made once per dtype (see _names)
 _TWO_POW_53 = float(2**53)
 _MASK32 = 0xFFFFFFFF
+_PLAN_LABEL = b"wirelab stream plan v3"
+#: ``_UNPACK[n](data)``: the ``n`` little-endian 64-bit words of ``data`` as Python ints
+#: (every count a scalar draw can ask for: up to two words per file of a first block).
+_UNPACK = [struct.Struct(f"<{n}Q").unpack for n in range(2 * _FIRST_BLOCK + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +142,46 @@ def plan_bits(seed: int) -> np.random.PCG64:
     return np.random.PCG64(_SeedSequence(np.array(words, dtype=np.uint32)))
 
 
+class _Words:
+    """The 64-bit words of a plan, in order: ``scalars(n)`` as Python ints (``n <= 64``),
+    ``array(n)`` as a ``uint64`` array. ``pcg64``: raw outputs of :func:`plan_bits`."""
+
+    __slots__ = ("_bits",)
+
+    def __init__(self, seed: int) -> None:
+        self._bits = plan_bits(seed)
+
+    def scalars(self, n: int) -> list[int]:
+        words: list[int] = self._bits.random_raw(n).tolist()
+        return words
+
+    def array(self, n: int) -> npt.NDArray[np.uint64]:
+        words: npt.NDArray[np.uint64] = self._bits.random_raw(n)
+        return words
+
+
+class _Blake3Words(_Words):
+    """``blake3``: the XOF of the label and the seed, read on from where it stopped (the
+    XOF's ``seek``: a block of a long stream costs only its own bytes)."""
+
+    __slots__ = ("_next", "_xof")
+
+    def __init__(self, seed: int) -> None:
+        self._xof = blake3(_PLAN_LABEL + seed.to_bytes(8, "little"))
+        self._next = 0  # bytes of the output read so far
+
+    def _take(self, n: int) -> bytes:
+        start, self._next = self._next, self._next + 8 * n
+        data: bytes = self._xof.digest(8 * n, seek=start)
+        return data
+
+    def scalars(self, n: int) -> list[int]:
+        return list(_UNPACK[n](self._take(n)))
+
+    def array(self, n: int) -> npt.NDArray[np.uint64]:
+        return np.frombuffer(self._take(n), dtype="<u8").astype(np.uint64, copy=False)
+
+
 def file_name(index: int, dtype: str) -> str:
     """The name of file ``index`` of a stream of ``dtype`` samples (``000042.int16``)."""
     return f"{index:06d}.{dtype}"
@@ -122,21 +195,34 @@ def _names(dtype: str) -> tuple[str, ...]:
 
 
 def iter_plan(
-    params: StreamParams, seed: int, *, size_unit: int | None = None
+    params: StreamParams,
+    seed: int,
+    *,
+    size_unit: int | None = None,
+    generator: PlanGenerator = "blake3",
 ) -> Iterator[FileSpec]:
     """Yield the ``params.count`` planned files in order, lazily (memory is O(1)).
 
     Sizes are whole multiples of ``size_unit`` (default: the sample width) between
-    ``min_size`` and ``max_size``; both bounds must be multiples of it.
+    ``min_size`` and ``max_size``; both bounds must be multiples of it. ``generator``
+    chooses the words the plan is drawn from (see the module doc): ``blake3`` is the
+    plan of ``/v1/stream`` (stream format version 3), ``pcg64`` that of earlier versions
+    and of the classic endpoints.
     """
-    for row in plan_rows(params, seed, size_unit=size_unit):
+    for row in plan_rows(params, seed, size_unit=size_unit, generator=generator):
         yield FileSpec(*row)
 
 
 Row = tuple[int, str, int, float, float]
 
 
-def plan_rows(params: StreamParams, seed: int, *, size_unit: int | None = None) -> Iterator[Row]:
+def plan_rows(
+    params: StreamParams,
+    seed: int,
+    *,
+    size_unit: int | None = None,
+    generator: PlanGenerator = "blake3",
+) -> Iterator[Row]:
     """:func:`iter_plan` as plain ``(index, name, size, wait, offset)`` tuples (the stream
     engine reads these: a frozen dataclass per file costs more than the file's draw).
 
@@ -149,32 +235,36 @@ def plan_rows(params: StreamParams, seed: int, *, size_unit: int | None = None) 
     int-to-float, then the float multiply and add; the offsets a sequential running sum),
     so both give bit-identical plans.
     """
-    bits = plan_bits(seed)
+    if generator == "blake3":
+        words: _Words = _Blake3Words(seed)
+    elif generator == "pcg64":
+        words = _Words(seed)
+    else:
+        raise ValueError(f"plan generator must be one of {PLAN_GENERATORS}, got {generator!r}")
     draw = _Draw(params, size_unit or params.sample_width)
     first = min(params.count, _FIRST_BLOCK)
-    rows = draw.scalar(bits.random_raw(2 * first).tolist(), 0, 0.0)
+    rows = draw.scalar(words.scalars(2 * first), 0, 0.0)
     if first == params.count:
         return rows
-    return _block_rows(params, bits, draw, rows)
+    return _block_rows(params, words, draw, rows)
 
 
 def _block_rows(
-    params: StreamParams, bits: np.random.PCG64, draw: _Draw, first: Generator[Row, None, float]
+    params: StreamParams, words: _Words, draw: _Draw, first: Generator[Row, None, float]
 ) -> Iterator[Row]:
     offset = yield from first
     index = _FIRST_BLOCK
     while index < params.count:
         block = min(_BLOCK, params.count - index)
-        raw = bits.random_raw(2 * block)
         if block >= _VECTOR_MIN:
-            sizes, waits, offsets = draw.vector(raw, offset)
+            sizes, waits, offsets = draw.vector(words.array(2 * block), offset)
             rows = zip(range(index, index + block), sizes, waits, offsets, strict=True)
             names, dtype = draw.names, draw.dtype
             for i, size, wait, at in rows:
                 yield i, names[i] if i < _NAMED else file_name(i, dtype), size, wait, at
             offset = offsets[-1]
         else:
-            offset = yield from draw.scalar(raw.tolist(), index, offset)
+            offset = yield from draw.scalar(words.scalars(2 * block), index, offset)
         index += block
 
 

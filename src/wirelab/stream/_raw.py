@@ -34,11 +34,11 @@ async def _raw_files(
     t0: float,
 ) -> None:
     pacer = runtime.pacer()
-    # The classic endpoints keep their original generator: a seed gives the bytes it gave.
+    # The classic endpoints keep their original generators: a seed gives the files it gave.
     content = ContentSource(params, seed, random="sfc64")
     slice_ = runtime.new_slice()
     try:
-        for spec in iter_plan(params, seed, size_unit=size_unit):
+        for spec in iter_plan(params, seed, size_unit=size_unit, generator="pcg64"):
             await _wait_until(pacer, t0 + spec.offset, slice_)
             runtime.files_started += 1
             # One ASGI body message per file: the server writes it as exactly one HTTP

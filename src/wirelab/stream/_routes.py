@@ -10,6 +10,7 @@ parameter (generated from the same table).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -19,11 +20,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..framing._schema import STREAM_VERSION
 from ._classic import SlowPacer, classic_count
 from ._content import ContentSource
 from ._engine import StreamRuntime, run_framed_stream
 from ._params import StreamLimits, StreamParams
-from ._plan import iter_plan, new_seed
+from ._plan import PLAN_OF_VERSION, iter_plan, new_seed
 from ._query import QueryCache, QueryError, openapi_parameters, parse_stream_query, split_query
 from ._raw import run_raw_stream
 
@@ -39,7 +41,13 @@ __all__ = [
 #: Scope key under which the app stores the server's own ``send`` callable.
 RAW_SEND_KEY = "wirelab.raw_send"
 
-STREAM_MEDIA_TYPE = "application/vnd.wirelab.stream; version=2"
+
+def stream_media_type(version: int) -> str:
+    """The ``Content-Type`` of a framed stream of format ``version``."""
+    return f"application/vnd.wirelab.stream; version={version}"
+
+
+STREAM_MEDIA_TYPE = stream_media_type(STREAM_VERSION)
 _CLASSIC_UNIT = 1024  # classic files are whole KiB
 _CLASSIC_DEFAULT_COUNT = 100
 _CLASSIC_QUERY = frozenset(("seed", "speed"))
@@ -78,12 +86,13 @@ def _stream_headers(seed: int, count: int, media_type: str) -> list[tuple[bytes,
     ]
 
 
-def _manifest(params: StreamParams, seed: int) -> dict[str, Any]:
-    """Plan and hash every file without sending it (CPU bound: run it in a thread)."""
+def _manifest(params: StreamParams, seed: int, version: int) -> dict[str, Any]:
+    """Plan and hash every file of a stream of format ``version`` without sending it (CPU
+    bound: run it in a thread)."""
     content = ContentSource(params, seed)
     files = []
     total = 0
-    for spec in iter_plan(params, seed):
+    for spec in iter_plan(params, seed, generator=PLAN_OF_VERSION[version]):
         digest = content.known_digest(spec.size)
         if digest is None:
             h = content.new_hasher()
@@ -96,7 +105,7 @@ def _manifest(params: StreamParams, seed: int) -> dict[str, Any]:
              "offset": round(spec.offset, 6), params.digest: digest}
         )  # fmt: skip
     return {
-        "version": 2, "seed": seed, "count": params.count, "digest": params.digest,
+        "version": version, "seed": seed, "count": params.count, "digest": params.digest,
         "total_bytes": total,
         "dtype": params.dtype, "byteorder": params.byteorder,
         "params": params.as_dict(), "files": files,
@@ -177,6 +186,7 @@ def build_fast_path(runtime: StreamRuntime, limits: StreamLimits) -> FastPath:
     """
 
     queries = QueryCache(limits)
+    media_type = stream_media_type(runtime.format_version)
 
     async def fast(scope: Scope, receive: Receive, send: Send) -> bool:
         parsed = queries.parse_query(scope.get("query_string", b""))
@@ -186,7 +196,7 @@ def build_fast_path(runtime: StreamRuntime, limits: StreamLimits) -> FastPath:
         if seed is None:
             seed = new_seed()
         # params.seed stays unset: the engine takes the seed apart (no copy of params).
-        headers = _stream_headers(seed, params.count, STREAM_MEDIA_TYPE)
+        headers = _stream_headers(seed, params.count, media_type)
         runtime.fast_requests += 1
         await run_framed_stream(runtime, params, seed, headers, receive, send)
         return True
@@ -197,6 +207,7 @@ def build_fast_path(runtime: StreamRuntime, limits: StreamLimits) -> FastPath:
 def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
     """The Stream service's routes, bound to one runtime and one set of limits."""
     router = APIRouter(tags=["stream"])
+    media_type = stream_media_type(runtime.format_version)
     query_doc = {"parameters": openapi_parameters()}
 
     @router.get("/v1/stream", response_class=Response, responses=_STREAM_DOC,
@@ -208,7 +219,7 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
         picks one and reports it in the `Wirelab-Seed` header.
         """
         params, seed = _parse(request, limits)
-        headers = _stream_headers(seed, params.count, STREAM_MEDIA_TYPE)
+        headers = _stream_headers(seed, params.count, media_type)
 
         async def run(receive: Receive, send: Send, raw_send: Send) -> None:
             await run_framed_stream(runtime, params, seed, headers, receive, send, raw_send)
@@ -225,7 +236,8 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
         stream (the server's manifest limit, 256 MiB by default): 422 beyond it."""
         params, seed = _parse(request, limits, manifest=True)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(runtime.executor, _manifest, params, seed)
+        job = functools.partial(_manifest, params, seed, runtime.format_version)
+        return await loop.run_in_executor(runtime.executor, job)
 
     def classic(slow: bool) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -241,7 +253,7 @@ def build_router(runtime: StreamRuntime, limits: StreamLimits) -> APIRouter:
 
             async def run(receive: Receive, send: Send, raw_send: Send) -> None:
                 if slow:  # same waits, slower delivery: see _classic
-                    plan = iter_plan(params, seed, size_unit=_CLASSIC_UNIT)
+                    plan = iter_plan(params, seed, size_unit=_CLASSIC_UNIT, generator="pcg64")
                     raw_send = SlowPacer(raw_send, plan, params.speed)
                 await run_raw_stream(
                     runtime, params, seed, _CLASSIC_UNIT, headers, receive, send, raw_send
