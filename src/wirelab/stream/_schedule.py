@@ -12,8 +12,13 @@ if TYPE_CHECKING:
 __all__ = ["CATCH_UP_LIMIT", "start_time"]
 
 #: The longest wait of a request in the server's queues that a stream's schedule makes up
-#: for (see :func:`start_time`), in seconds.
-CATCH_UP_LIMIT = 1.0
+#: for (see :func:`start_time`), in seconds: well above what a burst the server keeps up
+#: with makes a request wait (tens of milliseconds), and below a paced stream's usual
+#: interval, so that making it up sends no overdue file at once. A server behind by more
+#: is overloaded: each file owed at once would deepen the backlog that delayed the
+#: request (1 s made up, two files of a stream paced at 0.5 s, cost a server held to half
+#: a core 1.5-2x the floor's lateness: benchmarks/README.md).
+CATCH_UP_LIMIT = 0.25
 
 
 def start_time(runtime: StreamRuntime, send: Send) -> float:
