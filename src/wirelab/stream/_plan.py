@@ -13,8 +13,8 @@ generators (:data:`PLAN_GENERATORS`):
 
 BLAKE3 replaced PCG64 in version 3 because seeding numpy's generator (``SeedSequence``,
 ``PCG64`` and a first draw: a dozen Python-level calls) was the largest part of a short
-stream's set-up that a server without a plan does not pay: 56 k of 478 k instructions per
-one-file stream (``benchmarks/request_cost.py``); one XOF call costs a few.
+stream's set-up that a server without a plan does not pay: a one-file stream cost the
+server 478 k instructions with it and 406 k with BLAKE3 (``benchmarks/request_cost.py``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ __all__ = ["CATCH_UP_LIMIT", "start_time"]
 #: interval, so that making it up sends no overdue file at once. A server behind by more
 #: is overloaded: each file owed at once would deepen the backlog that delayed the
 #: request (1 s made up, two files of a stream paced at 0.5 s, cost a server held to half
-#: a core 1.5-2x the floor's lateness: benchmarks/README.md).
+#: a core 1.3-3x the floor's lateness: benchmarks/README.md).
 CATCH_UP_LIMIT = 0.25
 
 
