@@ -199,8 +199,16 @@ def test_ctrl_c_during_fetch_says_how_to_resume_and_cancel(
     out = tmp_path / "clip.mp4"
     argv = [sys.executable, "-m", "wirelab", "media", "fetch", source.url("slow/" + test_media.hls),
             "--start", "1", "--end", "9", "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # A process started with SIGINT ignored (a background job of a non-interactive shell,
+    # as CI scripts run) passes that on, and Python then leaves Ctrl-C ignored: the
+    # fetch would run to its end. The child must start with Ctrl-C handled, as in a
+    # terminal: a handler in this process is reset to the default by exec.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert proc.stderr is not None
     first = proc.stderr.readline()  # "job ID: queued 0%": the job exists on the server
     assert first.startswith("job "), first
