@@ -110,7 +110,8 @@ class StreamRuntime:
 
     def __post_init__(self) -> None:
         if self.format_version not in PLAN_OF_VERSION:
-            raise ValueError(f"format_version must be 2 or 3, got {self.format_version!r}")
+            versions = " or ".join(map(str, PLAN_OF_VERSION))
+            raise ValueError(f"format_version must be {versions}, got {self.format_version!r}")
 
     def pacer(self) -> Pacer:
         """The shared timer of the running loop's paced streams (one per loop)."""

@@ -142,9 +142,9 @@ def plan_bits(seed: int) -> np.random.PCG64:
     return np.random.PCG64(_SeedSequence(np.array(words, dtype=np.uint32)))
 
 
-class _Words:
-    """The 64-bit words of a plan, in order: ``scalars(n)`` as Python ints (``n <= 64``),
-    ``array(n)`` as a ``uint64`` array. ``pcg64``: raw outputs of :func:`plan_bits`."""
+class _PCG64Words:
+    """The 64-bit words of a ``pcg64`` plan in order (raw outputs of :func:`plan_bits`):
+    ``scalars(n)`` as Python ints, ``array(n)`` as a ``uint64`` array."""
 
     __slots__ = ("_bits",)
 
@@ -160,9 +160,10 @@ class _Words:
         return words
 
 
-class _Blake3Words(_Words):
-    """``blake3``: the XOF of the label and the seed, read on from where it stopped (the
-    XOF's ``seek``: a block of a long stream costs only its own bytes)."""
+class _Blake3Words:
+    """The words of a ``blake3`` plan, as :class:`_PCG64Words` gives them (``scalars`` up
+    to 64 at a time): the XOF of the label and the seed, read on from where it stopped
+    (the XOF's ``seek``: a block of a long stream costs only its own bytes)."""
 
     __slots__ = ("_next", "_xof")
 
@@ -180,6 +181,10 @@ class _Blake3Words(_Words):
 
     def array(self, n: int) -> npt.NDArray[np.uint64]:
         return np.frombuffer(self._take(n), dtype="<u8").astype(np.uint64, copy=False)
+
+
+_Words = _PCG64Words | _Blake3Words
+_WORDS: dict[str, type[_Words]] = {"blake3": _Blake3Words, "pcg64": _PCG64Words}
 
 
 def file_name(index: int, dtype: str) -> str:
@@ -235,12 +240,10 @@ def plan_rows(
     int-to-float, then the float multiply and add; the offsets a sequential running sum),
     so both give bit-identical plans.
     """
-    if generator == "blake3":
-        words: _Words = _Blake3Words(seed)
-    elif generator == "pcg64":
-        words = _Words(seed)
-    else:
+    source = _WORDS.get(generator)
+    if source is None:
         raise ValueError(f"plan generator must be one of {PLAN_GENERATORS}, got {generator!r}")
+    words = source(seed)
     draw = _Draw(params, size_unit or params.sample_width)
     first = min(params.count, _FIRST_BLOCK)
     rows = draw.scalar(words.scalars(2 * first), 0, 0.0)
