@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import math
 import os
 import shlex
@@ -413,8 +414,24 @@ class CurlResult:
         return self.size / self.seconds / MB if self.seconds > 0 else math.nan
 
 
-def curl(url: str, *, timeout: float = 120.0, expect_size: int | None = None) -> CurlResult:
-    """Read ``url`` with curl to /dev/null; size and time as curl reports them."""
+def pin_tree(pid: int, cpus: set[int]) -> None:
+    """Restrict every thread of process ``pid`` and of its descendants to ``cpus``
+    (threads made later inherit their creator's set)."""
+    for member in (pid, *descendants(pid)):
+        with contextlib.suppress(OSError):  # a thread may end while we walk the list
+            for tid in os.listdir(f"/proc/{member}/task"):
+                os.sched_setaffinity(int(tid), cpus)
+
+
+def curl(
+    url: str,
+    *,
+    timeout: float = 120.0,
+    expect_size: int | None = None,
+    cpus: set[int] | None = None,
+) -> CurlResult:
+    """Read ``url`` with curl to /dev/null; size and time as curl reports them. ``cpus``:
+    run curl on these CPUs only."""
     if not url.startswith(f"http://{HOST}:"):
         raise ValueError(f"benchmarks only talk to {HOST}: {url}")
     argv = [
@@ -432,7 +449,8 @@ def curl(url: str, *, timeout: float = 120.0, expect_size: int | None = None) ->
         "%{size_download} %{time_total}",
         url,
     ]
-    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    pin = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, preexec_fn=pin)
     if out.returncode != 0:
         raise CurlError(f"curl exit {out.returncode}: {out.stderr.strip()} ({url})")
     size_s, time_s = out.stdout.split()

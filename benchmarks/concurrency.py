@@ -9,7 +9,7 @@ dominate.
 Lateness of a file = arrival of its E frame - (the moment the client sent its request +
 the F frame's ``offset``): what a client sees, so a server slow to accept a connection or to
 answer makes every file of that stream late. It is reported for every file ("all") and for
-the files scheduled after the last connection was made ("steady"). Also: the response
+the files scheduled after the ramp's planned end ("steady"). Also: the response
 head's delay after the request, files received vs expected, errors (connection resets and
 streams that did not finish counted apart), server peak RSS (VmHWM) and CPU over the run,
 and the client's own CPU and event-loop lag, which show whether the client kept up.

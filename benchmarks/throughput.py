@@ -51,6 +51,7 @@ from _util import (
     loadavg,
     log,
     median,
+    pin_tree,
     tree_stats,
     uvicorn_server,
     wirelab_command,
@@ -149,6 +150,22 @@ def component_speeds() -> dict[str, float]:
     return speeds
 
 
+def one_core_bound(
+    ceiling_mb_s: float, ceiling_s_per_gb: float, speeds: dict[str, float]
+) -> dict[str, float]:
+    """What ``content=random`` can reach, as a share of the ceiling, when its per-byte work
+    (keystream and BLAKE3, ``speeds`` in MB/s on one core) runs on the core that writes:
+    ceiling / (ceiling + that work), per GB. It bounds the ratio when the ceiling's server
+    is itself busy the whole time (``ceiling_core_share`` near 100 %)."""
+    extra = 1000 / speeds["digest"] + 1000 / speeds["bits"]
+    return {
+        "ceiling_s_per_gb": round(ceiling_s_per_gb, 3),
+        "ceiling_core_share": round(ceiling_s_per_gb * ceiling_mb_s / 1000, 2),
+        "random_extra_s_per_gb": round(extra, 3),
+        "random_ratio": round(ceiling_s_per_gb / (ceiling_s_per_gb + extra), 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
@@ -165,7 +182,15 @@ def main() -> int:
         help="also start this wirelab server (same flags appended) and read its streams "
         "in the same rounds, for a before/after comparison",
     )  # fmt: skip
+    parser.add_argument(
+        "--pin", action="store_true",
+        help="run every server on CPU 0 and curl on CPU 1 (the same for all targets): "
+        "takes the scheduler's placement out of the figures",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.pin and (os.cpu_count() or 1) < 2:
+        log("--pin needs at least 2 CPUs")
+        return 2
     if not have_curl():
         log("curl is not installed")
         return 2
@@ -215,10 +240,17 @@ def main() -> int:
                            ngx, "/buffered/blob")
                 )  # fmt: skip
 
+        client_cpus = None
+        if args.pin:
+            for server in {t.server.pid for t in targets}:
+                pin_tree(server, {0})
+            client_cpus = {1}
+            notes.append("--pin: servers on CPU 0, curl on CPU 1")
+
         def read(t: Target) -> tuple[float, float]:
             url = f"http://{HOST}:{t.server.port}{t.path}"
             before = tree_stats(t.server.pid)
-            res = curl(url, timeout=120)
+            res = curl(url, timeout=120, cpus=client_cpus)
             spent = tree_stats(t.server.pid).cpu - before.cpu
             if res.size < TOTAL:  # at least the file data (wirelab adds its framing)
                 raise CurlError(f"{t.key}: read {res.size} bytes, expected >= {TOTAL}")
@@ -236,6 +268,7 @@ def main() -> int:
                 + ", ".join(f"{t.key} {t.mbps[-1]:.0f}" for t in targets))  # fmt: skip
 
     med = {t.key: median(t.mbps) for t in targets}
+    by_key = {t.key: t for t in targets}
     speeds = component_speeds()
     checks: list[dict[str, Any]] = []
     for key, goal in TARGETS.items():
@@ -254,9 +287,11 @@ def main() -> int:
         }
         for t in targets
     ]
+    bound = one_core_bound(med["ceiling"], median(by_key["ceiling"].cpu_per_gb), speeds)
     if args.json:
         print(json.dumps({"rounds": args.rounds, "bytes": TOTAL, "cpus": os.cpu_count(),
-                          "loadavg_at_start": load, "results": results, "checks": checks,
+                          "one_core_bound": bound, "loadavg_at_start": load,
+                          "results": results, "checks": checks,
                           "one_core_mb_s": {k: round(v) for k, v in speeds.items()},
                           "notes": notes}, indent=2))  # fmt: skip
         return 0 if all(c["pass"] for c in checks) else 1
@@ -280,8 +315,13 @@ def main() -> int:
         f"(= {speeds['both'] / med['ceiling']:.0%} of the ceiling before any "
         "socket or framing work)"
     )
+    print(
+        f"one-core bound for random: the ceiling's server spent {bound['ceiling_s_per_gb']:.2f}"
+        f" s/GB, {bound['ceiling_core_share']:.0%} of a core at its median; with the "
+        f"keystream and BLAKE3 ({bound['random_extra_s_per_gb']:.2f} s/GB in-process) on the "
+        f"same core, random reaches at most {bound['random_ratio']:.0%} of the ceiling"
+    )
     print(f"load average at start: {load:.2f} (other work on the machine skews the figures)")
-    by_key = {t.key: t for t in targets}
     for key in TARGETS:
         if (ref := by_key.get(f"{key}-baseline")) is not None:
             paired = median([a / b for a, b in zip(by_key[key].mbps, ref.mbps, strict=True)])
