@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from wirelab.server import ServerConfig, create_app
-from wirelab.server._direct import direct_body
+from wirelab.server._direct import PAGE, _split, direct_body, page_cut
 from wirelab.testing._live import LiveServer
 
 _ZERO = {"min_interval": 0, "max_interval": 0}
@@ -70,19 +70,81 @@ def _get_slowly(server: LiveServer, path: str, pause: float) -> tuple[bytes, int
     return b"".join(chunks), sent_before_reading
 
 
-def _dechunk(raw: bytes) -> bytes:
+def _chunks(raw: bytes) -> list[bytes]:
+    """The data of each chunk of a raw chunked response (a whole one, with its head)."""
     head, _, rest = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
-    body = bytearray()
+    chunks = []
     while True:
         size_line, _, rest = rest.partition(b"\r\n")
         size = int(size_line, 16)
         if size == 0:
             assert rest == b"\r\n"  # the response ends: nothing after the last chunk
-            return bytes(body)
-        body += rest[:size]
+            return chunks
+        chunks.append(rest[:size])
         assert rest[size : size + 2] == b"\r\n"
         rest = rest[size + 2 :]
+
+
+def _dechunk(raw: bytes) -> bytes:
+    return b"".join(_chunks(raw))
+
+
+def _get(server: LiveServer, query: dict[str, Any]) -> bytes:
+    path = "/v1/stream?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return _exchange(
+        server, [f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode()]
+    )
+
+
+def _wire(chunk: bytes) -> int:
+    """Bytes a chunk takes on the wire: its size line, its data and a CRLF."""
+    return len(b"%x\r\n" % len(chunk)) + len(chunk) + 2
+
+
+def _frame_ends(body: bytes) -> set[int]:
+    """Offsets in ``body`` (a stream) where a frame ends: after the 8-byte preamble, each
+    frame is a type byte, a 4-byte big-endian length and the payload."""
+    ends, at = set(), 8
+    while at < len(body):
+        at += 5 + int.from_bytes(body[at + 1 : at + 5], "big")
+        ends.add(at)
+    assert at == len(body)
+    return ends
+
+
+@pytest.mark.asyncio
+async def test_back_to_back_large_messages_go_out_in_whole_pages(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    queries: list[dict[str, Any]] = [
+        {"count": 5, "min_size": 1 << 20, "max_size": 1 << 20, "content": "ramp", "seed": 2,
+         **_ZERO},
+        {"count": 3, "min_size": 300_000, "max_size": 2_500_002, "content": "random",
+         "seed": 3, **_ZERO},
+    ]  # fmt: skip
+    expected = await _asgi_bodies(tmp_path, queries)
+    for query, body in zip(queries, expected, strict=True):
+        chunks = _chunks(_get(server, query))
+        assert b"".join(chunks) == body, query
+        large = [c for c in chunks[1:-2] if len(c) >= 64 * 1024]  # not S, the tail, the end
+        assert len(large) >= query["count"] - 1, [len(c) for c in chunks]
+        assert all(_wire(c) % PAGE == 0 for c in large), [_wire(c) % PAGE for c in large]
+
+
+@pytest.mark.asyncio
+async def test_paced_large_files_hold_nothing_back(server: LiveServer, tmp_path: Path) -> None:
+    # Between two files the stream waits: each file's bytes must all be out before it.
+    query = {"count": 3, "min_size": 200_000, "max_size": 1_500_000, "content": "random",
+             "min_interval": 0.01, "max_interval": 0.01, "seed": 5}  # fmt: skip
+    (expected,) = await _asgi_bodies(tmp_path, [query])
+    chunks = _chunks(_get(server, query))
+    assert b"".join(chunks) == expected
+    ends = _frame_ends(expected)
+    at = 0
+    for chunk in chunks:
+        at += len(chunk)
+        assert at in ends, "a chunk ended inside a frame"
 
 
 @pytest.mark.asyncio
@@ -176,3 +238,22 @@ def test_head_with_the_first_chunk_is_what_uvicorn_writes(server: LiveServer) ->
     assert runtime.direct_streams == 4  # (the bodies still go past send)
     assert direct == through_send
     assert direct.count(b"HTTP/1.1 200 OK\r\n") == 2 and direct.count(b"connection: close") == 1
+
+
+def test_page_cut_is_the_largest_whole_page_chunk() -> None:
+    for size in [*range(PAGE, 3 * PAGE), *range(0xFFFF0 - PAGE, 0x100010 + PAGE), 123_456_789]:
+        n = page_cut(size)
+        assert size - PAGE < n <= size, size
+        assert (len(b"%x\r\n" % n) + n + 2) % PAGE == 0, size
+    # Already whole pages: no cut (0xffa = 4090 bytes of data: 5 + 4090 + 2 = 4097 is not,
+    # 4089 is: 5 + 4089 + 2 = 4096).
+    assert page_cut(4089) == 4089 and page_cut(4090) == 4089
+
+
+def test_split_keeps_every_byte_in_order() -> None:
+    parts = [b"abc", bytearray(b"defgh"), memoryview(b"ijklmnop"), b"q"]
+    whole = b"".join(parts)
+    for n in range(len(whole) + 1):
+        head, tail = _split(parts, n)
+        assert b"".join(head) == whole[:n] and tail == whole[n:]
+        assert all(len(p) for p in head)  # no empty piece handed to the transport

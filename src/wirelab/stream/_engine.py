@@ -58,8 +58,13 @@ class DirectBody(Protocol):
     def write(self, data: Chunk) -> None:
         """Write ``data`` (not empty) as one body chunk."""
 
-    def write_parts(self, parts: Sequence[Chunk]) -> None:
-        """Write ``parts`` as one body chunk, without joining them."""
+    def write_parts(self, parts: Sequence[Chunk], hold_tail: bool = False) -> None:
+        """Write ``parts`` as one body chunk, without joining them; with ``hold_tail``
+        (another write follows at once) it may keep the last few KiB for that one."""
+
+    def flush(self) -> None:
+        """Write what :meth:`write_parts` kept back: before anything goes through
+        ``send``."""
 
 
 @dataclass(eq=False)
@@ -171,6 +176,9 @@ class _FramedStream:
         self.direct: DirectBody | None = None
         self._pacer = runtime.pacer()
         self._last = params.count - 1
+        # No waits: each large message is followed at once by the next, which lets the
+        # direct writes hold back a few KiB to write whole pages (server._direct).
+        self._back_to_back = params.max_interval == 0
         # Set by run(), shared with the pacer's callback (_ahead, _tick): the schedule's
         # start, the plan's rows, and the waiter of the task while the timer sends.
         self._t0 = 0.0
@@ -185,19 +193,27 @@ class _FramedStream:
         if more and direct is not None and not direct.blocked():
             direct.write(data)
         else:
-            await self.send(_body(data, more))
+            await self._send_body(data, more)
 
-    async def _put_parts(self, parts: list[Chunk], more: bool = True) -> None:
+    async def _put_parts(self, parts: list[Chunk], more: bool = True, hold: bool = False) -> None:
         """:meth:`_put` of ``parts`` joined (written without the join where it can: when
         the socket's buffer is full, an empty message through ``send`` waits for it to
-        drain first, which writes nothing)."""
+        drain first, which writes nothing). ``hold``: more of the body follows at once
+        (see :class:`DirectBody`)."""
         direct = self.direct
         if more and direct is not None and direct.blocked():
+            direct.flush()
             await self.send(_body(b"", True))
         if more and direct is not None and not direct.blocked():
-            direct.write_parts(parts)
+            direct.write_parts(parts, hold)
         else:
-            await self.send(_body(b"".join(parts), more))
+            await self._send_body(b"".join(parts), more)
+
+    async def _send_body(self, data: Chunk, more: bool) -> None:
+        """Send ``data`` through ``send``, after what the direct writes held back."""
+        if self.direct is not None:
+            self.direct.flush()
+        await self.send(_body(data, more))
 
     def _small_message_maker(self) -> Callable[[Row], bytes]:
         """``small_message(row)``: the message of the small file ``row``, generated and
@@ -253,7 +269,7 @@ class _FramedStream:
         generator = PLAN_OF_VERSION[self.runtime.format_version]
         self._rows = rows = iter(plan_rows(self.params, self.seed, generator=generator))
         try:
-            loop, slice_, runtime, send = pacer.loop, self.slice, self.runtime, self.send
+            loop, slice_, runtime = pacer.loop, self.slice, self.runtime
             direct = self.direct
             row, due = next(rows, None), False
             while row is not None:
@@ -294,7 +310,7 @@ class _FramedStream:
                 if more and direct is not None and not direct.blocked():
                     direct.write(message)
                 else:
-                    await send({"type": "http.response.body", "body": message, "more_body": more})
+                    await self._send_body(message, more)
                 runtime.files_sent += 1
                 row = next(rows, None)
         except asyncio.CancelledError:
@@ -304,12 +320,12 @@ class _FramedStream:
             if (task := asyncio.current_task()) is not None:
                 task.uncancel()
             abort = self.encoder.abort("shutdown", "the server is shutting down")
-            await self.send(_body(abort, more=False))
+            await self._send_body(abort, more=False)
             return
         finally:
             self.runtime.pauses += self.slice.pauses
         if not self.encoder.finished:  # no file: the Z frame goes alone
-            await self.send(_body(self.encoder.end(), more=False))
+            await self._send_body(self.encoder.end(), more=False)
 
     def _ahead(self, row: Row) -> asyncio.Future[tuple[Row | None, bool]]:
         """Send ``row`` (a small file, not the last) and the files after it from the
@@ -387,7 +403,7 @@ class _FramedStream:
         """Send a file's final message: ``parts`` joined, plus the ``Z`` frame if ``last``."""
         if last:
             parts.append(self.encoder.end())
-        await self._put_parts(parts, more=not last)
+        await self._put_parts(parts, more=not last, hold=self._back_to_back)
 
     async def _send_filled(self, header: bytes, size: int, last: bool) -> None:
         """Send a large ``random`` file whose bytes are generated in one piece per message
@@ -416,7 +432,7 @@ class _FramedStream:
                 parts.append(encoder.file_end(_hexdigest(hasher)))
                 if last:
                     parts.append(encoder.end())
-            await self._put_parts(parts, more=done < size or not last)
+            await self._put_parts(parts, more=done < size or not last, hold=self._back_to_back)
 
     def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
         key = (self.params.content, self.params.dtype, self.params.byteorder, size)
@@ -452,7 +468,7 @@ class _FramedStream:
             parts += (self.encoder.data_header(len(chunk)), chunk)
             size += len(chunk)
             if size >= MESSAGE_SIZE:
-                await self._put_parts(parts)
+                await self._put_parts(parts, hold=self._back_to_back)
                 parts, size = [], 0
             await self.slice.checkpoint()
         if size:
