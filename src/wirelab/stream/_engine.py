@@ -269,7 +269,7 @@ class _FramedStream:
         generator = PLAN_OF_VERSION[self.runtime.format_version]
         self._rows = rows = iter(plan_rows(self.params, self.seed, generator=generator))
         try:
-            loop, slice_, runtime = pacer.loop, self.slice, self.runtime
+            loop, slice_, runtime, send = pacer.loop, self.slice, self.runtime, self.send
             direct = self.direct
             row, due = next(rows, None), False
             while row is not None:
@@ -309,8 +309,10 @@ class _FramedStream:
                 # self._put, inlined (a coroutine per file, again).
                 if more and direct is not None and not direct.blocked():
                     direct.write(message)
-                else:
-                    await self._send_body(message, more)
+                else:  # self._send_body, inlined
+                    if direct is not None:
+                        direct.flush()
+                    await send({"type": "http.response.body", "body": message, "more_body": more})
                 runtime.files_sent += 1
                 row = next(rows, None)
         except asyncio.CancelledError:
