@@ -26,8 +26,9 @@ for the next write (:meth:`DirectBody.write_parts` with ``hold_tail``, at most 4
 written at the latest by :meth:`DirectBody.flush`). Why: over loopback, a client's
 ``recv`` copied a zero-wait ``content=ramp`` stream written in chunks of 1 MiB + 289
 bytes at 0.20-0.29 s of CPU a GB, and the same bytes in chunks of whole pages at 0.155
-(the copy out of the kernel's socket buffers is slower when the data does not start on
-a page), so the client, not the server, had set the pace (benchmarks/README.md).
+(its time went to the kernel's copy out of the socket buffers, ``_copy_to_iter``: 2.3
+times as long for the same bytes), so the client, not the server, had set the pace
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
