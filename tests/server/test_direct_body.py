@@ -74,7 +74,7 @@ def _chunks(raw: bytes) -> list[bytes]:
     """The data of each chunk of a raw chunked response (a whole one, with its head)."""
     head, _, rest = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         size_line, _, rest = rest.partition(b"\r\n")
         size = int(size_line, 16)
@@ -251,7 +251,9 @@ def test_page_cut_is_the_largest_whole_page_chunk() -> None:
 
 
 def test_split_keeps_every_byte_in_order() -> None:
-    parts = [b"abc", bytearray(b"defgh"), memoryview(b"ijklmnop"), b"q"]
+    parts: list[bytes | bytearray | memoryview] = [
+        b"abc", bytearray(b"defgh"), memoryview(b"ijklmnop"), b"q"
+    ]  # fmt: skip
     whole = b"".join(parts)
     for n in range(len(whole) + 1):
         head, tail = _split(parts, n)

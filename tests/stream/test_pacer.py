@@ -113,8 +113,11 @@ class RecordingBody:
     def write(self, data: Any) -> None:
         self.writes.append(bytes(data))
 
-    def write_parts(self, parts: Any) -> None:
+    def write_parts(self, parts: Any, hold_tail: bool = False) -> None:
         self.writes.append(b"".join(parts))
+
+    def flush(self) -> None:
+        """Nothing is held back: every write is taken whole."""
 
 
 @pytest.mark.asyncio
