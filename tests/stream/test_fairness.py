@@ -24,8 +24,9 @@ from click.testing import CliRunner
 from _waiting import wait_for
 from wirelab.framing import FileEnded, StreamDecoder, StreamEnded
 from wirelab.stream import ContentSource, StreamLimits, StreamParams, StreamRuntime, _content
-from wirelab.stream._engine import Message, run_framed_stream
+from wirelab.stream._engine import run_framed_stream
 from wirelab.stream._raw import run_raw_stream
+from wirelab.stream._runtime import Message
 from wirelab.stream._slice import TimeSlice
 from wirelab.testing._live import LiveServer
 

@@ -5,7 +5,6 @@ the HTTP side is :func:`build_router` plus the asyncio engine behind it.
 """
 
 from ._content import CHUNK_SIZE, ContentSource
-from ._engine import StreamRuntime
 from ._params import (
     CONTENTS,
     DTYPES,
@@ -16,6 +15,7 @@ from ._params import (
     StreamParams,
 )
 from ._plan import FileSpec, iter_plan, new_seed
+from ._runtime import StreamRuntime
 
 __all__ = [
     "CHUNK_SIZE",

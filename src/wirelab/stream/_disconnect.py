@@ -24,7 +24,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._engine import StreamRuntime
+    from ._runtime import StreamRuntime
 
 __all__ = ["DisconnectWatch", "Watch", "run_until_disconnect"]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from ._content import ContentSource
 from ._disconnect import run_until_disconnect
-from ._engine import Receive, Send, StreamRuntime, _body, _start
+from ._engine import _body, _start
 from ._pacer import Pacer
 from ._params import StreamParams
 from ._plan import iter_plan
+from ._runtime import Receive, Send, StreamRuntime
 from ._schedule import start_time
 from ._slice import TimeSlice
 

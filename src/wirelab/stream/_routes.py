@@ -23,11 +23,12 @@ from starlette.types import Receive, Scope, Send
 from ..framing._schema import STREAM_VERSION
 from ._classic import SlowPacer, classic_count
 from ._content import ContentSource
-from ._engine import StreamRuntime, run_framed_stream
+from ._engine import run_framed_stream
 from ._params import StreamLimits, StreamParams
 from ._plan import PLAN_OF_VERSION, iter_plan, new_seed
 from ._query import QueryCache, QueryError, openapi_parameters, parse_stream_query, split_query
 from ._raw import run_raw_stream
+from ._runtime import StreamRuntime
 
 __all__ = [
     "RAW_SEND_KEY",

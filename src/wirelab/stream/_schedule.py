@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._engine import Send, StreamRuntime
+    from ._runtime import Send, StreamRuntime
 
 __all__ = ["CATCH_UP_LIMIT", "start_time"]
 
