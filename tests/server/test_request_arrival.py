@@ -19,7 +19,7 @@ import pytest
 
 from wirelab.framing import FileStarted, StreamDecoder
 from wirelab.server._arrival import TICK_MARGIN, request_age, socket_data_age
-from wirelab.stream._engine import StreamRuntime
+from wirelab.stream._runtime import StreamRuntime
 from wirelab.stream._schedule import CATCH_UP_LIMIT, start_time
 from wirelab.testing import LiveServer
 

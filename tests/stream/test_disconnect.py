@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from wirelab.stream._disconnect import DisconnectWatch, run_until_disconnect
-from wirelab.stream._engine import StreamRuntime
+from wirelab.stream._runtime import StreamRuntime
 
 Message = dict[str, Any]
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from wirelab.stream import StreamParams
-from wirelab.stream._engine import StreamRuntime, run_framed_stream
+from wirelab.stream._engine import run_framed_stream
 from wirelab.stream._raw import run_raw_stream
+from wirelab.stream._runtime import StreamRuntime
 
 MIB = 1024 * 1024
 FAST = {"min_interval": 0, "max_interval": 0}

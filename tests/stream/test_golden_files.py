@@ -23,8 +23,9 @@ import pytest
 
 from wirelab.framing import FileEnded, FileStarted, StreamDecoder, StreamStarted
 from wirelab.stream import StreamParams, iter_plan
-from wirelab.stream._engine import StreamRuntime, run_framed_stream
+from wirelab.stream._engine import run_framed_stream
 from wirelab.stream._plan import PlanGenerator
+from wirelab.stream._runtime import StreamRuntime
 
 SEED = 11
 # 40 files of 4..6000 bytes, waits of 0..1 ms: small files only (one message each).

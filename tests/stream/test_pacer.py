@@ -11,9 +11,10 @@ import pytest
 
 from wirelab.framing import FileStarted, StreamDecoder
 from wirelab.stream import StreamParams
-from wirelab.stream._engine import StreamRuntime, _FramedStream, run_framed_stream
+from wirelab.stream._engine import _FramedStream, run_framed_stream
 from wirelab.stream._pacer import TOLERANCE, Pacer
 from wirelab.stream._plan import plan_rows
+from wirelab.stream._runtime import StreamRuntime
 
 
 class FakeLoop:

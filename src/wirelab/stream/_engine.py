@@ -35,7 +35,7 @@ from ._plan import PLAN_OF_VERSION, Row, plan_rows
 from ._runtime import DirectBody, Message, Receive, Send, StreamRuntime
 from ._schedule import start_time
 
-__all__ = ["MESSAGE_SIZE", "DirectBody", "StreamRuntime", "run_framed_stream"]
+__all__ = ["MESSAGE_SIZE", "run_framed_stream"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,17 +97,17 @@ class _FramedStream:
         else:
             await self._send_body(data, more)
 
-    async def _put_parts(self, parts: list[Chunk], more: bool = True, hold: bool = False) -> None:
+    async def _put_parts(self, parts: list[Chunk], more: bool = True) -> None:
         """:meth:`_put` of ``parts`` joined (written without the join where it can: when
         the socket's buffer is full, an empty message through ``send`` waits for it to
-        drain first, which writes nothing). ``hold``: more of the body follows at once
-        (see :class:`DirectBody`)."""
+        drain first, which writes nothing). In a stream without waits the direct write may
+        keep a few KiB back for the next one (see :class:`DirectBody`)."""
         direct = self.direct
         if more and direct is not None and direct.blocked():
             direct.flush()
             await self.send(_body(b"", True))
         if more and direct is not None and not direct.blocked():
-            direct.write_parts(parts, hold)
+            direct.write_parts(parts, self._back_to_back)
         else:
             await self._send_body(b"".join(parts), more)
 
@@ -307,7 +307,7 @@ class _FramedStream:
         """Send a file's final message: ``parts`` joined, plus the ``Z`` frame if ``last``."""
         if last:
             parts.append(self.encoder.end())
-        await self._put_parts(parts, more=not last, hold=self._back_to_back)
+        await self._put_parts(parts, more=not last)
 
     async def _send_filled(self, header: bytes, size: int, last: bool) -> None:
         """Send a large ``random`` file whose bytes are generated in one piece per message
@@ -336,7 +336,7 @@ class _FramedStream:
                 parts.append(encoder.file_end(_hexdigest(hasher)))
                 if last:
                     parts.append(encoder.end())
-            await self._put_parts(parts, more=done < size or not last, hold=self._back_to_back)
+            await self._put_parts(parts, more=done < size or not last)
 
     def _cached_body(self, size: int, chunks: Iterator[Chunk]) -> bytes:
         key = (self.params.content, self.params.dtype, self.params.byteorder, size)
@@ -372,7 +372,7 @@ class _FramedStream:
             parts += (self.encoder.data_header(len(chunk)), chunk)
             size += len(chunk)
             if size >= MESSAGE_SIZE:
-                await self._put_parts(parts, hold=self._back_to_back)
+                await self._put_parts(parts)
                 parts, size = [], 0
             await self.slice.checkpoint()
         if size:

@@ -46,8 +46,6 @@ __all__ = [
 ]
 
 PlanGenerator = Literal["blake3", "pcg64"]
-#: The plan's generators (see the module doc); the first is the current format's.
-PLAN_GENERATORS: tuple[PlanGenerator, ...] = ("blake3", "pcg64")
 #: The generator of each stream format version a server can write.
 PLAN_OF_VERSION: dict[int, PlanGenerator] = {2: "pcg64", 3: "blake3"}
 
@@ -184,7 +182,9 @@ class _Blake3Words:
 
 
 _Words = _PCG64Words | _Blake3Words
-_WORDS: dict[str, type[_Words]] = {"blake3": _Blake3Words, "pcg64": _PCG64Words}
+_WORDS: dict[PlanGenerator, type[_Words]] = {"blake3": _Blake3Words, "pcg64": _PCG64Words}
+#: The plan's generators (see the module doc); the first is the current format's.
+PLAN_GENERATORS: tuple[PlanGenerator, ...] = tuple(_WORDS)
 
 
 def file_name(index: int, dtype: str) -> str:
@@ -240,7 +240,7 @@ def plan_rows(
     int-to-float, then the float multiply and add; the offsets a sequential running sum),
     so both give bit-identical plans.
     """
-    source = _WORDS.get(generator)
+    source = _WORDS.get(generator)  # a str from outside may be anything
     if source is None:
         raise ValueError(f"plan generator must be one of {PLAN_GENERATORS}, got {generator!r}")
     words = source(seed)
