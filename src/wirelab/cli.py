@@ -234,6 +234,15 @@ def _tls_options(func: F) -> F:
     help="Threads that generate and hash large random files, shared by all streams "
     "(0: on the event loop, the faster choice on 2 cores; see docs/design.md).",
 )
+@click.option(
+    "--keystream-thread/--no-keystream-thread",
+    default=True,
+    envvar="WIRELAB_KEYSTREAM_THREAD",
+    show_envvar=True,
+    help="Make the random bytes of streams without waits one message ahead on a thread "
+    "of their own while the event loop hashes and writes (with 0 worker threads and more "
+    "than one CPU).",
+)
 @_cli_worker.database_url_option
 @_cli_worker.database_pool_size_option
 @click.option(
@@ -306,6 +315,7 @@ def serve(
     stream_limit_manifest_bytes: int,
     stream_limit_duration: float,
     worker_threads: int,
+    keystream_thread: bool,
     database_url: str | None,
     auth_cache_seconds: float | None,
     database_pool_size: int,
@@ -372,6 +382,7 @@ def serve(
             max_duration=stream_limit_duration,
         ),
         worker_threads=worker_threads,
+        keystream_thread=keystream_thread,
         database_url=database_url,
         database_pool_size=database_pool_size,
         storage_url=storage_url,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -69,7 +70,9 @@ CASES_V3: dict[str, str] = {
 }
 
 
-async def body_digest(params: StreamParams, *, raw: bool = False, version: int = 3) -> str:
+async def body_digest(
+    params: StreamParams, *, raw: bool = False, version: int = 3, **runtime: Any
+) -> str:
     body = hashlib.sha256()
 
     async def send(message: MutableMapping[str, Any]) -> None:
@@ -80,11 +83,11 @@ async def body_digest(params: StreamParams, *, raw: bool = False, version: int =
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    runtime = StreamRuntime(format_version=version)
+    state = StreamRuntime(format_version=version, **runtime)
     if raw:
-        await run_raw_stream(runtime, params, 7, 1024, [], receive, send)
+        await run_raw_stream(state, params, 7, 1024, [], receive, send)
     else:
-        await run_framed_stream(runtime, params, 7, [], receive, send)
+        await run_framed_stream(state, params, 7, [], receive, send)
     return body.hexdigest()
 
 
@@ -96,6 +99,48 @@ async def test_framed_body_is_unchanged(name: str, version: int) -> None:
     if version == 3:
         expected = CASES_V3[name]
     assert await body_digest(StreamParams(seed=7, **members), version=version) == expected
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """A real one-thread pool that counts the jobs it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.jobs = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.jobs += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+# Streams whose large random files are made a message ahead (zero waits, integer samples,
+# files past 64 KiB), and streams that never are.
+MADE_AHEAD = ["random-large-int16", "random-large-sha256"]
+NOT_AHEAD = ["random-small", "random-large-float32", "sine-big-endian"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", MADE_AHEAD + NOT_AHEAD)
+async def test_a_keystream_thread_changes_no_byte(name: str) -> None:
+    members, _ = CASES[name]
+    with CountingExecutor() as keystream:
+        digest = await body_digest(StreamParams(seed=7, **members), keystream_executor=keystream)
+    assert digest == CASES_V3[name]
+    assert (keystream.jobs > 0) == (name in MADE_AHEAD)
+
+
+@pytest.mark.asyncio
+async def test_large_files_between_small_ones_are_made_ahead_in_order() -> None:
+    # Sizes from 2 bytes to 3 MiB: large files after small ones (made on the loop), runs
+    # of large files (the next one's first message made during this one's last) and
+    # messages of every length. The loop alone gives the reference bytes.
+    params = StreamParams(
+        seed=11, count=40, min_size=2, max_size=3 * MIB + 5, min_interval=0, max_interval=0
+    )
+    reference = await body_digest(params)
+    with CountingExecutor() as keystream:
+        assert await body_digest(params, keystream_executor=keystream) == reference
+    assert keystream.jobs > 20
 
 
 @pytest.mark.asyncio

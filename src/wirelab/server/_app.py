@@ -94,17 +94,33 @@ def _prepare_data_dir(path: Path) -> None:
 async def _stream_executor(config: ServerConfig, runtime: StreamRuntime) -> AsyncIterator[None]:
     """The streams' worker threads for the app's lifetime; on exit, streams in progress
     are ended (with an ``X`` frame)."""
-    # 0 worker threads: streams generate and hash on the loop thread, and the manifest
-    # uses the loop's default executor.
-    with ThreadPoolExecutor(
-        max_workers=max(1, config.worker_threads), thread_name_prefix="wirelab-gen"
-    ) as executor:
+    # 0 worker threads: streams generate and hash on the loop thread (the keystream of
+    # streams without waits on one thread of its own, see stream._prefill), and the
+    # manifest uses the loop's default executor.
+    with (
+        ThreadPoolExecutor(
+            max_workers=max(1, config.worker_threads), thread_name_prefix="wirelab-gen"
+        ) as executor,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="wirelab-keystream") as keystream,
+    ):
         runtime.executor = executor if config.worker_threads else None
+        runtime.keystream_executor = keystream if _keystream_thread(config) else None
         try:
             yield
         finally:
             runtime.shutdown()
             runtime.executor = None
+            runtime.keystream_executor = None
+
+
+def _keystream_thread(config: ServerConfig) -> bool:
+    """Whether zero-wait streams make their keystream on a thread of its own: when asked
+    (the default), without worker threads (they make it themselves), and when the process
+    may run on more than one CPU (on one, the thread would only take turns with the
+    loop)."""
+    return (
+        config.keystream_thread and not config.worker_threads and len(os.sched_getaffinity(0)) > 1
+    )
 
 
 def _full_lifespan(

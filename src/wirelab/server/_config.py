@@ -81,7 +81,10 @@ class ServerConfig:
     ``host`` defaults to loopback: exposing the server is an explicit choice.
     ``worker_threads`` sizes the pool that generates and hashes large files off the event
     loop (it is shared by all streams; there is never a thread per stream); 0 keeps that
-    work on the loop thread.
+    work on the loop thread, except, with ``keystream_thread`` (the default), the
+    keystream of large ``random`` files in streams without waits: one thread makes a
+    stream's next message while the loop hashes and writes the current one (used only
+    where the process may run on more than one CPU).
 
     The relay keeps its metadata in ``database_url`` (``WIRELAB_DATABASE_URL``; default:
     SQLite ``wirelab.db`` in ``data_dir``, the store ``wirelab users`` uses) and its blobs
@@ -134,6 +137,7 @@ class ServerConfig:
     log_level: str = "info"
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
     worker_threads: int = 0
+    keystream_thread: bool = True
     graceful_timeout: int = 5
     database_url: str | None = None
     database_pool_size: int = POOL_SIZE

@@ -2,8 +2,9 @@
 
 Everything here runs on the event loop except ``frame_chunks`` (``_bodies``) for large files when
 the server has worker threads: a shared pool then runs it so that generating and hashing
-(both release the GIL) overlap with the loop writing the previous message to the socket.
-There is never a thread per stream.
+(both release the GIL) overlap with the loop writing the previous message to the socket,
+and, without worker threads, the keystream of zero-wait streams, made a message ahead on
+one thread (``_prefill``). There is never a thread per stream.
 
 Fairness: work on the loop is cut into time slices (:class:`TimeSlice`, ~1 ms): a stream
 checks its slice after every 64 KiB chunk and every file and gives the loop a turn when it
@@ -11,7 +12,8 @@ is used up, so an unpaced stream read at full speed cannot starve other requests
 client's disconnect is noticed within a slice of it (``_disconnect``).
 
 Memory per stream is bounded: at most two messages (about :data:`MESSAGE_SIZE` bytes each,
-built from ``CHUNK_SIZE`` chunks) of one file exist at a time.
+built from ``CHUNK_SIZE`` chunks) of one file exist at a time, or with a keystream thread
+the buffers of its pool (``_prefill.POOL_SIZE``) and one past it while the body holds on.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ._content import CHUNK_SIZE, FILL_MARGIN, Chunk, ContentSource
 from ._disconnect import run_until_disconnect
 from ._params import StreamParams
 from ._plan import PLAN_OF_VERSION, Row, plan_rows
+from ._prefill import Prefill
 from ._runtime import DirectBody, Message, Receive, Send, StreamRuntime
 from ._schedule import start_time
 
@@ -81,12 +84,27 @@ class _FramedStream:
         # No waits: each large message is followed at once by the next, which lets the
         # direct writes hold back a few KiB to write whole pages (server._direct).
         self._back_to_back = params.max_interval == 0
+        self._prefill = self._prefill_for(runtime)
         # Set by run(), shared with the pacer's callback (_ahead, _tick): the schedule's
         # start, the plan's rows, and the waiter of the task while the timer sends.
         self._t0 = 0.0
         self._rows: Iterator[Row] = iter(())
         self._waiter: asyncio.Future[tuple[Row | None, bool]] | None = None
         self._small_message = self._small_message_maker()
+
+    def _prefill_for(self, runtime: StreamRuntime) -> Prefill | None:
+        """A :class:`Prefill` for a stream without waits whose large ``random`` files go
+        through :meth:`_send_filled`, when the server has a keystream thread."""
+        fill = self.content.filler()
+        if (
+            runtime.keystream_executor is None
+            or runtime.executor is not None
+            or fill is None
+            or not self._back_to_back
+            or self.params.max_size <= CHUNK_SIZE
+        ):
+            return None
+        return Prefill(runtime.keystream_executor, fill)
 
     async def _put(self, data: Chunk, more: bool = True) -> None:
         """Send one body message: straight to the transport when it may be (see
@@ -201,8 +219,10 @@ class _FramedStream:
                     await slice_.pause()
                 due = False
                 if size > CHUNK_SIZE:
-                    await self._send_file(index, name, size, offset, index == last)
-                    row = next(rows, None)
+                    after = next(rows, None)
+                    after_size = 0 if after is None else after[2]
+                    await self._send_file(index, name, size, offset, index == last, after_size)
+                    row = after
                     continue
                 # A small file (most paced streams), sent here: a coroutine per file was
                 # a measurable part of its cost. One message: one HTTP chunk, one write.
@@ -269,20 +289,23 @@ class _FramedStream:
         except Exception as exc:  # the task raises it, as if it had sent the file itself
             waiter.set_exception(exc)
 
-    async def _send_file(self, index: int, name: str, size: int, offset: float, last: bool) -> None:
+    async def _send_file(
+        self, index: int, name: str, size: int, offset: float, last: bool, after_size: int
+    ) -> None:
         """Send one file larger than :data:`CHUNK_SIZE` (:meth:`run` sends the small ones);
         the last one's final message also carries the ``Z`` frame (one write fewer per
-        stream: both are due at the same moment)."""
+        stream: both are due at the same moment). ``after_size``: the next file's size (0
+        when there is none)."""
         self.runtime.files_started += 1
         params = self.params
         header = self.encoder.file_start(
             index=index, name=name, size=size,
             dtype=params.dtype, byteorder=params.byteorder, offset=round(offset, 6),
         )  # fmt: skip
-        await self._send_large_file(header, size, last)
+        await self._send_large_file(header, size, last, after_size)
         self.runtime.files_sent += 1
 
-    async def _send_large_file(self, header: bytes, size: int, last: bool) -> None:
+    async def _send_large_file(self, header: bytes, size: int, last: bool, after_size: int) -> None:
         """Send a file larger than one chunk (``F`` already formatted) in one message or
         several."""
         digest = self.content.memoized_digest(size)
@@ -297,7 +320,7 @@ class _FramedStream:
             body = self._cached_body(size, chunks)
             await self._send_last([header, body, self.encoder.file_end(digest)], last)
         elif self.content.fills_in_place and self.runtime.executor is None:
-            await self._send_filled(header, size, last)
+            await self._send_filled(header, size, last, after_size)
         else:
             digest = await self._send_large(header, chunks, digest)
             self.content.remember_digest(size, digest)
@@ -309,21 +332,32 @@ class _FramedStream:
             parts.append(self.encoder.end())
         await self._put_parts(parts, more=not last)
 
-    async def _send_filled(self, header: bytes, size: int, last: bool) -> None:
+    async def _send_filled(self, header: bytes, size: int, last: bool, after_size: int) -> None:
         """Send a large ``random`` file whose bytes are generated in one piece per message
         (:meth:`ContentSource.fill`, into a buffer nobody zeroes first) and written as they
         are, the ``D`` frame headers between them (:meth:`_put_parts`: one ``writev``, no
         join). Each message holds about :data:`MESSAGE_SIZE` bytes of ``D`` frames (one
         per :data:`CHUNK_SIZE` bytes of the file, as on the other paths); the first starts
         with ``F``, the last ends with ``E`` (and ``Z`` for the stream's last file).
-        Hashing goes chunk by chunk, with a :meth:`TimeSlice.checkpoint` after each."""
+        Hashing goes chunk by chunk, with a :meth:`TimeSlice.checkpoint` after each.
+        With a :class:`Prefill`, the next message's bytes (this file's, or the first of the
+        next file when it is a large one: ``after_size``) are made on the keystream thread
+        while this one is hashed and written."""
         hasher = self.content.new_hasher()
-        encoder, checkpoint = self.encoder, self.slice.checkpoint
+        encoder, checkpoint, prefill = self.encoder, self.slice.checkpoint, self._prefill
         done = 0
         while done < size:
             n_msg = min(MESSAGE_SIZE, size - done)
-            payload = np.empty(n_msg + FILL_MARGIN, np.uint8).data
-            self.content.fill(payload, n_msg)
+            payload = None if prefill is None else await prefill.take(n_msg)
+            if payload is None:
+                payload = np.empty(n_msg + FILL_MARGIN, np.uint8).data
+                self.content.fill(payload, n_msg)
+            if prefill is not None:
+                # The next message: this file's, else the next file's first if that one
+                # is large too (a small one is made with its message, on the loop).
+                rest = size - done - n_msg or (after_size if after_size > CHUNK_SIZE else 0)
+                if rest:
+                    prefill.start(min(MESSAGE_SIZE, rest))
             parts: list[Chunk] = [header] if header else []
             for start in range(0, n_msg, CHUNK_SIZE):
                 chunk = payload[start : min(start + CHUNK_SIZE, n_msg)]

@@ -66,12 +66,15 @@ class StreamRuntime:
     ``send`` reached the host, or 0 where it cannot tell (see ``_schedule.start_time``).
     ``watch_connection`` (set by the server) watches the connection of a ``send`` for the
     client's disconnect, or returns None where ``receive()`` must be watched instead
-    (see ``_disconnect.run_until_disconnect``). ``format_version`` is the stream format
+    (see ``_disconnect.run_until_disconnect``). ``keystream_executor`` (one thread, set
+    by the server) makes the keystream of zero-wait streams a message ahead
+    (``_prefill``); None keeps it on the loop. ``format_version`` is the stream format
     the engine writes: 3 (the current one), or 2, whose bodies differ only in the plan
     drawn from a seed and the version in ``S`` (docs/protocol/stream.md, Versions).
     """
 
     executor: Executor | None = None
+    keystream_executor: Executor | None = None
     body_cache: BodyCache = field(default_factory=lambda: BodyCache())
     active: set[asyncio.Task[Any]] = field(default_factory=set)
     shutting_down: bool = False

@@ -1,0 +1,106 @@
+"""The next message's keystream, made on another thread (:class:`Prefill`).
+
+A stream without waits makes three passes over every byte of a large ``random`` file:
+the keystream, the digest and the write to the socket, all on the event loop's core by
+default. The keystream depends on nothing the loop does (the bytes are fixed by the seed
+and their position in the stream), so one thread, shared by every stream of the server
+(``StreamRuntime.keystream_executor``), makes the next message's bytes while the loop
+hashes and writes the current one: one of the three passes moves to another core. AES
+releases the GIL, so the two overlap; the handover is a ``submit`` and a look at a
+``concurrent.futures`` future (no loop wake-up when the bytes are ready in time, the usual
+case). Hashing stays on the loop: moved to the thread as well it was slower (the thread
+and the client then share a core; benchmarks/README.md).
+
+Order: the keystream is one sequential generator, so a stream has at most one message
+pending, and the loop touches the keystream again only after it has taken that message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+
+import numpy as np
+import numpy.typing as npt
+
+from ._content import FILL_LIMIT, FILL_MARGIN, ZEROS
+
+__all__ = ["POOL_SIZE", "Prefill"]
+
+#: Buffers a stream keeps for reuse: the message being made, the one being written, the
+#: one before (its views live until the engine builds the next message's parts) and one
+#: whose last bytes the body may still hold back.
+POOL_SIZE = 4
+#: ``sys.getrefcount`` of a pooled array nothing else refers to: the pool's list, the
+#: loop variable and the call's argument.
+_UNUSED_REFS = 3
+
+Filler = Callable[[memoryview, memoryview], int]
+_Buffer = npt.NDArray[np.uint8]
+
+
+class Prefill:
+    """One stream's keystream made a message ahead on ``executor`` by ``fill`` (the
+    stream's :meth:`ContentSource.filler`).
+
+    Cancelling :meth:`take` (the stream ends) leaves a job that has started running to
+    finish into its buffer, which nothing reads: the keystream is the stream's alone.
+    """
+
+    __slots__ = ("_buffer", "_executor", "_fill", "_job", "_pool", "_size")
+
+    def __init__(self, executor: Executor, fill: Filler) -> None:
+        self._executor = executor
+        self._fill = fill
+        self._job: Future[int] | None = None
+        self._buffer = memoryview(b"")
+        self._size = 0
+        self._pool: list[_Buffer] = []
+
+    @property
+    def pending(self) -> int:
+        """Bytes of the message being made, 0 when there is none."""
+        return self._size if self._job is not None else 0
+
+    def start(self, n: int) -> None:
+        """Make the next ``n`` bytes of the keystream (1 to ``FILL_LIMIT``) on the
+        executor. Only when nothing is pending."""
+        if self._job is not None:
+            raise RuntimeError("a message is already being made: take it first")
+        if not 0 < n <= FILL_LIMIT:
+            raise ValueError(f"n must be 1 to {FILL_LIMIT}, got {n}")
+        buffer = self._free_buffer()[: n + FILL_MARGIN].data
+        self._job = self._executor.submit(self._fill, ZEROS[:n], buffer)
+        self._buffer, self._size = buffer, n
+
+    async def take(self, n: int) -> memoryview | None:
+        """The pending message's ``n`` bytes (``n`` must be the size it was started
+        with; the view is ``n + FILL_MARGIN`` long), waiting for them if they are not
+        made yet; None when nothing is pending (the caller makes them itself)."""
+        job = self._job
+        if job is None:
+            return None
+        if n != self._size:
+            raise ValueError(f"asked for {n} bytes, {self._size} are being made")
+        self._job = None
+        if not job.done():
+            await asyncio.wrap_future(job)
+        job.result()  # its exception, if the job failed
+        buffer, self._buffer = self._buffer, memoryview(b"")
+        return buffer
+
+    def _free_buffer(self) -> _Buffer:
+        """A buffer of ``FILL_LIMIT + FILL_MARGIN`` bytes nothing else refers to: one of
+        the pool's whose views are all gone (its reference count says so: the message
+        written, nothing held back by the body or the transport), else a new one, pooled
+        while the pool has fewer than :data:`POOL_SIZE`. Reusing memory matters: a new
+        1 MiB buffer can cost 256 page faults, each zeroing a page."""
+        for array in self._pool:
+            if sys.getrefcount(array) == _UNUSED_REFS:
+                return array
+        array = np.empty(FILL_LIMIT + FILL_MARGIN, np.uint8)
+        if len(self._pool) < POOL_SIZE:
+            self._pool.append(array)
+        return array

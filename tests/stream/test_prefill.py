@@ -1,0 +1,118 @@
+"""``Prefill``: a stream's keystream made a message ahead on another thread is the same
+bytes in the same order, and a buffer is reused only when nothing refers to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from wirelab.stream._content import FILL_LIMIT, FILL_MARGIN
+from wirelab.stream._keystream import Keystream, keystream
+from wirelab.stream._prefill import POOL_SIZE, Prefill
+
+# Whole messages, a message's remainder, one byte, odd sizes: as a stream asks for them.
+SIZES = [FILL_LIMIT, 70_000, 1, FILL_LIMIT - 3, 65_536, 131_071]
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
+def _buffer_id(view: memoryview | None) -> int:
+    """Which buffer ``view`` (a message from :meth:`Prefill.take`) is a part of."""
+    assert view is not None
+    array = view.obj
+    assert isinstance(array, np.ndarray)
+    return id(array.base)
+
+
+def _keystream() -> Keystream:
+    made = keystream(5, 1 << 30, large_files=True)
+    assert isinstance(made, Keystream)
+    return made
+
+
+@pytest.mark.asyncio
+async def test_the_bytes_are_the_keystream_in_order(executor: ThreadPoolExecutor) -> None:
+    expected = _keystream().update(bytes(sum(SIZES)))
+    prefill = Prefill(executor, _keystream().update_into)
+    assert await prefill.take(SIZES[0]) is None  # nothing pending: the caller makes them
+    got = bytearray()
+    prefill.start(SIZES[0])
+    for i, n in enumerate(SIZES):
+        assert prefill.pending == n
+        view = await prefill.take(n)
+        assert view is not None and len(view) == n + FILL_MARGIN
+        if i + 1 < len(SIZES):
+            prefill.start(SIZES[i + 1])  # made while this one is used, as the engine does
+        got += view[:n]
+    assert prefill.pending == 0
+    assert bytes(got) == expected
+
+
+@pytest.mark.asyncio
+async def test_a_buffer_is_reused_only_when_no_view_is_left(executor: ThreadPoolExecutor) -> None:
+    prefill = Prefill(executor, _keystream().update_into)
+    prefill.start(100)
+    held = await prefill.take(100)
+    prefill.start(100)
+    second = await prefill.take(100)
+    second_id = _buffer_id(second)
+    assert _buffer_id(held) != second_id
+    assert second is not None
+    tail = second[90:100]  # a slice, as the body holds back the last bytes of a write
+    del second
+    prefill.start(100)
+    third = await prefill.take(100)
+    assert _buffer_id(third) != second_id
+    del tail, third
+    prefill.start(100)
+    assert _buffer_id(await prefill.take(100)) == second_id
+
+
+@pytest.mark.asyncio
+async def test_memory_stays_bounded_when_views_are_kept(executor: ThreadPoolExecutor) -> None:
+    prefill = Prefill(executor, _keystream().update_into)
+    kept = []
+    for _ in range(POOL_SIZE + 3):
+        prefill.start(10)
+        kept.append(await prefill.take(10))
+    bases = {_buffer_id(view) for view in kept}
+    assert len(bases) == POOL_SIZE + 3  # none reused while in use
+    kept.clear()
+    reused = set()
+    for _ in range(POOL_SIZE * 2):
+        prefill.start(10)
+        reused.add(_buffer_id(await prefill.take(10)))
+    assert len(reused) == 1  # the first free pooled buffer, every time
+
+
+@pytest.mark.asyncio
+async def test_misuse_is_refused(executor: ThreadPoolExecutor) -> None:
+    prefill = Prefill(executor, _keystream().update_into)
+    for bad in (0, -1, FILL_LIMIT + 1):
+        with pytest.raises(ValueError, match="n must be 1 to"):
+            prefill.start(bad)
+    prefill.start(10)
+    with pytest.raises(RuntimeError, match="already being made"):
+        prefill.start(10)
+    with pytest.raises(ValueError, match="asked for 11 bytes, 10 are being made"):
+        await prefill.take(11)
+    assert await prefill.take(10) is not None
+
+
+@pytest.mark.asyncio
+async def test_a_failed_job_raises_in_take(executor: ThreadPoolExecutor) -> None:
+    def broken(data: memoryview, out: memoryview) -> int:
+        raise OSError("the cipher failed")
+
+    prefill = Prefill(executor, broken)
+    prefill.start(10)
+    with pytest.raises(OSError, match="the cipher failed"):
+        await prefill.take(10)
+    assert prefill.pending == 0
