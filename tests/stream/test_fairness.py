@@ -138,15 +138,16 @@ def unpaced(count: int, size: int, content: str = "random") -> StreamParams:
 
 @pytest.mark.asyncio
 async def test_unpaced_stream_gives_the_loop_a_turn_every_slice() -> None:
-    # A zero-length slice expires at every check: after each 64 KiB chunk of a large
-    # file. Today's engine never suspends when send does not, so the probe never runs.
+    # A zero-length slice expires at every check: after each ~1 MiB message of a large
+    # random file (made and hashed in one piece each) and before each file. Today's engine
+    # never suspends when send does not, so the probe never runs.
     runtime = StreamRuntime(slice_seconds=0.0)
-    client = await run_engine(runtime, unpaced(4, MIB))
-    chunks = 4 * MIB // (64 * 1024)
-    assert client.turns_while_sending >= chunks
-    assert runtime.pauses >= chunks
+    client = await run_engine(runtime, unpaced(4, 4 * MIB))
+    messages = 4 * 4  # more than the 4 checks before the files alone would give
+    assert client.turns_while_sending >= messages
+    assert runtime.pauses >= messages
     # Large writes are kept: a slice boundary does not cut a message short.
-    assert client.messages <= 1 + 4 * 2 + 1  # S, then per file ~1 MiB of D + E, then Z
+    assert client.messages <= 1 + 4 * 5 + 1  # S, then per file 4 x ~1 MiB of D + E, then Z
     decoder = StreamDecoder()
     events = decoder.feed(bytes(client.body))
     assert sum(isinstance(e, FileEnded) for e in events) == 4

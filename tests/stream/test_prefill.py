@@ -1,17 +1,23 @@
 """``Prefill``: a stream's keystream made a message ahead on another thread is the same
-bytes in the same order, and a buffer is reused only when nothing refers to it."""
+bytes in the same order, a buffer is reused only when nothing refers to it, and the
+thread keeps off the loop's CPU."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import pytest
 
 from wirelab.stream._content import FILL_LIMIT, FILL_MARGIN
 from wirelab.stream._keystream import Keystream, keystream
-from wirelab.stream._prefill import POOL_SIZE, Prefill
+from wirelab.stream._prefill import POOL_SIZE, Prefill, current_cpu, keep_off
+
+T = TypeVar("T")
 
 # Whole messages, a message's remainder, one byte, odd sizes: as a stream asks for them.
 SIZES = [FILL_LIMIT, 70_000, 1, FILL_LIMIT - 3, 65_536, 131_071]
@@ -116,3 +122,56 @@ async def test_a_failed_job_raises_in_take(executor: ThreadPoolExecutor) -> None
     with pytest.raises(OSError, match="the cipher failed"):
         await prefill.take(10)
     assert prefill.pending == 0
+
+
+def _in_new_thread(func: Callable[[], T]) -> T:
+    results: list[T] = []
+    thread = threading.Thread(target=lambda: results.append(func()))
+    thread.start()
+    thread.join()
+    return results[0]
+
+
+def test_keep_off_leaves_a_thread_its_other_cpus() -> None:
+    home = os.sched_getaffinity(0)
+    for cpu in sorted(home):
+
+        def moved(cpu: int = cpu) -> set[int]:
+            keep_off(cpu)
+            return os.sched_getaffinity(0)
+
+        assert _in_new_thread(moved) == ((home - {cpu}) or home)
+
+    def twice() -> set[int]:
+        first = min(home)
+        keep_off(first)
+        keep_off(max(home))  # the loop moved: back to the first CPU too, unless it is the one
+        return os.sched_getaffinity(0)
+
+    assert _in_new_thread(twice) == ((home - {max(home)}) or home)
+
+    def unknown() -> set[int]:
+        keep_off(-1)
+        return os.sched_getaffinity(0)
+
+    assert _in_new_thread(unknown) == home
+    assert os.sched_getaffinity(0) == home  # the caller's own thread untouched
+
+
+@pytest.mark.asyncio
+async def test_a_job_keeps_its_thread_off_the_cpu_of_the_loop(
+    executor: ThreadPoolExecutor,
+) -> None:
+    home = os.sched_getaffinity(0)
+    executor.submit(int).result()  # the thread exists, with the process's CPUs
+    loop_cpu = min(home)
+    os.sched_setaffinity(0, {loop_cpu})  # the test's loop, held on one CPU
+    try:
+        assert current_cpu() == loop_cpu
+        prefill = Prefill(executor, _keystream().update_into)
+        prefill.start(10)
+        assert await prefill.take(10) is not None
+        placed = executor.submit(os.sched_getaffinity, 0).result()
+    finally:
+        os.sched_setaffinity(0, home)
+    assert placed == ((home - {loop_cpu}) or home)

@@ -7,9 +7,10 @@ and, without worker threads, the keystream of zero-wait streams, made a message 
 one thread (``_prefill``). There is never a thread per stream.
 
 Fairness: work on the loop is cut into time slices (:class:`TimeSlice`, ~1 ms): a stream
-checks its slice after every 64 KiB chunk and every file and gives the loop a turn when it
-is used up, so an unpaced stream read at full speed cannot starve other requests, and a
-client's disconnect is noticed within a slice of it (``_disconnect``).
+checks its slice after every 64 KiB chunk (1 MiB message of a large random file) and every
+file and gives the loop a turn when it is used up, so an unpaced stream read at full speed
+cannot starve other requests, and a client's disconnect is noticed within a slice of it
+(``_disconnect``).
 
 Memory per stream is bounded: at most two messages (about :data:`MESSAGE_SIZE` bytes each,
 built from ``CHUNK_SIZE`` chunks) of one file exist at a time, or with a keystream thread
@@ -339,7 +340,7 @@ class _FramedStream:
         join). Each message holds about :data:`MESSAGE_SIZE` bytes of ``D`` frames (one
         per :data:`CHUNK_SIZE` bytes of the file, as on the other paths); the first starts
         with ``F``, the last ends with ``E`` (and ``Z`` for the stream's last file).
-        Hashing goes chunk by chunk, with a :meth:`TimeSlice.checkpoint` after each.
+        Each message is hashed in one piece, with a :meth:`TimeSlice.checkpoint` after it.
         With a :class:`Prefill`, the next message's bytes (this file's, or the first of the
         next file when it is a large one: ``after_size``) are made on the keystream thread
         while this one is hashed and written."""
@@ -358,12 +359,14 @@ class _FramedStream:
                 rest = size - done - n_msg or (after_size if after_size > CHUNK_SIZE else 0)
                 if rest:
                     prefill.start(min(MESSAGE_SIZE, rest))
+            # One update a message (1 MiB), not one a chunk: the GIL is given up and
+            # taken back once, which matters when the keystream thread wants it too.
+            hasher.update(payload[:n_msg])
             parts: list[Chunk] = [header] if header else []
             for start in range(0, n_msg, CHUNK_SIZE):
                 chunk = payload[start : min(start + CHUNK_SIZE, n_msg)]
-                hasher.update(chunk)
                 parts += (encoder.data_header(len(chunk)), chunk)
-                await checkpoint()
+            await checkpoint()
             done += n_msg
             header = b""
             if done == size:
