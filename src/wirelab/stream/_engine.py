@@ -96,16 +96,15 @@ class _FramedStream:
     def _prefill_for(self, runtime: StreamRuntime) -> Prefill | None:
         """A :class:`Prefill` for a stream without waits whose large ``random`` files go
         through :meth:`_send_filled`, when the server has a keystream thread."""
-        fill = self.content.filler()
         if (
             runtime.keystream_executor is None
-            or runtime.executor is not None
-            or fill is None
             or not self._back_to_back
             or self.params.max_size <= CHUNK_SIZE
+            or runtime.executor is not None
         ):
-            return None
-        return Prefill(runtime.keystream_executor, fill)
+            return None  # the usual answer, for every paced stream: cheap checks first
+        fill = self.content.filler()
+        return None if fill is None else Prefill(runtime.keystream_executor, fill)
 
     async def _put(self, data: Chunk, more: bool = True) -> None:
         """Send one body message: straight to the transport when it may be (see
