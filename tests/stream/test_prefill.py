@@ -15,7 +15,7 @@ import pytest
 
 from wirelab.stream._content import FILL_LIMIT, FILL_MARGIN
 from wirelab.stream._keystream import Keystream, keystream
-from wirelab.stream._prefill import POOL_SIZE, Prefill, current_cpu, keep_off
+from wirelab.stream._prefill import POOL_SIZE, BufferPool, Prefill, current_cpu, keep_off
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ def _keystream() -> Keystream:
 @pytest.mark.asyncio
 async def test_the_bytes_are_the_keystream_in_order(executor: ThreadPoolExecutor) -> None:
     expected = _keystream().update(bytes(sum(SIZES)))
-    prefill = Prefill(executor, _keystream().update_into)
+    prefill = Prefill(executor, _keystream().update_into, BufferPool())
     assert await prefill.take(SIZES[0]) is None  # nothing pending: the caller makes them
     got = bytearray()
     prefill.start(SIZES[0])
@@ -63,7 +63,7 @@ async def test_the_bytes_are_the_keystream_in_order(executor: ThreadPoolExecutor
 
 @pytest.mark.asyncio
 async def test_a_buffer_is_reused_only_when_no_view_is_left(executor: ThreadPoolExecutor) -> None:
-    prefill = Prefill(executor, _keystream().update_into)
+    prefill = Prefill(executor, _keystream().update_into, BufferPool())
     prefill.start(100)
     held = await prefill.take(100)
     prefill.start(100)
@@ -81,26 +81,29 @@ async def test_a_buffer_is_reused_only_when_no_view_is_left(executor: ThreadPool
     assert _buffer_id(await prefill.take(100)) == second_id
 
 
-@pytest.mark.asyncio
-async def test_memory_stays_bounded_when_views_are_kept(executor: ThreadPoolExecutor) -> None:
-    prefill = Prefill(executor, _keystream().update_into)
-    kept = []
-    for _ in range(POOL_SIZE + 3):
-        prefill.start(10)
-        kept.append(await prefill.take(10))
-    bases = {_buffer_id(view) for view in kept}
-    assert len(bases) == POOL_SIZE + 3  # none reused while in use
+def test_the_pool_stays_bounded_when_views_are_kept() -> None:
+    pool = BufferPool()
+    kept = [pool.get()[:10].data for _ in range(POOL_SIZE + 3)]
+    assert len({_buffer_id(view) for view in kept}) == POOL_SIZE + 3  # none reused in use
     kept.clear()
-    reused = set()
-    for _ in range(POOL_SIZE * 2):
-        prefill.start(10)
-        reused.add(_buffer_id(await prefill.take(10)))
-    assert len(reused) == 1  # the first free pooled buffer, every time
+    # All free again: the first pooled buffer, every time, and no new one.
+    assert len({id(pool.get()) for _ in range(POOL_SIZE * 2)}) == 1
+
+
+@pytest.mark.asyncio
+async def test_streams_share_the_pool(executor: ThreadPoolExecutor) -> None:
+    pool = BufferPool(size=2)
+    first = Prefill(executor, _keystream().update_into, pool)
+    second = Prefill(executor, _keystream().update_into, pool)
+    first.start(10)
+    freed = _buffer_id(await first.take(10))  # written and dropped by the first stream
+    second.start(10)
+    assert _buffer_id(await second.take(10)) == freed
 
 
 @pytest.mark.asyncio
 async def test_misuse_is_refused(executor: ThreadPoolExecutor) -> None:
-    prefill = Prefill(executor, _keystream().update_into)
+    prefill = Prefill(executor, _keystream().update_into, BufferPool())
     for bad in (0, -1, FILL_LIMIT + 1):
         with pytest.raises(ValueError, match="n must be 1 to"):
             prefill.start(bad)
@@ -117,7 +120,7 @@ async def test_a_failed_job_raises_in_take(executor: ThreadPoolExecutor) -> None
     def broken(data: memoryview, out: memoryview) -> int:
         raise OSError("the cipher failed")
 
-    prefill = Prefill(executor, broken)
+    prefill = Prefill(executor, broken, BufferPool())
     prefill.start(10)
     with pytest.raises(OSError, match="the cipher failed"):
         await prefill.take(10)
@@ -168,7 +171,7 @@ async def test_a_job_keeps_its_thread_off_the_cpu_of_the_loop(
     os.sched_setaffinity(0, {loop_cpu})  # the test's loop, held on one CPU
     try:
         assert current_cpu() == loop_cpu
-        prefill = Prefill(executor, _keystream().update_into)
+        prefill = Prefill(executor, _keystream().update_into, BufferPool())
         prefill.start(10)
         assert await prefill.take(10) is not None
         placed = executor.submit(os.sched_getaffinity, 0).result()

@@ -13,8 +13,8 @@ cannot starve other requests, and a client's disconnect is noticed within a slic
 (``_disconnect``).
 
 Memory per stream is bounded: at most two messages (about :data:`MESSAGE_SIZE` bytes each,
-built from ``CHUNK_SIZE`` chunks) of one file exist at a time, or with a keystream thread
-the buffers of its pool (``_prefill.POOL_SIZE``) and one past it while the body holds on.
+built from ``CHUNK_SIZE`` chunks) of one file exist at a time; with a keystream thread,
+three or four 1 MiB buffers, from a pool the server's streams share (``_prefill``).
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ class _FramedStream:
         ):
             return None  # the usual answer, for every paced stream: cheap checks first
         fill = self.content.filler()
-        return None if fill is None else Prefill(runtime.keystream_executor, fill)
+        if fill is None:
+            return None
+        return Prefill(runtime.keystream_executor, fill, runtime.keystream_buffers)
 
     async def _put(self, data: Chunk, more: bool = True) -> None:
         """Send one body message: straight to the transport when it may be (see

@@ -37,12 +37,13 @@ import numpy.typing as npt
 
 from ._content import FILL_LIMIT, FILL_MARGIN, ZEROS
 
-__all__ = ["POOL_SIZE", "Prefill", "current_cpu", "keep_off"]
+__all__ = ["POOL_SIZE", "BufferPool", "Prefill", "current_cpu", "keep_off"]
 
-#: Buffers a stream keeps for reuse: the message being made, the one being written, the
-#: one before (its views live until the engine builds the next message's parts) and one
-#: whose last bytes the body may still hold back.
-POOL_SIZE = 4
+#: Buffers a server keeps for reuse (1 MiB each). One stream uses three to four at a
+#: time: the message being made, the one being written, the one before (its views live
+#: until the engine builds the next message's parts) and one whose last bytes the body
+#: may still hold back; past the pool, buffers are made and freed as they were before.
+POOL_SIZE = 8
 #: ``sys.getrefcount`` of a pooled array nothing else refers to: the pool's list, the
 #: loop variable and the call's argument.
 _UNUSED_REFS = 3
@@ -51,9 +52,34 @@ Filler = Callable[[memoryview, memoryview], int]
 _Buffer = npt.NDArray[np.uint8]
 
 
+class BufferPool:
+    """Buffers of ``FILL_LIMIT + FILL_MARGIN`` bytes for the keystream thread, shared by
+    a server's streams and used from its event loop only (``StreamRuntime``)."""
+
+    __slots__ = ("_arrays", "size")
+
+    def __init__(self, size: int = POOL_SIZE) -> None:
+        self.size = size
+        self._arrays: list[_Buffer] = []
+
+    def get(self) -> _Buffer:
+        """A buffer nothing else refers to: one of the pool's whose views are all gone
+        (its reference count says so: the message written, nothing held back by the body
+        or the transport), else a new one, kept while the pool has fewer than ``size``.
+        Reusing memory matters: a new 1 MiB buffer can cost 256 page faults, each
+        zeroing a page."""
+        for array in self._arrays:
+            if sys.getrefcount(array) == _UNUSED_REFS:
+                return array
+        array = np.empty(FILL_LIMIT + FILL_MARGIN, np.uint8)
+        if len(self._arrays) < self.size:
+            self._arrays.append(array)
+        return array
+
+
 class Prefill:
     """One stream's keystream made a message ahead on ``executor`` by ``fill`` (the
-    stream's :meth:`ContentSource.filler`).
+    stream's :meth:`ContentSource.filler`), into buffers from ``pool``.
 
     Cancelling :meth:`take` (the stream ends) leaves a job that has started running to
     finish into its buffer, which nothing reads: the keystream is the stream's alone.
@@ -61,13 +87,13 @@ class Prefill:
 
     __slots__ = ("_buffer", "_executor", "_fill", "_job", "_pool", "_size")
 
-    def __init__(self, executor: Executor, fill: Filler) -> None:
+    def __init__(self, executor: Executor, fill: Filler, pool: BufferPool) -> None:
         self._executor = executor
         self._fill = fill
+        self._pool = pool
         self._job: Future[int] | None = None
         self._buffer = memoryview(b"")
         self._size = 0
-        self._pool: list[_Buffer] = []
 
     @property
     def pending(self) -> int:
@@ -81,7 +107,7 @@ class Prefill:
             raise RuntimeError("a message is already being made: take it first")
         if not 0 < n <= FILL_LIMIT:
             raise ValueError(f"n must be 1 to {FILL_LIMIT}, got {n}")
-        buffer = self._free_buffer()[: n + FILL_MARGIN].data
+        buffer = self._pool.get()[: n + FILL_MARGIN].data
         self._job = self._executor.submit(_make, self._fill, current_cpu(), n, buffer)
         self._buffer, self._size = buffer, n
 
@@ -100,20 +126,6 @@ class Prefill:
         job.result()  # its exception, if the job failed
         buffer, self._buffer = self._buffer, memoryview(b"")
         return buffer
-
-    def _free_buffer(self) -> _Buffer:
-        """A buffer of ``FILL_LIMIT + FILL_MARGIN`` bytes nothing else refers to: one of
-        the pool's whose views are all gone (its reference count says so: the message
-        written, nothing held back by the body or the transport), else a new one, pooled
-        while the pool has fewer than :data:`POOL_SIZE`. Reusing memory matters: a new
-        1 MiB buffer can cost 256 page faults, each zeroing a page."""
-        for array in self._pool:
-            if sys.getrefcount(array) == _UNUSED_REFS:
-                return array
-        array = np.empty(FILL_LIMIT + FILL_MARGIN, np.uint8)
-        if len(self._pool) < POOL_SIZE:
-            self._pool.append(array)
-        return array
 
 
 def _make(fill: Filler, loop_cpu: int, n: int, buffer: memoryview) -> int:

@@ -17,6 +17,7 @@ from ._content import Chunk
 from ._disconnect import Watch
 from ._pacer import Pacer
 from ._plan import PLAN_OF_VERSION
+from ._prefill import BufferPool
 from ._slice import SLICE_SECONDS, TimeSlice
 
 __all__ = ["DirectBody", "Message", "Receive", "Send", "StreamRuntime"]
@@ -68,13 +69,15 @@ class StreamRuntime:
     client's disconnect, or returns None where ``receive()`` must be watched instead
     (see ``_disconnect.run_until_disconnect``). ``keystream_executor`` (one thread, set
     by the server) makes the keystream of zero-wait streams a message ahead
-    (``_prefill``); None keeps it on the loop. ``format_version`` is the stream format
-    the engine writes: 3 (the current one), or 2, whose bodies differ only in the plan
-    drawn from a seed and the version in ``S`` (docs/protocol/stream.md, Versions).
+    (``_prefill``), into ``keystream_buffers``; None keeps it on the loop.
+    ``format_version`` is the stream format the engine writes: 3 (the current one), or 2,
+    whose bodies differ only in the plan drawn from a seed and the version in ``S``
+    (docs/protocol/stream.md, Versions).
     """
 
     executor: Executor | None = None
     keystream_executor: Executor | None = None
+    keystream_buffers: BufferPool = field(default_factory=BufferPool)
     body_cache: BodyCache = field(default_factory=lambda: BodyCache())
     active: set[asyncio.Task[Any]] = field(default_factory=set)
     shutting_down: bool = False
