@@ -118,9 +118,14 @@ def _keystream_thread(config: ServerConfig) -> bool:
     (the default), without worker threads (they make it themselves), and when the process
     may run on more than one CPU (on one, the thread would only take turns with the
     loop)."""
-    return (
-        config.keystream_thread and not config.worker_threads and len(os.sched_getaffinity(0)) > 1
-    )
+    return config.keystream_thread and not config.worker_threads and _usable_cpus() > 1
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _full_lifespan(
