@@ -93,8 +93,9 @@ def main() -> int:
         "--wirelab-cmd",
         action="append",
         metavar="CMD",
-        help="a server command ({port} is replaced); repeat for several "
-        "(default: this environment's `wirelab serve`)",
+        help="a server command ({port} is replaced; --data-dir of a temporary folder is "
+        "added when it has none); repeat for several (default: this environment's "
+        "`wirelab serve`)",
     )
     args = parser.parse_args()
     floor = python_argv("-m", "uvicorn", "_apps:paced_app", "--host", HOST, "--port", "{port}")
@@ -103,7 +104,10 @@ def main() -> int:
         data = ["--log-level", "warning", "--data-dir", str(Path(tmp) / "data")]
         default = python_argv("-m", "wirelab", "serve", "--host", HOST, "--port", "{port}")
         for i, cmd in enumerate(args.wirelab_cmd or [shlex.join([*default, *data])]):
-            servers[f"wirelab {i + 1}" if args.wirelab_cmd else "wirelab"] = shlex.split(cmd)
+            argv = shlex.split(cmd)
+            if "--data-dir" not in argv:  # never the user's own data folder
+                argv += ["--data-dir", str(Path(tmp) / f"data-{i + 1}")]
+            servers[f"wirelab {i + 1}" if args.wirelab_cmd else "wirelab"] = argv
         rows = []
         for name, argv in servers.items():
             costs = [measure(argv, n, args, Path(tmp)) for n in args.files]
