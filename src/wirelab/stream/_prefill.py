@@ -12,7 +12,7 @@ case). Hashing stays on the loop: moved to the thread as well it was slower (the
 and the client then share a core; benchmarks/README.md).
 
 Placement: a job keeps its thread off the CPU the loop was on when it submitted the job
-(:func:`keep_off`: the process's other CPUs, re-set only when the loop has moved). Left
+(:func:`keep_off`: the thread's other CPUs, re-set only when the loop has moved). Left
 to itself the scheduler often woke the thread on the loop's CPU, where the two took
 turns: 1.7-1.9 GB/s against 2.4-2.5 with the thread elsewhere. The thread needs about a
 quarter of a core at full speed, so sharing another CPU with anything costs it little.
