@@ -105,7 +105,8 @@ def main() -> int:
         default = python_argv("-m", "wirelab", "serve", "--host", HOST, "--port", "{port}")
         for i, cmd in enumerate(args.wirelab_cmd or [shlex.join([*default, *data])]):
             argv = shlex.split(cmd)
-            if "--data-dir" not in argv:  # never the user's own data folder
+            if not any(a == "--data-dir" or a.startswith("--data-dir=") for a in argv):
+                # never the user's own data folder
                 argv += ["--data-dir", str(Path(tmp) / f"data-{i + 1}")]
             servers[f"wirelab {i + 1}" if args.wirelab_cmd else "wirelab"] = argv
         rows = []

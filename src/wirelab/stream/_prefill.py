@@ -85,20 +85,14 @@ class Prefill:
     finish into its buffer, which nothing reads: the keystream is the stream's alone.
     """
 
-    __slots__ = ("_buffer", "_executor", "_fill", "_job", "_pool", "_size")
+    __slots__ = ("_buffer", "_executor", "_fill", "_job", "_pool")
 
     def __init__(self, executor: Executor, fill: Filler, pool: BufferPool) -> None:
         self._executor = executor
         self._fill = fill
         self._pool = pool
         self._job: Future[int] | None = None
-        self._buffer = memoryview(b"")
-        self._size = 0
-
-    @property
-    def pending(self) -> int:
-        """Bytes of the message being made, 0 when there is none."""
-        return self._size if self._job is not None else 0
+        self._buffer = memoryview(b"")  # the pending message's, FILL_MARGIN bytes longer
 
     def start(self, n: int) -> None:
         """Make the next ``n`` bytes of the keystream (1 to ``FILL_LIMIT``) on the
@@ -109,7 +103,7 @@ class Prefill:
             raise ValueError(f"n must be 1 to {FILL_LIMIT}, got {n}")
         buffer = self._pool.get()[: n + FILL_MARGIN].data
         self._job = self._executor.submit(_make, self._fill, current_cpu(), n, buffer)
-        self._buffer, self._size = buffer, n
+        self._buffer = buffer
 
     async def take(self, n: int) -> memoryview | None:
         """The pending message's ``n`` bytes (``n`` must be the size it was started
@@ -118,8 +112,8 @@ class Prefill:
         job = self._job
         if job is None:
             return None
-        if n != self._size:
-            raise ValueError(f"asked for {n} bytes, {self._size} are being made")
+        if n != (made := len(self._buffer) - FILL_MARGIN):
+            raise ValueError(f"asked for {n} bytes, {made} are being made")
         self._job = None
         if not job.done():
             await asyncio.wrap_future(job)
